@@ -1,0 +1,181 @@
+"""Typed configuration for every gensis command.
+
+Every section rejects unknown keys (``extra="forbid"``) and checks ranges, so a typo in
+``optim.lr=...`` or a negative epoch count is reported before any work starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Interval = tuple[float, float]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_interval(name: str, lo_hi: Interval, lo: float, hi: float) -> None:
+    a, b = lo_hi
+    if not (lo <= a <= b <= hi):
+        raise ValueError(f"{name} must satisfy {lo} <= min <= max <= {hi}, got {lo_hi}")
+
+
+class DataConfig(StrictModel):
+    """Where the images come from and at which resolution they are used."""
+
+    path: str | None = Field(None, description="training images: folder, .zip or .npz")
+    eval_path: str | None = Field(
+        None, description="labelled held-out images for online kNN (needs labels in path too)"
+    )
+    resolution: int = Field(32, ge=8, le=1024, description="images are made square at this size")
+    strict: bool = Field(False, description="fail on the first unreadable image instead of skipping")
+    cache_dir: str | None = Field(
+        "auto", description="'auto' = user cache dir, null = no cache, else a folder"
+    )
+    max_images: int | None = Field(None, ge=1, description="use only the first N images")
+    num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
+
+
+class AugmentConfig(StrictModel):
+    """DINO multi-crop (Caron et al. 2021, Sec. 3 and App. D); probabilities per view."""
+
+    global_crop_size: int = Field(32, ge=4, le=1024)
+    global_crop_scale: Interval = (0.4, 1.0)
+    n_local_crops: int = Field(0, ge=0, le=16)
+    local_crop_size: int = Field(16, ge=4, le=1024)
+    local_crop_scale: Interval = (0.05, 0.4)
+    hflip_p: float = Field(0.5, ge=0, le=1)
+    vflip_p: float = Field(0.0, ge=0, le=1)
+    rot90_p: float = Field(0.0, ge=0, le=1, description="random multiple of 90 degrees")
+    color_jitter_p: float = Field(0.8, ge=0, le=1)
+    brightness: float = Field(0.4, ge=0, le=1)
+    contrast: float = Field(0.4, ge=0, le=1)
+    saturation: float = Field(0.2, ge=0, le=1)
+    hue: float = Field(0.1, ge=0, le=0.5)
+    grayscale_p: float = Field(0.2, ge=0, le=1)
+    blur_p: tuple[float, float, float] = Field(
+        (1.0, 0.1, 0.5), description="blur probability: first global, second global, locals"
+    )
+    blur_sigma: Interval = (0.1, 2.0)
+    solarize_p: float = Field(0.2, ge=0, le=1, description="second global view only")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "AugmentConfig":
+        _check_interval("augment.global_crop_scale", self.global_crop_scale, 0.0, 1.0)
+        _check_interval("augment.local_crop_scale", self.local_crop_scale, 0.0, 1.0)
+        _check_interval("augment.blur_sigma", self.blur_sigma, 0.0, 50.0)
+        if any(not 0 <= p <= 1 for p in self.blur_p):
+            raise ValueError(f"augment.blur_p values must lie in [0, 1], got {self.blur_p}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"augment.std values must be > 0, got {self.std}")
+        return self
+
+
+class ModelConfig(StrictModel):
+    """Backbone by timm name; the encoder outputs one pooled embedding per image."""
+
+    backbone: str = "resnet18"
+    cifar_stem: bool = Field(
+        False, description="ResNet only: 3x3 stride-1 stem and no max-pool (for <= 64 px images)"
+    )
+    backbone_kwargs: dict[str, int | float | str | bool] = Field(
+        default_factory=dict, description="passed to timm.create_model, e.g. patch_size=4"
+    )
+    pretrained: bool = Field(False, description="timm pretrained weights (needs a network)")
+
+
+class DINOConfig(StrictModel):
+    """DINO head, loss and teacher (Caron et al. 2021; facebookresearch/dino defaults)."""
+
+    out_dim: int = Field(65536, ge=2)
+    hidden_dim: int = Field(2048, ge=1)
+    bottleneck_dim: int = Field(256, ge=1)
+    head_batch_norm: bool = False
+    norm_last_layer: bool = True
+    warmup_teacher_temp: float = Field(0.04, gt=0, le=1)
+    teacher_temp: float = Field(0.04, gt=0, le=1)
+    warmup_teacher_temp_epochs: int = Field(30, ge=0)
+    student_temp: float = Field(0.1, gt=0, le=1)
+    center_momentum: float = Field(0.9, ge=0, le=1)
+    momentum_teacher: float = Field(0.996, ge=0, le=1, description="cosine-scheduled to 1")
+    freeze_last_layer_epochs: int = Field(1, ge=0)
+
+
+class OptimConfig(StrictModel):
+    """Optimizer with DINO's schedules: linear warm-up then cosine for lr and weight decay."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(0.0005, gt=0, le=10, description="learning rate for a batch of 256")
+    min_lr: float = Field(1e-6, ge=0)
+    warmup_epochs: int = Field(10, ge=0)
+    weight_decay: float = Field(0.04, ge=0, le=1)
+    weight_decay_end: float = Field(0.4, ge=0, le=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    clip_grad: float = Field(3.0, ge=0, description="0 disables clipping")
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=2)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on GPU")
+    channels_last: bool = True
+    compile: bool = False
+    log_every: int = Field(20, ge=1, description="steps between metrics lines")
+    knn_every: int = Field(10, ge=0, description="epochs between online kNN; 0 disables")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints/last")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    progress: bool = True
+
+
+class PretrainConfig(StrictModel):
+    """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
+
+    out: str = Field("runs/pretrain", description="run folder")
+    preset: str = "default"
+    init_from: str | None = Field(None, description="encoder weights to start from (not resume)")
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    dino: DINOConfig = Field(default_factory=DINOConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class EvalConfig(StrictModel):
+    """``gensis eval``: frozen-feature kNN and linear probe."""
+
+    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
+    train_path: str = Field(..., description="labelled images for the kNN bank / probe training")
+    test_path: str = Field(..., description="labelled images to evaluate on")
+    resolution: int | None = Field(None, ge=8, le=1024, description="default: the encoder's")
+    knn_k: list[int] = Field(default_factory=lambda: [20, 200])
+    knn_temperature: float = Field(0.07, gt=0)
+    linear: bool = True
+    linear_epochs: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=1)
+    device: str = "auto"
+    out: str | None = Field(None, description="write results JSON here")
+    cache_dir: str | None = "auto"
+    max_images: int | None = Field(None, ge=1)
+    seed: int = Field(0, ge=0)
+
+
+class EmbedConfig(StrictModel):
+    """``gensis embed``: embeddings with their image ids."""
+
+    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
+    data_path: str = Field(..., description="images to embed")
+    out: str = Field(..., description="output .safetensors (embeddings) with ids alongside")
+    resolution: int | None = Field(None, ge=8, le=1024)
+    batch_size: int = Field(256, ge=1)
+    device: str = "auto"
+    normalize: bool = Field(True, description="L2-normalize the embeddings")
+    cache_dir: str | None = "auto"
+    max_images: int | None = Field(None, ge=1)
