@@ -95,6 +95,7 @@ class DINOConfig(StrictModel):
     out_dim: int = Field(65536, ge=2)
     hidden_dim: int = Field(2048, ge=1)
     bottleneck_dim: int = Field(256, ge=1)
+    head_layers: int = Field(3, ge=1, le=6, description="MLP layers before the bottleneck output")
     head_batch_norm: bool = False
     norm_last_layer: bool = True
     warmup_teacher_temp: float = Field(0.04, gt=0, le=1)

@@ -1,0 +1,134 @@
+"""Build a config from a preset plus ``key=value`` overrides, with one-line errors.
+
+Keys are dotted paths (``optim.lr=0.1``); values are parsed as YAML scalars/lists
+(``augment.global_crop_scale=[0.2,1]``). An unknown key lists the valid keys of its section;
+a bad value names the key and the allowed range.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gensis.config.presets import get_preset
+from gensis.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(valid_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node, cls = tree, model
+    for i, part in enumerate(parts):
+        fields = cls.model_fields
+        if part not in fields:
+            section = ".".join(parts[:i])
+            names = valid_keys(cls, f"{section}." if section else "")
+            raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(names)}")
+        ann = fields[part].annotation
+        is_section = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if i == len(parts) - 1:
+            if is_section:
+                raise ConfigError(f"{key!r} is a section; set one of its keys, e.g. {key}.<name>=...")
+            node[part] = value
+            return
+        if not is_section:
+            raise ConfigError(f"unknown key {key!r}: {'.'.join(parts[: i + 1])} has no sub-keys")
+        node = node.setdefault(part, {})
+        cls = ann
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"] if not isinstance(x, int)) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        shown = "input" in err and not isinstance(value, dict) and not msg.startswith(loc)
+        parts.append(f"{loc}: {msg} (got {value!r})" if shown else (msg if msg.startswith(loc) else f"{loc}: {msg}"))
+    return "; ".join(parts)
+
+
+def validate(model: type[M], tree: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def build_config(
+    model: type[M],
+    overrides: dict[str, Any] | None = None,
+    *,
+    use_presets: bool = True,
+    config_file: str | Path | None = None,
+) -> M:
+    """Preset (``preset=`` key, default ``default``) < YAML file < dotted overrides."""
+    overrides = dict(overrides or {})
+    tree: dict[str, Any] = {}
+    if config_file is not None:
+        tree = load_yaml(config_file)
+    if use_presets and "preset" in model.model_fields:
+        name = overrides.get("preset", tree.get("preset", "default"))
+        tree = _deep_merge(get_preset(str(name)), tree)
+        tree["preset"] = name
+    for key, value in overrides.items():
+        _set_dotted(tree, model, key, value)
+    return validate(model, tree)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of keys at the top level")
+    return data
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,95 @@
+"""Named presets: partial configs applied over the schema defaults.
+
+``default`` is DINO's published ViT-S/16 recipe (facebookresearch/dino defaults, 224 px,
+2 global + 8 local crops). ``cifar10`` follows lightly's CIFAR-10 DINO benchmark (CIFAR-stem
+ResNet-18, 2 global 32-px crops, no blur, 2-layer BN head with 2048 prototypes, SGD
+0.06 per 128 images with weight decay 5e-4, cosine), so the two can be compared one to one.
+``digits`` is the laptop demo on scikit-learn's bundled handwritten digits (16 px).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gensis.errors import ConfigError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "data": {"resolution": 224},
+        "augment": {
+            "global_crop_size": 224,
+            "global_crop_scale": (0.4, 1.0),
+            "n_local_crops": 8,
+            "local_crop_size": 96,
+            "local_crop_scale": (0.05, 0.4),
+        },
+        "model": {
+            "backbone": "vit_small_patch16_224",
+            "backbone_kwargs": {"drop_path_rate": 0.1},
+        },
+        "dino": {"out_dim": 65536, "warmup_teacher_temp_epochs": 0},
+        "optim": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.04, "weight_decay_end": 0.4},
+        "train": {"epochs": 100, "batch_size": 256},
+    },
+    "cifar10": {
+        "data": {"resolution": 32},
+        "augment": {
+            "global_crop_size": 32,
+            "global_crop_scale": (0.4, 1.0),
+            "n_local_crops": 0,
+            "blur_p": (0.0, 0.0, 0.0),
+        },
+        "model": {"backbone": "resnet18", "cifar_stem": True},
+        "dino": {
+            "out_dim": 2048,
+            "hidden_dim": 2048,
+            "bottleneck_dim": 256,
+            "head_layers": 2,
+            "head_batch_norm": True,
+            "warmup_teacher_temp_epochs": 0,
+        },
+        "optim": {
+            "name": "sgd",
+            "lr": 0.12,
+            "min_lr": 0.0,
+            "warmup_epochs": 0,
+            "weight_decay": 5e-4,
+            "weight_decay_end": 5e-4,
+        },
+        "train": {"epochs": 200, "batch_size": 512, "knn_every": 20},
+    },
+    "digits": {
+        "data": {"resolution": 16},
+        "augment": {
+            "global_crop_size": 16,
+            "global_crop_scale": (0.5, 1.0),
+            "n_local_crops": 0,
+            "hflip_p": 0.0,
+            "blur_p": (0.0, 0.0, 0.0),
+        },
+        "model": {"backbone": "resnet10t", "cifar_stem": True},
+        "dino": {
+            "out_dim": 1024,
+            "hidden_dim": 1024,
+            "bottleneck_dim": 128,
+            "head_layers": 2,
+            "head_batch_norm": True,
+            "warmup_teacher_temp_epochs": 0,
+        },
+        "optim": {
+            "name": "sgd",
+            "lr": 0.12,
+            "min_lr": 0.0,
+            "warmup_epochs": 1,
+            "weight_decay": 5e-4,
+            "weight_decay_end": 5e-4,
+        },
+        "train": {"epochs": 30, "batch_size": 128, "knn_every": 10, "log_every": 5},
+    },
+}
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
