@@ -1,0 +1,108 @@
+"""Checkpoints that load without executing pickled code.
+
+* Training state (``checkpoints/last.pt``): a dict of tensors and plain Python values,
+  saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``, so a crafted
+  pickle payload is refused instead of run.
+* Exported encoder (``exported/encoder.safetensors``): safetensors, with what is needed to
+  rebuild the backbone stored in the file's metadata.
+Both are written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gensis.config.schema import ModelConfig
+from gensis.errors import CheckpointError
+from gensis.models.backbones import Encoder, build_encoder
+from gensis.runtime.io import atomic_write
+
+ENCODER_FORMAT = "gensis.encoder/1"
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load (not plain tensors/values: {first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a gensis checkpoint (expected a dict)")
+    return state
+
+
+def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in encoder.backbone.state_dict().items()}
+    meta = {"format": ENCODER_FORMAT, **encoder.metadata(), **(extra or {})}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def resolve_encoder_path(path: str | Path) -> Path:
+    """A run folder or an exported file -> the exported encoder file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "exported" / "encoder.safetensors"
+    if not p.is_file():
+        raise CheckpointError(f"encoder not found: {p}")
+    return p
+
+
+def read_encoder_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    p = resolve_encoder_path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{p}: corrupt or not a safetensors file ({exc})") from None
+    if meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{p}: not a gensis encoder (metadata format={meta.get('format')!r})")
+    return meta
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """Rebuild the backbone from the file's metadata and load its weights."""
+    p = resolve_encoder_path(path)
+    meta = read_encoder_metadata(p)
+    cfg = ModelConfig(
+        backbone=meta["backbone"],
+        cifar_stem=json.loads(meta["cifar_stem"]),
+        backbone_kwargs=json.loads(meta["backbone_kwargs"]),
+    )
+    encoder = build_encoder(cfg, int(meta["resolution"]))
+    try:
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{p}: corrupt encoder weights ({exc})") from None
+    load_backbone_weights(encoder, tensors, str(p))
+    encoder.extra_metadata = meta  # type: ignore[attr-defined]
+    return encoder.to(device).eval()
+
+
+def load_backbone_weights(encoder: Encoder, tensors: dict[str, torch.Tensor], source: str) -> None:
+    own = encoder.backbone.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    bad_shape = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
+    if missing or unexpected or bad_shape:
+        detail = (missing[:2] and f"missing {missing[:2]}") or (unexpected[:2] and f"unexpected {unexpected[:2]}") or f"shape mismatch at {bad_shape[:2]}"
+        raise CheckpointError(f"{source}: weights do not fit backbone {encoder.cfg.backbone!r} ({detail})")
+    encoder.backbone.load_state_dict(tensors)
