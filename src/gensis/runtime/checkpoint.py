@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,13 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load (not plain tensors/values: {first[:160]})") from None
+        found = re.search(r"[Uu]nsupported (?:global|GLOBAL|operand)[^\n]*?(?= whose|\n|$)", str(exc))
+        if zipfile.is_zipfile(path) and found:
+            raise CheckpointError(
+                f"{path}: refused to load: it holds objects other than tensors and plain values "
+                f"({found.group(0)}); gensis never unpickles code"
+            ) from None
+        raise CheckpointError(f"{path}: corrupt or not a torch checkpoint (refused to unpickle it)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
     if not isinstance(state, dict):

@@ -1,0 +1,92 @@
+"""Checkpoints load without executing code; exports rebuild the same encoder; writes are atomic."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from gensis.config.schema import ModelConfig
+from gensis.errors import CheckpointError, GensisError
+from gensis.models.backbones import build_encoder
+from gensis.runtime.checkpoint import export_encoder, load_encoder, load_state, save_state
+from gensis.runtime.io import atomic_write_text
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_crafted_pickle_payload_is_refused(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"step": 1, "x": _Payload(str(marker))}, ckpt)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_state(ckpt)
+    assert not marker.exists()
+    # A raw pickle (not a torch zip) is refused too, without running it.
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(CheckpointError):
+        load_state(raw)
+    assert not marker.exists()
+
+
+def test_state_round_trip_and_corrupt_files(tmp_path) -> None:
+    path = tmp_path / "ckpt" / "last.pt"
+    save_state(path, {"step": 3, "w": torch.arange(4.0), "nested": {"a": [1, 2]}})
+    state = load_state(path)
+    assert state["step"] == 3 and torch.equal(state["w"], torch.arange(4.0))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or not a torch checkpoint"):
+        load_state(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_state(tmp_path / "missing.pt")
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp files left
+
+
+def test_export_and_load_encoder_same_outputs(tmp_path) -> None:
+    torch.manual_seed(0)
+    enc = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16).eval()
+    path = tmp_path / "encoder.safetensors"
+    export_encoder(path, enc, {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    loaded = load_encoder(path)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(enc(x), loaded(x), atol=1e-6)
+    assert loaded.extra_metadata["mean"] == "[0.5, 0.5, 0.5]"
+
+
+def test_encoder_file_from_another_backbone_is_rejected(tmp_path) -> None:
+    enc = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16)
+    path = tmp_path / "encoder.safetensors"
+    export_encoder(path, enc)
+    from safetensors.torch import load_file
+
+    from gensis.runtime.checkpoint import load_backbone_weights
+
+    other = build_encoder(ModelConfig(backbone="resnet18", cifar_stem=True), 16)
+    with pytest.raises(CheckpointError, match="do not fit backbone 'resnet18'"):
+        load_backbone_weights(other, load_file(str(path)), str(path))
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError):
+        load_encoder(tmp_path / "junk.safetensors")
+
+
+def test_failed_atomic_write_keeps_previous_file(tmp_path, monkeypatch) -> None:
+    target = tmp_path / "config.yaml"
+    atomic_write_text(target, "old\n")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(GensisError, match="No space left on device"):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]

@@ -1,0 +1,60 @@
+"""Config presets, overrides and the rejection of unknown keys and bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from gensis.config import EvalConfig, PretrainConfig
+from gensis.config.overrides import build_config, parse_overrides, valid_keys
+from gensis.errors import ConfigError
+
+
+def test_presets_and_overrides_resolve() -> None:
+    cfg = build_config(PretrainConfig, parse_overrides(["preset=cifar10", "optim.lr=0.3", "augment.global_crop_scale=[0.2,1]"]))
+    assert cfg.preset == "cifar10" and cfg.model.backbone == "resnet18" and cfg.model.cifar_stem
+    assert cfg.optim.lr == 0.3 and cfg.augment.global_crop_scale == (0.2, 1.0)
+    default = build_config(PretrainConfig, {})
+    assert default.preset == "default" and default.augment.n_local_crops == 8 and default.dino.out_dim == 65536
+
+
+@pytest.mark.parametrize(
+    "items, fragment",
+    [
+        (["optim.lrr=1"], "unknown key 'optim.lrr'; valid keys: optim.name, optim.lr"),
+        (["nope=1"], "unknown key 'nope'; valid keys: out, preset"),
+        (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (["augment.global_crop_scale=[0.9,0.2]"], "augment.global_crop_scale must satisfy"),
+        (["augment.hflip_p=1.5"], "augment.hflip_p: Input should be less than or equal to 1"),
+        (["preset=imagenet-xl"], "unknown preset 'imagenet-xl'"),
+        (["optim=3"], "'optim' is a section"),
+        (["optim.name=lamb"], "optim.name: Input should be 'adamw' or 'sgd'"),
+        (["train.batch_size=abc"], "train.batch_size"),
+        (["epochs"], "expected key=value"),
+    ],
+)
+def test_bad_settings_give_one_line_errors(items: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(PretrainConfig, parse_overrides(items))
+    message = str(err.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_required_keys_are_reported() -> None:
+    with pytest.raises(ConfigError, match="encoder: Field required"):
+        build_config(EvalConfig, {"train_path": "a", "test_path": "b"})
+
+
+def test_valid_keys_lists_nested_fields() -> None:
+    keys = valid_keys(PretrainConfig)
+    assert "dino.teacher_temp" in keys and "train.max_steps" in keys and "out" in keys
+
+
+def test_yaml_file_is_overridden_by_settings(tmp_path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: cifar10\ntrain:\n  epochs: 7\n  batch_size: 64\n")
+    cfg = build_config(PretrainConfig, {"train.epochs": 3}, config_file=f)
+    assert cfg.preset == "cifar10" and cfg.train.epochs == 3 and cfg.train.batch_size == 64
+    f.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        build_config(PretrainConfig, {}, config_file=f)

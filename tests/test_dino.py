@@ -1,0 +1,114 @@
+"""DINO loss, centering, temperatures and schedules against hand-computed references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gensis.ssl.heads import DINOHead
+from gensis.ssl.losses import DINOLoss
+from gensis.ssl.schedules import cosine_schedule, teacher_temperature
+
+
+def test_dino_loss_hand_computed_value() -> None:
+    # Uniform student logits: every cross-entropy term equals log(2), whatever the teacher says.
+    loss_fn = DINOLoss(out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0, student_temp=1.0)
+    t = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])]
+    s = [torch.zeros(1, 2), torch.zeros(1, 2)]
+    loss = loss_fn(t, s, epoch=0)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    # Center after one update: 0.9 * 0 + 0.1 * mean of the teacher outputs [0.5, 0.5].
+    assert torch.allclose(loss_fn.center, torch.tensor([[0.05, 0.05]]))
+
+
+def test_dino_loss_two_by_two_by_hand() -> None:
+    # One teacher view that matters per student view (2 globals): q1 = softmax([2,0]/1),
+    # student 2 logits [0, ln 3] -> p2 = [1/4, 3/4]; term(q1, p2) = -(a ln(1/4) + b ln(3/4)).
+    loss_fn = DINOLoss(out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0, student_temp=1.0)
+    t = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])]
+    s = [torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, math.log(3.0)]])]
+    a = math.exp(2) / (math.exp(2) + 1)
+    b = 1 - a
+    term_q1_s2 = -(a * math.log(0.25) + b * math.log(0.75))
+    term_q2_s1 = math.log(2)  # uniform teacher vs uniform student
+    assert loss_fn(t, s, epoch=0).item() == pytest.approx((term_q1_s2 + term_q2_s1) / 2, abs=1e-6)
+
+
+def _numpy_reference(t_views, s_views, center, tt, ts):
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    total, n = 0.0, 0
+    for i, t in enumerate(t_views):
+        q = softmax((t - center) / tt)
+        for v, s in enumerate(s_views):
+            if v == i:
+                continue
+            logp = np.log(softmax(s / ts))
+            total += (-(q * logp).sum(-1)).mean()
+            n += 1
+    return total / n
+
+
+def test_dino_loss_matches_numpy_reference_with_center_and_locals() -> None:
+    g = torch.Generator().manual_seed(0)
+    B, K = 5, 7
+    t = [torch.randn(B, K, generator=g) for _ in range(2)]
+    s = [torch.randn(B, K, generator=g) for _ in range(4)]  # 2 global + 2 local views
+    loss_fn = DINOLoss(out_dim=K, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=10)
+    loss_fn.center.copy_(torch.randn(1, K, generator=g))
+    center_before = loss_fn.center.clone()
+    tt = loss_fn.teacher_temp(3)
+    expected = _numpy_reference([x.numpy() for x in t], [x.numpy() for x in s], center_before.numpy(), tt, 0.1)
+    assert loss_fn(t, s, epoch=3).item() == pytest.approx(expected, rel=1e-5)
+    batch_mean = torch.cat(t).mean(0, keepdim=True)
+    assert torch.allclose(loss_fn.center, 0.9 * center_before + 0.1 * batch_mean, atol=1e-6)
+
+
+def test_center_not_updated_on_request_and_gradient_only_to_student() -> None:
+    loss_fn = DINOLoss(out_dim=4)
+    t = [torch.randn(3, 4, requires_grad=True) for _ in range(2)]
+    s = [torch.randn(3, 4, requires_grad=True) for _ in range(2)]
+    loss_fn(t, s, epoch=0, update_center=False).backward()
+    assert torch.count_nonzero(loss_fn.center) == 0
+    assert all(x.grad is None for x in t) and all(x.grad is not None for x in s)
+
+
+def test_teacher_temperature_warmup_matches_linspace() -> None:
+    ref = np.concatenate([np.linspace(0.04, 0.07, 30), np.ones(70) * 0.07])
+    got = [teacher_temperature(e, 0.04, 0.07, 30) for e in range(100)]
+    assert np.allclose(got, ref)
+
+
+def _dino_cosine_scheduler(base, final, epochs, niter, warmup_epochs=0, start_warmup=0.0):
+    # facebookresearch/dino utils.cosine_scheduler, rewritten for the test.
+    warmup_iters = warmup_epochs * niter
+    warm = np.linspace(start_warmup, base, warmup_iters) if warmup_epochs > 0 else np.array([])
+    iters = np.arange(epochs * niter - warmup_iters)
+    sched = final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / len(iters)))
+    return np.concatenate((warm, sched))
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_cosine_schedule_matches_dino_reference(warmup: int) -> None:
+    ref = _dino_cosine_scheduler(0.5, 1e-6, 10, 7, warmup)
+    got = [cosine_schedule(i, 70, 0.5, 1e-6, warmup * 7) for i in range(70)]
+    assert np.allclose(got, ref, rtol=1e-12, atol=1e-12)
+    assert cosine_schedule(500, 70, 0.5, 1e-6, warmup * 7) == pytest.approx(ref[-1])
+
+
+def test_dino_head_prototypes_frozen_norm_and_shape() -> None:
+    head = DINOHead(16, 32, hidden_dim=8, bottleneck_dim=4, n_layers=3, batch_norm=True)
+    out = head(torch.randn(5, 16))
+    assert out.shape == (5, 32)
+    g = head.last_layer.parametrizations.weight.original0
+    assert not g.requires_grad and torch.all(g == 1)
+    w = head.last_layer.weight
+    assert torch.allclose(w.norm(dim=1), torch.ones(32), atol=1e-5)
+    out.sum().backward()
+    head.cancel_last_layer_gradients()
+    assert all(p.grad is None for p in head.last_layer.parameters())
