@@ -1,0 +1,299 @@
+"""``load_images``: one entry point for folders, zips and npz files.
+
+Resolution <= 96: every image is decoded once into memory and cached on disk.
+Resolution > 96: folders and zips stay lazy (decoded per batch), nothing is cached.
+A ``.npz`` is always in memory. Unreadable files are skipped with one warning that counts
+them (or raise with ``strict=True``); every user-fixable problem is a one-line
+:class:`~gensis.errors.DataError` that names the path.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gensis.errors import DataError
+
+from . import cache
+from .dataset import ImageData
+from .npz import file_sha256, npz_to_chw, read_npz
+from .parallel import decode_many
+from .sources import ItemReader, Listing, SourceKind, list_folder, list_zip, source_kind
+
+log = logging.getLogger("gensis.data")
+
+# Largest resolution that is decoded into memory (and cached); above it, lazy decoding.
+MAX_IN_MEMORY_RESOLUTION = 96
+
+
+def load_images(
+    path: str | Path,
+    resolution: int,
+    *,
+    require_labels: bool = False,
+    strict: bool = False,
+    cache_dir: str | Path | None = "auto",
+    max_images: int | None = None,
+    progress: bool = True,
+    num_workers: int = 2,
+) -> ImageData:
+    """Load a folder tree, a ``.zip`` or a ``.npz`` as square RGB uint8 images.
+
+    Args:
+        path: folder (one subfolder per class for labels), zip with the same layout, or npz.
+        resolution: side R of the square output; shorter side resized to R, centre crop.
+        require_labels: raise :class:`DataError` if the source has no labels.
+        strict: raise on the first unreadable image instead of skipping it.
+        cache_dir: ``"auto"`` (``$GENSIS_CACHE_DIR`` or ``~/.cache/gensis``), a folder, or
+            ``None`` for no cache. Only used for in-memory loads (R <= 96).
+        max_images: keep only the first N items in id order (array order for npz), chosen
+            before decoding, so unreadable ones among them leave fewer than N.
+        progress: show a tqdm bar while decoding.
+        num_workers: decoder processes for in-memory loads (<= 1: decode in this process).
+    """
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    src = Path(path).expanduser()
+    kind = source_kind(src)
+    cache_root = cache.resolve_cache_dir(cache_dir)
+    if kind == "npz":
+        data = _load_npz(src, resolution, require_labels, cache_root, max_images)
+    elif resolution > MAX_IN_MEMORY_RESOLUTION:
+        listing = _list(src, kind, strict, require_labels, max_images)
+        data = _lazy(src, listing, resolution, strict)
+    else:
+        data = _in_memory(
+            src, kind, resolution, strict, require_labels, cache_root, max_images,
+            num_workers, progress,
+        )
+    if require_labels and data.labels is None:
+        raise _no_labels(src)
+    return data
+
+
+def _no_labels(src: Path) -> DataError:
+    return DataError(
+        f"{src} has no labels: put images in one subfolder per class "
+        "(or add 'labels' to the .npz)"
+    )
+
+
+def _list(
+    src: Path, kind: SourceKind, strict: bool, require_labels: bool, max_images: int | None
+) -> Listing:
+    """List a folder or zip, report its layout, check labels, keep the first N items."""
+    listing = list_folder(src, strict) if kind == "folder" else list_zip(src)
+    for note in listing.notes:
+        log.warning(note)
+    if require_labels and listing.labels is None and listing.ids:
+        raise _no_labels(src)  # before any decoding
+    if max_images is not None and len(listing.ids) > max_images:
+        listing = listing.take(list(range(max_images)))
+    return listing
+
+
+def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageData:
+    """Keep the file list; only zero-byte files can be rejected without decoding."""
+    skipped = list(listing.skipped)
+    keep: list[int] = []
+    for i, (item_id, size) in enumerate(zip(listing.ids, listing.sizes)):
+        if size > 0:
+            keep.append(i)
+            continue
+        if strict:
+            raise DataError(f"unreadable image {src}/{item_id}: empty file")
+        skipped.append((item_id, "empty file"))
+    kept = listing.take(keep)
+    _check_not_empty(src, len(kept.ids), skipped)
+    _warn_skipped(src, skipped)
+    return ImageData(
+        images=None,
+        labels=_label_tensor(kept.labels),
+        class_names=kept.class_names,
+        ids=kept.ids,
+        source=str(src),
+        resolution=resolution,
+        reader=ItemReader(listing.kind, src),
+        strict=strict,
+    )
+
+
+def _in_memory(
+    src: Path,
+    kind: SourceKind,
+    resolution: int,
+    strict: bool,
+    require_labels: bool,
+    cache_root: Path | None,
+    max_images: int | None,
+    num_workers: int,
+    progress: bool,
+) -> ImageData:
+    ref = known = None
+    if cache_root is not None and kind == "zip":  # skip re-listing an unchanged archive
+        ref, known, hit = _by_ref(src, resolution, strict, cache_root, max_images)
+        if hit is not None:
+            return hit
+
+    listing = _list(src, kind, strict, require_labels, max_images)
+    _check_not_empty(src, len(listing.ids), listing.skipped)
+    key = cache.cache_key(kind, resolution, zip(listing.ids, listing.sizes, listing.stamps))
+    data = None
+    if cache_root is not None and key != known:  # (a failed ref hit was this very entry)
+        data = _from_cache(src, resolution, strict, cache_root, key, replay_notes=False)
+    if data is None:
+        reader = ItemReader(kind, src)
+        images, bad = decode_many(
+            reader, listing.ids, resolution, strict=strict, num_workers=num_workers,
+            progress=progress, desc=f"decoding {src.name}",
+        )
+        bad_ids = {item_id for item_id, _ in bad}
+        kept = listing.take([i for i, x in enumerate(listing.ids) if x not in bad_ids])
+        meta = {
+            "ids": kept.ids,
+            "labels": kept.labels,
+            "class_names": kept.class_names,
+            "skipped": sorted(listing.skipped + bad),
+            "notes": listing.notes,
+        }
+        data = _store(src, resolution, cache_root, key, images, meta)
+    if ref is not None and cache_root is not None:
+        cache.write_ref(cache_root, src, resolution, ref, key)
+    return data
+
+
+def _load_npz(
+    src: Path,
+    resolution: int,
+    require_labels: bool,
+    cache_root: Path | None,
+    max_images: int | None,
+) -> ImageData:
+    ref = known = None
+    if cache_root is not None and resolution <= MAX_IN_MEMORY_RESOLUTION:
+        ref, known, hit = _by_ref(src, resolution, False, cache_root, max_images)
+        if hit is not None:  # skips reading and hashing the whole file
+            return hit
+    contents = read_npz(src)
+    if require_labels and contents.labels is None:
+        raise _no_labels(src)
+    images, labels = contents.images, contents.labels
+    if max_images is not None:
+        images = images[:max_images]
+        labels = None if labels is None else labels[:max_images]
+    n = len(images)
+    # Only resampling is worth caching: a same-size npz converts as fast as it loads.
+    same_size = tuple(images.shape[1:3]) == (resolution, resolution)
+    if same_size or resolution > MAX_IN_MEMORY_RESOLUTION:
+        cache_root = None
+    data = None
+    key = ""
+    if cache_root is not None:
+        key = cache.cache_key("npz", resolution, [("npz", n, file_sha256(src))])
+        if key != known:  # (a failed ref hit was this very entry)
+            data = _from_cache(src, resolution, False, cache_root, key)
+    if data is None:
+        meta = {
+            "ids": [f"npz:{i}" for i in range(n)],
+            "labels": None if labels is None else labels.tolist(),
+            "class_names": contents.class_names,
+            "skipped": [],
+            "notes": [],
+        }
+        data = _store(src, resolution, cache_root, key, npz_to_chw(images, resolution), meta)
+    if ref is not None and cache_root is not None:
+        cache.write_ref(cache_root, src, resolution, ref, key)
+    return data
+
+
+def _by_ref(
+    src: Path, resolution: int, strict: bool, cache_root: Path, max_images: int | None
+) -> tuple[str, str | None, ImageData | None]:
+    """(stat key, the full key it points to, the cached data) for an unchanged file."""
+    ref = cache.stat_key(src, resolution, max_images)
+    known = cache.read_ref(cache_root, src, resolution, ref)
+    hit = None if known is None else _from_cache(src, resolution, strict, cache_root, known)
+    return ref, known, hit
+
+
+def _from_cache(
+    src: Path,
+    resolution: int,
+    strict: bool,
+    cache_root: Path,
+    key: str,
+    replay_notes: bool = True,
+) -> ImageData | None:
+    """The cached ImageData for ``key``, or ``None`` on a miss (or a corrupt entry)."""
+    npy, meta_path = cache.entry_paths(cache_root, src, resolution, key)
+    hit = cache.load_entry(npy, meta_path, key, resolution)
+    if hit is None:
+        return None
+    images, meta = hit
+    log.info("loaded %d images from cache %s", len(images), npy)
+    if replay_notes:
+        for note in meta.get("notes", []):
+            log.warning(note)
+    skipped = [(str(i), str(r)) for i, r in meta["skipped"]]
+    if strict and skipped:  # the cache remembers files a non-strict load skipped
+        raise DataError(f"unreadable image {src}/{skipped[0][0]}: {skipped[0][1]}")
+    _warn_skipped(src, skipped)
+    return _wrap(src, resolution, images, meta)
+
+
+def _store(
+    src: Path,
+    resolution: int,
+    cache_root: Path | None,
+    key: str,
+    images: np.ndarray,
+    meta: dict[str, Any],
+) -> ImageData:
+    """Check, cache (when enabled) and wrap freshly decoded images."""
+    _check_not_empty(src, len(images), meta["skipped"])  # before saving: never cache nothing
+    if cache_root is not None:
+        npy, meta_path = cache.entry_paths(cache_root, src, resolution, key)
+        full = {"format": cache.READER_VERSION, "key": key, "source": str(src), **meta}
+        cache.save_entry(npy, meta_path, images, full)
+    _warn_skipped(src, meta["skipped"])
+    return _wrap(src, resolution, images, meta)
+
+
+def _wrap(src: Path, resolution: int, images: np.ndarray, meta: dict[str, Any]) -> ImageData:
+    return ImageData(
+        images=torch.from_numpy(images),
+        labels=_label_tensor(meta["labels"]),
+        class_names=meta["class_names"],
+        ids=list(meta["ids"]),
+        source=str(src),
+        resolution=resolution,
+    )
+
+
+def _label_tensor(labels: list[int] | None) -> torch.Tensor | None:
+    return None if labels is None else torch.tensor(labels, dtype=torch.int64)
+
+
+def _summary(skipped: list[tuple[str, str]]) -> str:
+    names = ", ".join(item_id for item_id, _ in skipped[:3])
+    return names + (", ..." if len(skipped) > 3 else "")
+
+
+def _check_not_empty(src: Path, n: int, skipped: list[tuple[str, str]]) -> None:
+    if n == 0:
+        extra = f" ({len(skipped)} unreadable skipped: {_summary(skipped)})" if skipped else ""
+        raise DataError(f"no images found in {src}{extra}")
+
+
+def _warn_skipped(src: Path, skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        s = "" if len(skipped) == 1 else "s"
+        log.warning(
+            "skipped %d unreadable image%s in %s: %s", len(skipped), s, src, _summary(skipped)
+        )

@@ -1,0 +1,109 @@
+"""Read and validate a ``.npz`` dataset: ``images`` plus optional ``labels`` and ``class_names``.
+
+``images`` must be uint8, shaped NHWC with C in {1, 3, 4} or NHW (grayscale). Gray is
+repeated to RGB; a 4th channel is alpha and is composited on black, as for image files.
+Items keep their array order (ids ``npz:<index>``), which is already deterministic; sorting
+the id strings would put ``npz:10`` before ``npz:2``. Without ``class_names``, labelled
+arrays get the names ``"0" .. "<max label>"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gensis.errors import DataError
+
+from .decode import array_to_chw, one_line
+
+
+@dataclass
+class NpzContents:
+    images: np.ndarray  # uint8 (N, H, W, C) with C in {1, 3, 4}
+    labels: np.ndarray | None  # int64 (N,)
+    class_names: list[str] | None
+
+
+def read_npz(path: Path) -> NpzContents:
+    """Load and check the arrays; every problem is a one-line :class:`DataError`."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.files)
+            if "images" not in keys:
+                found = ", ".join(keys) or "none"
+                raise DataError(f"{path} has no 'images' array (found: {found})")
+            images = npz["images"]
+            labels = npz["labels"] if "labels" in keys else None
+            names = npz["class_names"] if "class_names" in keys else None
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read .npz file {path}: {one_line(err)}") from None
+
+    if images.dtype != np.uint8:
+        raise DataError(f"'images' in {path} must be uint8, got {images.dtype}")
+    stored_shape = tuple(images.shape)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or 0 in images.shape[1:3]:
+        raise DataError(
+            f"'images' in {path} must be shaped (N, H, W, C) with C in 1, 3, 4 or (N, H, W), "
+            f"got {stored_shape}"
+        )
+    n = images.shape[0]
+    if n == 0:
+        raise DataError(f"no images found in {path}")
+
+    label_tensor: np.ndarray | None = None
+    class_names: list[str] | None = None
+    if labels is not None:
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(
+                f"'labels' in {path} must be a 1-D integer array, got {labels.dtype} "
+                f"{tuple(labels.shape)}"
+            )
+        if len(labels) != n:
+            raise DataError(f"'labels' in {path} has {len(labels)} entries for {n} images")
+        if labels.min() < 0:
+            raise DataError(f"'labels' in {path} must be >= 0, got {int(labels.min())}")
+        label_tensor = labels.astype(np.int64)
+        num_classes = int(label_tensor.max()) + 1
+        if names is not None:
+            class_names = [str(c) for c in np.asarray(names).reshape(-1)]
+            if len(class_names) < num_classes:
+                raise DataError(
+                    f"'class_names' in {path} has {len(class_names)} names but 'labels' "
+                    f"goes up to {num_classes - 1}"
+                )
+        else:
+            class_names = [str(c) for c in range(num_classes)]
+    return NpzContents(images, label_tensor, class_names)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def npz_to_chw(images: np.ndarray, resolution: int) -> np.ndarray:
+    """(N, H, W, C) uint8 -> (N, 3, R, R) uint8 RGB (alpha on black, gray repeated)."""
+    c = images.shape[-1]
+    if c == 4:
+        alpha = images[..., 3:4].astype(np.uint16)
+        images = ((images[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    elif c == 1:
+        images = np.repeat(images, 3, axis=-1)
+    n, h, w = images.shape[:3]
+    if (h, w) == (resolution, resolution):
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    out = np.empty((n, 3, resolution, resolution), dtype=np.uint8)
+    for i in range(n):
+        out[i] = array_to_chw(images[i], resolution)
+    return out

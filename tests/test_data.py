@@ -1,0 +1,577 @@
+"""Tests for gensis.data: sources, decoding, cache, lazy mode, errors and the demo set."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gensis.data import ImageData, demo_digits, load_images
+from gensis.data import decode as decode_mod
+from gensis.data.parallel import MIN_ITEMS_FOR_POOL, decode_many
+from gensis.data.sources import ItemReader, list_folder
+from gensis.errors import DataError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def encode(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def put(root: Path, rel: str, data: bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def write_zip(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def solid(color, size=(8, 8), mode="RGB", fmt="PNG") -> bytes:
+    return encode(Image.new(mode, size, color), fmt)
+
+
+def px(data: ImageData, item_id: str, y: int = 0, x: int = 0) -> tuple[int, ...]:
+    """RGB at (y, x) of the image with ``item_id``."""
+    i = data.ids.index(item_id)
+    return tuple(int(v) for v in data.batch([i])[0, :, y, x])
+
+
+def warnings_of(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records
+        if r.name == "gensis.data" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """Two classes, a nested file, hidden and non-image files, an uppercase extension."""
+    root = tmp_path / "labelled"
+    put(root, "dog/b.png", solid((0, 0, 255)))
+    put(root, "dog/a.PNG", solid((0, 255, 0)))
+    put(root, "cat/sub/deep.jpg", solid((200, 10, 10), fmt="JPEG"))
+    put(root, "cat/x.bmp", solid((1, 2, 3), fmt="BMP"))
+    put(root, "cat/.hidden.png", solid((9, 9, 9)))
+    put(root, ".git/objects/z.png", solid((9, 9, 9)))
+    put(root, "cat/notes.txt", b"not an image, ignored silently")
+    put(root, "README.md", b"# ignored")
+    return root
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def test_pil_modes_become_rgb(tmp_path: Path) -> None:
+    root = tmp_path / "modes"
+    palette = Image.new("P", (6, 6))
+    palette.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    palette.paste(1, (0, 0, 6, 6))
+    files = {
+        "rgba_red.png": solid((255, 0, 0, 255), mode="RGBA"),
+        "rgba_clear.png": solid((255, 0, 0, 0), mode="RGBA"),
+        "la.png": solid((128, 255), mode="LA"),
+        "l.png": solid(77, size=(1, 1), mode="L"),
+        "p.gif": encode(palette, "GIF"),
+        "i16.png": encode(Image.fromarray(np.full((5, 40), 65535, np.uint16))),
+        "i16_mid.png": encode(Image.fromarray(np.full((4, 4), 257 * 100, np.uint16))),
+        "i32.tif": solid(65535, mode="I", fmt="TIFF"),
+        "cmyk.tif": solid((0, 255, 255, 0), mode="CMYK", fmt="TIFF"),
+        "one.png": solid(1, mode="1"),
+        "big.jpg": solid((9, 99, 199), size=(300, 200), fmt="JPEG"),
+        "gray.pgm": solid(50, mode="L", fmt="PPM"),
+        "w.webp": encode(Image.new("RGB", (20, 10), (50, 60, 70)), "WEBP", lossless=True),
+    }
+    for name, data in files.items():
+        put(root, name, data)
+    data = load_images(root, 16, cache_dir=None, progress=False)
+    assert data.images is not None and data.images.shape == (len(files), 3, 16, 16)
+    assert data.images.dtype == torch.uint8 and data.labels is None and data.class_names is None
+    assert data.ids == sorted(files)
+    assert px(data, "rgba_red.png") == (255, 0, 0)
+    assert px(data, "rgba_clear.png") == (0, 0, 0)  # alpha composited on black
+    assert px(data, "la.png") == (128, 128, 128)
+    assert px(data, "l.png", 7, 9) == (77, 77, 77)  # 1x1 upsampled
+    assert px(data, "p.gif") == (0, 255, 0)
+    assert px(data, "i16.png", 3, 3) == (255, 255, 255)  # scaled, 65535 -> 255
+    assert px(data, "i16_mid.png") == (100, 100, 100)  # scaled, not clipped
+    assert px(data, "i32.tif") == (255, 255, 255)
+    assert px(data, "cmyk.tif") == (255, 0, 0)
+    assert px(data, "one.png") == (255, 255, 255)
+    assert max(abs(a - b) for a, b in zip(px(data, "big.jpg", 8, 8), (9, 99, 199))) <= 3
+    assert px(data, "gray.pgm") == (50, 50, 50)
+    assert px(data, "w.webp") == (50, 60, 70)
+
+
+def test_resize_and_centre_crop(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    exact = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    tall = rng.integers(0, 256, (24, 16, 3), dtype=np.uint8)
+    wide = np.zeros((5, 40, 3), np.uint8)
+    wide[:, :] = (255, 0, 0)
+    wide[:, 10:30] = (0, 255, 0)  # the centre crop keeps only this band
+    root = tmp_path / "geom"
+    put(root, "exact.png", encode(Image.fromarray(exact)))
+    put(root, "tall.png", encode(Image.fromarray(tall)))
+    put(root, "wide.png", encode(Image.fromarray(wide)))
+    data = load_images(root, 16, cache_dir=None, progress=False)
+    get = lambda name: data.batch([data.ids.index(name)])[0].permute(1, 2, 0).numpy()  # noqa: E731
+    np.testing.assert_array_equal(get("exact.png"), exact)  # same size: not resampled
+    np.testing.assert_array_equal(get("tall.png"), tall[4:20])  # shorter side = R: crop only
+    out = get("wide.png")
+    assert out.shape == (16, 16, 3)
+    assert (out[..., 1] >= 250).all() and (out[..., 0] <= 5).all()
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, :10] = (255, 0, 0)
+    arr[:, 10:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display = rotate 90 degrees clockwise
+    put(tmp_path / "exif", "r.jpg", encode(Image.fromarray(arr), "JPEG", quality=95, exif=exif))
+    data = load_images(tmp_path / "exif", 10, cache_dir=None, progress=False)
+    img = data.images[0]
+    # upright it is 10 wide x 20 tall with red on top; the centre crop keeps rows 5..15
+    assert img[0, 1, 5] > 200 and img[2, 1, 5] < 60
+    assert img[2, 8, 5] > 200 and img[0, 8, 5] < 60
+
+
+# ---------------------------------------------------------------- sources and layout
+
+
+def test_labelled_folder(labelled: Path, caplog) -> None:
+    data = load_images(labelled, 8, cache_dir=None, progress=False, require_labels=True)
+    assert data.ids == ["cat/sub/deep.jpg", "cat/x.bmp", "dog/a.PNG", "dog/b.png"]
+    assert data.class_names == ["cat", "dog"] and data.num_classes == 2
+    assert data.labels.tolist() == [0, 0, 1, 1] and data.labels.dtype == torch.int64
+    assert data.source == str(labelled) and data.resolution == 8 and data.in_memory
+    assert px(data, "dog/a.PNG") == (0, 255, 0)
+    assert warnings_of(caplog) == []  # hidden and non-image files are ignored silently
+
+
+def test_unlabelled_and_mixed_folders(tmp_path: Path, caplog) -> None:
+    put(tmp_path / "flat", "b.png", solid((1, 1, 1)))
+    put(tmp_path / "flat", "a.png", solid((2, 2, 2)))
+    flat = load_images(tmp_path / "flat", 8, cache_dir=None, progress=False)
+    assert flat.ids == ["a.png", "b.png"] and flat.labels is None and flat.num_classes is None
+    assert warnings_of(caplog) == []
+    put(tmp_path / "mixed", "root.png", solid((1, 1, 1)))
+    put(tmp_path / "mixed", "cls/x.png", solid((2, 2, 2)))
+    mixed = load_images(tmp_path / "mixed", 8, cache_dir=None, progress=False)
+    assert mixed.labels is None and mixed.ids == ["cls/x.png", "root.png"]
+    (msg,) = warnings_of(caplog)
+    assert "unlabelled" in msg and "ignored" in msg
+    with pytest.raises(DataError, match="has no labels: put images in one subfolder per class"):
+        load_images(tmp_path / "mixed", 8, cache_dir=None, require_labels=True)
+
+
+def test_labelled_zip(tmp_path: Path) -> None:
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("1/z.png", solid((0, 0, 255)))
+        zf.writestr("0/a.jpg", solid((255, 0, 0), fmt="JPEG"))
+        zf.writestr("0/deep/b.png", solid((0, 255, 0)))
+        zf.writestr("0/", b"")  # a directory entry
+        zf.writestr("__MACOSX/0/._a.jpg", b"resource fork")
+        zf.writestr("0/readme.txt", b"ignored")
+    data = load_images(path, 8, cache_dir=None, progress=False, require_labels=True)
+    assert data.ids == ["0/a.jpg", "0/deep/b.png", "1/z.png"]
+    assert data.class_names == ["0", "1"] and data.labels.tolist() == [0, 0, 1]
+    assert px(data, "1/z.png") == (0, 0, 255) and px(data, "0/deep/b.png") == (0, 255, 0)
+
+
+def test_npz_sources(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "l.npz", images=rgb, labels=np.array([2, 0, 1, 2, 0]),
+             class_names=np.array(["a", "b", "c"]))
+    data = load_images(tmp_path / "l.npz", 8, cache_dir=None, require_labels=True)
+    assert data.ids == [f"npz:{i}" for i in range(5)] and data.class_names == ["a", "b", "c"]
+    assert data.labels.tolist() == [2, 0, 1, 2, 0]
+    np.testing.assert_array_equal(data.images.numpy(), rgb.transpose(0, 3, 1, 2))
+
+    gray = rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)  # NHW grayscale, no labels
+    np.savez(tmp_path / "g.npz", images=gray)
+    g = load_images(tmp_path / "g.npz", 8, cache_dir=None)
+    assert g.labels is None and g.class_names is None and g.images.shape == (3, 3, 8, 8)
+    assert all(torch.equal(g.images[:, c], torch.from_numpy(gray)) for c in range(3))
+    g16 = load_images(tmp_path / "g.npz", 16, cache_dir=None, max_images=2)
+    assert g16.images.shape == (2, 3, 16, 16) and g16.ids == ["npz:0", "npz:1"]
+
+    rgba = np.zeros((2, 4, 4, 4), np.uint8)
+    rgba[0] = (255, 0, 0, 255)
+    rgba[1] = (255, 0, 0, 0)
+    np.savez(tmp_path / "a.npz", images=rgba, labels=np.array([1, 0]))
+    a = load_images(tmp_path / "a.npz", 4, cache_dir=None)
+    assert a.images[0, :, 0, 0].tolist() == [255, 0, 0] and a.images[1].max() == 0
+    assert a.class_names == ["0", "1"]  # names default to the label values
+
+
+def test_deterministic_order_and_max_images(tmp_path: Path) -> None:
+    root = tmp_path / "order"
+    for name in ["k/9.png", "a/3.png", "k/10.png", "a/1.png", "b/2.png"]:
+        put(root, name, solid((5, 5, 5)))
+    first = load_images(root, 8, cache_dir=None, progress=False)
+    second = load_images(root, 8, cache_dir=None, progress=False)
+    assert first.ids == second.ids == sorted(first.ids)
+    few = load_images(root, 8, cache_dir=None, progress=False, max_images=3)
+    assert few.ids == ["a/1.png", "a/3.png", "b/2.png"]
+    assert few.class_names == ["a", "b", "k"]  # classes of the whole source keep their index
+    assert few.labels.tolist() == [0, 0, 1]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _with_bad_files(root: Path) -> None:
+    jpg = solid((10, 200, 30), size=(64, 64), fmt="JPEG")
+    put(root, "a/good.png", solid((1, 2, 3)))
+    put(root, "a/empty.png", b"")
+    put(root, "a/text.jpg", b"this is not a jpeg at all")
+    put(root, "b/good.jpg", jpg)
+    put(root, "b/trunc.jpg", jpg[: len(jpg) // 2])
+    put(root, "b/trunc2.png", encode(Image.new("RGB", (64, 64), (3, 3, 3)))[:60])
+
+
+def test_unreadable_files_are_skipped_with_one_warning(tmp_path: Path, caplog) -> None:
+    _with_bad_files(tmp_path / "bad")
+    data = load_images(tmp_path / "bad", 8, cache_dir=None, progress=False)
+    assert data.ids == ["a/good.png", "b/good.jpg"] and data.labels.tolist() == [0, 1]
+    (msg,) = warnings_of(caplog)
+    assert msg == (
+        f"skipped 4 unreadable images in {tmp_path / 'bad'}: "
+        "a/empty.png, a/text.jpg, b/trunc.jpg, ..."
+    )
+
+
+def test_strict_raises_on_first_unreadable(tmp_path: Path) -> None:
+    _with_bad_files(tmp_path / "bad")
+    with pytest.raises(DataError, match=r"a/empty\.png: empty file") as err:
+        load_images(tmp_path / "bad", 8, cache_dir=None, strict=True, progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match=r"b/trunc\.jpg: .*runcated"):
+        load_images(tmp_path / "bad" / "b", 8, cache_dir=None, strict=True, progress=False)
+
+
+def test_data_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file or folder: .*nope"):
+        load_images(tmp_path / "nope", 8)
+    for name in ["x.tar", "x.rar", "x.txt", "x.png"]:
+        (tmp_path / name).write_bytes(b"data")
+        with pytest.raises(DataError, match=f"{name}.*a folder of images, a .zip"):
+            load_images(tmp_path / name, 8)
+    (tmp_path / "bad.zip").write_bytes(b"PK not really a zip")
+    with pytest.raises(DataError, match="cannot read zip archive .*bad.zip"):
+        load_images(tmp_path / "bad.zip", 8)
+    (tmp_path / "empty").mkdir()
+    put(tmp_path / "empty", "notes.txt", b"no images here")
+    with pytest.raises(DataError, match="no images found in .*empty$"):
+        load_images(tmp_path / "empty", 8)
+    put(tmp_path / "allbad", "x.jpg", b"text")
+    with pytest.raises(DataError, match=r"no images found in .*allbad \(1 unreadable"):
+        load_images(tmp_path / "allbad", 8, cache_dir=None, progress=False)
+    put(tmp_path / "flat", "a.png", solid((1, 1, 1)))
+    with pytest.raises(DataError, match=r"flat has no labels: .*add 'labels' to the \.npz\)"):
+        load_images(tmp_path / "flat", 8, require_labels=True)
+
+
+@pytest.mark.parametrize(
+    "arrays, match",
+    [
+        ({"pixels": np.zeros((2, 4, 4, 3), np.uint8)}, r"no 'images' array \(found: pixels\)"),
+        ({"images": np.zeros((2, 4, 4, 3), np.float32)}, "'images' .* must be uint8"),
+        ({"images": np.zeros((2, 4, 4, 2), np.uint8)}, r"'images' .* got \(2, 4, 4, 2\)"),
+        ({"images": np.zeros((4, 4), np.uint8)}, r"'images' .* got \(4, 4\)"),
+        ({"images": np.zeros((0, 4, 4), np.uint8)}, "no images found in"),
+        ({"images": np.zeros((3, 4, 4), np.uint8), "labels": np.array([0, 1])},
+         "'labels' .* has 2 entries for 3 images"),
+        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0.5, 1])},
+         "'labels' .* integer"),
+        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]),
+          "class_names": np.array(["a", "b"])}, "'class_names' .* 2 names"),
+    ],
+)
+def test_npz_errors(tmp_path: Path, arrays: dict, match: str) -> None:
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=match):
+        load_images(tmp_path / "d.npz", 4, cache_dir=None)
+
+
+def test_npz_unlabelled_with_require_labels_and_corrupt_npz(tmp_path: Path) -> None:
+    np.savez(tmp_path / "u.npz", images=np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"u\.npz has no labels"):
+        load_images(tmp_path / "u.npz", 4, require_labels=True, cache_dir=None)
+    (tmp_path / "c.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"cannot read \.npz file .*c\.npz"):
+        load_images(tmp_path / "c.npz", 4, cache_dir=None)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_hit_skips_decoding(labelled: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gensis.data")
+    cache = tmp_path / "cache"
+    first = load_images(labelled, 8, cache_dir=cache, progress=False)
+    assert len(list(cache.glob("*.npy"))) == 1 and len(list(cache.glob("*.json"))) == 1
+    assert not list(cache.glob(".*"))  # no temp files left behind
+
+    def boom(data: bytes, resolution: int) -> np.ndarray:
+        raise AssertionError("decoder called on a cache hit")
+
+    monkeypatch.setattr(decode_mod, "decode_image", boom)
+    second = load_images(labelled, 8, cache_dir=cache, progress=False)
+    assert torch.equal(first.images, second.images) and second.ids == first.ids
+    assert torch.equal(first.labels, second.labels) and second.class_names == first.class_names
+    assert any(r.getMessage().startswith("loaded 4 images from cache ") for r in caplog.records)
+    second.images[0] = 0  # the tensor is writable (not a read-only mmap)
+
+    # a changed file changes the key: decoded again (and the patched decoder is hit)
+    (labelled / "dog" / "b.png").write_bytes(solid((7, 7, 7)))
+    os.utime(labelled / "dog" / "b.png", ns=(1, 1))
+    with pytest.raises(AssertionError, match="decoder called"):
+        load_images(labelled, 8, cache_dir=cache, progress=False)
+
+
+def test_corrupt_cache_is_rebuilt(labelled: Path, tmp_path: Path, caplog) -> None:
+    cache = tmp_path / "cache"
+    first = load_images(labelled, 8, cache_dir=cache, progress=False)
+    (npy,) = cache.glob("*.npy")
+    npy.write_bytes(b"\x93NUMPY garbage")
+    second = load_images(labelled, 8, cache_dir=cache, progress=False)
+    assert torch.equal(first.images, second.images)
+    (msg,) = warnings_of(caplog)
+    assert "corrupt cache" in msg and "rebuilding" in msg
+    (meta,) = cache.glob("*.json")
+    meta.write_text("{not json")
+    third = load_images(labelled, 8, cache_dir=cache, progress=False)
+    assert torch.equal(first.images, third.images) and len(warnings_of(caplog)) == 2
+    assert json.loads(meta.read_text())["ids"] == first.ids  # rewritten
+
+
+def test_corrupt_zip_cache_warns_once(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "s.zip"
+    write_zip(path, {"a/x.png": solid((1, 1, 1)), "b/y.png": solid((2, 2, 2))})
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    load_images(path, 8, **kw)
+    (npy,) = (tmp_path / "cache").glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:100])  # truncated pixel data
+    again = load_images(path, 8, **kw)
+    assert again.images[1, :, 0, 0].tolist() == [2, 2, 2]
+    (msg,) = warnings_of(caplog)
+    assert "corrupt cache" in msg
+    assert torch.equal(load_images(path, 8, **kw).images, again.images)  # rebuilt entry hits
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_cache_remembers_skipped_files(tmp_path: Path, caplog) -> None:
+    _with_bad_files(tmp_path / "bad")
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    load_images(tmp_path / "bad", 8, **kw)
+    again = load_images(tmp_path / "bad", 8, **kw)
+    assert len(again) == 2 and len(warnings_of(caplog)) == 2  # one warning per load
+    with pytest.raises(DataError, match="a/empty.png: empty file"):
+        load_images(tmp_path / "bad", 8, strict=True, **kw)
+
+
+def test_zip_cache_ref_skips_listing(tmp_path: Path, monkeypatch, caplog) -> None:
+    from gensis.data import loader
+
+    path = tmp_path / "one.zip"
+    write_zip(path, {"only/a.png": solid((1, 2, 3)), "only/b.png": solid((4, 5, 6))})
+    kw = dict(cache_dir=tmp_path / "cache", progress=False)
+    first = load_images(path, 8, **kw)
+    assert len(list((tmp_path / "cache").glob("*.ref"))) == 1
+    assert len(warnings_of(caplog)) == 1  # a single class folder is worth a warning
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("listed an unchanged zip")
+
+    monkeypatch.setattr(loader, "list_zip", no_listing)
+    second = load_images(path, 8, **kw)
+    assert torch.equal(first.images, second.images) and second.ids == first.ids
+    assert len(warnings_of(caplog)) == 2  # the layout warning is replayed from the cache
+    monkeypatch.undo()
+
+    # a rewritten archive must be listed again, even with the same size and mtime
+    stat = path.stat()
+    write_zip(path, {"only/a.png": solid((9, 9, 9)), "only/b.png": solid((4, 5, 6))})
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    third = load_images(path, 8, **kw)
+    assert third.images[0, :, 0, 0].tolist() == [9, 9, 9]
+
+
+def test_npz_cache(tmp_path: Path, monkeypatch) -> None:
+    from gensis.data import loader
+
+    gray = np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6)
+    np.savez(tmp_path / "g.npz", images=gray, labels=np.array([0, 1]))
+    kw = dict(cache_dir=tmp_path / "cache")
+    load_images(tmp_path / "g.npz", 6, **kw)  # same size: nothing to cache
+    assert not (tmp_path / "cache").exists()
+    first = load_images(tmp_path / "g.npz", 12, **kw)  # resampled: cached
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+    def no_read(path):
+        raise AssertionError("read an unchanged npz")
+
+    monkeypatch.setattr(loader, "read_npz", no_read)
+    second = load_images(tmp_path / "g.npz", 12, require_labels=True, **kw)
+    assert torch.equal(first.images, second.images) and second.labels.tolist() == [0, 1]
+
+
+def test_auto_cache_dir_and_no_cache(labelled: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GENSIS_CACHE_DIR", str(tmp_path / "auto"))
+    load_images(labelled, 8, progress=False)
+    assert len(list((tmp_path / "auto").glob("*.npy"))) == 1
+    monkeypatch.setenv("GENSIS_CACHE_DIR", str(tmp_path / "other"))
+    load_images(labelled, 8, cache_dir=None, progress=False)
+    load_images(labelled, 128, progress=False)  # lazy: never cached
+    assert not (tmp_path / "other").exists()
+
+
+# ---------------------------------------------------------------- lazy mode
+
+
+def test_lazy_mode(labelled: Path, tmp_path: Path) -> None:
+    data = load_images(labelled, 128, progress=False)
+    assert not data.in_memory and data.images is None and len(data) == 4
+    batch = data.batch(torch.tensor([2, 0]))
+    assert batch.shape == (2, 3, 128, 128) and batch.dtype == torch.uint8
+    assert batch[0, :, 64, 64].tolist() == [0, 255, 0]  # dog/a.PNG
+    sub = data.subset([3, 2])
+    assert sub.ids == ["dog/b.png", "dog/a.PNG"] and sub.labels.tolist() == [1, 1]
+    assert torch.equal(sub.batch([1]), data.batch([2]))
+
+    loader = torch.utils.data.DataLoader(data.as_dataset(), batch_size=3, num_workers=0)
+    images, index = next(iter(loader))
+    assert images.shape == (3, 3, 128, 128) and index.tolist() == [0, 1, 2]
+    clone = pickle.loads(pickle.dumps(data.as_dataset()))
+    assert torch.equal(clone[1][0], data.batch([1])[0])
+
+
+def test_lazy_zip_and_bad_files(tmp_path: Path, caplog) -> None:
+    _with_bad_files(tmp_path / "bad")
+    path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted((tmp_path / "bad").rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(tmp_path / "bad").as_posix())
+    data = load_images(path, 100, progress=False)
+    # only the zero-byte file is known bad without decoding
+    assert "a/empty.png" not in data.ids and len(data) == 5
+    assert warnings_of(caplog) == [f"skipped 1 unreadable image in {path}: a/empty.png"]
+    text = data.ids.index("a/text.jpg")
+    assert data.batch([text]).max() == 0  # unreadable -> black image and a warning
+    assert "a/text.jpg" in warnings_of(caplog)[-1]
+    good = pickle.loads(pickle.dumps(data)).batch([data.ids.index("b/good.jpg")])
+    assert abs(int(good[0, 1, 50, 50]) - 200) <= 3
+    strict = load_images(tmp_path / "bad" / "b", 100, strict=True, progress=False)
+    assert strict.batch([0]).shape == (1, 3, 100, 100)  # good.jpg
+    with pytest.raises(DataError, match=r"b/trunc\.jpg: .*runcated"):
+        strict.batch([strict.ids.index("trunc.jpg")])
+
+
+# ---------------------------------------------------------------- ImageData and workers
+
+
+def test_in_memory_batch_and_subset(labelled: Path) -> None:
+    data = load_images(labelled, 8, cache_dir=None, progress=False)
+    assert torch.equal(data.batch([1, 3]), data.images[[1, 3]])
+    mask = torch.tensor([True, False, False, True])
+    sub = data.subset(mask)
+    assert sub.ids == ["cat/sub/deep.jpg", "dog/b.png"] and sub.labels.tolist() == [0, 1]
+    assert data.batch([]).shape == (0, 3, 8, 8)
+    x, i = data.as_dataset()[2]
+    assert i == 2 and torch.equal(x, data.images[2])
+
+
+def test_process_pool_matches_serial(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    rng = np.random.default_rng(0)
+    n = MIN_ITEMS_FOR_POOL + 20
+    for i in range(n):
+        pixels = rng.integers(0, 256, (4, 4, 3), np.uint8)
+        put(root, f"{i:05d}.png", encode(Image.fromarray(pixels)))
+    put(root, "00007.png", b"broken")
+    reader = ItemReader("folder", root)
+    ids = list_folder(root).ids
+    pooled, bad = decode_many(reader, ids, 4, num_workers=2, progress=False)
+    serial, bad0 = decode_many(reader, ids, 4, num_workers=0, progress=False)
+    assert np.array_equal(pooled, serial) and pooled.shape == (n - 1, 3, 4, 4)
+    assert bad == bad0 and [b[0] for b in bad] == ["00007.png"]
+    with pytest.raises(DataError, match="00007.png"):
+        decode_many(reader, ids, 4, num_workers=2, progress=False, strict=True)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def test_demo_digits() -> None:
+    train, test = demo_digits(cache_dir=None)
+    assert (len(train), len(test)) == (1437, 360)
+    assert train.images.shape == (1437, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.class_names == [str(c) for c in range(10)] and test.num_classes == 10
+    assert not set(train.ids) & set(test.ids)
+    assert torch.equal(train.images[:, 0], train.images[:, 2])  # gray repeated to RGB
+    assert int(train.images.max()) == 255 and int(train.images.min()) == 0
+    assert test.labels.bincount().min() >= 34  # stratified: every digit has ~36 test images
+    train2, test2 = demo_digits(resolution=8)
+    assert train2.ids == train.ids and train2.images.shape == (1437, 3, 8, 8)
+
+
+def test_demo_digits_without_sklearn(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(DataError, match=r"pip install 'gensis\[demo\]'"):
+        demo_digits()
+
+
+# ---------------------------------------------------------------- real data (slow)
+
+
+@pytest.mark.slow
+def test_cifar10_test_zip(tmp_path: Path) -> None:
+    path = SHARED / "cifar10" / "test.zip"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    data = load_images(path, 32, cache_dir=tmp_path, progress=False, require_labels=True)
+    assert len(data) == 10_000 and data.images.shape == (10_000, 3, 32, 32)
+    assert data.num_classes == 10 and data.class_names[0] == "airplane"
+    assert data.labels.bincount().tolist() == [1000] * 10
+
+
+@pytest.mark.slow
+def test_cifar10_train_load_time(tmp_path: Path) -> None:
+    """Prints (does not assert) the first and the cached load time of CIFAR-10 train."""
+    path = SHARED / "cifar10" / "train.zip"
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    t0 = time.perf_counter()
+    first = load_images(path, 32, cache_dir=tmp_path, progress=False)
+    t1 = time.perf_counter()
+    cached = load_images(path, 32, cache_dir=tmp_path, progress=False)
+    t2 = time.perf_counter()
+    assert len(first) == len(cached) == 50_000
+    print(f"\ncifar10 train.zip at 32 px: first {t1 - t0:.2f} s, cached {t2 - t1:.2f} s")
