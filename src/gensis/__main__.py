@@ -1,0 +1,5 @@
+import sys
+
+from gensis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""Public Python API: one function per CLI subcommand (the CLI is a thin shell over these).
+
+Settings are given as keyword sections or dotted overrides, e.g.::
+
+    gensis.pretrain(preset="cifar10", out="runs/c10", data={"path": "train.zip"},
+                    overrides={"train.epochs": 5})
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gensis.config.overrides import build_config
+from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig
+from gensis.data import ImageData, load_images
+from gensis.errors import GensisError
+from gensis.eval.features import extract_features
+from gensis.eval.knn import knn_accuracy
+from gensis.eval.linear import linear_probe
+from gensis.runtime.checkpoint import load_encoder
+from gensis.runtime.device import resolve_device
+from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.runtime.pretrain import PretrainResult, run_pretrain
+
+log = logging.getLogger("gensis")
+
+
+def _flatten_kwargs(kwargs: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and prefix.split(".")[-1] != "backbone_kwargs":
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = value
+
+    walk("", kwargs)
+    flat.update(overrides or {})
+    return flat
+
+
+def pretrain_config(overrides: dict[str, Any] | None = None, config_file: str | None = None, **kwargs: Any) -> PretrainConfig:
+    """The resolved stage-1 config: preset < YAML file < keyword sections < dotted overrides."""
+    return build_config(PretrainConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
+
+
+def pretrain(
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    config_file: str | None = None,
+    data: ImageData | dict[str, Any] | None = None,
+    eval_data: ImageData | None = None,
+    **kwargs: Any,
+) -> PretrainResult:
+    """Stage 1: DINO pretraining. Writes the run folder ``out`` and returns its paths.
+
+    ``resume=True`` continues ``out`` exactly from ``checkpoints/last.pt``; ``init_from=``
+    only loads encoder weights into a fresh run. ``data`` may be an in-memory
+    :class:`~gensis.data.ImageData` instead of a path section.
+    """
+    images = data if isinstance(data, ImageData) else None
+    if isinstance(data, dict):
+        kwargs["data"] = data
+    cfg = pretrain_config(overrides, config_file, **kwargs)
+    return run_pretrain(cfg, resume=resume, data=images, eval_data=eval_data)
+
+
+def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:
+    return load_images(path, resolution, require_labels=True, cache_dir=cache_dir, max_images=max_images)
+
+
+def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
+    cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides))
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(cfg.encoder, device)
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    resolution = cfg.resolution or int(meta["resolution"])
+    train = _load_labelled(cfg.train_path, resolution, cfg.cache_dir, cfg.max_images)
+    test = _load_labelled(cfg.test_path, resolution, cfg.cache_dir, cfg.max_images)
+    return evaluate_encoder(
+        encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+        knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
+        linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
+        out=cfg.out, extra={"encoder": str(cfg.encoder)},
+    )
+
+
+def evaluate_encoder(
+    encoder: torch.nn.Module,
+    train: ImageData,
+    test: ImageData,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    knn_k: list[int] | tuple[int, ...] = (20, 200),
+    temperature: float = 0.07,
+    linear: bool = True,
+    linear_epochs: int = 100,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    out: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
+    if train.labels is None or test.labels is None:
+        raise GensisError("evaluation needs labelled train and test images")
+    t0 = time.perf_counter()
+    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device)
+    train_f = extract_features(encoder, train, desc="train features", **kw)
+    test_f = extract_features(encoder, test, desc="test features", **kw)
+    n_classes = max(int(train.labels.max()), int(test.labels.max())) + 1
+    knn = knn_accuracy(train_f, train.labels, test_f, test.labels, k=tuple(knn_k),
+                       temperature=temperature, num_classes=n_classes)
+    result: dict[str, Any] = {
+        **(extra or {}),
+        "train": train.source,
+        "test": test.source,
+        "n_train": len(train),
+        "n_test": len(test),
+        "embed_dim": int(train_f.shape[1]),
+        "knn_temperature": temperature,
+        "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
+    }
+    if linear:
+        probe = linear_probe(train_f, train.labels, test_f, test.labels, num_classes=n_classes,
+                             epochs=linear_epochs, seed=seed)
+        result["linear"] = probe
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if out:
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_eval_table(result: dict[str, Any]) -> str:
+    rows = [("metric", "top-1 %")]
+    rows += [(f"kNN k={k} (T={result['knn_temperature']})", f"{v:.2f}") for k, v in result["knn_top1"].items()]
+    if "linear" in result:
+        rows.append(("linear probe", f"{result['linear']['top1']:.2f}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{a:<{width}}  {b:>8}" for a, b in rows]
+    lines.insert(1, "-" * (width + 10))
+    return "\n".join(lines)
+
+
+def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
+    """Write embeddings (N, D) with their image ids (and labels when present) to safetensors."""
+    from safetensors.torch import save_file
+
+    cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(cfg.encoder, device)
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
+                       cache_dir=cfg.cache_dir, max_images=cfg.max_images)
+    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])),
+                             std=tuple(json.loads(meta["std"])), batch_size=cfg.batch_size,
+                             device=device, progress=True, desc="embed")
+    if cfg.normalize:
+        feats = torch.nn.functional.normalize(feats, dim=-1)
+    tensors = {"embeddings": feats.contiguous()}
+    if data.labels is not None:
+        tensors["labels"] = data.labels.contiguous()
+    file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
+                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize)}
+    if data.class_names:
+        file_meta["class_names"] = json.dumps(data.class_names)
+    out = Path(cfg.out)
+    atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=file_meta))
+    return out

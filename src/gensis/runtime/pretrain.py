@@ -1,0 +1,302 @@
+"""Stage 1 training loop: DINO with hand-crafted multi-crop augmentations.
+
+Everything random in a step is a function of ``(seed, step)`` (data order per epoch,
+augmentation parameters, drop-path), so ``resume`` after an interruption continues exactly
+the trajectory of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gensis.augment import MultiCropAugment
+from gensis.config.overrides import load_yaml, validate
+from gensis.config.schema import PretrainConfig
+from gensis.data import ImageData, load_images
+from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
+from gensis.eval.features import extract_features
+from gensis.eval.knn import knn_accuracy
+from gensis.models.backbones import build_encoder
+from gensis.runtime.checkpoint import (
+    export_encoder,
+    load_backbone_weights,
+    load_state,
+    resolve_encoder_path,
+)
+from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
+from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
+from gensis.runtime.run_folder import RunFolder
+from gensis.ssl.dino import DINO
+from gensis.ssl.schedules import cosine_schedule
+
+log = logging.getLogger("gensis.pretrain")
+
+# Keys that may differ between an interrupted run and its resumption.
+RESUME_MUTABLE = {"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"}
+
+
+@dataclass
+class PretrainResult:
+    out: Path
+    encoder_path: Path
+    steps: int
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pretrain(
+    cfg: PretrainConfig,
+    *,
+    resume: bool = False,
+    data: ImageData | None = None,
+    eval_data: ImageData | None = None,
+) -> PretrainResult:
+    run = RunFolder(cfg.out)
+    if resume:
+        cfg = _check_resume_config(run, cfg)
+    elif run.last_checkpoint.exists():
+        raise GensisError(
+            f"{run.root} already holds a run (checkpoints/last.pt); pass --resume to continue it "
+            "or choose another out="
+        )
+    run.create()
+    run.write_config(cfg)
+    handler = run.attach_log()
+    try:
+        return _train(cfg, run, resume, data, eval_data)
+    finally:
+        logging.getLogger("gensis").removeHandler(handler)
+        handler.close()
+
+
+def _check_resume_config(run: RunFolder, cfg: PretrainConfig) -> PretrainConfig:
+    if not run.last_checkpoint.exists():
+        raise CheckpointError(f"nothing to resume: {run.last_checkpoint} does not exist")
+    saved = validate(PretrainConfig, load_yaml(run.config_path))
+    new_flat, old_flat = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
+    changed = [k for k in new_flat if new_flat[k] != old_flat.get(k) and k not in RESUME_MUTABLE]
+    if changed:
+        raise ConfigError(
+            f"--resume: config differs from {run.config_path} at {', '.join(changed[:5])}; "
+            "resume with the same settings or start a new run (init_from= loads weights only)"
+        )
+    return cfg
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and k != "backbone_kwargs":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
+
+
+def _load_data(cfg: PretrainConfig, data: ImageData | None, eval_data: ImageData | None):
+    d = cfg.data
+    if data is None:
+        if d.path is None:
+            raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
+        data = load_images(
+            d.path,
+            d.resolution,
+            require_labels=d.eval_path is not None,
+            strict=d.strict,
+            cache_dir=d.cache_dir,
+            max_images=d.max_images,
+            progress=cfg.train.progress,
+            num_workers=d.num_workers,
+        )
+    if eval_data is None and d.eval_path is not None:
+        eval_data = load_images(
+            d.eval_path,
+            d.resolution,
+            require_labels=True,
+            strict=d.strict,
+            cache_dir=d.cache_dir,
+            progress=cfg.train.progress,
+            num_workers=d.num_workers,
+        )
+    if eval_data is not None and data.labels is None:
+        raise DataError(f"{data.source} has no labels, which online kNN needs (or drop data.eval_path)")
+    if len(data) < cfg.train.batch_size:
+        raise DataError(
+            f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}"
+        )
+    return data, eval_data
+
+
+def _train(
+    cfg: PretrainConfig,
+    run: RunFolder,
+    resume: bool,
+    data: ImageData | None,
+    eval_data: ImageData | None,
+) -> PretrainResult:
+    tc, oc = cfg.train, cfg.optim
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)
+    data, eval_data = _load_data(cfg, data, eval_data)
+
+    encoder = build_encoder(cfg.model, cfg.data.resolution)
+    if cfg.init_from is not None and not resume:
+        _init_weights(encoder, cfg.init_from)
+    model = DINO(encoder, cfg.dino).to(device)
+    if device.type == "cuda" and tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.student, oc)
+    augment = MultiCropAugment(cfg.augment)
+    forward = torch.compile(model) if tc.compile else model
+
+    steps_per_epoch = len(data) // tc.batch_size
+    total_steps = tc.epochs * steps_per_epoch
+    lr_base = oc.lr * tc.batch_size / 256.0
+    step = 0
+    if resume:
+        step = _restore(run, model, optimizer, device)
+        run.truncate_metrics_after(step)
+        log.info("resumed %s at step %d/%d", run.root, step, total_steps)
+    last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
+    resident = data.images.to(device) if data.in_memory else None
+    log.info(
+        "pretrain: %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
+        len(data), steps_per_epoch, tc.epochs, cfg.model.backbone, encoder.embed_dim, device,
+    )
+
+    metrics: dict[str, Any] = {}
+    while step < last_step:
+        epoch = step // steps_per_epoch
+        batches = epoch_batches(len(data), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch :]
+        batches = batches[: last_step - step]
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
+        t0, seen = time.perf_counter(), 0
+        for images in iterate_batches(data, batches, device, cfg.data.num_workers, resident):
+            lr = cosine_schedule(step, total_steps, lr_base, oc.min_lr, oc.warmup_epochs * steps_per_epoch)
+            wd = cosine_schedule(step, total_steps, oc.weight_decay, oc.weight_decay_end)
+            momentum = cosine_schedule(step, total_steps, cfg.dino.momentum_teacher, 1.0)
+            set_lr_wd(optimizer, lr, wd)
+
+            torch.manual_seed(tc.seed * 1_000_003 + step)  # drop-path and other module randomness
+            views = augment(images, step_generator(tc.seed, step))
+            if device.type == "cuda" and tc.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with autocast(device, tc.precision):
+                loss, student_emb = forward(views, epoch)
+            if not torch.isfinite(loss):
+                raise GensisError(
+                    f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped. "
+                    f"Last good checkpoint kept at {run.last_checkpoint}; lower optim.lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if oc.clip_grad > 0:
+                clip_gradients_per_param(model.student, oc.clip_grad)
+            if epoch < cfg.dino.freeze_last_layer_epochs:
+                model.student.head.cancel_last_layer_gradients()
+            optimizer.step()
+            model.update_teacher(momentum)
+            step += 1
+            seen += images.shape[0]
+            bar.update(1)
+
+            if step % tc.log_every == 0 or step == last_step:
+                emb = torch.nn.functional.normalize(student_emb.detach().float(), dim=-1)
+                metrics = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": loss.item(),
+                    "lr": lr,
+                    "weight_decay": wd,
+                    "teacher_momentum": momentum,
+                    "teacher_temp": model.criterion.teacher_temp(epoch),
+                    # Collapse signal: ~1/sqrt(D) when healthy, -> 0 when all embeddings coincide.
+                    "embedding_std": emb.std(dim=0).mean().item(),
+                    "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                }
+                run.log_metrics(metrics)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+        bar.close()
+
+        end_of_epoch = step % steps_per_epoch == 0
+        done = step >= last_step
+        finished_epoch = step // steps_per_epoch
+        log.info("step %d epoch %d loss %.4f", step, finished_epoch, metrics.get("loss", float("nan")))
+        if done or (end_of_epoch and finished_epoch % tc.checkpoint_every == 0):
+            _save(run, model, optimizer, step, cfg)
+        knn_due = tc.knn_every > 0 and end_of_epoch and finished_epoch % tc.knn_every == 0
+        if eval_data is not None and (knn_due or step == total_steps):
+            metrics.update(_online_knn(model, data, eval_data, cfg, device, step, finished_epoch, run))
+
+    export_encoder(run.exported_encoder, model.teacher_encoder, _export_meta(cfg, step))
+    log.info("exported teacher encoder to %s", run.exported_encoder)
+    return PretrainResult(run.root, run.exported_encoder, step, metrics)
+
+
+def _export_meta(cfg: PretrainConfig, step: int) -> dict[str, str]:
+    return {
+        "mean": json.dumps(list(cfg.augment.mean)),
+        "std": json.dumps(list(cfg.augment.std)),
+        "trained_steps": str(step),
+        "method": "dino",
+    }
+
+
+def _init_weights(encoder, init_from: str) -> None:
+    from safetensors.torch import load_file
+
+    path = resolve_encoder_path(init_from)
+    load_backbone_weights(encoder, load_file(str(path)), str(path))
+    log.info("initialized backbone weights from %s", path)
+
+
+def _save(run: RunFolder, model: DINO, optimizer, step: int, cfg: PretrainConfig) -> None:
+    from gensis.runtime.checkpoint import save_state
+
+    state = {
+        "format": "gensis.pretrain/1",
+        "step": step,
+        "student": model.student.state_dict(),
+        "teacher": model.teacher.state_dict(),
+        "center": model.criterion.center.detach().cpu(),
+        "optimizer": optimizer.state_dict(),
+        "backbone": cfg.model.backbone,
+    }
+    save_state(run.last_checkpoint, state)
+
+
+def _restore(run: RunFolder, model: DINO, optimizer, device: torch.device) -> int:
+    state = load_state(run.last_checkpoint, map_location=device)
+    if state.get("format") != "gensis.pretrain/1":
+        raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
+    try:
+        model.student.load_state_dict(state["student"])
+        model.teacher.load_state_dict(state["teacher"])
+        model.criterion.center.copy_(state["center"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{run.last_checkpoint}: does not fit this model ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    return int(state["step"])
+
+
+def _online_knn(model, data, eval_data, cfg, device, step, epoch, run) -> dict[str, Any]:
+    kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, batch_size=cfg.train.batch_size,
+              device=device, precision=cfg.train.precision)
+    encoder = model.teacher_encoder
+    train_f = extract_features(encoder, data, **kw)
+    test_f = extract_features(encoder, eval_data, **kw)
+    acc = knn_accuracy(train_f, data.labels, test_f, eval_data.labels, k=(20, 200), temperature=0.07)
+    record = {"step": step, "epoch": epoch, "knn_top1_k20": acc[20], "knn_top1_k200": acc[200]}
+    run.log_metrics(record)
+    log.info("online kNN after epoch %d: k=20 %.2f%%, k=200 %.2f%%", epoch, acc[20], acc[200])
+    return {k: v for k, v in record.items() if k.startswith("knn")}

@@ -1,0 +1,222 @@
+"""Evaluation math: weighted kNN (Wu et al. 2018 / DINO) and the frozen-feature linear probe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from gensis.errors import GensisError
+from gensis.eval.knn import knn_accuracy, knn_predict
+from gensis.eval.linear import _fit_grid, linear_probe
+from gensis.eval.metrics import top_k_accuracy
+
+
+def _unit(deg: float, scale: float = 1.0) -> list[float]:
+    return [scale * math.cos(math.radians(deg)), scale * math.sin(math.radians(deg))]
+
+
+def _blobs(n: int, dim: int, classes: int, spread: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Gaussian blobs; the class centres are the same for every ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(1234)) * spread
+    labels = torch.arange(n) % classes
+    return centers[labels] + torch.randn(n, dim, generator=gen), labels
+
+
+# ---------------------------------------------------------------------------------- kNN
+
+
+def _hand_example() -> tuple[Tensor, Tensor, Tensor]:
+    # Query at 0 deg. Neighbours by cosine: A (0 deg, class 0, sim 1), then B and C (+-30 deg,
+    # class 1, sim cos 30 = 0.866), then D (180 deg, class 0, sim -1). Norms differ on
+    # purpose: only the direction may count.
+    train = torch.tensor([_unit(0, 5.0), _unit(30, 0.5), _unit(-30, 2.0), _unit(180, 3.0)])
+    labels = torch.tensor([0, 1, 1, 0])
+    test = torch.tensor([_unit(0, 0.1)])
+    return train, labels, test
+
+
+def test_knn_hand_computed_weighted_vote() -> None:
+    train, labels, test = _hand_example()
+    t = 0.07
+    # k=1: only A votes.  k=3: class 0 gets exp(1/T), class 1 gets 2*exp(cos30/T).
+    vote0, vote1 = math.exp(1.0 / t), 2 * math.exp(math.cos(math.radians(30)) / t)
+    assert vote0 > vote1  # ratio ~3.4: the weighted vote picks class 0 ...
+    # ... although a plain majority of the 3 neighbours (B, C) would say class 1.
+    preds = knn_predict(train, labels, test, k=(1, 3), temperature=t)
+    assert preds[1].tolist() == [0]
+    assert preds[3].tolist() == [0]
+    # A hot temperature flattens the weights towards a plain majority vote: 2 x ~1 > 1 x ~1.
+    hot = knn_predict(train, labels, test, k=3, temperature=100.0)
+    assert hot[3].tolist() == [1]
+    # k=4 adds D (class 0, weight exp(-1/T) ~ 0): no change at T=0.07, and at T=100 it ties
+    # the count 2 vs 2 but the class-0 weights exp(0.01) + exp(-0.01) < 2 exp(0.00866).
+    assert knn_predict(train, labels, test, k=4, temperature=t)[4].tolist() == [0]
+    assert knn_predict(train, labels, test, k=4, temperature=100.0)[4].tolist() == [1]
+
+
+def test_knn_chunking_large_k_and_no_mutation() -> None:
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(50, 8, generator=gen) * 3
+    labels = torch.randint(0, 4, (50,), generator=gen)
+    test = torch.randn(37, 8, generator=gen) * 3
+    copies = (train.clone(), labels.clone(), test.clone())
+
+    whole = knn_predict(train, labels, test, k=(1, 5, 20), chunk_size=10_000)
+    for chunk in (1, 7, 36):
+        chunked = knn_predict(train, labels, test, k=(1, 5, 20), chunk_size=chunk)
+        assert all(torch.equal(whole[k], chunked[k]) for k in whole)
+    # k beyond the train set is clipped to it (same as k = 50) and keyed by the request.
+    big = knn_predict(train, labels, test, k=(50, 500))
+    assert set(big) == {50, 500} and torch.equal(big[500], big[50])
+    # Caller tensors are untouched (no in-place normalisation).
+    assert all(torch.equal(a, b) for a, b in zip((train, labels, test), copies))
+    assert knn_predict(train, labels, test, k=5)[5].shape == (37,)
+
+
+def test_knn_separated_clusters_and_random_labels() -> None:
+    x_train, y_train = _blobs(1000, 64, 10, spread=4.0, seed=0)
+    x_test, y_test = _blobs(500, 64, 10, spread=4.0, seed=1)
+    acc = knn_accuracy(x_train, y_train, x_test, y_test, k=(20, 200))
+    assert acc[20] == 100.0 and acc[200] > 99.0
+
+    gen = torch.Generator().manual_seed(2)
+    rand = knn_accuracy(
+        torch.randn(2000, 32, generator=gen),
+        torch.randint(0, 10, (2000,), generator=gen),
+        torch.randn(2000, 32, generator=gen),
+        torch.randint(0, 10, (2000,), generator=gen),
+        k=20,
+    )
+    assert 5.0 < rand[20] < 15.0  # chance is 10 %
+
+
+def test_knn_rejects_bad_input() -> None:
+    x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(GensisError):
+        knn_predict(x, y, torch.randn(3, 5))
+    with pytest.raises(GensisError):
+        knn_predict(x, y, x, k=0)
+    with pytest.raises(GensisError):
+        knn_predict(x, y, x, temperature=0.0)
+
+
+# --------------------------------------------------------------------------- linear probe
+
+FAST = dict(epochs=15, batch_size=64, lrs=(1e-3, 1e-2), weight_decays=(0.0, 0.1))
+
+
+def test_linear_probe_separable_blobs() -> None:
+    x_train, y_train = _blobs(1000, 32, 5, spread=1.0, seed=0)
+    x_test, y_test = _blobs(500, 32, 5, spread=1.0, seed=1)
+    res = linear_probe(x_train, y_train, x_test, y_test, **FAST)
+    assert res["top1"] > 95.0 and res["top5"] == 100.0
+    assert res["val_top1"] > 90.0 and res["epochs"] == 15 and len(res["selection"]) == 4
+    assert res["best_lr"] in (1e-3, 1e-2) and res["best_weight_decay"] in (0.0, 0.1)
+
+
+def test_linear_probe_random_labels_near_chance() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x_train, x_test = torch.randn(1000, 32, generator=gen), torch.randn(1000, 32, generator=gen)
+    y_train = torch.randint(0, 5, (1000,), generator=gen)
+    y_test = torch.randint(0, 5, (1000,), generator=gen)
+    assert linear_probe(x_train, y_train, x_test, y_test, **FAST)["top1"] < 40.0
+
+
+def test_linear_probe_deterministic_and_blind_to_test_set() -> None:
+    x_train, y_train = _blobs(600, 32, 5, spread=0.3, seed=0)  # overlapping: grid points differ
+    x_test, y_test = _blobs(300, 32, 5, spread=0.3, seed=1)
+    copies = [t.clone() for t in (x_train, y_train, x_test, y_test)]
+    a = linear_probe(x_train, y_train, x_test, y_test, **FAST)
+    b = linear_probe(x_train, y_train, x_test, y_test, **FAST)
+    assert a == b
+    assert all(torch.equal(t, c) for t, c in zip((x_train, y_train, x_test, y_test), copies))
+    # All-wrong test labels: the selection must not move, only the reported test score.
+    wrong = linear_probe(x_train, y_train, x_test, (y_test + 1) % 5, **FAST)
+    keys = ("best_lr", "best_weight_decay", "val_top1", "selection")
+    assert all(wrong[key] == a[key] for key in keys)
+    assert wrong["top1"] < a["top1"]
+    # Another seed draws another validation split.
+    other = linear_probe(x_train, y_train, x_test, y_test, **FAST, seed=1)
+    assert other["selection"] != a["selection"]
+
+
+def test_grid_training_matches_torch_adamw() -> None:
+    """Candidates trained side by side equal independent torch.optim.AdamW runs."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(100, 6, generator=gen) * 4 + 1, torch.randint(0, 3, (100,), generator=gen)
+    grid = [(1e-2, 0.5), (3e-3, 0.0)]
+    epochs, bs = 3, 16
+
+    cpu, bar = torch.device("cpu"), tqdm(disable=True)
+    probes = _fit_grid(x, y, 3, grid, epochs=epochs, batch_size=bs, seed=7, device=cpu, bar=bar)
+    mean, std = x.mean(0), (x.var(0, unbiased=False) + 1e-6).sqrt()
+    xs = (x - mean) / std
+    total = epochs * math.ceil(100 / bs)
+    for (lr, wd), probe in zip(grid, probes):
+        w = torch.zeros(6, 3, requires_grad=True)
+        b = torch.zeros(3, requires_grad=True)
+        groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=lr)
+        shuffle, step = torch.Generator().manual_seed(7), 0
+        for _ in range(epochs):
+            for idx in torch.randperm(100, generator=shuffle).split(bs):
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                opt.zero_grad()
+                F.cross_entropy(xs[idx] @ w + b, y[idx]).backward()
+                opt.step()
+                step += 1
+        torch.testing.assert_close(probe.weight, w.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(probe.bias, b.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_linear_probe_label_edge_cases() -> None:
+    x_train, y_train = _blobs(300, 8, 3, spread=3.0, seed=0)
+    x_test, y_test = _blobs(60, 8, 3, spread=3.0, seed=1)
+    fast = dict(epochs=3, batch_size=64, lrs=(1e-2,), weight_decays=(0.0,))
+    # One grid point: no split, no val score; < 5 classes: no top-5.
+    res = linear_probe(x_train, y_train, x_test, y_test, **fast)
+    assert res["val_top1"] is None and res["top5"] is None and res["num_classes"] == 3
+    # Test set covering only one class; and a test class (3) never seen in training.
+    only0 = linear_probe(x_train, y_train, x_test[y_test == 0], y_test[y_test == 0], **fast)
+    assert only0["top1"] > 90.0
+    unseen = linear_probe(x_train, y_train, x_test, torch.full_like(y_test, 3), **fast)
+    assert unseen["num_classes"] == 4 and unseen["top1"] == 0.0
+    with pytest.raises(GensisError, match="at least 2 classes in the training labels"):
+        linear_probe(x_train, torch.zeros_like(y_train), x_test, y_test, **fast)
+    with pytest.raises(GensisError, match="num_classes"):
+        linear_probe(x_train, y_train, x_test, y_test, num_classes=2, **fast)
+    with pytest.raises(GensisError, match="lr \\* weight decay < 1"):
+        bad = {**fast, "lrs": (1.0,), "weight_decays": (2.0,)}
+        linear_probe(x_train, y_train, x_test, y_test, **bad)
+
+
+def test_top_k_accuracy() -> None:
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 2, 0])
+    assert top_k_accuracy(scores, labels, 1) == pytest.approx(100 / 3)
+    assert top_k_accuracy(scores, labels, 2) == pytest.approx(200 / 3)
+    assert top_k_accuracy(scores, labels, 3) == 100.0
+    with pytest.raises(GensisError):
+        top_k_accuracy(scores, labels, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_eval_math_on_cuda_matches_cpu() -> None:
+    x_train, y_train = _blobs(600, 32, 5, spread=1.0, seed=0)
+    x_test, y_test = _blobs(300, 32, 5, spread=1.0, seed=1)
+    cpu = knn_predict(x_train, y_train, x_test, k=(1, 20), chunk_size=100)
+    gpu = knn_predict(x_train.cuda().half(), y_train.cuda(), x_test, k=(1, 20), chunk_size=100)
+    for k in cpu:
+        assert gpu[k].device.type == "cuda"
+        assert (gpu[k].cpu() == cpu[k]).float().mean() > 0.99  # fp16 may flip near-ties
+    a = linear_probe(x_train, y_train, x_test, y_test, **FAST)
+    b = linear_probe(x_train, y_train, x_test, y_test, **FAST, device="cuda")
+    assert abs(a["top1"] - b["top1"]) < 2.0

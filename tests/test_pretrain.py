@@ -1,0 +1,105 @@
+"""End-to-end stage 1 on generated images: pretrain, run folder, eval, embed, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from _synthetic import write_npz
+import gensis
+from gensis.errors import GensisError
+from gensis.runtime.checkpoint import load_state
+
+TINY = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 32,
+    "train.epochs": 2,
+    "train.log_every": 1,
+    "train.knn_every": 1,
+    "train.progress": False,
+}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return write_npz(root / "train.npz", 96, seed=0), write_npz(root / "test.npz", 48, seed=1)
+
+
+def test_pretrain_eval_embed_end_to_end(tmp_path, shapes) -> None:
+    train, test = shapes
+    out = tmp_path / "run"
+    result = gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "data.eval_path": str(test)})
+    assert result.steps == 6
+    for rel in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt", "exported/encoder.safetensors"):
+        assert (out / rel).is_file(), rel
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert all(r["embedding_std"] > 0 and r["teacher_temp"] == pytest.approx(0.04) for r in steps)
+    knn = [r for r in records if "knn_top1_k20" in r]
+    assert [r["epoch"] for r in knn] == [1, 2]
+
+    res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
+    assert set(res["knn_top1"]) == {"20", "200"}
+    # Four well-separated colours: a linear probe on any sane encoder separates them.
+    assert res["linear"]["top1"] > 80
+
+    emb_path = gensis.embed(encoder=str(out), data_path=str(test), out=str(tmp_path / "emb.safetensors"))
+    tensors = load_file(str(emb_path))
+    assert tensors["embeddings"].shape == (48, 512)
+    assert torch.allclose(tensors["embeddings"].norm(dim=1), torch.ones(48), atol=1e-4)
+    from safetensors import safe_open
+
+    with safe_open(str(emb_path), framework="pt") as f:
+        ids = json.loads(f.metadata()["ids"])
+    assert ids == [f"npz:{i}" for i in range(48)] or len(ids) == 48
+
+
+def test_resume_continues_exactly(tmp_path, shapes) -> None:
+    train, _ = shapes
+    common = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 3}
+    full = gensis.pretrain({**common, "out": str(tmp_path / "full")})
+    part = tmp_path / "part"
+    gensis.pretrain({**common, "out": str(part), "train.max_steps": 4})  # stops mid-epoch 2
+    assert load_state(part / "checkpoints" / "last.pt")["step"] == 4
+    resumed = gensis.pretrain({**common, "out": str(part)}, resume=True)
+    assert resumed.steps == full.steps == 9
+    a = load_state(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_state(part / "checkpoints" / "last.pt")
+    for net in ("student", "teacher"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    assert torch.equal(a["center"], b["center"])
+    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses(tmp_path / "full") == losses(part)
+
+
+def test_existing_run_needs_resume_and_same_config(tmp_path, shapes) -> None:
+    train, _ = shapes
+    cfg = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 1, "out": str(tmp_path / "r")}
+    gensis.pretrain(cfg)
+    before = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(GensisError, match="already holds a run"):
+        gensis.pretrain(cfg)
+    with pytest.raises(GensisError, match="config differs .* at optim.lr"):
+        gensis.pretrain({**cfg, "optim.lr": 0.5}, resume=True)
+    assert (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_init_from_loads_weights_only(tmp_path, shapes) -> None:
+    train, _ = shapes
+    cfg = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 1}
+    first = gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
+    second = gensis.pretrain({**cfg, "out": str(tmp_path / "b"), "init_from": str(first.encoder_path), "train.max_steps": 1})
+    assert second.steps == 1  # a fresh run (step 0 -> 1), not a resumption of run a
+    with pytest.raises(GensisError, match="do not fit backbone 'resnet18'"):
+        gensis.pretrain({**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18", "init_from": str(first.encoder_path)})
