@@ -18,12 +18,8 @@ Images/s counts source images per second of training, data loading included, aft
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -37,6 +33,8 @@ from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.loader import step_generator
 from gensis.runtime.optim import build_optimizer, set_lr_wd
 from gensis.ssl.dino import DINO
+
+from _common import emit, header
 
 
 def _config(args: argparse.Namespace) -> PretrainConfig:
@@ -109,10 +107,13 @@ def bench_lightly(images: torch.Tensor, cfg: PretrainConfig, device: torch.devic
         _PILDataset(images, transform), batch_size=args.batch_size, shuffle=True, drop_last=True,
         num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
     )
-    backbone = build_encoder(cfg.model, 32)
-    head = DINOProjectionHead(backbone.embed_dim, 2048, 256, 2048, batch_norm=True)
-    student = torch.nn.Sequential(backbone, head).to(device)
-    teacher = copy.deepcopy(student)
+    def make() -> torch.nn.Module:
+        backbone = build_encoder(cfg.model, 32)
+        return torch.nn.Sequential(backbone, DINOProjectionHead(backbone.embed_dim, 2048, 256, 2048, batch_norm=True))
+
+    # lightly's head uses the legacy weight_norm, which cannot be deep-copied: build twice.
+    student, teacher = make().to(device), make().to(device)
+    teacher.load_state_dict(student.state_dict())
     deactivate_requires_grad(teacher)
     criterion = DINOLoss(output_dim=2048, warmup_teacher_temp_epochs=0).to(device)
     opt = torch.optim.SGD(student.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
@@ -163,12 +164,7 @@ def main() -> None:
     data = gensis.load_images(args.data, 32, max_images=args.max_images)
     cfg = _config(args)
     result = {
-        "benchmark": "dino_throughput",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-        + (torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"),
-        "torch": torch.__version__,
-        "device": str(device),
+        **header("dino_throughput", device),
         "batch_size": args.batch_size,
         "views": f"2x32px + {args.n_local}x16px",
         "steps": args.steps,
@@ -177,10 +173,7 @@ def main() -> None:
     result["gensis_images_per_s"] = round(bench_gensis(data.images, cfg, device, args), 1)
     result["lightly_images_per_s"] = round(bench_lightly(data.images, cfg, device, args), 1)
     result["speedup"] = round(result["gensis_images_per_s"] / result["lightly_images_per_s"], 2)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(json.dumps(result) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

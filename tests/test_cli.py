@@ -59,8 +59,8 @@ def test_bad_inputs(capsys, tmp_path, unlabelled) -> None:
     for argv, fragment in cases:
         code, _, err = _run(capsys, *argv)
         _assert_one_line_error(code, err, fragment)
-    # Nothing was created for runs that failed on their input.
-    assert not (tmp_path / "r4" / "checkpoints" / "last.pt").exists()
+    # Runs that failed on their input created no run folder.
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 7))
 
 
 def test_config_command_prints_resolved_yaml(capsys) -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gensis.data.loader import subset_indices
 from gensis.data import ImageData, demo_digits, load_images
 from gensis.data import decode as decode_mod
 from gensis.data.parallel import MIN_ITEMS_FOR_POOL, decode_many
@@ -218,7 +219,10 @@ def test_npz_sources(tmp_path: Path) -> None:
     assert g.labels is None and g.class_names is None and g.images.shape == (3, 3, 8, 8)
     assert all(torch.equal(g.images[:, c], torch.from_numpy(gray)) for c in range(3))
     g16 = load_images(tmp_path / "g.npz", 16, cache_dir=None, max_images=2)
-    assert g16.images.shape == (2, 3, 16, 16) and g16.ids == ["npz:0", "npz:1"]
+    keep = subset_indices(3, 2)
+    assert g16.images.shape == (2, 3, 16, 16) and g16.ids == [f"npz:{i}" for i in keep]
+    g8 = load_images(tmp_path / "g.npz", 8, cache_dir=None, max_images=2)
+    assert torch.equal(g8.images[:, 0], torch.from_numpy(gray[keep]))
 
     rgba = np.zeros((2, 4, 4, 4), np.uint8)
     rgba[0] = (255, 0, 0, 255)
@@ -237,9 +241,11 @@ def test_deterministic_order_and_max_images(tmp_path: Path) -> None:
     second = load_images(root, 8, cache_dir=None, progress=False)
     assert first.ids == second.ids == sorted(first.ids)
     few = load_images(root, 8, cache_dir=None, progress=False, max_images=3)
-    assert few.ids == ["a/1.png", "a/3.png", "b/2.png"]
+    # A fixed pseudo-random subset, kept in id order (not the first N, which would be one class).
+    assert few.ids == [first.ids[i] for i in subset_indices(5, 3)]
+    assert few.ids == load_images(root, 8, cache_dir=None, progress=False, max_images=3).ids
     assert few.class_names == ["a", "b", "k"]  # classes of the whole source keep their index
-    assert few.labels.tolist() == [0, 0, 1]
+    assert few.labels.tolist() == [first.labels[i].item() for i in subset_indices(5, 3)]
 
 
 # ---------------------------------------------------------------- bad input

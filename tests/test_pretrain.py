@@ -103,3 +103,20 @@ def test_init_from_loads_weights_only(tmp_path, shapes) -> None:
     assert second.steps == 1  # a fresh run (step 0 -> 1), not a resumption of run a
     with pytest.raises(GensisError, match="do not fit backbone 'resnet18'"):
         gensis.pretrain({**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18", "init_from": str(first.encoder_path)})
+
+
+def test_pretrain_on_large_images_uses_lazy_folder_loader(tmp_path) -> None:
+    from PIL import Image
+
+    from _synthetic import shapes_dataset
+
+    images, labels = shapes_dataset(24, size=100)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        (tmp_path / "tiles" / f"c{lab}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "tiles" / f"c{lab}" / f"{i}.png")
+    result = gensis.pretrain({
+        **TINY, "out": str(tmp_path / "run"), "data.path": str(tmp_path / "tiles"),
+        "data.resolution": 112, "data.num_workers": 0, "augment.global_crop_size": 64,
+        "train.batch_size": 8, "train.epochs": 1, "train.knn_every": 0,
+    })
+    assert result.steps == 3

@@ -110,12 +110,13 @@ def evaluate_encoder(
     seed: int = 0,
     out: str | None = None,
     extra: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
     if train.labels is None or test.labels is None:
         raise GensisError("evaluation needs labelled train and test images")
     t0 = time.perf_counter()
-    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device)
+    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
     train_f = extract_features(encoder, train, desc="train features", **kw)
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = max(int(train.labels.max()), int(test.labels.max())) + 1

@@ -73,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
         result = api.pretrain(settings, resume=args.resume, config_file=args.config)
         print(f"encoder: {result.encoder_path}")
         for k, v in result.final_metrics.items():
-            print(f"{k}: {v:.2f}")
+            if k == "loss" or k.startswith("knn"):
+                print(f"{k}: {v:.4g}")
     elif args.command == "eval":
         result = api.evaluate(settings)
         print(api.format_eval_table(result))

@@ -34,7 +34,7 @@ def demo(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, An
     train, test = demo_digits(resolution=cfg.data.resolution, cache_dir=cfg.data.cache_dir)
     log.info("demo data: %d train / %d test digits at %d px", len(train), len(test), cfg.data.resolution)
     mean, std = cfg.augment.mean, cfg.augment.std
-    common = dict(mean=mean, std=std, batch_size=256, seed=cfg.train.seed)
+    common = dict(mean=mean, std=std, batch_size=256, seed=cfg.train.seed, progress=cfg.train.progress)
 
     torch.manual_seed(cfg.train.seed)
     random_encoder = build_encoder(cfg.model, cfg.data.resolution)

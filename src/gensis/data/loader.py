@@ -30,6 +30,12 @@ log = logging.getLogger("gensis.data")
 MAX_IN_MEMORY_RESOLUTION = 96
 
 
+def subset_indices(n: int, k: int) -> list[int]:
+    """A fixed pseudo-random choice of k of n items, in ascending order (same on every run)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k]
+    return sorted(perm.tolist())
+
+
 def load_images(
     path: str | Path,
     resolution: int,
@@ -50,8 +56,9 @@ def load_images(
         strict: raise on the first unreadable image instead of skipping it.
         cache_dir: ``"auto"`` (``$GENSIS_CACHE_DIR`` or ``~/.cache/gensis``), a folder, or
             ``None`` for no cache. Only used for in-memory loads (R <= 96).
-        max_images: keep only the first N items in id order (array order for npz), chosen
-            before decoding, so unreadable ones among them leave fewer than N.
+        max_images: keep a fixed pseudo-random subset of N items (seed 0, kept in id order),
+            so a subset of a class-folder dataset still spans every class; chosen before
+            decoding, so unreadable ones among them leave fewer than N.
         progress: show a tqdm bar while decoding.
         num_workers: decoder processes for in-memory loads (<= 1: decode in this process).
     """
@@ -94,7 +101,7 @@ def _list(
     if require_labels and listing.labels is None and listing.ids:
         raise _no_labels(src)  # before any decoding
     if max_images is not None and len(listing.ids) > max_images:
-        listing = listing.take(list(range(max_images)))
+        listing = listing.take(subset_indices(len(listing.ids), max_images))
     return listing
 
 
@@ -184,9 +191,11 @@ def _load_npz(
     if require_labels and contents.labels is None:
         raise _no_labels(src)
     images, labels = contents.images, contents.labels
-    if max_images is not None:
-        images = images[:max_images]
-        labels = None if labels is None else labels[:max_images]
+    keep = list(range(len(images)))  # ids name positions in the file, also for a subset
+    if max_images is not None and len(images) > max_images:
+        keep = subset_indices(len(images), max_images)
+        images = images[keep]
+        labels = None if labels is None else labels[keep]
     n = len(images)
     # Only resampling is worth caching: a same-size npz converts as fast as it loads.
     same_size = tuple(images.shape[1:3]) == (resolution, resolution)
@@ -200,7 +209,7 @@ def _load_npz(
             data = _from_cache(src, resolution, False, cache_root, key)
     if data is None:
         meta = {
-            "ids": [f"npz:{i}" for i in range(n)],
+            "ids": [f"npz:{i}" for i in keep],
             "labels": None if labels is None else labels.tolist(),
             "class_names": contents.class_names,
             "skipped": [],

@@ -67,6 +67,8 @@ def run_pretrain(
             f"{run.root} already holds a run (checkpoints/last.pt); pass --resume to continue it "
             "or choose another out="
         )
+    # Read the data before touching the run folder: bad input leaves nothing behind.
+    data, eval_data = _load_data(cfg, data, eval_data)
     run.create()
     run.write_config(cfg)
     handler = run.attach_log()
@@ -101,7 +103,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _load_data(cfg: PretrainConfig, data: ImageData | None, eval_data: ImageData | None):
+def _load_data(
+    cfg: PretrainConfig, data: ImageData | None, eval_data: ImageData | None
+) -> tuple[ImageData, ImageData | None]:
     d = cfg.data
     if data is None:
         if d.path is None:
@@ -139,13 +143,12 @@ def _train(
     cfg: PretrainConfig,
     run: RunFolder,
     resume: bool,
-    data: ImageData | None,
+    data: ImageData,
     eval_data: ImageData | None,
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
     device = resolve_device(tc.device)
     torch.manual_seed(tc.seed)
-    data, eval_data = _load_data(cfg, data, eval_data)
 
     encoder = build_encoder(cfg.model, cfg.data.resolution)
     if cfg.init_from is not None and not resume:
