@@ -47,6 +47,8 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes) -> None:
     assert all(r["embedding_std"] > 0 and r["teacher_temp"] == pytest.approx(0.04) for r in steps)
     knn = [r for r in records if "knn_top1_k20" in r]
     assert [r["epoch"] for r in knn] == [1, 2]
+    log = (out / "train.log").read_text()
+    assert "pretrain: 96 images" in log and "online kNN after epoch 2" in log
 
     res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
     assert set(res["knn_top1"]) == {"20", "200"}

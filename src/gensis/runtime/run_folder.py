@@ -77,8 +77,13 @@ class RunFolder:
 
     def attach_log(self) -> logging.Handler:
         handler = logging.FileHandler(self.log_path)
+        handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger(LOGGER_NAME).addHandler(handler)
+        logger = logging.getLogger(LOGGER_NAME)
+        # The run log is complete whoever called us (the CLI, or a script that set no logging).
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
         return handler
 
 
