@@ -25,6 +25,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise GensisError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets normal rights
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -41,6 +42,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
