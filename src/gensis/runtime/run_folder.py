@@ -88,10 +88,15 @@ class RunFolder:
 
 
 def setup_console_logging(level: int = logging.INFO) -> None:
+    """Console output at ``level``; the logger itself stays at INFO so run logs are complete."""
     logger = logging.getLogger(LOGGER_NAME)
-    logger.setLevel(level)
-    if not any(getattr(h, "_gensis_console", False) for h in logger.handlers):
+    logger.setLevel(logging.INFO)
+    console = [h for h in logger.handlers if getattr(h, "_gensis_console", False)]
+    if not console:
         h = logging.StreamHandler()
         h.setFormatter(logging.Formatter("%(message)s"))
         h._gensis_console = True  # type: ignore[attr-defined]
         logger.addHandler(h)
+        console = [h]
+    for h in console:
+        h.setLevel(level)
