@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from gensis.errors import GensisError
 from gensis.eval.metrics import top_k_accuracy
+from gensis.runtime.device import resolve_device
 
 # AdamW rather than SGD: its per-coordinate step is insensitive to how correlated and
 # anisotropic SSL features are (standardising fixes scale, not correlation), so one decade
@@ -66,12 +67,6 @@ class LinearClassifier:
     def predict(self, features: Tensor) -> Tensor:
         """Predicted labels ``(N,)``."""
         return self.scores(features).argmax(dim=1)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -271,7 +266,7 @@ def linear_probe(
     if label_max >= n_classes:
         raise GensisError(f"linear probe num_classes={n_classes} but labels go up to {label_max}")
 
-    dev = _resolve_device(device)
+    dev = resolve_device(str(device))
     fit = partial(_fit_grid, num_classes=n_classes, epochs=epochs, batch_size=batch_size,
                   seed=seed, device=dev)
     selection: list[dict] = []
