@@ -58,3 +58,29 @@ def test_yaml_file_is_overridden_by_settings(tmp_path) -> None:
     f.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         build_config(PretrainConfig, {}, config_file=f)
+
+
+@pytest.mark.parametrize("preset", ["cifar10", "cifar10-vit", "96px", "digits", "default"])
+def test_every_preset_builds_and_trains_one_step(preset: str) -> None:
+    import torch
+
+    from gensis.augment import MultiCropAugment
+    from gensis.models.backbones import build_encoder
+    from gensis.runtime.loader import step_generator
+    from gensis.ssl.dino import DINO
+
+    cfg = build_config(PretrainConfig, {"preset": preset, "dino.out_dim": 64})
+    model = DINO(build_encoder(cfg.model, cfg.data.resolution), cfg.dino)
+    res = cfg.data.resolution
+    images = torch.randint(0, 256, (2, 3, res, res), dtype=torch.uint8)
+    views = MultiCropAugment(cfg.augment)(images, step_generator(0, 0))
+    assert len(views) == 2 + cfg.augment.n_local_crops
+    if preset == "default":  # ViT-S at 224 px with 8 local crops: forward only, to stay fast
+        views = [views[0][:1], views[2][:1]]
+        with torch.no_grad():
+            out, _ = model.student(views)
+        assert out[0].shape == (1, 64)
+        return
+    loss, _ = model(views, epoch=0)
+    loss.backward()
+    assert torch.isfinite(loss)

@@ -4,7 +4,10 @@
 2 global + 8 local crops). ``cifar10`` follows lightly's CIFAR-10 DINO benchmark (CIFAR-stem
 ResNet-18, 2 global 32-px crops, no blur, 2-layer BN head with 2048 prototypes, SGD
 0.06 per 128 images with weight decay 5e-4, cosine), so the two can be compared one to one.
-``digits`` is the laptop demo on scikit-learn's bundled handwritten digits (16 px).
+``cifar10-vit`` is the ViT variant for 32-px images (ViT-Tiny with 4-px patches, DINO's
+ViT settings). ``96px`` is for 96-px images such as STL-10 or PCam tiles (ResNet-18 with its
+standard stem, 2 global 96-px + 6 local 48-px crops). ``digits`` is the laptop demo on
+scikit-learn's bundled handwritten digits (16 px).
 """
 
 from __future__ import annotations
@@ -57,6 +60,50 @@ PRESETS: dict[str, dict[str, Any]] = {
             "weight_decay_end": 5e-4,
         },
         "train": {"epochs": 200, "batch_size": 512, "knn_every": 20},
+    },
+    "cifar10-vit": {
+        "data": {"resolution": 32},
+        "augment": {
+            "global_crop_size": 32,
+            "global_crop_scale": (0.25, 1.0),
+            "n_local_crops": 6,
+            "local_crop_size": 16,
+            "local_crop_scale": (0.05, 0.25),
+            "blur_p": (0.0, 0.0, 0.0),
+        },
+        "model": {
+            "backbone": "vit_tiny_patch16_224",
+            "backbone_kwargs": {"patch_size": 4, "drop_path_rate": 0.1},
+        },
+        "dino": {"out_dim": 4096, "warmup_teacher_temp_epochs": 0},
+        "optim": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.04, "weight_decay_end": 0.4},
+        "train": {"epochs": 200, "batch_size": 512, "knn_every": 20},
+    },
+    "96px": {
+        "data": {"resolution": 96},
+        "augment": {
+            "global_crop_size": 96,
+            "global_crop_scale": (0.25, 1.0),
+            "n_local_crops": 6,
+            "local_crop_size": 48,
+            "local_crop_scale": (0.05, 0.25),
+        },
+        "model": {"backbone": "resnet18"},
+        "dino": {
+            "out_dim": 4096,
+            "head_layers": 2,
+            "head_batch_norm": True,
+            "warmup_teacher_temp_epochs": 0,
+        },
+        "optim": {
+            "name": "sgd",
+            "lr": 0.12,
+            "min_lr": 0.0,
+            "warmup_epochs": 10,
+            "weight_decay": 5e-4,
+            "weight_decay_end": 5e-4,
+        },
+        "train": {"epochs": 200, "batch_size": 256, "knn_every": 20},
     },
     "digits": {
         "data": {"resolution": 16},
