@@ -134,7 +134,7 @@ def evaluate_encoder(
     }
     if linear:
         probe = linear_probe(train_f, train.labels, test_f, test.labels, num_classes=n_classes,
-                             epochs=linear_epochs, seed=seed)
+                             epochs=linear_epochs, seed=seed, progress=progress)
         result["linear"] = probe
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if out:
