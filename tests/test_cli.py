@@ -85,3 +85,9 @@ def test_pretrain_cli_writes_run_and_prints_encoder(capsys, tmp_path) -> None:
         "data.cache_dir=null",
     )
     assert code == 0 and f"encoder: {tmp_path / 'run' / 'exported' / 'encoder.safetensors'}" in out
+
+
+@pytest.mark.parametrize("which", ["train-generator", "eval", "embed"])
+def test_config_command_lists_keys_of_every_command(capsys, which) -> None:
+    code, out, _ = _run(capsys, "config", which)
+    assert code == 0 and "<required>" in out

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gensis.config.overrides import build_config
-from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig
+from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import extract_features
@@ -71,6 +71,21 @@ def pretrain(
         kwargs["data"] = data
     cfg = pretrain_config(overrides, config_file, **kwargs)
     return run_pretrain(cfg, resume=resume, data=images, eval_data=eval_data)
+
+
+def train_generator(
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    config_file: str | None = None,
+    data: ImageData | None = None,
+    **kwargs: Any,
+):
+    """Stage 2: train the embedding-conditioned diffusion generator (run folder ``out``)."""
+    from gensis.generator.train import run_train_generator  # diffusers is slow to import
+
+    cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
+    return run_train_generator(cfg, resume=resume, data=data)
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["pretrain", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["pretrain", "train-generator", "eval", "embed"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     pre = add("pretrain", "Stage 1: DINO pretraining with hand-crafted augmentations.")
     pre.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     pre.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    gen = add("train-generator", "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).")
+    gen.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
+    gen.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
     add("demo", "Pretrain and evaluate on the bundled real digits dataset (about 5 minutes on a laptop CPU).")
@@ -67,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     from gensis.config.overrides import parse_overrides
 
     settings = parse_overrides(args.settings)
-    if args.quiet and args.command in ("pretrain", "demo"):
+    if args.quiet and args.command in ("pretrain", "demo", "train-generator"):
         settings.setdefault("train.progress", False)
     if args.command == "pretrain":
         result = api.pretrain(settings, resume=args.resume, config_file=args.config)
@@ -75,6 +78,9 @@ def _run(args: argparse.Namespace) -> int:
         for k, v in result.final_metrics.items():
             if k == "loss" or k.startswith("knn"):
                 print(f"{k}: {v:.4g}")
+    elif args.command == "train-generator":
+        result = api.train_generator(settings, resume=args.resume, config_file=args.config)
+        print(f"generator: {result.generator_path}")
     elif args.command == "eval":
         result = api.evaluate(settings)
         print(api.format_eval_table(result))
@@ -91,16 +97,27 @@ def _run(args: argparse.Namespace) -> int:
 
 def _show_config(which: str, settings: dict) -> None:
     from gensis.config.overrides import build_config, to_yaml
-    from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig
+    from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig, TrainGeneratorConfig
 
-    model = {"pretrain": PretrainConfig, "eval": EvalConfig, "embed": EmbedConfig}[which]
+    model = {"pretrain": PretrainConfig, "train-generator": TrainGeneratorConfig, "eval": EvalConfig,
+             "embed": EmbedConfig}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
-    for name, field in model.model_fields.items():
-        default = "<required>" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
-        print(f"{name}: {default}    # {field.description or ''}".rstrip(" #"))
+    _print_fields(model)
 
+
+def _print_fields(model, prefix: str = "") -> None:
+    """Dotted keys with their defaults (for commands whose configs have required keys)."""
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _print_fields(ann, f"{prefix}{name}.")
+            continue
+        default = "<required>" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
+        print(f"{prefix}{name}: {default}    # {field.description or ''}".rstrip(" #"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,7 +35,7 @@ class DataConfig(StrictModel):
     cache_dir: str | None = Field(
         "auto", description="'auto' = user cache dir, null = no cache, else a folder"
     )
-    max_images: int | None = Field(None, ge=1, description="use only the first N images")
+    max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
     num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
 
 
@@ -180,3 +180,44 @@ class EmbedConfig(StrictModel):
     normalize: bool = Field(True, description="L2-normalize the embeddings")
     cache_dir: str | None = "auto"
     max_images: int | None = Field(None, ge=1)
+
+
+class GeneratorModelConfig(StrictModel):
+    """Stage-2 UNet (diffusers ``UNet2DModel``) and its noise schedule."""
+
+    spec: Literal["pixel32", "tiny"] = Field("pixel32", description="UNet size preset")
+    block_out_channels: list[int] | None = Field(None, description="override the preset's widths")
+    layers_per_block: int | None = Field(None, ge=1, le=8)
+    p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout for classifier-free guidance")
+    num_train_timesteps: int = Field(1000, ge=2)
+    beta_schedule: Literal["squaredcos_cap_v2", "linear"] = "squaredcos_cap_v2"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+
+
+class GeneratorTrainConfig(StrictModel):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-4, gt=0, le=1)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(500, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    ema_decay: float = Field(0.9999, ge=0, lt=1)
+    clip_grad: float = Field(1.0, ge=0, description="global gradient-norm clip; 0 disables")
+    hflip_p: float = Field(0.5, ge=0, le=1, description="flip the target image (the embedding is flip-invariant)")
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    log_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints/last")
+    max_steps: int | None = Field(None, ge=1)
+    progress: bool = True
+
+
+class TrainGeneratorConfig(StrictModel):
+    """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
+
+    out: str = Field("runs/generator", description="run folder")
+    encoder: str = Field(..., description="stage-1 run folder or exported encoder .safetensors")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
+    train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)

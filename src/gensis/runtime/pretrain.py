@@ -18,7 +18,6 @@ import torch
 from tqdm.auto import tqdm
 
 from gensis.augment import MultiCropAugment
-from gensis.config.overrides import load_yaml, validate
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
@@ -60,13 +59,7 @@ def run_pretrain(
     eval_data: ImageData | None = None,
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
-    if resume:
-        cfg = _check_resume_config(run, cfg)
-    elif run.last_checkpoint.exists():
-        raise GensisError(
-            f"{run.root} already holds a run (checkpoints/last.pt); pass --resume to continue it "
-            "or choose another out="
-        )
+    run.check_new_or_resume(cfg, resume, RESUME_MUTABLE)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
     run.create()
@@ -77,30 +70,6 @@ def run_pretrain(
     finally:
         logging.getLogger("gensis").removeHandler(handler)
         handler.close()
-
-
-def _check_resume_config(run: RunFolder, cfg: PretrainConfig) -> PretrainConfig:
-    if not run.last_checkpoint.exists():
-        raise CheckpointError(f"nothing to resume: {run.last_checkpoint} does not exist")
-    saved = validate(PretrainConfig, load_yaml(run.config_path))
-    new_flat, old_flat = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
-    changed = [k for k in new_flat if new_flat[k] != old_flat.get(k) and k not in RESUME_MUTABLE]
-    if changed:
-        raise ConfigError(
-            f"--resume: config differs from {run.config_path} at {', '.join(changed[:5])}; "
-            "resume with the same settings or start a new run (init_from= loads weights only)"
-        )
-    return cfg
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and k != "backbone_kwargs":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
-    return out
 
 
 def _load_data(

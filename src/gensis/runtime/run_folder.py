@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gensis.config.overrides import to_yaml
-from gensis.errors import GensisError
+from gensis.config.overrides import load_yaml, to_yaml, validate
+from gensis.errors import CheckpointError, ConfigError, GensisError
 from gensis.runtime.io import atomic_write_text
 
 LOGGER_NAME = "gensis"
@@ -56,6 +56,26 @@ class RunFolder:
         except OSError as exc:
             raise GensisError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
 
+    def check_new_or_resume(self, cfg: BaseModel, resume: bool, mutable: set[str]) -> None:
+        """A fresh run needs an empty folder; a resumed one the same settings (but ``mutable``)."""
+        if not resume:
+            if self.last_checkpoint.exists():
+                raise GensisError(
+                    f"{self.root} already holds a run (checkpoints/last.pt); pass --resume to "
+                    "continue it or choose another out="
+                )
+            return
+        if not self.last_checkpoint.exists():
+            raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist")
+        saved = validate(type(cfg), load_yaml(self.config_path))
+        new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
+        changed = [k for k in new if new[k] != old.get(k) and k not in mutable]
+        if changed:
+            raise ConfigError(
+                f"--resume: config differs from {self.config_path} at {', '.join(changed[:5])}; "
+                "resume with the same settings or start a new run (init_from= loads weights only)"
+            )
+
     def write_config(self, cfg: BaseModel) -> None:
         atomic_write_text(self.config_path, to_yaml(cfg))
 
@@ -85,6 +105,16 @@ class RunFolder:
             logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         return handler
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and k != "backbone_kwargs":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
 
 
 def setup_console_logging(level: int = logging.INFO) -> None:

@@ -1,0 +1,237 @@
+"""Stage 2 training loop: a diffusion model conditioned on frozen stage-1 embeddings.
+
+The generator is conditioned on the embedding of the *clean* image (no crop, no jitter) at
+the encoder's resolution, the same input that ``gensis generate`` conditions on later, so
+training and sampling see one distribution of conditions. Only a horizontal flip touches the
+target image: DINO embeddings are trained to be flip-invariant, so the condition still fits.
+
+Embeddings are computed once with the frozen encoder and cached in the run folder
+(``embeddings.safetensors``, keyed by the encoder file's hash). As in stage 1, every random
+draw of a step depends only on ``(seed, step)``, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from gensis.config.schema import TrainGeneratorConfig
+from gensis.data import ImageData, load_images
+from gensis.errors import CheckpointError, DataError, GensisError
+from gensis.eval.features import extract_features
+from gensis.generator.sampling import make_scheduler, training_loss
+from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
+from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
+from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.io import atomic_write
+from gensis.runtime.loader import epoch_batches, step_generator
+from gensis.runtime.run_folder import RunFolder
+from gensis.ssl.schedules import cosine_schedule
+
+log = logging.getLogger("gensis.generator")
+
+GENERATOR_FORMAT = "gensis.generator/1"
+RESUME_MUTABLE = {"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"}
+
+
+@dataclass
+class GeneratorResult:
+    out: Path
+    generator_path: Path
+    steps: int
+    final_loss: float | None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None) -> GeneratorResult:
+    run = RunFolder(cfg.out)
+    run.check_new_or_resume(cfg, resume, RESUME_MUTABLE)
+    device = resolve_device(cfg.train.device)
+    encoder_path = resolve_encoder_path(cfg.encoder)
+    encoder = load_encoder(encoder_path, device)
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else int(meta["resolution"])
+    if resolution > 64:
+        raise GensisError(
+            f"data.resolution={resolution}: the pixel-space generator handles <= 64 px "
+            "(latent space for larger images is not available yet)"
+        )
+    if data is None:
+        if cfg.data.path is None:
+            raise DataError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
+        data = load_images(cfg.data.path, resolution, strict=cfg.data.strict, cache_dir=cfg.data.cache_dir,
+                           max_images=cfg.data.max_images, progress=cfg.train.progress,
+                           num_workers=cfg.data.num_workers)
+    if not data.in_memory:
+        raise DataError(f"{data.source}: the generator trains on images held in memory (<= 96 px)")
+    if len(data) < cfg.train.batch_size:
+        raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
+    run.create()
+    run.write_config(cfg)
+    handler = run.attach_log()
+    try:
+        embeddings = _embeddings(run, encoder, encoder_path, data, meta, device, cfg.train.progress)
+        del encoder
+        return _train(cfg, run, resume, data, embeddings, device, encoder_path)
+    finally:
+        logging.getLogger("gensis").removeHandler(handler)
+        handler.close()
+
+
+def _embeddings(run, encoder, encoder_path: Path, data: ImageData, meta, device, progress) -> torch.Tensor:
+    """L2-normalized embeddings of the clean images, computed once per encoder file."""
+    path = run.root / "embeddings.safetensors"
+    digest = file_sha256(encoder_path)
+    if path.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            saved = f.metadata() or {}
+        if saved.get("encoder_sha256") == digest and saved.get("ids") == json.dumps(data.ids):
+            return load_file(str(path))["embeddings"]
+    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+                             batch_size=256, device=device, progress=progress, desc="embeddings")
+    emb = torch.nn.functional.normalize(feats, dim=-1).contiguous()
+    info = {"encoder_sha256": digest, "encoder": str(encoder_path), "ids": json.dumps(data.ids)}
+    atomic_write(path, lambda tmp: save_file({"embeddings": emb}, str(tmp), metadata=info))
+    return emb
+
+
+def build_unet(cfg: TrainGeneratorConfig, resolution: int, embed_dim: int) -> EmbeddingConditionedUNet:
+    base = PRESETS[cfg.model.spec]
+    # Keep attention at the same levels of the UNet when the image size differs from the preset.
+    levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
+    overrides: dict[str, Any] = {"sample_size": resolution, "embed_dim": embed_dim, "p_uncond": cfg.model.p_uncond}
+    if cfg.model.block_out_channels is not None:
+        overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
+    if cfg.model.layers_per_block is not None:
+        overrides["layers_per_block"] = cfg.model.layers_per_block
+    n_levels = len(overrides.get("block_out_channels", base.block_out_channels))
+    overrides["attention_resolutions"] = tuple(resolution // 2**i for i in levels if i < n_levels)
+    return EmbeddingConditionedUNet(unet_spec(cfg.model.spec, **overrides))
+
+
+def _train(cfg, run: RunFolder, resume: bool, data: ImageData, embeddings: torch.Tensor, device, encoder_path) -> GeneratorResult:
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    model = build_unet(cfg, data.resolution, embeddings.shape[1]).to(device)
+    ema = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = make_scheduler("ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type)
+    steps_per_epoch = len(data) // tc.batch_size
+    total_steps = tc.epochs * steps_per_epoch
+    step = _restore(run, model, ema, optimizer, device) if resume else 0
+    if resume:
+        run.truncate_metrics_after(step)
+    last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
+    images = data.images.to(device)
+    embeddings = embeddings.to(device)
+    log.info("train-generator: %d images at %d px, %d-d embeddings, %d steps, %.1fM parameters",
+             len(data), data.resolution, embeddings.shape[1], total_steps,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    loss_value = None
+    while step < last_step:
+        epoch = step // steps_per_epoch
+        batches = epoch_batches(len(data), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last_step - step]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
+        t0 = time.perf_counter()
+        for i, idx in enumerate(bar):
+            lr = _lr(cfg, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            gen = step_generator(tc.seed, step)
+            x0 = images[idx.to(device)].float() / 127.5 - 1.0
+            flip = torch.rand(len(idx), generator=gen) < tc.hflip_p
+            x0 = torch.where(flip.to(device)[:, None, None, None], x0.flip(-1), x0)
+            torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout layers
+            with autocast(device, tc.precision):
+                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen)
+            if not torch.isfinite(loss):
+                raise GensisError(f"loss is {loss.item()} at step {step}; stopped. Last good checkpoint kept at "
+                                  f"{run.last_checkpoint}; lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+            optimizer.step()
+            with torch.no_grad():  # EMA of the weights; the exported generator uses it
+                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1.0 - tc.ema_decay)
+            step += 1
+            loss_value = loss.item()
+            if step % tc.log_every == 0 or step == last_step:
+                run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
+                                 "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+        bar.close()
+        done = step >= last_step
+        if done or (step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0):
+            _save(run, model, ema, optimizer, step)
+    path = run.root / "exported" / "generator.safetensors"
+    export_generator(path, model, ema, cfg, encoder_path, step)
+    log.info("exported EMA generator to %s", path)
+    return GeneratorResult(run.root, path, step, loss_value)
+
+
+def _lr(cfg: TrainGeneratorConfig, step: int, total: int) -> float:
+    tc = cfg.train
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    if tc.lr_schedule == "constant":
+        return tc.lr
+    return cosine_schedule(step - tc.warmup_steps, max(total - tc.warmup_steps, 1), tc.lr, 0.0)
+
+
+def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:
+    save_state(run.last_checkpoint, {
+        "format": GENERATOR_FORMAT, "step": step, "model": model.state_dict(),
+        "ema": list(ema), "optimizer": optimizer.state_dict(),
+    })
+
+
+def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
+    state = load_state(run.last_checkpoint, map_location=device)
+    if state.get("format") != GENERATOR_FORMAT:
+        raise CheckpointError(f"{run.last_checkpoint}: not a gensis generator checkpoint")
+    try:
+        model.load_state_dict(state["model"])
+        for dst, src in zip(ema, state["ema"], strict=True):
+            dst.copy_(src)
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run.last_checkpoint}: does not fit this generator ({str(exc).splitlines()[0][:160]})") from None
+    return int(state["step"])
+
+
+def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
+                     encoder_path: Path, step: int) -> None:
+    names = [n for n, _ in model.named_parameters()]
+    tensors = dict(model.state_dict())
+    tensors.update({n: e.detach() for n, e in zip(names, ema, strict=True)})
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
+    meta = {
+        "format": GENERATOR_FORMAT,
+        "spec": json.dumps(asdict(model.spec)),
+        "scheduler": json.dumps({"num_train_timesteps": cfg.model.num_train_timesteps,
+                                 "beta_schedule": cfg.model.beta_schedule,
+                                 "prediction_type": cfg.model.prediction_type}),
+        "encoder_sha256": file_sha256(encoder_path),
+        "encoder": str(encoder_path),
+        "trained_steps": str(step),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
