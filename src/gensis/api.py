@@ -20,7 +20,7 @@ from gensis.config.overrides import build_config
 from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
-from gensis.eval.features import extract_features
+from gensis.eval.features import encoder_embeddings, extract_features
 from gensis.eval.knn import knn_accuracy
 from gensis.eval.linear import linear_probe
 from gensis.runtime.checkpoint import load_encoder
@@ -178,12 +178,9 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
     data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images)
-    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])),
-                             std=tuple(json.loads(meta["std"])), batch_size=cfg.batch_size,
-                             device=device, progress=True, desc="embed")
-    if cfg.normalize:
-        feats = torch.nn.functional.normalize(feats, dim=-1)
-    tensors = {"embeddings": feats.contiguous()}
+    feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
+                               normalize=cfg.normalize, progress=True, desc="embed")
+    tensors = {"embeddings": feats}
     if data.labels is not None:
         tensors["labels"] = data.labels.contiguous()
     file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 from tqdm.auto import tqdm
 
@@ -42,3 +44,20 @@ def extract_features(
     if not out:
         return torch.zeros(0, encoder.embed_dim)
     return torch.cat(out)
+
+
+def encoder_embeddings(
+    encoder: Encoder,
+    data: ImageData,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    normalize: bool = True,
+    progress: bool = False,
+    desc: str = "embeddings",
+) -> torch.Tensor:
+    """Embeddings of clean images with an exported encoder's own normalization (N, D)."""
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+                             batch_size=batch_size, device=device, progress=progress, desc=desc)
+    return torch.nn.functional.normalize(feats, dim=-1).contiguous() if normalize else feats

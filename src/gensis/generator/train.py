@@ -12,11 +12,10 @@ draw of a step depends only on ``(seed, step)``, so ``--resume`` continues exact
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ from tqdm.auto import tqdm
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import CheckpointError, DataError, GensisError
-from gensis.eval.features import extract_features
+from gensis.eval.features import encoder_embeddings
+from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator, file_sha256
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
@@ -39,7 +39,6 @@ from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.generator")
 
-GENERATOR_FORMAT = "gensis.generator/1"
 RESUME_MUTABLE = {"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"}
 
 
@@ -49,14 +48,6 @@ class GeneratorResult:
     generator_path: Path
     steps: int
     final_loss: float | None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None) -> GeneratorResult:
@@ -86,7 +77,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     run.write_config(cfg)
     handler = run.attach_log()
     try:
-        embeddings = _embeddings(run, encoder, encoder_path, data, meta, device, cfg.train.progress)
+        embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress)
         del encoder
         return _train(cfg, run, resume, data, embeddings, device, encoder_path)
     finally:
@@ -94,7 +85,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         handler.close()
 
 
-def _embeddings(run, encoder, encoder_path: Path, data: ImageData, meta, device, progress) -> torch.Tensor:
+def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
     """L2-normalized embeddings of the clean images, computed once per encoder file."""
     path = run.root / "embeddings.safetensors"
     digest = file_sha256(encoder_path)
@@ -105,9 +96,7 @@ def _embeddings(run, encoder, encoder_path: Path, data: ImageData, meta, device,
             saved = f.metadata() or {}
         if saved.get("encoder_sha256") == digest and saved.get("ids") == json.dumps(data.ids):
             return load_file(str(path))["embeddings"]
-    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
-                             batch_size=256, device=device, progress=progress, desc="embeddings")
-    emb = torch.nn.functional.normalize(feats, dim=-1).contiguous()
+    emb = encoder_embeddings(encoder, data, device=device, progress=progress)
     info = {"encoder_sha256": digest, "encoder": str(encoder_path), "ids": json.dumps(data.ids)}
     atomic_write(path, lambda tmp: save_file({"embeddings": emb}, str(tmp), metadata=info))
     return emb
@@ -216,22 +205,3 @@ def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{run.last_checkpoint}: does not fit this generator ({str(exc).splitlines()[0][:160]})") from None
     return int(state["step"])
-
-
-def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
-                     encoder_path: Path, step: int) -> None:
-    names = [n for n, _ in model.named_parameters()]
-    tensors = dict(model.state_dict())
-    tensors.update({n: e.detach() for n, e in zip(names, ema, strict=True)})
-    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
-    meta = {
-        "format": GENERATOR_FORMAT,
-        "spec": json.dumps(asdict(model.spec)),
-        "scheduler": json.dumps({"num_train_timesteps": cfg.model.num_train_timesteps,
-                                 "beta_schedule": cfg.model.beta_schedule,
-                                 "prediction_type": cfg.model.prediction_type}),
-        "encoder_sha256": file_sha256(encoder_path),
-        "encoder": str(encoder_path),
-        "trained_steps": str(step),
-    }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -1,0 +1,125 @@
+"""Reading and writing view-bank shards (see :mod:`gensis.bank`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gensis.errors import CheckpointError
+from gensis.runtime.io import atomic_write, atomic_write_text
+
+BANK_FORMAT = "gensis.bank/1"
+SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
+
+
+@dataclass
+class BankIndex:
+    generator_sha256: str
+    encoder_sha256: str
+    resolution: int
+    n_sources: int
+    shard_size: int
+    views_per_image: int
+    interpolations_per_image: int
+    settings: dict = field(default_factory=dict)  # sampler, steps, guidance, alpha range, seed
+    shards: list[int] = field(default_factory=list)  # finished shard numbers
+    format: str = BANK_FORMAT
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_sources // self.shard_size)
+
+    def shard_range(self, shard: int) -> range:
+        return range(shard * self.shard_size, min((shard + 1) * self.shard_size, self.n_sources))
+
+
+def index_path(root: Path) -> Path:
+    return root / "index.json"
+
+
+def shard_path(root: Path, shard: int) -> Path:
+    return root / f"shard-{shard:05d}.safetensors"
+
+
+def read_index(root: Path) -> BankIndex | None:
+    p = index_path(root)
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+        index = BankIndex(**data)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{p}: corrupt bank index ({exc})") from None
+    if index.format != BANK_FORMAT:
+        raise CheckpointError(f"{p}: not a gensis view bank (format={index.format!r})")
+    return index
+
+
+def write_index(root: Path, index: BankIndex) -> None:
+    atomic_write_text(index_path(root), json.dumps(asdict(index), indent=1) + "\n")
+
+
+def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, torch.Tensor]) -> None:
+    """Write one finished shard, then record it in the index (in that order)."""
+    missing = set(SHARD_KEYS) - set(tensors)
+    if missing:
+        raise ValueError(f"shard lacks {sorted(missing)}")
+    meta = {"format": BANK_FORMAT, "generator_sha256": index.generator_sha256, "shard": str(shard)}
+    clean = {k: tensors[k].contiguous().cpu() for k in SHARD_KEYS}
+    atomic_write(shard_path(root, shard), lambda tmp: save_file(clean, str(tmp), metadata=meta))
+    index.shards = sorted(set(index.shards) | {shard})
+    write_index(root, index)
+
+
+class ViewBank:
+    """Random access to the generated views of each source image."""
+
+    def __init__(self, root: str | Path, generator_sha256: str | None = None) -> None:
+        self.root = Path(root)
+        index = read_index(self.root)
+        if index is None:
+            raise CheckpointError(f"no view bank at {self.root} (index.json missing)")
+        if generator_sha256 is not None and index.generator_sha256 != generator_sha256:
+            raise CheckpointError(
+                f"{index_path(self.root)}: bank written by another generator "
+                f"({index.generator_sha256[:12]}, expected {generator_sha256[:12]})"
+            )
+        self.index = index
+        self._load = lru_cache(maxsize=8)(self._read_shard)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.index.shards) == self.index.n_shards
+
+    def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
+        path = shard_path(self.root, shard)
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: unreadable bank shard ({exc})") from None
+
+    def entries(self, source: int) -> dict[str, torch.Tensor]:
+        """Every view of ``source``: images (V, 3, R, R) uint8 with partner, alpha and seed."""
+        if not 0 <= source < self.index.n_sources:
+            raise IndexError(f"source {source} outside [0, {self.index.n_sources})")
+        shard = source // self.index.shard_size
+        if shard not in self.index.shards:
+            raise CheckpointError(f"{self.root}: shard {shard} (source {source}) is not generated yet")
+        data = self._load(shard)
+        mask = data["source"] == source
+        return {k: v[mask] for k, v in data.items()}
+
+    def views_of(self, source: int) -> torch.Tensor:
+        e = self.entries(source)
+        return e["images"][e["partner"] < 0]
+
+    def interpolations_of(self, source: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e = self.entries(source)
+        keep = e["partner"] >= 0
+        return e["images"][keep], e["partner"][keep], e["alpha"][keep]

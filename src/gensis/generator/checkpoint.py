@@ -1,0 +1,84 @@
+"""Exported stage-2 generators: EMA weights in safetensors, with what rebuilds them.
+
+The metadata holds the UNet spec, the noise-schedule settings shared by training and
+sampling, and the SHA-256 of the encoder whose embeddings the generator was trained on, so a
+bank or a generation run can refuse a mismatched encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from gensis.config.schema import TrainGeneratorConfig
+from gensis.errors import CheckpointError
+from gensis.generator.unet import EmbeddingConditionedUNet, UNetSpec
+from gensis.runtime.io import atomic_write
+
+GENERATOR_FORMAT = "gensis.generator/1"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
+                     encoder_path: Path, step: int) -> None:
+    names = [n for n, _ in model.named_parameters()]
+    tensors = dict(model.state_dict())
+    tensors.update({n: e.detach() for n, e in zip(names, ema, strict=True)})
+    tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
+    meta = {
+        "format": GENERATOR_FORMAT,
+        "spec": json.dumps(asdict(model.spec)),
+        "scheduler": json.dumps({"num_train_timesteps": cfg.model.num_train_timesteps,
+                                 "beta_schedule": cfg.model.beta_schedule,
+                                 "prediction_type": cfg.model.prediction_type}),
+        "encoder_sha256": file_sha256(encoder_path),
+        "encoder": str(encoder_path),
+        "trained_steps": str(step),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def resolve_generator_path(path: str | Path) -> Path:
+    """A train-generator run folder or an exported file -> the exported file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "exported" / "generator.safetensors"
+    if not p.is_file():
+        raise CheckpointError(f"generator not found: {p}")
+    return p
+
+
+def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingConditionedUNet, dict[str, str]]:
+    """The EMA generator in eval mode, and its metadata (spec, scheduler, encoder hash)."""
+    p = resolve_generator_path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(p))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{p}: corrupt or not a safetensors file ({exc})") from None
+    if meta.get("format") != GENERATOR_FORMAT:
+        raise CheckpointError(f"{p}: not a gensis generator (metadata format={meta.get('format')!r})")
+    spec_fields = json.loads(meta["spec"])
+    for key in ("block_out_channels", "attention_resolutions"):
+        spec_fields[key] = tuple(spec_fields[key])
+    model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{p}: weights do not fit the recorded spec ({str(exc).splitlines()[0][:160]})") from None
+    model.generator_sha256 = file_sha256(p)  # type: ignore[attr-defined]
+    return model.to(device).eval(), meta
