@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gensis.config.overrides import build_config
-from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig, TrainGeneratorConfig
+from gensis.config.schema import EmbedConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import encoder_embeddings, extract_features
@@ -86,6 +86,13 @@ def train_generator(
 
     cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     return run_train_generator(cfg, resume=resume, data=data)
+
+
+def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
+    """Stage 2: fill a view bank with self-augmented views and SLERP interpolations."""
+    from gensis.generator.generate import run_generate  # diffusers is slow to import
+
+    return run_generate(build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides)))
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:

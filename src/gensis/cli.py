@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["pretrain", "train-generator", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["pretrain", "train-generator", "generate", "eval", "embed"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     gen = add("train-generator", "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).")
     gen.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     gen.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    add("generate", "Stage 2: self-augmented views and interpolations into a view bank (generator= data_path= out=).")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
     add("demo", "Pretrain and evaluate on the bundled real digits dataset (about 5 minutes on a laptop CPU).")
@@ -81,6 +82,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "train-generator":
         result = api.train_generator(settings, resume=args.resume, config_file=args.config)
         print(f"generator: {result.generator_path}")
+    elif args.command == "generate":
+        result = api.generate(settings)
+        rate = f" ({result.images_per_s:.1f} images/s)" if result.images_per_s else ""
+        print(f"bank: {result.bank}: {result.n_images} new images{rate}")
     elif args.command == "eval":
         result = api.evaluate(settings)
         print(api.format_eval_table(result))
@@ -97,10 +102,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _show_config(which: str, settings: dict) -> None:
     from gensis.config.overrides import build_config, to_yaml
-    from gensis.config.schema import EmbedConfig, EvalConfig, PretrainConfig, TrainGeneratorConfig
+    from gensis.config.schema import EmbedConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainGeneratorConfig
 
-    model = {"pretrain": PretrainConfig, "train-generator": TrainGeneratorConfig, "eval": EvalConfig,
-             "embed": EmbedConfig}[which]
+    model = {"pretrain": PretrainConfig, "train-generator": TrainGeneratorConfig, "generate": GenerateConfig,
+             "eval": EvalConfig, "embed": EmbedConfig}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return

@@ -221,3 +221,33 @@ class TrainGeneratorConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
     train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
+
+
+class GenerateConfig(StrictModel):
+    """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
+
+    generator: str = Field(..., description="train-generator run folder or exported .safetensors")
+    encoder: str | None = Field(None, description="default: the encoder recorded in the generator")
+    data_path: str = Field(..., description="the source images (same set the generator trained on, or new ones)")
+    out: str = Field(..., description="view-bank folder")
+    views_per_image: int = Field(4, ge=0, le=64, description="K self-augmentations per image")
+    interpolations_per_image: int = Field(1, ge=0, le=64, description="M interpolations per image")
+    alpha_range: tuple[float, float] = Field((0.3, 0.7), description="share of the source image in SLERP")
+    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
+    steps: int = Field(20, ge=1, le=1000)
+    guidance_scale: float = Field(1.0, ge=0, le=20)
+    batch_size: int = Field(256, ge=1)
+    shard_size: int = Field(1000, ge=1, description="source images per shard")
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    max_images: int | None = Field(None, ge=1)
+    cache_dir: str | None = "auto"
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _alpha(self) -> "GenerateConfig":
+        _check_interval("alpha_range", self.alpha_range, 0.0, 1.0)
+        if self.views_per_image + self.interpolations_per_image == 0:
+            raise ValueError("views_per_image and interpolations_per_image are both 0: nothing to generate")
+        return self

@@ -1,0 +1,134 @@
+"""``gensis generate``: fill a view bank with self-augmentations and interpolations.
+
+For source image i with embedding e_i (the frozen encoder's, of the clean image), the bank
+gets K views G(e_i) with different noise and M interpolations G(SLERP(e_i, e_j, alpha)) with
+a random partner j != i and alpha ~ U(alpha_range), alpha being the share of e_i (Gen-SIS,
+arXiv 2412.01672). Work is cut into shards of source images; each shard's randomness depends
+only on (seed, shard), so a rerun regenerates nothing that is finished and produces the same
+bank as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gensis.bank.store import BankIndex, read_index, write_index, write_shard
+from gensis.config.schema import GenerateConfig
+from gensis.data import load_images
+from gensis.errors import CheckpointError, ConfigError
+from gensis.eval.features import encoder_embeddings
+from gensis.generator.checkpoint import file_sha256, load_generator
+from gensis.generator.sampling import make_scheduler, sample
+from gensis.generator.slerp import slerp
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
+from gensis.runtime.device import autocast, resolve_device
+
+log = logging.getLogger("gensis.generate")
+
+
+@dataclass
+class GenerateResult:
+    bank: Path
+    n_images: int
+    images_per_s: float | None
+
+
+def run_generate(cfg: GenerateConfig) -> GenerateResult:
+    device = resolve_device(cfg.device)
+    unet, gmeta = load_generator(cfg.generator, device)
+    encoder_path = resolve_encoder_path(cfg.encoder or gmeta["encoder"])
+    encoder_sha = file_sha256(encoder_path)
+    if encoder_sha != gmeta["encoder_sha256"]:
+        raise CheckpointError(
+            f"{encoder_path}: not the encoder the generator was trained on "
+            f"(sha256 {encoder_sha[:12]}, generator expects {gmeta['encoder_sha256'][:12]})"
+        )
+    encoder = load_encoder(encoder_path, device)
+    if encoder.embed_dim != unet.embed_dim:
+        raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {unet.embed_dim}")
+    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,
+                       max_images=cfg.max_images, progress=cfg.progress)
+    settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
+    settings["alpha_range"] = list(cfg.alpha_range)
+    root = Path(cfg.out)
+    index = _open_index(root, cfg, unet.generator_sha256, encoder_sha, len(data), unet.spec.sample_size,  # type: ignore[attr-defined]
+                        settings)
+    todo = [s for s in range(index.n_shards) if s not in index.shards]
+    if not todo:
+        log.info("view bank %s is complete (%d shards)", root, index.n_shards)
+        return GenerateResult(root, 0, None)
+
+    emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress)
+    del encoder
+    sched_cfg = json.loads(gmeta["scheduler"])
+    scheduler = make_scheduler(cfg.sampler, **sched_cfg)
+    made, t0 = 0, time.perf_counter()
+    for shard in tqdm(todo, desc="shards", disable=not cfg.progress):
+        tensors = _generate_shard(cfg, unet, scheduler, emb, index.shard_range(shard), shard, device)
+        write_shard(root, index, shard, tensors)
+        made += len(tensors["images"])
+    rate = made / (time.perf_counter() - t0)
+    log.info("generated %d images into %s (%.1f images/s)", made, root, rate)
+    return GenerateResult(root, made, rate)
+
+
+def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: int, resolution: int,
+                settings: dict) -> BankIndex:
+    index = read_index(root)
+    fresh = BankIndex(generator_sha256=gen_sha, encoder_sha256=enc_sha, resolution=resolution, n_sources=n,
+                      shard_size=cfg.shard_size, views_per_image=cfg.views_per_image,
+                      interpolations_per_image=cfg.interpolations_per_image, settings=settings)
+    if index is None:
+        root.mkdir(parents=True, exist_ok=True)
+        write_index(root, fresh)
+        return fresh
+    if index.generator_sha256 != gen_sha:
+        raise CheckpointError(f"{root}: bank written by another generator ({index.generator_sha256[:12]}); "
+                              "use another out= (nothing was changed)")
+    same = (index.n_sources, index.shard_size, index.views_per_image, index.interpolations_per_image, index.settings) == \
+        (n, cfg.shard_size, cfg.views_per_image, cfg.interpolations_per_image, settings)
+    if not same:
+        raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
+    return index
+
+
+@torch.no_grad()
+def _generate_shard(cfg: GenerateConfig, unet, scheduler, emb: torch.Tensor, sources: range, shard: int, device):
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
+    n = emb.shape[0]
+    rows_src, rows_partner, rows_alpha = [], [], []
+    for i in sources:
+        rows_src += [i] * cfg.views_per_image
+        rows_partner += [-1] * cfg.views_per_image
+        rows_alpha += [1.0] * cfg.views_per_image
+    if cfg.interpolations_per_image and n > 1:
+        for i in sources:
+            for _ in range(cfg.interpolations_per_image):
+                j = int(torch.randint(0, n - 1, (1,), generator=g))
+                rows_src.append(i)
+                rows_partner.append(j + (j >= i))  # any image but i
+                lo, hi = cfg.alpha_range
+                rows_alpha.append(lo + (hi - lo) * float(torch.rand((), generator=g)))
+    src = torch.tensor(rows_src, dtype=torch.long)
+    partner = torch.tensor(rows_partner, dtype=torch.long)
+    alpha = torch.tensor(rows_alpha, dtype=torch.float32)
+    e_src = emb[src]
+    interp = partner >= 0
+    cond = e_src.clone()
+    if interp.any():
+        cond[interp] = slerp(e_src[interp], emb[partner[interp]], alpha[interp])
+    images = []
+    for start in range(0, len(src), cfg.batch_size):
+        batch = cond[start : start + cfg.batch_size].to(device)
+        with autocast(device, cfg.precision):
+            x = sample(unet, scheduler, batch, steps=cfg.steps, guidance_scale=cfg.guidance_scale, generator=g)
+        images.append((x.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu())
+    seed = torch.full((len(src),), cfg.seed * 1_000_003 + shard, dtype=torch.long)
+    return {"images": torch.cat(images), "source": src, "partner": partner, "alpha": alpha, "seed": seed}

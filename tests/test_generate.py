@@ -1,0 +1,97 @@
+"""gensis generate and the view bank: layout, determinism, resume after a crash, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _synthetic import write_npz
+import gensis
+from gensis.bank import ViewBank
+from gensis.bank import store as bank_store
+from gensis.config.schema import ModelConfig
+from gensis.errors import CheckpointError, ConfigError
+from gensis.models.backbones import build_encoder
+from gensis.runtime.checkpoint import export_encoder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("genbank")
+    torch.manual_seed(0)
+    enc_path = root / "encoder.safetensors"
+    export_encoder(enc_path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
+                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    data = write_npz(root / "images.npz", 12, size=8)
+    gen = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc_path), "data.path": str(data),
+                                  "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
+                                  "train.progress": False, "data.cache_dir": None})
+    return root, enc_path, data, gen.generator_path
+
+
+def _generate(trained, out, **extra):
+    root, _, data, gen = trained
+    settings = {"generator": str(gen), "data_path": str(data), "out": str(out), "views_per_image": 2,
+                "interpolations_per_image": 1, "shard_size": 5, "steps": 2, "batch_size": 7,
+                "progress": False, "cache_dir": None, **extra}
+    return gensis.generate(settings)
+
+
+def test_bank_layout_and_reader(tmp_path, trained) -> None:
+    result = _generate(trained, tmp_path / "bank")
+    assert result.n_images == 12 * 3
+    bank = ViewBank(tmp_path / "bank")
+    assert bank.complete and bank.index.n_shards == 3 and bank.index.resolution == 8
+    assert bank.views_of(7).shape == (2, 3, 8, 8) and bank.views_of(7).dtype == torch.uint8
+    imgs, partners, alphas = bank.interpolations_of(7)
+    assert imgs.shape == (1, 3, 8, 8) and partners.item() != 7 and 0 <= partners.item() < 12
+    assert 0.3 <= alphas.item() <= 0.7
+    again = _generate(trained, tmp_path / "bank")  # complete: nothing to do
+    assert again.n_images == 0
+
+
+def test_killed_generation_resumes_to_the_same_bank(tmp_path, trained, monkeypatch) -> None:
+    _generate(trained, tmp_path / "full")
+    real_write = bank_store.write_shard
+    calls = {"n": 0}
+
+    def crash_after_one(root, index, shard, tensors):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # killed while generating the second shard
+        calls["n"] += 1
+        real_write(root, index, shard, tensors)
+
+    monkeypatch.setattr("gensis.generator.generate.write_shard", crash_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(trained, tmp_path / "part")
+    assert json.loads((tmp_path / "part" / "index.json").read_text())["shards"] == [0]
+    monkeypatch.setattr("gensis.generator.generate.write_shard", real_write)
+    _generate(trained, tmp_path / "part")
+    full, part = ViewBank(tmp_path / "full"), ViewBank(tmp_path / "part")
+    assert full.index == part.index
+    for i in range(12):
+        a, b = full.entries(i), part.entries(i)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bank_from_another_generator_and_bad_settings(tmp_path, trained) -> None:
+    root, enc, data, _ = trained
+    _generate(trained, tmp_path / "bank")
+    before = (tmp_path / "bank" / "index.json").read_text()
+    with pytest.raises(CheckpointError, match="written by another generator"):
+        ViewBank(tmp_path / "bank", generator_sha256="0" * 64)
+    other = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc), "data.path": str(data),
+                                    "out": str(tmp_path / "gen2"), "train.batch_size": 6, "train.epochs": 1,
+                                    "train.seed": 1, "train.progress": False, "data.cache_dir": None})
+    with pytest.raises(CheckpointError, match="bank written by another generator"):
+        _generate(trained, tmp_path / "bank", generator=str(other.generator_path))
+    assert (tmp_path / "bank" / "index.json").read_text() == before  # nothing lost
+    with pytest.raises(ConfigError, match="alpha_range must satisfy 0.0 <= min <= max <= 1.0"):
+        _generate(trained, tmp_path / "b2", alpha_range=[0.5, 1.2])
+    wrong = tmp_path / "other_encoder.safetensors"
+    export_encoder(wrong, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
+                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    with pytest.raises(CheckpointError, match="not the encoder the generator was trained on"):
+        _generate(trained, tmp_path / "b3", encoder=str(wrong))
