@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gensis.config.overrides import build_config
-from gensis.config.schema import EmbedConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainGeneratorConfig
+from gensis.config.schema import EmbedConfig, EvalConfig, EvalGeneratorConfig, GenerateConfig, PretrainConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import encoder_embeddings, extract_features
@@ -93,6 +93,29 @@ def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     from gensis.generator.generate import run_generate  # diffusers is slow to import
 
     return run_generate(build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides)))
+
+
+def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
+    from gensis.bank import ViewBank
+    from gensis.generator.checkpoint import file_sha256
+    from gensis.generator.quality import bank_quality
+    from gensis.runtime.checkpoint import resolve_encoder_path
+
+    cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides))
+    device = resolve_device(cfg.device)
+    bank = ViewBank(cfg.bank)
+    enc_path = resolve_encoder_path(cfg.encoder)
+    if file_sha256(enc_path) != bank.index.encoder_sha256:
+        raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
+    encoder = load_encoder(enc_path, device)
+    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir)  # type: ignore[attr-defined]
+    if len(data) != bank.index.n_sources:
+        raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
+    result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
+    if cfg.out:
+        atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:

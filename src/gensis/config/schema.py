@@ -244,6 +244,7 @@ class GenerateConfig(StrictModel):
     max_images: int | None = Field(None, ge=1)
     cache_dir: str | None = "auto"
     progress: bool = True
+    quality_sources: int = Field(500, ge=1, description="sources sampled for the quality report")
 
     @model_validator(mode="after")
     def _alpha(self) -> "GenerateConfig":
@@ -251,3 +252,15 @@ class GenerateConfig(StrictModel):
         if self.views_per_image + self.interpolations_per_image == 0:
             raise ValueError("views_per_image and interpolations_per_image are both 0: nothing to generate")
         return self
+
+
+class EvalGeneratorConfig(StrictModel):
+    """``gensis eval-generator``: fidelity, diversity and Frechet distance of a view bank."""
+
+    bank: str = Field(..., description="view-bank folder written by gensis generate")
+    encoder: str = Field(..., description="the stage-1 encoder the generator was conditioned on")
+    data_path: str = Field(..., description="the source images of the bank")
+    max_sources: int = Field(500, ge=1)
+    device: str = "auto"
+    cache_dir: str | None = "auto"
+    out: str | None = Field(None, description="write the JSON here")

@@ -19,16 +19,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gensis.bank.store import BankIndex, read_index, write_index, write_shard
+from gensis.bank.store import BankIndex, ViewBank, read_index, write_index, write_shard
 from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
 from gensis.errors import CheckpointError, ConfigError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import file_sha256, load_generator
+from gensis.generator.quality import bank_quality
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.generator.slerp import slerp
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
 from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.io import atomic_write_text
 
 log = logging.getLogger("gensis.generate")
 
@@ -38,6 +40,7 @@ class GenerateResult:
     bank: Path
     n_images: int
     images_per_s: float | None
+    quality: dict | None = None
 
 
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
@@ -66,7 +69,6 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
         return GenerateResult(root, 0, None)
 
     emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress)
-    del encoder
     sched_cfg = json.loads(gmeta["scheduler"])
     scheduler = make_scheduler(cfg.sampler, **sched_cfg)
     made, t0 = 0, time.perf_counter()
@@ -76,7 +78,11 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
         made += len(tensors["images"])
     rate = made / (time.perf_counter() - t0)
     log.info("generated %d images into %s (%.1f images/s)", made, root, rate)
-    return GenerateResult(root, made, rate)
+    quality = bank_quality(ViewBank(root), encoder, data, max_sources=cfg.quality_sources, device=device,
+                           real_embeddings=emb)
+    atomic_write_text(root / "quality.json", json.dumps(quality, indent=2) + "\n")
+    log.info("quality on %s sources: %s", quality.get("sources"), quality)
+    return GenerateResult(root, made, rate, quality)
 
 
 def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: int, resolution: int,
