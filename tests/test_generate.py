@@ -124,3 +124,22 @@ def test_quality_report_of_generate_and_eval_generator(tmp_path, trained) -> Non
     again = gensis.eval_generator(bank=str(tmp_path / "bank"), encoder=str(enc), data_path=str(data),
                                   cache_dir=None, out=str(tmp_path / "q.json"))
     assert again == q == json.loads((tmp_path / "bank" / "quality.json").read_text())
+
+
+def test_show_writes_view_and_interpolation_grids(tmp_path, trained) -> None:
+    from PIL import Image
+
+    _, _, data, gen = trained
+    paths = gensis.show(generator=str(gen), data_path=str(data), out=str(tmp_path / "pics"), rows=3, views=4,
+                        alphas=5, steps=2, tile_px=16, cache_dir=None)
+    assert [p.name for p in paths] == ["views.png", "interpolations.png"]
+    views = Image.open(paths[0])
+    assert views.size == (5 * 18 + 6, 3 * 18)  # 1 real + gap + 4 generated, 3 rows
+    interp = Image.open(paths[1])
+    assert interp.size == (7 * 18 + 12, 3 * 18)  # real + gap + 5 alphas + gap + real
+    # The real source is drawn as it is: the first tile is the first picked image, 2x nearest.
+    from gensis.data.loader import subset_indices
+
+    src = gensis.load_images(data, 8, cache_dir=None).images[subset_indices(12, 6)[0]]
+    tile = torch.tensor(list(views.convert("RGB").crop((1, 1, 17, 17)).getdata())).T.reshape(3, 16, 16)
+    assert torch.equal(tile.to(torch.uint8), src.repeat_interleave(2, 1).repeat_interleave(2, 2))

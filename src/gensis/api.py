@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gensis.config.overrides import build_config
-from gensis.config.schema import EmbedConfig, EvalConfig, EvalGeneratorConfig, GenerateConfig, PretrainConfig, TrainGeneratorConfig
+from gensis.config.schema import EmbedConfig, EvalConfig, EvalGeneratorConfig, GenerateConfig, PretrainConfig, ShowConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import encoder_embeddings, extract_features
@@ -116,6 +116,13 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     if cfg.out:
         atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
+    """PNG grids of generated views and interpolations (``views.png``, ``interpolations.png``)."""
+    from gensis.generator.show import run_show
+
+    return run_show(build_config(ShowConfig, _flatten_kwargs(kwargs, overrides)))
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:

@@ -264,3 +264,22 @@ class EvalGeneratorConfig(StrictModel):
     device: str = "auto"
     cache_dir: str | None = "auto"
     out: str | None = Field(None, description="write the JSON here")
+
+
+class ShowConfig(StrictModel):
+    """``gensis show``: PNG grids of generated views and interpolations."""
+
+    generator: str = Field(..., description="train-generator run folder or exported .safetensors")
+    encoder: str | None = Field(None, description="default: the encoder recorded in the generator")
+    data_path: str = Field(..., description="source images")
+    out: str = Field(..., description="folder for views.png and interpolations.png")
+    rows: int = Field(8, ge=1, le=64, description="source images (views) and pairs (interpolations)")
+    views: int = Field(6, ge=1, le=32, description="generated views per source image")
+    alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
+    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
+    steps: int = Field(20, ge=1, le=1000)
+    guidance_scale: float = Field(1.0, ge=0, le=20)
+    tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    cache_dir: str | None = "auto"
