@@ -24,12 +24,11 @@ from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
 from gensis.errors import CheckpointError, ConfigError
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.checkpoint import file_sha256, load_generator
 from gensis.generator.quality import bank_quality
-from gensis.generator.sampling import make_scheduler, sample
+from gensis.generator.synthesizer import Synthesizer
 from gensis.generator.slerp import slerp
-from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
-from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.checkpoint import load_encoder
+from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text
 
 log = logging.getLogger("gensis.generate")
@@ -45,35 +44,27 @@ class GenerateResult:
 
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
     device = resolve_device(cfg.device)
-    unet, gmeta = load_generator(cfg.generator, device)
-    encoder_path = resolve_encoder_path(cfg.encoder or gmeta["encoder"])
-    encoder_sha = file_sha256(encoder_path)
-    if encoder_sha != gmeta["encoder_sha256"]:
-        raise CheckpointError(
-            f"{encoder_path}: not the encoder the generator was trained on "
-            f"(sha256 {encoder_sha[:12]}, generator expects {gmeta['encoder_sha256'][:12]})"
-        )
+    synth = Synthesizer(cfg.generator, device)
+    encoder_path = synth.encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
-    if encoder.embed_dim != unet.embed_dim:
-        raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {unet.embed_dim}")
+    if encoder.embed_dim != synth.embed_dim:
+        raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}")
     data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,
                        max_images=cfg.max_images, progress=cfg.progress)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
     root = Path(cfg.out)
-    index = _open_index(root, cfg, unet.generator_sha256, encoder_sha, len(data), unet.spec.sample_size,  # type: ignore[attr-defined]
-                        settings)
+    index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], len(data),
+                        synth.resolution, settings)
     todo = [s for s in range(index.n_shards) if s not in index.shards]
     if not todo:
         log.info("view bank %s is complete (%d shards)", root, index.n_shards)
         return GenerateResult(root, 0, None)
 
     emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress)
-    sched_cfg = json.loads(gmeta["scheduler"])
-    scheduler = make_scheduler(cfg.sampler, **sched_cfg)
     made, t0 = 0, time.perf_counter()
     for shard in tqdm(todo, desc="shards", disable=not cfg.progress):
-        tensors = _generate_shard(cfg, unet, scheduler, emb, index.shard_range(shard), shard, device)
+        tensors = _generate_shard(cfg, synth, emb, index.shard_range(shard), shard)
         write_shard(root, index, shard, tensors)
         made += len(tensors["images"])
     rate = made / (time.perf_counter() - t0)
@@ -106,7 +97,7 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: 
 
 
 @torch.no_grad()
-def _generate_shard(cfg: GenerateConfig, unet, scheduler, emb: torch.Tensor, sources: range, shard: int, device):
+def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, sources: range, shard: int):
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
     n = emb.shape[0]
     rows_src, rows_partner, rows_alpha = [], [], []
@@ -130,11 +121,10 @@ def _generate_shard(cfg: GenerateConfig, unet, scheduler, emb: torch.Tensor, sou
     cond = e_src.clone()
     if interp.any():
         cond[interp] = slerp(e_src[interp], emb[partner[interp]], alpha[interp])
-    images = []
-    for start in range(0, len(src), cfg.batch_size):
-        batch = cond[start : start + cfg.batch_size].to(device)
-        with autocast(device, cfg.precision):
-            x = sample(unet, scheduler, batch, steps=cfg.steps, guidance_scale=cfg.guidance_scale, generator=g)
-        images.append((x.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu())
+    images = [
+        synth.images(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
+                     guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)
+        for start in range(0, len(src), cfg.batch_size)
+    ]
     seed = torch.full((len(src),), cfg.seed * 1_000_003 + shard, dtype=torch.long)
     return {"images": torch.cat(images), "source": src, "partner": partner, "alpha": alpha, "seed": seed}

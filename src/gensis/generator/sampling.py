@@ -32,11 +32,13 @@ def make_scheduler(
     num_train_timesteps: int = 1000,
     beta_schedule: BetaSchedule = "squaredcos_cap_v2",
     prediction_type: PredictionType = "epsilon",
+    clip: bool = True,
 ) -> SchedulerMixin:
     """A diffusers scheduler from its name; nothing is downloaded.
 
     ``"ddpm"`` is for training (``add_noise``); ``"ddim"`` and ``"dpmsolver++"`` sample. Train
     and sample with the same ``num_train_timesteps``, ``beta_schedule`` and ``prediction_type``.
+    ``clip`` keeps the predicted clean sample in [-1, 1]: right for pixels, wrong for latents.
     """
     if beta_schedule not in ("squaredcos_cap_v2", "linear"):
         raise ConfigError(f"beta_schedule must be 'squaredcos_cap_v2' or 'linear', got {beta_schedule!r}")
@@ -55,14 +57,14 @@ def make_scheduler(
         # "trailing" starts at t = T-1 (pure noise) even with few steps (Lin et al. 2023,
         # arXiv 2305.08891); "leading" would start at T - T/steps, which the model never saw
         # as pure noise. x0 is clipped to the image range [-1, 1] at every step.
-        return DDIMScheduler(**common, timestep_spacing="trailing", clip_sample=True)
+        return DDIMScheduler(**common, timestep_spacing="trailing", clip_sample=clip)
     if name == "dpmsolver++":
         return DPMSolverMultistepScheduler(
             **common,
             algorithm_type="dpmsolver++",
             solver_order=2,
             # With sample_max_value=1 dynamic thresholding clips x0 to [-1, 1], like DDIM.
-            thresholding=True,
+            thresholding=clip,
             sample_max_value=1.0,
             # diffusers' advice for the cosine schedule: clip lambda(t) near t = T.
             lambda_min_clipped=-5.1 if beta_schedule == "squaredcos_cap_v2" else -float("inf"),
@@ -85,8 +87,11 @@ def sample(
     generator: torch.Generator | None = None,
     shape: tuple[int, int, int] | None = None,
     eta: float = 0.0,
+    to_image: bool = True,
 ) -> torch.Tensor:
     """Images in [0, 1], (B, C, H, W), one per embedding row of ``emb`` (B, D).
+
+    ``to_image=False`` returns the final sample unclamped (latents, for a VAE to decode).
 
     The starting noise is drawn on ``generator``'s device (pass a CPU generator) and then
     moved, so a seed gives the same images on every device up to kernel rounding. The model
@@ -128,6 +133,8 @@ def sample(
             x = scheduler.step(eps, t, x, **step_kwargs, return_dict=False)[0]
     finally:
         unet.train(was_training)
+    if not to_image:
+        return x
     return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).clamp(0.0, 1.0)
 
 

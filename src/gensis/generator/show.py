@@ -7,7 +7,6 @@ G(SLERP(e_i, e_j, alpha)) for alpha from 1 (all i) to 0 (all j), then source j.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -16,12 +15,10 @@ from PIL import Image
 from gensis.config.schema import ShowConfig
 from gensis.data import load_images
 from gensis.data.loader import subset_indices
-from gensis.errors import CheckpointError
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.checkpoint import file_sha256, load_generator
-from gensis.generator.sampling import make_scheduler, sample
 from gensis.generator.slerp import slerp
-from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
+from gensis.generator.synthesizer import Synthesizer
+from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write
 
@@ -30,21 +27,16 @@ GAP = 6  # pixels between the real images and the generated ones
 
 def run_show(cfg: ShowConfig) -> list[Path]:
     device = resolve_device(cfg.device)
-    unet, gmeta = load_generator(cfg.generator, device)
-    enc_path = resolve_encoder_path(cfg.encoder or gmeta["encoder"])
-    if file_sha256(enc_path) != gmeta["encoder_sha256"]:
-        raise CheckpointError(f"{enc_path}: not the encoder the generator was trained on")
-    encoder = load_encoder(enc_path, device)
+    synth = Synthesizer(cfg.generator, device)
+    encoder = load_encoder(synth.encoder_path(cfg.encoder), device)
     data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir)
     picked = subset_indices(len(data), min(len(data), 2 * cfg.rows))
     emb = encoder_embeddings(encoder, data.subset(picked), device=device)
     real = data.batch(torch.tensor(picked))
-    scheduler = make_scheduler(cfg.sampler, **json.loads(gmeta["scheduler"]))
     g = torch.Generator().manual_seed(cfg.seed)
 
     def gen(cond: torch.Tensor) -> torch.Tensor:
-        x = sample(unet, scheduler, cond.to(device), steps=cfg.steps, guidance_scale=cfg.guidance_scale, generator=g)
-        return (x.float() * 255).round().to(torch.uint8).cpu()
+        return synth.images(cond, sampler=cfg.sampler, steps=cfg.steps, guidance_scale=cfg.guidance_scale, generator=g)
 
     rows = min(cfg.rows, len(picked))
     views = gen(emb[:rows].repeat_interleave(cfg.views, dim=0)).view(rows, cfg.views, *real.shape[1:])

@@ -1,0 +1,66 @@
+"""From conditioning embeddings to uint8 images, in pixel or latent space.
+
+``Synthesizer`` holds an exported generator (EMA UNet), the noise-schedule settings it was
+trained with and, in latent space, the frozen VAE whose decoder turns samples into images.
+The sampling loop itself stays explicit in :func:`gensis.generator.sampling.sample`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from gensis.errors import CheckpointError
+from gensis.generator.checkpoint import file_sha256, load_generator
+from gensis.generator.latent import decode_latents, downsample_factor, load_vae
+from gensis.generator.sampling import make_scheduler, sample
+from gensis.runtime.checkpoint import resolve_encoder_path
+from gensis.runtime.device import autocast
+
+
+class Synthesizer:
+    def __init__(self, path: str | Path, device: torch.device) -> None:
+        self.unet, self.meta = load_generator(path, device)
+        self.device = device
+        self.space = self.meta.get("space", "pixel")
+        self.vae = load_vae(self.meta["vae"], device) if self.space == "latent" else None
+        self._schedule = json.loads(self.meta["scheduler"])
+        self._schedulers: dict[str, object] = {}
+
+    @property
+    def generator_sha256(self) -> str:
+        return self.unet.generator_sha256  # type: ignore[attr-defined]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.unet.embed_dim
+
+    @property
+    def resolution(self) -> int:
+        factor = downsample_factor(self.vae) if self.vae is not None else 1
+        return self.unet.spec.sample_size * factor
+
+    def encoder_path(self, override: str | None = None) -> Path:
+        """The encoder to embed sources with: ``override`` or the recorded one, checked by hash."""
+        path = resolve_encoder_path(override or self.meta["encoder"])
+        digest = file_sha256(path)
+        if digest != self.meta["encoder_sha256"]:
+            raise CheckpointError(
+                f"{path}: not the encoder the generator was trained on "
+                f"(sha256 {digest[:12]}, generator expects {self.meta['encoder_sha256'][:12]})"
+            )
+        return path
+
+    def images(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
+               generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+        """uint8 images (B, 3, R, R) on the CPU, one per conditioning embedding."""
+        if sampler not in self._schedulers:
+            self._schedulers[sampler] = make_scheduler(sampler, **self._schedule, clip=self.vae is None)
+        with autocast(self.device, precision):
+            x = sample(self.unet, self._schedulers[sampler], cond.to(self.device), steps=steps,
+                       guidance_scale=guidance_scale, generator=generator, to_image=self.vae is None)
+        if self.vae is not None:
+            return decode_latents(self.vae, x.float())
+        return (x.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu()
