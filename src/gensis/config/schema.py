@@ -186,6 +186,8 @@ class GeneratorModelConfig(StrictModel):
     """Stage-2 UNet (diffusers ``UNet2DModel``) and its noise schedule."""
 
     spec: Literal["pixel32", "tiny"] = Field("pixel32", description="UNet size preset")
+    space: Literal["pixel", "latent"] = Field("pixel", description="pixel for <= 64 px, latent with a VAE above")
+    vae: str | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
     block_out_channels: list[int] | None = Field(None, description="override the preset's widths")
     layers_per_block: int | None = Field(None, ge=1, le=8)
     p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout for classifier-free guidance")

@@ -44,6 +44,8 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
         "scheduler": json.dumps({"num_train_timesteps": cfg.model.num_train_timesteps,
                                  "beta_schedule": cfg.model.beta_schedule,
                                  "prediction_type": cfg.model.prediction_type}),
+        "space": cfg.model.space,
+        "vae": cfg.model.vae or "",
         "encoder_sha256": file_sha256(encoder_path),
         "encoder": str(encoder_path),
         "trained_steps": str(step),

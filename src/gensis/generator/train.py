@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.data import ImageData, load_images
-from gensis.errors import CheckpointError, DataError, GensisError
+from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator, file_sha256
+from gensis.generator.latent import downsample_factor, encode_images, load_vae
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
@@ -58,19 +59,25 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     encoder = load_encoder(encoder_path, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
     resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else int(meta["resolution"])
-    if resolution > 64:
+    latent = cfg.model.space == "latent"
+    if latent and cfg.model.vae is None:
+        raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent")
+    if not latent and resolution > 64:
         raise GensisError(
-            f"data.resolution={resolution}: the pixel-space generator handles <= 64 px "
-            "(latent space for larger images is not available yet)"
+            f"data.resolution={resolution}: the pixel-space generator handles <= 64 px; for larger "
+            "images use model.space=latent model.vae=<AutoencoderKL folder or hub id>"
         )
+    vae = load_vae(cfg.model.vae, device) if latent else None
     if data is None:
         if cfg.data.path is None:
             raise DataError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
         data = load_images(cfg.data.path, resolution, strict=cfg.data.strict, cache_dir=cfg.data.cache_dir,
                            max_images=cfg.data.max_images, progress=cfg.train.progress,
                            num_workers=cfg.data.num_workers)
-    if not data.in_memory:
-        raise DataError(f"{data.source}: the generator trains on images held in memory (<= 96 px)")
+    if not latent and not data.in_memory:
+        raise DataError(f"{data.source}: the pixel-space generator trains on images held in memory (<= 96 px)")
+    if latent and resolution % downsample_factor(vae):
+        raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
     run.create()
@@ -79,7 +86,10 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     try:
         embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress)
         del encoder
-        return _train(cfg, run, resume, data, embeddings, device, encoder_path)
+        # Pixel space trains on the uint8 images; latent space on latents encoded once.
+        targets = data.images if vae is None else encode_images(vae, data, device=device, progress=cfg.train.progress)
+        del vae
+        return _train(cfg, run, resume, targets, embeddings, device, encoder_path)
     finally:
         logging.getLogger("gensis").removeHandler(handler)
         handler.close()
@@ -102,11 +112,12 @@ def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progr
     return emb
 
 
-def build_unet(cfg: TrainGeneratorConfig, resolution: int, embed_dim: int) -> EmbeddingConditionedUNet:
+def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_dim: int) -> EmbeddingConditionedUNet:
     base = PRESETS[cfg.model.spec]
     # Keep attention at the same levels of the UNet when the image size differs from the preset.
     levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
-    overrides: dict[str, Any] = {"sample_size": resolution, "embed_dim": embed_dim, "p_uncond": cfg.model.p_uncond}
+    overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
+                                 "p_uncond": cfg.model.p_uncond}
     if cfg.model.block_out_channels is not None:
         overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
     if cfg.model.layers_per_block is not None:
@@ -116,28 +127,31 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, embed_dim: int) -> Em
     return EmbeddingConditionedUNet(unet_spec(cfg.model.spec, **overrides))
 
 
-def _train(cfg, run: RunFolder, resume: bool, data: ImageData, embeddings: torch.Tensor, device, encoder_path) -> GeneratorResult:
+def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
+           encoder_path) -> GeneratorResult:
+    """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    model = build_unet(cfg, data.resolution, embeddings.shape[1]).to(device)
+    n = len(targets)
+    model = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
     ema = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = make_scheduler("ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type)
-    steps_per_epoch = len(data) // tc.batch_size
+    steps_per_epoch = n // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
     step = _restore(run, model, ema, optimizer, device) if resume else 0
     if resume:
         run.truncate_metrics_after(step)
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
-    images = data.images.to(device)
+    targets = targets.to(device)
     embeddings = embeddings.to(device)
-    log.info("train-generator: %d images at %d px, %d-d embeddings, %d steps, %.1fM parameters",
-             len(data), data.resolution, embeddings.shape[1], total_steps,
+    log.info("train-generator: %d images, %s targets of %s, %d-d embeddings, %d steps, %.1fM parameters",
+             n, cfg.model.space, tuple(targets.shape[1:]), embeddings.shape[1], total_steps,
              sum(p.numel() for p in model.parameters()) / 1e6)
     loss_value = None
     while step < last_step:
         epoch = step // steps_per_epoch
-        batches = epoch_batches(len(data), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last_step - step]
+        batches = epoch_batches(n, tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last_step - step]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
         t0 = time.perf_counter()
         for i, idx in enumerate(bar):
@@ -145,7 +159,8 @@ def _train(cfg, run: RunFolder, resume: bool, data: ImageData, embeddings: torch
             for group in optimizer.param_groups:
                 group["lr"] = lr
             gen = step_generator(tc.seed, step)
-            x0 = images[idx.to(device)].float() / 127.5 - 1.0
+            x0 = targets[idx.to(device)]
+            x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0
             flip = torch.rand(len(idx), generator=gen) < tc.hflip_p
             x0 = torch.where(flip.to(device)[:, None, None, None], x0.flip(-1), x0)
             torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout layers
