@@ -238,3 +238,19 @@ def test_training_loss_decreases() -> None:
         training_loss(model, sched, x0, emb, g).backward()
         opt.step()
     assert fixed_loss() < 0.5 * before  # about 1.17 -> 0.20 here
+
+
+def test_cross_attention_conditioning_uses_the_embedding_and_guidance() -> None:
+    from gensis.generator import EmbeddingConditionedUNet, unet_spec
+
+    torch.manual_seed(0)
+    unet = EmbeddingConditionedUNet(unet_spec("tiny", conditioning="cross_attention")).eval()
+    x = torch.randn(2, 3, 8, 8)
+    t = torch.tensor([10, 500])
+    e1, e2 = torch.randn(2, 16), torch.randn(2, 16)
+    with torch.no_grad():
+        out1, out2 = unet(x, t, e1), unet(x, t, e2)
+        assert out1.shape == x.shape and not torch.allclose(out1, out2)
+        manual = unet(x, t, e1, drop=torch.ones(2, dtype=torch.bool))
+        guided_out = unet.forward_cfg(x, t, e1, 2.0)
+        assert torch.allclose(guided_out, manual + 2.0 * (out1 - manual), atol=1e-5)

@@ -80,3 +80,16 @@ def test_train_generator_bad_input(tmp_path, setup, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "model.spec" in err[0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cross_attention_generator_round_trip(tmp_path, setup) -> None:
+    from gensis.generator.synthesizer import Synthesizer
+
+    enc, data = setup
+    result = gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "out": str(tmp_path / "x"),
+                                     "model.conditioning": "cross_attention", "train.epochs": 1})
+    synth = Synthesizer(result.generator_path, torch.device("cpu"))
+    assert synth.unet.spec.conditioning == "cross_attention"
+    images = synth.images(torch.randn(3, 512), sampler="ddim", steps=2, guidance_scale=1.5,
+                          generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 3, 8, 8) and images.dtype == torch.uint8

@@ -188,6 +188,9 @@ class GeneratorModelConfig(StrictModel):
     spec: Literal["pixel32", "tiny"] = Field("pixel32", description="UNet size preset")
     space: Literal["pixel", "latent"] = Field("pixel", description="pixel for <= 64 px, latent with a VAE above")
     vae: str | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
+    conditioning: Literal["add", "cross_attention"] = Field(
+        "add", description="embedding added to the timestep embedding (RCDM/RCG) or cross-attended as tokens (LDM)"
+    )
     block_out_channels: list[int] | None = Field(None, description="override the preset's widths")
     layers_per_block: int | None = Field(None, ge=1, le=8)
     p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout for classifier-free guidance")

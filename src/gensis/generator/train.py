@@ -117,7 +117,7 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
     # Keep attention at the same levels of the UNet when the image size differs from the preset.
     levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
     overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
-                                 "p_uncond": cfg.model.p_uncond}
+                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning}
     if cfg.model.block_out_channels is not None:
         overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
     if cfg.model.layers_per_block is not None:

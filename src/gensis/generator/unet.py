@@ -35,6 +35,8 @@ class UNetSpec:
     attention_head_dim: int = 64
     norm_num_groups: int = 32
     dropout: float = 0.0
+    conditioning: str = "add"  # "add": to the timestep embedding; "cross_attention": as tokens
+    cond_tokens: int = 4  # cross-attention only
 
     def __post_init__(self) -> None:
         levels = len(self.block_out_channels)
@@ -55,6 +57,8 @@ class UNetSpec:
             raise ConfigError(
                 f"attention_resolutions {sorted(unknown)} not among the UNet's {self.resolutions}"
             )
+        if self.conditioning not in ("add", "cross_attention"):
+            raise ConfigError(f"conditioning must be 'add' or 'cross_attention', got {self.conditioning!r}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ConfigError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
 
@@ -110,23 +114,32 @@ class EmbeddingConditionedUNet(nn.Module):
         super().__init__()
         self.spec = spec
         attn = [r in spec.attention_resolutions for r in spec.resolutions]
-        down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
-        up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
-        self.unet = UNet2DModel(
+        common = dict(
             sample_size=spec.sample_size,
             in_channels=spec.channels,
             out_channels=spec.channels,
             block_out_channels=spec.block_out_channels,
             layers_per_block=spec.layers_per_block,
-            down_block_types=down,
-            up_block_types=up,
             attention_head_dim=spec.attention_head_dim,
             norm_num_groups=spec.norm_num_groups,
             dropout=spec.dropout,
-            class_embed_type="identity",
         )
-        # Read the width back from the built model rather than trusting the formula.
-        cond_dim = self.unet.time_embedding.linear_2.out_features
+        if spec.conditioning == "add":
+            down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+            up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
+            self.unet = UNet2DModel(**common, down_block_types=down, up_block_types=up, class_embed_type="identity")
+            # Read the width back from the built model rather than trusting the formula.
+            cond_dim = self.unet.time_embedding.linear_2.out_features
+        else:
+            # LDM-style: the embedding becomes a few tokens that attention layers attend to.
+            from diffusers import UNet2DConditionModel
+
+            self.token_dim = spec.block_out_channels[0] * 2
+            down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+            up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
+            self.unet = UNet2DConditionModel(**common, down_block_types=down, up_block_types=up,
+                                             cross_attention_dim=self.token_dim)
+            cond_dim = spec.cond_tokens * self.token_dim
         self.conditioner = EmbeddingConditioner(spec.embed_dim, cond_dim, p_uncond=spec.p_uncond)
 
     @property
@@ -147,7 +160,10 @@ class EmbeddingConditionedUNet(nn.Module):
     ) -> torch.Tensor:
         """Predicted noise (B, C, H, W). ``drop``/``generator``: see ``EmbeddingConditioner``."""
         cond = self.conditioner(emb, drop=drop, generator=generator)
-        return self.unet(x_t, t, class_labels=cond, return_dict=False)[0]
+        if self.spec.conditioning == "add":
+            return self.unet(x_t, t, class_labels=cond, return_dict=False)[0]
+        tokens = cond.view(cond.shape[0], self.spec.cond_tokens, self.token_dim)
+        return self.unet(x_t, t, encoder_hidden_states=tokens, return_dict=False)[0]
 
     def forward_cfg(
         self, x_t: torch.Tensor, t: torch.Tensor | int, emb: torch.Tensor, scale: float
