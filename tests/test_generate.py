@@ -143,3 +143,16 @@ def test_show_writes_view_and_interpolation_grids(tmp_path, trained) -> None:
     src = gensis.load_images(data, 8, cache_dir=None).images[subset_indices(12, 6)[0]]
     tile = torch.tensor(list(views.convert("RGB").crop((1, 1, 17, 17)).getdata())).T.reshape(3, 16, 16)
     assert torch.equal(tile.to(torch.uint8), src.repeat_interleave(2, 1).repeat_interleave(2, 2))
+
+
+def test_generate_selected_shards_then_the_rest(tmp_path, trained) -> None:
+    _generate(trained, tmp_path / "full")
+    first = _generate(trained, tmp_path / "part", shards=[1])
+    assert first.n_images == 5 * 3 and not ViewBank(tmp_path / "part").complete
+    assert first.quality["sources"] == 5  # only generated shards are measured
+    _generate(trained, tmp_path / "part")
+    full, part = ViewBank(tmp_path / "full"), ViewBank(tmp_path / "part")
+    assert part.complete and all(torch.equal(full.views_of(i), part.views_of(i)) for i in range(12))
+    with pytest.raises(ConfigError, match=r"shards: \[7\] outside \[0, 3\)"):
+        _generate(trained, tmp_path / "x", shards=[7])
+    assert not (tmp_path / "x").exists()

@@ -250,6 +250,9 @@ class GenerateConfig(StrictModel):
     cache_dir: str | None = "auto"
     progress: bool = True
     quality_sources: int = Field(500, ge=1, description="sources sampled for the quality report")
+    shards: list[int] | None = Field(
+        None, description="generate only these shard numbers now (the rest later, or by other processes)"
+    )
 
     @model_validator(mode="after")
     def _alpha(self) -> "GenerateConfig":

@@ -53,10 +53,15 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
                        max_images=cfg.max_images, progress=cfg.progress)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
+    n_shards = -(-len(data) // cfg.shard_size)
+    wanted = range(n_shards) if cfg.shards is None else cfg.shards
+    bad = [s for s in wanted if not 0 <= s < n_shards]
+    if bad:  # checked before the bank folder is touched
+        raise ConfigError(f"shards: {bad} outside [0, {n_shards}) for {len(data)} sources of {cfg.shard_size}")
     root = Path(cfg.out)
     index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], len(data),
                         synth.resolution, settings)
-    todo = [s for s in range(index.n_shards) if s not in index.shards]
+    todo = [s for s in wanted if s not in index.shards]
     if not todo:
         log.info("view bank %s is complete (%d shards)", root, index.n_shards)
         return GenerateResult(root, 0, None)
