@@ -40,7 +40,6 @@ from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.generator")
 
-RESUME_MUTABLE = {"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"}
 
 
 @dataclass
@@ -53,7 +52,7 @@ class GeneratorResult:
 
 def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None) -> GeneratorResult:
     run = RunFolder(cfg.out)
-    run.check_new_or_resume(cfg, resume, RESUME_MUTABLE)
+    run.check_new_or_resume(cfg, resume)
     device = resolve_device(cfg.train.device)
     encoder_path = resolve_encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
@@ -82,17 +81,13 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
     run.create()
     run.write_config(cfg)
-    handler = run.attach_log()
-    try:
+    with run.logging_to_file():
         embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress)
         del encoder
         # Pixel space trains on the uint8 images; latent space on latents encoded once.
         targets = data.images if vae is None else encode_images(vae, data, device=device, progress=cfg.train.progress)
         del vae
         return _train(cfg, run, resume, targets, embeddings, device, encoder_path)
-    finally:
-        logging.getLogger("gensis").removeHandler(handler)
-        handler.close()
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:

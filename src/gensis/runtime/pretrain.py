@@ -39,9 +39,6 @@ from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.pretrain")
 
-# Keys that may differ between an interrupted run and its resumption.
-RESUME_MUTABLE = {"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"}
-
 
 @dataclass
 class PretrainResult:
@@ -59,17 +56,13 @@ def run_pretrain(
     eval_data: ImageData | None = None,
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
-    run.check_new_or_resume(cfg, resume, RESUME_MUTABLE)
+    run.check_new_or_resume(cfg, resume)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
     run.create()
     run.write_config(cfg)
-    handler = run.attach_log()
-    try:
+    with run.logging_to_file():
         return _train(cfg, run, resume, data, eval_data)
-    finally:
-        logging.getLogger("gensis").removeHandler(handler)
-        handler.close()
 
 
 def _load_data(

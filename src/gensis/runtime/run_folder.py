@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from gensis.errors import CheckpointError, ConfigError, GensisError
 from gensis.runtime.io import atomic_write_text
 
 LOGGER_NAME = "gensis"
+
+# Settings that may differ between an interrupted run and its resumption.
+RESUME_MUTABLE = frozenset({"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"})
 
 
 class RunFolder:
@@ -56,7 +61,7 @@ class RunFolder:
         except OSError as exc:
             raise GensisError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
 
-    def check_new_or_resume(self, cfg: BaseModel, resume: bool, mutable: set[str]) -> None:
+    def check_new_or_resume(self, cfg: BaseModel, resume: bool, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
         """A fresh run needs an empty folder; a resumed one the same settings (but ``mutable``)."""
         if not resume:
             if self.last_checkpoint.exists():
@@ -94,6 +99,16 @@ class RunFolder:
         """On resume, drop records written after the checkpoint's step (they will be redone)."""
         records = [r for r in self.read_metrics() if r.get("step", -1) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+
+    @contextlib.contextmanager
+    def logging_to_file(self) -> Iterator[None]:
+        """Everything gensis logs goes to ``train.log`` while the block runs."""
+        handler = self.attach_log()
+        try:
+            yield
+        finally:
+            logging.getLogger(LOGGER_NAME).removeHandler(handler)
+            handler.close()
 
     def attach_log(self) -> logging.Handler:
         handler = logging.FileHandler(self.log_path)
