@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     add("eval-generator", "Fidelity, diversity and Frechet distance of a view bank (bank= encoder= data_path=).")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
-    add("demo", "Pretrain and evaluate on the bundled real digits dataset (about 5 minutes on a laptop CPU).")
+    add("demo", "Pretrain and evaluate on the bundled real digits dataset (under 10 minutes on a 2-core CPU).")
     add("config", "Print the resolved config of a command (pretrain, eval, embed) and its keys.", which=True)
     return p
 
