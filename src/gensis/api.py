@@ -98,7 +98,7 @@ def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
-    from gensis.generator.checkpoint import file_sha256
+    from gensis.runtime.io import file_sha256
     from gensis.generator.quality import bank_quality
     from gensis.runtime.checkpoint import resolve_encoder_path
 

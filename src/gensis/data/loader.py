@@ -20,7 +20,9 @@ from gensis.errors import DataError
 
 from . import cache
 from .dataset import ImageData
-from .npz import file_sha256, npz_to_chw, read_npz
+from gensis.runtime.io import file_sha256
+
+from .npz import npz_to_chw, read_npz
 from .parallel import decode_many
 from .sources import ItemReader, Listing, SourceKind, list_folder, list_zip, source_kind
 

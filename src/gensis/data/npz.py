@@ -9,7 +9,6 @@ arrays get the names ``"0" .. "<max label>"``.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +81,6 @@ def read_npz(path: Path) -> NpzContents:
         else:
             class_names = [str(c) for c in range(num_classes)]
     return NpzContents(images, label_tensor, class_names)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def npz_to_chw(images: np.ndarray, resolution: int) -> np.ndarray:

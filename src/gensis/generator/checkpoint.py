@@ -7,7 +7,6 @@ bank or a generation run can refuse a mismatched encoder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -19,17 +18,10 @@ from safetensors.torch import load_file, save_file
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError
 from gensis.generator.unet import EmbeddingConditionedUNet, UNetSpec
-from gensis.runtime.io import atomic_write
+from gensis.runtime.checkpoint import resolve_exported
+from gensis.runtime.io import atomic_write, file_sha256
 
 GENERATOR_FORMAT = "gensis.generator/1"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
@@ -55,12 +47,7 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
 
 def resolve_generator_path(path: str | Path) -> Path:
     """A train-generator run folder or an exported file -> the exported file."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "exported" / "generator.safetensors"
-    if not p.is_file():
-        raise CheckpointError(f"generator not found: {p}")
-    return p
+    return resolve_exported(path, "generator")
 
 
 def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingConditionedUNet, dict[str, str]]:

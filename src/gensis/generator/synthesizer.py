@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from gensis.errors import CheckpointError
-from gensis.generator.checkpoint import file_sha256, load_generator
+from gensis.generator.checkpoint import load_generator
 from gensis.generator.latent import decode_latents, downsample_factor, load_vae
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.runtime.checkpoint import resolve_encoder_path
 from gensis.runtime.device import autocast
+from gensis.runtime.io import file_sha256
 
 
 class Synthesizer:

@@ -27,13 +27,13 @@ from gensis.config.schema import TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator, file_sha256
+from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
 from gensis.generator.latent import downsample_factor, encode_images, load_vae
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
 from gensis.runtime.device import autocast, resolve_device
-from gensis.runtime.io import atomic_write
+from gensis.runtime.io import atomic_write, file_sha256
 from gensis.runtime.loader import epoch_batches, step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.ssl.schedules import cosine_schedule

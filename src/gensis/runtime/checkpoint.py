@@ -60,14 +60,19 @@ def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | N
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
-def resolve_encoder_path(path: str | Path) -> Path:
-    """A run folder or an exported file -> the exported encoder file."""
+def resolve_exported(path: str | Path, what: str) -> Path:
+    """A run folder (-> its ``exported/<what>.safetensors``) or a file, which must exist."""
     p = Path(path)
     if p.is_dir():
-        p = p / "exported" / "encoder.safetensors"
+        p = p / "exported" / f"{what}.safetensors"
     if not p.is_file():
-        raise CheckpointError(f"encoder not found: {p}")
+        raise CheckpointError(f"{what} not found: {p}")
     return p
+
+
+def resolve_encoder_path(path: str | Path) -> Path:
+    """A stage-1 run folder or an exported file -> the exported encoder file."""
+    return resolve_exported(path, "encoder")
 
 
 def read_encoder_metadata(path: str | Path) -> dict[str, str]:
