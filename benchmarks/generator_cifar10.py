@@ -9,6 +9,8 @@ throughput. Pictures of each variant go to <out>/<variant>/pics.
 
     python benchmarks/generator_cifar10.py --encoder runs/bench_c10_cpu --max-images 10000 \
         --max-steps 600 --sources 500
+
+``--train`` takes any image source, e.g. the demo digits as an .npz for a CPU-sized check.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=500, help="warm-up steps")
     p.add_argument("--sources", type=int, default=500, help="sources generated (one shard)")
     p.add_argument("--views", type=int, default=4)
     p.add_argument("--steps", type=int, default=20)
@@ -56,7 +59,7 @@ def main() -> None:
             "encoder": args.encoder, "data.path": args.train, "out": str(out / "generator"),
             "model.conditioning": variant, "model.block_out_channels": [int(w) for w in args.widths.split(",")],
             "model.layers_per_block": 1, "train.batch_size": args.batch_size, "train.epochs": args.epochs,
-            "train.lr": args.lr, "train.device": args.device, "train.progress": False,
+            "train.lr": args.lr, "train.warmup_steps": args.warmup, "train.device": args.device, "train.progress": False,
             **({"train.max_steps": args.max_steps} if args.max_steps else {}), **limit,
         }, resume=(out / "generator" / "checkpoints" / "last.pt").exists())
         train_min = (time.perf_counter() - t0) / 60
