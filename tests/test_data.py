@@ -536,7 +536,7 @@ def test_process_pool_matches_serial(tmp_path: Path) -> None:
 
 
 def test_demo_digits() -> None:
-    train, test = demo_digits(cache_dir=None)
+    train, test = demo_digits()
     assert (len(train), len(test)) == (1437, 360)
     assert train.images.shape == (1437, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.class_names == [str(c) for c in range(10)] and test.num_classes == 10

@@ -31,7 +31,7 @@ def demo(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, An
     kwargs.setdefault("preset", "digits")
     kwargs.setdefault("out", "runs/demo")
     cfg = pretrain_config(overrides, **kwargs)
-    train, test = demo_digits(resolution=cfg.data.resolution, cache_dir=cfg.data.cache_dir)
+    train, test = demo_digits(resolution=cfg.data.resolution)
     log.info("demo data: %d train / %d test digits at %d px", len(train), len(test), cfg.data.resolution)
     mean, std = cfg.augment.mean, cfg.augment.std
     common = dict(mean=mean, std=std, batch_size=256, seed=cfg.train.seed, progress=cfg.train.progress)

@@ -7,7 +7,6 @@ images are upsampled to the requested resolution and repeated to RGB.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,20 +21,15 @@ DEMO_SEED = 0
 DEMO_SOURCE = "sklearn.datasets.load_digits"
 
 
-def demo_digits(
-    cache_dir: str | Path | None = "auto", resolution: int = 32
-) -> tuple[ImageData, ImageData]:
+def demo_digits(resolution: int = 32) -> tuple[ImageData, ImageData]:
     """Return ``(train, test)``: 1,437 and 360 labelled digit images at ``resolution``.
 
     The split is stratified by class and fixed (seed 0, largest-remainder allocation of the
     360 test images over the classes, a seeded permutation inside each class), so it is the
     same on every run. Ids are ``digits:<index>`` into ``load_digits()`` order, ascending.
     Upsampling is bicubic (antialiased when shrinking), rounded and clamped to 0..255.
-
-    ``cache_dir`` is accepted for symmetry with :func:`load_images` but unused: building
-    the set takes milliseconds, less than reading a cache entry would.
+    Not cached: building the set takes milliseconds, less than reading a cache entry would.
     """
-    del cache_dir
     if resolution < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
     try:
