@@ -56,10 +56,23 @@ class MultiCropAugment:
     def n_views(self) -> int:
         return 2 + self.cfg.n_local_crops
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        """images: uint8 (B, 3, H, W) on any device -> [global1, global2, *locals]."""
+    def __call__(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        global_images: tuple[torch.Tensor, torch.Tensor] | None = None,
+        local_images: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """images: uint8 (B, 3, H, W) on any device -> [global1, global2, *locals].
+
+        ``global_images`` gives each global view its own source (Gen-SIS pairs a real image
+        with a generated one) and ``local_images`` the source of the local crops; both default
+        to ``images``. The random stream is the same either way.
+        """
         x = _to_float(images)
-        return self._global(x, generator) + self._local(x, self.cfg.n_local_crops, generator)
+        sources = None if global_images is None else [_to_float(t) for t in global_images]
+        x_local = x if local_images is None else _to_float(local_images)
+        return self._global(x, generator, sources) + self._local(x_local, self.cfg.n_local_crops, generator)
 
     def global_views(
         self, images: torch.Tensor, generator: torch.Generator
@@ -84,12 +97,18 @@ class MultiCropAugment:
         return self._views(x, blur, sol, size, scale, generator)[0]
 
     # ------------------------------------------------------------------ internals
-    def _global(self, x: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    def _global(
+        self, x: torch.Tensor, generator: torch.Generator, sources: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
         cfg = self.cfg
         blur = [cfg.blur_p[0], cfg.blur_p[1]]
         sol = [0.0, cfg.solarize_p]  # solarize on the second global view only
         size, scale = cfg.global_crop_size, cfg.global_crop_scale
-        return self._views(x, blur, sol, size, scale, generator)
+        if sources is None:
+            return self._views(x, blur, sol, size, scale, generator)
+        # View v crops sample i of sources[v]: stack them and index view-major.
+        stacked = torch.cat(sources)
+        return self._views(stacked, blur, sol, size, scale, generator, per_view_source=True)
 
     def _local(self, x: torch.Tensor, n: int, generator: torch.Generator) -> list[torch.Tensor]:
         if n == 0:
@@ -106,20 +125,24 @@ class MultiCropAugment:
         size: int,
         scale: tuple[float, float],
         generator: torch.Generator,
+        per_view_source: bool = False,
     ) -> list[torch.Tensor]:
         """``len(blur_p)`` views with one recipe; view v uses blur_p[v] and solarize_p[v].
 
         All views are stacked into one batch of V * B samples (view-major), so every op runs
-        once; per-view probabilities become per-sample probability vectors.
+        once; per-view probabilities become per-sample probability vectors. With
+        ``per_view_source`` x holds V * B images, the sources of the views in order.
         """
         cfg = self.cfg
-        b, n_views = x.shape[0], len(blur_p)
+        n_views = len(blur_p)
+        b = x.shape[0] // n_views if per_view_source else x.shape[0]
+        src_index = torch.arange(b * n_views) if per_view_source else torch.arange(b).repeat(n_views)
         h, w = x.shape[-2:]
         # The ops are written for float32; a caller's autocast region must not turn the blur
         # conv into bf16.
         with torch.autocast(x.device.type, enabled=False):
             boxes = ops.sample_crop_boxes(b * n_views, h, w, scale, generator=generator)
-            y = ops.resized_crop(x, boxes, size, torch.arange(b).repeat(n_views))
+            y = ops.resized_crop(x, boxes, size, src_index)
             y = ops.random_hflip(y, cfg.hflip_p, generator)
             if cfg.vflip_p > 0:
                 y = ops.random_vflip(y, cfg.vflip_p, generator)

@@ -135,6 +135,42 @@ class TrainConfig(StrictModel):
     progress: bool = True
 
 
+class GenViewsConfig(StrictModel):
+    """Stage 3 (Gen-SIS, arXiv 2412.01672): generated views and the disentanglement task.
+
+    Off unless ``bank`` (pre-generated views) or ``generator`` (views drawn on the fly) is set.
+    """
+
+    bank: str | None = Field(None, description="view bank written by gensis generate for these images")
+    generator: str | None = Field(None, description="draw views on the fly from this generator instead of a bank")
+    p_gen: float = Field(0.5, ge=0, le=1, description="chance that an image's pair is (real, generated)")
+    views_per_image: int | None = Field(
+        None, ge=1, description="use at most this many generated views per image (default: all in the bank)"
+    )
+    local_source: Literal["real", "generated"] = Field(
+        "real", description="local crops from the real image, or from the generated one when the pair is generated"
+    )
+    lambda_dis: float = Field(1.0, ge=0, le=100, description="weight of the disentanglement loss; 0 disables it")
+    dis_update_center: bool = Field(
+        False, description="also update the DINO center with the mixed teacher logits"
+    )
+    alpha_range: Interval = Field((0.3, 0.7), description="on-the-fly only: share of the source in SLERP")
+    sampler: Literal["ddim", "dpmsolver++"] = Field("dpmsolver++", description="on-the-fly only")
+    steps: int = Field(10, ge=1, le=1000, description="on-the-fly only: sampling steps")
+    guidance_scale: float = Field(1.0, ge=0, le=20, description="on-the-fly only")
+
+    @model_validator(mode="after")
+    def _source(self) -> "GenViewsConfig":
+        if self.bank is not None and self.generator is not None:
+            raise ValueError("gen.bank and gen.generator: give one (pre-generated or on the fly), not both")
+        _check_interval("gen.alpha_range", self.alpha_range, 0.0, 1.0)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.bank is not None or self.generator is not None
+
+
 class PretrainConfig(StrictModel):
     """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
 
@@ -147,6 +183,7 @@ class PretrainConfig(StrictModel):
     dino: DINOConfig = Field(default_factory=DINOConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    gen: GenViewsConfig = Field(default_factory=GenViewsConfig)
 
 
 class EvalConfig(StrictModel):

@@ -59,10 +59,27 @@ def run_pretrain(
     run.check_new_or_resume(cfg, resume)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
+    generated = _generated_source(cfg, data)
     run.create()
     run.write_config(cfg)
     with run.logging_to_file():
-        return _train(cfg, run, resume, data, eval_data)
+        return _train(cfg, run, resume, data, eval_data, generated)
+
+
+def _generated_source(cfg: PretrainConfig, data: ImageData):
+    """Stage 3's generated images (a bank, or the generator on the fly), or None for plain DINO."""
+    g = cfg.gen
+    if g.bank is not None:
+        from gensis.bank.sources import BankViews
+
+        return BankViews(g.bank, len(data), data.resolution, g.views_per_image)
+    if g.generator is not None:
+        from gensis.bank.sources import OnTheFlyViews
+
+        return OnTheFlyViews(g.generator, data, resolve_device(cfg.train.device), sampler=g.sampler, steps=g.steps,
+                             guidance_scale=g.guidance_scale, alpha_range=g.alpha_range,
+                             precision=cfg.train.precision)
+    return None
 
 
 def _load_data(
@@ -107,6 +124,7 @@ def _train(
     resume: bool,
     data: ImageData,
     eval_data: ImageData | None,
+    generated=None,
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
     device = resolve_device(tc.device)
@@ -115,7 +133,8 @@ def _train(
     encoder = build_encoder(cfg.model, cfg.data.resolution)
     if cfg.init_from is not None and not resume:
         _init_weights(encoder, cfg.init_from)
-    model = DINO(encoder, cfg.dino).to(device)
+    lambda_dis = cfg.gen.lambda_dis if generated is not None else 0.0
+    model = DINO(encoder, cfg.dino, lambda_dis, cfg.gen.dis_update_center).to(device)
     if device.type == "cuda" and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.student, oc)
@@ -132,6 +151,14 @@ def _train(
         log.info("resumed %s at step %d/%d", run.root, step, total_steps)
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
     resident = data.images.to(device) if data.in_memory else None
+    pairs = None
+    if generated is not None:
+        from gensis.bank.pairs import PairSampler
+
+        def fetch(idx: torch.Tensor) -> torch.Tensor:
+            return resident[idx.to(device)] if resident is not None else data.batch(idx).to(device)
+
+        pairs = PairSampler(cfg.gen, generated, augment, fetch)
     log.info(
         "pretrain: %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
         len(data), steps_per_epoch, tc.epochs, cfg.model.backbone, encoder.embed_dim, device,
@@ -144,18 +171,20 @@ def _train(
         batches = batches[: last_step - step]
         bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
         t0, seen = time.perf_counter(), 0
-        for images in iterate_batches(data, batches, device, cfg.data.num_workers, resident):
+        for idx, images in zip(batches, iterate_batches(data, batches, device, cfg.data.num_workers, resident)):
             lr = cosine_schedule(step, total_steps, lr_base, oc.min_lr, oc.warmup_epochs * steps_per_epoch)
             wd = cosine_schedule(step, total_steps, oc.weight_decay, oc.weight_decay_end)
             momentum = cosine_schedule(step, total_steps, cfg.dino.momentum_teacher, 1.0)
             set_lr_wd(optimizer, lr, wd)
 
             torch.manual_seed(tc.seed * 1_000_003 + step)  # drop-path and other module randomness
-            views = augment(images, step_generator(tc.seed, step))
+            gen_views = pairs(images, idx, step_generator(tc.seed, step)) if pairs is not None else None
+            views = gen_views.views if gen_views is not None else augment(images, step_generator(tc.seed, step))
+            dis = gen_views.dis if gen_views is not None else None
             if device.type == "cuda" and tc.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, tc.precision):
-                loss, student_emb = forward(views, epoch)
+                loss, student_emb = forward(views, epoch, dis)
             if not torch.isfinite(loss):
                 raise GensisError(
                     f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped. "
@@ -187,6 +216,9 @@ def _train(
                     "embedding_std": emb.std(dim=0).mean().item(),
                     "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
                 }
+                if gen_views is not None:
+                    metrics.update({k: v.item() for k, v in model.loss_parts.items()})
+                    metrics["generated_fraction"] = gen_views.generated.float().mean().item()
                 run.log_metrics(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
         bar.close()
@@ -201,18 +233,21 @@ def _train(
         if eval_data is not None and (knn_due or step == total_steps):
             metrics.update(_online_knn(model, data, eval_data, cfg, device, step, finished_epoch, run))
 
-    export_encoder(run.exported_encoder, model.teacher_encoder, _export_meta(cfg, step))
+    export_encoder(run.exported_encoder, model.teacher_encoder, _export_meta(cfg, step, generated))
     log.info("exported teacher encoder to %s", run.exported_encoder)
     return PretrainResult(run.root, run.exported_encoder, step, metrics)
 
 
-def _export_meta(cfg: PretrainConfig, step: int) -> dict[str, str]:
-    return {
+def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, str]:
+    meta = {
         "mean": json.dumps(list(cfg.augment.mean)),
         "std": json.dumps(list(cfg.augment.std)),
         "trained_steps": str(step),
-        "method": "dino",
+        "method": "dino" if generated is None else "gen-dino",
     }
+    if generated is not None:
+        meta["generator_sha256"] = generated.generator_sha256
+    return meta
 
 
 def _init_weights(encoder, init_from: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -18,7 +19,18 @@ from torch import nn
 from gensis.config.schema import DINOConfig
 from gensis.models.backbones import Encoder
 from gensis.ssl.heads import DINOHead
-from gensis.ssl.losses import DINOLoss
+from gensis.ssl.losses.dino_loss import DINOLoss
+from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, mixed_teacher_logits
+
+
+@dataclass
+class DisentangleViews:
+    """Inputs of the Gen-SIS disentanglement task for a batch of source images I1."""
+
+    interpolated: torch.Tensor  # student input: augmented G(SLERP(e1, e2, alpha))
+    partner: torch.Tensor  # teacher input: augmented I2
+    alpha: torch.Tensor  # (B,) share of I1
+    real_slot: torch.Tensor  # (B,) long: which global view (0 or 1) is the real I1 for the teacher
 
 
 class MultiCropNet(nn.Module):
@@ -53,7 +65,11 @@ class MultiCropNet(nn.Module):
 
 
 class DINO(nn.Module):
-    def __init__(self, encoder: Encoder, cfg: DINOConfig) -> None:
+    """DINO; with ``lambda_dis > 0`` also Gen-SIS's disentanglement loss (Gen-DINO)."""
+
+    def __init__(
+        self, encoder: Encoder, cfg: DINOConfig, lambda_dis: float = 0.0, dis_update_center: bool = False
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         head = DINOHead(
@@ -77,13 +93,39 @@ class DINO(nn.Module):
             student_temp=cfg.student_temp,
             center_momentum=cfg.center_momentum,
         )
+        self.dis_criterion = DisentanglementLoss(student_temp=cfg.student_temp)
+        self.lambda_dis = lambda_dis
+        self.dis_update_center = dis_update_center
+        self.loss_parts: dict[str, torch.Tensor] = {}
 
-    def forward(self, views: Sequence[torch.Tensor], epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """DINO loss on ``views`` = [global1, global2, *locals]; also the student embeddings."""
+    def forward(
+        self, views: Sequence[torch.Tensor], epoch: int, dis: DisentangleViews | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DINO loss on ``views`` = [global1, global2, *locals] (+ lambda_dis * disentanglement).
+
+        Returns the loss and the student embeddings of the first view; the terms are left in
+        ``self.loss_parts`` for logging.
+        """
         with torch.no_grad():
             teacher_out, _ = self.teacher(views[:2])
         student_out, student_emb = self.student(views)
-        loss = self.criterion(teacher_out, student_out, epoch)
+        # Both targets use this step's center; it moves only after both are built.
+        loss = self.criterion(teacher_out, student_out, epoch, update_center=False)
+        self.loss_parts = {"loss_dino": loss.detach()}
+        center_logits = [t.detach() for t in teacher_out]
+        if dis is not None and self.lambda_dis > 0:
+            with torch.no_grad():
+                (t2,), _ = self.teacher([dis.partner])
+            t1 = torch.where(dis.real_slot.view(-1, 1).bool(), teacher_out[1], teacher_out[0])
+            (s_int,), _ = self.student([dis.interpolated])
+            dis_loss = self.dis_criterion(
+                t1, t2, dis.alpha, [s_int], self.criterion.center, self.criterion.teacher_temp(epoch)
+            )
+            loss = loss + self.lambda_dis * dis_loss
+            self.loss_parts["loss_dis"] = dis_loss.detach()
+            if self.dis_update_center:
+                center_logits.append(mixed_teacher_logits(t1, t2, dis.alpha).detach())
+        self.criterion.update_center(torch.cat(center_logits))
         return loss, student_emb
 
     @torch.no_grad()
