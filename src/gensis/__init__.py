@@ -14,7 +14,7 @@ __all__ = ["pretrain", "train_generator", "generate", "eval_generator", "show", 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `gensis --version` and config errors should not wait for torch to import.
-    if name in ("pretrain", "train_generator", "generate", "eval_generator", "show", "evaluate", "embed"):
+    if name in ("run", "pretrain", "train_generator", "generate", "eval_generator", "show", "evaluate", "embed"):
         from gensis import api
 
         return getattr(api, name)

@@ -95,6 +95,15 @@ def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     return run_generate(build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides)))
 
 
+def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The whole pipeline (``gensis run``): every stage in ``out``, skipped when already done."""
+    from gensis.config.schema import PipelineConfig
+    from gensis.pipeline import run_pipeline
+
+    cfg = build_config(PipelineConfig, _flatten_kwargs(kwargs, overrides), use_presets=False, config_file=config_file)
+    return run_pipeline(cfg)
+
+
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
@@ -209,6 +218,9 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     """Write embeddings (N, D) with their image ids (and labels when present) to safetensors."""
     from safetensors.torch import save_file
 
+    from gensis.runtime.checkpoint import resolve_encoder_path
+    from gensis.runtime.io import file_sha256
+
     cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
@@ -221,7 +233,8 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     if data.labels is not None:
         tensors["labels"] = data.labels.contiguous()
     file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
-                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize)}
+                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize),
+                 "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder))}
     if data.class_names:
         file_meta["class_names"] = json.dumps(data.class_names)
     out = Path(cfg.out)

@@ -24,11 +24,13 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["pretrain", "train-generator", "generate", "eval-generator", "show", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["run", "pretrain", "train-generator", "generate", "eval-generator", "show", "eval", "embed"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
 
+    run = add("run", "The whole pipeline: pretrain, embed, train-generator, generate, Gen-DINO, eval, report (data.path=).")
+    run.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     pre = add("pretrain", "Stage 1: DINO pretraining with hand-crafted augmentations.")
     pre.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     pre.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
@@ -75,7 +77,12 @@ def _run(args: argparse.Namespace) -> int:
     settings = parse_overrides(args.settings)
     if args.quiet and args.command in ("pretrain", "demo", "train-generator"):
         settings.setdefault("train.progress", False)
-    if args.command == "pretrain":
+    if args.command == "run":
+        if args.quiet:
+            settings.setdefault("progress", False)
+        result = api.run(settings, config_file=args.config)
+        print(format_run(result))
+    elif args.command == "pretrain":
         result = api.pretrain(settings, resume=args.resume, config_file=args.config)
         print(f"encoder: {result.encoder_path}")
         for k, v in result.final_metrics.items():
@@ -114,11 +121,21 @@ def _show_config(which: str, settings: dict) -> None:
     from gensis.config import schema as s
 
     model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
-             "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig}[which]
+             "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
+             "run": s.PipelineConfig}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
     _print_fields(model)
+
+
+def format_run(result: dict) -> str:
+    lines = [f"report: {result['report']}"]
+    for name, r in result["eval"].items():
+        knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
+        lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""
+        lines.append(f"{name:<10} kNN {knn}{lin}")
+    return "\n".join(lines)
 
 
 def _print_fields(model, prefix: str = "") -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -57,6 +57,10 @@ def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: A
             raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(names)}")
         ann = fields[part].annotation
         is_section = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if i < len(parts) - 1 and get_origin(ann) is dict:
+            # A free-form mapping (e.g. a stage's overrides): the rest of the key is one entry.
+            node.setdefault(part, {})[".".join(parts[i + 1 :])] = value
+            return
         if i == len(parts) - 1:
             if is_section:
                 raise ConfigError(f"{key!r} is a section; set one of its keys, e.g. {key}.<name>=...")

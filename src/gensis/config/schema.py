@@ -328,3 +328,37 @@ class ShowConfig(StrictModel):
     seed: int = Field(0, ge=0)
     device: str = "auto"
     cache_dir: str | None = "auto"
+
+
+StageOverrides = dict[str, int | float | str | bool | list | None]
+
+
+class PipelineConfig(StrictModel):
+    """``gensis run``: the whole Gen-SIS pipeline in one run folder.
+
+    Each stage section holds dotted overrides of that stage's own config, e.g.
+    ``pretrain.train.epochs=30`` or ``generate.views_per_image=2``; stage 3 starts from
+    stage 1's settings, so ``gen_dino`` lists only what changes (``train.epochs``, ``gen.*``).
+    """
+
+    out: str = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
+    preset: str = Field("default", description="stage-1 (and stage-3) preset")
+    data: DataConfig = Field(default_factory=DataConfig)
+    device: str = "auto"
+    seed: int = Field(0, ge=0)
+    progress: bool = True
+    pretrain: StageOverrides = Field(default_factory=dict, description="stage 1 overrides")
+    generator: StageOverrides = Field(default_factory=dict, description="train-generator overrides")
+    generate: StageOverrides = Field(default_factory=dict, description="generate overrides")
+    gen_dino: StageOverrides = Field(default_factory=dict, description="stage 3 overrides on top of stage 1's")
+    stage3_init: Literal["stage1", "scratch"] = Field(
+        "stage1", description="stage 3 starts from the stage-1 weights or from a random init"
+    )
+    control: bool = Field(
+        True, description="also train stage 3's recipe without generated views (the fair baseline)"
+    )
+    show: StageOverrides = Field(default_factory=dict, description="picture-grid overrides")
+    pictures: bool = Field(True, description="draw the picture grids of the generator")
+    knn_k: list[int] = Field(default_factory=lambda: [20, 200])
+    linear: bool = True
+    linear_epochs: int = Field(100, ge=1)

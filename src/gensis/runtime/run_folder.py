@@ -72,14 +72,18 @@ class RunFolder:
             return
         if not self.last_checkpoint.exists():
             raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist")
-        saved = validate(type(cfg), load_yaml(self.config_path))
-        new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
-        changed = [k for k in new if new[k] != old.get(k) and k not in mutable]
+        changed = self.config_changes(cfg, mutable)
         if changed:
             raise ConfigError(
                 f"--resume: config differs from {self.config_path} at {', '.join(changed[:5])}; "
                 "resume with the same settings or start a new run (init_from= loads weights only)"
             )
+
+    def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:
+        """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
+        saved = validate(type(cfg), load_yaml(self.config_path))
+        new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
+        return [k for k in new if new[k] != old.get(k) and k not in mutable]
 
     def write_config(self, cfg: BaseModel) -> None:
         atomic_write_text(self.config_path, to_yaml(cfg))

@@ -1,0 +1,49 @@
+"""The pipeline's evaluation stage: kNN and linear probe of each encoder, cached by file hash."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from gensis.config.schema import PipelineConfig
+from gensis.runtime.io import atomic_write_text, file_sha256
+
+log = logging.getLogger("gensis.run")
+
+
+def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: Path, results: dict[str, Any]) -> bool:
+    """Evaluate one exported encoder into ``folder/<name>.json``; False when already done."""
+    from gensis.api import evaluate_encoder
+    from gensis.data import load_images
+    from gensis.runtime.checkpoint import load_encoder
+    from gensis.runtime.device import resolve_device
+
+    out = folder / f"{name}.json"
+    digest = file_sha256(encoder_path)
+    if out.exists():
+        saved = json.loads(out.read_text())
+        if saved.get("encoder_sha256") == digest and saved.get("linear_epochs") == cfg.linear_epochs:
+            results[name] = saved
+            return False
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(encoder_path, device)
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    resolution = int(meta["resolution"])
+    kw = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress)
+    train = load_images(cfg.data.path, resolution, max_images=cfg.data.max_images, **kw)
+    test = load_images(cfg.data.eval_path, resolution, **kw)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = evaluate_encoder(
+        encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+        knn_k=cfg.knn_k, linear=cfg.linear, linear_epochs=cfg.linear_epochs, device=device, seed=cfg.seed,
+        progress=cfg.progress,
+        extra={"encoder": str(encoder_path), "encoder_sha256": digest, "linear_epochs": cfg.linear_epochs,
+               "method": meta.get("method", "?"), "trained_steps": int(meta.get("trained_steps", 0))},
+    )
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    results[name] = result
+    log.info("eval %s: kNN %s%s", name, result["knn_top1"],
+             f", linear {result['linear']['top1']:.2f}" if "linear" in result else "")
+    return True

@@ -1,0 +1,153 @@
+"""The pipeline's report: Markdown and HTML with the stage times, the evaluation table,
+the generator's quality, its pictures and the training curves (PNG)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gensis.runtime.io import atomic_write_text
+from gensis.runtime.run_folder import RunFolder
+
+LABELS = {"dino": "DINO (stage 1)", "control": "DINO, stage-3 recipe without generated views",
+          "gen-dino": "Gen-DINO (stage 3)"}
+
+
+def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = root / "plots"
+    plots.mkdir(exist_ok=True)
+    written = []
+    series = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
+    ssl = [n for n in series if n != "generator"]
+    panels = [("loss", "loss", "SSL training loss", ssl), ("loss_dis", "loss_dis", "disentanglement loss", ssl),
+              ("knn", "knn_top1_k20", "online kNN k=20 (%)", ssl),
+              ("generator_loss", "loss", "generator (diffusion) loss", ["generator"])]
+    for filename, key, title, names in panels:
+        lines = {n: [(r["step"], r[key]) for r in series[n] if r.get(key) is not None] for n in names if n in series}
+        lines = {n: pts for n, pts in lines.items() if pts}
+        if not lines:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, pts in lines.items():
+            ax.plot(*zip(*pts), label=name, marker="o" if len(pts) < 20 else None)
+        ax.set_xlabel("step (of that run)")
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        path = plots / f"{filename}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _eval_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    ks = sorted({k for r in results.values() for k in r["knn_top1"]}, key=int)
+    header = ["encoder", "trained steps"] + [f"kNN k={k}" for k in ks] + ["linear"]
+    rows = []
+    for name, r in results.items():
+        lin = f"{r['linear']['top1']:.2f}" if "linear" in r else "-"
+        rows.append([LABELS.get(name, name), str(r.get("trained_steps", "?"))]
+                    + [f"{r['knn_top1'].get(k, float('nan')):.2f}" for k in ks] + [lin])
+    return header, rows
+
+
+def _compute(stages: dict[str, Any]) -> dict[str, float]:
+    s = {k: v.get("seconds", 0.0) for k, v in stages.items()}
+    gen = sum(s.get(k, 0.0) for k in ("pretrain", "embed", "train-generator", "generate", "gen-dino"))
+    return {"gen-sis pipeline (s)": round(gen, 1), "control: stage 1 + control (s)":
+            round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
+
+
+def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]) -> Path:
+    runs = {"dino": Path(stages.pretrain.out), "gen-dino": Path(stages.gen_dino.out)}
+    if stages.control is not None:
+        runs["control"] = Path(stages.control.out)
+    runs["generator"] = Path(stages.generator.out)
+    plots = _curves(root, runs)
+    quality_path = Path(stages.generate.out) / "quality.json"
+    quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
+    pictures = [p for p in (root / "pictures" / "views.png", root / "pictures" / "interpolations.png") if p.exists()]
+    facts = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, device={cfg.device}",
+        "data": cfg.data.path,
+        "eval data": cfg.data.eval_path or "(none)",
+        "preset": cfg.preset,
+        "stage 3 starts from": cfg.stage3_init,
+        "stage-3 epochs": stages.gen_dino.train.epochs,
+        "p_gen": stages.gen_dino.gen.p_gen,
+        "lambda_dis": stages.gen_dino.gen.lambda_dis,
+    }
+    sections = {
+        "facts": facts,
+        "stages": state["stages"],
+        "compute": _compute(state["stages"]),
+        "eval": _eval_rows(results) if results else None,
+        "quality": quality,
+        "pictures": [p.relative_to(root).as_posix() for p in pictures],
+        "plots": [p.relative_to(root).as_posix() for p in plots],
+    }
+    atomic_write_text(root / "report.md", _markdown(sections))
+    atomic_write_text(root / "report.html", _html(sections))
+    return root / "report.md"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _markdown(s: dict[str, Any]) -> str:
+    out = ["# gensis run report", ""]
+    out += [f"- **{k}**: {v}" for k, v in s["facts"].items()]
+    if s["eval"]:
+        out += ["", "## Frozen-encoder evaluation (top-1 %, test split)", "", _md_table(*s["eval"])]
+    out += ["", "## Stages", "", _md_table(["stage", "last run", "compute (s)"],
+                                          [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
+    out += ["", "Compute: " + ", ".join(f"{k} {v}" for k, v in s["compute"].items())]
+    if s["quality"]:
+        out += ["", "## Generated views, in the stage-1 encoder's space", "", "```json",
+                json.dumps(s["quality"], indent=1), "```"]
+    if s["pictures"]:
+        out += ["", "## What the generator makes", ""] + [f"![{p}]({p})" for p in s["pictures"]]
+    if s["plots"]:
+        out += ["", "## Training curves", ""] + [f"![{p}]({p})" for p in s["plots"]]
+    return "\n".join(out) + "\n"
+
+
+def _html(s: dict[str, Any]) -> str:
+    e = html.escape
+
+    def table(header, rows) -> str:
+        head = "".join(f"<th>{e(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
+             "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}</style>",
+             "<h1>gensis run report</h1><ul>"]
+    parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in s["facts"].items()] + ["</ul>"]
+    if s["eval"]:
+        parts += ["<h2>Frozen-encoder evaluation (top-1 %, test split)</h2>", table(*s["eval"])]
+    parts += ["<h2>Stages</h2>", table(["stage", "last run", "compute (s)"],
+                                       [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
+    parts += ["<p>Compute: " + e(", ".join(f"{k} {v}" for k, v in s["compute"].items())) + "</p>"]
+    if s["quality"]:
+        parts += ["<h2>Generated views, in the stage-1 encoder's space</h2>", f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>"]
+    if s["pictures"]:
+        parts += ["<h2>What the generator makes</h2>"] + [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["pictures"]]
+    if s["plots"]:
+        parts += ["<h2>Training curves</h2>"] + [f"<img src='{e(p)}' alt='{e(p)}'>" for p in s["plots"]]
+    return "\n".join(parts) + "\n"

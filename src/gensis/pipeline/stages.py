@@ -1,0 +1,197 @@
+"""``gensis run``: the whole Gen-SIS pipeline in one folder, one stage after another.
+
+    <out>/pretrain/          stage 1: DINO with hand-crafted augmentations
+    <out>/embeddings.safetensors   stage-1 embeddings of the training images (with ids)
+    <out>/generator/         stage 2: embedding-conditioned diffusion model
+    <out>/bank/              stage 2: self-augmented views and interpolations
+    <out>/pictures/          what the generator makes (views.png, interpolations.png)
+    <out>/gen-dino/          stage 3: Gen-DINO from the bank
+    <out>/control/           stage 3's recipe without generated views (the fair baseline)
+    <out>/eval/*.json        kNN and linear probe of every encoder
+    <out>/report.md, report.html, plots/
+
+Every stage is skipped when its output exists and was made with the same settings, resumed
+when it was interrupted, and refused (one line, nothing touched) when the folder holds a
+stage run with other settings. All stage configs are built and checked before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gensis.config.overrides import build_config
+from gensis.config.schema import (
+    GenerateConfig,
+    PipelineConfig,
+    PretrainConfig,
+    ShowConfig,
+    TrainGeneratorConfig,
+)
+from gensis.errors import ConfigError, DataError
+from gensis.runtime.io import atomic_write_text, file_sha256
+from gensis.runtime.run_folder import RunFolder
+
+log = logging.getLogger("gensis.run")
+
+
+@dataclass
+class StageConfigs:
+    pretrain: PretrainConfig
+    generator: TrainGeneratorConfig
+    generate: GenerateConfig
+    show: ShowConfig | None
+    gen_dino: PretrainConfig
+    control: PretrainConfig | None
+
+
+def _build(stage: str, model, overrides: dict[str, Any], **kw):
+    try:
+        return build_config(model, overrides, **kw)
+    except ConfigError as exc:
+        raise ConfigError(f"{stage}: {exc}") from None
+
+
+def stage_configs(cfg: PipelineConfig) -> StageConfigs:
+    """Every stage's config, resolved from the pipeline's; errors name the stage section."""
+    root = Path(cfg.out)
+    if cfg.data.path is None:
+        raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
+    for key, path in (("data.path", cfg.data.path), ("data.eval_path", cfg.data.eval_path)):
+        if path is not None and not Path(path).exists():
+            raise DataError(f"{key}: {path} does not exist")
+    data = {f"data.{k}": v for k, v in cfg.data.model_dump(exclude_unset=True).items()}
+    train = {"train.device": cfg.device, "train.seed": cfg.seed, "train.progress": cfg.progress}
+    stage1_keys = {"preset": cfg.preset, **data, **train, **cfg.pretrain}
+    stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
+    images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir}
+    generator = _build("generator", TrainGeneratorConfig, {
+        **images, **train, **cfg.generator, "encoder": str(root / "pretrain"), "out": str(root / "generator"),
+    })
+    sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device}
+    generate = _build("generate", GenerateConfig, {
+        **sources, "max_images": cfg.data.max_images, "seed": cfg.seed, "progress": cfg.progress,
+        **cfg.generate, "generator": str(root / "generator"), "out": str(root / "bank"),
+    })
+    show = None
+    if cfg.pictures:
+        show = _build("show", ShowConfig, {**sources, "seed": cfg.seed, **cfg.show,
+                                           "generator": str(root / "generator"), "out": str(root / "pictures")})
+    stage3_keys = {**stage1_keys, **cfg.gen_dino}
+    if cfg.stage3_init == "stage1":
+        stage3_keys["init_from"] = str(root / "pretrain")
+    gen_dino = _build("gen_dino", PretrainConfig, {**stage3_keys, "gen.bank": str(root / "bank"),
+                                                   "out": str(root / "gen-dino")})
+    control = None
+    if cfg.control:
+        plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
+        control = _build("control", PretrainConfig, {**plain, "out": str(root / "control")})
+    return StageConfigs(stage1, generator, generate, show, gen_dino, control)
+
+
+def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
+    """Run, resume or skip one training stage whose run folder is ``cfg.out``."""
+    run = RunFolder(cfg.out)
+    if not run.last_checkpoint.exists():
+        train_fn(cfg, resume=False)
+        return "ran"
+    changed = run.config_changes(cfg)
+    if changed:
+        raise ConfigError(f"{name}: {run.root} holds a run with other settings ({', '.join(changed[:5])}); "
+                          "use another out= or remove that folder")
+    if exported.exists():
+        return "skipped"
+    train_fn(cfg, resume=True)
+    return "resumed"
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    from gensis.api import embed
+    from gensis.generator.generate import run_generate
+    from gensis.generator.show import run_show
+    from gensis.generator.train import run_train_generator
+    from gensis.pipeline.evaluate import evaluate_stage
+    from gensis.pipeline.report import write_report
+    from gensis.runtime.pretrain import run_pretrain
+
+    stages = stage_configs(cfg)
+    root = Path(cfg.out)
+    root.mkdir(parents=True, exist_ok=True)
+    state_path = root / "pipeline.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state.setdefault("stages", {})
+    atomic_write_text(root / "config.yaml", _yaml(cfg))
+
+    def record(name: str, fn) -> None:
+        t0 = time.perf_counter()
+        how = fn()
+        seconds = time.perf_counter() - t0
+        entry = state["stages"].setdefault(name, {"seconds": 0.0})
+        if how != "skipped":  # compute spent on the stage's output, over interruptions
+            entry["seconds"] = round(seconds + (entry["seconds"] if how == "resumed" else 0.0), 1)
+        entry["last"] = how
+        atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+        log.info("stage %s: %s (%.1f s)", name, how, seconds)
+
+    pretrain_run = RunFolder(stages.pretrain.out)
+    record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))
+    record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, embed))
+    gen_export = Path(stages.generator.out) / "exported" / "generator.safetensors"
+    record("train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export,
+                                                      run_train_generator))
+    record("generate", lambda: "skipped" if run_generate(stages.generate).n_images == 0 else "ran")
+    if stages.show is not None:
+        record("show", lambda: _show_stage(stages.show, gen_export, run_show))
+    gen_run = RunFolder(stages.gen_dino.out)
+    record("gen-dino", lambda: _training_stage("gen-dino", stages.gen_dino, gen_run.exported_encoder, run_pretrain))
+    encoders = {"dino": pretrain_run.exported_encoder, "gen-dino": gen_run.exported_encoder}
+    if stages.control is not None:
+        control_run = RunFolder(stages.control.out)
+        record("control", lambda: _training_stage("control", stages.control, control_run.exported_encoder,
+                                                  run_pretrain))
+        encoders = {"dino": encoders["dino"], "control": control_run.exported_encoder, "gen-dino": encoders["gen-dino"]}
+    results: dict[str, Any] = {}
+    if cfg.data.eval_path is not None:
+        def eval_all() -> str:
+            done = [evaluate_stage(name, path, cfg, root / "eval", results) for name, path in encoders.items()]
+            return "ran" if any(done) else "skipped"
+
+        record("eval", eval_all)
+    else:
+        log.info("no data.eval_path: the encoders are not evaluated")
+    report = write_report(root, cfg, stages, state, results)
+    return {"out": str(root), "report": str(report), "eval": results, "stages": state["stages"]}
+
+
+def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, embed) -> str:
+    from safetensors import safe_open
+
+    out = root / "embeddings.safetensors"
+    digest = file_sha256(encoder)
+    if out.exists():
+        with safe_open(str(out), framework="pt") as f:
+            if (f.metadata() or {}).get("encoder_sha256") == digest:
+                return "skipped"
+    embed(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
+          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images)
+    return "ran"
+
+
+def _show_stage(cfg: ShowConfig, generator: Path, run_show) -> str:
+    marker = Path(cfg.out) / "generator.sha256"
+    digest = file_sha256(generator)
+    if marker.exists() and marker.read_text().strip() == digest and (Path(cfg.out) / "views.png").exists():
+        return "skipped"
+    run_show(cfg)
+    atomic_write_text(marker, digest + "\n")
+    return "ran"
+
+
+def _yaml(cfg: PipelineConfig) -> str:
+    from gensis.config.overrides import to_yaml
+
+    return to_yaml(cfg)

@@ -1,0 +1,93 @@
+"""``gensis run`` end to end on tiny data: every stage, the report, skip on rerun, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _synthetic import write_npz
+import gensis
+from gensis.cli import main
+from gensis.errors import ConfigError
+
+SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
+              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    settings = {
+        "out": str(root / "run"), "preset": "digits", "progress": False,
+        "data.path": str(write_npz(root / "train.npz", 64, seed=0)),
+        "data.eval_path": str(write_npz(root / "test.npz", 32, seed=1)), "data.cache_dir": None,
+        "pretrain": SMALL_DINO,
+        "generator": {"model.spec": "tiny", "train.batch_size": 16, "train.epochs": 1, "train.log_every": 1},
+        "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2, "shard_size": 40},
+        "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16},
+        "gen_dino": {"train.epochs": 1, "gen.lambda_dis": 0.5},
+        "linear_epochs": 5,
+    }
+    torch.manual_seed(0)
+    return settings, gensis.run(settings)
+
+
+def test_every_stage_and_the_report(pipeline) -> None:
+    settings, result = pipeline
+    root = result["out"]
+    from pathlib import Path
+
+    root = Path(root)
+    for rel in ("pretrain/exported/encoder.safetensors", "embeddings.safetensors",
+                "generator/exported/generator.safetensors", "bank/index.json", "bank/quality.json",
+                "pictures/views.png", "pictures/interpolations.png", "gen-dino/exported/encoder.safetensors",
+                "control/exported/encoder.safetensors", "eval/dino.json", "eval/gen-dino.json", "eval/control.json",
+                "report.md", "report.html", "plots/loss.png", "plots/loss_dis.png", "plots/generator_loss.png",
+                "pipeline.json", "config.yaml"):
+        assert (root / rel).is_file(), rel
+    assert set(result["eval"]) == {"dino", "control", "gen-dino"}
+    assert result["eval"]["gen-dino"]["method"] == "gen-dino" and result["eval"]["control"]["method"] == "dino"
+    # each exported encoder records the steps of its own stage
+    assert result["eval"]["gen-dino"]["trained_steps"] == 2
+    report = (root / "report.md").read_text()
+    assert "Gen-DINO (stage 3)" in report and "plots/loss.png" in report and "pictures/views.png" in report
+    assert "<img src='pictures/interpolations.png'" in (root / "report.html").read_text()
+    stages = result["stages"]
+    assert [stages[s]["last"] for s in ("pretrain", "train-generator", "gen-dino", "control")] == ["ran"] * 4
+    assert all(v["seconds"] >= 0 for v in stages.values())
+
+
+def test_rerun_skips_every_stage(pipeline) -> None:
+    settings, first = pipeline
+    again = gensis.run(settings)
+    assert {k: v["last"] for k, v in again["stages"].items()} == {k: "skipped" for k in first["stages"]}
+    assert again["eval"]["gen-dino"]["knn_top1"] == first["eval"]["gen-dino"]["knn_top1"]
+    # compute seconds of skipped stages are kept, so the report's compute comparison stays true
+    assert again["stages"]["pretrain"]["seconds"] == first["stages"]["pretrain"]["seconds"]
+
+
+def test_changed_settings_are_refused_before_any_work(pipeline, capsys, tmp_path) -> None:
+    settings, _ = pipeline
+    changed = {**settings, "pretrain": {**SMALL_DINO, "train.epochs": 2}}
+    with pytest.raises(ConfigError, match=r"pretrain: .* other settings \(train.epochs\)"):
+        gensis.run(changed)
+    with pytest.raises(ConfigError, match="gen_dino: unknown key 'gen.p_gem'"):
+        gensis.run({**settings, "gen_dino": {"gen.p_gem": 0.5}})
+    code = main(["run", f"out={tmp_path / 'new'}", "data.path=missing.npz", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gensis: error: data.path:") and "missing.npz" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_gen_dino_on_the_fly_from_the_pipelines_generator(pipeline, tmp_path) -> None:
+    settings, result = pipeline
+    from pathlib import Path
+
+    gen = Path(result["out"]) / "generator"
+    run = gensis.pretrain({"preset": "digits", **SMALL_DINO, "data.path": settings["data.path"],
+                           "data.cache_dir": None, "train.progress": False, "out": str(tmp_path / "fly"),
+                           "gen.generator": str(gen), "gen.steps": 2, "gen.p_gen": 1.0, "train.max_steps": 1})
+    records = [json.loads(x) for x in (tmp_path / "fly" / "metrics.jsonl").read_text().splitlines()]
+    assert run.steps == 1 and records[0]["generated_fraction"] == 1.0 and "loss_dis" in records[0]
