@@ -91,3 +91,14 @@ def test_pretrain_cli_writes_run_and_prints_encoder(capsys, tmp_path) -> None:
 def test_config_command_lists_keys_of_every_command(capsys, which) -> None:
     code, out, _ = _run(capsys, "config", which)
     assert code == 0 and "<required>" in out
+
+
+def test_run_and_tile_commands_are_wired(tmp_path, capsys) -> None:
+    assert main(["config", "run"]) == 0
+    keys = capsys.readouterr().out
+    assert "gen_dino: {}" in keys and "stage3_init:" in keys
+    assert main(["config", "tile"]) == 0
+    assert "tile_size:" in capsys.readouterr().out
+    code = main(["tile", f"slides={tmp_path / 'none'}", f"out={tmp_path / 'tiles'}", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and str(tmp_path / "none") in err

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["run", "pretrain", "train-generator", "generate", "eval-generator", "show", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "eval", "embed"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     add("eval-generator", "Fidelity, diversity and Frechet distance of a view bank (bank= encoder= data_path=).")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
-    add("demo", "Pretrain and evaluate on the bundled real digits dataset (under 10 minutes on a 2-core CPU).")
+    tile = add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
+    tile.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    add("demo", "The whole pipeline on the bundled real digits dataset (about 12 minutes on a 2-core CPU).")
     add("config", "Print the resolved config of a command (pretrain, eval, embed) and its keys.", which=True)
     return p
 
@@ -75,11 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     from gensis.config.overrides import parse_overrides
 
     settings = parse_overrides(args.settings)
-    if args.quiet and args.command in ("pretrain", "demo", "train-generator"):
+    if args.quiet and args.command in ("pretrain", "train-generator"):
         settings.setdefault("train.progress", False)
+    if args.quiet and args.command in ("run", "demo"):
+        settings.setdefault("progress", False)
     if args.command == "run":
-        if args.quiet:
-            settings.setdefault("progress", False)
         result = api.run(settings, config_file=args.config)
         print(format_run(result))
     elif args.command == "pretrain":
@@ -105,6 +107,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "eval":
         result = api.evaluate(settings)
         print(api.format_eval_table(result))
+    elif args.command == "tile":
+        from gensis.tiling import tile
+
+        r = tile(settings, config_file=args.config)
+        print(f"tiles: {r.out}: {r.n_tiles} new tiles from {r.n_tiled} slides ({r.tiles_per_s:.1f} tiles/s), "
+              f"{r.n_skipped} slides already done, {r.n_failed} failed; manifest {r.manifest}")
     elif args.command == "embed":
         print(f"embeddings: {api.embed(settings)}")
     elif args.command == "demo":
@@ -122,11 +130,17 @@ def _show_config(which: str, settings: dict) -> None:
 
     model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
              "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
-             "run": s.PipelineConfig}[which]
+             "run": s.PipelineConfig, "tile": _tile_config()}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
     _print_fields(model)
+
+
+def _tile_config():
+    from gensis.tiling.config import TileConfig
+
+    return TileConfig
 
 
 def format_run(result: dict) -> str:
