@@ -72,6 +72,17 @@ def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: A
         cls = ann
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections -> dotted keys (``backbone_kwargs`` stays one value)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and k != "backbone_kwargs":
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in extra.items():

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gensis.config.overrides import build_config
+from gensis.config.overrides import build_config, flatten
 from gensis.config.schema import (
     GenerateConfig,
     PipelineConfig,
@@ -91,6 +91,21 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
         plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
         control = _build("control", PretrainConfig, {**plain, "out": str(root / "control")})
     return StageConfigs(stage1, generator, generate, show, gen_dino, control)
+
+
+def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrides: dict[str, Any]) -> Path:
+    """Train (or reuse) a variant of a stage-3 run in ``<out>/<name>``; returns its encoder.
+
+    ``overrides`` are dotted keys on ``base``'s resolved config (no preset is re-applied),
+    e.g. ``{"gen.lambda_dis": 0.0}`` for an ablation, ``{"train.epochs": 30}`` for a longer baseline.
+    """
+    from gensis.runtime.pretrain import run_pretrain
+
+    tree = {**flatten(base.model_dump()), **overrides, "out": str(Path(cfg.out) / name)}
+    variant = _build(name, PretrainConfig, tree, use_presets=False)
+    run = RunFolder(variant.out)
+    _training_stage(name, variant, run.exported_encoder, run_pretrain)
+    return run.exported_encoder
 
 
 def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:

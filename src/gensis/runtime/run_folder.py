@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gensis.config.overrides import load_yaml, to_yaml, validate
+from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
 from gensis.errors import CheckpointError, ConfigError, GensisError
 from gensis.runtime.io import atomic_write_text
 
@@ -126,14 +126,8 @@ class RunFolder:
         return handler
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and k != "backbone_kwargs":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
-    return out
+def _flatten(tree: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flatten(tree).items()}
 
 
 def setup_console_logging(level: int = logging.INFO) -> None:
