@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except GensisError as exc:
-        print(f"gensis: error: {exc}", file=sys.stderr)
+        from gensis.runtime.signals import TrainingInterrupted
+
+        kind = "" if isinstance(exc, TrainingInterrupted) else "error: "
+        print(f"gensis: {kind}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gensis: interrupted", file=sys.stderr)

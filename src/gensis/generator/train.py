@@ -36,6 +36,7 @@ from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.io import atomic_write, file_sha256
 from gensis.runtime.loader import epoch_batches, step_generator
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.generator")
@@ -87,7 +88,8 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         # Pixel space trains on the uint8 images; latent space on latents encoded once.
         targets = data.images if vae is None else encode_images(vae, data, device=device, progress=cfg.train.progress)
         del vae
-        return _train(cfg, run, resume, targets, embeddings, device, encoder_path)
+        with GracefulStop() as stop:
+            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -123,7 +125,7 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 
 
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
-           encoder_path) -> GeneratorResult:
+           encoder_path, stop: GracefulStop | None = None) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
@@ -177,6 +179,10 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
                 run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
                                  "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
+            if stop is not None and stop.signal is not None and step < last_step:
+                bar.close()
+                _save(run, model, ema, optimizer, step)
+                raise TrainingInterrupted(stop.signal, step, run.last_checkpoint)
         bar.close()
         done = step >= last_step
         if done or (step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0):

@@ -34,6 +34,7 @@ from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 from gensis.ssl.dino import DINO
 from gensis.ssl.schedules import cosine_schedule
 
@@ -62,8 +63,8 @@ def run_pretrain(
     generated = _generated_source(cfg, data)
     run.create()
     run.write_config(cfg)
-    with run.logging_to_file():
-        return _train(cfg, run, resume, data, eval_data, generated)
+    with run.logging_to_file(), GracefulStop() as stop:
+        return _train(cfg, run, resume, data, eval_data, generated, stop)
 
 
 def _generated_source(cfg: PretrainConfig, data: ImageData):
@@ -125,6 +126,7 @@ def _train(
     data: ImageData,
     eval_data: ImageData | None,
     generated=None,
+    stop: GracefulStop | None = None,
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
     device = resolve_device(tc.device)
@@ -221,6 +223,10 @@ def _train(
                     metrics["generated_fraction"] = gen_views.generated.float().mean().item()
                 run.log_metrics(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            if stop is not None and stop.signal is not None and step < last_step:
+                bar.close()
+                _save(run, model, optimizer, step, cfg)
+                raise TrainingInterrupted(stop.signal, step, run.last_checkpoint)
         bar.close()
 
         end_of_epoch = step % steps_per_epoch == 0
