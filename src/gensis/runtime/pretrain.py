@@ -61,10 +61,11 @@ def run_pretrain(
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
     generated = _generated_source(cfg, data)
+    init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
     run.create()
     run.write_config(cfg)
     with run.logging_to_file(), GracefulStop() as stop:
-        return _train(cfg, run, resume, data, eval_data, generated, stop)
+        return _train(cfg, run, resume, data, eval_data, generated, stop, init)
 
 
 def _generated_source(cfg: PretrainConfig, data: ImageData):
@@ -127,14 +128,16 @@ def _train(
     eval_data: ImageData | None,
     generated=None,
     stop: GracefulStop | None = None,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
     device = resolve_device(tc.device)
     torch.manual_seed(tc.seed)
 
     encoder = build_encoder(cfg.model, cfg.data.resolution)
-    if cfg.init_from is not None and not resume:
-        _init_weights(encoder, cfg.init_from)
+    if init is not None:
+        encoder.load_state_dict(init)
+        log.info("initialized backbone weights from %s", cfg.init_from)
     lambda_dis = cfg.gen.lambda_dis if generated is not None else 0.0
     model = DINO(encoder, cfg.dino, lambda_dis, cfg.gen.dis_update_center).to(device)
     if device.type == "cuda" and tc.channels_last:
@@ -256,12 +259,19 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
     return meta
 
 
-def _init_weights(encoder, init_from: str) -> None:
+def _init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
+    """The ``init_from`` encoder's weights, checked against this backbone before any work."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = resolve_encoder_path(init_from)
-    load_backbone_weights(encoder, load_file(str(path)), str(path))
-    log.info("initialized backbone weights from %s", path)
+    path = resolve_encoder_path(cfg.init_from)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable encoder file ({exc})") from None
+    encoder = build_encoder(cfg.model, cfg.data.resolution)
+    load_backbone_weights(encoder, tensors, str(path))
+    return encoder.state_dict()
 
 
 def _save(run: RunFolder, model: DINO, optimizer, step: int, cfg: PretrainConfig) -> None:
