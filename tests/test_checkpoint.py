@@ -90,3 +90,19 @@ def test_failed_atomic_write_keeps_previous_file(tmp_path, monkeypatch) -> None:
         atomic_write_text(target, "new\n")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_atomic_writes_get_normal_permissions_even_when_the_writer_recreates_the_file(tmp_path) -> None:
+    import stat
+
+    from safetensors.torch import save_file
+
+    from gensis.runtime.io import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        path = tmp_path / "t.safetensors"
+        atomic_write(path, lambda tmp: save_file({"x": torch.zeros(2)}, str(tmp)))  # safetensors recreates tmp
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(mask)

@@ -26,9 +26,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise GensisError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file gets normal rights
     try:
         yield tmp
+        # mkstemp makes 0600, and writers that recreate the file (safetensors) keep that: the
+        # final file gets normal rights.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
