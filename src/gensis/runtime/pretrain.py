@@ -7,6 +7,7 @@ the trajectory of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
 from gensis.models.backbones import build_encoder
+from gensis.runtime import distributed
 from gensis.runtime.checkpoint import (
     export_encoder,
     load_backbone_weights,
@@ -58,14 +60,20 @@ def run_pretrain(
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
     run.check_new_or_resume(cfg, resume)
+    info = distributed.from_environment()
+    distributed.check_batch(info, cfg.train.batch_size)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
     generated = _generated_source(cfg, data)
     init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
-    run.create()
-    run.write_config(cfg)
-    with run.logging_to_file(), GracefulStop() as stop:
-        return _train(cfg, run, resume, data, eval_data, generated, stop, init)
+    if info.is_main:  # only rank 0 writes the run folder
+        run.create()
+        run.write_config(cfg)
+    else:
+        logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
+    log_to_file = run.logging_to_file() if info.is_main else contextlib.nullcontext()
+    with log_to_file, GracefulStop() as stop:
+        return _train(cfg, run, resume, data, eval_data, generated, stop, init, info)
 
 
 def _generated_source(cfg: PretrainConfig, data: ImageData):
@@ -129,9 +137,10 @@ def _train(
     generated=None,
     stop: GracefulStop | None = None,
     init: dict[str, torch.Tensor] | None = None,
+    info: distributed.Dist = distributed.Dist(),
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
-    device = resolve_device(tc.device)
+    device = distributed.setup(info, resolve_device(tc.device))
     torch.manual_seed(tc.seed)
 
     encoder = build_encoder(cfg.model, cfg.data.resolution)
@@ -144,7 +153,6 @@ def _train(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.student, oc)
     augment = MultiCropAugment(cfg.augment)
-    forward = torch.compile(model) if tc.compile else model
 
     steps_per_epoch = len(data) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
@@ -152,8 +160,15 @@ def _train(
     step = 0
     if resume:
         step = _restore(run, model, optimizer, device)
-        run.truncate_metrics_after(step)
+        if info.is_main:
+            run.truncate_metrics_after(step)
         log.info("resumed %s at step %d/%d", run.root, step, total_steps)
+    if info.enabled:
+        model.student = distributed.wrap_ddp(model.student, info, device)
+        if device.type == "cuda":
+            model.teacher = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.teacher)
+    forward = torch.compile(model) if tc.compile else model
+    student = distributed.unwrap(model.student)
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
     resident = data.images.to(device) if data.in_memory else None
     pairs = None
@@ -174,7 +189,8 @@ def _train(
         epoch = step // steps_per_epoch
         batches = epoch_batches(len(data), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch :]
         batches = batches[: last_step - step]
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (tc.progress and info.is_main),
+                   leave=False)
         t0, seen = time.perf_counter(), 0
         for idx, images in zip(batches, iterate_batches(data, batches, device, cfg.data.num_workers, resident)):
             lr = cosine_schedule(step, total_steps, lr_base, oc.min_lr, oc.warmup_epochs * steps_per_epoch)
@@ -186,11 +202,15 @@ def _train(
             gen_views = pairs(images, idx, step_generator(tc.seed, step)) if pairs is not None else None
             views = gen_views.views if gen_views is not None else augment(images, step_generator(tc.seed, step))
             dis = gen_views.dis if gen_views is not None else None
+            if info.enabled:  # every rank drew the global batch's views; each keeps its slice
+                share = info.local_slice(images.shape[0])
+                views = [v[share] for v in views]
+                dis = dis.narrow(share) if dis is not None else None
             if device.type == "cuda" and tc.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, tc.precision):
                 loss, student_emb = forward(views, epoch, dis)
-            if not torch.isfinite(loss):
+            if not distributed.all_finite(loss, info):
                 raise GensisError(
                     f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped. "
                     f"Last good checkpoint kept at {run.last_checkpoint}; lower optim.lr or check the data"
@@ -198,9 +218,9 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if oc.clip_grad > 0:
-                clip_gradients_per_param(model.student, oc.clip_grad)
+                clip_gradients_per_param(student, oc.clip_grad)
             if epoch < cfg.dino.freeze_last_layer_epochs:
-                model.student.head.cancel_last_layer_gradients()
+                student.head.cancel_last_layer_gradients()
             optimizer.step()
             model.update_teacher(momentum)
             step += 1
@@ -208,11 +228,14 @@ def _train(
             bar.update(1)
 
             if step % tc.log_every == 0 or step == last_step:
+                # Losses averaged over ranks: the loss of the global batch.
+                parts = distributed.mean({"loss": loss.detach(), **model.loss_parts}, info)
+            if info.is_main and (step % tc.log_every == 0 or step == last_step):
                 emb = torch.nn.functional.normalize(student_emb.detach().float(), dim=-1)
                 metrics = {
                     "step": step,
                     "epoch": epoch,
-                    "loss": loss.item(),
+                    "loss": parts.pop("loss"),
                     "lr": lr,
                     "weight_decay": wd,
                     "teacher_momentum": momentum,
@@ -222,13 +245,14 @@ def _train(
                     "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
                 }
                 if gen_views is not None:
-                    metrics.update({k: v.item() for k, v in model.loss_parts.items()})
+                    metrics.update(parts)
                     metrics["generated_fraction"] = gen_views.generated.float().mean().item()
                 run.log_metrics(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
             if stop is not None and stop.signal is not None and step < last_step:
                 bar.close()
-                _save(run, model, optimizer, step, cfg)
+                if info.is_main:
+                    _save(run, model, optimizer, step, cfg)
                 raise TrainingInterrupted(stop.signal, step, run.last_checkpoint)
         bar.close()
 
@@ -236,14 +260,16 @@ def _train(
         done = step >= last_step
         finished_epoch = step // steps_per_epoch
         log.info("step %d epoch %d loss %.4f", step, finished_epoch, metrics.get("loss", float("nan")))
-        if done or (end_of_epoch and finished_epoch % tc.checkpoint_every == 0):
+        if info.is_main and (done or (end_of_epoch and finished_epoch % tc.checkpoint_every == 0)):
             _save(run, model, optimizer, step, cfg)
         knn_due = tc.knn_every > 0 and end_of_epoch and finished_epoch % tc.knn_every == 0
-        if eval_data is not None and (knn_due or step == total_steps):
+        if info.is_main and eval_data is not None and (knn_due or step == total_steps):
             metrics.update(_online_knn(model, data, eval_data, cfg, device, step, finished_epoch, run))
 
-    export_encoder(run.exported_encoder, model.teacher_encoder, _export_meta(cfg, step, generated))
-    log.info("exported teacher encoder to %s", run.exported_encoder)
+    if info.is_main:
+        export_encoder(run.exported_encoder, model.teacher_encoder, _export_meta(cfg, step, generated))
+        log.info("exported teacher encoder to %s", run.exported_encoder)
+    distributed.barrier(info)
     return PretrainResult(run.root, run.exported_encoder, step, metrics)
 
 
@@ -280,7 +306,7 @@ def _save(run: RunFolder, model: DINO, optimizer, step: int, cfg: PretrainConfig
     state = {
         "format": "gensis.pretrain/1",
         "step": step,
-        "student": model.student.state_dict(),
+        "student": distributed.unwrap(model.student).state_dict(),
         "teacher": model.teacher.state_dict(),
         "center": model.criterion.center.detach().cpu(),
         "optimizer": optimizer.state_dict(),

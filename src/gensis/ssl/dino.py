@@ -18,6 +18,7 @@ from torch import nn
 
 from gensis.config.schema import DINOConfig
 from gensis.models.backbones import Encoder
+from gensis.runtime.distributed import unwrap
 from gensis.ssl.heads import DINOHead
 from gensis.ssl.losses.dino_loss import DINOLoss
 from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, mixed_teacher_logits
@@ -31,6 +32,10 @@ class DisentangleViews:
     partner: torch.Tensor  # teacher input: augmented I2
     alpha: torch.Tensor  # (B,) share of I1
     real_slot: torch.Tensor  # (B,) long: which global view (0 or 1) is the real I1 for the teacher
+
+    def narrow(self, rows: slice) -> "DisentangleViews":
+        """The same inputs for a slice of the batch (one rank's share)."""
+        return DisentangleViews(self.interpolated[rows], self.partner[rows], self.alpha[rows], self.real_slot[rows])
 
 
 class MultiCropNet(nn.Module):
@@ -108,16 +113,18 @@ class DINO(nn.Module):
         """
         with torch.no_grad():
             teacher_out, _ = self.teacher(views[:2])
-        student_out, student_emb = self.student(views)
+        use_dis = dis is not None and self.lambda_dis > 0
+        # One student call per step (DDP needs exactly one forward per backward).
+        student_out, student_emb = self.student(list(views) + ([dis.interpolated] if use_dis else []))
         # Both targets use this step's center; it moves only after both are built.
-        loss = self.criterion(teacher_out, student_out, epoch, update_center=False)
+        loss = self.criterion(teacher_out, student_out[: len(views)], epoch, update_center=False)
         self.loss_parts = {"loss_dino": loss.detach()}
         center_logits = [t.detach() for t in teacher_out]
-        if dis is not None and self.lambda_dis > 0:
+        if use_dis:
             with torch.no_grad():
                 (t2,), _ = self.teacher([dis.partner])
             t1 = torch.where(dis.real_slot.view(-1, 1).bool(), teacher_out[1], teacher_out[0])
-            (s_int,), _ = self.student([dis.interpolated])
+            s_int = student_out[-1]
             dis_loss = self.dis_criterion(
                 t1, t2, dis.alpha, [s_int], self.criterion.center, self.criterion.teacher_temp(epoch)
             )
@@ -130,7 +137,7 @@ class DINO(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        s_params = list(self.student.parameters())
+        s_params = list(unwrap(self.student).parameters())
         t_params = list(self.teacher.parameters())
         torch._foreach_mul_(t_params, momentum)
         torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)

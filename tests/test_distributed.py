@@ -1,0 +1,69 @@
+"""Two processes with gloo on the CPU: the same run as one process with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from _synthetic import write_npz
+from gensis.ssl.losses.dino_loss import DINOLoss
+
+# A ViT (LayerNorm only) and a head without BatchNorm: nothing depends on the per-process
+# batch, so 2 processes must reproduce 1 process up to the order of float sums.
+ARGS = ["-q", "preset=digits", "data.cache_dir=null", "model.backbone=vit_tiny_patch16_224",
+        "model.backbone_kwargs.patch_size=4", "model.cifar_stem=false", "dino.out_dim=64",
+        "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.head_batch_norm=false", "train.batch_size=32",
+        "train.epochs=2", "train.log_every=1", "train.knn_every=0", "train.progress=false"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+
+def test_two_processes_follow_the_one_process_trajectory(tmp_path) -> None:
+    data = write_npz(tmp_path / "d.npz", 96)
+    common = [*ARGS, f"data.path={data}"]
+    one = subprocess.run([sys.executable, "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'one'}"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                          "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'two'}"],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    assert a == pytest.approx(b, rel=1e-4), (a, b)
+    assert (tmp_path / "two" / "exported" / "encoder.safetensors").is_file()
+    assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 6  # written by rank 0 only
+
+
+def _center_worker(rank: int, world: int, rdv: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    logits = torch.randn(2 * world, 8)[2 * rank : 2 * rank + 2]  # each rank its own two rows
+    loss = DINOLoss(8)
+    loss.update_center(logits)
+    torch.save(loss.center, f"{out}/center{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_center_is_identical_on_every_rank_and_equals_the_global_mean(tmp_path) -> None:
+    mp.spawn(_center_worker, args=(2, str(tmp_path / "rdv"), str(tmp_path)), nprocs=2, join=True)
+    c0, c1 = (torch.load(tmp_path / f"center{r}.pt", weights_only=True) for r in range(2))
+    torch.manual_seed(0)
+    single = DINOLoss(8, gather_distributed=False)
+    single.update_center(torch.randn(4, 8))
+    assert torch.equal(c0, c1) and torch.allclose(c0, single.center, atol=1e-6)
