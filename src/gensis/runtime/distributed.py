@@ -91,6 +91,16 @@ def mean(values: dict[str, torch.Tensor], info: Dist) -> dict[str, float]:
     return dict(zip(values, stacked.tolist()))
 
 
+def any_rank(flag: bool, info: Dist) -> bool:
+    """True on every rank when ``flag`` is true on at least one (e.g. a signal arrived)."""
+    if not info.enabled:
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def wrap_ddp(module: torch.nn.Module, info: Dist, device: torch.device) -> torch.nn.Module:
     """DDP around ``module``; BatchNorm becomes SyncBatchNorm on GPUs (PyTorch has no CPU SyncBN)."""
     if not info.enabled:

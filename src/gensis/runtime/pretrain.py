@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,11 +250,12 @@ def _train(
                     metrics["generated_fraction"] = gen_views.generated.float().mean().item()
                 run.log_metrics(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            if stop is not None and stop.signal is not None and step < last_step:
+            # Decided together, so that every rank stops after the same step.
+            if stop is not None and distributed.any_rank(stop.signal is not None, info) and step < last_step:
                 bar.close()
                 if info.is_main:
                     _save(run, model, optimizer, step, cfg)
-                raise TrainingInterrupted(stop.signal, step, run.last_checkpoint)
+                raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
         bar.close()
 
         end_of_epoch = step % steps_per_epoch == 0
