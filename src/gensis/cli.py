@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
     tile = add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
     tile.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
-    add("demo", "The whole pipeline on the bundled real digits dataset (about 12 minutes on a 2-core CPU).")
+    add("demo", "The whole pipeline on the bundled real digits dataset (about 11 minutes on a 2-core CPU).")
     add("config", "Print the resolved config of a command (pretrain, eval, embed) and its keys.", which=True)
     return p
 
