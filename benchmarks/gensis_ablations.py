@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gensis.config.overrides import build_config, load_yaml
+from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     run = Path(args.run)
-    cfg = build_config(PipelineConfig, load_yaml(run / "config.yaml"), use_presets=False)
+    cfg = build_config(PipelineConfig, {}, use_presets=False, config_file=run / "config.yaml")
     stages = stage_configs(cfg)
     table = variants(run, stages.pretrain.train.epochs)
     names = list(table) if args.variants is None else args.variants.split(",")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,8 +72,10 @@ def test_rerun_skips_every_stage(pipeline) -> None:
 def test_changed_settings_are_refused_before_any_work(pipeline, capsys, tmp_path) -> None:
     settings, _ = pipeline
     changed = {**settings, "pretrain": {**SMALL_DINO, "train.epochs": 2}}
+    saved = (Path(settings["out"]) / "config.yaml").read_text()
     with pytest.raises(ConfigError, match=r"pretrain: .* other settings \(train.epochs\)"):
         gensis.run(changed)
+    assert (Path(settings["out"]) / "config.yaml").read_text() == saved  # the refused run changed nothing
     with pytest.raises(ConfigError, match="gen_dino: unknown key 'gen.p_gem'"):
         gensis.run({**settings, "gen_dino": {"gen.p_gem": 0.5}})
     code = main(["run", f"out={tmp_path / 'new'}", "data.path=missing.npz", "-q"])
@@ -91,3 +94,18 @@ def test_gen_dino_on_the_fly_from_the_pipelines_generator(pipeline, tmp_path) ->
                            "gen.generator": str(gen), "gen.steps": 2, "gen.p_gen": 1.0, "train.max_steps": 1})
     records = [json.loads(x) for x in (tmp_path / "fly" / "metrics.jsonl").read_text().splitlines()]
     assert run.steps == 1 and records[0]["generated_fraction"] == 1.0 and "loss_dis" in records[0]
+
+
+def test_the_saved_config_rebuilds_the_same_stages(pipeline) -> None:
+    """``gensis run --config <out>/config.yaml`` means the same run (the preset keeps its resolution)."""
+    from pathlib import Path
+
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PipelineConfig
+    from gensis.pipeline import stage_configs
+
+    settings, result = pipeline
+    direct = stage_configs(build_config(PipelineConfig, settings, use_presets=False))
+    saved = stage_configs(build_config(PipelineConfig, {}, use_presets=False,
+                                       config_file=Path(result["out"]) / "config.yaml"))
+    assert saved == direct and saved.pretrain.data.resolution == 16

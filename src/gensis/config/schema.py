@@ -333,6 +333,12 @@ class ShowConfig(StrictModel):
 StageOverrides = dict[str, int | float | str | bool | list | None]
 
 
+class PipelineDataConfig(DataConfig):
+    """``data`` of ``gensis run``: as for pretrain, but the resolution defaults to the preset's."""
+
+    resolution: int | None = Field(None, ge=8, le=1024, description="default: the preset's resolution")
+
+
 class PipelineConfig(StrictModel):
     """``gensis run``: the whole Gen-SIS pipeline in one run folder.
 
@@ -343,7 +349,7 @@ class PipelineConfig(StrictModel):
 
     out: str = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
     preset: str = Field("default", description="stage-1 (and stage-3) preset")
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: PipelineDataConfig = Field(default_factory=PipelineDataConfig)
     device: str = "auto"
     seed: int = Field(0, ge=0)
     progress: bool = True

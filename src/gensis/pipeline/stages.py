@@ -64,7 +64,8 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     for key, path in (("data.path", cfg.data.path), ("data.eval_path", cfg.data.eval_path)):
         if path is not None and not Path(path).exists():
             raise DataError(f"{key}: {path} does not exist")
-    data = {f"data.{k}": v for k, v in cfg.data.model_dump(exclude_unset=True).items()}
+    data = {f"data.{k}": v for k, v in cfg.data.model_dump(exclude_unset=True).items()
+            if not (k == "resolution" and v is None)}  # None: the preset's resolution
     train = {"train.device": cfg.device, "train.seed": cfg.seed, "train.progress": cfg.progress}
     stage1_keys = {"preset": cfg.preset, **data, **train, **cfg.pretrain}
     stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
@@ -108,16 +109,23 @@ def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrid
     return run.exported_encoder
 
 
+def _refuse_other_settings(name: str, cfg) -> None:
+    run = RunFolder(cfg.out)
+    if not run.config_path.exists():
+        return
+    changed = run.config_changes(cfg)
+    if changed:
+        raise ConfigError(f"{name}: {run.root} holds a run with other settings ({', '.join(changed[:5])}); "
+                          "use another out= or remove that folder")
+
+
 def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
     """Run, resume or skip one training stage whose run folder is ``cfg.out``."""
     run = RunFolder(cfg.out)
     if not run.last_checkpoint.exists():
         train_fn(cfg, resume=False)
         return "ran"
-    changed = run.config_changes(cfg)
-    if changed:
-        raise ConfigError(f"{name}: {run.root} holds a run with other settings ({', '.join(changed[:5])}); "
-                          "use another out= or remove that folder")
+    _refuse_other_settings(name, cfg)
     if exported.exists():
         return "skipped"
     train_fn(cfg, resume=True)
@@ -134,6 +142,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from gensis.runtime.pretrain import run_pretrain
 
     stages = stage_configs(cfg)
+    for name, stage in (("pretrain", stages.pretrain), ("train-generator", stages.generator),
+                        ("gen-dino", stages.gen_dino), ("control", stages.control)):
+        if stage is not None:
+            _refuse_other_settings(name, stage)  # before anything in the folder changes
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / "pipeline.json"
