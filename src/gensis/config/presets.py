@@ -107,52 +107,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"epochs": 200, "batch_size": 256, "knn_every": 20},
     },
-    "histology": {
-        "data": {"resolution": 96},  # PCam tiles and `gensis tile` output at 96 px
-        "augment": {
-            # Same crop geometry as `96px`: 96-px globals, 6 local 48-px crops.
-            "global_crop_size": 96,
-            "global_crop_scale": (0.25, 1.0),
-            "n_local_crops": 6,
-            "local_crop_size": 48,
-            "local_crop_scale": (0.05, 0.25),
-            # Tissue has no up, down or handedness: every flip and rotation is a true view.
-            "hflip_p": 0.5,
-            "vflip_p": 0.5,
-            "rot90_p": 0.75,  # k in {1, 2, 3} when applied, so all four rotations have p = 1/4
-            # Stain-variation proxy: AugmentConfig has no HED (stain-space) jitter op, so
-            # brightness/contrast carry stain intensity and hue/saturation stay mild, since
-            # large hue shifts make H&E colours that no slide has.
-            "brightness": 0.2,
-            "contrast": 0.2,
-            "saturation": 0.1,
-            "hue": 0.02,
-            "grayscale_p": 0.1,  # a little colour invariance without losing the stain signal
-            "blur_p": (1.0, 0.1, 0.5),  # DINO's blur kept: scanner focus varies across a slide
-            "solarize_p": 0.0,  # solarization inverts H&E into colours no stain produces
-            # Per-channel pixel mean/std of all 20,000 tiles of ../shared/data/pcam/train.zip
-            # (RGB in [0, 1], one pass over every pixel), computed once with numpy + PIL.
-            "mean": (0.6982, 0.5387, 0.6898),
-            "std": (0.2370, 0.2799, 0.2236),
-        },
-        "model": {"backbone": "resnet18"},  # timm's standard stem: 96 px is not CIFAR-small
-        # Head, optimizer and schedule as `96px`: same image size and backbone.
-        "dino": {
-            "out_dim": 4096,
-            "head_layers": 2,
-            "head_batch_norm": True,
-            "warmup_teacher_temp_epochs": 0,
-        },
-        "optim": {
-            "name": "sgd",
-            "lr": 0.12,
-            "min_lr": 0.0,
-            "warmup_epochs": 10,
-            "weight_decay": 5e-4,
-            "weight_decay_end": 5e-4,
-        },
-        "train": {"epochs": 200, "batch_size": 256, "knn_every": 20},
-    },
     "digits": {
         "data": {"resolution": 16},
         "augment": {
@@ -182,6 +136,38 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 30, "batch_size": 128, "knn_every": 10, "log_every": 5},
     },
 }
+
+
+def _extend(base: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with some keys of some sections replaced."""
+    return {**base, **{name: {**base.get(name, {}), **keys} for name, keys in sections.items()}}
+
+
+# H&E tiles: the `96px` recipe (same image size, crop geometry, ResNet-18 with timm's standard
+# stem, head and optimizer) with augmentations that respect tissue.
+PRESETS["histology"] = _extend(
+    PRESETS["96px"],
+    augment={
+        # Tissue has no up, down or handedness: every flip and rotation is a true view.
+        "hflip_p": 0.5,
+        "vflip_p": 0.5,
+        "rot90_p": 0.75,  # k in {1, 2, 3} when applied, so all four rotations have p = 1/4
+        # Stain-variation proxy: AugmentConfig has no HED (stain-space) jitter op, so
+        # brightness/contrast carry stain intensity and hue/saturation stay mild, since
+        # large hue shifts make H&E colours that no slide has.
+        "brightness": 0.2,
+        "contrast": 0.2,
+        "saturation": 0.1,
+        "hue": 0.02,
+        "grayscale_p": 0.1,  # a little colour invariance without losing the stain signal
+        "blur_p": (1.0, 0.1, 0.5),  # DINO's blur kept: scanner focus varies across a slide
+        "solarize_p": 0.0,  # solarization inverts H&E into colours no stain produces
+        # Per-channel pixel mean/std of all 20,000 tiles of ../shared/data/pcam/train.zip
+        # (RGB in [0, 1], one pass over every pixel), computed once with numpy + PIL.
+        "mean": (0.6982, 0.5387, 0.6898),
+        "std": (0.2370, 0.2799, 0.2236),
+    },
+)
 
 
 def get_preset(name: str) -> dict[str, Any]:
