@@ -31,8 +31,8 @@ from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
+from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
-from gensis.runtime.run_folder import RunFolder
 
 from _common import emit, header
 
@@ -72,25 +72,6 @@ def _pipeline_settings(args, seed: int) -> dict[str, Any]:
     return s
 
 
-def _stage3_variant(name: str, cfg: PipelineConfig, stage3, overrides: dict[str, Any]) -> Path:
-    """Another stage-3 run beside the pipeline's, from the same resolved config."""
-    from gensis.runtime.pretrain import run_pretrain
-
-    tree = stage3.model_dump()
-    tree["out"] = str(Path(cfg.out) / name)
-    for key, value in overrides.items():
-        node = tree
-        *path, last = key.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    variant = type(stage3).model_validate(tree)
-    run = RunFolder(variant.out)
-    if not run.exported_encoder.exists():
-        run_pretrain(variant, resume=run.last_checkpoint.exists())
-    return run.exported_encoder
-
-
 def run_seed(args, seed: int) -> dict[str, Any]:
     settings = _pipeline_settings(args, seed)
     result = gensis.run(settings)
@@ -101,15 +82,15 @@ def run_seed(args, seed: int) -> dict[str, Any]:
                 "control": Path(stages.control.out) / "exported" / "encoder.safetensors",
                 "gen-dino": Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"}
     t0 = time.perf_counter()
-    encoders["gen-dino-nodis"] = _stage3_variant("gen-dino-nodis", cfg, stages.gen_dino, {"gen.lambda_dis": 0.0})
+    encoders["gen-dino-nodis"] = stage3_variant(cfg, stages.gen_dino, "gen-dino-nodis", {"gen.lambda_dis": 0.0})
     secs["gen-dino-nodis"] = round(time.perf_counter() - t0, 1)
     # Compute-fair: plain DINO from stage 1 for the seconds stage 2 + Gen-DINO took.
     per_epoch = secs["control"] / stages.control.train.epochs
     extra = secs["train-generator"] + secs["generate"] + secs["gen-dino"]
     fair_epochs = max(1, round(extra / per_epoch))
     t0 = time.perf_counter()
-    encoders["dino-compute-fair"] = _stage3_variant("dino-compute-fair", cfg, stages.control,
-                                                    {"train.epochs": fair_epochs})
+    encoders["dino-compute-fair"] = stage3_variant(cfg, stages.control, "dino-compute-fair",
+                                                   {"train.epochs": fair_epochs})
     secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
     evals: dict[str, Any] = {}
     for name, path in encoders.items():
