@@ -228,7 +228,7 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images)
     feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
-                               normalize=cfg.normalize, progress=True, desc="embed")
+                               normalize=cfg.normalize, progress=cfg.progress, desc="embed")
     tensors = {"embeddings": feats}
     if data.labels is not None:
         tensors["labels"] = data.labels.contiguous()

@@ -215,6 +215,7 @@ class EmbedConfig(StrictModel):
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
     normalize: bool = Field(True, description="L2-normalize the embeddings")
+    progress: bool = True
     cache_dir: str | None = "auto"
     max_images: int | None = Field(None, ge=1)
 

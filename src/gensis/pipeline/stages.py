@@ -204,7 +204,7 @@ def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, embed) -> str:
             if (f.metadata() or {}).get("encoder_sha256") == digest:
                 return "skipped"
     embed(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
-          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images)
+          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress)
     return "ran"
 
 
