@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from gensis.errors import GensisError
 from gensis.eval.knn import knn_accuracy, knn_predict
 from gensis.eval.linear import _fit_grid, linear_probe
-from gensis.eval.metrics import top_k_accuracy
+from gensis.eval.metrics import binary_auc, binary_f1, top_k_accuracy
 
 
 def _unit(deg: float, scale: float = 1.0) -> list[float]:
@@ -220,3 +220,27 @@ def test_eval_math_on_cuda_matches_cpu() -> None:
     a = linear_probe(x_train, y_train, x_test, y_test, **FAST)
     b = linear_probe(x_train, y_train, x_test, y_test, **FAST, device="cuda")
     assert abs(a["top1"] - b["top1"]) < 2.0
+
+
+def test_binary_auc_and_f1_hand_computed() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 0, 1])
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.8, 0.9])
+    # Pairs (pos, neg) ranked right: 0.35>0.1; 0.8>0.1, 0.8>0.4, 0.8=0.8 (1/2); 0.9 beats all 3.
+    assert binary_auc(scores, labels) == pytest.approx(100 * (1 + 2.5 + 3) / 9)
+    assert binary_auc(-scores, labels) == pytest.approx(100 - 100 * 6.5 / 9)
+    preds = torch.tensor([0, 1, 1, 1, 0, 0])  # tp 2, fp 1, fn 1
+    assert binary_f1(preds, labels) == pytest.approx(100 * 2 * 2 / (2 * 2 + 1 + 1))
+    assert binary_f1(torch.zeros(6, dtype=torch.long), labels) == 0.0
+    with pytest.raises(GensisError):
+        binary_auc(scores, torch.ones(6, dtype=torch.long))
+
+
+def test_linear_probe_reports_auc_and_f1_for_two_classes() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    r = linear_probe(x[:150], y[:150], x[150:], y[150:], epochs=30, lrs=(0.1,), weight_decays=(0.0,))
+    assert r["auc"] > 95 and r["f1"] > 85
+    three = linear_probe(x[:150], y[:150] + (x[:150, 1] > 1), x[150:], y[150:], epochs=2, lrs=(0.1,),
+                         weight_decays=(0.0,))
+    assert "auc" not in three

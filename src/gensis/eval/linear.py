@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from gensis.errors import GensisError
-from gensis.eval.metrics import top_k_accuracy
+from gensis.eval.metrics import binary_auc, binary_f1, top_k_accuracy
 from gensis.runtime.device import resolve_device
 
 # AdamW rather than SGD: its per-coordinate step is insensitive to how correlated and
@@ -231,7 +231,7 @@ def linear_probe(
     seen in training still has a (never-trained) output and counts as an error.
 
     Returns ``dict(top1, top5, best_lr, best_weight_decay, val_top1, epochs, num_classes,
-    selection)``; accuracies are percentages, ``top5`` is ``None`` below 5 classes and
+    selection)``, plus ``auc`` and ``f1`` (positive class 1) for two classes; accuracies are percentages, ``top5`` is ``None`` below 5 classes and
     ``selection`` lists ``{lr, weight_decay, val_top1, val_loss}`` for every grid point.
     Deterministic on CPU for a given ``seed``.
     """
@@ -284,9 +284,14 @@ def linear_probe(
 
     scores = clf.scores(test_features)
     y_test = y_test.to(dev)
+    binary = {}
+    if n_classes == 2 and y_test.unique().numel() == 2:  # what the binary tasks report (PCam, Gen-SIS)
+        binary = dict(auc=binary_auc(scores[:, 1] - scores[:, 0], y_test),
+                      f1=binary_f1(scores.argmax(dim=1), y_test))
     return dict(
         top1=top_k_accuracy(scores, y_test, 1),
         top5=top_k_accuracy(scores, y_test, 5) if n_classes >= 5 else None,
+        **binary,
         best_lr=best_lr,
         best_weight_decay=best_wd,
         val_top1=val_top1,
