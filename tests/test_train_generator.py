@@ -73,7 +73,7 @@ def test_train_generator_bad_input(tmp_path, setup, capsys) -> None:
     enc, data = setup
     with pytest.raises(GensisError, match="encoder not found"):
         gensis.train_generator({**TINY, "encoder": str(tmp_path / "none"), "data.path": str(data), "out": str(tmp_path / "x")})
-    with pytest.raises(GensisError, match="<= 64 px"):
+    with pytest.raises(GensisError, match="<= 96 px"):
         gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "data.resolution": 128,
                                 "out": str(tmp_path / "y")})
     code = main(["train-generator", f"data.path={data}", "model.spec=huge", f"encoder={enc}"])

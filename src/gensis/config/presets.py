@@ -8,8 +8,9 @@ ResNet-18, 2 global 32-px crops, no blur, 2-layer BN head with 2048 prototypes, 
 ViT settings). ``96px`` is for 96-px images such as STL-10 or PCam tiles (ResNet-18 with its
 standard stem, 2 global 96-px + 6 local 48-px crops). ``histology`` is ``96px`` with
 augmentations for H&E tiles (all flips and rotations, mild colour jitter, no solarization,
-PCam mean/std). ``digits`` is the laptop demo on
-scikit-learn's bundled handwritten digits (16 px).
+PCam mean/std); ``histology-224`` is ``default`` with the same augmentations for 224-px tiles.
+``digits`` is the laptop demo on scikit-learn's bundled handwritten digits (16 px).
+``GENERATOR_DEFAULTS`` gives the stage-2 UNet that goes with a preset in ``gensis run``.
 """
 
 from __future__ import annotations
@@ -143,31 +144,44 @@ def _extend(base: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
     return {**base, **{name: {**base.get(name, {}), **keys} for name, keys in sections.items()}}
 
 
-# H&E tiles: the `96px` recipe (same image size, crop geometry, ResNet-18 with timm's standard
-# stem, head and optimizer) with augmentations that respect tissue.
-PRESETS["histology"] = _extend(
-    PRESETS["96px"],
-    augment={
-        # Tissue has no up, down or handedness: every flip and rotation is a true view.
-        "hflip_p": 0.5,
-        "vflip_p": 0.5,
-        "rot90_p": 0.75,  # k in {1, 2, 3} when applied, so all four rotations have p = 1/4
-        # Stain-variation proxy: AugmentConfig has no HED (stain-space) jitter op, so
-        # brightness/contrast carry stain intensity and hue/saturation stay mild, since
-        # large hue shifts make H&E colours that no slide has.
-        "brightness": 0.2,
-        "contrast": 0.2,
-        "saturation": 0.1,
-        "hue": 0.02,
-        "grayscale_p": 0.1,  # a little colour invariance without losing the stain signal
-        "blur_p": (1.0, 0.1, 0.5),  # DINO's blur kept: scanner focus varies across a slide
-        "solarize_p": 0.0,  # solarization inverts H&E into colours no stain produces
-        # Per-channel pixel mean/std of all 20,000 tiles of ../shared/data/pcam/train.zip
-        # (RGB in [0, 1], one pass over every pixel), computed once with numpy + PIL.
-        "mean": (0.6982, 0.5387, 0.6898),
-        "std": (0.2370, 0.2799, 0.2236),
-    },
-)
+# Augmentations that respect tissue (H&E tiles), for any tile size.
+TISSUE_AUGMENT: dict[str, Any] = {
+    # Tissue has no up, down or handedness: every flip and rotation is a true view.
+    "hflip_p": 0.5,
+    "vflip_p": 0.5,
+    "rot90_p": 0.75,  # k in {1, 2, 3} when applied, so all four rotations have p = 1/4
+    # Stain-variation proxy: AugmentConfig has no HED (stain-space) jitter op, so
+    # brightness/contrast carry stain intensity and hue/saturation stay mild, since
+    # large hue shifts make H&E colours that no slide has.
+    "brightness": 0.2,
+    "contrast": 0.2,
+    "saturation": 0.1,
+    "hue": 0.02,
+    "grayscale_p": 0.1,  # a little colour invariance without losing the stain signal
+    "blur_p": (1.0, 0.1, 0.5),  # DINO's blur kept: scanner focus varies across a slide
+    "solarize_p": 0.0,  # solarization inverts H&E into colours no stain produces
+    # Per-channel pixel mean/std of all 20,000 tiles of ../shared/data/pcam/train.zip
+    # (RGB in [0, 1], one pass over every pixel), computed once with numpy + PIL.
+    "mean": (0.6982, 0.5387, 0.6898),
+    "std": (0.2370, 0.2799, 0.2236),
+}
+# 96-px tiles (PCam): the `96px` recipe (crops of 25-100 % at 96 px and 6 locals of 5-25 % at
+# 48 px, ResNet-18 with timm's standard stem, head and optimizer) with tissue augmentations.
+PRESETS["histology"] = _extend(PRESETS["96px"], augment=TISSUE_AUGMENT)
+# 224-px tiles (e.g. 0.5 mpp slides through `gensis tile`): DINO's ViT-S/16 recipe and crops
+# (globals 40-100 %, 8 locals of 5-40 % at 96 px), as pathology DINO models use, with tissue
+# augmentations.
+PRESETS["histology-224"] = _extend(PRESETS["default"], augment=TISSUE_AUGMENT)
+
+# Stage-2 settings that go with a preset in `gensis run` (the pipeline's `generator.*` keys
+# override them). 96-px tiles fit a pixel-space UNet; larger tiles train in the latent space
+# of an AutoencoderKL (give `generator.model.vae=<folder>`): pixel-space diffusion at 224 px
+# costs ~50x more per step than on 28x28x4 latents.
+GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "96px": {"model.spec": "pixel96"},
+    "histology": {"model.spec": "pixel96"},
+    "histology-224": {"model.space": "latent", "model.spec": "latent"},
+}
 
 
 def get_preset(name: str) -> dict[str, Any]:

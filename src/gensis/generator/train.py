@@ -62,9 +62,9 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     latent = cfg.model.space == "latent"
     if latent and cfg.model.vae is None:
         raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent")
-    if not latent and resolution > 64:
+    if not latent and resolution > 96:
         raise GensisError(
-            f"data.resolution={resolution}: the pixel-space generator handles <= 64 px; for larger "
+            f"data.resolution={resolution}: the pixel-space generator handles <= 96 px; for larger "
             "images use model.space=latent model.vae=<AutoencoderKL folder or hub id>"
         )
     vae = load_vae(cfg.model.vae, device) if latent else None

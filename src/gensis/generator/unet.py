@@ -84,6 +84,27 @@ PRESETS: dict[str, UNetSpec] = {
         attention_resolutions=(16, 8),
         dropout=0.1,
     ),
+    # 96-px tiles (STL-10, PCam): one level more than pixel32 (96 -> 48 -> 24 -> 12 px), attention
+    # at 24 and 12 px only, where a token sees a tissue structure rather than a few nuclei.
+    "pixel96": UNetSpec(
+        sample_size=96,
+        embed_dim=512,
+        block_out_channels=(128, 128, 256, 256),
+        layers_per_block=2,
+        attention_resolutions=(24, 12),
+        dropout=0.1,
+    ),
+    # LDM-style latents of an 8x-downsampling AutoencoderKL (4 channels; 256-px images -> 32,
+    # 224-px -> 28): the pixel32 UNet on 4 channels, as in LDM's small latent models.
+    "latent": UNetSpec(
+        sample_size=32,
+        embed_dim=512,
+        channels=4,
+        block_out_channels=(128, 256, 256),
+        layers_per_block=2,
+        attention_resolutions=(16, 8),
+        dropout=0.1,
+    ),
     # For tests: seconds on one CPU thread.
     "tiny": UNetSpec(
         sample_size=8,

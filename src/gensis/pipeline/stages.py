@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gensis.config.overrides import build_config, flatten
+from gensis.config.presets import GENERATOR_DEFAULTS
 from gensis.config.schema import (
     GenerateConfig,
     PipelineConfig,
@@ -71,8 +72,12 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
     images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir}
     generator = _build("generator", TrainGeneratorConfig, {
-        **images, **train, **cfg.generator, "encoder": str(root / "pretrain"), "out": str(root / "generator"),
+        **images, **train, **GENERATOR_DEFAULTS.get(cfg.preset, {}), **cfg.generator,
+        "encoder": str(root / "pretrain"), "out": str(root / "generator"),
     })
+    if generator.model.space == "latent" and generator.model.vae is None:
+        raise ConfigError("generator.model.vae: latent space needs an AutoencoderKL folder or hub id "
+                          f"(preset {cfg.preset!r} generates in latent space)")
     sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device}
     generate = _build("generate", GenerateConfig, {
         **sources, "max_images": cfg.data.max_images, "seed": cfg.seed, "progress": cfg.progress,
