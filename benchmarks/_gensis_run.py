@@ -1,0 +1,87 @@
+"""One seed of a Gen-SIS experiment: ``gensis run`` plus optional extra stage-3 runs, evaluated.
+
+Shared by the CIFAR-10 and PCam benchmarks so both follow one protocol:
+
+* ``dino``: stage 1; ``control``: stage 3's recipe without generated views (equal epochs);
+  ``gen-dino``: Gen-DINO from the view bank (all three from the pipeline);
+* ``gen-dino-nodis`` (optional): Gen-DINO with ``lambda_dis = 0``;
+* ``dino-compute-fair`` (optional): stage 1 continued with plain DINO for as many epochs as
+  the measured seconds of the generator, the bank and Gen-DINO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gensis
+from gensis.config.overrides import build_config
+from gensis.config.schema import PipelineConfig
+from gensis.pipeline import stage_configs
+from gensis.pipeline.evaluate import evaluate_stage
+from gensis.pipeline.stages import stage3_variant
+from gensis.runtime.device import resolve_device
+
+from _common import emit, header
+
+
+def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True) -> dict[str, Any]:
+    result = gensis.run(settings)
+    cfg = build_config(PipelineConfig, settings, use_presets=False)
+    stages = stage_configs(cfg)
+    secs = {k: v["seconds"] for k, v in result["stages"].items()}
+    encoders = {"dino": Path(stages.pretrain.out) / "exported" / "encoder.safetensors",
+                "control": Path(stages.control.out) / "exported" / "encoder.safetensors",
+                "gen-dino": Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"}
+    fair_epochs = None
+    if nodis:
+        t0 = time.perf_counter()
+        encoders["gen-dino-nodis"] = stage3_variant(cfg, stages.gen_dino, "gen-dino-nodis", {"gen.lambda_dis": 0.0})
+        secs["gen-dino-nodis"] = round(time.perf_counter() - t0, 1)
+    if compute_fair:  # plain DINO from stage 1 for the seconds stage 2 + Gen-DINO took
+        per_epoch = secs["control"] / stages.control.train.epochs
+        extra = secs["train-generator"] + secs["generate"] + secs["gen-dino"]
+        fair_epochs = max(1, round(extra / per_epoch))
+        t0 = time.perf_counter()
+        encoders["dino-compute-fair"] = stage3_variant(cfg, stages.control, "dino-compute-fair",
+                                                       {"train.epochs": fair_epochs})
+        secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
+    evals: dict[str, Any] = {}
+    for name, path in encoders.items():
+        evaluate_stage(name, path, cfg, Path(cfg.out) / "eval", evals)
+    rows = {}
+    for name, r in evals.items():
+        lin = r.get("linear", {})
+        rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": lin.get("top1"),
+                      "trained_steps": r.get("trained_steps"),
+                      **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin}}
+    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
+    return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
+            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "generator_quality": quality}
+
+
+def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data: Path, *, preset: str,
+                    **run_kw: Any) -> None:
+    """The command line shared by the experiments: ``--scale``, data, seeds, device, output."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--scale", choices=sorted(scales), default="cpu")
+    p.add_argument("--train", default=str(data / "train.zip"))
+    p.add_argument("--test", default=str(data / "test.zip"))
+    p.add_argument("--out", default=f"runs/{name}")
+    p.add_argument("--seeds", default="0", help="comma-separated")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args()
+    result = header(name, resolve_device(args.device))
+    result.update(scale=args.scale, settings=scales[args.scale], runs=[])
+    for seed in (int(s) for s in args.seeds.split(",")):
+        settings = json.loads(json.dumps(scales[args.scale]))
+        settings.update({"out": str(Path(args.out) / f"seed{seed}"), "preset": preset, "seed": seed,
+                         "device": args.device, "data.path": args.train, "data.eval_path": args.test,
+                         "progress": not args.quiet})
+        result["runs"].append(run_seed(settings, **run_kw))
+    emit(result, args.json)
