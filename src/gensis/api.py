@@ -134,6 +134,15 @@ def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
     return run_show(build_config(ShowConfig, _flatten_kwargs(kwargs, overrides)))
 
 
+def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
+    """GenView's PCA foreground of an encoder (arXiv 2403.12003, Sec. 3.2): the PCA, every
+    image's foreground ratio and ``foreground.png``, to check the maps before ``adaptive_noise``."""
+    from gensis.config.schema import ForegroundConfig
+    from gensis.generator.adaptive import run_foreground
+
+    return run_foreground(build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides)))
+
+
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:
     return load_images(path, resolution, require_labels=True, cache_dir=cache_dir, max_images=max_images)
 

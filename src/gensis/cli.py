@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     add("generate", "Stage 2: self-augmented views and interpolations into a view bank (generator= data_path= out=).")
     add("show", "PNG grids of generated views and interpolations (generator= data_path= out=).")
+    add("foreground", "GenView's PCA foreground maps and ratios of an encoder (encoder= data_path= out=).")
     add("eval-generator", "Fidelity, diversity and Frechet distance of a view bank (bank= encoder= data_path=).")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
@@ -105,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "show":
         for path in api.show(settings):
             print(f"picture: {path}")
+    elif args.command == "foreground":
+        for path in api.foreground(settings):
+            print(f"foreground: {path}")
     elif args.command == "eval-generator":
         print(json.dumps(api.eval_generator(settings), indent=2))
     elif args.command == "eval":
@@ -132,7 +136,7 @@ def _show_config(which: str, settings: dict) -> None:
     from gensis.config import schema as s
 
     model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
-             "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
+             "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
              "run": s.PipelineConfig, "tile": _tile_config()}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gensis.errors import CheckpointError
@@ -65,16 +65,46 @@ def write_index(root: Path, index: BankIndex) -> None:
     atomic_write_text(index_path(root), json.dumps(asdict(index), indent=1) + "\n")
 
 
-def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, torch.Tensor]) -> None:
-    """Write one finished shard, then record it in the index (in that order)."""
+def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, torch.Tensor],
+                record: bool = True) -> None:
+    """Write one finished shard, then record it in the index (in that order).
+
+    ``record=False`` writes the shard file only: with several processes, one of them merges
+    the finished shards into the index afterwards (see :func:`adopt_finished_shards`).
+    """
     missing = set(SHARD_KEYS) - set(tensors)
     if missing:
         raise ValueError(f"shard lacks {sorted(missing)}")
     meta = {"format": BANK_FORMAT, "generator_sha256": index.generator_sha256, "shard": str(shard)}
     clean = {k: tensors[k].contiguous().cpu() for k in SHARD_KEYS}
     atomic_write(shard_path(root, shard), lambda tmp: save_file(clean, str(tmp), metadata=meta))
-    index.shards = sorted(set(index.shards) | {shard})
-    write_index(root, index)
+    if record:
+        index.shards = sorted(set(index.shards) | {shard})
+        write_index(root, index)
+
+
+def adopt_finished_shards(root: Path, index: BankIndex) -> list[int]:
+    """Add shard files of this bank missing from the index to it (in memory); returns them.
+
+    A multi-process run that was killed before its merge leaves such files. They were
+    written atomically, so one that exists is complete; its metadata must name this bank's
+    generator and its own shard number, else it is left alone (and regenerated).
+    """
+    found = []
+    for shard in range(index.n_shards):
+        path = shard_path(root, shard)
+        if shard in index.shards or not path.is_file():
+            continue
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError):
+            continue
+        if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) == \
+                (BANK_FORMAT, index.generator_sha256, str(shard)):
+            found.append(shard)
+    index.shards = sorted(set(index.shards) | set(found))
+    return found
 
 
 class ViewBank:

@@ -150,7 +150,9 @@ class GenViewsConfig(StrictModel):
     local_source: Literal["real", "generated"] = Field(
         "real", description="local crops from the real image, or from the generated one when the pair is generated"
     )
-    lambda_dis: float = Field(1.0, ge=0, le=100, description="weight of the disentanglement loss; 0 disables it")
+    lambda_dis: float = Field(
+        1.0, ge=0, le=100, description="weight of the disentanglement loss; 0 disables it"
+    )
     dis_update_center: bool = Field(
         False, description="also update the DINO center with the mixed teacher logits"
     )
@@ -269,8 +271,10 @@ class TrainGeneratorConfig(StrictModel):
 class GenerateConfig(StrictModel):
     """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
 
-    generator: str = Field(..., description="train-generator run folder or exported .safetensors")
-    encoder: str | None = Field(None, description="default: the encoder recorded in the generator")
+    generator: str | None = Field(None, description="train-generator run folder or exported .safetensors")
+    encoder: str | None = Field(
+        None, description="default: the encoder recorded in the generator; required with external="
+    )
     data_path: str = Field(..., description="the source images (same set the generator trained on, or new ones)")
     out: str = Field(..., description="view-bank folder")
     views_per_image: int = Field(4, ge=0, le=64, description="K self-augmentations per image")
@@ -291,12 +295,43 @@ class GenerateConfig(StrictModel):
     shards: list[int] | None = Field(
         None, description="generate only these shard numbers now (the rest later, or by other processes)"
     )
+    # GenView (arXiv 2403.12003, Sec. 3.2): noise each view's condition by its image's foreground share.
+    adaptive_noise: bool = Field(False, description="GenView's adaptive noise on the views' conditions")
+    noise_edges: tuple[float, ...] = Field(
+        (0.2, 0.4, 0.6, 0.8, 1.0), description="right edges of the foreground-ratio bins (adaptive_noise)"
+    )
+    noise_levels: tuple[float, ...] = Field(
+        (0.0, 0.1, 0.2, 0.3, 0.4), description="noise level of each bin (adaptive_noise; see adaptive_noise.py)"
+    )
+    foreground_quantile: float = Field(0.65, ge=0, le=1, description="data-set quantile that splits fore/background")
+    foreground_sign: Literal["auto", "positive", "negative"] = Field(
+        "auto", description="foreground side of the principal axis; auto = center prior (see foreground/pca.py)"
+    )
+    foreground_fit_images: int = Field(2000, ge=1, description="source images sampled to fit the foreground PCA")
+    foreground_resolution: int | None = Field(
+        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
+        "32-px images and a stride-32 CNN, whose map would be one cell)"
+    )
+    external: str | None = Field(
+        None, description="local diffusers image-variation pipeline folder, used instead of generator="
+    )
 
     @model_validator(mode="after")
     def _alpha(self) -> "GenerateConfig":
         _check_interval("alpha_range", self.alpha_range, 0.0, 1.0)
         if self.views_per_image + self.interpolations_per_image == 0:
             raise ValueError("views_per_image and interpolations_per_image are both 0: nothing to generate")
+        if (self.generator is None) == (self.external is None):
+            raise ValueError("generator= or external=: give exactly one")
+        if self.external is not None and self.encoder is None:
+            raise ValueError("external= needs encoder= (the stage-1 encoder: bank resolution and quality report)")
+        edges, levels = self.noise_edges, self.noise_levels
+        if len(edges) != len(levels) or not edges:
+            raise ValueError(f"noise_edges and noise_levels need one level per bin, got {len(edges)} and {len(levels)}")
+        if any(b <= a for a, b in zip(edges[:-1], edges[1:])) or edges[-1] < 1.0:
+            raise ValueError(f"noise_edges must increase strictly and end at >= 1, got {list(edges)}")
+        if any(v < 0 for v in levels):
+            raise ValueError(f"noise_levels must be >= 0, got {list(levels)}")
         return self
 
 
@@ -310,6 +345,30 @@ class EvalGeneratorConfig(StrictModel):
     device: str = "auto"
     cache_dir: str | None = "auto"
     out: str | None = Field(None, description="write the JSON here")
+
+
+class ForegroundConfig(StrictModel):
+    """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
+
+    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
+    data_path: str = Field(..., description="images")
+    out: str = Field(..., description="folder for the PCA, the per-image ratios and foreground.png")
+    quantile: float = Field(0.65, ge=0, le=1, description="data-set quantile that splits fore/background")
+    sign: Literal["auto", "positive", "negative"] = Field(
+        "auto", description="foreground side of the principal axis; auto = center prior (see foreground/pca.py)"
+    )
+    fit_images: int = Field(2000, ge=1, description="images sampled to fit the PCA")
+    resolution: int | None = Field(
+        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
+        "32-px images and a stride-32 CNN, whose map would be one cell)"
+    )
+    rows: int = Field(12, ge=1, le=64, description="images drawn in foreground.png")
+    batch_size: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    cache_dir: str | None = "auto"
+    max_images: int | None = Field(None, ge=1)
+    progress: bool = True
 
 
 class ShowConfig(StrictModel):

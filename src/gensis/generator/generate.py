@@ -6,6 +6,11 @@ a random partner j != i and alpha ~ U(alpha_range), alpha being the share of e_i
 arXiv 2412.01672). Work is cut into shards of source images; each shard's randomness depends
 only on (seed, shard), so a rerun regenerates nothing that is finished and produces the same
 bank as an uninterrupted run.
+
+Under ``torchrun`` the shards still to do are dealt out to the ranks (``todo[rank::world]``);
+each rank writes its shard files and rank 0 alone writes ``index.json`` (after a barrier),
+so N processes write the same bank as one. A run killed before that merge leaves complete
+shard files outside the index; the next run adopts them instead of regenerating them.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gensis.bank.store import BankIndex, ViewBank, read_index, write_index, write_shard
+from gensis.bank.store import BankIndex, ViewBank, adopt_finished_shards, read_index, write_index, write_shard
 from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
-from gensis.errors import CheckpointError, ConfigError
+from gensis.errors import CheckpointError, ConfigError, GensisError
 from gensis.eval.features import encoder_embeddings
+from gensis.generator.adaptive import adaptive_settings, bank_noise_levels, perturb_views
+from gensis.generator.external import open_external
 from gensis.generator.quality import bank_quality
 from gensis.generator.synthesizer import Synthesizer
 from gensis.generator.slerp import slerp
+from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text
@@ -43,8 +51,11 @@ class GenerateResult:
 
 
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
-    device = resolve_device(cfg.device)
-    synth = Synthesizer(cfg.generator, device)
+    info = distributed.from_environment()
+    device = distributed.setup(info, resolve_device(cfg.device))
+    if not info.is_main:
+        logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
+    synth = open_external(cfg, device) if cfg.external else Synthesizer(cfg.generator, device)
     encoder_path = synth.encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
     if encoder.embed_dim != synth.embed_dim:
@@ -53,32 +64,75 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
                        max_images=cfg.max_images, progress=cfg.progress)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
+    settings.update(adaptive_settings(cfg))  # empty when off: older banks resume unchanged
     n_shards = -(-len(data) // cfg.shard_size)
     wanted = range(n_shards) if cfg.shards is None else cfg.shards
     bad = [s for s in wanted if not 0 <= s < n_shards]
     if bad:  # checked before the bank folder is touched
         raise ConfigError(f"shards: {bad} outside [0, {n_shards}) for {len(data)} sources of {cfg.shard_size}")
     root = Path(cfg.out)
-    index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], len(data),
-                        synth.resolution, settings)
+    index = _open_index_once(root, cfg, synth, len(data), settings, info)
     todo = [s for s in wanted if s not in index.shards]
     if not todo:
         log.info("view bank %s is complete (%d shards)", root, index.n_shards)
         return GenerateResult(root, 0, None)
 
-    emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress)
+    # Every rank needs every embedding (interpolation partners come from anywhere). Rank 0
+    # embeds them, N encoder passes against N*(K+M)*steps*2 UNet passes of generation, and
+    # sends them, so that all ranks condition on the same bits as a 1-process run.
+    emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress) if info.is_main else None
+    emb = distributed.broadcast(emb, info).cpu()
+    # An external pipeline is conditioned on its own image embeddings or on the images (external.py).
+    cond = synth.conditions(data, progress=cfg.progress) if cfg.external else emb
+    levels = None  # GenView's adaptive noise: one level per source, rank 0's (adaptive.py)
+    if cfg.adaptive_noise:
+        levels = bank_noise_levels(root, encoder, data, cfg, device) if info.is_main else None
+        levels = distributed.broadcast(levels, info).cpu()
     made, t0 = 0, time.perf_counter()
-    for shard in tqdm(todo, desc="shards", disable=not cfg.progress):
-        tensors = _generate_shard(cfg, synth, emb, index.shard_range(shard), shard)
-        write_shard(root, index, shard, tensors)
+    for shard in tqdm(todo[info.rank :: info.world_size], desc="shards", disable=not (cfg.progress and info.is_main)):
+        tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
+        if info.enabled:
+            write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
+        else:
+            write_shard(root, index, shard, tensors)
         made += len(tensors["images"])
+    if info.enabled:
+        distributed.barrier(info)
+        made = round(distributed.mean({"made": torch.tensor(float(made))}, info)["made"] * info.world_size)
+        if info.is_main:
+            adopt_finished_shards(root, index)
+            write_index(root, index)
     rate = made / (time.perf_counter() - t0)
     log.info("generated %d images into %s (%.1f images/s)", made, root, rate)
+    if not info.is_main:  # the quality report is rank 0's
+        distributed.barrier(info)
+        return GenerateResult(root, made, rate)
     quality = bank_quality(ViewBank(root), encoder, data, max_sources=cfg.quality_sources, device=device,
                            real_embeddings=emb)
     atomic_write_text(root / "quality.json", json.dumps(quality, indent=2) + "\n")
     log.info("quality on %s sources: %s", quality.get("sources"), quality)
+    distributed.barrier(info)
     return GenerateResult(root, made, rate, quality)
+
+
+def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, n: int, settings: dict,
+                     info: distributed.Dist) -> BankIndex:
+    """Rank 0 opens (or creates) the bank and sends the index; the others stop if it failed."""
+    index, error = None, None
+    if info.is_main:
+        try:
+            index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], n,
+                                synth.resolution, settings)
+        except GensisError as exc:
+            if not info.enabled:
+                raise
+            error = exc
+    index = distributed.broadcast_object(index, info)
+    if error is not None:
+        raise error
+    if index is None:
+        raise CheckpointError(f"{root}: rank 0 could not open the view bank (see its message)")
+    return index
 
 
 def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: int, resolution: int,
@@ -98,11 +152,16 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: 
         (n, cfg.shard_size, cfg.views_per_image, cfg.interpolations_per_image, settings)
     if not same:
         raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
+    adopted = adopt_finished_shards(root, index)  # left by a multi-process run killed before its merge
+    if adopted:
+        log.info("%s: %d finished shard(s) missing from the index adopted: %s", root, len(adopted), adopted)
+        write_index(root, index)
     return index
 
 
 @torch.no_grad()
-def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, sources: range, shard: int):
+def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, sources: range, shard: int,
+                    levels: torch.Tensor | None = None):
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
     n = emb.shape[0]
     rows_src, rows_partner, rows_alpha = [], [], []
@@ -126,6 +185,8 @@ def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, 
     cond = e_src.clone()
     if interp.any():
         cond[interp] = slerp(e_src[interp], emb[partner[interp]], alpha[interp])
+    if levels is not None:  # GenView: views only, on a stream of their own (see adaptive.py)
+        cond = perturb_views(cond, src, ~interp, levels, cfg.seed, shard)
     images = [
         synth.images(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
                      guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)

@@ -21,6 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from gensis.errors import ConfigError
 from gensis.generator.unet import EmbeddingConditionedUNet
+from gensis.runtime.distributed import unwrap
 
 SchedulerName = Literal["ddim", "dpmsolver++", "ddpm"]
 BetaSchedule = Literal["squaredcos_cap_v2", "linear"]
@@ -144,6 +145,7 @@ def training_loss(
     x0: torch.Tensor,
     emb: torch.Tensor,
     generator: torch.Generator | None = None,
+    rows: slice | None = None,
 ) -> torch.Tensor:
     """Mean squared error of the noise prediction; x0 in [-1, 1], emb (B, D).
 
@@ -152,8 +154,13 @@ def training_loss(
     training objective); all drawn with ``generator`` on its device. Put the model in
     train() yourself for its dropout layers. With ``prediction_type="v_prediction"`` the
     target is the velocity (Salimans & Ho 2022) instead of the noise.
+
+    ``rows`` (data-parallel training): x0 and emb are the global batch and this process
+    trains on ``rows`` of it. Timesteps, noise and dropout are still drawn for the whole
+    batch, then sliced, so N processes see exactly the draws of one. ``unet`` may be DDP.
     """
-    unet.conditioner.check_embedding(emb)
+    conditioner = unwrap(unet).conditioner
+    conditioner.check_embedding(emb)
     b = x0.shape[0]
     if emb.shape[0] != b:
         raise ConfigError(f"{b} images but {emb.shape[0]} embeddings")
@@ -161,8 +168,10 @@ def training_loss(
     n_steps = scheduler.config.num_train_timesteps
     t = torch.randint(0, n_steps, (b,), generator=generator, device=draw).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=draw, dtype=x0.dtype).to(x0.device)
+    drop = conditioner.sample_drop(b, x0.device, generator)
+    if rows is not None:
+        x0, emb, t, noise, drop = x0[rows], emb[rows], t[rows], noise[rows], drop[rows]
     x_t = scheduler.add_noise(x0, noise, t)
-    drop = unet.conditioner.sample_drop(b, x0.device, generator)
     pred = unet(x_t, t, emb, drop=drop)
     if scheduler.config.prediction_type == "v_prediction":
         target = scheduler.get_velocity(x0, noise, t)

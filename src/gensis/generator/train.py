@@ -8,12 +8,20 @@ target image: DINO embeddings are trained to be flip-invariant, so the condition
 Embeddings are computed once with the frozen encoder and cached in the run folder
 (``embeddings.safetensors``, keyed by the encoder file's hash). As in stage 1, every random
 draw of a step depends only on ``(seed, step)``, so ``--resume`` continues exactly.
+
+Under ``torchrun`` the UNet trains data-parallel (DDP) as in stage 1: every rank draws the
+global batch, its flips, noise, timesteps and condition dropout, keeps its contiguous
+slice, and only rank 0 writes the run folder; N processes then follow the 1-process run.
+Dropout layers (the ``pixel32`` preset) draw masks per rank, so there the runs agree in
+distribution only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +39,7 @@ from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
 from gensis.generator.latent import downsample_factor, encode_images, load_vae
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
+from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.io import atomic_write, file_sha256
@@ -54,7 +63,9 @@ class GeneratorResult:
 def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None) -> GeneratorResult:
     run = RunFolder(cfg.out)
     run.check_new_or_resume(cfg, resume)
-    device = resolve_device(cfg.train.device)
+    info = distributed.from_environment()
+    distributed.check_batch(info, cfg.train.batch_size)
+    device = distributed.setup(info, resolve_device(cfg.train.device))
     encoder_path = resolve_encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -80,16 +91,26 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
-    run.create()
-    run.write_config(cfg)
-    with run.logging_to_file():
-        embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress)
+    if info.is_main:  # only rank 0 writes the run folder
+        run.create()
+        run.write_config(cfg)
+    else:
+        logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
+    with run.logging_to_file() if info.is_main else contextlib.nullcontext():
+        # Rank 0 embeds (and encodes latents) once and sends the result: every rank then
+        # conditions on bit-identical tensors, whatever its GPU's kernels would round to.
+        embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress) if info.is_main else None
+        embeddings = distributed.broadcast(embeddings, info)
         del encoder
         # Pixel space trains on the uint8 images; latent space on latents encoded once.
-        targets = data.images if vae is None else encode_images(vae, data, device=device, progress=cfg.train.progress)
+        if vae is None:
+            targets = data.images
+        else:
+            targets = encode_images(vae, data, device=device, progress=cfg.train.progress) if info.is_main else None
+            targets = distributed.broadcast(targets, info)
         del vae
         with GracefulStop() as stop:
-            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop)
+            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -125,31 +146,35 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 
 
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
-           encoder_path, stop: GracefulStop | None = None) -> GeneratorResult:
+           encoder_path, stop: GracefulStop | None = None,
+           info: distributed.Dist = distributed.Dist()) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
     n = len(targets)
-    model = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
-    ema = [p.detach().clone() for p in model.parameters()]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
+    ema = [p.detach().clone() for p in unet.parameters()]
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = make_scheduler("ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type)
     steps_per_epoch = n // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
-    step = _restore(run, model, ema, optimizer, device) if resume else 0
-    if resume:
+    step = _restore(run, unet, ema, optimizer, device) if resume else 0
+    if resume and info.is_main:
         run.truncate_metrics_after(step)
+    model = distributed.wrap_ddp(unet, info, device)  # the forward/backward path; `unet` is the same weights
+    share = info.local_slice(tc.batch_size) if info.enabled else None
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
     targets = targets.to(device)
     embeddings = embeddings.to(device)
     log.info("train-generator: %d images, %s targets of %s, %d-d embeddings, %d steps, %.1fM parameters",
              n, cfg.model.space, tuple(targets.shape[1:]), embeddings.shape[1], total_steps,
-             sum(p.numel() for p in model.parameters()) / 1e6)
+             sum(p.numel() for p in unet.parameters()) / 1e6)
     loss_value = None
     while step < last_step:
         epoch = step // steps_per_epoch
         batches = epoch_batches(n, tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last_step - step]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (tc.progress and info.is_main),
+                   leave=False)
         t0 = time.perf_counter()
         for i, idx in enumerate(bar):
             lr = _lr(cfg, step, total_steps)
@@ -160,36 +185,42 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
             x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0
             flip = torch.rand(len(idx), generator=gen) < tc.hflip_p
             x0 = torch.where(flip.to(device)[:, None, None, None], x0.flip(-1), x0)
-            torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout layers
-            with autocast(device, tc.precision):
-                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen)
-            if not torch.isfinite(loss):
+            torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
+            with autocast(device, tc.precision):  # `share`: the global batch's draws, this rank's rows
+                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen, rows=share)
+            if not distributed.all_finite(loss, info):
                 raise GensisError(f"loss is {loss.item()} at step {step}; stopped. Last good checkpoint kept at "
                                   f"{run.last_checkpoint}; lower train.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+                torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
             optimizer.step()
             with torch.no_grad():  # EMA of the weights; the exported generator uses it
-                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
+                torch._foreach_lerp_(ema, [p.detach() for p in unet.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
             step += 1
-            loss_value = loss.item()
             if step % tc.log_every == 0 or step == last_step:
-                run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
-                                 "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
+                loss_value = distributed.mean({"loss": loss}, info)["loss"]  # the global batch's loss
+                if info.is_main:
+                    run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
+                                     "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-            if stop is not None and stop.signal is not None and step < last_step:
+            # Decided together, so that every rank stops after the same step.
+            if stop is not None and distributed.any_rank(stop.signal is not None, info) and step < last_step:
                 bar.close()
-                _save(run, model, ema, optimizer, step)
-                raise TrainingInterrupted(stop.signal, step, run.last_checkpoint)
+                if info.is_main:
+                    _save(run, unet, ema, optimizer, step)
+                raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
         bar.close()
         done = step >= last_step
-        if done or (step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0):
-            _save(run, model, ema, optimizer, step)
+        due = step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0
+        if info.is_main and (done or due):
+            _save(run, unet, ema, optimizer, step)
     path = run.root / "exported" / "generator.safetensors"
-    export_generator(path, model, ema, cfg, encoder_path, step)
-    log.info("exported EMA generator to %s", path)
+    if info.is_main:
+        export_generator(path, unet, ema, cfg, encoder_path, step)
+        log.info("exported EMA generator to %s", path)
+    distributed.barrier(info)
     return GeneratorResult(run.root, path, step, loss_value)
 
 

@@ -101,6 +101,31 @@ def any_rank(flag: bool, info: Dist) -> bool:
     return bool(t.item())
 
 
+def broadcast(tensor: torch.Tensor | None, info: Dist) -> torch.Tensor | None:
+    """Rank 0's tensor on every rank (the others pass None): computed once, bit-identical everywhere.
+
+    Other ranks get it on the communication device (their GPU with NCCL, else the CPU).
+    """
+    if not info.enabled:
+        return tensor
+    meta = [(tuple(tensor.shape), tensor.dtype) if info.is_main and tensor is not None else None]
+    dist.broadcast_object_list(meta, src=0)
+    shape, dtype = meta[0]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    buf = tensor.to(device) if info.is_main else torch.empty(shape, dtype=dtype, device=device)
+    dist.broadcast(buf, src=0)
+    return tensor if info.is_main else buf
+
+
+def broadcast_object(obj, info: Dist):
+    """Rank 0's picklable ``obj`` on every rank (small things: an index, an error flag)."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def wrap_ddp(module: torch.nn.Module, info: Dist, device: torch.device) -> torch.nn.Module:
     """DDP around ``module``; BatchNorm becomes SyncBatchNorm on GPUs (PyTorch has no CPU SyncBN)."""
     if not info.enabled:
