@@ -107,6 +107,44 @@ class DINOConfig(StrictModel):
     freeze_last_layer_epochs: int = Field(1, ge=0)
 
 
+class SimCLRConfig(StrictModel):
+    """SimCLR projection head and NT-Xent (Chen et al. 2020; lightly's defaults)."""
+
+    hidden_dim: int = Field(2048, ge=1)
+    out_dim: int = Field(128, ge=1)
+    head_layers: int = Field(2, ge=2, le=4, description="2: SimCLR v1, 3: SimCLR v2")
+    temperature: float = Field(0.5, gt=0, le=10)
+
+
+class MoCoV3Config(StrictModel):
+    """MoCo v3 projector, predictor, InfoNCE and momentum encoder (Chen et al. 2021, ResNet settings)."""
+
+    hidden_dim: int = Field(4096, ge=1)
+    out_dim: int = Field(256, ge=1)
+    projector_layers: int = Field(3, ge=2, le=4)
+    predictor_hidden_dim: int = Field(4096, ge=1)
+    temperature: float = Field(1.0, gt=0, le=10, description="1.0 for ResNets, 0.2 for ViTs in the paper")
+    momentum: float = Field(0.99, ge=0, le=1, description="cosine-scheduled to 1")
+
+
+class QualityConfig(StrictModel):
+    """GenView's quality-driven loss (Li et al. 2024, arXiv 2403.12003, Sec. 3.3): each positive
+    pair is weighted by foreground minus background similarity under a frozen encoder."""
+
+    enabled: bool = False
+    encoder: str | None = Field(None, description="frozen quality encoder (default: init_from, e.g. stage 1)")
+    gamma: float = Field(1.0, ge=0, le=100, description="weights = B * softmax(gamma * q); 0 = unweighted")
+    quantile: float = Field(0.65, ge=0, le=1, description="foreground threshold: this quantile of the PCA projection")
+    sign: Literal["auto", "positive", "negative"] = Field(
+        "auto", description="foreground side of the first component; auto: the side brighter at the image centre"
+    )
+    fit_images: int = Field(2000, ge=1, description="images sampled to fit the foreground PCA")
+    resolution: int | None = Field(
+        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
+        "32-px images and a stride-32 CNN, whose map would be one cell)"
+    )
+
+
 class OptimConfig(StrictModel):
     """Optimizer with DINO's schedules: linear warm-up then cosine for lr and weight decay."""
 
@@ -151,7 +189,7 @@ class GenViewsConfig(StrictModel):
         "real", description="local crops from the real image, or from the generated one when the pair is generated"
     )
     lambda_dis: float = Field(
-        1.0, ge=0, le=100, description="weight of the disentanglement loss; 0 disables it"
+        1.0, ge=0, le=100, description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it"
     )
     dis_update_center: bool = Field(
         False, description="also update the DINO center with the mixed teacher logits"
@@ -178,14 +216,31 @@ class PretrainConfig(StrictModel):
 
     out: str = Field("runs/pretrain", description="run folder")
     preset: str = "default"
+    method: Literal["dino", "simclr", "mocov3"] = Field(
+        "dino", description="dino (multi-crop self-distillation) or a contrastive method on two views"
+    )
     init_from: str | None = Field(None, description="encoder weights to start from (not resume)")
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     dino: DINOConfig = Field(default_factory=DINOConfig)
+    simclr: SimCLRConfig = Field(default_factory=SimCLRConfig)
+    mocov3: MoCoV3Config = Field(default_factory=MoCoV3Config)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gen: GenViewsConfig = Field(default_factory=GenViewsConfig)
+
+    @model_validator(mode="after")
+    def _method(self) -> "PretrainConfig":
+        if self.method != "dino":
+            if self.augment.n_local_crops:
+                raise ValueError(f"augment.n_local_crops={self.augment.n_local_crops}: {self.method} trains on two "
+                                 "views; set augment.n_local_crops=0")
+        if self.quality.enabled and self.quality.encoder is None and self.init_from is None:
+            raise ValueError("quality.encoder: the quality-driven loss needs a frozen encoder "
+                             "(quality.encoder=<encoder> or init_from)")
+        return self
 
 
 class EvalConfig(StrictModel):

@@ -1,4 +1,7 @@
-"""Stage 1 training loop: DINO with hand-crafted multi-crop augmentations.
+"""The pretraining loop: stage 1 (DINO with hand-crafted multi-crop augmentations), stage 3
+(with generated views, ``gen.*``), and the contrastive methods (``method=simclr|mocov3``,
+optionally with GenView's quality-weighted loss, ``quality.*``), all through one interface
+(:mod:`gensis.ssl.two_view`).
 
 Everything random in a step is a function of ``(seed, step)`` (data order per epoch,
 augmentation parameters, drop-path), so ``resume`` after an interruption continues exactly
@@ -38,7 +41,7 @@ from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
-from gensis.ssl.dino import DINO
+from gensis.ssl.methods import build_method
 from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.pretrain")
@@ -67,6 +70,7 @@ def run_pretrain(
     data, eval_data = _load_data(cfg, data, eval_data)
     generated = _generated_source(cfg, data)
     init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
+    quality_encoder = _quality_encoder(cfg)
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
         run.write_config(cfg)
@@ -74,7 +78,29 @@ def run_pretrain(
         logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
     log_to_file = run.logging_to_file() if info.is_main else contextlib.nullcontext()
     with log_to_file, GracefulStop() as stop:
-        return _train(cfg, run, resume, data, eval_data, generated, stop, init, info)
+        return _train(cfg, run, resume, data, eval_data, generated, stop, init, info, quality_encoder)
+
+
+def _quality_encoder(cfg: PretrainConfig):
+    """GenView's frozen quality encoder (loaded before the run folder exists: a bad path writes nothing)."""
+    if not cfg.quality.enabled:
+        return None
+    from gensis.runtime.checkpoint import load_encoder
+
+    return load_encoder(cfg.quality.encoder or cfg.init_from, "cpu")
+
+
+def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device):
+    from gensis.foreground.fit import fit_foreground
+    from gensis.foreground.quality import PairQuality
+
+    q = cfg.quality
+    encoder = encoder.to(device)
+    pca = fit_foreground(encoder, data, fit_images=q.fit_images, quantile=q.quantile, sign=q.sign,
+                         seed=cfg.train.seed, resolution=q.resolution, device=device)
+    log.info("quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)", min(q.fit_images, len(data)),
+             pca.sign, pca.threshold)
+    return PairQuality(encoder, pca, q.gamma, cfg.augment.mean, cfg.augment.std, resolution=q.resolution)
 
 
 def _generated_source(cfg: PretrainConfig, data: ImageData):
@@ -139,6 +165,7 @@ def _train(
     stop: GracefulStop | None = None,
     init: dict[str, torch.Tensor] | None = None,
     info: distributed.Dist = distributed.Dist(),
+    quality_encoder=None,
 ) -> PretrainResult:
     tc, oc = cfg.train, cfg.optim
     device = distributed.setup(info, resolve_device(tc.device))
@@ -148,8 +175,8 @@ def _train(
     if init is not None:
         encoder.load_state_dict(init)
         log.info("initialized backbone weights from %s", cfg.init_from)
-    lambda_dis = cfg.gen.lambda_dis if generated is not None else 0.0
-    model = DINO(encoder, cfg.dino, lambda_dis, cfg.gen.dis_update_center).to(device)
+    lambda_dis = cfg.gen.lambda_dis if generated is not None and cfg.method == "dino" else 0.0
+    model = build_method(cfg, encoder, lambda_dis).to(device)
     if device.type == "cuda" and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.student, oc)
@@ -166,8 +193,9 @@ def _train(
         log.info("resumed %s at step %d/%d", run.root, step, total_steps)
     if info.enabled:
         model.student = distributed.wrap_ddp(model.student, info, device)
-        if device.type == "cuda":
-            model.teacher = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.teacher)
+        for ema_net in ("teacher", "momentum"):  # the EMA network sees the global batch too
+            if device.type == "cuda" and hasattr(model, ema_net):
+                setattr(model, ema_net, torch.nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, ema_net)))
     forward = torch.compile(model) if tc.compile else model
     student = distributed.unwrap(model.student)
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
@@ -179,10 +207,11 @@ def _train(
         def fetch(idx: torch.Tensor) -> torch.Tensor:
             return resident[idx.to(device)] if resident is not None else data.batch(idx).to(device)
 
-        pairs = PairSampler(cfg.gen, generated, augment, fetch)
+        pairs = PairSampler(cfg.gen.model_copy(update={"lambda_dis": lambda_dis}), generated, augment, fetch)
+    quality = _pair_quality(cfg, quality_encoder, data, device) if quality_encoder is not None else None
     log.info(
-        "pretrain: %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
-        len(data), steps_per_epoch, tc.epochs, cfg.model.backbone, encoder.embed_dim, device,
+        "pretrain (%s): %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
+        cfg.method, len(data), steps_per_epoch, tc.epochs, cfg.model.backbone, encoder.embed_dim, device,
     )
 
     metrics: dict[str, Any] = {}
@@ -196,7 +225,7 @@ def _train(
         for idx, images in zip(batches, iterate_batches(data, batches, device, cfg.data.num_workers, resident)):
             lr = cosine_schedule(step, total_steps, lr_base, oc.min_lr, oc.warmup_epochs * steps_per_epoch)
             wd = cosine_schedule(step, total_steps, oc.weight_decay, oc.weight_decay_end)
-            momentum = cosine_schedule(step, total_steps, cfg.dino.momentum_teacher, 1.0)
+            momentum = cosine_schedule(step, total_steps, model.momentum_start or 0.0, 1.0)
             set_lr_wd(optimizer, lr, wd)
 
             torch.manual_seed(tc.seed * 1_000_003 + step)  # drop-path and other module randomness
@@ -209,8 +238,9 @@ def _train(
                 dis = dis.narrow(share) if dis is not None else None
             if device.type == "cuda" and tc.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            weights = quality(views[0], views[1]) if quality is not None else None
             with autocast(device, tc.precision):
-                loss, student_emb = forward(views, epoch, dis)
+                loss, student_emb = forward(views, epoch, dis, weights)
             if not distributed.all_finite(loss, info):
                 raise GensisError(
                     f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped. "
@@ -220,8 +250,7 @@ def _train(
             loss.backward()
             if oc.clip_grad > 0:
                 clip_gradients_per_param(student, oc.clip_grad)
-            if epoch < cfg.dino.freeze_last_layer_epochs:
-                student.head.cancel_last_layer_gradients()
+            model.after_backward(epoch)
             optimizer.step()
             model.update_teacher(momentum)
             step += 1
@@ -239,14 +268,17 @@ def _train(
                     "loss": parts.pop("loss"),
                     "lr": lr,
                     "weight_decay": wd,
-                    "teacher_momentum": momentum,
-                    "teacher_temp": model.criterion.teacher_temp(epoch),
+                    **({"teacher_momentum": momentum} if model.momentum_start is not None else {}),
+                    **model.log_values(epoch),
                     # Collapse signal: ~1/sqrt(D) when healthy, -> 0 when all embeddings coincide.
                     "embedding_std": emb.std(dim=0).mean().item(),
                     "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
                 }
-                if gen_views is not None:
+                if weights is not None:  # how far the quality weights are from uniform
+                    metrics["quality_weight_std"] = weights.float().std().item()
+                if gen_views is not None or cfg.method != "dino":
                     metrics.update(parts)
+                if gen_views is not None:
                     metrics["generated_fraction"] = gen_views.generated.float().mean().item()
                 run.log_metrics(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
@@ -280,7 +312,7 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
         "mean": json.dumps(list(cfg.augment.mean)),
         "std": json.dumps(list(cfg.augment.std)),
         "trained_steps": str(step),
-        "method": "dino" if generated is None else "gen-dino",
+        "method": cfg.method if generated is None else f"gen-{cfg.method}",
     }
     if generated is not None:
         meta["generator_sha256"] = generated.generator_sha256
@@ -302,29 +334,28 @@ def _init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
     return encoder.state_dict()
 
 
-def _save(run: RunFolder, model: DINO, optimizer, step: int, cfg: PretrainConfig) -> None:
+def _save(run: RunFolder, model, optimizer, step: int, cfg: PretrainConfig) -> None:
     from gensis.runtime.checkpoint import save_state
 
     state = {
         "format": "gensis.pretrain/1",
         "step": step,
+        "method": cfg.method,
         "student": distributed.unwrap(model.student).state_dict(),
-        "teacher": model.teacher.state_dict(),
-        "center": model.criterion.center.detach().cpu(),
+        **model.extra_state(),  # DINO: teacher and center; MoCo v3: the momentum network
         "optimizer": optimizer.state_dict(),
         "backbone": cfg.model.backbone,
     }
     save_state(run.last_checkpoint, state)
 
 
-def _restore(run: RunFolder, model: DINO, optimizer, device: torch.device) -> int:
+def _restore(run: RunFolder, model, optimizer, device: torch.device) -> int:
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != "gensis.pretrain/1":
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
     try:
         model.student.load_state_dict(state["student"])
-        model.teacher.load_state_dict(state["teacher"])
-        model.criterion.center.copy_(state["center"])
+        model.load_extra_state(state)
         optimizer.load_state_dict(state["optimizer"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(

@@ -104,12 +104,17 @@ class DINO(nn.Module):
         self.loss_parts: dict[str, torch.Tensor] = {}
 
     def forward(
-        self, views: Sequence[torch.Tensor], epoch: int, dis: DisentangleViews | None = None
+        self,
+        views: Sequence[torch.Tensor],
+        epoch: int = 0,
+        dis: DisentangleViews | None = None,
+        weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DINO loss on ``views`` = [global1, global2, *locals] (+ lambda_dis * disentanglement).
 
-        Returns the loss and the student embeddings of the first view; the terms are left in
-        ``self.loss_parts`` for logging.
+        ``weights`` (B,) re-weight each image's crop pairs (GenView's quality loss applied to
+        DINO). Returns the loss and the student embeddings of the first view; the terms are
+        left in ``self.loss_parts`` for logging.
         """
         with torch.no_grad():
             teacher_out, _ = self.teacher(views[:2])
@@ -117,7 +122,7 @@ class DINO(nn.Module):
         # One student call per step (DDP needs exactly one forward per backward).
         student_out, student_emb = self.student(list(views) + ([dis.interpolated] if use_dis else []))
         # Both targets use this step's center; it moves only after both are built.
-        loss = self.criterion(teacher_out, student_out[: len(views)], epoch, update_center=False)
+        loss = self.criterion(teacher_out, student_out[: len(views)], epoch, update_center=False, weights=weights)
         self.loss_parts = {"loss_dino": loss.detach()}
         center_logits = [t.detach() for t in teacher_out]
         if use_dis:
@@ -146,3 +151,22 @@ class DINO(nn.Module):
     def teacher_encoder(self) -> Encoder:
         """The teacher backbone: DINO evaluates and exports this one."""
         return self.teacher.backbone  # type: ignore[return-value]
+
+    # The rest of the interface the pretraining loop uses for every method (ssl/methods.py).
+    @property
+    def momentum_start(self) -> float:
+        return self.cfg.momentum_teacher
+
+    def after_backward(self, epoch: int) -> None:
+        if epoch < self.cfg.freeze_last_layer_epochs:
+            unwrap(self.student).head.cancel_last_layer_gradients()
+
+    def extra_state(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "center": self.criterion.center.detach().cpu()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.criterion.center.copy_(state["center"])
+
+    def log_values(self, epoch: int) -> dict[str, float]:
+        return {"teacher_temp": self.criterion.teacher_temp(epoch)}

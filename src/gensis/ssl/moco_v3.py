@@ -7,7 +7,7 @@ a copy of backbone + projector, updated by an exponential moving average of the 
 parameters (``update_momentum``; the reference schedules m from 0.99 to 1 by a cosine). The
 loss is symmetric, ``ctr(q1, k2) + ctr(q2, k1)``. As in the reference, both networks stay in
 train mode and only parameters, not BatchNorm buffers, are averaged. Linear evaluation in
-the reference uses the online (base) backbone, so that is ``eval_encoder``.
+the reference uses the online (base) backbone, so that is ``teacher_encoder``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from torch import nn
 from gensis.models.backbones import Encoder
 from gensis.ssl.losses import InfoNCELoss, weighted_mean
 from gensis.ssl.projection import mocov3_predictor, mocov3_projector
-from gensis.ssl.simclr import check_two_views
+from gensis.runtime.distributed import unwrap
+from gensis.ssl.two_view import TwoViewMethod, TwoViewNet, check_two_views
 
 
-class MoCoV3(nn.Module):
+class MoCoV3(TwoViewMethod):
     def __init__(
         self,
         encoder: Encoder,
@@ -34,52 +35,56 @@ class MoCoV3(nn.Module):
         predictor_hidden_dim: int = 4096,
         temperature: float = 1.0,
         gather_distributed: bool = True,
+        momentum: float = 0.99,
     ) -> None:
         super().__init__()
-        self.backbone = encoder
-        self.projector = mocov3_projector(encoder.embed_dim, hidden_dim, out_dim, projector_layers)
-        self.predictor = mocov3_predictor(out_dim, predictor_hidden_dim)
-        self.momentum_backbone = copy.deepcopy(encoder)
-        self.momentum_projector = copy.deepcopy(self.projector)
-        for p in self._momentum_params():
+        projector = mocov3_projector(encoder.embed_dim, hidden_dim, out_dim, projector_layers)
+        predictor = mocov3_predictor(out_dim, predictor_hidden_dim)
+        self.student = TwoViewNet(encoder, nn.Sequential(projector, predictor))  # the online network
+        self.momentum = TwoViewNet(copy.deepcopy(encoder), copy.deepcopy(projector))
+        for p in self.momentum.parameters():
             p.requires_grad = False
         self.criterion = InfoNCELoss(temperature=temperature, gather_distributed=gather_distributed)
+        self.momentum_start = momentum
         self.loss_parts: dict[str, torch.Tensor] = {}
 
-    def _online_params(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters()) + list(self.projector.parameters())
+    @property
+    def projector(self) -> nn.Module:
+        return unwrap(self.student).head[0]
 
-    def _momentum_params(self) -> list[nn.Parameter]:
-        return list(self.momentum_backbone.parameters()) + list(self.momentum_projector.parameters())
+    @property
+    def momentum_projector(self) -> nn.Module:
+        return self.momentum.head
+
+    def _online_params(self) -> list[nn.Parameter]:
+        online = unwrap(self.student)
+        return list(online.backbone.parameters()) + list(self.projector.parameters())
 
     def forward(
-        self, views: Sequence[torch.Tensor], weights: torch.Tensor | None = None
+        self, views: Sequence[torch.Tensor], epoch: int = 0, dis: None = None, weights: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric loss on ``views`` = [view1, view2] (optionally per-pair weighted) and the
         online backbone embeddings of the first view; the unweighted loss is left in
         ``self.loss_parts``."""
         check_two_views(views)
-        embeddings = [self.backbone(v) for v in views]
-        q1, q2 = (self.predictor(self.projector(e)) for e in embeddings)
+        (q1, q2), emb = self.student(views)
         with torch.no_grad():
-            k1, k2 = (self.momentum_projector(self.momentum_backbone(v)) for v in views)
+            (k1, k2), _ = self.momentum(views)
         per_pair = self.criterion(q1, k2, reduction="none") + self.criterion(q2, k1, reduction="none")
         self.loss_parts = {"loss_mocov3": per_pair.detach().mean()}
-        return weighted_mean(per_pair, weights), embeddings[0]
+        return weighted_mean(per_pair, weights), emb
 
     @torch.no_grad()
-    def update_momentum(self, momentum: float) -> None:
+    def update_teacher(self, momentum: float) -> None:
         """EMA: momentum_param = m * momentum_param + (1 - m) * online_param."""
-        m_params = self._momentum_params()
+        m_params = list(self.momentum.parameters())
         torch._foreach_mul_(m_params, momentum)
         torch._foreach_add_(m_params, [p.detach() for p in self._online_params()], alpha=1.0 - momentum)
 
-    # Same name as DINO's, so a training loop can treat the methods alike.
-    update_teacher = update_momentum
+    update_momentum = update_teacher
 
-    @property
-    def eval_encoder(self) -> Encoder:
-        """The online backbone: the one MoCo v3 evaluates (``base_encoder``)."""
-        return self.backbone  # type: ignore[return-value]
+    def extra_state(self) -> dict:
+        return {"momentum": self.momentum.state_dict()}
 
-    teacher_encoder = eval_encoder
+    def load_extra_state(self, state: dict) -> None:
+        self.momentum.load_state_dict(state["momentum"])

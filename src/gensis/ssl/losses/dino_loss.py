@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from gensis.ssl.losses.quality_weights import weighted_mean
 from gensis.ssl.schedules import teacher_temperature
 
 
@@ -55,6 +56,7 @@ class DINOLoss(nn.Module):
         student_out: Sequence[torch.Tensor],
         epoch: int,
         update_center: bool = True,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Cross-entropy between each teacher view and each *other* student view.
 
@@ -63,6 +65,8 @@ class DINOLoss(nn.Module):
             student_out: student head outputs, one (B, K) tensor per view; the first
                 ``len(teacher_out)`` views are the same crops as the teacher's.
             epoch: current epoch, for the teacher-temperature warm-up.
+            weights: optional (B,) per-image weights of mean 1 (GenView's quality weights,
+                applied to every crop pair of an image); None is the plain mean.
         """
         targets = [self.teacher_probs(t, epoch) for t in teacher_out]
         log_preds = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_out]
@@ -72,7 +76,7 @@ class DINOLoss(nn.Module):
             for v, log_p in enumerate(log_preds):
                 if v == iq:
                     continue
-                total = total + torch.sum(-q * log_p, dim=-1).mean()
+                total = total + weighted_mean(torch.sum(-q * log_p, dim=-1), weights)
                 n_terms += 1
         if n_terms == 0:
             raise ValueError("DINO loss needs at least two views")
