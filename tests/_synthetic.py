@@ -25,3 +25,29 @@ def write_npz(path: Path, n: int, size: int = 16, seed: int = 0) -> Path:
     images, labels = shapes_dataset(n, size=size, seed=seed)
     np.savez(path, images=images, labels=labels)
     return path
+
+
+def random_encoder(path: Path, resolution: int = 8) -> Path:
+    """An untrained CIFAR-stem ResNet-10t exported as a gensis encoder (a stand-in for stage 1)."""
+    import torch
+
+    from gensis.config.schema import ModelConfig
+    from gensis.models.backbones import build_encoder
+    from gensis.runtime.checkpoint import export_encoder
+
+    torch.manual_seed(0)
+    export_encoder(path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), resolution),
+                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    return path
+
+
+def tiny_generator(root: Path, n_images: int = 12) -> tuple[Path, Path, Path]:
+    """(encoder, images, generator): a one-epoch tiny generator on 8-px shapes."""
+    import gensis
+
+    enc_path = random_encoder(root / "encoder.safetensors")
+    data = write_npz(root / "images.npz", n_images, size=8)
+    gen = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc_path), "data.path": str(data),
+                                  "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
+                                  "train.progress": False, "data.cache_dir": None})
+    return enc_path, data, gen.generator_path

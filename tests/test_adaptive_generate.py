@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from _synthetic import write_npz
+from _synthetic import tiny_generator, write_npz
 import gensis
 import gensis.api
 from gensis.bank import ViewBank
@@ -27,16 +27,7 @@ EDGES, LEVELS = [0.5, 1.0], [0.0, 0.5]  # 1x1 feature maps: every ratio is 0 or 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adaptive")
-    torch.manual_seed(0)
-    enc_path = root / "encoder.safetensors"
-    export_encoder(enc_path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
-    data = write_npz(root / "images.npz", 12, size=8)
-    gen = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc_path), "data.path": str(data),
-                                  "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None})
-    return enc_path, data, gen.generator_path
+    return tiny_generator(tmp_path_factory.mktemp("adaptive"))
 
 
 def _generate(trained, out, **extra):
@@ -47,7 +38,7 @@ def _generate(trained, out, **extra):
     return gensis.generate(settings)
 
 
-ADAPTIVE = {"adaptive_noise": True, "noise_edges": EDGES, "noise_levels": LEVELS, "foreground_fit_images": 8}
+ADAPTIVE = {"adaptive_noise": True, "noise_edges": EDGES, "noise_levels": LEVELS, "foreground.fit_images": 8}
 
 
 def test_adaptive_views_follow_the_foreground_levels(tmp_path, trained) -> None:
@@ -104,7 +95,7 @@ def test_generate_config_of_adaptive_noise_and_external() -> None:
     base = {"generator": "g", "data_path": "d", "out": "o"}
     cfg = GenerateConfig(**base)
     assert cfg.noise_edges == adaptive_noise.DEFAULT_EDGES and cfg.noise_levels == adaptive_noise.DEFAULT_LEVELS
-    assert cfg.adaptive_noise is False and cfg.foreground_quantile == 0.65
+    assert cfg.adaptive_noise is False and cfg.foreground.quantile == 0.65
     for bad, match in [({"noise_levels": [0.0, 0.1]}, "one level per bin"),
                        ({"noise_edges": [0.5, 0.4, 0.6, 0.8, 1.0]}, "increase strictly"),
                        ({"noise_edges": [0.2, 0.4, 0.6, 0.8, 0.9]}, "end at >= 1"),

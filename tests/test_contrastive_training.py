@@ -65,7 +65,7 @@ def test_gen_simclr_uses_generated_views_and_quality_weights(tmp_path, data) -> 
     out = tmp_path / "gen-simclr"
     gensis.pretrain({**TINY, "method": "simclr", "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
                      "gen.p_gen": 1.0, "quality.enabled": True, "quality.encoder": str(enc.encoder_path),
-                     "quality.fit_images": 32, "quality.resolution": 64, "out": str(out)})
+                     "quality.foreground.fit_images": 32, "quality.foreground.resolution": 64, "out": str(out)})
     recs = _records(out)
     assert all(r["generated_fraction"] == 1.0 for r in recs)
     assert all("loss_dis" not in r for r in recs)  # the disentanglement task is DINO's

@@ -12,16 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from _synthetic import write_npz
+from _synthetic import random_encoder, write_npz
 import gensis
 from gensis.bank import ViewBank
 from gensis.bank import store as bank_store
-from gensis.config.schema import ModelConfig
 from gensis.generator import generate as generate_module
 from gensis.generator import make_scheduler, training_loss
 from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
-from gensis.models.backbones import build_encoder
-from gensis.runtime.checkpoint import export_encoder
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 # The tiny UNet (GroupNorm, no dropout): nothing depends on the per-process batch.
@@ -64,10 +61,7 @@ def _losses(out: Path) -> list[float]:
 def trained(tmp_path_factory):
     """A tiny generator trained with one and with two processes."""
     root = tmp_path_factory.mktemp("distgen")
-    torch.manual_seed(0)
-    enc = root / "encoder.safetensors"
-    export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    enc = random_encoder(root / "encoder.safetensors")
     data = write_npz(root / "images.npz", 24, size=8)
     common = ["train-generator", *TRAIN, f"encoder={enc}", f"data.path={data}"]
     _gensis([*common, f"out={root / 'one'}"])

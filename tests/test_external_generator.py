@@ -12,15 +12,12 @@ import torch
 
 pytest.importorskip("transformers")
 
-from _synthetic import write_npz  # noqa: E402
+from _synthetic import random_encoder, write_npz  # noqa: E402
 import gensis  # noqa: E402
 from gensis.bank import ViewBank  # noqa: E402
 from gensis.cli import main  # noqa: E402
-from gensis.config.schema import ModelConfig  # noqa: E402
 from gensis.errors import CheckpointError, ConfigError  # noqa: E402
 from gensis.generator.external import pipeline_sha256  # noqa: E402
-from gensis.models.backbones import build_encoder  # noqa: E402
-from gensis.runtime.checkpoint import export_encoder  # noqa: E402
 from gensis.runtime.io import file_sha256  # noqa: E402
 
 EMBED = 16  # CLIP projection size
@@ -86,11 +83,7 @@ def _unclip_pipeline(folder):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("external")
-    torch.manual_seed(0)
-    enc = root / "encoder.safetensors"
-    export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
-    return enc, write_npz(root / "images.npz", 5, size=8)
+    return random_encoder(root / "encoder.safetensors"), write_npz(root / "images.npz", 5, size=8)
 
 
 def _settings(sources, pipe, out, **extra):

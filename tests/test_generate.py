@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from _synthetic import write_npz
+from _synthetic import tiny_generator
 import gensis
 from gensis.bank import ViewBank
 from gensis.bank import store as bank_store
@@ -20,15 +20,7 @@ from gensis.runtime.checkpoint import export_encoder
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("genbank")
-    torch.manual_seed(0)
-    enc_path = root / "encoder.safetensors"
-    export_encoder(enc_path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
-    data = write_npz(root / "images.npz", 12, size=8)
-    gen = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc_path), "data.path": str(data),
-                                  "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None})
-    return root, enc_path, data, gen.generator_path
+    return (root, *tiny_generator(root))
 
 
 def _generate(trained, out, **extra):

@@ -127,6 +127,21 @@ class MoCoV3Config(StrictModel):
     momentum: float = Field(0.99, ge=0, le=1, description="cosine-scheduled to 1")
 
 
+class ForegroundFitConfig(StrictModel):
+    """GenView's foreground maps from an encoder's own features (arXiv 2403.12003, Sec. 3.2):
+    the first principal component of its feature map, fitted on a sample of the images."""
+
+    quantile: float = Field(0.65, ge=0, le=1, description="foreground threshold: this data-set quantile of the projection")
+    sign: Literal["auto", "positive", "negative"] = Field(
+        "auto", description="foreground side of the component; auto: the side higher at the centre (foreground/pca.py)"
+    )
+    fit_images: int = Field(2000, ge=1, description="images sampled to fit the PCA")
+    resolution: int | None = Field(
+        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 96 for "
+        "32-px images and a stride-32 CNN, whose map would be one cell)"
+    )
+
+
 class QualityConfig(StrictModel):
     """GenView's quality-driven loss (Li et al. 2024, arXiv 2403.12003, Sec. 3.3): each positive
     pair is weighted by foreground minus background similarity under a frozen encoder."""
@@ -134,15 +149,7 @@ class QualityConfig(StrictModel):
     enabled: bool = False
     encoder: str | None = Field(None, description="frozen quality encoder (default: init_from, e.g. stage 1)")
     gamma: float = Field(1.0, ge=0, le=100, description="weights = B * softmax(gamma * q); 0 = unweighted")
-    quantile: float = Field(0.65, ge=0, le=1, description="foreground threshold: this quantile of the PCA projection")
-    sign: Literal["auto", "positive", "negative"] = Field(
-        "auto", description="foreground side of the first component; auto: the side brighter at the image centre"
-    )
-    fit_images: int = Field(2000, ge=1, description="images sampled to fit the foreground PCA")
-    resolution: int | None = Field(
-        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
-        "32-px images and a stride-32 CNN, whose map would be one cell)"
-    )
+    foreground: ForegroundFitConfig = Field(default_factory=ForegroundFitConfig)
 
 
 class OptimConfig(StrictModel):
@@ -358,15 +365,7 @@ class GenerateConfig(StrictModel):
     noise_levels: tuple[float, ...] = Field(
         (0.0, 0.1, 0.2, 0.3, 0.4), description="noise level of each bin (adaptive_noise; see adaptive_noise.py)"
     )
-    foreground_quantile: float = Field(0.65, ge=0, le=1, description="data-set quantile that splits fore/background")
-    foreground_sign: Literal["auto", "positive", "negative"] = Field(
-        "auto", description="foreground side of the principal axis; auto = center prior (see foreground/pca.py)"
-    )
-    foreground_fit_images: int = Field(2000, ge=1, description="source images sampled to fit the foreground PCA")
-    foreground_resolution: int | None = Field(
-        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
-        "32-px images and a stride-32 CNN, whose map would be one cell)"
-    )
+    foreground: ForegroundFitConfig = Field(default_factory=ForegroundFitConfig, description="adaptive_noise")
     external: str | None = Field(
         None, description="local diffusers image-variation pipeline folder, used instead of generator="
     )
@@ -402,21 +401,12 @@ class EvalGeneratorConfig(StrictModel):
     out: str | None = Field(None, description="write the JSON here")
 
 
-class ForegroundConfig(StrictModel):
+class ForegroundConfig(ForegroundFitConfig):
     """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
 
     encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: str = Field(..., description="images")
     out: str = Field(..., description="folder for the PCA, the per-image ratios and foreground.png")
-    quantile: float = Field(0.65, ge=0, le=1, description="data-set quantile that splits fore/background")
-    sign: Literal["auto", "positive", "negative"] = Field(
-        "auto", description="foreground side of the principal axis; auto = center prior (see foreground/pca.py)"
-    )
-    fit_images: int = Field(2000, ge=1, description="images sampled to fit the PCA")
-    resolution: int | None = Field(
-        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 128 for "
-        "32-px images and a stride-32 CNN, whose map would be one cell)"
-    )
     rows: int = Field(12, ge=1, le=64, description="images drawn in foreground.png")
     batch_size: int = Field(256, ge=1)
     seed: int = Field(0, ge=0)

@@ -48,10 +48,11 @@ RATIO_FILE = "foreground.safetensors"
 def foreground_noise_levels(encoder: Encoder, data: ImageData, cfg: GenerateConfig,
                             device: torch.device) -> tuple[torch.Tensor, torch.Tensor, ForegroundPCA]:
     """(ratios, noise levels, fitted PCA) of the source images, by GenView's bins."""
+    fg = cfg.foreground
     kw = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision, progress=cfg.progress,
-              resolution=cfg.foreground_resolution)
-    pca = fit_foreground(encoder, data, fit_images=cfg.foreground_fit_images, quantile=cfg.foreground_quantile,
-                         sign=cfg.foreground_sign, seed=cfg.seed, **kw)
+              resolution=fg.resolution)
+    pca = fit_foreground(encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign, seed=cfg.seed,
+                         **kw)
     ratios = foreground_ratios(encoder, data, pca, **kw)
     return ratios, noise_level_for_ratio(ratios, cfg.noise_edges, cfg.noise_levels), pca
 
@@ -61,9 +62,9 @@ def adaptive_settings(cfg: GenerateConfig) -> dict:
     if not cfg.adaptive_noise:
         return {}
     return {"adaptive_noise": True, "noise_edges": list(cfg.noise_edges), "noise_levels": list(cfg.noise_levels),
-            "foreground_quantile": cfg.foreground_quantile, "foreground_sign": cfg.foreground_sign,
-            "foreground_fit_images": cfg.foreground_fit_images,
-            **({"foreground_resolution": cfg.foreground_resolution} if cfg.foreground_resolution else {})}
+            "foreground_quantile": cfg.foreground.quantile, "foreground_sign": cfg.foreground.sign,
+            "foreground_fit_images": cfg.foreground.fit_images,
+            **({"foreground_resolution": cfg.foreground.resolution} if cfg.foreground.resolution else {})}
 
 
 def bank_noise_levels(root: Path, encoder: Encoder, data: ImageData, cfg: GenerateConfig,

@@ -94,13 +94,13 @@ def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device):
     from gensis.foreground.fit import fit_foreground
     from gensis.foreground.quality import PairQuality
 
-    q = cfg.quality
+    q, fg = cfg.quality, cfg.quality.foreground
     encoder = encoder.to(device)
-    pca = fit_foreground(encoder, data, fit_images=q.fit_images, quantile=q.quantile, sign=q.sign,
-                         seed=cfg.train.seed, resolution=q.resolution, device=device)
-    log.info("quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)", min(q.fit_images, len(data)),
+    pca = fit_foreground(encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign,
+                         seed=cfg.train.seed, resolution=fg.resolution, device=device)
+    log.info("quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)", min(fg.fit_images, len(data)),
              pca.sign, pca.threshold)
-    return PairQuality(encoder, pca, q.gamma, cfg.augment.mean, cfg.augment.std, resolution=q.resolution)
+    return PairQuality(encoder, pca, q.gamma, cfg.augment.mean, cfg.augment.std, resolution=fg.resolution)
 
 
 def _generated_source(cfg: PretrainConfig, data: ImageData):
