@@ -28,7 +28,10 @@ from gensis.runtime.device import resolve_device
 from _common import emit, header
 
 
-def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True) -> dict[str, Any]:
+def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True,
+             stage3_seeds: int = 1) -> dict[str, Any]:
+    """``stage3_seeds > 1`` repeats Gen-DINO and the control from the same stage 1 and bank
+    with other training seeds (``gen-dino-s1``, ``control-s1``, ...): the spread of stage 3."""
     result = gensis.run(settings)
     cfg = build_config(PipelineConfig, settings, use_presets=False)
     stages = stage_configs(cfg)
@@ -37,6 +40,11 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
                 "control": Path(stages.control.out) / "exported" / "encoder.safetensors",
                 "gen-dino": Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"}
     fair_epochs = None
+    for s in range(1, stage3_seeds):
+        for name, base in (("gen-dino", stages.gen_dino), ("control", stages.control)):
+            t0 = time.perf_counter()
+            encoders[f"{name}-s{s}"] = stage3_variant(cfg, base, f"{name}-s{s}", {"train.seed": s})
+            secs[f"{name}-s{s}"] = round(time.perf_counter() - t0, 1)
     if nodis:
         t0 = time.perf_counter()
         encoders["gen-dino-nodis"] = stage3_variant(cfg, stages.gen_dino, "gen-dino-nodis", {"gen.lambda_dis": 0.0})
@@ -75,6 +83,7 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--stage3-seeds", type=int, default=1, help="repeat stage 3 with this many training seeds")
     args = p.parse_args()
     result = header(name, resolve_device(args.device))
     result.update(scale=args.scale, settings=scales[args.scale], runs=[])
@@ -83,5 +92,5 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
         settings.update({"out": str(Path(args.out) / f"seed{seed}"), "preset": preset, "seed": seed,
                          "device": args.device, "data.path": args.train, "data.eval_path": args.test,
                          "progress": not args.quiet})
-        result["runs"].append(run_seed(settings, **run_kw))
+        result["runs"].append(run_seed(settings, stage3_seeds=args.stage3_seeds, **run_kw))
     emit(result, args.json)

@@ -42,7 +42,7 @@ def variants(run: Path, stage1_epochs: int) -> dict[str, dict[str, Any]]:
         "on_the_fly_alpha=0.1-0.9": {"gen.bank": None, "gen.generator": generator, "gen.steps": 10,
                                      "gen.alpha_range": [0.1, 0.9]},
         # Stage 3 from a random init for as many epochs as stage 1: compare with stage 1.
-        "from_scratch": {"init_from": None, "train.epochs": stage1_epochs},
+        "from_scratch": {"init_from": None, "init_full": False, "train.epochs": stage1_epochs},
     }
 
 

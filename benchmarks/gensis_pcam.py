@@ -33,7 +33,8 @@ SCALES: dict[str, dict[str, Any]] = {
                       "train.epochs": 15, "train.lr": 5e-4, "train.warmup_steps": 100, "train.ema_decay": 0.999,
                       "train.log_every": 20},
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10, "batch_size": 500},
-        "gen_dino": {"train.epochs": 10},
+        # Stage 3 continues stage 1 (heads, teacher, center too); 1 warm-up epoch, not the preset's 10.
+        "gen_dino": {"train.epochs": 10, "optim.warmup_epochs": 1},
         "show": {"steps": 10},
         "linear_epochs": 100,
     },

@@ -48,7 +48,7 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes) -> None:
     knn = [r for r in records if "knn_top1_k20" in r]
     assert [r["epoch"] for r in knn] == [1, 2]
     log = (out / "train.log").read_text()
-    assert "pretrain: 96 images" in log and "online kNN after epoch 2" in log
+    assert "pretrain (dino): 96 images" in log and "online kNN after epoch 2" in log
 
     res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
     assert set(res["knn_top1"]) == {"20", "200"}
@@ -122,3 +122,25 @@ def test_pretrain_on_large_images_uses_lazy_folder_loader(tmp_path) -> None:
         "train.batch_size": 8, "train.epochs": 1, "train.knn_every": 0,
     })
     assert result.steps == 3
+
+
+def test_init_full_continues_heads_teacher_and_center(tmp_path, shapes) -> None:
+    train, _ = shapes
+    cfg = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 1}
+    first = gensis.pretrain({**cfg, "out": str(tmp_path / "a"), "train.epochs": 3})
+    a = load_state(tmp_path / "a" / "checkpoints" / "last.pt")
+    tiny_step = {"train.max_steps": 1, "optim.lr": 1e-9, "optim.warmup_epochs": 0}
+    gensis.pretrain({**cfg, **tiny_step, "out": str(tmp_path / "b"), "init_from": str(tmp_path / "a"),
+                     "init_full": True})
+    gensis.pretrain({**cfg, **tiny_step, "out": str(tmp_path / "c"), "init_from": str(tmp_path / "a")})
+    b, c = (load_state(tmp_path / p / "checkpoints" / "last.pt") for p in ("b", "c"))
+    head = [k for k in a["student"] if k.startswith("head.") and "running" not in k and a["student"][k].is_floating_point()]
+    gap = lambda x, net: max((x[net][k] - a[net][k]).abs().max().item() for k in head)
+    assert gap(b, "student") < 0.01 * gap(c, "student")  # c starts its heads afresh
+    assert gap(b, "teacher") < gap(c, "teacher")
+    assert torch.allclose(b["center"], a["center"], atol=0.2 * a["center"].abs().max().item())
+    with pytest.raises(GensisError, match="init_full"):  # an exported file has no heads
+        gensis.pretrain({**cfg, "out": str(tmp_path / "d"), "init_from": str(first.encoder_path), "init_full": True})
+    with pytest.raises(GensisError, match="init_full"):
+        gensis.pretrain({**cfg, "out": str(tmp_path / "e"), "init_full": True})
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()

@@ -227,6 +227,10 @@ class PretrainConfig(StrictModel):
         "dino", description="dino (multi-crop self-distillation) or a contrastive method on two views"
     )
     init_from: str | None = Field(None, description="encoder weights to start from (not resume)")
+    init_full: bool = Field(
+        False, description="with init_from=<pretrain run folder>: also its heads, teacher and DINO center "
+        "(stage 3 continuing stage 1); the optimizer and step start fresh"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -244,6 +248,8 @@ class PretrainConfig(StrictModel):
             if self.augment.n_local_crops:
                 raise ValueError(f"augment.n_local_crops={self.augment.n_local_crops}: {self.method} trains on two "
                                  "views; set augment.n_local_crops=0")
+        if self.init_full and self.init_from is None:
+            raise ValueError("init_full: needs init_from=<pretrain run folder>")
         if self.quality.enabled and self.quality.encoder is None and self.init_from is None:
             raise ValueError("quality.encoder: the quality-driven loss needs a frozen encoder "
                              "(quality.encoder=<encoder> or init_from)")
@@ -462,8 +468,9 @@ class PipelineConfig(StrictModel):
     generator: StageOverrides = Field(default_factory=dict, description="train-generator overrides")
     generate: StageOverrides = Field(default_factory=dict, description="generate overrides")
     gen_dino: StageOverrides = Field(default_factory=dict, description="stage 3 overrides on top of stage 1's")
-    stage3_init: Literal["stage1", "scratch"] = Field(
-        "stage1", description="stage 3 starts from the stage-1 weights or from a random init"
+    stage3_init: Literal["stage1", "stage1-backbone", "scratch"] = Field(
+        "stage1", description="stage 3 continues stage 1's model (backbone, heads, teacher, center), "
+        "takes only its backbone (fresh heads), or starts from a random init"
     )
     control: bool = Field(
         True, description="also train stage 3's recipe without generated views (the fair baseline)"

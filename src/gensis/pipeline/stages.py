@@ -88,8 +88,9 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
         show = _build("show", ShowConfig, {**sources, "seed": cfg.seed, **cfg.show,
                                            "generator": str(root / "generator"), "out": str(root / "pictures")})
     stage3_keys = {**stage1_keys, **cfg.gen_dino}
-    if cfg.stage3_init == "stage1":
+    if cfg.stage3_init in ("stage1", "stage1-backbone"):
         stage3_keys["init_from"] = str(root / "pretrain")
+        stage3_keys["init_full"] = cfg.stage3_init == "stage1"
     gen_dino = _build("gen_dino", PretrainConfig, {**stage3_keys, "gen.bank": str(root / "bank"),
                                                    "out": str(root / "gen-dino")})
     control = None

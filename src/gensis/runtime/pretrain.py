@@ -70,6 +70,8 @@ def run_pretrain(
     data, eval_data = _load_data(cfg, data, eval_data)
     generated = _generated_source(cfg, data)
     init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
+    if init is not None and cfg.init_full:
+        init = {"backbone": init, "full": _init_full_state(cfg)}
     quality_encoder = _quality_encoder(cfg)
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
@@ -163,7 +165,7 @@ def _train(
     eval_data: ImageData | None,
     generated=None,
     stop: GracefulStop | None = None,
-    init: dict[str, torch.Tensor] | None = None,
+    init: dict | None = None,
     info: distributed.Dist = distributed.Dist(),
     quality_encoder=None,
 ) -> PretrainResult:
@@ -173,10 +175,15 @@ def _train(
 
     encoder = build_encoder(cfg.model, cfg.data.resolution)
     if init is not None:
-        encoder.load_state_dict(init)
+        encoder.load_state_dict(init.get("backbone", init))
         log.info("initialized backbone weights from %s", cfg.init_from)
     lambda_dis = cfg.gen.lambda_dis if generated is not None and cfg.method == "dino" else 0.0
-    model = build_method(cfg, encoder, lambda_dis).to(device)
+    model = build_method(cfg, encoder, lambda_dis)
+    if init is not None and "full" in init:  # the whole model of the init run, not its optimizer or step
+        _load_model_state(model, init["full"], f"{cfg.init_from} (init_full)")
+        log.info("initialized student, heads and %s from the last checkpoint of %s",
+                 ", ".join(k for k in init["full"] if k not in ("student", "format", "step")), cfg.init_from)
+    model = model.to(device)
     if device.type == "cuda" and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.student, oc)
@@ -319,6 +326,29 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
     return meta
 
 
+def _init_full_state(cfg: PretrainConfig) -> dict:
+    """The model part of the ``init_from`` run's last checkpoint (``init_full``), checked here,
+    before the run folder exists, against this method and backbone."""
+    path = RunFolder(cfg.init_from).last_checkpoint
+    if not path.is_file():
+        raise CheckpointError(f"init_full: {cfg.init_from} is not a pretrain run folder with {path.name}")
+    state = load_state(path)
+    if state.get("format") != "gensis.pretrain/1" or state.get("method", "dino") != cfg.method:
+        raise CheckpointError(f"init_full: {path} is not a gensis {cfg.method} checkpoint")
+    model = build_method(cfg, build_encoder(cfg.model, cfg.data.resolution))
+    full = {k: v for k, v in state.items() if k not in ("optimizer", "backbone", "method")}
+    _load_model_state(model, full, f"{path} (init_full)")
+    return full
+
+
+def _load_model_state(model, state: dict, source: str) -> None:
+    try:
+        model.student.load_state_dict(state["student"])
+        model.load_extra_state(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: does not fit this model ({str(exc).splitlines()[0][:160]})") from None
+
+
 def _init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
     """The ``init_from`` encoder's weights, checked against this backbone before any work."""
     from safetensors import SafetensorError
@@ -353,13 +383,12 @@ def _restore(run: RunFolder, model, optimizer, device: torch.device) -> int:
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != "gensis.pretrain/1":
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
+    _load_model_state(model, state, str(run.last_checkpoint))
     try:
-        model.student.load_state_dict(state["student"])
-        model.load_extra_state(state)
         optimizer.load_state_dict(state["optimizer"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run.last_checkpoint}: does not fit this model ({str(exc).splitlines()[0][:160]})"
+            f"{run.last_checkpoint}: does not fit this optimizer ({str(exc).splitlines()[0][:160]})"
         ) from None
     return int(state["step"])
 
