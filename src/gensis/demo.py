@@ -23,7 +23,7 @@ from gensis.runtime.io import atomic_write
 
 log = logging.getLogger("gensis.demo")
 
-# Stage budgets of the demo (11 min 21 s on 2 CPU cores, install included; docs/RESULTS.md).
+# Stage budgets of the demo (11-15 min on 2 CPU cores, install included; docs/RESULTS.md).
 DEMO_STAGES: dict[str, Any] = {
     "preset": "digits",
     "generator": {
