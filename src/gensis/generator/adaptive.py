@@ -36,7 +36,7 @@ from gensis.foreground.pca import ForegroundPCA
 from gensis.generator.adaptive_noise import noise_bin, noise_level_for_ratio, perturb_embedding
 from gensis.models.backbones import Encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.io import atomic_write
+from gensis.runtime.io import atomic_write, read_safetensors
 
 log = logging.getLogger("gensis.generate")
 
@@ -113,18 +113,7 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path}: unreadable foreground file ({exc})") from None
-    if meta.get("format") != FOREGROUND_FORMAT:
-        raise CheckpointError(f"{path}: not a gensis foreground file (format {meta.get('format')!r})")
-    return tensors, meta
+    return read_safetensors(path, FOREGROUND_FORMAT, "gensis foreground file")
 
 
 def run_foreground(cfg: ForegroundConfig) -> list[Path]:

@@ -12,14 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError
 from gensis.generator.unet import EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
-from gensis.runtime.io import atomic_write, file_sha256
+from gensis.runtime.io import atomic_write, file_sha256, read_safetensors
 
 GENERATOR_FORMAT = "gensis.generator/1"
 
@@ -53,14 +52,7 @@ def resolve_generator_path(path: str | Path) -> Path:
 def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingConditionedUNet, dict[str, str]]:
     """The EMA generator in eval mode, and its metadata (spec, scheduler, encoder hash)."""
     p = resolve_generator_path(path)
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(p))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{p}: corrupt or not a safetensors file ({exc})") from None
-    if meta.get("format") != GENERATOR_FORMAT:
-        raise CheckpointError(f"{p}: not a gensis generator (metadata format={meta.get('format')!r})")
+    tensors, meta = read_safetensors(p, GENERATOR_FORMAT, "gensis generator")
     spec_fields = json.loads(meta["spec"])
     for key in ("block_out_channels", "attention_resolutions"):
         spec_fields[key] = tuple(spec_fields[key])

@@ -69,3 +69,22 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_safetensors(path: str | Path, fmt: str, what: str) -> tuple[dict, dict[str, str]]:
+    """Tensors and metadata of a gensis safetensors file whose metadata ``format`` is ``fmt``;
+    a one-line CheckpointError naming the file otherwise (``what``: e.g. "gensis generator")."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    from gensis.errors import CheckpointError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({exc})") from None
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a {what} (metadata format={meta.get('format')!r})")
+    return tensors, meta
