@@ -28,7 +28,7 @@ DEMO_STAGES: dict[str, Any] = {
     "preset": "digits",
     "generator": {
         "model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
-        "train.epochs": 12, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.999,
+        "train.epochs": 12, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.995,
         "train.log_every": 10,
     },
     "generate": {"views_per_image": 2, "interpolations_per_image": 1, "steps": 10, "batch_size": 512},
@@ -49,6 +49,15 @@ def _write_npz(path: Path, data: ImageData) -> None:
     atomic_write(path, write)
 
 
+def write_demo_data(folder: Path, train: ImageData, test: ImageData | None = None) -> Path:
+    """The demo digits as .npz files in ``folder`` (kept if present); returns the training file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_npz(folder / "digits_train.npz", train)
+    if test is not None:
+        _write_npz(folder / "digits_test.npz", test)
+    return folder / "digits_train.npz"
+
+
 def demo(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """``gensis run`` on the digits; ``overrides`` are pipeline keys (e.g. ``out``, ``gen_dino.gen.p_gen``)."""
     from gensis.api import run
@@ -56,11 +65,8 @@ def demo(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     settings = {**DEMO_STAGES, "out": "runs/demo", **(overrides or {})}
     out = Path(settings["out"])
     train, test = demo_digits(resolution=16)
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    settings["data.path"] = str(out / "data" / "digits_train.npz")
+    settings["data.path"] = str(write_demo_data(out / "data", train, test))
     settings["data.eval_path"] = str(out / "data" / "digits_test.npz")
-    _write_npz(Path(settings["data.path"]), train)
-    _write_npz(Path(settings["data.eval_path"]), test)
     log.info("demo data: %d train / %d test digits at 16 px", len(train), len(test))
     torch.manual_seed(0)
     return run(settings)

@@ -290,123 +290,6 @@ class EmbedConfig(StrictModel):
     max_images: int | None = Field(None, ge=1)
 
 
-class GeneratorModelConfig(StrictModel):
-    """Stage-2 UNet (diffusers ``UNet2DModel``) and its noise schedule."""
-
-    spec: Literal["pixel32", "pixel96", "latent", "tiny"] = Field("pixel32", description="UNet size preset")
-    space: Literal["pixel", "latent"] = Field("pixel", description="pixel for <= 96 px, latent with a VAE above")
-    vae: str | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
-    conditioning: Literal["add", "cross_attention"] = Field(
-        "add", description="embedding added to the timestep embedding (RCDM/RCG) or cross-attended as tokens (LDM)"
-    )
-    block_out_channels: list[int] | None = Field(None, description="override the preset's widths")
-    layers_per_block: int | None = Field(None, ge=1, le=8)
-    p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout for classifier-free guidance")
-    num_train_timesteps: int = Field(1000, ge=2)
-    beta_schedule: Literal["squaredcos_cap_v2", "linear"] = "squaredcos_cap_v2"
-    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
-
-
-class GeneratorTrainConfig(StrictModel):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-4, gt=0, le=1)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = Field(500, ge=0)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    ema_decay: float = Field(0.9999, ge=0, lt=1)
-    clip_grad: float = Field(1.0, ge=0, description="global gradient-norm clip; 0 disables")
-    hflip_p: float = Field(0.5, ge=0, le=1, description="flip the target image (the embedding is flip-invariant)")
-    seed: int = Field(0, ge=0)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    log_every: int = Field(50, ge=1)
-    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints/last")
-    max_steps: int | None = Field(None, ge=1)
-    progress: bool = True
-
-
-class TrainGeneratorConfig(StrictModel):
-    """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
-
-    out: str = Field("runs/generator", description="run folder")
-    encoder: str = Field(..., description="stage-1 run folder or exported encoder .safetensors")
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
-    train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
-
-
-class GenerateConfig(StrictModel):
-    """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
-
-    generator: str | None = Field(None, description="train-generator run folder or exported .safetensors")
-    encoder: str | None = Field(
-        None, description="default: the encoder recorded in the generator; required with external="
-    )
-    data_path: str = Field(..., description="the source images (same set the generator trained on, or new ones)")
-    out: str = Field(..., description="view-bank folder")
-    views_per_image: int = Field(4, ge=0, le=64, description="K self-augmentations per image")
-    interpolations_per_image: int = Field(1, ge=0, le=64, description="M interpolations per image")
-    alpha_range: tuple[float, float] = Field((0.3, 0.7), description="share of the source image in SLERP")
-    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
-    steps: int = Field(20, ge=1, le=1000)
-    guidance_scale: float = Field(1.0, ge=0, le=20)
-    batch_size: int = Field(256, ge=1)
-    shard_size: int = Field(1000, ge=1, description="source images per shard")
-    seed: int = Field(0, ge=0)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    max_images: int | None = Field(None, ge=1)
-    cache_dir: str | None = "auto"
-    progress: bool = True
-    quality_sources: int = Field(500, ge=1, description="sources sampled for the quality report")
-    shards: list[int] | None = Field(
-        None, description="generate only these shard numbers now (the rest later, or by other processes)"
-    )
-    # GenView (arXiv 2403.12003, Sec. 3.2): noise each view's condition by its image's foreground share.
-    adaptive_noise: bool = Field(False, description="GenView's adaptive noise on the views' conditions")
-    noise_edges: tuple[float, ...] = Field(
-        (0.2, 0.4, 0.6, 0.8, 1.0), description="right edges of the foreground-ratio bins (adaptive_noise)"
-    )
-    noise_levels: tuple[float, ...] = Field(
-        (0.0, 0.1, 0.2, 0.3, 0.4), description="noise level of each bin (adaptive_noise; see adaptive_noise.py)"
-    )
-    foreground: ForegroundFitConfig = Field(default_factory=ForegroundFitConfig, description="adaptive_noise")
-    external: str | None = Field(
-        None, description="local diffusers image-variation pipeline folder, used instead of generator="
-    )
-
-    @model_validator(mode="after")
-    def _alpha(self) -> "GenerateConfig":
-        _check_interval("alpha_range", self.alpha_range, 0.0, 1.0)
-        if self.views_per_image + self.interpolations_per_image == 0:
-            raise ValueError("views_per_image and interpolations_per_image are both 0: nothing to generate")
-        if (self.generator is None) == (self.external is None):
-            raise ValueError("generator= or external=: give exactly one")
-        if self.external is not None and self.encoder is None:
-            raise ValueError("external= needs encoder= (the stage-1 encoder: bank resolution and quality report)")
-        edges, levels = self.noise_edges, self.noise_levels
-        if len(edges) != len(levels) or not edges:
-            raise ValueError(f"noise_edges and noise_levels need one level per bin, got {len(edges)} and {len(levels)}")
-        if any(b <= a for a, b in zip(edges[:-1], edges[1:])) or edges[-1] < 1.0:
-            raise ValueError(f"noise_edges must increase strictly and end at >= 1, got {list(edges)}")
-        if any(v < 0 for v in levels):
-            raise ValueError(f"noise_levels must be >= 0, got {list(levels)}")
-        return self
-
-
-class EvalGeneratorConfig(StrictModel):
-    """``gensis eval-generator``: fidelity, diversity and Frechet distance of a view bank."""
-
-    bank: str = Field(..., description="view-bank folder written by gensis generate")
-    encoder: str = Field(..., description="the stage-1 encoder the generator was conditioned on")
-    data_path: str = Field(..., description="the source images of the bank")
-    max_sources: int = Field(500, ge=1)
-    device: str = "auto"
-    cache_dir: str | None = "auto"
-    out: str | None = Field(None, description="write the JSON here")
-
-
 class ForegroundConfig(ForegroundFitConfig):
     """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
 
@@ -420,25 +303,6 @@ class ForegroundConfig(ForegroundFitConfig):
     cache_dir: str | None = "auto"
     max_images: int | None = Field(None, ge=1)
     progress: bool = True
-
-
-class ShowConfig(StrictModel):
-    """``gensis show``: PNG grids of generated views and interpolations."""
-
-    generator: str = Field(..., description="train-generator run folder or exported .safetensors")
-    encoder: str | None = Field(None, description="default: the encoder recorded in the generator")
-    data_path: str = Field(..., description="source images")
-    out: str = Field(..., description="folder for views.png and interpolations.png")
-    rows: int = Field(8, ge=1, le=64, description="source images (views) and pairs (interpolations)")
-    views: int = Field(6, ge=1, le=32, description="generated views per source image")
-    alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
-    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
-    steps: int = Field(20, ge=1, le=1000)
-    guidance_scale: float = Field(1.0, ge=0, le=20)
-    tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
-    seed: int = Field(0, ge=0)
-    device: str = "auto"
-    cache_dir: str | None = "auto"
 
 
 StageOverrides = dict[str, int | float | str | bool | list | None]
@@ -480,3 +344,14 @@ class PipelineConfig(StrictModel):
     knn_k: list[int] = Field(default_factory=lambda: [20, 200])
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
+
+
+# Stage-2 configs live in their own module; imported last, since it builds on the classes above.
+from gensis.config.generator import (  # noqa: E402
+    EvalGeneratorConfig,
+    GenerateConfig,
+    GeneratorModelConfig,
+    GeneratorTrainConfig,
+    ShowConfig,
+    TrainGeneratorConfig,
+)

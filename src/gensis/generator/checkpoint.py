@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError
-from gensis.generator.unet import EmbeddingConditionedUNet, UNetSpec
+from gensis.generator.unet import LEGACY_SPEC_FIELDS, EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
 from gensis.runtime.io import atomic_write, file_sha256, read_safetensors
 
@@ -53,7 +53,7 @@ def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingCond
     """The EMA generator in eval mode, and its metadata (spec, scheduler, encoder hash)."""
     p = resolve_generator_path(path)
     tensors, meta = read_safetensors(p, GENERATOR_FORMAT, "gensis generator")
-    spec_fields = json.loads(meta["spec"])
+    spec_fields = {**LEGACY_SPEC_FIELDS, **json.loads(meta["spec"])}
     for key in ("block_out_channels", "attention_resolutions"):
         spec_fields[key] = tuple(spec_fields[key])
     model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))

@@ -26,10 +26,23 @@ class EmbeddingConditioner(nn.Module):
     Linear -> SiLU -> Linear on the L2-normalized embedding. A dropped row gets the projection
     of ``null_embedding`` instead, a learned vector initialized at the origin, which no
     unit-norm embedding is close to.
+
+    ``standardize`` multiplies the unit-norm embedding by sqrt(D), so its entries have unit
+    variance like the sinusoidal timestep features the projection is summed with. Without it
+    a default-initialized projection of the condition starts about sqrt(D) (~20-40x) smaller
+    than the timestep embedding and the network learns to ignore it (measured in
+    docs/RESULTS.md, "Stage 2 that follows its condition"). ``zero_init`` starts the output
+    layer at zero (the adaLN-Zero / ControlNet trick): the condition then enters gradually.
     """
 
     def __init__(
-        self, embed_dim: int, cond_dim: int, hidden_dim: int | None = None, p_uncond: float = 0.1
+        self,
+        embed_dim: int,
+        cond_dim: int,
+        hidden_dim: int | None = None,
+        p_uncond: float = 0.1,
+        standardize: bool = True,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= p_uncond <= 1.0:
@@ -38,9 +51,13 @@ class EmbeddingConditioner(nn.Module):
         self.embed_dim = embed_dim
         self.cond_dim = cond_dim
         self.p_uncond = p_uncond
+        self.scale = float(embed_dim) ** 0.5 if standardize else 1.0
         self.proj = nn.Sequential(
             nn.Linear(embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, cond_dim)
         )
+        if zero_init:
+            nn.init.zeros_(self.proj[-1].weight)
+            nn.init.zeros_(self.proj[-1].bias)
         self.null_embedding = nn.Parameter(torch.zeros(embed_dim))
 
     def check_embedding(self, emb: torch.Tensor) -> None:
@@ -69,7 +86,7 @@ class EmbeddingConditioner(nn.Module):
         b = emb.shape[0]
         if drop is None and self.training and self.p_uncond > 0:
             drop = self.sample_drop(b, emb.device, generator)
-        emb = F.normalize(emb.to(self.null_embedding.dtype), dim=-1)
+        emb = F.normalize(emb.to(self.null_embedding.dtype), dim=-1) * self.scale
         cond = self.proj(emb)
         if drop is None:
             return cond

@@ -4,9 +4,9 @@ The model and the scheduler stay apart, the diffusers way: ``sample`` is an expl
 ``set_timesteps -> (model, scheduler.step) per t`` rather than a pipeline, so gensis controls
 the randomness and the guidance. Samplers: DDIM (Song et al. 2021, arXiv 2010.02502) and
 DPM-Solver++ (Lu et al. 2022, arXiv 2211.01095), with classifier-free guidance (Ho & Salimans
-2022, arXiv 2207.12598). The loss is the epsilon-prediction objective of DDPM (Ho et al.
-2020) with condition dropout, as used by Gen-SIS (arXiv 2412.01672) for its
-embedding-conditioned generator. Images live in [-1, 1] inside the model; ``sample`` returns
+2022, arXiv 2207.12598). The loss is the DDPM objective (Ho et al. 2020) with condition
+dropout, as used by Gen-SIS (arXiv 2412.01672) for its embedding-conditioned generator, by
+default with the velocity as target and min-SNR-gamma weights (Hang et al. 2023). Images live in [-1, 1] inside the model; ``sample`` returns
 [0, 1].
 """
 
@@ -139,6 +139,38 @@ def sample(
     return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+def min_snr_weights(scheduler: SchedulerMixin, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample loss weights of min-SNR-gamma (Hang et al. 2023, arXiv 2303.09556).
+
+    In terms of the x0 error every objective is ``w(t) ||x0 - x0_hat||^2``; min-SNR sets
+    ``w = min(SNR, gamma)``, so the nearly clean steps (large SNR) stop dominating. Divided
+    by what the chosen target already implies: SNR for epsilon, SNR + 1 for v.
+    """
+    ac = scheduler.alphas_cumprod.to(t.device)[t].float()
+    snr = ac / (1 - ac)
+    if scheduler.config.prediction_type == "v_prediction":
+        return snr.clamp(max=gamma) / (snr + 1)
+    return (gamma / snr).clamp(max=1.0)  # min(SNR, gamma) / SNR, finite as SNR -> 0
+
+
+def predict_x0(scheduler: SchedulerMixin, x_t: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The clean sample implied by one model output at ``t`` (per-sample ``t``, shape (B,))."""
+    ac = scheduler.alphas_cumprod.to(x_t.device)[t].float().view(-1, 1, 1, 1)
+    a, s = ac.sqrt(), (1 - ac).sqrt()
+    if scheduler.config.prediction_type == "v_prediction":
+        return a * x_t - s * out
+    return (x_t - s * out) / a
+
+
+def regression_target(scheduler: SchedulerMixin, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the model regresses: the noise (epsilon) or the velocity (v-prediction)."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    raise ConfigError(f"unsupported prediction_type {scheduler.config.prediction_type!r}")
+
+
 def training_loss(
     unet: EmbeddingConditionedUNet,
     scheduler: SchedulerMixin,
@@ -146,14 +178,16 @@ def training_loss(
     emb: torch.Tensor,
     generator: torch.Generator | None = None,
     rows: slice | None = None,
+    min_snr_gamma: float = 0.0,
 ) -> torch.Tensor:
-    """Mean squared error of the noise prediction; x0 in [-1, 1], emb (B, D).
+    """Mean squared error of the noise (or velocity) prediction; x0 in [-1, 1], emb (B, D).
 
     Timesteps are uniform over [0, T), the noise is Gaussian and the condition is dropped
     with probability ``p_uncond`` per sample (whatever the module mode, since this is the
     training objective); all drawn with ``generator`` on its device. Put the model in
     train() yourself for its dropout layers. With ``prediction_type="v_prediction"`` the
-    target is the velocity (Salimans & Ho 2022) instead of the noise.
+    target is the velocity (Salimans & Ho 2022) instead of the noise; ``min_snr_gamma > 0``
+    weights each sample by :func:`min_snr_weights`.
 
     ``rows`` (data-parallel training): x0 and emb are the global batch and this process
     trains on ``rows`` of it. Timesteps, noise and dropout are still drawn for the whole
@@ -173,10 +207,8 @@ def training_loss(
         x0, emb, t, noise, drop = x0[rows], emb[rows], t[rows], noise[rows], drop[rows]
     x_t = scheduler.add_noise(x0, noise, t)
     pred = unet(x_t, t, emb, drop=drop)
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(x0, noise, t)
-    elif scheduler.config.prediction_type == "epsilon":
-        target = noise
-    else:
-        raise ConfigError(f"unsupported prediction_type {scheduler.config.prediction_type!r}")
-    return F.mse_loss(pred.float(), target.float())
+    target = regression_target(scheduler, x0, noise, t)
+    if min_snr_gamma <= 0:
+        return F.mse_loss(pred.float(), target.float())
+    per_sample = (pred.float() - target.float()).square().mean(dim=tuple(range(1, pred.dim())))
+    return (per_sample * min_snr_weights(scheduler, t, min_snr_gamma)).mean()

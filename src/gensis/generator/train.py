@@ -2,8 +2,13 @@
 
 The generator is conditioned on the embedding of the *clean* image (no crop, no jitter) at
 the encoder's resolution, the same input that ``gensis generate`` conditions on later, so
-training and sampling see one distribution of conditions. Only a horizontal flip touches the
-target image: DINO embeddings are trained to be flip-invariant, so the condition still fits.
+training and sampling see one distribution of conditions. Only the flips and rotations that
+stage 1 used touch the target image (:mod:`gensis.generator.target_augment`): the encoder
+was trained to be invariant to those, so the condition still fits.
+
+A few images are held out of training for the conditioning monitor
+(:mod:`gensis.generator.monitor`), which reports whether the generator follows its
+embedding while it trains.
 
 Embeddings are computed once with the frozen encoder and cached in the run folder
 (``embeddings.safetensors``, keyed by the encoder file's hash). As in stage 1, every random
@@ -37,7 +42,9 @@ from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
 from gensis.generator.latent import downsample_factor, encode_images, load_vae
+from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
+from gensis.generator.target_augment import resolve_target_augment
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
@@ -101,7 +108,6 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         # conditions on bit-identical tensors, whatever its GPU's kernels would round to.
         embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress) if info.is_main else None
         embeddings = distributed.broadcast(embeddings, info)
-        del encoder
         # Pixel space trains on the uint8 images; latent space on latents encoded once.
         if vae is None:
             targets = data.images
@@ -109,8 +115,13 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
             targets = encode_images(vae, data, device=device, progress=cfg.train.progress) if info.is_main else None
             targets = distributed.broadcast(targets, info)
         del vae
+        augment = resolve_target_augment(cfg.train, meta)
+        # The monitor re-embeds one-step predictions, which needs pixels: latent space gets the loss gap only.
+        monitor_encoder = encoder if (info.is_main and not latent and cfg.train.monitor_every > 0) else None
+        del encoder
         with GracefulStop() as stop:
-            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info)
+            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
+                          augment=augment, monitor_encoder=monitor_encoder, encoder_meta=meta)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -135,7 +146,9 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
     # Keep attention at the same levels of the UNet when the image size differs from the preset.
     levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
     overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
-                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning}
+                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning,
+                                 "scale_shift": cfg.model.scale_shift, "standardize": cfg.model.standardize,
+                                 "zero_init": cfg.model.zero_init}
     if cfg.model.block_out_channels is not None:
         overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
     if cfg.model.layers_per_block is not None:
@@ -147,11 +160,15 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
            encoder_path, stop: GracefulStop | None = None,
-           info: distributed.Dist = distributed.Dist()) -> GeneratorResult:
+           info: distributed.Dist = distributed.Dist(), *, augment=None, monitor_encoder=None,
+           encoder_meta: dict | None = None) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    n = len(targets)
+    augment = augment or resolve_target_augment(tc, encoder_meta or {})
+    requested = tc.monitor_images if tc.monitor_every > 0 else 0
+    train_idx, held = holdout_split(len(targets), requested, tc.batch_size, tc.seed)
+    n = len(train_idx)
     unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
     ema = [p.detach().clone() for p in unet.parameters()]
     optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -166,9 +183,12 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
     last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
     targets = targets.to(device)
     embeddings = embeddings.to(device)
-    log.info("train-generator: %d images, %s targets of %s, %d-d embeddings, %d steps, %.1fM parameters",
-             n, cfg.model.space, tuple(targets.shape[1:]), embeddings.shape[1], total_steps,
-             sum(p.numel() for p in unet.parameters()) / 1e6)
+    monitor = _monitor(targets, embeddings, held, scheduler, monitor_encoder, encoder_meta, tc.seed) \
+        if info.is_main and len(held) else None
+    log.info("train-generator: %d images (+%d held out for the monitor), %s targets of %s, %d-d embeddings, "
+             "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f", n, len(held), cfg.model.space,
+             tuple(targets.shape[1:]), embeddings.shape[1], total_steps,
+             sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
     loss_value = None
     while step < last_step:
         epoch = step // steps_per_epoch
@@ -177,17 +197,18 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
                    leave=False)
         t0 = time.perf_counter()
         for i, idx in enumerate(bar):
+            idx = train_idx[idx]
             lr = _lr(cfg, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             gen = step_generator(tc.seed, step)
             x0 = targets[idx.to(device)]
             x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0
-            flip = torch.rand(len(idx), generator=gen) < tc.hflip_p
-            x0 = torch.where(flip.to(device)[:, None, None, None], x0.flip(-1), x0)
+            x0 = augment(x0, gen)
             torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
             with autocast(device, tc.precision):  # `share`: the global batch's draws, this rank's rows
-                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen, rows=share)
+                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen, rows=share,
+                                     min_snr_gamma=tc.min_snr_gamma)
             if not distributed.all_finite(loss, info):
                 raise GensisError(f"loss is {loss.item()} at step {step}; stopped. Last good checkpoint kept at "
                                   f"{run.last_checkpoint}; lower train.lr")
@@ -205,6 +226,8 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
                     run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
                                      "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
+            if monitor is not None and (step % tc.monitor_every == 0 or step == last_step):
+                _run_monitor(monitor, unet, run, step, total_steps)
             # Decided together, so that every rank stops after the same step.
             if stop is not None and distributed.any_rank(stop.signal is not None, info) and step < last_step:
                 bar.close()
@@ -222,6 +245,26 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
         log.info("exported EMA generator to %s", path)
     distributed.barrier(info)
     return GeneratorResult(run.root, path, step, loss_value)
+
+
+def _monitor(targets, embeddings, held, scheduler, encoder, meta, seed) -> ConditioningMonitor:
+    x0 = targets[held.to(targets.device)]
+    x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0.float()
+    mean = tuple(json.loads(meta["mean"])) if meta and "mean" in meta else (0.5, 0.5, 0.5)
+    std = tuple(json.loads(meta["std"])) if meta and "std" in meta else (0.5, 0.5, 0.5)
+    return ConditioningMonitor(x0, embeddings[held.to(embeddings.device)], held, embeddings, scheduler,
+                               encoder=encoder, mean=mean, std=std, seed=seed)
+
+
+def _run_monitor(monitor: ConditioningMonitor, unet, run: RunFolder, step: int, total_steps: int) -> None:
+    metrics = monitor.measure(unet)
+    run.log_metrics({"step": step, **metrics})
+    log.info("step %d conditioning: loss +%.1f / +%.1f / +%.1f %% with a wrong embedding (low/mid/high noise)%s",
+             step, metrics["cond_gap_low"], metrics["cond_gap_mid"], metrics["cond_gap_high"],
+             f"; source found from one-step predictions: top-1 {metrics['monitor_top1']:.1f} % "
+             f"(wrong embedding {metrics['monitor_top1_shuffled']:.1f} %), median rank "
+             f"{metrics['monitor_median_rank']}" if "monitor_top1" in metrics else "")
+    monitor.check(metrics, step, total_steps)
 
 
 def ema_decay(decay: float, step: int) -> float:

@@ -7,6 +7,13 @@ timestep embedding: with ``class_embed_type="identity"`` diffusers computes
 ``emb = time_embedding(t) + class_labels`` and feeds ``emb`` to every ResNet block, so
 ``class_labels`` must already have the time-embedding width (``block_out_channels[0] * 4``).
 :class:`EmbeddingConditioner` produces exactly that vector.
+
+That vector then modulates each ResNet block. With ``scale_shift`` (AdaGN, as in ADM and
+RCDM: ``resnet_time_scale_shift="scale_shift"``) it gives a per-channel scale and shift
+*after* the GroupNorm; without it diffusers adds it as a bias *before* the GroupNorm, which
+removes a per-channel bias entirely where a group holds one channel. The old design (bias
+before the norm, unscaled embedding) is kept for generators trained with it
+(``scale_shift=False, standardize=False``), which still load.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ class UNetSpec:
     dropout: float = 0.0
     conditioning: str = "add"  # "add": to the timestep embedding; "cross_attention": as tokens
     cond_tokens: int = 4  # cross-attention only
+    scale_shift: bool = True  # AdaGN: the time+condition vector scales and shifts after each GroupNorm
+    standardize: bool = True  # embedding x sqrt(D): unit-variance entries (see EmbeddingConditioner)
+    zero_init: bool = False  # the projection's output layer starts at zero
 
     def __post_init__(self) -> None:
         levels = len(self.block_out_channels)
@@ -128,8 +138,13 @@ def unet_spec(name: str, **overrides: object) -> UNetSpec:
         raise ConfigError(f"generator preset {name!r}: {exc}") from None
 
 
+# Spec fields added after the first generators were saved, with the values those were trained
+# with: a generator file without them loads as the design it was trained in.
+LEGACY_SPEC_FIELDS: dict[str, object] = {"scale_shift": False, "standardize": False, "zero_init": False}
+
+
 class EmbeddingConditionedUNet(nn.Module):
-    """Predicts the noise of ``x_t`` (in [-1, 1] pixel space) given ``t`` and an embedding."""
+    """Predicts the noise (or velocity) of ``x_t`` given ``t`` and an embedding."""
 
     def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
@@ -144,6 +159,7 @@ class EmbeddingConditionedUNet(nn.Module):
             attention_head_dim=spec.attention_head_dim,
             norm_num_groups=spec.norm_num_groups,
             dropout=spec.dropout,
+            resnet_time_scale_shift="scale_shift" if spec.scale_shift else "default",
         )
         if spec.conditioning == "add":
             down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn)
@@ -161,7 +177,8 @@ class EmbeddingConditionedUNet(nn.Module):
             self.unet = UNet2DConditionModel(**common, down_block_types=down, up_block_types=up,
                                              cross_attention_dim=self.token_dim)
             cond_dim = spec.cond_tokens * self.token_dim
-        self.conditioner = EmbeddingConditioner(spec.embed_dim, cond_dim, p_uncond=spec.p_uncond)
+        self.conditioner = EmbeddingConditioner(spec.embed_dim, cond_dim, p_uncond=spec.p_uncond,
+                                                standardize=spec.standardize, zero_init=spec.zero_init)
 
     @property
     def embed_dim(self) -> int:

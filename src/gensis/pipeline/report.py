@@ -11,8 +11,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gensis.generator.faithfulness import faithfulness_table
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder
+
+_QUALITY_NOTE = ("Each generated view is embedded by the stage-1 encoder and its source searched among all "
+                 "training images; the ceiling is the same for real views made by stage 1's own augmentation.")
 
 LABELS = {"dino": "DINO (stage 1)", "control": "DINO, stage-3 recipe without generated views",
           "gen-dino": "Gen-DINO (stage 3)"}
@@ -29,11 +33,19 @@ def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
     written = []
     series = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
     ssl = [n for n in series if n != "generator"]
-    panels = [("loss", "loss", "SSL training loss", ssl), ("loss_dis", "loss_dis", "disentanglement loss", ssl),
-              ("knn", "knn_top1_k20", "online kNN k=20 (%)", ssl),
-              ("generator_loss", "loss", "generator (diffusion) loss", ["generator"])]
-    for filename, key, title, names in panels:
-        lines = {n: [(r["step"], r[key]) for r in series[n] if r.get(key) is not None] for n in names if n in series}
+    gen = "generator"
+    # (file, title, [(legend, run, metric)])
+    panels = [("loss", "SSL training loss", [(n, n, "loss") for n in ssl]),
+              ("loss_dis", "disentanglement loss", [(n, n, "loss_dis") for n in ssl]),
+              ("knn", "online kNN k=20 (%)", [(n, n, "knn_top1_k20") for n in ssl]),
+              ("generator_loss", "generator (diffusion) loss", [(gen, gen, "loss")]),
+              ("generator_condition", "generator: loss increase with a wrong embedding (%)",
+               [(f"{b} noise", gen, f"cond_gap_{b}") for b in ("low", "mid", "high")]),
+              ("generator_retrieval", "generator: source found from one-step predictions, top-1 (%)",
+               [("true embedding", gen, "monitor_top1"), ("wrong embedding", gen, "monitor_top1_shuffled")])]
+    for filename, title, lines_spec in panels:
+        lines = {label: [(r["step"], r[key]) for r in series.get(run, []) if r.get(key) is not None]
+                 for label, run, key in lines_spec}
         lines = {n: pts for n, pts in lines.items() if pts}
         if not lines:
             continue
@@ -117,8 +129,9 @@ def _markdown(s: dict[str, Any]) -> str:
                                           [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
     out += ["", "Compute: " + ", ".join(f"{k} {v}" for k, v in s["compute"].items())]
     if s["quality"]:
-        out += ["", "## Generated views, in the stage-1 encoder's space", "", "```json",
-                json.dumps(s["quality"], indent=1), "```"]
+        out += ["", "## Are the generated views views of their source?", "", _QUALITY_NOTE, "",
+                _md_table(*faithfulness_table(s["quality"])), "", "All figures, in the stage-1 encoder's space:",
+                "", "```json", json.dumps(s["quality"], indent=1), "```"]
     if s["pictures"]:
         out += ["", "## What the generator makes", ""] + [f"![{p}]({p})" for p in s["pictures"]]
     if s["plots"]:
@@ -145,7 +158,9 @@ def _html(s: dict[str, Any]) -> str:
                                        [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
     parts += ["<p>Compute: " + e(", ".join(f"{k} {v}" for k, v in s["compute"].items())) + "</p>"]
     if s["quality"]:
-        parts += ["<h2>Generated views, in the stage-1 encoder's space</h2>", f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>"]
+        parts += ["<h2>Are the generated views views of their source?</h2>", f"<p>{e(_QUALITY_NOTE)}</p>",
+                  table(*faithfulness_table(s["quality"])), "<p>All figures, in the stage-1 encoder's space:</p>",
+                  f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>"]
     if s["pictures"]:
         parts += ["<h2>What the generator makes</h2>"] + [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["pictures"]]
     if s["plots"]:

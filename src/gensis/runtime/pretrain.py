@@ -320,6 +320,9 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
         "std": json.dumps(list(cfg.augment.std)),
         "trained_steps": str(step),
         "method": cfg.method if generated is None else f"gen-{cfg.method}",
+        # What stage 1 called a view: the generator's target flips follow it, and
+        # eval-generator's real-view ceiling is drawn with it.
+        "augment": json.dumps(cfg.augment.model_dump(mode="json"), sort_keys=True),
     }
     if generated is not None:
         meta["generator_sha256"] = generated.generator_sha256

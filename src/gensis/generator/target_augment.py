@@ -1,0 +1,66 @@
+"""Augmentations of the generator's target image, following stage 1's.
+
+The generator learns p(image | embedding of the clean image). Flipping or rotating the
+target is only right when the encoder sees the flipped image as the same image, i.e. when
+stage 1 trained with that flip: a flipped digit is another digit for an encoder that never
+saw flips (a real digit flipped is retrieved at 6 % top-1 by the demo encoder). So by
+default each target augmentation uses the probability that stage 1 used, which the
+exported encoder records (``augment`` in its metadata); an encoder file without that record
+gets none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from gensis.augment import ops
+
+log = logging.getLogger("gensis.generator")
+
+
+@dataclass(frozen=True)
+class TargetAugment:
+    hflip_p: float = 0.0
+    vflip_p: float = 0.0
+    rot90_p: float = 0.0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-sample flips/rotations of a (B, C, S, S) batch, drawn from the CPU ``generator``.
+
+        The horizontal flip always consumes B draws (as gensis always did), the others only
+        when enabled, so generators trained without them keep their random stream.
+        """
+        x = ops.random_hflip(x, self.hflip_p, generator)
+        if self.vflip_p > 0:
+            x = ops.random_vflip(x, self.vflip_p, generator)
+        if self.rot90_p > 0:
+            x = ops.random_rot90(x, self.rot90_p, generator)
+        return x
+
+
+def stage1_augment(encoder_meta: dict[str, str]) -> dict | None:
+    """The stage-1 ``augment`` section recorded in an exported encoder, or None."""
+    raw = encoder_meta.get("augment")
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def resolve_target_augment(train_cfg, encoder_meta: dict[str, str]) -> TargetAugment:
+    """Explicit ``train.hflip_p/vflip_p/rot90_p`` win; unset ones follow the encoder's stage 1."""
+    recorded = stage1_augment(encoder_meta) or {}
+    if not recorded:
+        log.info("the encoder records no stage-1 augmentation: the generator's targets are not flipped")
+    probs = {}
+    for key in ("hflip_p", "vflip_p", "rot90_p"):
+        set_value = getattr(train_cfg, key)
+        probs[key] = float(set_value if set_value is not None else recorded.get(key, 0.0))
+    return TargetAugment(**probs)

@@ -1,0 +1,208 @@
+"""Stage 2 follows its condition: the design, the target flips, the monitor, the faithfulness figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from gensis.augment import eval_transform
+from gensis.config.overrides import build_config
+from gensis.config.schema import GeneratorTrainConfig, PretrainConfig
+from gensis.generator.checkpoint import load_generator
+from gensis.generator.faithfulness import (
+    ceiling_augment,
+    class_consistency,
+    faithfulness_table,
+    real_views,
+    retrieval,
+    versus_ceiling,
+    view_figures,
+)
+from gensis.generator.monitor import ConditioningMonitor, holdout_split
+from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
+from gensis.generator.target_augment import TargetAugment, resolve_target_augment
+from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
+from gensis.runtime.pretrain import _export_meta
+
+
+def _level_effects(**spec) -> dict[str, float]:
+    """Relative change of every UNet block's output when the embedding changes (untrained model)."""
+    torch.manual_seed(0)
+    model = EmbeddingConditionedUNet(unet_spec("tiny", embed_dim=512, **spec)).eval()
+    unet = model.unet
+    blocks = {**{f"down{i}": b for i, b in enumerate(unet.down_blocks)}, "mid": unet.mid_block,
+              **{f"up{i}": b for i, b in enumerate(unet.up_blocks)}}
+    acts: dict[str, list[torch.Tensor]] = {}
+    for name, block in blocks.items():
+        block.register_forward_hook(
+            lambda mod, inp, out, name=name: acts.setdefault(name, []).append(out[0] if isinstance(out, tuple) else out))
+    x, t = torch.randn(8, 3, 8, 8), torch.full((8,), 500)
+    keep = torch.zeros(8, dtype=torch.bool)
+    with torch.no_grad():
+        model(x, t, torch.randn(8, 512), drop=keep)
+        model(x, t, torch.randn(8, 512), drop=keep)
+    return {k: float((a - b).norm() / a.norm()) for k, (a, b) in acts.items()}
+
+
+def test_condition_reaches_every_unet_level_from_the_start() -> None:
+    new, old = _level_effects(), _level_effects(scale_shift=False, standardize=False)
+    assert set(new) == {"down0", "down1", "mid", "up0", "up1"}
+    for level, effect in new.items():
+        # Measured: 5-17 % with the new design, 0.4-1.5 % with the old one (512-d embeddings).
+        assert effect > 0.03, (level, effect)
+        assert effect > 4 * old[level], (level, effect, old[level])
+    assert all(v == 0 for v in _level_effects(zero_init=True).values())  # zero_init: enters gradually
+
+
+def test_old_generators_load_as_the_design_they_were_trained_in(tmp_path) -> None:
+    spec = unet_spec("tiny", scale_shift=False, standardize=False)
+    model = EmbeddingConditionedUNet(spec)
+    fields = {k: v for k, v in json.loads(json.dumps(spec.__dict__)).items()
+              if k not in ("scale_shift", "standardize", "zero_init")}  # as written before these existed
+    meta = {"format": "gensis.generator/1", "spec": json.dumps(fields), "space": "pixel", "vae": "",
+            "scheduler": json.dumps({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+                                     "prediction_type": "epsilon"}), "encoder_sha256": "x", "encoder": "e"}
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    loaded, _ = load_generator(path)
+    assert not loaded.spec.scale_shift and not loaded.spec.standardize
+    x, t, e = torch.randn(2, 3, 8, 8), torch.tensor([10, 900]), torch.randn(2, 16)
+    keep = torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, e, drop=keep), model.eval()(x, t, e, drop=keep))
+
+
+def test_min_snr_weights_hand_computed() -> None:
+    for prediction, implied in (("epsilon", lambda snr: snr), ("v_prediction", lambda snr: snr + 1)):
+        sch = make_scheduler("ddpm", prediction_type=prediction)
+        t = torch.tensor([0, 300, 700, 999])
+        ac = sch.alphas_cumprod[t]
+        snr = ac / (1 - ac)
+        expected = torch.minimum(snr, torch.tensor(5.0)) / implied(snr)
+        assert torch.allclose(min_snr_weights(sch, t, 5.0), expected, rtol=1e-5)
+    sch = make_scheduler("ddpm", prediction_type="v_prediction")
+    x0, noise, t = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4), torch.tensor([5, 500, 990])
+    x_t = sch.add_noise(x0, noise, t)
+    assert torch.allclose(predict_x0(sch, x_t, t, regression_target(sch, x0, noise, t)), x0, atol=1e-4)
+
+
+def test_target_flips_follow_the_stage1_augmentation() -> None:
+    for preset, expected in (("digits", (0.0, 0.0, 0.0)), ("cifar10", (0.5, 0.0, 0.0)),
+                             ("histology", (0.5, 0.5, 0.75))):
+        cfg = build_config(PretrainConfig, {"preset": preset})
+        meta = _export_meta(cfg, 1)
+        aug = resolve_target_augment(GeneratorTrainConfig(), meta)
+        assert (aug.hflip_p, aug.vflip_p, aug.rot90_p) == expected, preset
+    assert resolve_target_augment(GeneratorTrainConfig(hflip_p=0.3), meta).hflip_p == 0.3  # explicit wins
+    assert resolve_target_augment(GeneratorTrainConfig(), {"mean": "[0.5, 0.5, 0.5]"}) == TargetAugment()
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    assert torch.equal(TargetAugment()(x, torch.Generator().manual_seed(0)), x)
+    flipped = TargetAugment(hflip_p=1.0)(x, torch.Generator().manual_seed(0))
+    assert torch.equal(flipped, x.flip(-1))
+
+
+class _Oracle(torch.nn.Module):
+    """Knows every image: returns the exact target of the image whose embedding it is given."""
+
+    def __init__(self, x0: torch.Tensor, emb: torch.Tensor, scheduler, noise: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.x0, self.emb, self.scheduler = x0, emb, scheduler
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x_t, t, emb, drop=None):
+        which = (emb @ self.emb.T).argmax(1)
+        x0 = self.x0[which]
+        ac = self.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+        noise = (x_t - ac.sqrt() * x0) / (1 - ac).sqrt()  # the noise that makes x_t from that image
+        return regression_target(self.scheduler, x0, noise, t)
+
+
+class _Ignores(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x_t, t, emb, drop=None):
+        return torch.zeros_like(x_t)
+
+
+class _FlattenEncoder(torch.nn.Module):
+    """Embedding = the normalized image itself, so a perfect reconstruction finds its source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+def test_monitor_on_constructed_models(caplog) -> None:
+    torch.manual_seed(0)
+    u8 = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    all_emb = F.normalize(eval_transform(u8, (0.5,) * 3, (0.5,) * 3).flatten(1), dim=-1)
+    held = torch.arange(0, 40, 4)
+    x0 = u8[held].float() / 127.5 - 1
+    sch = make_scheduler("ddpm", prediction_type="v_prediction")
+    monitor = ConditioningMonitor(x0, all_emb[held], held, all_emb, sch, encoder=_FlattenEncoder(), seed=1)
+    good = monitor.measure(_Oracle(x0, all_emb[held], sch))
+    assert all(good[f"cond_gap_{b}"] > 90 for b in ("low", "mid", "high")), good
+    assert good["monitor_top1"] == 100.0 and good["monitor_median_rank"] == 1
+    assert good["monitor_top1_shuffled"] == 0.0  # the wrong image is reconstructed, not the source
+    bad = monitor.measure(_Ignores())
+    assert all(bad[f"cond_gap_{b}"] == 0 for b in ("low", "mid", "high"))
+    with caplog.at_level(logging.WARNING, logger="gensis.generator"):
+        monitor.check(bad, step=100, total_steps=10_000)  # too early to tell
+        assert not caplog.records
+        monitor.check(good, step=5000, total_steps=10_000)
+        assert not caplog.records
+        monitor.check(bad, step=5000, total_steps=10_000)
+        monitor.check(bad, step=6000, total_steps=10_000)
+    assert len(caplog.records) == 1 and "not following its condition" in caplog.records[0].getMessage()
+
+
+def test_holdout_split() -> None:
+    train, held = holdout_split(1000, 64, 128, seed=0)
+    assert len(held) == 64 and len(train) == 936 and not set(train.tolist()) & set(held.tolist())
+    assert torch.equal(holdout_split(1000, 64, 128, seed=0)[1], held)  # fixed by the seed
+    assert len(holdout_split(1000, 500, 128, seed=0)[1]) == 100  # at most 10 %
+    train, held = holdout_split(50, 64, 8, seed=0)  # 5 would be too few to read
+    assert len(held) == 0 and len(train) == 50
+
+
+def test_faithfulness_figures_on_constructed_embeddings() -> None:
+    real = torch.eye(4)  # four orthogonal "images"
+    labels = torch.tensor([0, 0, 1, 1])
+    views = F.normalize(torch.tensor([[1.0, 0.2, 0, 0], [0.1, 1.0, 0, 0], [0, 0, 0.2, 1.0], [0, 0, 0.1, 1.0]]), dim=-1)
+    src = torch.tensor([0, 1, 2, 3])
+    r = retrieval(views, src, real)  # views 0, 1, 3 find their source; view 2 finds image 3 first
+    assert r == {"retrieval_top1": 75.0, "retrieval_top5": 100.0, "retrieval_median_rank": 1}
+    assert class_consistency(views, src, real, labels, k=1) == 100.0  # image 3 has view 2's label
+    figures = view_figures(views, torch.zeros(4, 1, 3, 2, 2, dtype=torch.uint8), src, real, labels)
+    assert "diversity_cosine" not in figures  # one view per source
+    two = torch.stack([torch.zeros(3, 2, 2), torch.full((3, 2, 2), 255.0)]).to(torch.uint8)
+    figures = view_figures(torch.eye(4)[[0, 1]], two[None], src[:1], real, None)
+    assert figures["diversity_cosine"] == 1.0 and figures["diversity_pixel_rmse"] == 1.0
+    assert versus_ceiling({"retrieval_top1": 20.0, "class_consistency": 45.0},
+                          {"retrieval_top1": 40.0, "class_consistency": 90.0}) == \
+        {"retrieval_top1": 0.5, "class_consistency": 0.5}
+    header, rows = faithfulness_table({"retrieval_top1": 20.0, "ceiling": {"retrieval_top1": 40.0},
+                                       "chance": {"retrieval_top1": 0.1}, "versus_ceiling": {"retrieval_top1": 0.5}})
+    assert rows == [["source retrieval top-1 (%)", "20.0", "40.0", "0.1", "0.5"]]
+
+
+def test_ceiling_views_use_the_recorded_stage1_augmentation() -> None:
+    cfg = build_config(PretrainConfig, {"preset": "digits"})
+    aug, where = ceiling_augment(_export_meta(cfg, 1), 16)
+    assert where.startswith("stage 1") and aug.global_crop_scale == (0.5, 1.0) and aug.hflip_p == 0.0
+    _, where = ceiling_augment({}, 16)
+    assert where.startswith("defaults")
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    views = real_views(images, aug, views=2)
+    assert views.shape == (5, 2, 3, 16, 16) and views.dtype == torch.uint8
+    assert not torch.equal(views[:, 0], views[:, 1])  # two different crops
