@@ -280,7 +280,7 @@ class EmbedConfig(StrictModel):
 
     encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: str = Field(..., description="images to embed")
-    out: str = Field(..., description="output .safetensors (embeddings) with ids alongside")
+    out: str = Field(..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table")
     resolution: int | None = Field(None, ge=8, le=1024)
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
