@@ -100,8 +100,12 @@ def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = No
     from gensis.config.schema import PipelineConfig
     from gensis.pipeline import run_pipeline
 
+    from gensis.runtime.loggers import experiment
+
     cfg = build_config(PipelineConfig, _flatten_kwargs(kwargs, overrides), use_presets=False, config_file=config_file)
-    return run_pipeline(cfg)
+    # One experiment for all stages: each stage folder logs under its name (pretrain/..., gen-dino/...).
+    with experiment(cfg.out, cfg.loggers, config=cfg.model_dump(mode="json")):
+        return run_pipeline(cfg)
 
 
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

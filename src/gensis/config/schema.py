@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gensis.config.loggers import LoggersConfig
+
 Interval = tuple[float, float]
 
 
@@ -241,6 +243,7 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gen: GenViewsConfig = Field(default_factory=GenViewsConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
     @model_validator(mode="after")
     def _method(self) -> "PretrainConfig":
@@ -334,6 +337,7 @@ class TrainGeneratorConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
     train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
 
 class GenerateConfig(StrictModel):
@@ -480,3 +484,4 @@ class PipelineConfig(StrictModel):
     knn_k: list[int] = Field(default_factory=lambda: [20, 200])
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig, description="one experiment for all stages")
