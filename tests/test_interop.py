@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +30,9 @@ def world(tmp_path_factory):
     export_encoder(cifar, _randomized(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8)), META)
     plain = root / "plain.safetensors"
     export_encoder(plain, _randomized(build_encoder(ModelConfig(backbone="resnet10t"), 32)), META)
-    return {"root": root, "cifar": cifar, "plain": plain, "images": write_npz(root / "images.npz", 10, size=8),
+    vit = root / "vit.safetensors"
+    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 8}), 32).eval(), META)
+    return {"root": root, "cifar": cifar, "plain": plain, "vit": vit, "images": write_npz(root / "images.npz", 10, size=8),
             "images32": write_npz(root / "images32.npz", 6, size=32)}
 
 
@@ -53,17 +57,33 @@ def _embed(enc, data, out, **kw) -> torch.Tensor:
     return load_file(str(out))["embeddings"]
 
 
-def test_timm_one_liner_matches_gensis_embed(world, tmp_path) -> None:
+@pytest.mark.parametrize("which", ["plain", "vit"])
+def test_timm_one_liner_matches_gensis_embed(world, tmp_path, which) -> None:
     import timm
 
     # README: a plain timm model reads the exported file (timm's own key names).
-    model = timm.create_model("resnet10t", num_classes=0, checkpoint_path=str(world["plain"])).eval()
+    if which == "plain":
+        model = timm.create_model("resnet10t", num_classes=0, checkpoint_path=str(world["plain"]))
+    else:
+        model = timm.create_model("vit_tiny_patch16_224", num_classes=0, patch_size=8, img_size=32,
+                                  dynamic_img_size=True, checkpoint_path=str(world["vit"]))
     x = _images(world["images32"])
     mean, std = (torch.tensor(json.loads(META[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
     with torch.no_grad():
-        ours = torch.nn.functional.normalize(model((x - mean) / std), dim=-1)
-    ref = _embed(world["plain"], world["images32"], tmp_path / "e.safetensors")
+        ours = torch.nn.functional.normalize(model.eval()((x - mean) / std), dim=-1)
+    ref = _embed(world[which], world["images32"], tmp_path / "e.safetensors")
     assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_readme_snippet_loads_a_cifar_stem_encoder(world, tmp_path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "timm.create_model" in b)
+    code = block.replace("runs/demo/pretrain/exported/encoder.safetensors", str(world["cifar"]))
+    assert code != block
+    ns = {"images": _images(world["images"])}
+    exec(code, ns)  # noqa: S102 - the README's own code
+    ref = _embed(world["cifar"], world["images"], tmp_path / "e.safetensors")
+    assert torch.allclose(ns["emb"], ref, atol=1e-5)
 
 
 def test_cifar_stem_loads_in_plain_timm_with_its_stem(world, tmp_path) -> None:
