@@ -255,3 +255,23 @@ def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb) -> 
     keys = {k for d in run.logged for k in d}
     assert {"pretrain/loss", "generator/loss", "gen-dino/loss", "pictures/views"} <= keys
     assert run.kwargs["name"] == "run" and run.finished
+
+
+def test_foreground_maps_go_in_as_an_image(tmp_path) -> None:
+    from _synthetic import random_encoder
+
+    from gensis.data import load_images
+    from gensis.foreground.fit import fit_foreground
+    from gensis.foreground.picture import log_foreground
+    from gensis.runtime.checkpoint import load_encoder
+
+    enc = load_encoder(random_encoder(tmp_path / "e.safetensors"))
+    data = load_images(str(write_npz(tmp_path / "i.npz", 12, size=8)), 8, cache_dir=None)
+    cpu = torch.device("cpu")
+    pca = fit_foreground(enc, data, fit_images=12, quantile=0.5, sign="auto", seed=0, device=cpu, resolution=32)
+    log_foreground(RunFolder(tmp_path / "alone"), enc, data, pca, device=cpu, resolution=32)  # no loggers: nothing
+    assert not (tmp_path / "alone").exists()
+    with loggers.experiment(tmp_path / "exp", LoggersConfig()):
+        log_foreground(RunFolder(tmp_path / "exp" / "bank"), enc, data, pca, device=cpu, resolution=32)
+    (image,) = _events(tmp_path / "exp" / "bank").Images("foreground")
+    assert (image.width, image.height) == (8 * 8, 3 * 8)  # 8 images; image, map, foreground rows

@@ -82,6 +82,9 @@ def bank_noise_levels(root: Path, encoder: Encoder, data: ImageData, cfg: Genera
         return tensors["level"].float()
     ratios, levels, pca = foreground_noise_levels(encoder, data, cfg, device)
     pca.save(root / PCA_FILE)
+    from gensis.foreground.picture import log_foreground  # inside `gensis run`: "bank/foreground"
+
+    log_foreground(RunFolder(root), encoder, data, pca, device=device, resolution=cfg.foreground.resolution)
     _write(path, {"ratio": ratios, "level": levels}, {"settings": settings})
     counts = torch.bincount(noise_bin(ratios, cfg.noise_edges), minlength=len(cfg.noise_edges)).tolist()
     log.info("adaptive noise: sources per level %s", dict(zip(cfg.noise_levels, counts)))

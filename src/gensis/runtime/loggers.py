@@ -288,6 +288,8 @@ def experiment(root: str | Path, cfg: LoggersConfig, name: str | None = None,
 
 def session_for(run_dir: str | Path, cfg: LoggersConfig | None, config: dict[str, Any] | None = None) -> Session | None:
     """The experiment that holds ``run_dir``, else its own session when it has a ``loggers`` config, else None."""
+    if os.environ.get("RANK", "0") != "0":  # one process logs (rank 0 writes the run folders too)
+        return None
     run_dir = Path(run_dir).resolve()
     for session in reversed(_ACTIVE):
         if session.contains(run_dir):

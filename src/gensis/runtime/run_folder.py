@@ -114,6 +114,10 @@ class RunFolder:
         if session is not None:
             session.log_image(self.root, name, image, step)
 
+    def has_loggers(self) -> bool:
+        """Whether log_image goes anywhere (to skip drawing a picture nobody receives)."""
+        return self._session() is not None
+
     def _session(self) -> _loggers.Session | None:
         return _loggers.session_for(self.root, self._loggers_cfg, self._config)
 
