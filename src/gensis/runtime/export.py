@@ -71,7 +71,7 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
             got = torch.jit.load(str(out))(example)
         else:
             program = _torch_export(model, example)
-            atomic_write(out, lambda tmp: torch.export.save(program, str(tmp), extra_files=extra))
+            atomic_write(out, lambda tmp: _save_exported(program, tmp, extra))
             got = torch.export.load(str(out)).module()(example)
     if not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):  # never hand out a file that computes otherwise
         out.unlink(missing_ok=True)
@@ -85,6 +85,11 @@ def _torchscript(model: nn.Module, example: torch.Tensor):
         return torch.jit.script(model)
     except Exception:  # noqa: BLE001 - not every timm model scripts; tracing fixes the control flow
         return torch.jit.trace(model, example, check_trace=False)
+
+
+def _save_exported(program, path: Path, extra: dict[str, str]) -> None:
+    with open(path, "wb") as f:  # a file object: torch.export warns on a path without .pt2 (our temp name)
+        torch.export.save(program, f, extra_files=extra)
 
 
 def _torch_export(model: nn.Module, example: torch.Tensor):
