@@ -275,3 +275,20 @@ def test_foreground_maps_go_in_as_an_image(tmp_path) -> None:
         log_foreground(RunFolder(tmp_path / "exp" / "bank"), enc, data, pca, device=cpu, resolution=32)
     (image,) = _events(tmp_path / "exp" / "bank").Images("foreground")
     assert (image.width, image.height) == (8 * 8, 3 * 8)  # 8 images; image, map, foreground rows
+
+
+def test_wandb_without_network_logs_offline(tmp_path, fake_wandb, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "key")  # logged in, but the server cannot be reached
+    mod = sys.modules["wandb"]
+    online_init = mod.init
+
+    def init(**kwargs):
+        if kwargs["mode"] == "online":
+            raise ConnectionError("api.wandb.ai unreachable")
+        return online_init(**kwargs)
+
+    monkeypatch.setattr(mod, "init", init)
+    with loggers.experiment(tmp_path, LoggersConfig.model_validate({"wandb": {"enabled": True}})):
+        RunFolder(tmp_path).log_metrics({"step": 1, "loss": 1.0})
+    (run,) = fake_wandb
+    assert run.kwargs["mode"] == "offline" and run.logged == [{"step": 1, "loss": 1.0}]

@@ -212,8 +212,16 @@ class _Wandb:
 
         c = session.cfg.wandb
         state = session.read_state()
-        self._run = wandb.init(project=c.project, entity=c.entity, name=c.name or session.name, dir=str(session.root),
-                               mode=_wandb_mode(c.mode), id=state.get("wandb_id"), resume="allow", config=session.config)
+        kwargs = dict(project=c.project, entity=c.entity, name=c.name or session.name, dir=str(session.root),
+                      id=state.get("wandb_id"), resume="allow", config=session.config)
+        mode = _wandb_mode(c.mode)
+        try:
+            self._run = wandb.init(mode=mode, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            if c.mode != "auto" or mode == "offline":
+                raise
+            log.info("wandb: online start failed (%s); logging offline into %s", _one_line(exc), session.root)
+            self._run = wandb.init(mode="offline", **kwargs)  # `wandb sync` uploads it later
         session.save_state(wandb_id=self._run.id)
         self._wandb, self._defined = wandb, set()
 
