@@ -234,18 +234,22 @@ def test_image_array_shapes(tmp_path) -> None:
     assert loggers.image_array(np.ones((4, 7), np.float32)).max() == 255
 
 
-def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb) -> None:
+def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb, capsys) -> None:
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    from gensis.cli import main
 
     small = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
+    stages = {"pretrain": small, "generator": {"model.spec": "tiny", "train.batch_size": 32, "train.epochs": 1},
+              "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
+              "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16}, "gen_dino": {"train.epochs": 1}}
     root = tmp_path / "run"
-    gensis.run({"out": str(root), "preset": "digits", "progress": False, "data.cache_dir": None,
-                "data.path": str(write_npz(tmp_path / "train.npz", 64, seed=0)), "pretrain": small,
-                "generator": {"model.spec": "tiny", "train.batch_size": 32, "train.epochs": 1, "train.log_every": 1},
-                "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
-                "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16},
-                "gen_dino": {"train.epochs": 1}, "control": False, "loggers.wandb.enabled": True})
+    args = [f"out={root}", "preset=digits", "progress=false", "data.cache_dir=null", "control=false",
+            f"data.path={write_npz(tmp_path / 'train.npz', 64, seed=0)}", "loggers.wandb.enabled=true"]
+    args += [f"{stage}.{k}={v}" for stage, kv in stages.items() for k, v in kv.items()]
+    assert main(["run", *args, "-q"]) == 0
+    assert f"curves: tensorboard --logdir {root}" in capsys.readouterr().out
     # What `tensorboard --logdir <out>` lists: one run per stage.
     runs = EventMultiplexer().AddRunsFromDirectory(str(root)).Reload().Runs()
     assert set(runs) == {"pretrain", "generator", "gen-dino", "pictures"}

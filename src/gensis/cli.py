@@ -89,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         result = api.run(settings, config_file=args.config)
         print(format_run(result))
+        _print_tensorboard_hint(result["out"])
     elif args.command == "pretrain":
         result = api.pretrain(settings, resume=args.resume, config_file=args.config)
         print(f"encoder: {result.encoder_path}")
@@ -131,7 +132,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "demo":
         from gensis.demo import demo, format_demo
 
-        print(format_demo(demo(settings)))
+        result = demo(settings)
+        print(format_demo(result))
+        _print_tensorboard_hint(result["out"])
     elif args.command == "config":
         _show_config(args.which, settings)
     return 0
@@ -160,6 +163,13 @@ def _tile_config():
     from gensis.tiling.config import TileConfig
 
     return TileConfig
+
+
+def _print_tensorboard_hint(out: str) -> None:
+    from pathlib import Path
+
+    if next(Path(out).glob("*/events.out.tfevents.*"), None) is not None:
+        print(f"curves: tensorboard --logdir {out}")
 
 
 def format_run(result: dict) -> str:
