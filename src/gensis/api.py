@@ -25,7 +25,7 @@ from gensis.eval.knn import knn_accuracy
 from gensis.eval.linear import linear_probe
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.runtime.io import atomic_write_text
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
 log = logging.getLogger("gensis")
@@ -100,8 +100,12 @@ def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = No
     from gensis.config.schema import PipelineConfig
     from gensis.pipeline import run_pipeline
 
+    from gensis.runtime.loggers import experiment
+
     cfg = build_config(PipelineConfig, _flatten_kwargs(kwargs, overrides), use_presets=False, config_file=config_file)
-    return run_pipeline(cfg)
+    # One experiment for all stages: each stage folder logs under its name (pretrain/..., gen-dino/...).
+    with experiment(cfg.out, cfg.loggers, config=cfg.model_dump(mode="json")):
+        return run_pipeline(cfg)
 
 
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -141,6 +145,16 @@ def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[P
     from gensis.generator.adaptive import run_foreground
 
     return run_foreground(build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides)))
+
+
+def export(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
+    """An encoder as one file that loads without gensis: TorchScript (``out=*.pt``) or
+    ``torch.export`` (``out=*.pt2``), with the encoder's normalization inside."""
+    from gensis.config.export import ExportConfig
+    from gensis.runtime.export import export_self_contained
+
+    cfg = build_config(ExportConfig, _flatten_kwargs(kwargs, overrides))
+    return export_self_contained(cfg.encoder, cfg.out)
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:
@@ -224,13 +238,14 @@ def format_eval_table(result: dict[str, Any]) -> str:
 
 
 def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
-    """Write embeddings (N, D) with their image ids (and labels when present) to safetensors."""
-    from safetensors.torch import save_file
-
+    """Write embeddings (N, D) with their image ids (and labels when present); the out suffix picks
+    the format: .safetensors, or .npy/.csv/.parquet (an array plus a one-row-per-image table)."""
+    from gensis.eval.embed_io import embedding_paths, write_embeddings
     from gensis.runtime.checkpoint import resolve_encoder_path
     from gensis.runtime.io import file_sha256
 
     cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
+    embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -238,14 +253,10 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images)
     feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
                                normalize=cfg.normalize, progress=cfg.progress, desc="embed")
-    tensors = {"embeddings": feats}
-    if data.labels is not None:
-        tensors["labels"] = data.labels.contiguous()
     file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
                  "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize),
                  "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder))}
     if data.class_names:
         file_meta["class_names"] = json.dumps(data.class_names)
-    out = Path(cfg.out)
-    atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=file_meta))
-    return out
+    write_embeddings(cfg.out, feats, data.ids, data.labels, data.class_names, file_meta)
+    return Path(cfg.out)

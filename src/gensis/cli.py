@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed"], help="command whose config to show")
+            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed", "export"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     add("foreground", "GenView's PCA foreground maps and ratios of an encoder (encoder= data_path= out=).")
     add("eval-generator", "Fidelity, diversity and Frechet distance of a view bank (bank= encoder= data_path=).")
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
-    add("embed", "Write embeddings with their image ids (encoder= data_path= out=).")
+    add("export", "An encoder as one self-contained file: TorchScript or torch.export (encoder= out=<.pt|.pt2>).")
+    add("embed", "Write embeddings with their image ids (encoder= data_path= out=<.safetensors|.npy|.csv|.parquet>).")
     tile = add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
     tile.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     add("demo", "The whole pipeline on the bundled real digits dataset (about 11 minutes on a 2-core CPU).")
@@ -88,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         result = api.run(settings, config_file=args.config)
         print(format_run(result))
+        _print_tensorboard_hint(result["out"])
     elif args.command == "pretrain":
         result = api.pretrain(settings, resume=args.resume, config_file=args.config)
         print(f"encoder: {result.encoder_path}")
@@ -120,12 +122,19 @@ def _run(args: argparse.Namespace) -> int:
         r = tile(settings, config_file=args.config)
         print(f"tiles: {r.out}: {r.n_tiles} new tiles from {r.n_tiled} slides ({r.tiles_per_s:.1f} tiles/s), "
               f"{r.n_skipped} slides already done, {r.n_failed} failed; manifest {r.manifest}")
+    elif args.command == "export":
+        print(f"encoder: {api.export(settings)}")
     elif args.command == "embed":
-        print(f"embeddings: {api.embed(settings)}")
+        from gensis.eval.embed_io import embedding_paths
+
+        for path in embedding_paths(api.embed(settings)):
+            print(f"embeddings: {path}")
     elif args.command == "demo":
         from gensis.demo import demo, format_demo
 
-        print(format_demo(demo(settings)))
+        result = demo(settings)
+        print(format_demo(result))
+        _print_tensorboard_hint(result["out"])
     elif args.command == "config":
         _show_config(args.which, settings)
     return 0
@@ -137,17 +146,30 @@ def _show_config(which: str, settings: dict) -> None:
 
     model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
              "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
-             "run": s.PipelineConfig, "tile": _tile_config()}[which]
+             "export": _export_config(), "run": s.PipelineConfig, "tile": _tile_config()}[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
     _print_fields(model)
 
 
+def _export_config():
+    from gensis.config.export import ExportConfig
+
+    return ExportConfig
+
+
 def _tile_config():
     from gensis.tiling.config import TileConfig
 
     return TileConfig
+
+
+def _print_tensorboard_hint(out: str) -> None:
+    from pathlib import Path
+
+    if next(Path(out).glob("*/events.out.tfevents.*"), None) is not None:
+        print(f"curves: tensorboard --logdir {out}")
 
 
 def format_run(result: dict) -> str:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gensis.config.loggers import LoggersConfig
 from gensis.config.schema import DataConfig, ForegroundFitConfig, StrictModel, _check_interval
 
 
@@ -84,6 +85,7 @@ class TrainGeneratorConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
     train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
 
 class GenerateConfig(StrictModel):

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gensis.config.loggers import LoggersConfig
+
 Interval = tuple[float, float]
 
 
@@ -241,6 +243,7 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gen: GenViewsConfig = Field(default_factory=GenViewsConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
     @model_validator(mode="after")
     def _method(self) -> "PretrainConfig":
@@ -280,7 +283,7 @@ class EmbedConfig(StrictModel):
 
     encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: str = Field(..., description="images to embed")
-    out: str = Field(..., description="output .safetensors (embeddings) with ids alongside")
+    out: str = Field(..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table")
     resolution: int | None = Field(None, ge=8, le=1024)
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
@@ -344,6 +347,7 @@ class PipelineConfig(StrictModel):
     knn_k: list[int] = Field(default_factory=lambda: [20, 200])
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig, description="one experiment for all stages")
 
 
 # Stage-2 configs live in their own module; imported last, since it builds on the classes above.

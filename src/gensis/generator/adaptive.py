@@ -37,6 +37,7 @@ from gensis.generator.adaptive_noise import noise_bin, noise_level_for_ratio, pe
 from gensis.models.backbones import Encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write, read_safetensors
+from gensis.runtime.run_folder import RunFolder
 
 log = logging.getLogger("gensis.generate")
 
@@ -81,6 +82,9 @@ def bank_noise_levels(root: Path, encoder: Encoder, data: ImageData, cfg: Genera
         return tensors["level"].float()
     ratios, levels, pca = foreground_noise_levels(encoder, data, cfg, device)
     pca.save(root / PCA_FILE)
+    from gensis.foreground.picture import log_foreground  # inside `gensis run`: "bank/foreground"
+
+    log_foreground(RunFolder(root), encoder, data, pca, device=device, resolution=cfg.foreground.resolution)
     _write(path, {"ratio": ratios, "level": levels}, {"settings": settings})
     counts = torch.bincount(noise_bin(ratios, cfg.noise_edges), minlength=len(cfg.noise_edges)).tolist()
     log.info("adaptive noise: sources per level %s", dict(zip(cfg.noise_levels, counts)))
@@ -136,6 +140,7 @@ def run_foreground(cfg: ForegroundConfig) -> list[Path]:
     picked = subset_indices(len(data), min(cfg.rows, len(data)))
     feats = torch.cat(list(feature_batches(encoder, data, picked, **kw)))
     _draw(out / "foreground.png", data.batch(torch.tensor(picked)), pca.maps(feats), pca.masks(feats), ratios[picked])
+    RunFolder(out).log_image("foreground", out / "foreground.png")  # to the loggers of an enclosing `gensis run`
     log.info("foreground: mean ratio %.3f over %d images (threshold %.4g, sign %+d)",
              float(ratios.mean()), len(ratios), pca.threshold, pca.sign)
     return [out / PCA_FILE, out / RATIO_FILE, out / "foreground.png"]

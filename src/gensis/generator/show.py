@@ -21,6 +21,7 @@ from gensis.generator.synthesizer import Synthesizer
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write
+from gensis.runtime.run_folder import RunFolder
 
 GAP = 6  # pixels between the real images and the generated ones
 
@@ -56,7 +57,11 @@ def run_show(cfg: ShowConfig) -> list[Path]:
     _save_grid(paths[0], view_rows, cfg.tile_px)
     if interp_rows:
         _save_grid(paths[1], interp_rows, cfg.tile_px)
-    return [p for p in paths if p.exists()]
+    written = [p for p in paths if p.exists()]
+    run = RunFolder(out)  # inside `gensis run`: the grids go to its loggers as images ("pictures/views")
+    for p in written:
+        run.log_image(p.stem, p)
+    return written
 
 
 def _save_grid(path: Path, rows: list[tuple[list, list, list]], tile: int) -> None:

@@ -92,7 +92,7 @@ def _quality_encoder(cfg: PretrainConfig):
     return load_encoder(cfg.quality.encoder or cfg.init_from, "cpu")
 
 
-def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device):
+def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device, run: RunFolder):
     from gensis.foreground.fit import fit_foreground
     from gensis.foreground.quality import PairQuality
 
@@ -102,6 +102,9 @@ def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device):
                          seed=cfg.train.seed, resolution=fg.resolution, device=device)
     log.info("quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)", min(fg.fit_images, len(data)),
              pca.sign, pca.threshold)
+    from gensis.foreground.picture import log_foreground
+
+    log_foreground(run, encoder, data, pca, device=device, resolution=fg.resolution)
     return PairQuality(encoder, pca, q.gamma, cfg.augment.mean, cfg.augment.std, resolution=fg.resolution)
 
 
@@ -215,7 +218,7 @@ def _train(
             return resident[idx.to(device)] if resident is not None else data.batch(idx).to(device)
 
         pairs = PairSampler(cfg.gen.model_copy(update={"lambda_dis": lambda_dis}), generated, augment, fetch)
-    quality = _pair_quality(cfg, quality_encoder, data, device) if quality_encoder is not None else None
+    quality = _pair_quality(cfg, quality_encoder, data, device, run) if quality_encoder is not None else None
     log.info(
         "pretrain (%s): %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
         cfg.method, len(data), steps_per_epoch, tc.epochs, cfg.model.backbone, encoder.embed_dim, device,

@@ -5,6 +5,10 @@
     <out>/train.log                human log
     <out>/checkpoints/last.pt      full training state (weights_only-loadable)
     <out>/exported/encoder.safetensors   teacher backbone for downstream use
+    <out>/events.out.tfevents.*    TensorBoard (and W&B / MLflow when enabled: ``loggers``)
+
+``log_metrics`` and ``log_image`` also feed the experiment loggers (runtime/loggers.py), so the
+training loops know nothing of them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import BaseModel
 
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
 from gensis.errors import CheckpointError, ConfigError, GensisError
+from gensis.runtime import loggers as _loggers
 from gensis.runtime.io import atomic_write_text
 
 LOGGER_NAME = "gensis"
@@ -33,6 +38,8 @@ RESUME_MUTABLE = frozenset({"train.progress", "train.device", "train.max_steps",
 class RunFolder:
     def __init__(self, out: str | Path) -> None:
         self.root = Path(out)
+        self._loggers_cfg: Any = None  # the run's ``loggers`` section, from write_config
+        self._config: dict[str, Any] | None = None
 
     @property
     def config_path(self) -> Path:
@@ -83,16 +90,40 @@ class RunFolder:
         """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
         saved = validate(type(cfg), load_yaml(self.config_path))
         new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
-        return [k for k in new if new[k] != old.get(k) and k not in mutable]
+        # Loggers change where metrics are copied to, never the run: they may differ on resume.
+        return [k for k in new if new[k] != old.get(k) and k not in mutable and not k.startswith("loggers.")]
 
     def write_config(self, cfg: BaseModel) -> None:
         atomic_write_text(self.config_path, to_yaml(cfg))
+        self._loggers_cfg = getattr(cfg, "loggers", None)
+        self._config = cfg.model_dump(mode="json")
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(clean) + "\n")
+        session = self._session()
+        if session is not None:
+            session.log_metrics(self.root, clean)
+
+    def log_image(self, name: str, image: Any, step: int | None = None) -> None:
+        """A picture (PNG path, (H, W, C) array or (C, H, W) tensor) for the experiment loggers
+        (default step: the last logged one); nothing without loggers (the PNG is the record)."""
+        session = self._session()
+        if session is not None:
+            session.log_image(self.root, name, image, step)
+
+    def has_loggers(self) -> bool:
+        """Whether log_image goes anywhere (to skip drawing a picture nobody receives)."""
+        return self._session() is not None
+
+    def _session(self) -> _loggers.Session | None:
+        return _loggers.session_for(self.root, self._loggers_cfg, self._config)
+
+    def close_loggers(self) -> None:
+        """Flush and close this run's own loggers (a ``gensis run`` experiment closes with the pipeline)."""
+        _loggers.close_own(self.root)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -103,6 +134,7 @@ class RunFolder:
         """On resume, drop records written after the checkpoint's step (they will be redone)."""
         records = [r for r in self.read_metrics() if r.get("step", -1) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+        _loggers.resumed_at(self.root, step)
 
     @contextlib.contextmanager
     def logging_to_file(self) -> Iterator[None]:
@@ -111,6 +143,7 @@ class RunFolder:
         try:
             yield
         finally:
+            self.close_loggers()  # the training block ends: its event files are complete
             logging.getLogger(LOGGER_NAME).removeHandler(handler)
             handler.close()
 

@@ -1,0 +1,114 @@
+"""Embedding files that any tool opens, chosen by the out file's suffix.
+
+    .safetensors   embeddings (N, D) and labels, ids and class names in the metadata (gensis's own)
+    .npy           embeddings (N, D) float32, plus <stem>.csv: one row per image
+    .csv           one row per image (file, label, class, e0..e{D-1}), plus <stem>.npy
+    .parquet       one row per image (file, label, class, embedding as a list), plus <stem>.npy
+
+Rows follow the order of the .npy rows; ``label`` and ``class`` are left out for unlabelled images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gensis.errors import ConfigError
+from gensis.runtime.io import atomic_write, atomic_write_text
+
+SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
+
+
+def embedding_paths(out: str | Path) -> list[Path]:
+    """The files ``gensis embed out=<out>`` writes (the array first for the table formats)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"out: {out}: unknown embeddings format {out.suffix!r} (use one of {', '.join(SUFFIXES)})")
+    if suffix == ".safetensors":
+        return [out]
+    if suffix == ".npy":
+        return [out, out.with_suffix(".csv")]
+    return [out.with_suffix(".npy"), out]
+
+
+def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], labels: torch.Tensor | None,
+                     class_names: list[str] | None, metadata: dict[str, str]) -> list[Path]:
+    """Write ``feats`` (N, D) in the format named by ``out``'s suffix; returns the files written."""
+    from safetensors.torch import save_file
+
+    paths = embedding_paths(out)
+    if paths[0].suffix.lower() == ".safetensors":
+        tensors = {"embeddings": feats.contiguous()}
+        if labels is not None:
+            tensors["labels"] = labels.contiguous()
+        atomic_write(paths[0], lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        return paths
+    if paths[1].suffix.lower() == ".parquet":
+        _check_pyarrow(paths[1])  # before anything is written
+    array = feats.float().numpy()
+
+    def write_npy(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    atomic_write(paths[0], write_npy)
+    names = None if labels is None or not class_names else [class_names[i] for i in labels.tolist()]
+    lab = None if labels is None else labels.tolist()
+    if paths[1].suffix.lower() == ".csv":
+        atomic_write_text(paths[1], _csv(array, ids, lab, names))
+    else:
+        _write_parquet(paths[1], array, ids, lab, names, metadata)
+    return paths
+
+
+def _csv(array: np.ndarray, ids: list[str], labels: list[int] | None, names: list[str] | None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["file"] + (["label"] if labels is not None else []) + (["class"] if names is not None else [])
+    w.writerow(head + [f"e{j}" for j in range(array.shape[1])])
+    for i, row in enumerate(array):
+        cells: list = [ids[i]]
+        if labels is not None:
+            cells.append(labels[i])
+        if names is not None:
+            cells.append(names[i])
+        w.writerow(cells + [repr(float(v)) for v in row])  # repr: float32 values read back exactly
+    return buf.getvalue()
+
+
+def _check_pyarrow(path: Path) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"out: {path}: writing Parquet needs pyarrow (pip install pyarrow), or use .csv") from None
+
+
+def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[int] | None,
+                   names: list[str] | None, metadata: dict[str, str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict = {"file": pa.array(ids, pa.string())}
+    if labels is not None:
+        cols["label"] = pa.array(labels, pa.int64())
+    if names is not None:
+        cols["class"] = pa.array(names, pa.string())
+    flat = pa.array(np.ascontiguousarray(array).reshape(-1), pa.float32())
+    cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
+    table = pa.table(cols).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()
+                                                    if k != "ids"})  # the ids are the file column
+    atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
+
+
+def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:
+    """Rows (file, label, class) and the embeddings of a .csv written by :func:`write_embeddings` (tests, scripts)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    dims = [k for k in (rows[0] if rows else {}) if k.startswith("e") and k[1:].isdigit()]
+    array = np.array([[float(r[k]) for k in dims] for r in rows], dtype=np.float32)
+    return [{k: v for k, v in r.items() if k not in dims} for r in rows], array

@@ -1,0 +1,97 @@
+"""Self-contained encoder files: no gensis (and no timm) needed to load them.
+
+``gensis export encoder=<run or .safetensors> out=encoder.pt`` writes TorchScript
+(``torch.jit.load``); ``out=encoder.pt2`` writes a ``torch.export`` program
+(``torch.export.load(...).module()``). Both take float images in [0, 1], shape (B, 3, H, W),
+apply the encoder's own mean/std inside, and return the pooled embeddings (B, D), as
+``gensis embed normalize=false``. This is how the CIFAR-stem ResNets, whose stem plain timm
+cannot build, load in one line. The settings (backbone, resolution, mean, std) travel in the
+file as ``gensis.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gensis.errors import ConfigError, GensisError
+from gensis.runtime.io import atomic_write
+
+EXTRA_FILE = "gensis.json"
+FORMATS = {".pt": "torchscript", ".pt2": "torch.export"}
+
+
+class NormalizedEncoder(nn.Module):
+    """Images in [0, 1] -> (x - mean) / std -> backbone -> pooled embedding."""
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+
+def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
+    """Write the exported encoder ``encoder_path`` as TorchScript (.pt) or torch.export (.pt2)."""
+    from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
+
+    out = Path(out)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"out: {out}: unknown export format {out.suffix!r} (.pt: TorchScript, .pt2: torch.export)")
+    src = resolve_encoder_path(encoder_path)
+    encoder = load_encoder(src, "cpu")
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    if "mean" not in meta or "std" not in meta:
+        raise GensisError(f"{src}: no mean/std in its metadata (not exported by a gensis training run)")
+    mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
+    model = NormalizedEncoder(encoder.backbone, mean, std).eval()
+    res = int(meta["resolution"])
+    info = {"backbone": meta["backbone"], "cifar_stem": json.loads(meta["cifar_stem"]),
+            "backbone_kwargs": json.loads(meta["backbone_kwargs"]), "resolution": res,
+            "embed_dim": int(meta["embed_dim"]), "mean": mean, "std": std,
+            "input": "float images in [0, 1], shape (B, 3, H, W)", "output": "pooled embeddings (B, D), not L2-normalized",
+            "source": src.name}
+    example = torch.rand(2, 3, res, res)
+    extra = {EXTRA_FILE: json.dumps(info, indent=1)}
+    # torch >= 2.9 marks TorchScript deprecated; .pt stays for tools that still load it (.pt2 is the future).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        expected = model(example)
+        if fmt == "torchscript":
+            program = _torchscript(model, example)
+            atomic_write(out, lambda tmp: torch.jit.save(program, str(tmp), _extra_files=extra))
+            got = torch.jit.load(str(out))(example)
+        else:
+            program = _torch_export(model, example)
+            atomic_write(out, lambda tmp: _save_exported(program, tmp, extra))
+            got = torch.export.load(str(out)).module()(example)
+    if not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):  # never hand out a file that computes otherwise
+        out.unlink(missing_ok=True)
+        raise GensisError(f"{out}: the {fmt} file does not reproduce the encoder (max diff "
+                          f"{(got - expected).abs().max().item():.2e}); please report this backbone")
+    return out
+
+
+def _torchscript(model: nn.Module, example: torch.Tensor):
+    try:
+        return torch.jit.script(model)
+    except Exception:  # noqa: BLE001 - not every timm model scripts; tracing fixes the control flow
+        return torch.jit.trace(model, example, check_trace=False)
+
+
+def _save_exported(program, path: Path, extra: dict[str, str]) -> None:
+    with open(path, "wb") as f:  # a file object: torch.export warns on a path without .pt2 (our temp name)
+        torch.export.save(program, f, extra_files=extra)
+
+
+def _torch_export(model: nn.Module, example: torch.Tensor):
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
