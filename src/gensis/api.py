@@ -22,9 +22,11 @@ from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import encoder_embeddings, extract_features
 from gensis.eval.knn import knn_accuracy
+from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write, atomic_write_text
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
@@ -85,6 +87,7 @@ def train_generator(
     from gensis.generator.train import run_train_generator  # diffusers is slow to import
 
     cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data.path": cfg.data.path, "model.vae": cfg.model.vae})
     return run_train_generator(cfg, resume=resume, data=data)
 
 
@@ -112,6 +115,7 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     from gensis.runtime.checkpoint import resolve_encoder_path
 
     cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"bank": cfg.bank, "encoder": cfg.encoder, "data_path": cfg.data_path})
     device = resolve_device(cfg.device)
     bank = ViewBank(cfg.bank)
     enc_path = resolve_encoder_path(cfg.encoder)
@@ -121,6 +125,7 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir)  # type: ignore[attr-defined]
     if len(data) != bank.index.n_sources:
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
+    bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
     result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
     if cfg.out:
         atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
@@ -131,7 +136,9 @@ def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
     """PNG grids of generated views and interpolations (``views.png``, ``interpolations.png``)."""
     from gensis.generator.show import run_show
 
-    return run_show(build_config(ShowConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(ShowConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"generator": cfg.generator, "encoder": cfg.encoder, "data_path": cfg.data_path})
+    return run_show(cfg)
 
 
 def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
@@ -140,7 +147,9 @@ def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[P
     from gensis.config.schema import ForegroundConfig
     from gensis.generator.adaptive import run_foreground
 
-    return run_foreground(build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
+    return run_foreground(cfg)
 
 
 def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None) -> ImageData:
@@ -150,6 +159,7 @@ def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images
 def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
     cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "train_path": cfg.train_path, "test_path": cfg.test_path})
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -183,14 +193,15 @@ def evaluate_encoder(
     progress: bool = True,
 ) -> dict[str, Any]:
     """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
-    if train.labels is None or test.labels is None:
-        raise GensisError("evaluation needs labelled train and test images")
+    labels = align_labels(train, test)  # by class name; refuses disjoint sets before any work
+    if not bool(labels.keep.all()):
+        test = test.subset(labels.keep)
     t0 = time.perf_counter()
     kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
     train_f = extract_features(encoder, train, desc="train features", **kw)
     test_f = extract_features(encoder, test, desc="test features", **kw)
-    n_classes = max(int(train.labels.max()), int(test.labels.max())) + 1
-    knn = knn_accuracy(train_f, train.labels, test_f, test.labels, k=tuple(knn_k),
+    n_classes = labels.num_classes
+    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
                        temperature=temperature, num_classes=n_classes)
     result: dict[str, Any] = {
         **(extra or {}),
@@ -203,7 +214,7 @@ def evaluate_encoder(
         "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
     }
     if linear:
-        probe = linear_probe(train_f, train.labels, test_f, test.labels, num_classes=n_classes,
+        probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,
                              epochs=linear_epochs, seed=seed, progress=progress)
         result["linear"] = probe
     result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -231,6 +242,7 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     from gensis.runtime.io import file_sha256
 
     cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]

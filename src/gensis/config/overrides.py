@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gensis.config.presets import get_preset
-from gensis.errors import ConfigError
+from gensis.errors import ConfigError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -139,7 +139,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{p}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of keys at the top level")
     return data

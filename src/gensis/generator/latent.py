@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gensis.data import ImageData
-from gensis.errors import CheckpointError
+from gensis.errors import CheckpointError, first_line
 
 
 def load_vae(name: str, device: torch.device | str = "cpu"):
@@ -25,7 +25,7 @@ def load_vae(name: str, device: torch.device | str = "cpu"):
     except (OSError, ValueError, EnvironmentError) as exc:
         where = "folder" if Path(name).exists() else "folder or hub id (a hub id needs a network)"
         raise CheckpointError(f"model.vae: cannot load an AutoencoderKL from {name!r} as a {where}: "
-                              f"{str(exc).splitlines()[0][:160]}") from None
+                              f"{first_line(exc)}") from None
     return vae.to(device).eval().requires_grad_(False)
 
 

@@ -91,6 +91,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
+    run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
         run.write_config(cfg)
@@ -245,7 +246,7 @@ def _lr(cfg: TrainGeneratorConfig, step: int, total: int) -> float:
 def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:
     save_state(run.last_checkpoint, {
         "format": GENERATOR_FORMAT, "step": step, "model": model.state_dict(),
-        "ema": list(ema), "optimizer": optimizer.state_dict(),
+        "ema": list(ema), "optimizer": optimizer.state_dict(), **({"run": run.stamp} if run.stamp else {}),
     })
 
 
@@ -253,6 +254,7 @@ def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != GENERATOR_FORMAT:
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis generator checkpoint")
+    run.check_stamp(state)
     try:
         model.load_state_dict(state["model"])
         for dst, src in zip(ema, state["ema"], strict=True):

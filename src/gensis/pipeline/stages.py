@@ -35,7 +35,8 @@ from gensis.config.schema import (
 )
 from gensis.errors import ConfigError, DataError
 from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.guards import refuse_out_over_inputs
+from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 
 log = logging.getLogger("gensis.run")
 
@@ -125,15 +126,23 @@ def _refuse_other_settings(name: str, cfg) -> None:
                           "use another out= or remove that folder")
 
 
+def _refuse_foreign_config(root: Path) -> None:
+    """A pipeline folder's config.yaml is gensis's (marked, or next to its pipeline.json)."""
+    path = root / "config.yaml"
+    if path.exists() and not RunFolder(root).config_is_gensis() and not (root / "pipeline.json").exists():
+        raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
+
+
 def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
     """Run, resume or skip one training stage whose run folder is ``cfg.out``."""
     run = RunFolder(cfg.out)
+    if exported.exists() and run.config_path.exists():
+        _refuse_other_settings(name, cfg)
+        return "skipped"
     if not run.last_checkpoint.exists():
         train_fn(cfg, resume=False)
         return "ran"
     _refuse_other_settings(name, cfg)
-    if exported.exists():
-        return "skipped"
     train_fn(cfg, resume=True)
     return "resumed"
 
@@ -147,7 +156,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from gensis.pipeline.report import write_report
     from gensis.runtime.pretrain import run_pretrain
 
+    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path})
     stages = stage_configs(cfg)
+    _refuse_foreign_config(Path(cfg.out))
     for name, stage in (("pretrain", stages.pretrain), ("train-generator", stages.generator),
                         ("gen-dino", stages.gen_dino), ("control", stages.control)):
         if stage is not None:
@@ -157,7 +168,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     state_path = root / "pipeline.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state.setdefault("stages", {})
-    atomic_write_text(root / "config.yaml", _yaml(cfg))
+    atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
 
     def record(name: str, fn) -> None:
         t0 = time.perf_counter()

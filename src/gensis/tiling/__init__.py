@@ -19,6 +19,7 @@ from typing import Any
 
 from gensis.config.overrides import build_config
 from gensis.errors import DataError
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.tiling.config import TileConfig
 from gensis.tiling.output import Output
 from gensis.tiling.run import SlideOutcome, find_slides, run_slides, slide_ids
@@ -59,6 +60,7 @@ def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = N
          **kwargs: Any) -> TileResult:
     """Tile the slides ``slides`` into ``out`` (folder, or .zip) and write ``manifest.csv``."""
     cfg = tile_config(overrides, config_file, **kwargs)
+    refuse_out_over_inputs(cfg.out, {"slides": cfg.slides})
     t0 = time.perf_counter()
     paths = find_slides(cfg.slides)
     ids = slide_ids(paths)
