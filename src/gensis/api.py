@@ -27,7 +27,7 @@ from gensis.eval.linear import linear_probe
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
-from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.runtime.io import atomic_write_text, save_safetensors
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
 log = logging.getLogger("gensis")
@@ -236,8 +236,6 @@ def format_eval_table(result: dict[str, Any]) -> str:
 
 def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     """Write embeddings (N, D) with their image ids (and labels when present) to safetensors."""
-    from safetensors.torch import save_file
-
     from gensis.runtime.checkpoint import resolve_encoder_path
     from gensis.runtime.io import file_sha256
 
@@ -259,5 +257,5 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     if data.class_names:
         file_meta["class_names"] = json.dumps(data.class_names)
     out = Path(cfg.out)
-    atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=file_meta))
+    save_safetensors(out, tensors, file_meta)
     return out

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from gensis.errors import CheckpointError, first_line
-from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.runtime.io import atomic_write_text, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
 SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
@@ -130,7 +130,7 @@ def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, tor
         raise ValueError(f"shard lacks {sorted(missing)}")
     meta = {"format": BANK_FORMAT, "generator_sha256": index.generator_sha256, "shard": str(shard)}
     clean = {k: tensors[k].contiguous().cpu() for k in SHARD_KEYS}
-    atomic_write(shard_path(root, shard), lambda tmp: save_file(clean, str(tmp), metadata=meta))
+    save_safetensors(shard_path(root, shard), clean, meta)
     if record:
         index.shards = sorted(set(index.shards) | {shard})
         write_index(root, index)

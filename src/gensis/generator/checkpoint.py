@@ -13,13 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.generator.unet import EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
-from gensis.runtime.io import atomic_write, file_sha256, read_safetensors
+from gensis.runtime.io import file_sha256, read_safetensors, save_safetensors
 
 GENERATOR_FORMAT = "gensis.generator/1"
 
@@ -42,7 +41,7 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
         "encoder": str(encoder_path),
         "trained_steps": str(step),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    save_safetensors(path, tensors, meta)
 
 
 def resolve_generator_path(path: str | Path) -> Path:

@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from gensis.config.schema import ModelConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
-from gensis.runtime.io import atomic_write
+from gensis.runtime.io import atomic_write, save_safetensors
 
 ENCODER_FORMAT = "gensis.encoder/1"
 
@@ -38,6 +38,8 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:  # a crash mid-copy or a full disk, not gensis (its writes are atomic)
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -58,7 +60,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
 def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in encoder.backbone.state_dict().items()}
     meta = {"format": ENCODER_FORMAT, **encoder.metadata(), **(extra or {})}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    save_safetensors(path, tensors, meta)
 
 
 def resolve_exported(path: str | Path, what: str) -> Path:

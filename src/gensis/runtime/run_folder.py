@@ -39,6 +39,7 @@ class RunFolder:
         self.root = Path(out)
         # What ties a checkpoint to this run: fingerprints of its settings and data (bind()).
         self.stamp: dict[str, str] | None = None
+        self._stale_metrics = False
 
     @property
     def config_path(self) -> Path:
@@ -66,6 +67,9 @@ class RunFolder:
             (self.root / "exported").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GensisError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
+        if self._stale_metrics:
+            atomic_write_text(self.metrics_path, "")
+            self._stale_metrics = False
 
     def check_new_or_resume(self, cfg: BaseModel, resume: bool, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
         """A fresh run needs a folder without a run; a resumed one the same settings (but ``mutable``)."""
@@ -83,23 +87,24 @@ class RunFolder:
 
     def written_files(self) -> list[str]:
         """The files of a run (checkpoint, exports, metrics) present in the folder, relative to it."""
-        found = [rel for rel in ("checkpoints/last.pt", "metrics.jsonl") if (self.root / rel).is_file()]
+        found = ["checkpoints/last.pt"] if self.last_checkpoint.is_file() else []
         exported = self.root / "exported"
         if exported.is_dir():
             found += [f"exported/{p.name}" for p in sorted(exported.iterdir()) if p.is_file()]
-        return found
+        return found + (["metrics.jsonl"] if self.metrics_path.is_file() else [])
 
     def _check_fresh(self, cfg: BaseModel, mutable: frozenset[str]) -> None:
         """Refuse any folder that holds a run's output or a config.yaml gensis did not write (with
         the same settings): only a run that died before its first checkpoint may start over."""
         found = self.written_files()
-        if found:
+        if found and (found != ["metrics.jsonl"] or not self.config_path.exists()):
             raise GensisError(
                 f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
                 "continue it or choose another out="
             )
         if not self.config_path.exists():
             return
+        self._stale_metrics = bool(found)  # a run that died before its first checkpoint starts over
         if not self.config_is_gensis():
             raise ConfigError(f"{self.config_path}: not written by gensis; it is never overwritten, choose another out=")
         changed = self.config_changes(cfg, mutable)
@@ -141,6 +146,10 @@ class RunFolder:
         return [k for k in new if new[k] != old.get(k) and k not in mutable]
 
     def write_config(self, cfg: BaseModel) -> None:
+        """Write config.yaml, unless it already holds these settings (a resume touches no output;
+        a moved folder keeps its old ``out``, which resumption ignores)."""
+        if self.config_path.exists() and self.config_is_gensis() and not self.config_changes(cfg, frozenset({"out"})):
+            return
         atomic_write_text(self.config_path, CONFIG_MARK + to_yaml(cfg))
 
     def log_metrics(self, record: dict[str, Any]) -> None:

@@ -1,0 +1,188 @@
+"""Bad-input sweep, part 2 (issue 14): outputs never written over inputs or finished runs,
+checkpoints and banks tied to their run and data, every file read validated, evaluation
+classes matched by name. Each case: one line naming the file or key, exit 2, no traceback,
+and every file written before (inputs, runs, banks) byte for byte unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _refusal import assert_refused
+import gensis
+
+GEN = ("model.spec=tiny train.batch_size=6 train.epochs=1 data.cache_dir=null data.path={data} encoder={enc}")
+PRE = ("preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
+       "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0 data.path={grow}")
+STAGE3 = ("preset=digits data.resolution=8 augment.global_crop_size=8 augment.local_crop_size=4 augment.n_local_crops=0 "
+          "model.backbone=resnet10t train.batch_size=4 data.cache_dir=null")
+EVAL = "eval encoder={enc} train_path={data} linear=false knn_k=[1] cache_dir=null"
+
+
+@pytest.fixture(scope="module")
+def world(bad_world) -> dict[str, Path]:
+    return bad_world  # built once per session in conftest.py
+
+
+CASES = [
+    # 1. no command writes over an input or a finished result
+    ("embed encoder={enc} data_path={zip} out={zip} cache_dir=null", "out={zip} is the input data_path"),
+    ("embed encoder={enc} data_path={odd} out={odd}/e.safetensors", "lies inside the input data_path"),
+    ("embed encoder={enc} data_path={data} out={enc}", "is the input encoder"),
+    ("eval encoder={enc} train_path={data} test_path={zip} out={zip}", "is the input test_path"),
+    ("eval encoder={enc} train_path={zip} test_path={data} out={zip}", "is the input train_path"),
+    ("eval encoder={enc} train_path={data} test_path={data} out={enc}", "is the input encoder"),
+    ("eval-generator bank={bank} encoder={enc} data_path={data} out={bank}/q.json", "inside the input bank"),
+    ("eval-generator bank={bank} encoder={enc} data_path={data} out={data}", "is the input data_path"),
+    ("show generator={gen} data_path={odd} out={odd}/pictures", "inside the input data_path"),
+    ("show generator={gen_run} data_path={data} out={gen_run}/pictures", "inside the input generator"),
+    ("foreground encoder={enc} data_path={odd} out={odd}/fg", "inside the input data_path"),
+    ("generate generator={gen} data_path={data} out={data}", "is the input data_path"),
+    ("generate generator={gen} data_path={odd} out={odd}/bank", "inside the input data_path"),
+    ("pretrain data.path={odd} out={odd}/run", "inside the input data.path"),
+    ("pretrain data.path={data} init_from={pre} out={pre}/exported", "inside the input init_from"),
+    ("train-generator encoder={enc} data.path={data} out={data}", "is the input data.path"),
+    ("train-generator encoder={pre} data.path={data} out={pre}/gen", "inside the input encoder"),
+    ("run data.path={odd} out={odd}/run", "inside the input data.path"),
+    ("tile slides={odd} out={odd}/tiles", "inside the input slides"),
+    ("pretrain data.path={data} out={gen_run}", "already holds a run"),
+    ("pretrain data.path={data} out={gen_stripped}", "already holds a run (exported/generator.safetensors"),
+    ("pretrain data.path={data} out={pre_stripped}", "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
+    ("train-generator " + GEN + " out={gen_stripped} train.seed=5", "already holds a run"),
+    ("train-generator " + GEN + " out={pre_stripped}", "already holds a run"),
+    ("pretrain data.path={data} out={foreign}", "foreign/config.yaml: not written by gensis"),
+    ("train-generator " + GEN + " out={foreign}", "foreign/config.yaml: not written by gensis"),
+    ("run data.path={data} out={foreign}", "foreign/config.yaml: not written by gensis"),
+    # 2. checkpoints, banks and resumes tied to their run and data
+    ("train-generator --resume " + GEN + " out={gen_swapped}", "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
+    ("pretrain --resume " + PRE + " out={pre}", "pre/checkpoints/last.pt: trained on other data"),
+    ("generate generator={gen} data_path={other} out={bank} views_per_image=1 interpolations_per_image=1 steps=1",
+     "generated from other images than {other}"),
+    ("eval-generator bank={bank} encoder={enc} data_path={other}", "generated from other images"),
+    ("pretrain " + STAGE3 + " data.path={other} gen.bank={bank} out={out}", "gen.bank: {bank} was generated from other images"),
+    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_missing} out={out}", "shard-00000.safetensors: listed in index.json but missing"),
+    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_trunc} out={out}", "shard-00000.safetensors: listed in index.json but truncated"),
+    # 4. every file read is validated before use
+    (EVAL + " test_path={data} encoder={enc_kwargs}", "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
+    (EVAL + " test_path={data} encoder={enc_negres}", "enc_negres.safetensors: metadata 'resolution'"),
+    (EVAL + " test_path={data} encoder={enc_mean2}", "enc_mean2.safetensors: metadata 'mean'"),
+    (EVAL + " test_path={data} encoder={enc_stem}", "enc_stem.safetensors: metadata 'cifar_stem'"),
+    (EVAL + " test_path={data} encoder={enc_std0}", "enc_std0.safetensors: metadata 'std'"),
+    ("embed encoder={enc_mean2} data_path={data} out={out}.safetensors", "metadata 'mean'"),
+    ("generate generator={gen_spec} data_path={data} out={out}", "gen_spec.safetensors: metadata 'spec'"),
+    ("generate generator={gen_latent} data_path={data} out={out}", "gen_latent.safetensors: metadata 'vae'"),
+    ("show generator={gen_space} data_path={data} out={out}", "gen_space.safetensors: metadata 'space'"),
+    ("generate generator={gen_sha} data_path={data} out={out}", "gen_sha.safetensors: metadata 'encoder_sha256'"),
+    ("eval-generator bank={bank_types} encoder={enc} data_path={data}", "bank_types/index.json: field 'n_sources'"),
+    ("eval-generator bank={bank_neg} encoder={enc} data_path={data}", "bank_neg/index.json: field 'resolution'"),
+    ("eval-generator bank={bank_list} encoder={enc} data_path={data}", "bank_list/index.json: corrupt bank index"),
+    ("eval-generator bank={bank_shard99} encoder={enc} data_path={data}", "bank_shard99/index.json: field 'shards'"),
+    ("train-generator --resume " + GEN + " out={gen_empty_pt}", "gen_empty_pt/checkpoints/last.pt: empty file"),
+    ("pretrain data.path={text_npz} out={out}", "text.npz: not an .npz archive"),
+    # 5. evaluation matches classes by name
+    (EVAL + " test_path={disjoint}", "disjoint.npz: no class in common"),
+    ("pretrain " + PRE + " data.eval_path={disjoint} out={out}", "no class in common"),
+]
+
+
+@pytest.mark.parametrize("argv,fragment", CASES, ids=[c[0].split()[0] + ":" + c[1][:40] for c in CASES])
+def test_refused_with_one_line_and_nothing_changed(world, capsys, tmp_path, argv: str, fragment: str) -> None:
+    assert_refused(world, capsys, tmp_path / "r", argv, fragment)
+
+
+def test_export_is_byte_identical(tmp_path) -> None:
+    """The same tensors and metadata give the same file (safetensors orders its header by hash map)."""
+    from gensis.config.schema import ModelConfig
+    from gensis.models.backbones import build_encoder
+    from gensis.runtime.checkpoint import export_encoder
+
+    encoder = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8)
+    meta = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]", "method": "dino", "trained_steps": "2"}
+    paths = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for p in paths:
+        export_encoder(p, encoder, meta)
+    assert len({p.read_bytes() for p in paths}) == 1
+    assert gensis.load_encoder(paths[0]).extra_metadata["method"] == "dino"
+
+
+def test_moved_finished_run_resumes_as_a_no_op(world, tmp_path) -> None:
+    """A finished run moved elsewhere resumes; its export keeps its bytes (generators and banks check them)."""
+    import shutil
+
+    settings = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
+                "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
+                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"])}
+    first = gensis.pretrain({**settings, "out": str(tmp_path / "a")})
+    exported = first.encoder_path.read_bytes()
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    again = gensis.pretrain({**settings, "out": str(tmp_path / "b")}, resume=True)
+    assert again.steps == first.steps and again.encoder_path.read_bytes() == exported
+
+
+def _labelled_zip_without(world, tmp_path: Path, drop: str) -> Path:
+    import zipfile
+
+    out = tmp_path / f"without_{drop}.zip"
+    with zipfile.ZipFile(world["zip"]) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            if not name.startswith(f"{drop}/"):
+                dst.writestr(name, src.read(name))
+    return out
+
+
+def test_eval_matches_classes_by_name(world, tmp_path, caplog) -> None:
+    """A test set missing one class scores its images as in the full set (k=1 on the train images: 100 %)."""
+    part = _labelled_zip_without(world, tmp_path, "a")
+    kw = dict(encoder=str(world["enc"]), train_path=str(world["zip"]), knn_k=[1], linear=False, cache_dir=None)
+    full = gensis.evaluate(test_path=str(world["zip"]), **kw)
+    with caplog.at_level("WARNING", logger="gensis"):
+        result = gensis.evaluate(test_path=str(part), **kw)
+    assert full["knn_top1"]["1"] == result["knn_top1"]["1"] == 100.0 and result["n_test"] == 9
+    assert any("absent from" in r.message and "a" in r.message for r in caplog.records)
+
+
+def test_npz_labels_renumbered_with_their_names(tmp_path) -> None:
+    """Any label values (9e12) become 0..K-1, named by their value, so kNN needs K classes, not 9e12."""
+    images = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "huge.npz", images=images, labels=np.array([9_000_000_000_000, 7, 7, 9_000_000_000_000]))
+    data = gensis.load_images(str(tmp_path / "huge.npz"), 8, cache_dir=None)
+    assert data.labels.tolist() == [1, 0, 0, 1] and data.class_names == ["7", "9000000000000"]
+
+
+def test_generate_remakes_a_listed_shard_that_is_missing_or_cut_short(world, tmp_path) -> None:
+    import shutil
+
+    from gensis.bank import ViewBank
+
+    original = (world["bank"] / "shard-00000.safetensors").read_bytes()
+    for name, damage in (("cut", lambda p: p.write_bytes(original[:-100])), ("gone", lambda p: p.unlink())):
+        bank = tmp_path / name
+        shutil.copytree(world["bank"], bank)
+        damage(bank / "shard-00000.safetensors")
+        assert not ViewBank(bank).complete
+        result = gensis.generate({"generator": str(world["gen"]), "data_path": str(world["data"]), "out": str(bank),
+                                  "views_per_image": 1, "interpolations_per_image": 1, "steps": 1, "progress": False,
+                                  "cache_dir": None})
+        assert result.n_images > 0 and ViewBank(bank).complete
+        assert (bank / "shard-00000.safetensors").read_bytes() == original  # the same shard, remade exactly
+
+
+def test_run_that_died_before_its_first_checkpoint_starts_over(world, tmp_path) -> None:
+    """Only config.yaml and a few metrics (gensis's, same settings): a fresh run may use the folder."""
+    settings = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
+                "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
+                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"]), "out": str(tmp_path / "r")}
+    gensis.pretrain(settings)
+    run = tmp_path / "r"
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "exported")
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    result = gensis.pretrain(settings)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert result.encoder_path.is_file() and records and {"step": 1, "loss": 1.0} not in records  # stale ones gone
