@@ -107,6 +107,16 @@ def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = No
     return run_pipeline(cfg)
 
 
+def check_run_settings(settings: dict[str, Any]) -> None:
+    """Every stage's settings of ``gensis run``, checked without data (for callers that write
+    the data themselves, like ``gensis demo``): bad ones are refused before anything is written."""
+    from gensis.config.schema import PipelineConfig
+    from gensis.pipeline.stages import stage_configs
+
+    flat = {**_flatten_kwargs(settings, None), "data.path": ".", "data.eval_path": None}
+    stage_configs(build_config(PipelineConfig, flat, use_presets=False))
+
+
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
@@ -122,7 +132,8 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     if file_sha256(enc_path) != bank.index.encoder_sha256:
         raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
     encoder = load_encoder(enc_path, device)
-    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir)  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,  # type: ignore[attr-defined]
+                       max_images=cfg.max_images)
     if len(data) != bank.index.n_sources:
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
     bank.check_data(data.fingerprint(), cfg.data_path, "data_path")

@@ -51,9 +51,10 @@ def _write_npz(path: Path, data: ImageData) -> None:
 
 def demo(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """``gensis run`` on the digits; ``overrides`` are pipeline keys (e.g. ``out``, ``gen_dino.gen.p_gen``)."""
-    from gensis.api import run
+    from gensis.api import check_run_settings, run
 
     settings = {**DEMO_STAGES, "out": "runs/demo", **(overrides or {})}
+    check_run_settings(settings)  # bad settings: one line, and no data written
     out = Path(settings["out"])
     train, test = demo_digits(resolution=16)
     (out / "data").mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def read_npz(path: Path) -> NpzContents:
     except OSError as err:
         raise DataError(f"cannot read .npz file {path}: {one_line(err)}") from None
     if not is_zip:  # np.load would call a text file "pickled data", and return a bare .npy's array
-        raise DataError(f"{path}: not an .npz archive (numpy.savez writes one: a zip of .npy arrays)")
+        raise DataError(f"cannot read .npz file {path}: not an .npz archive (numpy.savez writes a zip of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)

@@ -38,7 +38,7 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
         "space": cfg.model.space,
         "vae": cfg.model.vae or "",
         "encoder_sha256": file_sha256(encoder_path),
-        "encoder": str(encoder_path),
+        "encoder": str(Path(encoder_path).resolve()),  # absolute: the file is used from anywhere
         "trained_steps": str(step),
     }
     save_safetensors(path, tensors, meta)
