@@ -6,6 +6,7 @@ and every file written before (inputs, runs, banks) byte for byte unchanged."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,12 @@ CASES = [
     # 5. evaluation matches classes by name
     (EVAL + " test_path={disjoint}", "disjoint.npz: no class in common"),
     ("pretrain " + PRE + " data.eval_path={disjoint} out={out}", "no class in common"),
+    # 7. smaller ones
+    ("config eval knn_kk=3", "unknown key 'knn_kk'"),
+    ("config embed batch_size=0", "batch_size"),
+    ("config run gen_dino=3", "gen_dino"),
+    ("demo out={out} gen_dino.gen.p_gen=3", "gen.p_gen"),
+    ("pretrain " + PRE + " out={pre}", "already holds a run (checkpoints/last.pt"),
 ]
 
 
@@ -186,3 +193,82 @@ def test_run_that_died_before_its_first_checkpoint_starts_over(world, tmp_path) 
     result = gensis.pretrain(settings)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert result.encoder_path.is_file() and records and {"step": 1, "loss": 1.0} not in records  # stale ones gone
+
+
+def test_signal_caught_by_a_stage_reaches_the_pipeline() -> None:
+    """SIGTERM in a stage's last step: the stage finishes, and `gensis run` (the outer block) still knows."""
+    import os
+    import signal
+
+    from gensis.runtime.signals import GracefulStop
+
+    with GracefulStop() as pipeline:
+        with GracefulStop() as stage:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert stage.signal == signal.SIGTERM
+    assert pipeline.signal == signal.SIGTERM
+
+
+def test_sigterm_during_generate_stops_after_the_shard_with_a_message(world, tmp_path) -> None:
+    """The bank keeps the finished shard; exit 143 and one line, as the training stages do."""
+    import subprocess
+    import sys
+
+    from gensis.bank.store import read_index
+
+    bank = tmp_path / "bank"
+    script = (
+        "import os, signal, sys\n"
+        "import gensis.generator.generate as g\n"
+        "real = g._generate_shard\n"
+        "def first_then_term(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # arrives while shard 0 is made\n"
+        "    return real(*a, **k)\n"
+        "g._generate_shard = first_then_term\n"
+        "from gensis.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [f"generator={world['gen']}", f"data_path={world['data']}", f"out={bank}", "shard_size=6", "steps=1",
+            "views_per_image=1", "interpolations_per_image=0", "cache_dir=null", "progress=false", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(gensis.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", script, "generate", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 143 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("gensis: stopped by SIGTERM after shard 0") and read_index(bank).shards == [0]
+
+
+def test_generator_records_its_encoder_as_an_absolute_path(world, tmp_path, monkeypatch) -> None:
+    from safetensors import safe_open
+
+    monkeypatch.chdir(world["root"])
+    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False,
+                                  "data.cache_dir": None, "data.path": "images.npz", "encoder": "encoder.safetensors",
+                                  "out": str(tmp_path / "gen")}).generator_path
+    with safe_open(str(gen), framework="pt") as f:
+        assert Path(f.metadata()["encoder"]) == world["enc"].resolve()
+
+
+def test_eval_generator_takes_the_banks_max_images(world, tmp_path) -> None:
+    common = {"data_path": str(world["data"]), "max_images": 6, "cache_dir": None}
+    gensis.generate({**common, "generator": str(world["gen"]), "out": str(tmp_path / "b"), "views_per_image": 1,
+                     "interpolations_per_image": 0, "steps": 1, "progress": False})
+    result = gensis.eval_generator({**common, "bank": str(tmp_path / "b"), "encoder": str(world["enc"])})
+    assert result
+
+
+def test_unknown_vae_hub_id_offline_fails_at_once(monkeypatch) -> None:
+    import socket
+    import time
+
+    from gensis.errors import CheckpointError
+    from gensis.generator.latent import load_vae
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match="unreachable"):
+        load_vae("no-such-org/no-such-vae")
+    assert time.perf_counter() - t0 < 10

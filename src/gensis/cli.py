@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except GensisError as exc:
-        from gensis.runtime.signals import TrainingInterrupted
+        from gensis.runtime.signals import Interrupted
 
-        kind = "" if isinstance(exc, TrainingInterrupted) else "error: "
+        kind = "" if isinstance(exc, Interrupted) else "error: "
         print(f"gensis: {kind}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ shard files outside the index; the next run adopts them instead of regenerating 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write_text
+from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.generate")
 
@@ -93,13 +95,20 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
         levels = bank_noise_levels(root, encoder, data, cfg, device) if info.is_main else None
         levels = distributed.broadcast(levels, info).cpu()
     made, t0 = 0, time.perf_counter()
-    for shard in tqdm(todo[info.rank :: info.world_size], desc="shards", disable=not (cfg.progress and info.is_main)):
-        tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
-        if info.enabled:
-            write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
-        else:
-            write_shard(root, index, shard, tensors)
-        made += len(tensors["images"])
+    mine = todo[info.rank :: info.world_size]
+    # One process stops after the shard a signal arrives in (the bank resumes from there);
+    # ranks have unequal shard lists, so under torchrun they keep the default signal handling.
+    with contextlib.nullcontext() if info.enabled else GracefulStop() as stop:
+        for k, shard in enumerate(tqdm(mine, desc="shards", disable=not (cfg.progress and info.is_main))):
+            tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
+            if info.enabled:
+                write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
+            else:
+                write_shard(root, index, shard, tensors)
+            made += len(tensors["images"])
+            if stop is not None and stop.signal is not None and k + 1 < len(mine):
+                raise Interrupted(stop.signal, f"after shard {shard} ({k + 1} of {len(mine)} done); the bank "
+                                  f"{root} resumes from there: rerun the same command")
     if info.enabled:
         distributed.barrier(info)
         made = round(distributed.mean({"made": torch.tensor(float(made))}, info)["made"] * info.world_size)

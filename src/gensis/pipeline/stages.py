@@ -37,6 +37,7 @@ from gensis.errors import ConfigError, DataError
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
+from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.run")
 
@@ -148,6 +149,14 @@ def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path})
+    stages = stage_configs(cfg)
+    _refuse_foreign_config(Path(cfg.out))
+    with GracefulStop() as stop:
+        return _run_stages(cfg, stages, stop)
+
+
+def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -> dict[str, Any]:
     from gensis.api import embed
     from gensis.generator.generate import run_generate
     from gensis.generator.show import run_show
@@ -156,9 +165,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from gensis.pipeline.report import write_report
     from gensis.runtime.pretrain import run_pretrain
 
-    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path})
-    stages = stage_configs(cfg)
-    _refuse_foreign_config(Path(cfg.out))
     for name, stage in (("pretrain", stages.pretrain), ("train-generator", stages.generator),
                         ("gen-dino", stages.gen_dino), ("control", stages.control)):
         if stage is not None:
@@ -180,6 +186,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         entry["last"] = how
         atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
         log.info("stage %s: %s (%.1f s)", name, how, seconds)
+        if stop.signal is not None:  # caught by the stage after its last safe point: stop here
+            raise Interrupted(stop.signal, f"after stage {name} ({how}); rerun the same command to continue")
 
     pretrain_run = RunFolder(stages.pretrain.out)
     record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))

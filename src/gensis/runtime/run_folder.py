@@ -141,7 +141,11 @@ class RunFolder:
 
     def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:
         """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
-        saved = validate(type(cfg), load_yaml(self.config_path))
+        try:
+            saved = validate(type(cfg), load_yaml(self.config_path))
+        except ConfigError as exc:  # another command's config, or edited by hand
+            message = str(exc) if str(self.config_path) in str(exc) else f"{self.config_path}: {exc}"
+            raise ConfigError(message) from None
         new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
         return [k for k in new if new[k] != old.get(k) and k not in mutable]
 
