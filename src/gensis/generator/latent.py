@@ -39,8 +39,9 @@ def load_vae(name: str, device: torch.device | str = "cpu"):
             return AutoencoderKL.from_pretrained(name, local_files_only=True).to(device).eval().requires_grad_(False)
         except (OSError, ValueError, EnvironmentError):
             if not _hub_reachable():
-                raise CheckpointError(f"model.vae: {name!r} is no folder, not in the local hub cache, and the hub "
-                                      "is unreachable (offline); pass a folder written by save_pretrained") from None
+                raise CheckpointError(f"model.vae: cannot load an AutoencoderKL from {name!r}: no such folder, not "
+                                      "in the local hub cache, and the hub is unreachable (offline); pass a folder "
+                                      "written by save_pretrained") from None
     try:
         vae = AutoencoderKL.from_pretrained(name)
     except (OSError, ValueError, EnvironmentError) as exc:
