@@ -111,11 +111,13 @@ def _images(root: Path) -> dict[str, Path]:
     (root / "empty").mkdir()
     (root / "garbage.safetensors").write_bytes(b"not a safetensors file")
     (root / "text.npz").write_text("images = [1, 2, 3]\n")
+    (root / "slides").mkdir()
+    (root / "slides" / "a.svs").write_bytes(b"not read: out is refused first")
     images, _ = shapes_dataset(4, size=8)
     disjoint = root / "disjoint.npz"  # classes "10" and "11": none in common with images.npz
     np.savez(disjoint, images=images, labels=np.array([10, 11, 10, 11]))
     return {"odd": odd, "bad": bad, "empty": root / "empty", "garbage": root / "garbage.safetensors",
-            "text_npz": root / "text.npz", "zip": _labelled_zip(root / "images.zip", 12),
+            "text_npz": root / "text.npz", "slides": root / "slides", "zip": _labelled_zip(root / "images.zip", 12),
             "other": write_npz(root / "other.npz", 12, size=8, seed=1), "disjoint": disjoint}
 
 

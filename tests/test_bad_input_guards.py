@@ -48,7 +48,7 @@ CASES = [
     ("train-generator encoder={enc} data.path={data} out={data}", "is the input data.path"),
     ("train-generator encoder={pre} data.path={data} out={pre}/gen", "inside the input encoder"),
     ("run data.path={odd} out={odd}/run", "inside the input data.path"),
-    ("tile slides={odd} out={odd}/tiles", "inside the input slides"),
+    ("tile slides={slides} out={slides}/tiles", "inside the input slides"),
     ("pretrain data.path={data} out={gen_run}", "already holds a run"),
     ("pretrain data.path={data} out={gen_stripped}", "already holds a run (exported/generator.safetensors"),
     ("pretrain data.path={data} out={pre_stripped}", "already holds a run (exported/encoder.safetensors, metrics.jsonl"),

@@ -60,9 +60,9 @@ def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = N
          **kwargs: Any) -> TileResult:
     """Tile the slides ``slides`` into ``out`` (folder, or .zip) and write ``manifest.csv``."""
     cfg = tile_config(overrides, config_file, **kwargs)
-    refuse_out_over_inputs(cfg.out, {"slides": cfg.slides})
     t0 = time.perf_counter()
     paths = find_slides(cfg.slides)
+    refuse_out_over_inputs(cfg.out, {"slides": cfg.slides})  # slides are found recursively: tiles there would be too
     ids = slide_ids(paths)
     require_backend()  # a missing reader is one error up front, not one per slide
     output = Output(cfg)
