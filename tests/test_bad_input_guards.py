@@ -271,3 +271,31 @@ def test_unknown_vae_hub_id_offline_fails_at_once(monkeypatch) -> None:
     with pytest.raises(CheckpointError, match="unreachable"):
         load_vae("no-such-org/no-such-vae")
     assert time.perf_counter() - t0 < 10
+
+
+def test_sigterm_in_a_stage_stops_gensis_run_after_it(world, tmp_path) -> None:
+    """A signal the embed stage does not act on: the stage ends, then `gensis run` stops (143, one line)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import gensis.api as api\n"
+        "real = api.embed\n"
+        "def embed_then_term(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "api.embed = embed_then_term\n"
+        "from gensis.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["run", f"data.path={world['data']}", f"out={tmp_path / 'run'}", "preset=digits", "data.cache_dir=null",
+            "pretrain.model.backbone=resnet10t", "pretrain.dino.out_dim=64", "pretrain.dino.hidden_dim=64",
+            "pretrain.dino.bottleneck_dim=32", "pretrain.train.batch_size=6", "pretrain.train.epochs=1",
+            "pretrain.train.knn_every=0", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(gensis.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert done.returncode == 143 and lines == ["gensis: stopped by SIGTERM after stage embed (ran); rerun the same "
+                                                "command to continue"], done.stderr
+    assert (tmp_path / "run" / "embeddings.safetensors").is_file() and not (tmp_path / "run" / "generator").exists()
