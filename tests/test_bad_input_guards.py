@@ -82,6 +82,11 @@ CASES = [
     ("eval-generator bank={bank_list} encoder={enc} data_path={data}", "bank_list/index.json: corrupt bank index"),
     ("eval-generator bank={bank_shard99} encoder={enc} data_path={data}", "bank_shard99/index.json: field 'shards'"),
     ("train-generator --resume " + GEN + " out={gen_empty_pt}", "gen_empty_pt/checkpoints/last.pt: empty file"),
+    ("eval-generator bank={bank_missing} encoder={enc} data_path={data}", "bank_missing/shard-00000.safetensors"),
+    ("eval-generator bank={bank_trunc} encoder={enc} data_path={data}", "bank_trunc/shard-00000.safetensors"),
+    ("eval-generator bank={bank} encoder={enc} data_path={data} max_images=6", "6 images, but the bank was generated from 12"),
+    ("foreground encoder={enc_kwargs} data_path={data} out={out}", "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
+    ("train-generator encoder={enc_negres} data.path={data} out={out}", "enc_negres.safetensors: metadata 'resolution'"),
     ("pretrain data.path={text_npz} out={out}", "text.npz: not an .npz archive"),
     # 5. evaluation matches classes by name
     (EVAL + " test_path={disjoint}", "disjoint.npz: no class in common"),
