@@ -117,7 +117,7 @@ def test_image_variation_pipeline_fills_the_bank(tmp_path, sources, capsys) -> N
     with pytest.raises(ConfigError, match="adaptive_noise"):
         gensis.generate(_settings(sources, pipe, tmp_path / "b3", adaptive_noise=True))
     with pytest.raises(CheckpointError, match="no model_index.json"):
-        gensis.generate(_settings(sources, tmp_path, tmp_path / "b4"))
+        gensis.generate(_settings(sources, tmp_path / "bank", tmp_path / "b4"))  # a folder, but no pipeline
 
 
 def test_unclip_pipeline_interpolates_on_its_image_embeddings(tmp_path, sources) -> None:

@@ -227,28 +227,30 @@ def test_slide_without_resolution_names_the_override(tmp_path, canvas):
 
 
 def test_unreadable_slide_is_skipped_unless_strict(tmp_path, canvas, caplog):
+    outs = tmp_path.parent / f"{tmp_path.name}-out"  # outside the slides folder, which is an input
     good = write_slide(tmp_path / "good.tif", canvas)
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00" + b"garbage" * 50)
     with pytest.raises(DataError) as exc_info:
-        tile(slides=str(bad), out=str(tmp_path / "o1"))
+        tile(slides=str(bad), out=str(outs / "o1"))
     assert "unreadable slide" in _one_line_error(exc_info) and "bad.tif" in str(exc_info.value)
     with caplog.at_level(logging.WARNING, logger="gensis.tile"):
-        result = tile(slides=str(tmp_path), out=str(tmp_path / "o2"), tile_size=64)
+        result = tile(slides=str(tmp_path), out=str(outs / "o2"), tile_size=64)
     assert (result.n_failed, result.n_tiled) == (1, 1) and result.n_tiles > 0 and good.exists()
     assert any("bad.tif" in r.getMessage() for r in caplog.records)
     with pytest.raises(DataError, match="bad.tif"):
-        tile(slides=str(tmp_path), out=str(tmp_path / "o3"), tile_size=64, strict=True)
+        tile(slides=str(tmp_path), out=str(outs / "o3"), tile_size=64, strict=True)
 
 
 def test_slide_without_tissue_warns_and_gives_no_tiles(tmp_path, canvas, caplog):
+    outs = tmp_path.parent / f"{tmp_path.name}-out"  # outside the slides folder, which is an input
     white = write_slide(tmp_path / "white.tif", np.full_like(canvas, 255))
     with pytest.raises(DataError) as exc_info:
-        tile(slides=str(white), out=str(tmp_path / "o1"), tile_size=64)
+        tile(slides=str(white), out=str(outs / "o1"), tile_size=64)
     assert "no tissue" in _one_line_error(exc_info)
     write_slide(tmp_path / "tissue.tif", canvas)
     with caplog.at_level(logging.WARNING, logger="gensis.tile"):
-        result = tile(slides=str(tmp_path), out=str(tmp_path / "o2"), tile_size=64)
+        result = tile(slides=str(tmp_path), out=str(outs / "o2"), tile_size=64)
     assert result.n_empty == 1 and result.n_tiles > 0
     assert any("white.tif" in r.getMessage() and "no tissue" in r.getMessage() for r in caplog.records)
 

@@ -22,9 +22,11 @@ from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.features import encoder_embeddings, extract_features
 from gensis.eval.knn import knn_accuracy
+from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
@@ -85,6 +87,7 @@ def train_generator(
     from gensis.generator.train import run_train_generator  # diffusers is slow to import
 
     cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data.path": cfg.data.path, "model.vae": cfg.model.vae})
     return run_train_generator(cfg, resume=resume, data=data)
 
 
@@ -108,6 +111,16 @@ def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = No
         return run_pipeline(cfg)
 
 
+def check_run_settings(settings: dict[str, Any]) -> None:
+    """Every stage's settings of ``gensis run``, checked without data (for callers that write
+    the data themselves, like ``gensis demo``): bad ones are refused before anything is written."""
+    from gensis.config.schema import PipelineConfig
+    from gensis.pipeline.stages import stage_configs
+
+    flat = {**_flatten_kwargs(settings, None), "data.path": ".", "data.eval_path": None}
+    stage_configs(build_config(PipelineConfig, flat, use_presets=False))
+
+
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
@@ -116,15 +129,18 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     from gensis.runtime.checkpoint import resolve_encoder_path
 
     cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"bank": cfg.bank, "encoder": cfg.encoder, "data_path": cfg.data_path})
     device = resolve_device(cfg.device)
     bank = ViewBank(cfg.bank)
     enc_path = resolve_encoder_path(cfg.encoder)
     if file_sha256(enc_path) != bank.index.encoder_sha256:
         raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
     encoder = load_encoder(enc_path, device)
-    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir)  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,  # type: ignore[attr-defined]
+                       max_images=cfg.max_images)
     if len(data) != bank.index.n_sources:
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
+    bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
     result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
     if cfg.out:
         atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
@@ -135,7 +151,9 @@ def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
     """PNG grids of generated views and interpolations (``views.png``, ``interpolations.png``)."""
     from gensis.generator.show import run_show
 
-    return run_show(build_config(ShowConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(ShowConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"generator": cfg.generator, "encoder": cfg.encoder, "data_path": cfg.data_path})
+    return run_show(cfg)
 
 
 def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
@@ -144,7 +162,9 @@ def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[P
     from gensis.config.schema import ForegroundConfig
     from gensis.generator.adaptive import run_foreground
 
-    return run_foreground(build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
+    return run_foreground(cfg)
 
 
 def export(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
@@ -164,6 +184,7 @@ def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images
 def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
     cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides))
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "train_path": cfg.train_path, "test_path": cfg.test_path})
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -197,14 +218,15 @@ def evaluate_encoder(
     progress: bool = True,
 ) -> dict[str, Any]:
     """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
-    if train.labels is None or test.labels is None:
-        raise GensisError("evaluation needs labelled train and test images")
+    labels = align_labels(train, test)  # by class name; refuses disjoint sets before any work
+    if not bool(labels.keep.all()):
+        test = test.subset(labels.keep)
     t0 = time.perf_counter()
     kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
     train_f = extract_features(encoder, train, desc="train features", **kw)
     test_f = extract_features(encoder, test, desc="test features", **kw)
-    n_classes = max(int(train.labels.max()), int(test.labels.max())) + 1
-    knn = knn_accuracy(train_f, train.labels, test_f, test.labels, k=tuple(knn_k),
+    n_classes = labels.num_classes
+    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
                        temperature=temperature, num_classes=n_classes)
     result: dict[str, Any] = {
         **(extra or {}),
@@ -217,7 +239,7 @@ def evaluate_encoder(
         "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
     }
     if linear:
-        probe = linear_probe(train_f, train.labels, test_f, test.labels, num_classes=n_classes,
+        probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,
                              epochs=linear_epochs, seed=seed, progress=progress)
         result["linear"] = probe
     result["seconds"] = round(time.perf_counter() - t0, 1)
@@ -246,6 +268,7 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
 
     cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
     embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]

@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except GensisError as exc:
-        from gensis.runtime.signals import TrainingInterrupted
+        from gensis.runtime.signals import Interrupted
 
-        kind = "" if isinstance(exc, TrainingInterrupted) else "error: "
+        kind = "" if isinstance(exc, Interrupted) else "error: "
         print(f"gensis: {kind}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show_config(which: str, settings: dict) -> None:
-    from gensis.config.overrides import build_config, to_yaml
+    from gensis.config.overrides import build_config, check_settings, to_yaml
     from gensis.config import schema as s
 
     model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
@@ -150,7 +150,8 @@ def _show_config(which: str, settings: dict) -> None:
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
-    _print_fields(model)
+    check_settings(model, settings)  # unknown keys and bad values, as the command itself would say
+    _print_fields(model, values=settings)
 
 
 def _export_config():
@@ -181,16 +182,21 @@ def format_run(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _print_fields(model, prefix: str = "") -> None:
-    """Dotted keys with their defaults (for commands whose configs have required keys)."""
+def _print_fields(model, prefix: str = "", values: dict | None = None) -> None:
+    """Dotted keys with their defaults, or the given ``values`` (for commands whose configs have required keys)."""
     from pydantic import BaseModel
 
+    values = values or {}
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            _print_fields(ann, f"{prefix}{name}.")
+            _print_fields(ann, f"{prefix}{name}.", values)
             continue
-        default = "<required>" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
+        key = f"{prefix}{name}"
+        if key in values:
+            default = json.dumps(values[key], default=str)
+        else:
+            default = "<required>" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
         print(f"{prefix}{name}: {default}    # {field.description or ''}".rstrip(" #"))
 
 if __name__ == "__main__":

@@ -60,9 +60,10 @@ def write_demo_data(folder: Path, train: ImageData, test: ImageData | None = Non
 
 def demo(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """``gensis run`` on the digits; ``overrides`` are pipeline keys (e.g. ``out``, ``gen_dino.gen.p_gen``)."""
-    from gensis.api import run
+    from gensis.api import check_run_settings, run
 
     settings = {**DEMO_STAGES, "out": "runs/demo", **(overrides or {})}
+    check_run_settings(settings)  # bad settings: one line, and no data written
     out = Path(settings["out"])
     train, test = demo_digits(resolution=16)
     settings["data.path"] = str(write_demo_data(out / "data", train, test))

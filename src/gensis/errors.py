@@ -23,3 +23,11 @@ class DataError(GensisError):
 
 class CheckpointError(GensisError):
     """A checkpoint that is missing, corrupt, or belongs to another model."""
+
+
+def first_line(exc: BaseException | str, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines:
+        return lines[0][:limit]
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""

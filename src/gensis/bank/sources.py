@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 
 from gensis.bank.store import ViewBank
-from gensis.errors import CheckpointError, ConfigError
+from gensis.errors import ConfigError
 
 log = logging.getLogger("gensis.bank")
 
@@ -42,16 +42,17 @@ class BankViews:
     every step; memory is N * (K + M) * 3 * R * R bytes (CIFAR-10, K=4, M=1: 768 MB).
     """
 
-    def __init__(self, root: str, n_sources: int, resolution: int, views_per_image: int | None = None) -> None:
+    def __init__(self, root: str, n_sources: int, resolution: int, views_per_image: int | None = None,
+                 data=None) -> None:
         bank = ViewBank(root)
         index = bank.index
-        if not bank.complete:
-            missing = sorted(set(range(index.n_shards)) - set(index.shards))
-            raise CheckpointError(f"{root}: view bank is incomplete (shards {missing[:5]} missing); finish gensis generate first")
+        bank.check_complete()
         if index.n_sources != n_sources:
             raise ConfigError(f"gen.bank: {root} was generated from {index.n_sources} images, the training data has {n_sources}")
         if index.resolution != resolution:
             raise ConfigError(f"gen.bank: {root} holds {index.resolution}-px images, data.resolution is {resolution}")
+        if data is not None:  # the training images (ImageData): the bank's pairs must be of these
+            bank.check_data(data.fingerprint(), data.source, "gen.bank")
         k = index.views_per_image if views_per_image is None else min(views_per_image, index.views_per_image)
         if k == 0:
             raise ConfigError(f"gen.bank: {root} has no self-augmented views (views_per_image=0)")

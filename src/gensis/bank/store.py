@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from gensis.errors import CheckpointError
-from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.errors import CheckpointError, first_line
+from gensis.runtime.io import atomic_write_text, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
 SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
@@ -30,6 +30,7 @@ class BankIndex:
     settings: dict = field(default_factory=dict)  # sampler, steps, guidance, alpha range, seed
     shards: list[int] = field(default_factory=list)  # finished shard numbers
     format: str = BANK_FORMAT
+    data_fingerprint: str = ""  # ImageData.fingerprint() of the sources ("": a bank from before it)
 
     @property
     def n_shards(self) -> int:
@@ -47,18 +48,70 @@ def shard_path(root: Path, shard: int) -> Path:
     return root / f"shard-{shard:05d}.safetensors"
 
 
+# Field -> (type, smallest value) of index.json; checked before any field is used.
+_INDEX_FIELDS = {"generator_sha256": (str, None), "encoder_sha256": (str, None), "resolution": (int, 1),
+                 "n_sources": (int, 1), "shard_size": (int, 1), "views_per_image": (int, 0),
+                 "interpolations_per_image": (int, 0), "settings": (dict, None), "shards": (list, None),
+                 "format": (str, None), "data_fingerprint": (str, None)}
+
+
 def read_index(root: Path) -> BankIndex | None:
     p = index_path(root)
     if not p.exists():
         return None
     try:
         data = json.loads(p.read_text())
-        index = BankIndex(**data)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CheckpointError(f"{p}: corrupt bank index ({exc})") from None
-    if index.format != BANK_FORMAT:
-        raise CheckpointError(f"{p}: not a gensis view bank (format={index.format!r})")
-    return index
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"{p}: corrupt bank index ({first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{p}: corrupt bank index (expected a JSON object)")
+    if data.get("format") != BANK_FORMAT:
+        raise CheckpointError(f"{p}: not a gensis view bank (format={data.get('format')!r})")
+    _check_index_fields(p, data)
+    try:
+        return BankIndex(**data)
+    except TypeError as exc:
+        raise CheckpointError(f"{p}: corrupt bank index ({first_line(exc)})") from None
+
+
+def _check_index_fields(p: Path, data: dict) -> None:
+    for key, (kind, least) in _INDEX_FIELDS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if ok and least is not None:
+            ok = value >= least
+        if not ok:
+            what = kind.__name__ + (f" >= {least}" if least is not None else "")
+            raise CheckpointError(f"{p}: field '{key}' must be {what}, got {json.dumps(value)[:60]}")
+    n_shards = -(-data.get("n_sources", 1) // data.get("shard_size", 1))
+    bad = [s for s in data.get("shards", []) if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n_shards]
+    if bad:
+        raise CheckpointError(f"{p}: field 'shards' lists {json.dumps(bad[:3])[:60]}, outside [0, {n_shards})")
+
+
+def shard_problem(root: Path, index: BankIndex, shard: int) -> str | None:
+    """Why a listed shard cannot be used (missing, truncated, another bank's), or None.
+    Reads the header only: safetensors checks that the file covers every tensor."""
+    path = shard_path(root, shard)
+    if not path.is_file():
+        return "missing"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        return f"truncated or corrupt: {first_line(exc)}"
+    if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) != \
+            (BANK_FORMAT, index.generator_sha256, str(shard)):
+        return "written for another bank or shard"
+    return None
+
+
+def broken_shards(root: Path, index: BankIndex) -> dict[int, str]:
+    """Listed shards that cannot be used, with why."""
+    found = {s: shard_problem(root, index, s) for s in index.shards}
+    return {s: why for s, why in found.items() if why is not None}
 
 
 def write_index(root: Path, index: BankIndex) -> None:
@@ -77,7 +130,7 @@ def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, tor
         raise ValueError(f"shard lacks {sorted(missing)}")
     meta = {"format": BANK_FORMAT, "generator_sha256": index.generator_sha256, "shard": str(shard)}
     clean = {k: tensors[k].contiguous().cpu() for k in SHARD_KEYS}
-    atomic_write(shard_path(root, shard), lambda tmp: save_file(clean, str(tmp), metadata=meta))
+    save_safetensors(shard_path(root, shard), clean, meta)
     if record:
         index.shards = sorted(set(index.shards) | {shard})
         write_index(root, index)
@@ -125,7 +178,25 @@ class ViewBank:
 
     @property
     def complete(self) -> bool:
-        return len(self.index.shards) == self.index.n_shards
+        """Every shard listed, and every listed shard file present and whole."""
+        return len(self.index.shards) == self.index.n_shards and not broken_shards(self.root, self.index)
+
+    def check_complete(self) -> None:
+        """One-line CheckpointError naming the first shard that is not generated or not usable."""
+        missing = sorted(set(range(self.index.n_shards)) - set(self.index.shards))
+        if missing:
+            raise CheckpointError(f"{self.root}: view bank is incomplete (shards {missing[:5]} missing); "
+                                  "finish gensis generate first")
+        for shard, why in broken_shards(self.root, self.index).items():
+            raise CheckpointError(f"{shard_path(self.root, shard)}: listed in index.json but {why}; "
+                                  "rerun gensis generate to regenerate it")
+
+    def check_data(self, fingerprint: str, source: str, key: str) -> None:
+        """Refuse sources other than the bank's images (a bank without a fingerprint is trusted)."""
+        saved = self.index.data_fingerprint
+        if saved and saved != fingerprint:
+            raise CheckpointError(f"{key}: {self.root} was generated from other images than {source} "
+                                  f"(data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]})")
 
     def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
         path = shard_path(self.root, shard)

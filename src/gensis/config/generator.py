@@ -153,6 +153,7 @@ class EvalGeneratorConfig(StrictModel):
     bank: str = Field(..., description="view-bank folder written by gensis generate")
     encoder: str = Field(..., description="the stage-1 encoder the generator was conditioned on")
     data_path: str = Field(..., description="the source images of the bank")
+    max_images: int | None = Field(None, ge=1, description="the max_images the bank was generated with")
     max_sources: int = Field(500, ge=1)
     device: str = "auto"
     cache_dir: str | None = "auto"

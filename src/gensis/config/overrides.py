@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gensis.config.presets import get_preset
-from gensis.errors import ConfigError
+from gensis.errors import ConfigError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,9 +93,9 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def _format_validation_error(exc: ValidationError, errors: list | None = None) -> str:
     parts = []
-    for err in exc.errors():
+    for err in exc.errors() if errors is None else errors:
         loc = ".".join(str(x) for x in err["loc"] if not isinstance(x, int)) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         value = err.get("input")
@@ -109,6 +109,21 @@ def validate(model: type[M], tree: dict[str, Any]) -> M:
         return model.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
+
+
+def check_settings(model: type[BaseModel], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Unknown keys and bad values among ``overrides`` (required keys may be left out, as in
+    ``gensis config eval``); returns the nested tree of the overrides."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        _set_dotted(tree, model, key, value)
+    try:
+        model.model_validate(tree)
+    except ValidationError as exc:
+        errors = [e for e in exc.errors() if e["type"] != "missing"]
+        if errors:
+            raise ConfigError(_format_validation_error(exc, errors)) from None
+    return tree
 
 
 def build_config(
@@ -139,7 +154,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{p}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of keys at the top level")
     return data

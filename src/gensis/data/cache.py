@@ -54,6 +54,15 @@ def cache_key(kind: str, resolution: int, items: Iterable[tuple[str, int, str]])
     return h.hexdigest()
 
 
+def content_key(kind: str, ids: list[str], sizes: list[int], stamps: list[str]) -> str:
+    """sha256 of what the items hold, independent of the resolution and of file times: id and
+    size per item, plus the CRC32 in a zip (a folder's mtimes change on a plain copy)."""
+    h = hashlib.sha256(f"gensis-content v1\n{kind}\n".encode())
+    for item_id, size, stamp in zip(ids, sizes, stamps):
+        h.update(f"{item_id}\0{size}\0{stamp if kind == 'zip' else ''}\n".encode())
+    return h.hexdigest()
+
+
 def stat_key(path: Path, resolution: int, max_images: int | None) -> str:
     """Identity of an archive file that changes whenever it is rewritten."""
     st = path.stat()

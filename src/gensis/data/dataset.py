@@ -9,6 +9,8 @@ torch ``DataLoader`` to decode lazy images in worker processes (everything here 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ class ImageData:
         reader: lazy mode only: reads an item's bytes by id.
         strict: lazy mode only: an unreadable file raises :class:`DataError` in
             :meth:`batch`; otherwise it is logged once and returned as a black image.
+        content_key: hash of the source items (id, size, zip CRC; the bytes of an npz).
     """
 
     images: torch.Tensor | None
@@ -55,6 +58,8 @@ class ImageData:
     resolution: int
     reader: ItemReader | None = dataclasses.field(default=None, repr=False)
     strict: bool = False
+    # Resolution-independent hash of the source files' content (set by load_images), see fingerprint().
+    content_key: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n, r = len(self.ids), self.resolution
@@ -87,6 +92,20 @@ class ImageData:
     @property
     def num_classes(self) -> int | None:
         return None if self.class_names is None else len(self.class_names)
+
+    def fingerprint(self) -> str:
+        """sha256 of the ids, labels and source content: what ties a checkpoint or a bank to
+        these images, whatever the resolution. Cheap: file sizes and CRCs, never a re-read of
+        the files; data built in memory without a source hashes its pixels."""
+        h = hashlib.sha256(b"gensis-data v1\n")
+        h.update(json.dumps(self.ids).encode())
+        if self.labels is not None:
+            h.update(json.dumps(self.labels.tolist()).encode())
+        if self.content_key is not None:
+            h.update(self.content_key.encode())
+        elif self.images is not None:
+            h.update(self.images.contiguous().numpy())  # buffer, no copy
+        return h.hexdigest()
 
     def batch(self, indices: Indices) -> torch.Tensor:
         """uint8 (B, 3, R, R) images at ``indices`` (decoded from disk in lazy mode)."""

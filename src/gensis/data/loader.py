@@ -130,6 +130,7 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
         resolution=resolution,
         reader=ItemReader(listing.kind, src),
         strict=strict,
+        content_key=cache.content_key(kept.kind, kept.ids, kept.sizes, kept.stamps),
     )
 
 
@@ -170,6 +171,7 @@ def _in_memory(
             "class_names": kept.class_names,
             "skipped": sorted(listing.skipped + bad),
             "notes": listing.notes,
+            "content": cache.content_key(kind, kept.ids, kept.sizes, kept.stamps),
         }
         data = _store(src, resolution, cache_root, key, images, meta)
     if ref is not None and cache_root is not None:
@@ -205,8 +207,9 @@ def _load_npz(
         cache_root = None
     data = None
     key = ""
+    digest = file_sha256(src)  # the content key; also keys the cache
     if cache_root is not None:
-        key = cache.cache_key("npz", resolution, [("npz", n, file_sha256(src))])
+        key = cache.cache_key("npz", resolution, [("npz", n, digest)])
         if key != known:  # (a failed ref hit was this very entry)
             data = _from_cache(src, resolution, False, cache_root, key)
     if data is None:
@@ -216,6 +219,7 @@ def _load_npz(
             "class_names": contents.class_names,
             "skipped": [],
             "notes": [],
+            "content": digest,
         }
         data = _store(src, resolution, cache_root, key, npz_to_chw(images, resolution), meta)
     if ref is not None and cache_root is not None:
@@ -247,6 +251,8 @@ def _from_cache(
     if hit is None:
         return None
     images, meta = hit
+    if not isinstance(meta.get("content"), str):  # written before content keys: rebuilt once
+        return None
     log.info("loaded %d images from cache %s", len(images), npy)
     if replay_notes:
         for note in meta.get("notes", []):
@@ -284,6 +290,7 @@ def _wrap(src: Path, resolution: int, images: np.ndarray, meta: dict[str, Any]) 
         ids=list(meta["ids"]),
         source=str(src),
         resolution=resolution,
+        content_key=meta.get("content"),
     )
 
 

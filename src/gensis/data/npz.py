@@ -3,8 +3,8 @@
 ``images`` must be uint8, shaped NHWC with C in {1, 3, 4} or NHW (grayscale). Gray is
 repeated to RGB; a 4th channel is alpha and is composited on black, as for image files.
 Items keep their array order (ids ``npz:<index>``), which is already deterministic; sorting
-the id strings would put ``npz:10`` before ``npz:2``. Without ``class_names``, labelled
-arrays get the names ``"0" .. "<max label>"``.
+the id strings would put ``npz:10`` before ``npz:2``. Labels are renumbered 0..K-1 over the
+values present; each class is named by its ``class_names`` entry, else its original value.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ class NpzContents:
 
 def read_npz(path: Path) -> NpzContents:
     """Load and check the arrays; every problem is a one-line :class:`DataError`."""
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise DataError(f"cannot read .npz file {path}: {one_line(err)}") from None
+    if not is_zip:  # np.load would call a text file "pickled data", and return a bare .npy's array
+        raise DataError(f"cannot read .npz file {path}: not an .npz archive (numpy.savez writes a zip of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
@@ -69,17 +75,21 @@ def read_npz(path: Path) -> NpzContents:
             raise DataError(f"'labels' in {path} has {len(labels)} entries for {n} images")
         if labels.min() < 0:
             raise DataError(f"'labels' in {path} must be >= 0, got {int(labels.min())}")
-        label_tensor = labels.astype(np.int64)
-        num_classes = int(label_tensor.max()) + 1
+        # Labels become 0..K-1 over the values present (any values: 7, 9e12...); each class
+        # keeps its name (its 'class_names' entry, else the original value), which
+        # evaluation matches train and test classes by.
+        values, label_tensor = np.unique(labels.astype(np.int64), return_inverse=True)
+        label_tensor = label_tensor.reshape(-1).astype(np.int64)
         if names is not None:
-            class_names = [str(c) for c in np.asarray(names).reshape(-1)]
-            if len(class_names) < num_classes:
+            all_names = [str(c) for c in np.asarray(names).reshape(-1)]
+            if len(all_names) <= int(values[-1]):
                 raise DataError(
-                    f"'class_names' in {path} has {len(class_names)} names but 'labels' "
-                    f"goes up to {num_classes - 1}"
+                    f"'class_names' in {path} has {len(all_names)} names but 'labels' "
+                    f"goes up to {int(values[-1])}"
                 )
+            class_names = [all_names[int(v)] for v in values]
         else:
-            class_names = [str(c) for c in range(num_classes)]
+            class_names = [str(int(v)) for v in values]
     return NpzContents(images, label_tensor, class_names)
 
 

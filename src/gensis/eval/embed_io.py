@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gensis.errors import ConfigError
-from gensis.runtime.io import atomic_write, atomic_write_text
+from gensis.runtime.io import atomic_write, atomic_write_text, save_safetensors
 
 SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
 
@@ -39,14 +39,12 @@ def embedding_paths(out: str | Path) -> list[Path]:
 def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], labels: torch.Tensor | None,
                      class_names: list[str] | None, metadata: dict[str, str]) -> list[Path]:
     """Write ``feats`` (N, D) in the format named by ``out``'s suffix; returns the files written."""
-    from safetensors.torch import save_file
-
     paths = embedding_paths(out)
     if paths[0].suffix.lower() == ".safetensors":
         tensors = {"embeddings": feats.contiguous()}
         if labels is not None:
             tensors["labels"] = labels.contiguous()
-        atomic_write(paths[0], lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        save_safetensors(paths[0], tensors, metadata)  # byte-deterministic, like every gensis file
         return paths
     if paths[1].suffix.lower() == ".parquet":
         _check_pyarrow(paths[1])  # before anything is written

@@ -30,7 +30,7 @@ import torch
 
 from gensis.errors import CheckpointError
 from gensis.models.backbones import Encoder
-from gensis.runtime.io import atomic_write
+from gensis.runtime.io import save_safetensors
 
 _FORMAT = "gensis-foreground-pca-v1"
 
@@ -203,10 +203,8 @@ class ForegroundPCA:
 
     def save(self, path: str | Path) -> None:
         """Atomic safetensors file with mean, component, sign, quantile and threshold."""
-        from safetensors.torch import save_file
-
         state = self.state_dict()
-        atomic_write(path, lambda p: save_file(state, str(p), metadata={"format": _FORMAT}))
+        save_safetensors(path, state, {"format": _FORMAT})
 
     @classmethod
     def load(cls, path: str | Path) -> ForegroundPCA:

@@ -36,7 +36,7 @@ from gensis.foreground.pca import ForegroundPCA
 from gensis.generator.adaptive_noise import noise_bin, noise_level_for_ratio, perturb_embedding
 from gensis.models.backbones import Encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.io import atomic_write, read_safetensors
+from gensis.runtime.io import atomic_write, read_safetensors, save_safetensors
 from gensis.runtime.run_folder import RunFolder
 
 log = logging.getLogger("gensis.generate")
@@ -110,10 +110,8 @@ def perturb_views(cond: torch.Tensor, src: torch.Tensor, is_view: torch.Tensor, 
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
     clean = {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(clean, str(tmp), metadata={"format": FOREGROUND_FORMAT, **meta}))
+    save_safetensors(path, clean, {"format": FOREGROUND_FORMAT, **meta})
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -8,17 +8,17 @@ bank or a generation run can refuse a mismatched encoder.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 
 from gensis.config.schema import TrainGeneratorConfig
-from gensis.errors import CheckpointError
+from gensis.errors import CheckpointError, first_line
 from gensis.generator.unet import LEGACY_SPEC_FIELDS, EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
-from gensis.runtime.io import atomic_write, file_sha256, read_safetensors
+from gensis.runtime.io import file_sha256, read_safetensors, save_safetensors
 
 GENERATOR_FORMAT = "gensis.generator/1"
 
@@ -38,10 +38,10 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
         "space": cfg.model.space,
         "vae": cfg.model.vae or "",
         "encoder_sha256": file_sha256(encoder_path),
-        "encoder": str(encoder_path),
+        "encoder": str(Path(encoder_path).resolve()),  # absolute: the file is used from anywhere
         "trained_steps": str(step),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    save_safetensors(path, tensors, meta)
 
 
 def resolve_generator_path(path: str | Path) -> Path:
@@ -49,17 +49,50 @@ def resolve_generator_path(path: str | Path) -> Path:
     return resolve_exported(path, "generator")
 
 
+def _json_field(path: Path, meta: dict[str, str], key: str, kind: type) -> Any:
+    try:
+        value = json.loads(meta[key])
+    except KeyError:
+        raise CheckpointError(f"{path}: metadata '{key}' is missing") from None
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON: {meta[key][:60]!r}") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: metadata '{key}' must be a JSON {kind.__name__}, got {meta[key][:60]!r}")
+    return value
+
+
+def check_generator_metadata(path: Path, meta: dict[str, str]) -> dict[str, Any]:
+    """The fields a generator is rebuilt and sampled with, checked before use; returns the spec.
+    Generic on purpose: fields are checked when present, so newer formats keep loading."""
+    spec = _json_field(path, meta, "spec", dict)
+    if "scheduler" in meta:
+        _json_field(path, meta, "scheduler", dict)
+    space = meta.get("space", "pixel")
+    if space not in ("pixel", "latent"):
+        raise CheckpointError(f"{path}: metadata 'space' must be 'pixel' or 'latent', got {space[:60]!r}")
+    if space == "latent" and not meta.get("vae"):
+        raise CheckpointError(f"{path}: metadata 'vae' is empty, but space=latent needs the VAE")
+    digest = meta.get("encoder_sha256")
+    if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise CheckpointError(f"{path}: metadata 'encoder_sha256' must be 64 hex digits, got {digest[:60]!r}")
+    return spec
+
+
 def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingConditionedUNet, dict[str, str]]:
     """The EMA generator in eval mode, and its metadata (spec, scheduler, encoder hash)."""
     p = resolve_generator_path(path)
     tensors, meta = read_safetensors(p, GENERATOR_FORMAT, "gensis generator")
-    spec_fields = {**LEGACY_SPEC_FIELDS, **json.loads(meta["spec"])}
-    for key in ("block_out_channels", "attention_resolutions"):
-        spec_fields[key] = tuple(spec_fields[key])
-    model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
+    spec_fields = {**LEGACY_SPEC_FIELDS, **check_generator_metadata(p, meta)}
+    try:
+        for key in ("block_out_channels", "attention_resolutions"):
+            if key in spec_fields:
+                spec_fields[key] = tuple(spec_fields[key])
+        model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{p}: metadata 'spec' does not build a UNet ({first_line(exc)})") from None
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise CheckpointError(f"{p}: weights do not fit the recorded spec ({str(exc).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{p}: weights do not fit the recorded spec ({first_line(exc)})") from None
     model.generator_sha256 = file_sha256(p)  # type: ignore[attr-defined]
     return model.to(device).eval(), meta

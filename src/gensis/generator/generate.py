@@ -15,6 +15,7 @@ shard files outside the index; the next run adopts them instead of regenerating 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gensis.bank.store import BankIndex, ViewBank, adopt_finished_shards, read_index, write_index, write_shard
+from gensis.bank.store import (BankIndex, ViewBank, adopt_finished_shards, broken_shards, read_index, write_index,
+                               write_shard)
 from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
 from gensis.errors import CheckpointError, ConfigError, GensisError
@@ -37,7 +39,9 @@ from gensis.generator.slerp import slerp
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write_text
+from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.generate")
 
@@ -51,6 +55,8 @@ class GenerateResult:
 
 
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
+    refuse_out_over_inputs(cfg.out, {"generator": cfg.generator, "encoder": cfg.encoder, "data_path": cfg.data_path,
+                                     "external": cfg.external})
     info = distributed.from_environment()
     device = distributed.setup(info, resolve_device(cfg.device))
     if not info.is_main:
@@ -71,7 +77,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     if bad:  # checked before the bank folder is touched
         raise ConfigError(f"shards: {bad} outside [0, {n_shards}) for {len(data)} sources of {cfg.shard_size}")
     root = Path(cfg.out)
-    index = _open_index_once(root, cfg, synth, len(data), settings, info)
+    index = _open_index_once(root, cfg, synth, data, settings, info)
     todo = [s for s in wanted if s not in index.shards]
     if not todo:
         log.info("view bank %s is complete (%d shards)", root, index.n_shards)
@@ -89,13 +95,20 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
         levels = bank_noise_levels(root, encoder, data, cfg, device) if info.is_main else None
         levels = distributed.broadcast(levels, info).cpu()
     made, t0 = 0, time.perf_counter()
-    for shard in tqdm(todo[info.rank :: info.world_size], desc="shards", disable=not (cfg.progress and info.is_main)):
-        tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
-        if info.enabled:
-            write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
-        else:
-            write_shard(root, index, shard, tensors)
-        made += len(tensors["images"])
+    mine = todo[info.rank :: info.world_size]
+    # One process stops after the shard a signal arrives in (the bank resumes from there);
+    # ranks have unequal shard lists, so under torchrun they keep the default signal handling.
+    with contextlib.nullcontext() if info.enabled else GracefulStop() as stop:
+        for k, shard in enumerate(tqdm(mine, desc="shards", disable=not (cfg.progress and info.is_main))):
+            tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
+            if info.enabled:
+                write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
+            else:
+                write_shard(root, index, shard, tensors)
+            made += len(tensors["images"])
+            if stop is not None and stop.signal is not None and k + 1 < len(mine):
+                raise Interrupted(stop.signal, f"after shard {shard} ({k + 1} of {len(mine)} done); the bank "
+                                  f"{root} resumes from there: rerun the same command")
     if info.enabled:
         distributed.barrier(info)
         made = round(distributed.mean({"made": torch.tensor(float(made))}, info)["made"] * info.world_size)
@@ -115,13 +128,13 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     return GenerateResult(root, made, rate, quality)
 
 
-def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, n: int, settings: dict,
+def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, settings: dict,
                      info: distributed.Dist) -> BankIndex:
     """Rank 0 opens (or creates) the bank and sends the index; the others stop if it failed."""
     index, error = None, None
     if info.is_main:
         try:
-            index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], n,
+            index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], data,
                                 synth.resolution, settings)
         except GensisError as exc:
             if not info.enabled:
@@ -135,12 +148,14 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, n: int
     return index
 
 
-def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: int, resolution: int,
+def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, data, resolution: int,
                 settings: dict) -> BankIndex:
     index = read_index(root)
+    n, fingerprint = len(data), data.fingerprint()
     fresh = BankIndex(generator_sha256=gen_sha, encoder_sha256=enc_sha, resolution=resolution, n_sources=n,
                       shard_size=cfg.shard_size, views_per_image=cfg.views_per_image,
-                      interpolations_per_image=cfg.interpolations_per_image, settings=settings)
+                      interpolations_per_image=cfg.interpolations_per_image, settings=settings,
+                      data_fingerprint=fingerprint)
     if index is None:
         root.mkdir(parents=True, exist_ok=True)
         write_index(root, fresh)
@@ -152,9 +167,15 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, n: 
         (n, cfg.shard_size, cfg.views_per_image, cfg.interpolations_per_image, settings)
     if not same:
         raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
+    ViewBank(root).check_data(fingerprint, cfg.data_path, "data_path")
+    broken = broken_shards(root, index)  # listed, but deleted or cut short since: made again
+    for shard, why in broken.items():
+        log.warning("%s: shard %d is listed but %s; it is generated again", root, shard, why)
+    index.shards = [s for s in index.shards if s not in broken]
     adopted = adopt_finished_shards(root, index)  # left by a multi-process run killed before its merge
     if adopted:
         log.info("%s: %d finished shard(s) missing from the index adopted: %s", root, len(adopted), adopted)
+    if adopted or broken:
         write_index(root, index)
     return index
 

@@ -14,18 +14,40 @@ import torch
 from tqdm.auto import tqdm
 
 from gensis.data import ImageData
-from gensis.errors import CheckpointError
+from gensis.errors import CheckpointError, first_line
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection instead of the hub client's retries (18 lines over 30 s offline)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def load_vae(name: str, device: torch.device | str = "cpu"):
     from diffusers import AutoencoderKL
 
+    if not Path(name).exists():  # a hub id: the local hub cache first, the network only if reachable
+        try:
+            return AutoencoderKL.from_pretrained(name, local_files_only=True).to(device).eval().requires_grad_(False)
+        except (OSError, ValueError, EnvironmentError):
+            if not _hub_reachable():
+                raise CheckpointError(f"model.vae: cannot load an AutoencoderKL from {name!r}: no such folder, not "
+                                      "in the local hub cache, and the hub is unreachable (offline); pass a folder "
+                                      "written by save_pretrained") from None
     try:
         vae = AutoencoderKL.from_pretrained(name)
     except (OSError, ValueError, EnvironmentError) as exc:
         where = "folder" if Path(name).exists() else "folder or hub id (a hub id needs a network)"
         raise CheckpointError(f"model.vae: cannot load an AutoencoderKL from {name!r} as a {where}: "
-                              f"{str(exc).splitlines()[0][:160]}") from None
+                              f"{first_line(exc)}") from None
     return vae.to(device).eval().requires_grad_(False)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from gensis.config.schema import TrainGeneratorConfig
@@ -49,7 +49,7 @@ from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
 from gensis.runtime.device import autocast, resolve_device
-from gensis.runtime.io import atomic_write, file_sha256
+from gensis.runtime.io import file_sha256, save_safetensors
 from gensis.runtime.loader import epoch_batches, step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
@@ -98,6 +98,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
+    run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
         run.write_config(cfg)
@@ -137,7 +138,7 @@ def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progr
             return load_file(str(path))["embeddings"]
     emb = encoder_embeddings(encoder, data, device=device, progress=progress)
     info = {"encoder_sha256": digest, "encoder": str(encoder_path), "ids": json.dumps(data.ids)}
-    atomic_write(path, lambda tmp: save_file({"embeddings": emb}, str(tmp), metadata=info))
+    save_safetensors(path, {"embeddings": emb}, info)
     return emb
 
 
@@ -288,7 +289,7 @@ def _lr(cfg: TrainGeneratorConfig, step: int, total: int) -> float:
 def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:
     save_state(run.last_checkpoint, {
         "format": GENERATOR_FORMAT, "step": step, "model": model.state_dict(),
-        "ema": list(ema), "optimizer": optimizer.state_dict(),
+        "ema": list(ema), "optimizer": optimizer.state_dict(), **({"run": run.stamp} if run.stamp else {}),
     })
 
 
@@ -296,6 +297,7 @@ def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != GENERATOR_FORMAT:
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis generator checkpoint")
+    run.check_stamp(state)
     try:
         model.load_state_dict(state["model"])
         for dst, src in zip(ema, state["ema"], strict=True):

@@ -35,7 +35,9 @@ from gensis.config.schema import (
 )
 from gensis.errors import ConfigError, DataError
 from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.guards import refuse_out_over_inputs
+from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
+from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.run")
 
@@ -125,20 +127,36 @@ def _refuse_other_settings(name: str, cfg) -> None:
                           "use another out= or remove that folder")
 
 
+def _refuse_foreign_config(root: Path) -> None:
+    """A pipeline folder's config.yaml is gensis's (marked, or next to its pipeline.json)."""
+    path = root / "config.yaml"
+    if path.exists() and not RunFolder(root).config_is_gensis() and not (root / "pipeline.json").exists():
+        raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
+
+
 def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
     """Run, resume or skip one training stage whose run folder is ``cfg.out``."""
     run = RunFolder(cfg.out)
+    if exported.exists() and run.config_path.exists():
+        _refuse_other_settings(name, cfg)
+        return "skipped"
     if not run.last_checkpoint.exists():
         train_fn(cfg, resume=False)
         return "ran"
     _refuse_other_settings(name, cfg)
-    if exported.exists():
-        return "skipped"
     train_fn(cfg, resume=True)
     return "resumed"
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path})
+    stages = stage_configs(cfg)
+    _refuse_foreign_config(Path(cfg.out))
+    with GracefulStop() as stop:
+        return _run_stages(cfg, stages, stop)
+
+
+def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -> dict[str, Any]:
     from gensis.api import embed
     from gensis.generator.generate import run_generate
     from gensis.generator.show import run_show
@@ -147,7 +165,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from gensis.pipeline.report import write_report
     from gensis.runtime.pretrain import run_pretrain
 
-    stages = stage_configs(cfg)
     for name, stage in (("pretrain", stages.pretrain), ("train-generator", stages.generator),
                         ("gen-dino", stages.gen_dino), ("control", stages.control)):
         if stage is not None:
@@ -157,7 +174,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     state_path = root / "pipeline.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state.setdefault("stages", {})
-    atomic_write_text(root / "config.yaml", _yaml(cfg))
+    atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
 
     def record(name: str, fn) -> None:
         t0 = time.perf_counter()
@@ -169,6 +186,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         entry["last"] = how
         atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
         log.info("stage %s: %s (%.1f s)", name, how, seconds)
+        if stop.signal is not None:  # caught by the stage after its last safe point: stop here
+            raise Interrupted(stop.signal, f"after stage {name} ({how}); rerun the same command to continue")
 
     pretrain_run = RunFolder(stages.pretrain.out)
     record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))

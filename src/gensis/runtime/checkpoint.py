@@ -11,6 +11,7 @@ Both are written atomically (temp file, fsync, rename).
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 import zipfile
@@ -19,12 +20,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from gensis.config.schema import ModelConfig
-from gensis.errors import CheckpointError
+from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
-from gensis.runtime.io import atomic_write
+from gensis.runtime.io import atomic_write, save_safetensors
 
 ENCODER_FORMAT = "gensis.encoder/1"
 
@@ -37,6 +38,8 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:  # a crash mid-copy or a full disk, not gensis (its writes are atomic)
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -48,7 +51,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
             ) from None
         raise CheckpointError(f"{path}: corrupt or not a torch checkpoint (refused to unpickle it)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({str(exc).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a gensis checkpoint (expected a dict)")
     return state
@@ -57,7 +60,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
 def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in encoder.backbone.state_dict().items()}
     meta = {"format": ENCODER_FORMAT, **encoder.metadata(), **(extra or {})}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    save_safetensors(path, tensors, meta)
 
 
 def resolve_exported(path: str | Path, what: str) -> Path:
@@ -86,7 +89,42 @@ def read_encoder_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{p}: corrupt or not a safetensors file ({exc})") from None
     if meta.get("format") != ENCODER_FORMAT:
         raise CheckpointError(f"{p}: not a gensis encoder (metadata format={meta.get('format')!r})")
+    check_encoder_metadata(p, meta)
     return meta
+
+
+def _meta_json(path: Path, meta: dict[str, str], key: str) -> Any:
+    if key not in meta:
+        raise CheckpointError(f"{path}: metadata '{key}' is missing")
+    try:
+        return json.loads(meta[key])
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON: {meta[key][:60]!r}") from None
+
+
+def _bad(path: Path, key: str, meta: dict[str, str], what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: metadata '{key}' must be {what}, got {meta[key][:60]!r}")
+
+
+def check_encoder_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Every field an encoder is rebuilt and normalized with, checked before use (one line each)."""
+    if not meta.get("backbone"):
+        raise CheckpointError(f"{path}: metadata 'backbone' is missing or empty")
+    if not isinstance(_meta_json(path, meta, "cifar_stem"), bool):
+        raise _bad(path, "cifar_stem", meta, "true or false")
+    if not isinstance(_meta_json(path, meta, "backbone_kwargs"), dict):
+        raise _bad(path, "backbone_kwargs", meta, "a JSON object")
+    resolution = _meta_json(path, meta, "resolution")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise _bad(path, "resolution", meta, "a positive integer")
+    for key in ("mean", "std"):  # written by gensis pretrain; other exporters may leave them out
+        if key not in meta:
+            continue
+        values = _meta_json(path, meta, key)
+        ok = isinstance(values, list) and len(values) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not ok or (key == "std" and min(values) <= 0):
+            raise _bad(path, key, meta, "a list of 3 finite numbers" + (" > 0" if key == "std" else ""))
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
@@ -98,7 +136,11 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         cifar_stem=json.loads(meta["cifar_stem"]),
         backbone_kwargs=json.loads(meta["backbone_kwargs"]),
     )
-    encoder = build_encoder(cfg, int(meta["resolution"]))
+    try:
+        encoder = build_encoder(cfg, int(meta["resolution"]))
+    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError) as exc:  # timm on odd kwargs
+        raise CheckpointError(f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a backbone "
+                              f"({first_line(exc)})") from None
     try:
         tensors = load_file(str(p))
     except (SafetensorError, OSError) as exc:

@@ -88,3 +88,28 @@ def read_safetensors(path: str | Path, fmt: str, what: str) -> tuple[dict, dict[
     if meta.get("format") != fmt:
         raise CheckpointError(f"{path}: not a {what} (metadata format={meta.get('format')!r})")
     return tensors, meta
+
+
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file whose bytes depend only on the tensors and metadata.
+
+    The safetensors writer orders the header through a hash map, so the same export differs
+    byte for byte from call to call (and its sha256, which banks and generators check). The
+    header is rewritten as JSON with sorted keys; tensor offsets are relative to the data
+    section, so only the header's length and its 8-byte padding change.
+    """
+    import json
+
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
+
+
+def save_safetensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Atomic, byte-deterministic safetensors write (see :func:`safetensors_bytes`)."""
+    data = safetensors_bytes(tensors, metadata)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

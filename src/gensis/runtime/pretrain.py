@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 from gensis.augment import MultiCropAugment
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
-from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
+from gensis.errors import CheckpointError, ConfigError, DataError, GensisError, first_line
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
+from gensis.eval.labels import align_labels
 from gensis.models.backbones import build_encoder
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import (
@@ -37,6 +38,7 @@ from gensis.runtime.checkpoint import (
     resolve_encoder_path,
 )
 from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.run_folder import RunFolder
@@ -63,11 +65,15 @@ def run_pretrain(
     eval_data: ImageData | None = None,
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
+    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path,
+                                     "init_from": cfg.init_from, "gen.bank": cfg.gen.bank,
+                                     "gen.generator": cfg.gen.generator, "quality.encoder": cfg.quality.encoder})
     run.check_new_or_resume(cfg, resume)
     info = distributed.from_environment()
     distributed.check_batch(info, cfg.train.batch_size)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
+    run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     generated = _generated_source(cfg, data)
     init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
     if init is not None and cfg.init_full:
@@ -114,7 +120,7 @@ def _generated_source(cfg: PretrainConfig, data: ImageData):
     if g.bank is not None:
         from gensis.bank.sources import BankViews
 
-        return BankViews(g.bank, len(data), data.resolution, g.views_per_image)
+        return BankViews(g.bank, len(data), data.resolution, g.views_per_image, data=data)
     if g.generator is not None:
         from gensis.bank.sources import OnTheFlyViews
 
@@ -153,6 +159,8 @@ def _load_data(
         )
     if eval_data is not None and data.labels is None:
         raise DataError(f"{data.source} has no labels, which online kNN needs (or drop data.eval_path)")
+    if eval_data is not None:
+        align_labels(data, eval_data)  # disjoint classes are refused before the run folder is touched
     if len(data) < cfg.train.batch_size:
         raise DataError(
             f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}"
@@ -352,7 +360,7 @@ def _load_model_state(model, state: dict, source: str) -> None:
         model.student.load_state_dict(state["student"])
         model.load_extra_state(state)
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: does not fit this model ({str(exc).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{source}: does not fit this model ({first_line(exc)})") from None
 
 
 def _init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
@@ -381,6 +389,7 @@ def _save(run: RunFolder, model, optimizer, step: int, cfg: PretrainConfig) -> N
         **model.extra_state(),  # DINO: teacher and center; MoCo v3: the momentum network
         "optimizer": optimizer.state_dict(),
         "backbone": cfg.model.backbone,
+        **({"run": run.stamp} if run.stamp is not None else {}),
     }
     save_state(run.last_checkpoint, state)
 
@@ -389,12 +398,13 @@ def _restore(run: RunFolder, model, optimizer, device: torch.device) -> int:
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != "gensis.pretrain/1":
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
+    run.check_stamp(state)
     _load_model_state(model, state, str(run.last_checkpoint))
     try:
         optimizer.load_state_dict(state["optimizer"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
-            f"{run.last_checkpoint}: does not fit this optimizer ({str(exc).splitlines()[0][:160]})"
+            f"{run.last_checkpoint}: does not fit this optimizer ({first_line(exc)})"
         ) from None
     return int(state["step"])
 
@@ -403,9 +413,11 @@ def _online_knn(model, data, eval_data, cfg, device, step, epoch, run) -> dict[s
     kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, batch_size=cfg.train.batch_size,
               device=device, precision=cfg.train.precision)
     encoder = model.teacher_encoder
+    labels = align_labels(data, eval_data)  # by class name
     train_f = extract_features(encoder, data, **kw)
-    test_f = extract_features(encoder, eval_data, **kw)
-    acc = knn_accuracy(train_f, data.labels, test_f, eval_data.labels, k=(20, 200), temperature=0.07)
+    test_f = extract_features(encoder, eval_data.subset(labels.keep), **kw)
+    acc = knn_accuracy(train_f, labels.train, test_f, labels.test, k=(20, 200), temperature=0.07,
+                       num_classes=labels.num_classes)
     record = {"step": step, "epoch": epoch, "knn_top1_k20": acc[20], "knn_top1_k200": acc[200]}
     run.log_metrics(record)
     log.info("online kNN after epoch %d: k=20 %.2f%%, k=200 %.2f%%", epoch, acc[20], acc[200])

@@ -14,6 +14,7 @@ training loops know nothing of them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -31,8 +32,11 @@ from gensis.runtime.io import atomic_write_text
 
 LOGGER_NAME = "gensis"
 
-# Settings that may differ between an interrupted run and its resumption.
-RESUME_MUTABLE = frozenset({"train.progress", "train.device", "train.max_steps", "data.num_workers", "data.cache_dir"})
+# Settings that may differ between an interrupted run and its resumption ("out": a moved folder).
+RESUME_MUTABLE = frozenset({"out", "train.progress", "train.device", "train.max_steps", "data.num_workers",
+                            "data.cache_dir"})
+# First line of every config.yaml gensis writes: a config.yaml without it is the user's, never overwritten.
+CONFIG_MARK = "# written by gensis: the resolved config of this run\n"
 
 
 class RunFolder:
@@ -40,6 +44,9 @@ class RunFolder:
         self.root = Path(out)
         self._loggers_cfg: Any = None  # the run's ``loggers`` section, from write_config
         self._config: dict[str, Any] | None = None
+        # What ties a checkpoint to this run: fingerprints of its settings and data (bind()).
+        self.stamp: dict[str, str] | None = None
+        self._stale_metrics = False
 
     @property
     def config_path(self) -> Path:
@@ -67,15 +74,14 @@ class RunFolder:
             (self.root / "exported").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GensisError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
+        if self._stale_metrics:
+            atomic_write_text(self.metrics_path, "")
+            self._stale_metrics = False
 
     def check_new_or_resume(self, cfg: BaseModel, resume: bool, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
-        """A fresh run needs an empty folder; a resumed one the same settings (but ``mutable``)."""
+        """A fresh run needs a folder without a run; a resumed one the same settings (but ``mutable``)."""
         if not resume:
-            if self.last_checkpoint.exists():
-                raise GensisError(
-                    f"{self.root} already holds a run (checkpoints/last.pt); pass --resume to "
-                    "continue it or choose another out="
-                )
+            self._check_fresh(cfg, mutable)
             return
         if not self.last_checkpoint.exists():
             raise CheckpointError(f"nothing to resume: {self.last_checkpoint} does not exist")
@@ -86,17 +92,79 @@ class RunFolder:
                 "resume with the same settings or start a new run (init_from= loads weights only)"
             )
 
+    def written_files(self) -> list[str]:
+        """The files of a run (checkpoint, exports, metrics) present in the folder, relative to it."""
+        found = ["checkpoints/last.pt"] if self.last_checkpoint.is_file() else []
+        exported = self.root / "exported"
+        if exported.is_dir():
+            found += [f"exported/{p.name}" for p in sorted(exported.iterdir()) if p.is_file()]
+        return found + (["metrics.jsonl"] if self.metrics_path.is_file() else [])
+
+    def _check_fresh(self, cfg: BaseModel, mutable: frozenset[str]) -> None:
+        """Refuse any folder that holds a run's output or a config.yaml gensis did not write (with
+        the same settings): only a run that died before its first checkpoint may start over."""
+        found = self.written_files()
+        if found and (found != ["metrics.jsonl"] or not self.config_path.exists()):
+            raise GensisError(
+                f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
+                "continue it or choose another out="
+            )
+        if not self.config_path.exists():
+            return
+        self._stale_metrics = bool(found)  # a run that died before its first checkpoint starts over
+        if not self.config_is_gensis():
+            raise ConfigError(f"{self.config_path}: not written by gensis; it is never overwritten, choose another out=")
+        changed = self.config_changes(cfg, mutable)
+        if changed:
+            raise ConfigError(f"{self.root} holds a run with other settings ({', '.join(changed[:5])}); "
+                              "choose another out= or remove that folder")
+
+    def config_is_gensis(self) -> bool:
+        try:
+            with open(self.config_path, encoding="utf-8", errors="replace") as f:
+                return f.readline() == CONFIG_MARK
+        except OSError:
+            return False
+
+    def bind(self, cfg: BaseModel, data_fingerprint: str, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
+        """Fingerprints of this run's settings and data, recorded in (and checked against) its checkpoints."""
+        self.stamp = {"config": config_fingerprint(cfg, mutable), "data": data_fingerprint}
+
+    def check_stamp(self, state: dict[str, Any]) -> None:
+        """A checkpoint of another run (settings or data) is refused; older ones carry no stamp."""
+        saved = state.get("run")
+        if self.stamp is None or not isinstance(saved, dict):
+            return
+        if saved.get("config") != self.stamp["config"]:
+            raise CheckpointError(
+                f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
+                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"
+            )
+        if saved.get("data") != self.stamp["data"]:
+            raise CheckpointError(
+                f"{self.last_checkpoint}: trained on other data (data fingerprint {str(saved.get('data'))[:12]}, "
+                f"the data now gives {self.stamp['data'][:12]}); restore that data or start a new run"
+            )
+
     def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:
         """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
-        saved = validate(type(cfg), load_yaml(self.config_path))
+        try:
+            saved = validate(type(cfg), load_yaml(self.config_path))
+        except ConfigError as exc:  # another command's config, or edited by hand
+            message = str(exc) if str(self.config_path) in str(exc) else f"{self.config_path}: {exc}"
+            raise ConfigError(message) from None
         new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
         # Loggers change where metrics are copied to, never the run: they may differ on resume.
         return [k for k in new if new[k] != old.get(k) and k not in mutable and not k.startswith("loggers.")]
 
     def write_config(self, cfg: BaseModel) -> None:
-        atomic_write_text(self.config_path, to_yaml(cfg))
+        """Write config.yaml, unless it already holds these settings (a resume touches no output;
+        a moved folder keeps its old ``out``, which resumption ignores)."""
         self._loggers_cfg = getattr(cfg, "loggers", None)
         self._config = cfg.model_dump(mode="json")
+        if self.config_path.exists() and self.config_is_gensis() and not self.config_changes(cfg, frozenset({"out"})):
+            return
+        atomic_write_text(self.config_path, CONFIG_MARK + to_yaml(cfg))
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
@@ -157,6 +225,12 @@ class RunFolder:
             logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         return handler
+
+
+def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> str:
+    """sha256 of the settings that define a run (all but ``mutable``), stable across processes."""
+    flat = {k: v for k, v in _flatten(cfg.model_dump()).items() if k not in mutable}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
 
 
 def _flatten(tree: dict[str, Any]) -> dict[str, str]:

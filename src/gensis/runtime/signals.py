@@ -18,12 +18,23 @@ from gensis.errors import GensisError
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
-class TrainingInterrupted(GensisError):
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} after step {step}; checkpoint saved to {checkpoint}; "
-                         "continue with --resume (gensis run: rerun the same command)")
+class Interrupted(GensisError):
+    """Stopped by a signal at a safe point (its work saved); exit code 128 + signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} {message}")
         self.exit_code = 128 + signum
+
+
+class TrainingInterrupted(Interrupted):
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(signum, f"after step {step}; checkpoint saved to {checkpoint}; "
+                         "continue with --resume (gensis run: rerun the same command)")
+
+
+# Every GracefulStop block now open, innermost last: a signal is recorded in all of them, so
+# `gensis run` still knows of one that a stage caught (e.g. in its last step) and stops after it.
+_active: list["GracefulStop"] = []
 
 
 class GracefulStop:
@@ -36,13 +47,17 @@ class GracefulStop:
     def __enter__(self) -> "GracefulStop":
         if threading.current_thread() is threading.main_thread():  # signal handlers: main thread only
             self._previous = {s: signal.signal(s, self._handle) for s in HANDLED}
+            _active.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]
+        if self in _active:
+            _active.remove(self)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signal = signum
+        for stop in _active or [self]:
+            stop.signal = signum

@@ -19,6 +19,7 @@ from typing import Any
 
 from gensis.config.overrides import build_config
 from gensis.errors import DataError
+from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.tiling.config import TileConfig
 from gensis.tiling.output import Output
 from gensis.tiling.run import SlideOutcome, find_slides, run_slides, slide_ids
@@ -61,6 +62,7 @@ def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = N
     cfg = tile_config(overrides, config_file, **kwargs)
     t0 = time.perf_counter()
     paths = find_slides(cfg.slides)
+    refuse_out_over_inputs(cfg.out, {"slides": cfg.slides})  # slides are found recursively: tiles there would be too
     ids = slide_ids(paths)
     require_backend()  # a missing reader is one error up front, not one per slide
     output = Output(cfg)
