@@ -57,7 +57,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/cond_bench")
     p.add_argument("--designs", default=",".join(DESIGNS))
-    p.add_argument("--stage1-epochs", type=int, default=30, help="the digits preset's (the demo's) 30")
+    p.add_argument("--stage1-epochs", type=int, default=30, help="stage-1 epochs (the digits preset's 30; the demo now runs 20)")
     p.add_argument("--steps", type=int, default=1200, help="generator training steps per design")
     p.add_argument("--monitor-every", type=int, default=200)
     p.add_argument("--sources", type=int, default=500, help="source images given views and measured")
@@ -76,6 +76,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if not RunFolder(encoder).exported_encoder.exists():
         gensis.pretrain(preset="digits", out=str(encoder), data={"path": str(data_path)},
+                        resume=RunFolder(encoder).last_checkpoint.exists(),
                         overrides={"train.progress": False, "train.device": args.device,
                                    "train.epochs": args.stage1_epochs})
     stage1_s = time.perf_counter() - t0

@@ -193,7 +193,7 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
         {"retrieval_top1": 0.5, "class_consistency": 0.5}
     header, rows = faithfulness_table({"retrieval_top1": 20.0, "ceiling": {"retrieval_top1": 40.0},
                                        "chance": {"retrieval_top1": 0.1}, "versus_ceiling": {"retrieval_top1": 0.5}})
-    assert rows == [["source retrieval top-1 (%)", "20.0", "40.0", "0.1", "0.5"]]
+    assert rows == [["source retrieval top-1 (%)", "20.0", "40.0", "-", "0.1", "0.5"]]
 
 
 def test_ceiling_views_use_the_recorded_stage1_augmentation() -> None:

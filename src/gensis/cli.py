@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=<.safetensors|.npy|.csv|.parquet>).")
     tile = add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
     tile.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
-    add("demo", "The whole pipeline on the bundled real digits dataset (about 11 minutes on a 2-core CPU).")
+    add("demo", "The whole pipeline on the bundled real digits dataset (about 15 minutes on a 2-core CPU).")
     add("config", "Print the resolved config of a command (pretrain, eval, embed) and its keys.", which=True)
     return p
 
@@ -87,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet and args.command in ("run", "demo"):
         settings.setdefault("progress", False)
     if args.command == "run":
+        from gensis.pipeline.report import format_run
+
         result = api.run(settings, config_file=args.config)
         print(format_run(result))
         _print_tensorboard_hint(result["out"])
@@ -171,15 +173,6 @@ def _print_tensorboard_hint(out: str) -> None:
 
     if next(Path(out).glob("*/events.out.tfevents.*"), None) is not None:
         print(f"curves: tensorboard --logdir {out}")
-
-
-def format_run(result: dict) -> str:
-    lines = [f"report: {result['report']}"]
-    for name, r in result["eval"].items():
-        knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
-        lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""
-        lines.append(f"{name:<10} kNN {knn}{lin}")
-    return "\n".join(lines)
 
 
 def _print_fields(model, prefix: str = "", values: dict | None = None) -> None:

@@ -6,7 +6,8 @@ helps if the encoder would call the two the same image. Each figure is given thr
 * ``generated``: the bank's views of a sample of sources;
 * ``ceiling``: real views of the same sources made by stage 1's own global-view
   augmentation (crop, flips, colour, blur: what stage 1 calls a view), recorded in the
-  encoder file; a generator cannot be expected to beat what stage 1 trains on;
+  encoder file; ``ceiling_crop``: its geometric part alone (crop, flips, rotations), a
+  stricter bar for retrieval and a lower one for diversity;
 * ``chance``: what a random image would score.
 
 Figures: source retrieval (rank of the source among the embeddings of *all* real images:
@@ -103,17 +104,24 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
                        views: int = 2, device="cpu", seed: int = 0) -> dict[str, dict]:
     """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance."""
     cfg, where = ceiling_augment(encoder.extra_metadata, real.images.shape[-1])  # type: ignore[attr-defined]
-    imgs = real_views(real.images[sources], cfg, views, seed)
-    emb = encoder_embeddings(encoder, as_data(imgs.flatten(0, 1)), device=device).cpu()
     labels = real.labels
-    ceiling = {"augment": where, **view_figures(emb, imgs, sources, real_emb, labels)}
+
+    def figures(aug: AugmentConfig) -> dict:
+        imgs = real_views(real.images[sources], aug, views, seed)
+        emb = encoder_embeddings(encoder, as_data(imgs.flatten(0, 1)), device=device).cpu()
+        return view_figures(emb, imgs, sources, real_emb, labels)
+
+    ceiling = {"augment": where, **figures(cfg)}
+    # The geometric part alone (crop, flips, rotations; no colour, blur or solarization).
+    geometric = cfg.model_copy(update={"color_jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": (0.0, 0.0, 0.0),
+                                       "solarize_p": 0.0})
     n = real_emb.shape[0]
-    chance: dict[str, float] = {"retrieval_top1": round(100 / n, 3), "retrieval_top5": round(min(500 / n, 100), 3),
+    chance: dict[str, float] = {"images": n, "retrieval_top1": round(100 / n, 3), "retrieval_top5": round(min(500 / n, 100), 3),
                                 "retrieval_median_rank": (n + 1) // 2}
     if labels is not None:
         share = torch.bincount(labels).float() / len(labels)
         chance["class_consistency"] = round(float((share ** 2).sum() * 100), 2)
-    return {"ceiling": ceiling, "chance": chance}
+    return {"ceiling": ceiling, "ceiling_crop": figures(geometric), "chance": chance}
 
 
 def versus_ceiling(generated: dict, ceiling: dict) -> dict[str, float]:
@@ -132,13 +140,15 @@ FIGURES = (("retrieval_top1", "source retrieval top-1 (%)"), ("retrieval_top5", 
 
 
 def faithfulness_table(quality: dict) -> tuple[list[str], list[list[str]]]:
-    """Rows: figure | generated views | real stage-1 views (ceiling) | chance | generated / ceiling."""
+    """Rows: figure | generated | real stage-1 views (ceiling) | real crops | chance | generated / ceiling."""
     ceiling, chance, ratio = quality.get("ceiling", {}), quality.get("chance", {}), quality.get("versus_ceiling", {})
-    header = ["figure", "generated views", "real stage-1 views (ceiling)", "chance", "generated / ceiling"]
+    crop = quality.get("ceiling_crop", {})
+    header = ["figure", "generated views", "real stage-1 views (ceiling)", "real stage-1 crops", "chance",
+              "generated / ceiling"]
     rows = []
     for key, label in FIGURES:
         if key not in quality and key not in ceiling:
             continue
-        rows.append([label] + [str(d.get(key, "-")) for d in (quality, ceiling, chance)]
+        rows.append([label] + [str(d.get(key, "-")) for d in (quality, ceiling, crop, chance)]
                     + [str(ratio.get(key, "-"))])
     return header, rows

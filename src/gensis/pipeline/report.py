@@ -166,3 +166,25 @@ def _html(s: dict[str, Any]) -> str:
     if s["plots"]:
         parts += ["<h2>Training curves</h2>"] + [f"<img src='{e(p)}' alt='{e(p)}'>" for p in s["plots"]]
     return "\n".join(parts) + "\n"
+
+
+def format_run(result: dict) -> str:
+    """The console summary of ``gensis run``: where the report is, and each encoder's scores."""
+    lines = [f"report: {result['report']}"]
+    for name, r in result["eval"].items():
+        knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
+        lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""
+        lines.append(f"{name:<10} kNN {knn}{lin}")
+    return "\n".join(lines)
+
+
+def format_faithfulness(quality: dict) -> str:
+    """One line: are the generated views views of their source, beside real stage-1 views."""
+    c = quality.get("ceiling", {})
+    line = (f"generated views: source found top-1 {quality['retrieval_top1']:.1f} % (real stage-1 views "
+            f"{c.get('retrieval_top1', float('nan')):.1f} %), median rank {quality['retrieval_median_rank']} "
+            f"({c.get('retrieval_median_rank', '?')}) of {quality.get('chance', {}).get('images', '?')} images")
+    if "class_consistency" in quality:
+        line += f", class kept {quality['class_consistency']:.1f} % ({c.get('class_consistency', float('nan')):.1f} %)"
+    return line
+
