@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gensis.generator.faithfulness import faithfulness_table
+from gensis.pipeline.verdict import verdicts
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder
 
@@ -101,7 +102,9 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         "p_gen": stages.gen_dino.gen.p_gen,
         "lambda_dis": stages.gen_dino.gen.lambda_dis,
     }
+    metrics = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
     sections = {
+        "verdicts": verdicts(stages, quality, results, metrics),
         "facts": facts,
         "stages": state["stages"],
         "compute": _compute(state["stages"]),
@@ -121,7 +124,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _markdown(s: dict[str, Any]) -> str:
-    out = ["# gensis run report", ""]
+    out = ["# gensis run report", "", "## Did each stage do its job?", ""]
+    out += [f"- {'OK' if v.ok else '**WARNING**'} **{v.stage}**: {v.text}" for v in s["verdicts"]]
+    out += [""]
     out += [f"- **{k}**: {v}" for k, v in s["facts"].items()]
     if s["eval"]:
         out += ["", "## Frozen-encoder evaluation (top-1 %, test split)", "", _md_table(*s["eval"])]
@@ -149,8 +154,12 @@ def _html(s: dict[str, Any]) -> str:
 
     parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
-             "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}</style>",
-             "<h1>gensis run report</h1><ul>"]
+             "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}"
+             ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warn{background:#fde7e9}</style>",
+             "<h1>gensis run report</h1>", "<h2>Did each stage do its job?</h2><ul class='verdicts'>"]
+    parts += [f"<li class='{'ok' if v.ok else 'warn'}'><b>{'OK' if v.ok else 'WARNING'}, {e(v.stage)}</b>: "
+              f"{e(v.text)}</li>" for v in s["verdicts"]]
+    parts += ["</ul><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in s["facts"].items()] + ["</ul>"]
     if s["eval"]:
         parts += ["<h2>Frozen-encoder evaluation (top-1 %, test split)</h2>", table(*s["eval"])]

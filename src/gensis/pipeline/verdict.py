@@ -1,0 +1,89 @@
+"""The report's first lines: did each stage do its job? One verdict per stage, with its number.
+
+* Stage 1 learned: DINO's loss (a cross-entropy over ``out_dim`` prototypes) ends well below
+  ln(out_dim), its value for a uniform teacher. A loss within 5 % of it means the encoder
+  barely trained (as in the first CPU-budget CIFAR-10 run: 7.25 against 7.62).
+* Stage 2 follows its condition: generated views find their source at least half as often as
+  real stage-1 views do (:mod:`gensis.generator.faithfulness`), and far above chance.
+* Stage 3: Gen-DINO against the control at equal epochs, and the disentanglement loss against
+  its uniform value. One seed: a difference of a point or two is inside the noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+BARELY = 0.95  # a loss above 95 % of its uniform value: the stage barely learned
+HALF_CEILING = 0.5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    stage: str
+    ok: bool
+    text: str
+
+
+def _first_last(metrics: list[dict], key: str) -> tuple[float, float] | None:
+    values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
+    return (values[0], values[-1]) if values else None
+
+
+def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
+    loss = _first_last(metrics, "loss")
+    if loss is None:
+        return Verdict("stage 1", False, "no training loss was logged")
+    first, last = loss
+    if method != "dino":
+        return Verdict("stage 1", last < first, f"{method} loss {first:.3f} -> {last:.3f}")
+    uniform = math.log(out_dim)
+    ok = last < BARELY * uniform
+    text = f"DINO loss {first:.2f} -> {last:.2f}, against {uniform:.2f} for a uniform teacher"
+    return Verdict("stage 1", ok, text + ("" if ok else ": the encoder barely learned; train longer"))
+
+
+def stage2(quality: dict[str, Any] | None) -> Verdict:
+    if not quality or not quality.get("sources"):
+        return Verdict("stage 2", False, "the bank's quality was not measured")
+    top1 = quality["retrieval_top1"]
+    ceiling = quality.get("ceiling", {}).get("retrieval_top1")
+    chance = quality.get("chance", {}).get("retrieval_top1", 0.0)
+    text = (f"generated views find their source {top1:.1f} % of the time (real stage-1 views "
+            f"{ceiling if ceiling is not None else '?'} %, chance {chance:.2f} %), median rank "
+            f"{quality['retrieval_median_rank']}")
+    if ceiling is None:
+        return Verdict("stage 2", top1 > 10 * chance, text)
+    ok = top1 >= HALF_CEILING * ceiling
+    if not ok:
+        text += (": the views are not views of their source, so stage 3 pairs images with unrelated ones; "
+                 "train the generator longer (see its conditioning curves)")
+    return Verdict("stage 2", ok, text)
+
+
+def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Verdict:
+    gen, control = results.get("gen-dino"), results.get("control")
+    parts, ok = [], True
+    if gen and control:
+        k = sorted(gen["knn_top1"], key=int)[0]
+        d_knn = gen["knn_top1"][k] - control["knn_top1"][k]
+        parts.append(f"Gen-DINO minus control: kNN k={k} {d_knn:+.2f}")
+        if "linear" in gen and "linear" in control:
+            parts.append(f"linear {gen['linear']['top1'] - control['linear']['top1']:+.2f} points (one seed)")
+    dis = _first_last(gen_metrics, "loss_dis")
+    if dis is not None:
+        uniform = math.log(out_dim)
+        learned = dis[1] < BARELY * uniform
+        ok = ok and learned
+        parts.append(f"disentanglement loss {dis[0]:.2f} -> {dis[1]:.2f} (uniform {uniform:.2f})"
+                     + ("" if learned else ": it stays near uniform, so the task teaches nothing"))
+    if not parts:
+        return Verdict("stage 3", False, "not evaluated")
+    return Verdict("stage 3", ok, "; ".join(parts))
+
+
+def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]]) -> list[Verdict]:
+    out_dim = stages.pretrain.dino.out_dim
+    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), stage2(quality),
+            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim)]
