@@ -66,7 +66,7 @@ def test_old_generators_load_as_the_design_they_were_trained_in(tmp_path) -> Non
               if k not in ("scale_shift", "standardize", "zero_init")}  # as written before these existed
     meta = {"format": "gensis.generator/1", "spec": json.dumps(fields), "space": "pixel", "vae": "",
             "scheduler": json.dumps({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
-                                     "prediction_type": "epsilon"}), "encoder_sha256": "x", "encoder": "e"}
+                                     "prediction_type": "epsilon"}), "encoder_sha256": "0" * 64, "encoder": "/e"}
     path = tmp_path / "old.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
     loaded, _ = load_generator(path)

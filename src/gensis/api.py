@@ -267,8 +267,8 @@ def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     from gensis.runtime.io import file_sha256
 
     cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
-    embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
+    embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]

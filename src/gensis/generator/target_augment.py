@@ -12,14 +12,11 @@ gets none.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 
 import torch
 
 from gensis.augment import ops
-
-log = logging.getLogger("gensis.generator")
 
 
 @dataclass(frozen=True)
@@ -56,9 +53,7 @@ def stage1_augment(encoder_meta: dict[str, str]) -> dict | None:
 
 def resolve_target_augment(train_cfg, encoder_meta: dict[str, str]) -> TargetAugment:
     """Explicit ``train.hflip_p/vflip_p/rot90_p`` win; unset ones follow the encoder's stage 1."""
-    recorded = stage1_augment(encoder_meta) or {}
-    if not recorded:
-        log.info("the encoder records no stage-1 augmentation: the generator's targets are not flipped")
+    recorded = stage1_augment(encoder_meta) or {}  # none recorded: no flips (train-generator logs them)
     probs = {}
     for key in ("hflip_p", "vflip_p", "rot90_p"):
         set_value = getattr(train_cfg, key)

@@ -229,7 +229,8 @@ class RunFolder:
 
 def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> str:
     """sha256 of the settings that define a run (all but ``mutable``), stable across processes."""
-    flat = {k: v for k, v in _flatten(cfg.model_dump()).items() if k not in mutable}
+    # Loggers only say where metrics are copied to: they may change on resume (config_changes).
+    flat = {k: v for k, v in _flatten(cfg.model_dump()).items() if k not in mutable and not k.startswith("loggers.")}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
 
 
