@@ -13,6 +13,8 @@ def test_stage1_flags_a_loss_near_its_uniform_value() -> None:
     good = stage1([{"loss": 6.9}, {"lr": 0.1}, {"loss": 6.0}], "dino", 1024)
     assert good.ok and "6.90 -> 6.00" in good.text and f"{math.log(1024):.2f}" in good.text
     assert uniform > 7.6
+    with_knn = stage1([{"loss": 6.76}, {"loss": 6.61, "knn_top1_k20": 94.17}], "dino", 1024)
+    assert not with_knn.ok and "online kNN k=20 94.2 %" in with_knn.text and "train longer" in with_knn.text
     assert stage1([], "dino", 1024).ok is False
     assert stage1([{"loss": 5.0}, {"loss": 4.0}], "simclr", 1024).ok
 

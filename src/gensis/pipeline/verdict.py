@@ -41,7 +41,11 @@ def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
     uniform = math.log(out_dim)
     ok = last < BARELY * uniform
     text = f"DINO loss {first:.2f} -> {last:.2f}, against {uniform:.2f} for a uniform teacher"
-    return Verdict("stage 1", ok, text + ("" if ok else ": the encoder barely learned; train longer"))
+    knn = _first_last(metrics, "knn_top1_k20")
+    if knn is not None:
+        text += f"; online kNN k=20 {knn[1]:.1f} %"
+    return Verdict("stage 1", ok, text + ("" if ok else ": the loss is still near its uniform value, so the "
+                                          "encoder has learned little of what DINO can teach it; train longer"))
 
 
 def stage2(quality: dict[str, Any] | None) -> Verdict:
