@@ -11,6 +11,7 @@ times, alternating, so a slow spell of the machine hits both.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -56,7 +57,6 @@ def main() -> None:
                          if "images_per_s" in m and m["step"] > 20]
                 train[name].append(statistics.fmean(rates))
                 unet, meta = load_generator(run.generator_path, device)
-                import json
                 sch = make_scheduler("dpmsolver++", **json.loads(meta["scheduler"]))
                 emb = torch.nn.functional.normalize(torch.randn(args.samples, unet.embed_dim), dim=-1)
                 t0 = time.perf_counter()

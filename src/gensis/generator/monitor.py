@@ -12,6 +12,10 @@ timesteps:
   stage-1 encoder and searched among the embeddings of all training images. Beside it,
   ``monitor_top1_shuffled`` is the same with the wrong embeddings: what x_t alone gives away.
 
+It measures the weights being trained, not their EMA that is exported: it shows whether the
+network is learning, while the exported generator lags by about 1 / (1 - train.ema_decay)
+steps; ``eval-generator`` measures the exported one.
+
 A generator whose gap stays under ``WARN_GAP`` % past a quarter of training (and past
 ``WARN_AFTER`` steps) gets one warning in the log.
 """

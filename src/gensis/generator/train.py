@@ -116,13 +116,12 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
             targets = encode_images(vae, data, device=device, progress=cfg.train.progress) if info.is_main else None
             targets = distributed.broadcast(targets, info)
         del vae
-        augment = resolve_target_augment(cfg.train, meta)
         # The monitor re-embeds one-step predictions, which needs pixels: latent space gets the loss gap only.
         monitor_encoder = encoder if (info.is_main and not latent and cfg.train.monitor_every > 0) else None
         del encoder
         with GracefulStop() as stop:
             return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
-                          augment=augment, monitor_encoder=monitor_encoder, encoder_meta=meta)
+                          monitor_encoder=monitor_encoder, encoder_meta=meta)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -161,12 +160,12 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
            encoder_path, stop: GracefulStop | None = None,
-           info: distributed.Dist = distributed.Dist(), *, augment=None, monitor_encoder=None,
+           info: distributed.Dist = distributed.Dist(), *, monitor_encoder=None,
            encoder_meta: dict | None = None) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    augment = augment or resolve_target_augment(tc, encoder_meta or {})
+    augment = resolve_target_augment(tc, encoder_meta or {})
     requested = tc.monitor_images if tc.monitor_every > 0 else 0
     train_idx, held = holdout_split(len(targets), requested, tc.batch_size, tc.seed)
     n = len(train_idx)
