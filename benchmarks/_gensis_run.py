@@ -19,6 +19,7 @@ from typing import Any
 
 import gensis
 from gensis.config.overrides import build_config
+from gensis.generator.faithfulness import faithfulness_table
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
@@ -26,6 +27,11 @@ from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
 
 from _common import emit, header
+from _gensis_table import dis_curve, summarize, write_table
+
+LABELS = {"dino": "DINO, stage 1", "control": "control: DINO, equal epochs", "gen-dino": "Gen-DINO",
+          "gen-dino-nodis": "Gen-DINO without disentanglement", "dino-compute-fair": "DINO, compute-fair"}
+VERSUS = [("gen-dino", "control"), ("gen-dino", "dino"), ("control", "dino"), ("gen-dino", "dino-compute-fair")]
 
 
 def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True,
@@ -67,8 +73,27 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
                       "trained_steps": r.get("trained_steps"),
                       **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin}}
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
+    summary = summarize(rows, VERSUS)
+    out_dim = stages.gen_dino.dino.out_dim
+    summary["disentanglement_loss"] = {
+        name: dis_curve(Path(cfg.out) / name if name != "gen-dino" else Path(stages.gen_dino.out), out_dim)
+        for name in rows if name.startswith("gen-dino")}
+    summary["faithfulness"] = {k: quality.get(k) for k in ("retrieval_top1", "retrieval_median_rank",
+                                                           "class_consistency", "ceiling", "ceiling_crop", "chance")}
+    head, body = faithfulness_table(quality)
+    extra = ("\nGenerated views, beside real stage-1 views (the ceiling) and chance:\n\n| " + " | ".join(head)
+             + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
+    curves = {n: c for n, c in summary["disentanglement_loss"].items() if c}
+    if curves:
+        extra += "\nDisentanglement loss, mean of the first and last tenth of each run (uniform = ln K):\n\n"
+        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} (uniform {c['uniform']:.2f}"
+                         + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")") + "\n"
+                         for n, c in curves.items())
+    table = write_table(Path(cfg.out), summary, LABELS, extra)
+    print(table.read_text())
     return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
-            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "generator_quality": quality}
+            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "summary": summary,
+            "generator_quality": quality}
 
 
 def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data: Path, *, preset: str,
@@ -83,8 +108,11 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--stage3-seeds", type=int, default=1, help="repeat stage 3 with this many training seeds")
+    p.add_argument("--stage3-seeds", type=int, default=3, help="repeat stage 3 with this many training seeds")
+    p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
     args = p.parse_args()
+    if args.no_compute_fair:
+        run_kw["compute_fair"] = False
     result = header(name, resolve_device(args.device))
     result.update(scale=args.scale, settings=scales[args.scale], runs=[])
     for seed in (int(s) for s in args.seeds.split(",")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from gensis.errors import ConfigError
 from gensis.models.backbones import build_encoder
 from gensis.ssl.dino import DINO, DisentangleViews
 from gensis.ssl.losses.dino_loss import DINOLoss
-from gensis.ssl.losses.disentangle_loss import DisentanglementLoss
+from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, target_entropy
 
 PLAIN = AugmentConfig(global_crop_size=8, local_crop_size=4, n_local_crops=2, global_crop_scale=(1.0, 1.0),
                       color_jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0,
@@ -49,6 +50,17 @@ def test_disentanglement_loss_against_a_hand_computed_example() -> None:
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_target_entropy_is_the_floor_of_the_loss() -> None:
+    torch.manual_seed(2)
+    t1, t2, center = torch.randn(6, 10), torch.randn(6, 10), torch.zeros(1, 10)
+    loss = DisentanglementLoss(student_temp=0.1)
+    q = loss.target(t1, t2, torch.full((6,), 0.4), center, 0.1)
+    exact = [torch.log(q) * 0.1]  # a student that outputs the target itself reaches the floor
+    assert loss(t1, t2, torch.full((6,), 0.4), exact, center, 0.1).item() == pytest.approx(target_entropy(q).item(), rel=1e-5)
+    uniform = torch.full((6, 10), 0.1)
+    assert target_entropy(uniform).item() == pytest.approx(math.log(10), rel=1e-6)
+
+
 def _tiny_dino(**kw) -> DINO:
     torch.manual_seed(0)
     cfg = DINOConfig(out_dim=32, hidden_dim=32, bottleneck_dim=16, warmup_teacher_temp_epochs=0)
@@ -65,8 +77,10 @@ def test_center_ignores_mixed_logits_unless_asked() -> None:
     gen = _tiny_dino(lambda_dis=1.0)
     loss, _ = gen(views, 0, dis)
     assert torch.equal(plain.criterion.center, gen.criterion.center)
-    assert set(gen.loss_parts) == {"loss_dino", "loss_dis"}
+    assert set(gen.loss_parts) == {"loss_dino", "loss_dis", "loss_dis_floor"}
     assert loss.item() == pytest.approx((gen.loss_parts["loss_dino"] + gen.loss_parts["loss_dis"]).item(), rel=1e-6)
+    # the floor (the target's entropy) lies between 0 and the loss itself
+    assert 0 <= gen.loss_parts["loss_dis_floor"].item() <= gen.loss_parts["loss_dis"].item()
     mixed = _tiny_dino(lambda_dis=1.0, dis_update_center=True)
     mixed(views, 0, dis)
     assert not torch.equal(plain.criterion.center, mixed.criterion.center)

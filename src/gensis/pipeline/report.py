@@ -37,7 +37,8 @@ def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
     gen = "generator"
     # (file, title, [(legend, run, metric)])
     panels = [("loss", "SSL training loss", [(n, n, "loss") for n in ssl]),
-              ("loss_dis", "disentanglement loss", [(n, n, "loss_dis") for n in ssl]),
+              ("loss_dis", "disentanglement loss (floor: the target's entropy)",
+               [(n, n, "loss_dis") for n in ssl] + [(f"{n} floor", n, "loss_dis_floor") for n in ssl]),
               ("knn", "online kNN k=20 (%)", [(n, n, "knn_top1_k20") for n in ssl]),
               ("generator_loss", "generator (diffusion) loss", [(gen, gen, "loss")]),
               ("generator_condition", "generator: loss increase with a wrong embedding (%)",

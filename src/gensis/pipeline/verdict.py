@@ -80,7 +80,9 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Ve
         uniform = math.log(out_dim)
         learned = dis[1] < BARELY * uniform
         ok = ok and learned
-        parts.append(f"disentanglement loss {dis[0]:.2f} -> {dis[1]:.2f} (uniform {uniform:.2f})"
+        floor = _first_last(gen_metrics, "loss_dis_floor")
+        parts.append(f"disentanglement loss {dis[0]:.2f} -> {dis[1]:.2f} (uniform {uniform:.2f}"
+                     + (f", floor {floor[1]:.2f})" if floor else ")")
                      + ("" if learned else ": it stays near uniform, so the task teaches nothing"))
     if not parts:
         return Verdict("stage 3", False, "not evaluated")

@@ -21,7 +21,7 @@ from gensis.models.backbones import Encoder
 from gensis.runtime.distributed import unwrap
 from gensis.ssl.heads import DINOHead
 from gensis.ssl.losses.dino_loss import DINOLoss
-from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, mixed_teacher_logits
+from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, mixed_teacher_logits, target_entropy
 
 
 @dataclass
@@ -135,6 +135,9 @@ class DINO(nn.Module):
             )
             loss = loss + self.lambda_dis * dis_loss
             self.loss_parts["loss_dis"] = dis_loss.detach()
+            with torch.no_grad():  # the loss's floor this step (ln K is its uniform value)
+                q = self.dis_criterion.target(t1, t2, dis.alpha, self.criterion.center, self.criterion.teacher_temp(epoch))
+                self.loss_parts["loss_dis_floor"] = target_entropy(q)
             if self.dis_update_center:
                 center_logits.append(mixed_teacher_logits(t1, t2, dis.alpha).detach())
         self.criterion.update_center(torch.cat(center_logits))

@@ -28,6 +28,15 @@ def mixed_teacher_logits(t1: torch.Tensor, t2: torch.Tensor, alpha: torch.Tensor
     return a * t1 + (1.0 - a) * t2
 
 
+def target_entropy(target: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of a (B, K) target distribution: the lowest value its cross-entropy can reach.
+
+    Logged beside the loss so its curve can be read between two marks: ln K (a student that
+    predicts nothing) and this floor (a student that predicts the mixed target exactly).
+    """
+    return -(target * target.clamp_min(1e-12).log()).sum(dim=-1).mean()
+
+
 class DisentanglementLoss(nn.Module):
     def __init__(self, student_temp: float = 0.1) -> None:
         super().__init__()

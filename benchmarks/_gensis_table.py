@@ -1,0 +1,133 @@
+"""The table of a Gen-SIS experiment: mean +- sd over stage-3 seeds and the paired differences.
+
+Encoders named ``gen-dino``, ``gen-dino-s1``, ... are one group with seeds 0, 1, ...; a
+difference is *paired* when both encoders share the stage-1 weights, the bank and the training
+seed, so the seed's own noise cancels. A mean difference counts when it is larger than twice
+its standard error (sd / sqrt(n)); otherwise the table says it is inside the noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+METRICS = [("knn_k20", "kNN k=20"), ("knn_k200", "kNN k=200"), ("linear", "linear"),
+           ("auc", "linear AUC"), ("f1", "linear F1")]
+_SEED = re.compile(r"^(.*)-s(\d+)$")
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """``gen-dino-s2`` -> (``gen-dino``, 2); ``gen-dino`` -> (``gen-dino``, 0)."""
+    m = _SEED.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, 0)
+
+
+def figures(row: dict[str, Any]) -> dict[str, float]:
+    knn = row.get("knn_top1", {})
+    out = {f"knn_k{k}": float(v) for k, v in knn.items()}
+    for key, src in (("linear", "linear_top1"), ("auc", "linear_auc"), ("f1", "linear_f1")):
+        if row.get(src) is not None:
+            out[key] = float(row[src])
+    return out
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    sd = statistics.stdev(values) if n > 1 else None
+    return {"values": [round(v, 2) for v in values], "n": n, "mean": round(statistics.fmean(values), 3),
+            "sd": None if sd is None else round(sd, 3)}
+
+
+def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """Per metric: a - b for every seed both have, its mean, sd, standard error and verdict."""
+    seeds = sorted(set(a) & set(b))
+    out: dict[str, Any] = {}
+    for key, _ in METRICS:
+        diffs = [a[s][key] - b[s][key] for s in seeds if key in a[s] and key in b[s]]
+        if not diffs:
+            continue
+        d = spread(diffs)
+        se = d["sd"] / math.sqrt(d["n"]) if d["sd"] is not None else None
+        d["se"] = None if se is None else round(se, 3)
+        d["beyond_2se"] = bool(se is not None and abs(d["mean"]) > 2 * se)
+        out[key] = d
+    return out
+
+
+def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]]) -> dict[str, Any]:
+    """``rows``: encoder name -> its eval row; ``versus``: (group, reference group) pairs to difference."""
+    groups: dict[str, dict[int, dict[str, float]]] = {}
+    for name, row in rows.items():
+        group, seed = split_name(name)
+        groups.setdefault(group, {})[seed] = figures(row)
+    table = {g: {key: spread([by_seed[s][key] for s in sorted(by_seed) if key in by_seed[s]])
+                 for key, _ in METRICS if any(key in f for f in by_seed.values())}
+             for g, by_seed in groups.items()}
+    diffs = {}
+    for a, b in versus:
+        if a in groups and b in groups:
+            ref = groups[b]
+            if len(ref) == 1 and len(groups[a]) > 1:  # one reference (stage 1) for every seed
+                ref = {s: next(iter(ref.values())) for s in groups[a]}
+            diffs[f"{a} - {b}"] = paired(groups[a], ref)
+    return {"encoders": table, "differences": diffs}
+
+
+def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
+    """First and last 10 % of a Gen-DINO run's disentanglement loss, beside ln K and its floor."""
+    path = folder / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    loss = [r["loss_dis"] for r in rows if isinstance(r.get("loss_dis"), (int, float))]
+    if not loss:
+        return None
+    floor = [r["loss_dis_floor"] for r in rows if isinstance(r.get("loss_dis_floor"), (int, float))]
+    tenth = max(1, len(loss) // 10)
+    out = {"first": round(statistics.fmean(loss[:tenth]), 3), "last": round(statistics.fmean(loss[-tenth:]), 3),
+           "uniform": round(math.log(out_dim), 3), "points": len(loss)}
+    if floor:
+        out["floor_last"] = round(statistics.fmean(floor[-tenth:]), 3)
+    return out
+
+
+def _cell(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['mean']:.2f}" + (f" +- {s['sd']:.2f}" if s["sd"] is not None else "")
+
+
+def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
+    enc = summary["encoders"]
+    keys = [(k, lab) for k, lab in METRICS if any(k in t for t in enc.values())]
+    lines = ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for g, t in enc.items():
+        n = max(s["n"] for s in t.values())
+        lines.append(f"| {labels.get(g, g)} | {n} | " + " | ".join(_cell(t.get(k)) for k, _ in keys) + " |")
+    for name, d in summary["differences"].items():
+        lines += ["", f"Paired difference, {name} (per seed; mean +- sd; standard error):", "",
+                  "| figure | per seed | mean | sd | SE | beyond 2 SE? |", "|---|---|---|---|---|---|"]
+        for k, lab in keys:
+            if k not in d:
+                continue
+            s = d[k]
+            sd = "-" if s["sd"] is None else f"{s['sd']:.2f}"
+            se = "-" if s["se"] is None else f"{s['se']:.2f}"
+            verdict = "yes" if s["beyond_2se"] else "no: inside the noise"
+            lines.append(f"| {lab} | {', '.join(f'{v:+.2f}' for v in s['values'])} | {s['mean']:+.2f} | {sd} | "
+                         f"{se} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(folder: Path, summary: dict[str, Any], labels: dict[str, str], extra_md: str = "") -> Path:
+    """``table.md`` and ``table.json`` in ``folder``; returns the markdown's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md = folder / "table.md"
+    md.write_text(markdown(summary, labels) + extra_md)
+    (folder / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return md
