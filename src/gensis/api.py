@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from gensis.config.overrides import build_config
 from gensis.config.schema import EmbedConfig, EvalConfig, EvalGeneratorConfig, GenerateConfig, PretrainConfig, ShowConfig, TrainGeneratorConfig
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
-from gensis.eval.features import encoder_embeddings, extract_features
-from gensis.eval.knn import knn_accuracy
-from gensis.eval.labels import align_labels
-from gensis.eval.linear import linear_probe
+from gensis.eval.evaluate import evaluate_encoder, format_eval_table  # noqa: F401 (public API)
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
@@ -199,87 +194,9 @@ def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str
     )
 
 
-def evaluate_encoder(
-    encoder: torch.nn.Module,
-    train: ImageData,
-    test: ImageData,
-    *,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    knn_k: list[int] | tuple[int, ...] = (20, 200),
-    temperature: float = 0.07,
-    linear: bool = True,
-    linear_epochs: int = 100,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    out: str | None = None,
-    extra: dict[str, Any] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
-    labels = align_labels(train, test)  # by class name; refuses disjoint sets before any work
-    if not bool(labels.keep.all()):
-        test = test.subset(labels.keep)
-    t0 = time.perf_counter()
-    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
-    train_f = extract_features(encoder, train, desc="train features", **kw)
-    test_f = extract_features(encoder, test, desc="test features", **kw)
-    n_classes = labels.num_classes
-    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
-                       temperature=temperature, num_classes=n_classes)
-    result: dict[str, Any] = {
-        **(extra or {}),
-        "train": train.source,
-        "test": test.source,
-        "n_train": len(train),
-        "n_test": len(test),
-        "embed_dim": int(train_f.shape[1]),
-        "knn_temperature": temperature,
-        "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
-    }
-    if linear:
-        probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,
-                             epochs=linear_epochs, seed=seed, progress=progress)
-        result["linear"] = probe
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    if out:
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def format_eval_table(result: dict[str, Any]) -> str:
-    rows = [("metric", "top-1 %")]
-    rows += [(f"kNN k={k} (T={result['knn_temperature']})", f"{v:.2f}") for k, v in result["knn_top1"].items()]
-    if "linear" in result:
-        rows.append(("linear probe", f"{result['linear']['top1']:.2f}"))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{a:<{width}}  {b:>8}" for a, b in rows]
-    lines.insert(1, "-" * (width + 10))
-    return "\n".join(lines)
-
-
 def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     """Write embeddings (N, D) with their image ids (and labels when present); the out suffix picks
     the format: .safetensors, or .npy/.csv/.parquet (an array plus a one-row-per-image table)."""
-    from gensis.eval.embed_io import embedding_paths, write_embeddings
-    from gensis.runtime.checkpoint import resolve_encoder_path
-    from gensis.runtime.io import file_sha256
+    from gensis.eval.embed_io import run_embed
 
-    cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
-    embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
-    device = resolve_device(cfg.device)
-    encoder = load_encoder(cfg.encoder, device)
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
-                       cache_dir=cfg.cache_dir, max_images=cfg.max_images)
-    feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
-                               normalize=cfg.normalize, progress=cfg.progress, desc="embed")
-    file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
-                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize),
-                 "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder))}
-    if data.class_names:
-        file_meta["class_names"] = json.dumps(data.class_names)
-    write_embeddings(cfg.out, feats, data.ids, data.labels, data.class_names, file_meta)
-    return Path(cfg.out)
+    return run_embed(build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides)))

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gensis.errors import ConfigError
 from gensis.runtime.io import atomic_write, atomic_write_text, save_safetensors
+
+if TYPE_CHECKING:
+    from gensis.config.schema import EmbedConfig
 
 SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
 
@@ -110,3 +115,31 @@ def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:
     dims = [k for k in (rows[0] if rows else {}) if k.startswith("e") and k[1:].isdigit()]
     array = np.array([[float(r[k]) for k in dims] for r in rows], dtype=np.float32)
     return [{k: v for k, v in r.items() if k not in dims} for r in rows], array
+
+
+def run_embed(cfg: "EmbedConfig") -> Path:
+    """``gensis embed``: embeddings (N, D) of ``cfg.data_path`` with their image ids (and labels
+    when present) in the format ``cfg.out``'s suffix picks (see the module docstring)."""
+    from gensis.data import load_images
+    from gensis.eval.features import encoder_embeddings
+    from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
+    from gensis.runtime.device import resolve_device
+    from gensis.runtime.guards import refuse_out_over_inputs
+    from gensis.runtime.io import file_sha256
+
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
+    embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(cfg.encoder, device)
+    meta = encoder.extra_metadata  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
+                       cache_dir=cfg.cache_dir, max_images=cfg.max_images)
+    feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
+                               normalize=cfg.normalize, progress=cfg.progress, desc="embed")
+    file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
+                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize),
+                 "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder))}
+    if data.class_names:
+        file_meta["class_names"] = json.dumps(data.class_names)
+    write_embeddings(cfg.out, feats, data.ids, data.labels, data.class_names, file_meta)
+    return Path(cfg.out)

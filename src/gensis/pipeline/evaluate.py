@@ -15,7 +15,7 @@ log = logging.getLogger("gensis.run")
 
 def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: Path, results: dict[str, Any]) -> bool:
     """Evaluate one exported encoder into ``folder/<name>.json``; False when already done."""
-    from gensis.api import evaluate_encoder
+    from gensis.eval.evaluate import evaluate_encoder
     from gensis.data import load_images
     from gensis.runtime.checkpoint import load_encoder
     from gensis.runtime.device import resolve_device

@@ -27,6 +27,7 @@ from typing import Any
 from gensis.config.overrides import build_config, flatten
 from gensis.config.presets import GENERATOR_DEFAULTS
 from gensis.config.schema import (
+    EmbedConfig,
     GenerateConfig,
     PipelineConfig,
     PretrainConfig,
@@ -157,7 +158,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -> dict[str, Any]:
-    from gensis.api import embed
+    from gensis.eval.embed_io import run_embed
     from gensis.generator.generate import run_generate
     from gensis.generator.show import run_show
     from gensis.generator.train import run_train_generator
@@ -191,7 +192,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
 
     pretrain_run = RunFolder(stages.pretrain.out)
     record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))
-    record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, embed))
+    record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, run_embed))
     gen_export = Path(stages.generator.out) / "exported" / "generator.safetensors"
     record("train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export,
                                                       run_train_generator))
@@ -219,7 +220,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     return {"out": str(root), "report": str(report), "eval": results, "stages": state["stages"]}
 
 
-def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, embed) -> str:
+def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> str:
     from safetensors import safe_open
 
     out = root / "embeddings.safetensors"
@@ -228,8 +229,8 @@ def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, embed) -> str:
         with safe_open(str(out), framework="pt") as f:
             if (f.metadata() or {}).get("encoder_sha256") == digest:
                 return "skipped"
-    embed(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
-          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress)
+    run_embed(EmbedConfig(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
+                          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress))
     return "ran"
 
 

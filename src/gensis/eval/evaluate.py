@@ -1,0 +1,77 @@
+"""Frozen-feature evaluation of an encoder on labelled train/test images: weighted kNN and a
+linear probe (the figures every stage of the pipeline and ``gensis eval`` report)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import torch
+
+from gensis.data import ImageData
+from gensis.eval.features import extract_features
+from gensis.eval.knn import knn_accuracy
+from gensis.eval.labels import align_labels
+from gensis.eval.linear import linear_probe
+from gensis.runtime.io import atomic_write_text
+
+
+def evaluate_encoder(
+    encoder: torch.nn.Module,
+    train: ImageData,
+    test: ImageData,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    knn_k: list[int] | tuple[int, ...] = (20, 200),
+    temperature: float = 0.07,
+    linear: bool = True,
+    linear_epochs: int = 100,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    out: str | None = None,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """kNN + linear probe of ``encoder`` on labelled ``train``/``test`` images."""
+    labels = align_labels(train, test)  # by class name; refuses disjoint sets before any work
+    if not bool(labels.keep.all()):
+        test = test.subset(labels.keep)
+    t0 = time.perf_counter()
+    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
+    train_f = extract_features(encoder, train, desc="train features", **kw)
+    test_f = extract_features(encoder, test, desc="test features", **kw)
+    n_classes = labels.num_classes
+    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
+                       temperature=temperature, num_classes=n_classes)
+    result: dict[str, Any] = {
+        **(extra or {}),
+        "train": train.source,
+        "test": test.source,
+        "n_train": len(train),
+        "n_test": len(test),
+        "embed_dim": int(train_f.shape[1]),
+        "knn_temperature": temperature,
+        "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
+    }
+    if linear:
+        probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,
+                             epochs=linear_epochs, seed=seed, progress=progress)
+        result["linear"] = probe
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if out:
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_eval_table(result: dict[str, Any]) -> str:
+    rows = [("metric", "top-1 %")]
+    rows += [(f"kNN k={k} (T={result['knn_temperature']})", f"{v:.2f}") for k, v in result["knn_top1"].items()]
+    if "linear" in result:
+        rows.append(("linear probe", f"{result['linear']['top1']:.2f}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{a:<{width}}  {b:>8}" for a, b in rows]
+    lines.insert(1, "-" * (width + 10))
+    return "\n".join(lines)
