@@ -73,7 +73,7 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
                       "trained_steps": r.get("trained_steps"),
                       **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin}}
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    summary = summarize(rows, VERSUS)
+    summary = summarize(rows, VERSUS, n_test=next(iter(evals.values()))["n_test"])
     out_dim = stages.gen_dino.dino.out_dim
     summary["disentanglement_loss"] = {
         name: dis_curve(Path(cfg.out) / name if name != "gen-dino" else Path(stages.gen_dino.out), out_dim)

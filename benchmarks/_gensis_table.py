@@ -58,7 +58,7 @@ def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> di
     return out
 
 
-def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]]) -> dict[str, Any]:
+def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]], n_test: int | None = None) -> dict[str, Any]:
     """``rows``: encoder name -> its eval row; ``versus``: (group, reference group) pairs to difference."""
     groups: dict[str, dict[int, dict[str, float]]] = {}
     for name, row in rows.items():
@@ -74,7 +74,7 @@ def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]]) ->
             if len(ref) == 1 and len(groups[a]) > 1:  # one reference (stage 1) for every seed
                 ref = {s: next(iter(ref.values())) for s in groups[a]}
             diffs[f"{a} - {b}"] = paired(groups[a], ref)
-    return {"encoders": table, "differences": diffs}
+    return {"n_test": n_test, "encoders": table, "differences": diffs}
 
 
 def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
@@ -104,7 +104,10 @@ def _cell(s: dict[str, Any] | None) -> str:
 def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
     enc = summary["encoders"]
     keys = [(k, lab) for k, lab in METRICS if any(k in t for t in enc.values())]
-    lines = ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
+    lines = []
+    if summary.get("n_test"):
+        lines += [f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points.", ""]
+    lines += ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
              "|---|---|" + "---|" * len(keys)]
     for g, t in enc.items():
         n = max(s["n"] for s in t.values())

@@ -94,7 +94,7 @@ def main() -> None:
             rows[path.stem] = _row(json.loads(path.read_text()))
     rows.update({key: _row(r) for key, r in evals.items()})
     versus = [("gen-dino", "control")] + [(n, "control") for n in names] + [("gen-dino", n) for n in names]
-    summary = summarize(rows, versus)
+    summary = summarize(rows, versus, n_test=next(iter(evals.values()))["n_test"])
     out_dim = stages.gen_dino.dino.out_dim
     summary["disentanglement_loss"] = {key: dis_curve(run / "ablations" / key, out_dim) for key in evals}
     summary["overrides"] = {n: table[n] for n in names}

@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
     args = p.parse_args()
     out = Path(args.out) / "seed0"
     train, test = demo_digits(resolution=16)
@@ -46,7 +47,8 @@ def main() -> None:
                      "data.path": str(write_demo_data(out / "data", train, test)),
                      "data.eval_path": str(out / "data" / "digits_test.npz")})
     result = header("gensis_digits", resolve_device(args.device))
-    result.update(settings=settings, runs=[run_seed(settings, stage3_seeds=args.stage3_seeds)])
+    result.update(settings=settings, runs=[run_seed(settings, stage3_seeds=args.stage3_seeds,
+                                                  compute_fair=not args.no_compute_fair)])
     emit(result, args.json)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 import gensis
+from gensis.api import pretrain_config
 from gensis.runtime.device import resolve_device
 
 from _common import header
@@ -63,15 +65,15 @@ def _epochs_in(budget_s: float, calib_s: float, calib_steps: int, steps_per_epoc
 
 
 def stage1(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> dict[str, Any]:
-    base = {"preset": "cifar10", "device": device, "data.path": str(data / "cifar10_train.npz"),
-            "train.knn_every": 0, "progress": False}
+    base = {"preset": "cifar10", "train.device": device, "data.path": str(data / "cifar10_train.npz"),
+            "train.knn_every": 0, "train.progress": False}
     if dry:  # the CPU can afford only a small backbone
         base.update({"model.backbone": "resnet10t", "model.cifar_stem": False, "train.batch_size": 64})
     calib_steps = 3 if dry else 20
     t0 = time.perf_counter()
     gensis.pretrain({**base, "out": str(out / "stage1_calibration"), "train.max_steps": calib_steps})
     calib = time.perf_counter() - t0
-    cfg = gensis.pretrain_config({**base, "out": str(out / "stage1")})
+    cfg = pretrain_config({**base, "out": str(out / "stage1")})
     n = len(np.load(data / "cifar10_train.npz")["labels"])
     epochs = _epochs_in(budget_s, calib, calib_steps, max(1, n // cfg.train.batch_size))
     t0 = time.perf_counter()
@@ -84,8 +86,8 @@ def stage1(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> di
 
 
 def stage2(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> dict[str, Any]:
-    base = {"encoder": str(out / "stage1"), "device": device, "data.path": str(data / "cifar10_train.npz"),
-            "model.spec": "tiny" if dry else "pixel32", "progress": False, "train.monitor_every": 0}
+    base = {"encoder": str(out / "stage1"), "train.device": device, "data.path": str(data / "cifar10_train.npz"),
+            "model.spec": "tiny" if dry else "pixel32", "train.progress": False, "train.monitor_every": 0}
     if dry:
         base.update({"model.block_out_channels": [32, 64, 64], "train.batch_size": 32})
     calib_steps = 3 if dry else 50
@@ -107,6 +109,8 @@ def stage2(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> di
 def run(data: Path, out: Path, device: str, dry: bool) -> dict[str, Any]:
     b = BUDGETS["dry" if dry else "gpu"]
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("stage1_calibration", "stage1", "generator_calibration", "generator", "bank"):
+        shutil.rmtree(out / name, ignore_errors=True)  # this check's own scratch runs: measured anew
     result = header("gpu_check", resolve_device(device))
     result["budgets"] = b
     t0 = time.perf_counter()

@@ -285,12 +285,12 @@ def test_sigterm_in_a_stage_stops_gensis_run_after_it(world, tmp_path) -> None:
 
     script = (
         "import os, signal, sys\n"
-        "import gensis.api as api\n"
-        "real = api.embed\n"
+        "import gensis.eval.embed_io as embed_io\n"
+        "real = embed_io.run_embed\n"
         "def embed_then_term(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
-        "api.embed = embed_then_term\n"
+        "embed_io.run_embed = embed_then_term\n"
         "from gensis.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -190,13 +190,19 @@ class GenViewsConfig(StrictModel):
 
     bank: str | None = Field(None, description="view bank written by gensis generate for these images")
     generator: str | None = Field(None, description="draw views on the fly from this generator instead of a bank")
+    # Defaults and why (docs/RESULTS.md, "Gen-SIS over seeds", 2026-11-30): p_gen 0.5 is the
+    # paper's; with a faithful generator 0.25, 0.5 and 1.0 were within one test digit over 3 seeds,
+    # and with an unfaithful one 1.0 cost 1.4 / 3.1 kNN points (2026-11-22), so half the pairs stay real.
     p_gen: float = Field(0.5, ge=0, le=1, description="chance that an image's pair is (real, generated)")
+    # All the bank holds: 1, 2 and 4 views per image measured within one test digit of each other.
     views_per_image: int | None = Field(
         None, ge=1, description="use at most this many generated views per image (default: all in the bank)"
     )
     local_source: Literal["real", "generated"] = Field(
         "real", description="local crops from the real image, or from the generated one when the pair is generated"
     )
+    # 1, the paper's weight: on PCam the task learns at this weight (7.3 -> 6.7 nats of 8.3
+    # uniform in 90 steps) while Gen-DINO's own DINO loss still falls.
     lambda_dis: float = Field(
         1.0, ge=0, le=100, description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it"
     )
@@ -335,6 +341,8 @@ class PipelineConfig(StrictModel):
     generator: StageOverrides = Field(default_factory=dict, description="train-generator overrides")
     generate: StageOverrides = Field(default_factory=dict, description="generate overrides")
     gen_dino: StageOverrides = Field(default_factory=dict, description="stage 3 overrides on top of stage 1's")
+    # stage1: measured best. Fresh heads start stage 3 at a uniform DINO loss and barely recover
+    # in 150 steps (PCam, 2026-11-22); from scratch lost 3 kNN points at k=200 on the digits.
     stage3_init: Literal["stage1", "stage1-backbone", "scratch"] = Field(
         "stage1", description="stage 3 continues stage 1's model (backbone, heads, teacher, center), "
         "takes only its backbone (fresh heads), or starts from a random init"
