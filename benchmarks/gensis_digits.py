@@ -11,7 +11,7 @@ folder, then:
 
 ``<out>/seed0/table.md`` (and ``.json``) holds mean +- sd and the paired differences.
 
-    python benchmarks/gensis_digits.py                    # ~20 min on 2 CPU cores
+    python benchmarks/gensis_digits.py                    # 50 min on 2 shared cores (2026-11-30)
     python benchmarks/gensis_ablations.py --run runs/gensis_digits/seed0 --seeds 0,1,2
 """
 
