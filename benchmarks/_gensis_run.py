@@ -76,7 +76,7 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
     summary = summarize(rows, VERSUS, n_test=next(iter(evals.values()))["n_test"])
     out_dim = stages.gen_dino.dino.out_dim
     summary["disentanglement_loss"] = {
-        name: dis_curve(Path(cfg.out) / name if name != "gen-dino" else Path(stages.gen_dino.out), out_dim)
+        name: dis_curve(Path(cfg.out) / name, out_dim)
         for name in rows if name.startswith("gen-dino")}
     summary["faithfulness"] = {k: quality.get(k) for k in ("retrieval_top1", "retrieval_median_rank",
                                                            "class_consistency", "ceiling", "ceiling_crop", "chance")}

@@ -130,14 +130,11 @@ class DINO(nn.Module):
                 (t2,), _ = self.teacher([dis.partner])
             t1 = torch.where(dis.real_slot.view(-1, 1).bool(), teacher_out[1], teacher_out[0])
             s_int = student_out[-1]
-            dis_loss = self.dis_criterion(
-                t1, t2, dis.alpha, [s_int], self.criterion.center, self.criterion.teacher_temp(epoch)
-            )
+            q = self.dis_criterion.target(t1, t2, dis.alpha, self.criterion.center, self.criterion.teacher_temp(epoch))
+            dis_loss = self.dis_criterion.from_target(q, [s_int])
             loss = loss + self.lambda_dis * dis_loss
             self.loss_parts["loss_dis"] = dis_loss.detach()
-            with torch.no_grad():  # the loss's floor this step (ln K is its uniform value)
-                q = self.dis_criterion.target(t1, t2, dis.alpha, self.criterion.center, self.criterion.teacher_temp(epoch))
-                self.loss_parts["loss_dis_floor"] = target_entropy(q)
+            self.loss_parts["loss_dis_floor"] = target_entropy(q)  # the loss's minimum; ln K is its uniform value
             if self.dis_update_center:
                 center_logits.append(mixed_teacher_logits(t1, t2, dis.alpha).detach())
         self.criterion.update_center(torch.cat(center_logits))

@@ -74,7 +74,10 @@ class DisentanglementLoss(nn.Module):
         """
         if len(student_out) == 0:
             raise ValueError("disentanglement loss needs at least one student view")
-        q = self.target(teacher_1, teacher_2, alpha, center, teacher_temp)
+        return self.from_target(self.target(teacher_1, teacher_2, alpha, center, teacher_temp), student_out)
+
+    def from_target(self, q: torch.Tensor, student_out: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The loss against a target already built by :meth:`target` (the caller may reuse it)."""
         terms = [
             torch.sum(-q * F.log_softmax(s.float() / self.student_temp, dim=-1), dim=-1).mean()
             for s in student_out
