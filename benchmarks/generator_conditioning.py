@@ -31,8 +31,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 import gensis
 from gensis.data import demo_digits
 from gensis.demo import DEMO_STAGES, write_demo_data

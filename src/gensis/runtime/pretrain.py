@@ -25,22 +25,24 @@ from tqdm.auto import tqdm
 from gensis.augment import MultiCropAugment
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
-from gensis.errors import CheckpointError, ConfigError, DataError, GensisError, first_line
+from gensis.errors import ConfigError, DataError, GensisError
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
 from gensis.eval.labels import align_labels
 from gensis.models.backbones import build_encoder
 from gensis.runtime import distributed
-from gensis.runtime.checkpoint import (
-    export_encoder,
-    load_backbone_weights,
-    load_state,
-    resolve_encoder_path,
-)
+from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
+from gensis.runtime.pretrain_state import (
+    init_full_state,
+    init_weights_state,
+    load_model_state,
+    restore_pretrain_state,
+    save_pretrain_state,
+)
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 from gensis.ssl.methods import build_method
@@ -75,9 +77,9 @@ def run_pretrain(
     data, eval_data = _load_data(cfg, data, eval_data)
     run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     generated = _generated_source(cfg, data)
-    init = _init_weights_state(cfg) if cfg.init_from is not None and not resume else None
+    init = init_weights_state(cfg) if cfg.init_from is not None and not resume else None
     if init is not None and cfg.init_full:
-        init = {"backbone": init, "full": _init_full_state(cfg)}
+        init = {"backbone": init, "full": init_full_state(cfg)}
     quality_encoder = _quality_encoder(cfg)
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
@@ -191,7 +193,7 @@ def _train(
     lambda_dis = cfg.gen.lambda_dis if generated is not None and cfg.method == "dino" else 0.0
     model = build_method(cfg, encoder, lambda_dis)
     if init is not None and "full" in init:  # the whole model of the init run, not its optimizer or step
-        _load_model_state(model, init["full"], f"{cfg.init_from} (init_full)")
+        load_model_state(model, init["full"], f"{cfg.init_from} (init_full)")
         log.info("initialized student, heads and %s from the last checkpoint of %s",
                  ", ".join(k for k in init["full"] if k not in ("student", "format", "step")), cfg.init_from)
     model = model.to(device)
@@ -205,7 +207,7 @@ def _train(
     lr_base = oc.lr * tc.batch_size / 256.0
     step = 0
     if resume:
-        step = _restore(run, model, optimizer, device)
+        step = restore_pretrain_state(run, model, optimizer, device)
         if info.is_main:
             run.truncate_metrics_after(step)
         log.info("resumed %s at step %d/%d", run.root, step, total_steps)
@@ -304,7 +306,7 @@ def _train(
             if stop is not None and distributed.any_rank(stop.signal is not None, info) and step < last_step:
                 bar.close()
                 if info.is_main:
-                    _save(run, model, optimizer, step, cfg)
+                    save_pretrain_state(run, model, optimizer, step, cfg)
                 raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
         bar.close()
 
@@ -313,7 +315,7 @@ def _train(
         finished_epoch = step // steps_per_epoch
         log.info("step %d epoch %d loss %.4f", step, finished_epoch, metrics.get("loss", float("nan")))
         if info.is_main and (done or (end_of_epoch and finished_epoch % tc.checkpoint_every == 0)):
-            _save(run, model, optimizer, step, cfg)
+            save_pretrain_state(run, model, optimizer, step, cfg)
         knn_due = tc.knn_every > 0 and end_of_epoch and finished_epoch % tc.knn_every == 0
         if info.is_main and eval_data is not None and (knn_due or step == total_steps):
             metrics.update(_online_knn(model, data, eval_data, cfg, device, step, finished_epoch, run))
@@ -338,75 +340,6 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
     if generated is not None:
         meta["generator_sha256"] = generated.generator_sha256
     return meta
-
-
-def _init_full_state(cfg: PretrainConfig) -> dict:
-    """The model part of the ``init_from`` run's last checkpoint (``init_full``), checked here,
-    before the run folder exists, against this method and backbone."""
-    path = RunFolder(cfg.init_from).last_checkpoint
-    if not path.is_file():
-        raise CheckpointError(f"init_full: {cfg.init_from} is not a pretrain run folder with {path.name}")
-    state = load_state(path)
-    if state.get("format") != "gensis.pretrain/1" or state.get("method", "dino") != cfg.method:
-        raise CheckpointError(f"init_full: {path} is not a gensis {cfg.method} checkpoint")
-    model = build_method(cfg, build_encoder(cfg.model, cfg.data.resolution))
-    full = {k: v for k, v in state.items() if k not in ("optimizer", "backbone", "method")}
-    _load_model_state(model, full, f"{path} (init_full)")
-    return full
-
-
-def _load_model_state(model, state: dict, source: str) -> None:
-    try:
-        model.student.load_state_dict(state["student"])
-        model.load_extra_state(state)
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: does not fit this model ({first_line(exc)})") from None
-
-
-def _init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
-    """The ``init_from`` encoder's weights, checked against this backbone before any work."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = resolve_encoder_path(cfg.init_from)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable encoder file ({exc})") from None
-    encoder = build_encoder(cfg.model, cfg.data.resolution)
-    load_backbone_weights(encoder, tensors, str(path))
-    return encoder.state_dict()
-
-
-def _save(run: RunFolder, model, optimizer, step: int, cfg: PretrainConfig) -> None:
-    from gensis.runtime.checkpoint import save_state
-
-    state = {
-        "format": "gensis.pretrain/1",
-        "step": step,
-        "method": cfg.method,
-        "student": distributed.unwrap(model.student).state_dict(),
-        **model.extra_state(),  # DINO: teacher and center; MoCo v3: the momentum network
-        "optimizer": optimizer.state_dict(),
-        "backbone": cfg.model.backbone,
-        **({"run": run.stamp} if run.stamp is not None else {}),
-    }
-    save_state(run.last_checkpoint, state)
-
-
-def _restore(run: RunFolder, model, optimizer, device: torch.device) -> int:
-    state = load_state(run.last_checkpoint, map_location=device)
-    if state.get("format") != "gensis.pretrain/1":
-        raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
-    run.check_stamp(state)
-    _load_model_state(model, state, str(run.last_checkpoint))
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{run.last_checkpoint}: does not fit this optimizer ({first_line(exc)})"
-        ) from None
-    return int(state["step"])
 
 
 def _online_knn(model, data, eval_data, cfg, device, step, epoch, run) -> dict[str, Any]:
