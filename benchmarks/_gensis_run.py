@@ -110,9 +110,12 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--stage3-seeds", type=int, default=3, help="repeat stage 3 with this many training seeds")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
+    p.add_argument("--no-nodis", action="store_true", help="skip Gen-DINO without disentanglement")
     args = p.parse_args()
     if args.no_compute_fair:
         run_kw["compute_fair"] = False
+    if args.no_nodis:
+        run_kw["nodis"] = False
     result = header(name, resolve_device(args.device))
     result.update(scale=args.scale, settings=scales[args.scale], runs=[])
     for seed in (int(s) for s in args.seeds.split(",")):
