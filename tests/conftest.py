@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # _synthetic
 
+from _data_files import labelled_tree  # noqa: E402
 from _synthetic import shapes_dataset, write_npz  # noqa: E402
 
 META = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
@@ -171,3 +172,9 @@ def _crafted(root: Path, w: dict[str, Path]) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bad_world(tmp_path_factory) -> dict[str, Path]:
     return _build(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """A labelled image folder for the data tests (see ``_data_files.labelled_tree``)."""
+    return labelled_tree(tmp_path)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from gensis.augment import eval_transform
 from gensis.config.overrides import build_config
