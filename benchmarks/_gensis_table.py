@@ -17,6 +17,7 @@ from typing import Any
 
 METRICS = [("knn_k20", "kNN k=20"), ("knn_k200", "kNN k=200"), ("linear", "linear"),
            ("auc", "linear AUC"), ("f1", "linear F1")]
+ACCURACIES = {"knn_k20", "knn_k200", "linear"}  # percent of test images (AUC and F1 are not)
 _SEED = re.compile(r"^(.*)-s(\d+)$")
 
 
@@ -124,7 +125,7 @@ def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
             sd = "-" if s["sd"] is None else f"{s['sd']:.2f}"
             se = "-" if s["se"] is None else f"{s['se']:.2f}"
             verdict = "yes" if s["beyond_2se"] else "no: inside the noise"
-            if summary.get("n_test"):  # in test images, so that a 0.28-point "yes" reads as one image
+            if summary.get("n_test") and k in ACCURACIES:  # in test images: a 0.28-point "yes" reads as one image
                 images = abs(s["mean"]) * summary["n_test"] / 100
                 verdict += f" ({images:.1f} test image{'' if round(images, 1) == 1 else 's'})"
             lines.append(f"| {lab} | {', '.join(f'{v:+.2f}' for v in s['values'])} | {s['mean']:+.2f} | {sd} | "
