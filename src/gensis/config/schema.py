@@ -190,9 +190,11 @@ class GenViewsConfig(StrictModel):
 
     bank: str | None = Field(None, description="view bank written by gensis generate for these images")
     generator: str | None = Field(None, description="draw views on the fly from this generator instead of a bank")
-    # Defaults and why (docs/RESULTS.md, "Gen-SIS over seeds", 2026-11-30): p_gen 0.5 is the
-    # paper's; with a faithful generator 0.25, 0.5 and 1.0 were within one test digit over 3 seeds,
-    # and with an unfaithful one 1.0 cost 1.4 / 3.1 kNN points (2026-11-22), so half the pairs stay real.
+    # Defaults and why (docs/RESULTS.md, "Gen-SIS over seeds"): p_gen 0.5 is the paper's. On the
+    # digits 0.25, 0.5 and 1.0 were within one test digit (3 seeds). On PCam with a 30-epoch stage 1
+    # (2026-12-01) every p_gen was at or below the control (linear: 0.25 -0.27, 0.5 -0.70, 1.0 -0.42):
+    # an unconverged encoder gains nothing from generated pairs, so no measurement here can pick
+    # the value for the regime the method is for, and the paper's stays.
     p_gen: float = Field(0.5, ge=0, le=1, description="chance that an image's pair is (real, generated)")
     # All the bank holds: 1, 2 and 4 views per image measured within one test digit of each other.
     views_per_image: int | None = Field(
@@ -202,7 +204,8 @@ class GenViewsConfig(StrictModel):
         "real", description="local crops from the real image, or from the generated one when the pair is generated"
     )
     # 1, the paper's weight: on PCam the task learns at this weight (7.3 -> 6.7 nats of 8.3
-    # uniform in 90 steps) while Gen-DINO's own DINO loss still falls.
+    # uniform in 90 steps) while Gen-DINO's own DINO loss still falls, and disentanglement
+    # without generated pairs (p_gen 0) was within the noise of the control (2026-12-01).
     lambda_dis: float = Field(
         1.0, ge=0, le=100, description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it"
     )
