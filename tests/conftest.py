@@ -1,5 +1,6 @@
 """Shared fixtures: the bad-input world (encoders, generators, a bank, runs, crafted files),
-built once per session for test_bad_input.py and test_bad_input_guards.py."""
+built once per session for test_bad_input.py and test_bad_input_guards.py; and the labelled
+image folder of the data tests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # _synthetic
+sys.path.insert(0, str(Path(__file__).parent))  # _synthetic, _data_files
 
 from _data_files import labelled_tree  # noqa: E402
 from _synthetic import shapes_dataset, write_npz  # noqa: E402
