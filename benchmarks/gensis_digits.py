@@ -11,8 +11,9 @@ folder, then:
 
 ``<out>/seed0/table.md`` (and ``.json``) holds mean +- sd and the paired differences.
 
-    python benchmarks/gensis_digits.py                    # 50 min on 2 shared cores (2026-11-30)
+    python benchmarks/gensis_digits.py                    # 24 min on 2 idle cores (2026-12-01)
     python benchmarks/gensis_ablations.py --run runs/gensis_digits/seed0 --seeds 0,1,2
+    python benchmarks/gensis_digits.py --stage1-epochs 67 --no-compute-fair --out runs/gensis_digits_s1e67
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
+    p.add_argument("--stage1-epochs", type=int, default=None,
+                   help="stage 1 this long instead of the demo's 12 epochs (does Gen-SIS pay on a stronger encoder?)")
     args = p.parse_args()
     out = Path(args.out) / "seed0"
     train, test = demo_digits(resolution=16)
     settings = copy.deepcopy(DEMO_STAGES)
     settings["generate"]["views_per_image"] = 4
     settings["gen_dino"]["gen.views_per_image"] = 2
+    if args.stage1_epochs is not None:
+        settings["pretrain"]["train.epochs"] = args.stage1_epochs
     settings.update({"out": str(out), "seed": 0, "device": args.device, "progress": not args.quiet,
                      "data.path": str(write_demo_data(out / "data", train, test)),
                      "data.eval_path": str(out / "data" / "digits_test.npz")})

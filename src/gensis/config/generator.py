@@ -88,7 +88,19 @@ class TrainGeneratorConfig(StrictModel):
     loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
 
-class GenerateConfig(StrictModel):
+class SamplingConfig(StrictModel):
+    """The sampler settings that ``gensis generate`` and ``gensis show`` share."""
+
+    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
+    # 10: DPM-Solver++ at 5, 10 and 20 steps gave the same faithfulness on the digits (source
+    # top-1 6.9 / 6.6 / 6.4 %, median rank 20 / 22 / 22) at half the cost per halving; 10 keeps a margin.
+    steps: int = Field(10, ge=1, le=1000)
+    # 1: guidance 2 doubles source top-1 (8.5 -> 17.3 % on the digits, issue 12) but halves the
+    # diversity between views (cosine 0.11 -> 0.07) and doubles the cost; pass 2 when faithfulness is short.
+    guidance_scale: float = Field(1.0, ge=0, le=20)
+
+
+class GenerateConfig(SamplingConfig):
     """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
 
     generator: str | None = Field(None, description="train-generator run folder or exported .safetensors")
@@ -100,13 +112,6 @@ class GenerateConfig(StrictModel):
     views_per_image: int = Field(4, ge=0, le=64, description="K self-augmentations per image")
     interpolations_per_image: int = Field(1, ge=0, le=64, description="M interpolations per image")
     alpha_range: tuple[float, float] = Field((0.3, 0.7), description="share of the source image in SLERP")
-    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
-    # 10: DPM-Solver++ at 5, 10 and 20 steps gave the same faithfulness on the digits (source
-    # top-1 6.9 / 6.6 / 6.4 %, median rank 20 / 22 / 22) at half the cost per halving; 10 keeps a margin.
-    steps: int = Field(10, ge=1, le=1000)
-    # 1: guidance 2 doubles source top-1 (8.5 -> 17.3 % on the digits, issue 12) but halves the
-    # diversity between views (cosine 0.11 -> 0.07) and doubles the cost; pass 2 when faithfulness is short.
-    guidance_scale: float = Field(1.0, ge=0, le=20)
     batch_size: int = Field(256, ge=1)
     shard_size: int = Field(1000, ge=1, description="source images per shard")
     seed: int = Field(0, ge=0)
@@ -164,7 +169,7 @@ class EvalGeneratorConfig(StrictModel):
     out: str | None = Field(None, description="write the JSON here")
 
 
-class ShowConfig(StrictModel):
+class ShowConfig(SamplingConfig):
     """``gensis show``: PNG grids of generated views and interpolations."""
 
     generator: str = Field(..., description="train-generator run folder or exported .safetensors")
@@ -174,13 +179,6 @@ class ShowConfig(StrictModel):
     rows: int = Field(8, ge=1, le=64, description="source images (views) and pairs (interpolations)")
     views: int = Field(6, ge=1, le=32, description="generated views per source image")
     alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
-    sampler: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
-    # 10: DPM-Solver++ at 5, 10 and 20 steps gave the same faithfulness on the digits (source
-    # top-1 6.9 / 6.6 / 6.4 %, median rank 20 / 22 / 22) at half the cost per halving; 10 keeps a margin.
-    steps: int = Field(10, ge=1, le=1000)
-    # 1: guidance 2 doubles source top-1 (8.5 -> 17.3 % on the digits, issue 12) but halves the
-    # diversity between views (cosine 0.11 -> 0.07) and doubles the cost; pass 2 when faithfulness is short.
-    guidance_scale: float = Field(1.0, ge=0, le=20)
     tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
     seed: int = Field(0, ge=0)
     device: str = "auto"
