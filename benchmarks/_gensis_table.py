@@ -3,7 +3,8 @@
 Encoders named ``gen-dino``, ``gen-dino-s1``, ... are one group with seeds 0, 1, ...; a
 difference is *paired* when both encoders share the stage-1 weights, the bank and the training
 seed, so the seed's own noise cancels. A mean difference counts when it is larger than twice
-its standard error (sd / sqrt(n)); otherwise the table says it is inside the noise.
+its standard error (sd / sqrt(n)); otherwise the table says it is inside the noise
+(with one seed there is no SE, and it says so).
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
             s = d[k]
             sd = "-" if s["sd"] is None else f"{s['sd']:.2f}"
             se = "-" if s["se"] is None else f"{s['se']:.2f}"
-            verdict = "yes" if s["beyond_2se"] else "no: inside the noise"
+            if s["se"] is None:  # one seed: no spread to compare against
+                verdict = "one seed: no SE"
+            else:
+                verdict = "yes" if s["beyond_2se"] else "no: inside the noise"
             if summary.get("n_test") and k in ACCURACIES:  # in test images: a 0.28-point "yes" reads as one image
                 images = abs(s["mean"]) * summary["n_test"] / 100
                 verdict += f" ({images:.1f} test image{'' if round(images, 1) == 1 else 's'})"
