@@ -111,15 +111,19 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
     p.add_argument("--stage3-seeds", type=int, default=3, help="repeat stage 3 with this many training seeds")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
     p.add_argument("--no-nodis", action="store_true", help="skip Gen-DINO without disentanglement")
+    p.add_argument("--stage1-epochs", type=int, default=None,
+                   help="stage 1 this long instead of the scale's (does Gen-SIS pay on a converged encoder?)")
     args = p.parse_args()
     if args.no_compute_fair:
         run_kw["compute_fair"] = False
     if args.no_nodis:
         run_kw["nodis"] = False
     result = header(name, resolve_device(args.device))
-    result.update(scale=args.scale, settings=scales[args.scale], runs=[])
+    result.update(scale=args.scale, settings=scales[args.scale], stage1_epochs=args.stage1_epochs, runs=[])
     for seed in (int(s) for s in args.seeds.split(",")):
         settings = json.loads(json.dumps(scales[args.scale]))
+        if args.stage1_epochs is not None:
+            settings["pretrain"]["train.epochs"] = args.stage1_epochs
         settings.update({"out": str(Path(args.out) / f"seed{seed}"), "preset": preset, "seed": seed,
                          "device": args.device, "data.path": args.train, "data.eval_path": args.test,
                          "progress": not args.quiet})

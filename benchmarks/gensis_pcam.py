@@ -7,6 +7,7 @@ Gen-DINO and its equal-epoch control from the stage-1 weights) with the ``histol
 
     python benchmarks/gensis_pcam.py --scale cpu    # 4k tiles at 32 px, 3 stage-3 seeds: 2 h 13 min on 2 shared cores
     python benchmarks/gensis_pcam.py --scale gpu --device cuda   # all 20k tiles at 96 px
+    python benchmarks/gensis_pcam.py --stage1-epochs 186 --no-compute-fair --out runs/gensis_pcam_s1e186
 """
 
 from __future__ import annotations
