@@ -26,6 +26,10 @@ def test_stage2_against_the_ceiling() -> None:
     assert v.ok and "8.5 %" in v.text and "12.6 %" in v.text
     bad = stage2({**quality, "retrieval_top1": 0.3, "retrieval_median_rank": 650})
     assert not bad.ok and "not views of their source" in bad.text
+    # PCam from a converged stage 1: 296x chance, under half of the real views' 16.4 %
+    weaker = stage2({**quality, "retrieval_top1": 7.4, "ceiling": {"retrieval_top1": 16.4},
+                     "chance": {"retrieval_top1": 0.025}})
+    assert not weaker.ok and "less closely than real stage-1 views" in weaker.text
     assert stage2(None).ok is False
 
 
