@@ -18,6 +18,7 @@ from typing import Any
 
 BARELY = 0.95  # a loss above 95 % of its uniform value: the stage barely learned
 HALF_CEILING = 0.5
+ABOVE_CHANCE = 10  # source top-1 this many times chance: the generator is conditioned
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,14 @@ def stage2(quality: dict[str, Any] | None) -> Verdict:
             f"{ceiling if ceiling is not None else '?'} %, chance {chance:.2f} %), median rank "
             f"{quality['retrieval_median_rank']}")
     if ceiling is None:
-        return Verdict("stage 2", top1 > 10 * chance, text)
+        return Verdict("stage 2", top1 > ABOVE_CHANCE * chance, text)
     ok = top1 >= HALF_CEILING * ceiling
-    if not ok and top1 > 10 * chance:  # conditioned, but a sharper encoder than the generator can follow
+    if not ok:
+        conditioned = top1 > ABOVE_CHANCE * chance  # but with an encoder sharper than it can follow
         text += (": the views follow their source, but less closely than real stage-1 views, so stage 3 gets "
-                 "harder positives than real pairs; train the generator longer (see its conditioning curves)")
-    elif not ok:
-        text += (": the views are not views of their source, so stage 3 pairs images with unrelated ones; "
-                 "train the generator longer (see its conditioning curves)")
+                 "harder positives than real pairs" if conditioned else
+                 ": the views are not views of their source, so stage 3 pairs images with unrelated ones")
+        text += "; train the generator longer (see its conditioning curves)"
     return Verdict("stage 2", ok, text)
 
 
