@@ -86,6 +86,24 @@ def train_generator(
     return run_train_generator(cfg, resume=resume, data=data)
 
 
+def train_autoencoder(
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    config_file: str | None = None,
+    data: ImageData | None = None,
+    **kwargs: Any,
+):
+    """The latent space of stage 2, trained on the user's own images: a diffusers ``AutoencoderKL``
+    from scratch, written with ``save_pretrained`` to ``<out>/exported/autoencoder``."""
+    from gensis.autoencoder.train import run_train_autoencoder
+    from gensis.config.autoencoder import TrainAutoencoderConfig
+
+    cfg = build_config(TrainAutoencoderConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
+    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data.path": cfg.data.path})
+    return run_train_autoencoder(cfg, resume=resume, data=data)
+
+
 def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     """Stage 2: fill a view bank with self-augmented views and SLERP interpolations."""
     from gensis.generator.generate import run_generate  # diffusers is slow to import

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed", "export"], help="command whose config to show")
+            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-autoencoder", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed", "export"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         return sp
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     pre = add("pretrain", "Stage 1: DINO pretraining with hand-crafted augmentations.")
     pre.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     pre.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    ae = add("train-autoencoder", "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).")
+    ae.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
+    ae.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     gen = add("train-generator", "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).")
     gen.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     gen.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
@@ -82,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     from gensis.config.overrides import parse_overrides
 
     settings = parse_overrides(args.settings)
-    if args.quiet and args.command in ("pretrain", "train-generator"):
+    if args.quiet and args.command in ("pretrain", "train-autoencoder", "train-generator"):
         settings.setdefault("train.progress", False)
     if args.quiet and args.command in ("run", "demo"):
         settings.setdefault("progress", False)
@@ -101,6 +104,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "train-generator":
         result = api.train_generator(settings, resume=args.resume, config_file=args.config)
         print(f"generator: {result.generator_path}")
+    elif args.command == "train-autoencoder":
+        result = api.train_autoencoder(settings, resume=args.resume, config_file=args.config)
+        q = result.quality
+        print(f"autoencoder: {result.autoencoder_path}")
+        print(f"reconstructions of {q['images']} held-out images: PSNR {q['psnr_db']:.2f} dB"
+              + (f", source top-1 {q['retrieval_top1']:.1f} % (real views {q['ceiling']['retrieval_top1']:.1f} %), "
+                 f"median rank {q['retrieval_median_rank']}" if "retrieval_top1" in q else ""))
     elif args.command == "generate":
         result = api.generate(settings)
         rate = f" ({result.images_per_s:.1f} images/s)" if result.images_per_s else ""
@@ -146,7 +156,9 @@ def _show_config(which: str, settings: dict) -> None:
     from gensis.config.overrides import build_config, check_settings, to_yaml
     from gensis.config import schema as s
 
-    model = {"pretrain": s.PretrainConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
+    from gensis.config.autoencoder import TrainAutoencoderConfig
+
+    model = {"pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
              "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
              "export": _export_config(), "run": s.PipelineConfig, "tile": _tile_config()}[which]
     if which == "pretrain":

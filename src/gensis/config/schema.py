@@ -341,6 +341,9 @@ class PipelineConfig(StrictModel):
     seed: int = Field(0, ge=0)
     progress: bool = True
     pretrain: StageOverrides = Field(default_factory=dict, description="stage 1 overrides")
+    autoencoder: StageOverrides = Field(
+        default_factory=dict, description="train-autoencoder overrides (latent generators without generator.model.vae)"
+    )
     generator: StageOverrides = Field(default_factory=dict, description="train-generator overrides")
     generate: StageOverrides = Field(default_factory=dict, description="generate overrides")
     gen_dino: StageOverrides = Field(default_factory=dict, description="stage 3 overrides on top of stage 1's")

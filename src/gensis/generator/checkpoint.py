@@ -24,7 +24,7 @@ GENERATOR_FORMAT = "gensis.generator/1"
 
 
 def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
-                     encoder_path: Path, step: int) -> None:
+                     encoder_path: Path, step: int, *, vae_sha256: str | None = None) -> None:
     names = [n for n, _ in model.named_parameters()]
     tensors = dict(model.state_dict())
     tensors.update({n: e.detach() for n, e in zip(names, ema, strict=True)})
@@ -36,7 +36,10 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
                                  "beta_schedule": cfg.model.beta_schedule,
                                  "prediction_type": cfg.model.prediction_type}),
         "space": cfg.model.space,
-        "vae": cfg.model.vae or "",
+        # A local folder as an absolute path, like the encoder: the file is used from anywhere.
+        "vae": (str(Path(cfg.model.vae).resolve()) if Path(cfg.model.vae).exists() else cfg.model.vae) if cfg.model.vae else "",
+        # The autoencoder's content digest: sampling refuses any other (its latents mean other things).
+        "vae_sha256": vae_sha256 or "",
         "encoder_sha256": file_sha256(encoder_path),
         "encoder": str(Path(encoder_path).resolve()),  # absolute: the file is used from anywhere
         "trained_steps": str(step),
@@ -72,9 +75,10 @@ def check_generator_metadata(path: Path, meta: dict[str, str]) -> dict[str, Any]
         raise CheckpointError(f"{path}: metadata 'space' must be 'pixel' or 'latent', got {space[:60]!r}")
     if space == "latent" and not meta.get("vae"):
         raise CheckpointError(f"{path}: metadata 'vae' is empty, but space=latent needs the VAE")
-    digest = meta.get("encoder_sha256")
-    if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise CheckpointError(f"{path}: metadata 'encoder_sha256' must be 64 hex digits, got {digest[:60]!r}")
+    for key in ("encoder_sha256", "vae_sha256"):
+        digest = meta.get(key)
+        if digest and not re.fullmatch(r"[0-9a-f]{64}", digest) or (key == "encoder_sha256" and digest == ""):
+            raise CheckpointError(f"{path}: metadata '{key}' must be 64 hex digits, got {digest[:60]!r}")
     return spec
 
 

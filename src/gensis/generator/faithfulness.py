@@ -103,11 +103,12 @@ def real_views(images: torch.Tensor, cfg: AugmentConfig, views: int, seed: int =
 def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb: torch.Tensor, *,
                        views: int = 2, device="cpu", seed: int = 0) -> dict[str, dict]:
     """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance."""
-    cfg, where = ceiling_augment(encoder.extra_metadata, real.images.shape[-1])  # type: ignore[attr-defined]
+    cfg, where = ceiling_augment(encoder.extra_metadata, real.resolution)  # type: ignore[attr-defined]
     labels = real.labels
+    originals = real.batch(sources)  # decoded once, also for lazy (large) images
 
     def figures(aug: AugmentConfig) -> dict:
-        imgs = real_views(real.images[sources], aug, views, seed)
+        imgs = real_views(originals, aug, views, seed)
         emb = encoder_embeddings(encoder, as_data(imgs.flatten(0, 1)), device=device).cpu()
         return view_figures(emb, imgs, sources, real_emb, labels)
 

@@ -14,7 +14,7 @@ import torch
 
 from gensis.errors import CheckpointError
 from gensis.generator.checkpoint import load_generator
-from gensis.generator.latent import decode_latents, downsample_factor, load_vae
+from gensis.generator.latent import decode_latents, downsample_factor, load_vae, vae_sha256
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.runtime.checkpoint import resolve_encoder_path
 from gensis.runtime.device import autocast
@@ -27,6 +27,11 @@ class Synthesizer:
         self.device = device
         self.space = self.meta.get("space", "pixel")
         self.vae = load_vae(self.meta["vae"], device) if self.space == "latent" else None
+        if self.vae is not None and self.meta.get("vae_sha256"):  # older generators recorded none
+            digest = vae_sha256(self.vae)
+            if digest != self.meta["vae_sha256"]:
+                raise CheckpointError(f"{self.meta['vae']}: not the autoencoder the generator was trained on "
+                                      f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
         self._schedule = json.loads(self.meta["scheduler"])
         self._schedulers: dict[str, object] = {}
 

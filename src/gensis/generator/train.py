@@ -41,7 +41,7 @@ from gensis.data import ImageData, load_images
 from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
-from gensis.generator.latent import downsample_factor, encode_images, load_vae
+from gensis.generator.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
@@ -79,7 +79,8 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else int(meta["resolution"])
     latent = cfg.model.space == "latent"
     if latent and cfg.model.vae is None:
-        raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent")
+        raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent "
+                          "(train one on these images: gensis train-autoencoder)")
     if not latent and resolution > 96:
         raise GensisError(
             f"data.resolution={resolution}: the pixel-space generator handles <= 96 px; for larger "
@@ -94,6 +95,8 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
                            num_workers=cfg.data.num_workers)
     if not latent and not data.in_memory:
         raise DataError(f"{data.source}: the pixel-space generator trains on images held in memory (<= 96 px)")
+    if latent:
+        check_vae_fits(cfg.model.vae, resolution, data.fingerprint(), f"data.path={data.source}")
     if latent and resolution % downsample_factor(vae):
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
@@ -115,13 +118,14 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         else:
             targets = encode_images(vae, data, device=device, progress=cfg.train.progress) if info.is_main else None
             targets = distributed.broadcast(targets, info)
+        vae_digest = vae_sha256(vae) if vae is not None else None
         del vae
         # The monitor re-embeds one-step predictions, which needs pixels: latent space gets the loss gap only.
         monitor_encoder = encoder if (info.is_main and not latent and cfg.train.monitor_every > 0) else None
         del encoder
         with GracefulStop() as stop:
             return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
-                          monitor_encoder=monitor_encoder, encoder_meta=meta)
+                          monitor_encoder=monitor_encoder, encoder_meta=meta, vae_digest=vae_digest)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -161,7 +165,7 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
            encoder_path, stop: GracefulStop | None = None,
            info: distributed.Dist = distributed.Dist(), *, monitor_encoder=None,
-           encoder_meta: dict | None = None) -> GeneratorResult:
+           encoder_meta: dict | None = None, vae_digest: str | None = None) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
@@ -241,7 +245,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
             _save(run, unet, ema, optimizer, step)
     path = run.root / "exported" / "generator.safetensors"
     if info.is_main:
-        export_generator(path, unet, ema, cfg, encoder_path, step)
+        export_generator(path, unet, ema, cfg, encoder_path, step, vae_sha256=vae_digest)
         log.info("exported EMA generator to %s", path)
     distributed.barrier(info)
     return GeneratorResult(run.root, path, step, loss_value)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gensis.autoencoder.quality import reconstruction_table
 from gensis.generator.faithfulness import faithfulness_table
 from gensis.pipeline.verdict import verdicts
 from gensis.runtime.io import atomic_write_text
@@ -18,6 +19,10 @@ from gensis.runtime.run_folder import RunFolder
 
 _QUALITY_NOTE = ("Each generated view is embedded by the stage-1 encoder and its source searched among all "
                  "training images; the ceiling is the same for real views made by stage 1's own augmentation.")
+
+_RECON_NOTE = ("Held-out images, encoded and decoded by the autoencoder trained on these images (originals above "
+               "their reconstructions); each reconstruction is embedded by the stage-1 encoder and its source "
+               "searched among all training images. Generated views are decoded by the same decoder.")
 
 LABELS = {"dino": "DINO (stage 1)", "control": "DINO, stage-3 recipe without generated views",
           "gen-dino": "Gen-DINO (stage 3)"}
@@ -81,7 +86,7 @@ def _eval_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _compute(stages: dict[str, Any]) -> dict[str, float]:
     s = {k: v.get("seconds", 0.0) for k, v in stages.items()}
-    gen = sum(s.get(k, 0.0) for k in ("pretrain", "embed", "train-generator", "generate", "gen-dino"))
+    gen = sum(s.get(k, 0.0) for k in ("pretrain", "autoencoder", "embed", "train-generator", "generate", "gen-dino"))
     return {"gen-sis pipeline (s)": round(gen, 1), "control: stage 1 + control (s)":
             round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
 
@@ -95,6 +100,12 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     quality_path = Path(stages.generate.out) / "quality.json"
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
     pictures = [p for p in (root / "pictures" / "views.png", root / "pictures" / "interpolations.png") if p.exists()]
+    reconstruction, recon_pictures = None, []
+    if getattr(stages, "autoencoder", None) is not None:
+        ae_root = Path(stages.autoencoder.out)
+        path = ae_root / "reconstruction.json"
+        reconstruction = json.loads(path.read_text()) if path.exists() else None
+        recon_pictures = [p for p in (ae_root / "reconstructions.png",) if p.exists()]
     facts = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, device={cfg.device}",
@@ -108,12 +119,14 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     }
     metrics = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
     sections = {
-        "verdicts": verdicts(stages, quality, results, metrics),
+        "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
         "facts": facts,
         "stages": state["stages"],
         "compute": _compute(state["stages"]),
         "eval": _eval_rows(results) if results else None,
         "quality": quality,
+        "reconstruction": reconstruction,
+        "recon_pictures": [p.relative_to(root).as_posix() for p in recon_pictures],
         "pictures": [p.relative_to(root).as_posix() for p in pictures],
         "plots": [p.relative_to(root).as_posix() for p in plots],
     }
@@ -137,6 +150,10 @@ def _markdown(s: dict[str, Any]) -> str:
     out += ["", "## Stages", "", _md_table(["stage", "last run", "compute (s)"],
                                           [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
     out += ["", "Compute: " + ", ".join(f"{k} {v}" for k, v in s["compute"].items())]
+    if s["reconstruction"]:
+        out += ["", "## The autoencoder: does its latent space keep what the encoder sees?", "", _RECON_NOTE, "",
+                _md_table(*reconstruction_table(s["reconstruction"]))]
+        out += [""] + [f"![{p}]({p})" for p in s["recon_pictures"]]
     if s["quality"]:
         out += ["", "## Are the generated views views of their source?", "", _QUALITY_NOTE, "",
                 _md_table(*faithfulness_table(s["quality"])), "", "All figures, in the stage-1 encoder's space:",
@@ -170,6 +187,10 @@ def _html(s: dict[str, Any]) -> str:
     parts += ["<h2>Stages</h2>", table(["stage", "last run", "compute (s)"],
                                        [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
     parts += ["<p>Compute: " + e(", ".join(f"{k} {v}" for k, v in s["compute"].items())) + "</p>"]
+    if s["reconstruction"]:
+        parts += ["<h2>The autoencoder: does its latent space keep what the encoder sees?</h2>",
+                  f"<p>{e(_RECON_NOTE)}</p>", table(*reconstruction_table(s["reconstruction"]))]
+        parts += [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["recon_pictures"]]
     if s["quality"]:
         parts += ["<h2>Are the generated views views of their source?</h2>", f"<p>{e(_QUALITY_NOTE)}</p>",
                   table(*faithfulness_table(s["quality"])), "<p>All figures, in the stage-1 encoder's space:</p>",

@@ -1,6 +1,8 @@
 """``gensis run``: the whole Gen-SIS pipeline in one folder, one stage after another.
 
     <out>/pretrain/          stage 1: DINO with hand-crafted augmentations
+    <out>/autoencoder/       the latent space, trained on the same images (latent generators
+                             without generator.model.vae only)
     <out>/embeddings.safetensors   stage-1 embeddings of the training images (with ids)
     <out>/generator/         stage 2: embedding-conditioned diffusion model
     <out>/bank/              stage 2: self-augmented views and interpolations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gensis.config.autoencoder import TrainAutoencoderConfig
 from gensis.config.overrides import build_config, flatten
 from gensis.config.presets import GENERATOR_DEFAULTS
 from gensis.config.schema import (
@@ -46,6 +49,7 @@ log = logging.getLogger("gensis.run")
 @dataclass
 class StageConfigs:
     pretrain: PretrainConfig
+    autoencoder: TrainAutoencoderConfig | None
     generator: TrainGeneratorConfig
     generate: GenerateConfig
     show: ShowConfig | None
@@ -74,13 +78,23 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     stage1_keys = {"preset": cfg.preset, **data, **train, **cfg.pretrain}
     stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
     images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir}
-    generator = _build("generator", TrainGeneratorConfig, {
-        **images, **train, **GENERATOR_DEFAULTS.get(cfg.preset, {}), **cfg.generator,
-        "encoder": str(root / "pretrain"), "out": str(root / "generator"),
-    })
+    generator_keys = {**images, **train, **GENERATOR_DEFAULTS.get(cfg.preset, {}), **cfg.generator,
+                      "encoder": str(root / "pretrain"), "out": str(root / "generator")}
+    generator = _build("generator", TrainGeneratorConfig, generator_keys)
+    autoencoder = None
     if generator.model.space == "latent" and generator.model.vae is None:
-        raise ConfigError("generator.model.vae: latent space needs an AutoencoderKL folder or hub id "
-                          f"(preset {cfg.preset!r} generates in latent space)")
+        # The latent space of the user's own images: trained here, on the same images, at the
+        # encoder's resolution (an outside VAE stays possible: generator.model.vae=).
+        resolution = {"data.resolution": cfg.data.resolution} if cfg.data.resolution is not None else {}
+        autoencoder = _build("autoencoder", TrainAutoencoderConfig, {
+            **images, **resolution, **train, **cfg.autoencoder,
+            "encoder": str(root / "pretrain"), "out": str(root / "autoencoder"),
+        })
+        generator = _build("generator", TrainGeneratorConfig, {
+            **generator_keys, "model.vae": str(root / "autoencoder" / "exported" / "autoencoder")})
+    elif cfg.autoencoder:
+        raise ConfigError("autoencoder: settings given, but no autoencoder is trained (the generator is in pixel "
+                          "space or generator.model.vae is set)")
     sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device}
     generate = _build("generate", GenerateConfig, {
         **sources, "max_images": cfg.data.max_images, "seed": cfg.seed, "progress": cfg.progress,
@@ -100,7 +114,7 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     if cfg.control:
         plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
         control = _build("control", PretrainConfig, {**plain, "out": str(root / "control")})
-    return StageConfigs(stage1, generator, generate, show, gen_dino, control)
+    return StageConfigs(stage1, autoencoder, generator, generate, show, gen_dino, control)
 
 
 def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrides: dict[str, Any]) -> Path:
@@ -166,7 +180,8 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     from gensis.pipeline.report import write_report
     from gensis.runtime.pretrain import run_pretrain
 
-    for name, stage in (("pretrain", stages.pretrain), ("train-generator", stages.generator),
+    for name, stage in (("pretrain", stages.pretrain), ("autoencoder", stages.autoencoder),
+                        ("train-generator", stages.generator),
                         ("gen-dino", stages.gen_dino), ("control", stages.control)):
         if stage is not None:
             _refuse_other_settings(name, stage)  # before anything in the folder changes
@@ -192,6 +207,11 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
 
     pretrain_run = RunFolder(stages.pretrain.out)
     record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))
+    if stages.autoencoder is not None:
+        from gensis.autoencoder.train import run_train_autoencoder
+
+        done = Path(stages.autoencoder.out) / "exported" / "autoencoder" / "gensis.json"
+        record("autoencoder", lambda: _training_stage("autoencoder", stages.autoencoder, done, run_train_autoencoder))
     record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, run_embed))
     gen_export = Path(stages.generator.out) / "exported" / "generator.safetensors"
     record("train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export,

@@ -3,6 +3,9 @@
 * Stage 1 learned: DINO's loss (a cross-entropy over ``out_dim`` prototypes) ends well below
   ln(out_dim), its value for a uniform teacher. A loss within 5 % of it means the encoder
   barely trained (as in the first CPU-budget CIFAR-10 run: 7.25 against 7.62).
+* The autoencoder (latent generators) keeps what the encoder sees: its reconstructions of
+  held-out images find their source at least half as often as real stage-1 views do. A
+  generated view is decoded by it, so it can be no more faithful than this.
 * Stage 2 follows its condition: generated views find their source at least half as often as
   real stage-1 views do (:mod:`gensis.generator.faithfulness`), and far above chance. Below half
   the ceiling but over 10x chance, the views are conditioned but weaker than real ones.
@@ -71,6 +74,22 @@ def stage2(quality: dict[str, Any] | None) -> Verdict:
     return Verdict("stage 2", ok, text)
 
 
+def autoencoder(quality: dict[str, Any] | None) -> Verdict:
+    if not quality:
+        return Verdict("autoencoder", False, "its reconstructions were not measured")
+    text = f"reconstructions of {quality['images']} held-out images: PSNR {quality['psnr_db']:.2f} dB"
+    if "retrieval_top1" not in quality:
+        return Verdict("autoencoder", True, text)
+    top1, ceiling = quality["retrieval_top1"], quality.get("ceiling", {}).get("retrieval_top1")
+    text += (f", cosine to the source {quality['cosine_to_source']:.3f}, source found {top1:.1f} % of the time "
+             f"(real stage-1 views {ceiling if ceiling is not None else '?'} %)")
+    ok = ceiling is None or top1 >= HALF_CEILING * ceiling
+    if not ok:
+        text += (": the decoder loses what the encoder sees, and every generated view goes through it; "
+                 "train the autoencoder longer (autoencoder.train.epochs)")
+    return Verdict("autoencoder", ok, text)
+
+
 def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Verdict:
     gen, control = results.get("gen-dino"), results.get("control")
     parts, ok = [], True
@@ -94,7 +113,9 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Ve
     return Verdict("stage 3", ok, "; ".join(parts))
 
 
-def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]]) -> list[Verdict]:
+def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]],
+             reconstruction: dict | None = None) -> list[Verdict]:
     out_dim = stages.pretrain.dino.out_dim
-    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), stage2(quality),
+    ae = [autoencoder(reconstruction)] if getattr(stages, "autoencoder", None) is not None else []
+    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae, stage2(quality),
             stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim)]

@@ -67,10 +67,27 @@ def resolve_exported(path: str | Path, what: str) -> Path:
     """A run folder (-> its ``exported/<what>.safetensors``) or a file, which must exist."""
     p = Path(path)
     if p.is_dir():
+        kind = _folder_kind(p)
         p = p / "exported" / f"{what}.safetensors"
+        if not p.is_file() and kind is not None:
+            raise CheckpointError(f"{what} not found: {path} is {kind}, not a gensis {what}")
     if not p.is_file():
         raise CheckpointError(f"{what} not found: {p}")
     return p
+
+
+def _folder_kind(folder: Path) -> str | None:
+    """What gensis folder ``folder`` is, to name it when another kind was expected."""
+    if (folder / "exported" / "autoencoder").is_dir() or (folder / "gensis.json").is_file():
+        return "an autoencoder (train-autoencoder)"
+    if (folder / "index.json").is_file() and next(folder.glob("shard-*.safetensors"), None) is not None:
+        return "a view bank"
+    for name, kind in (("encoder", "a stage-1 run folder (an encoder)"), ("generator", "a train-generator run folder")):
+        if (folder / "exported" / f"{name}.safetensors").is_file():
+            return kind
+    if (folder / "config.json").is_file():
+        return "a diffusers model folder"
+    return None
 
 
 def resolve_encoder_path(path: str | Path) -> Path:

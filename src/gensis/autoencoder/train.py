@@ -1,0 +1,238 @@
+"""``gensis train-autoencoder``: a diffusers ``AutoencoderKL`` from scratch on the user's images.
+
+The latent space of stage 2 for images above 96 px, with no outside weights (LDM's recipe,
+Rombach et al. 2022, arXiv 2112.10752, Sec. 3 and App. G, without its outside LPIPS network):
+
+* a pixel loss (L1 by default) on random crops: the model is convolutional, so crops teach it
+  the same filters at a fraction of a whole image's cost, and it is used on whole images;
+* LDM's KL weight of 1e-6 against the per-pixel sum of the reconstruction loss, which keeps the
+  latent near N(0, I) without costing reconstruction;
+* an optional perceptual term in the **stage-1 encoder's own space** (1 - cosine of the
+  embeddings of crop and reconstruction), which needs no outside weights, unlike LPIPS.
+
+At the end the scaling factor is set to 1 / std of the latents (as LDM does), the model is
+written with ``save_pretrained`` plus ``gensis.json``, and the reconstructions of held-out
+images are measured (:mod:`gensis.autoencoder.quality`) and drawn.
+
+Every random draw of a step depends only on ``(seed, step)``, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gensis.autoencoder.model import autoencoder_digest, build_autoencoder, fit_scaling_factor, save_autoencoder
+from gensis.autoencoder.quality import psnr, reconstruct, reconstruction_quality, save_pairs_grid
+from gensis.config.autoencoder import TrainAutoencoderConfig
+from gensis.data import ImageData, load_images
+from gensis.data.loader import subset_indices
+from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
+from gensis.runtime import distributed
+from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
+from gensis.runtime.device import resolve_device
+from gensis.runtime.io import atomic_write_text, file_sha256
+from gensis.runtime.loader import epoch_batches, step_generator
+from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.signals import GracefulStop, TrainingInterrupted
+from gensis.ssl.schedules import cosine_schedule
+
+log = logging.getLogger("gensis.autoencoder")
+
+AUTOENCODER_STATE = "gensis.autoencoder-state/1"
+IN_MEMORY_BYTES = 4 << 30  # decode a lazy set once when it fits in this; else per batch
+
+
+@dataclass
+class AutoencoderResult:
+    out: Path
+    autoencoder_path: Path
+    steps: int
+    quality: dict
+
+
+def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
+                          data: ImageData | None = None) -> AutoencoderResult:
+    run = RunFolder(cfg.out)
+    run.check_new_or_resume(cfg, resume)
+    if distributed.from_environment().enabled:
+        raise ConfigError("train-autoencoder runs in one process (one GPU); start it without torchrun")
+    device = resolve_device(cfg.train.device)
+    encoder, encoder_path = None, None
+    if cfg.encoder is not None:
+        encoder_path = resolve_encoder_path(cfg.encoder)
+        encoder = load_encoder(encoder_path, device).requires_grad_(False)
+    explicit = "resolution" in cfg.data.model_fields_set or encoder is None
+    resolution = cfg.data.resolution if explicit else int(encoder.extra_metadata["resolution"])  # type: ignore[union-attr]
+    factor = 2 ** (len(cfg.model.block_out_channels) - 1)
+    crop = cfg.train.crop_size or resolution
+    if resolution % factor:
+        raise ConfigError(f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "
+                          "of model.block_out_channels")
+    if crop % factor or crop > resolution:
+        raise ConfigError(f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}")
+    if data is None:
+        if cfg.data.path is None:
+            raise DataError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
+        data = load_images(cfg.data.path, resolution, strict=cfg.data.strict, cache_dir=cfg.data.cache_dir,
+                           max_images=cfg.data.max_images, progress=cfg.train.progress,
+                           num_workers=cfg.data.num_workers)
+    held = torch.tensor(subset_indices(len(data), min(cfg.train.eval_images, len(data) // 10)), dtype=torch.long)
+    keep = torch.ones(len(data), dtype=torch.bool)
+    keep[held] = False
+    train_idx = keep.nonzero().squeeze(1)
+    if len(train_idx) < cfg.train.batch_size:
+        raise DataError(f"{data.source}: {len(train_idx)} training images, fewer than train.batch_size="
+                        f"{cfg.train.batch_size}")
+    run.bind(cfg, data.fingerprint())
+    run.create()
+    run.write_config(cfg)
+    with run.logging_to_file(), GracefulStop() as stop:
+        images = _resident(data)
+        torch.manual_seed(cfg.train.seed)  # the initialization, the same for every run of these settings
+        vae = build_autoencoder(cfg.model, resolution).to(device)
+        optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.train.lr, weight_decay=0.0)
+        step = _restore(run, vae, optimizer, device) if resume else 0
+        if resume:
+            run.truncate_metrics_after(step)
+        log.info("train-autoencoder: %d images (+%d held out), %d-px crops of %d-px images, latent %dx%dx%d "
+                 "(%dx), %.2fM parameters%s", len(train_idx), len(held), crop, resolution, cfg.model.latent_channels,
+                 resolution // factor, resolution // factor, factor, sum(p.numel() for p in vae.parameters()) / 1e6,
+                 f", perceptual weight {cfg.train.perceptual_weight}" if cfg.train.perceptual_weight else "")
+        held_images = data.batch(held)
+        step = _train(cfg, run, vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device, stop)
+        vae.eval()
+        scale = fit_scaling_factor(vae, _fetch(data, images, train_idx[: 256 if len(train_idx) > 256 else None]))
+        vae.register_to_config(scaling_factor=scale)
+        quality, rec = reconstruction_quality(vae, held_images, held, encoder=encoder, data=data, device=device)
+        digest = autoencoder_digest(vae)
+        folder = run.root / "exported" / "autoencoder"
+        save_autoencoder(folder, vae.cpu(), {
+            "resolution": resolution, "data_fingerprint": data.fingerprint(), "data": str(data.source),
+            "images": len(data), "trained_steps": step, "sha256": digest,
+            "encoder_sha256": file_sha256(encoder_path) if encoder_path else None,
+            "downsampling": factor, "latent_shape": [cfg.model.latent_channels, resolution // factor, resolution // factor],
+            "scaling_factor": scale, "quality": quality,
+        })
+        atomic_write_text(run.root / "reconstruction.json", json.dumps(quality, indent=1) + "\n")
+        grid = save_pairs_grid(run.root / "reconstructions.png", held_images, rec, tile_px=min(resolution, 112))
+        run.log_image("autoencoder/reconstructions", str(grid), step)
+        log.info("autoencoder: %s; reconstructions of %d held-out images: PSNR %.2f dB%s", folder, len(held),
+                 quality["psnr_db"], f", source top-1 {quality['retrieval_top1']:.1f} % (real views "
+                 f"{quality['ceiling']['retrieval_top1']:.1f} %)" if "retrieval_top1" in quality else "")
+    return AutoencoderResult(run.root, folder, step, quality)
+
+
+def _resident(data: ImageData) -> torch.Tensor | None:
+    """All images as one uint8 tensor when they fit in memory (decoded once), else None."""
+    if data.in_memory:
+        return data.images
+    if len(data) * 3 * data.resolution**2 > IN_MEMORY_BYTES:
+        return None
+    return torch.cat([data.batch(torch.arange(i, min(i + 256, len(data)))) for i in range(0, len(data), 256)])
+
+
+def _fetch(data: ImageData, images: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    return images[idx] if images is not None else data.batch(idx)
+
+
+def _crops(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    if size == x.shape[-1]:
+        return x
+    corners = torch.randint(0, x.shape[-1] - size + 1, (len(x), 2), generator=gen).tolist()
+    return torch.stack([img[:, i : i + size, j : j + size] for img, (i, j) in zip(x, corners)])
+
+
+def _loss(cfg: TrainAutoencoderConfig, vae, x: torch.Tensor, gen: torch.Generator, encoder) -> dict[str, torch.Tensor]:
+    """x in [-1, 1]. LDM's balance: KL (summed over the latent) / pixels per image x kl_weight."""
+    post = vae.encode(x).latent_dist
+    noise = torch.randn(post.mean.shape, generator=gen).to(x.device)
+    rec = vae.decode(post.mean + post.std * noise).sample
+    diff = rec - x
+    pixel = diff.abs().mean() if cfg.train.pixel_loss == "l1" else diff.pow(2).mean()
+    kl = post.kl().mean() / x[0].numel()
+    terms = {"pixel": pixel, "kl": kl, "loss": pixel + cfg.train.kl_weight * kl}
+    if cfg.train.perceptual_weight > 0:
+        meta = encoder.extra_metadata
+        mean = torch.tensor(json.loads(meta["mean"]), device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(json.loads(meta["std"]), device=x.device).view(1, 3, 1, 1)
+        a = encoder(((x + 1) / 2 - mean) / std)
+        b = encoder(((rec.clamp(-1, 1) + 1) / 2 - mean) / std)
+        terms["perceptual"] = 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()
+        terms["loss"] = terms["loss"] + cfg.train.perceptual_weight * terms["perceptual"]
+    return terms
+
+
+def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_idx, held_images, crop: int,
+           encoder, device, stop: GracefulStop) -> int:
+    tc = cfg.train
+    steps_per_epoch = len(train_idx) // tc.batch_size
+    total = tc.epochs * steps_per_epoch
+    last = min(total, tc.max_steps) if tc.max_steps else total
+    vae.train()
+    while step < last:
+        epoch = step // steps_per_epoch
+        batches = epoch_batches(len(train_idx), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last - step]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
+        t0 = time.perf_counter()
+        for i, idx in enumerate(bar):
+            gen = step_generator(tc.seed, step)
+            x = _crops(_fetch(data, images, train_idx[idx]), crop, gen).to(device).float() / 127.5 - 1
+            lr = tc.lr * (step + 1) / tc.warmup_steps if step < tc.warmup_steps else \
+                cosine_schedule(step - tc.warmup_steps, max(total - tc.warmup_steps, 1), tc.lr, 0.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            terms = _loss(cfg, vae, x, gen, encoder)
+            if not math.isfinite(terms["loss"].item()):
+                raise GensisError(f"loss is {terms['loss'].item()} at step {step}; stopped. Last good checkpoint "
+                                  f"kept at {run.last_checkpoint}; lower train.lr")
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            if step % tc.log_every == 0 or step == last:
+                record = {"step": step, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
+                          "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)}
+                run.log_metrics(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if tc.eval_every and (step % tc.eval_every == 0 or step == last):
+                vae.eval()
+                value = float(psnr(reconstruct(vae, held_images), held_images).mean())
+                vae.train()
+                run.log_metrics({"step": step, "psnr_db": round(value, 3)})
+                log.info("step %d: held-out PSNR %.2f dB", step, value)
+            if stop.signal is not None and step < last:
+                bar.close()
+                _save(run, vae, optimizer, step)
+                raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
+        bar.close()
+        if step >= last or (step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0):
+            _save(run, vae, optimizer, step)
+    return step
+
+
+def _save(run: RunFolder, vae, optimizer, step: int) -> None:
+    save_state(run.last_checkpoint, {"format": AUTOENCODER_STATE, "step": step, "model": vae.state_dict(),
+                                     "optimizer": optimizer.state_dict(), **({"run": run.stamp} if run.stamp else {})})
+
+
+def _restore(run: RunFolder, vae, optimizer, device) -> int:
+    state = load_state(run.last_checkpoint, map_location=device)
+    if state.get("format") != AUTOENCODER_STATE:
+        raise CheckpointError(f"{run.last_checkpoint}: not a gensis autoencoder checkpoint")
+    run.check_stamp(state)
+    try:
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run.last_checkpoint}: does not fit this autoencoder ({str(exc).splitlines()[0][:160]})") from None
+    return int(state["step"])

@@ -1,0 +1,77 @@
+"""Typed configuration of ``gensis train-autoencoder``: the latent space, trained on the user's images.
+
+Same rules as every config: unknown keys are rejected and ranges are checked before any work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gensis.config.loggers import LoggersConfig
+from gensis.config.schema import DataConfig, StrictModel
+
+
+class AutoencoderModelConfig(StrictModel):
+    """A diffusers ``AutoencoderKL`` built from scratch (its own blocks; gensis sets only the sizes)."""
+
+    # 4 levels: an 8x-downsampling latent (224 px -> 28x28), the LDM f=8 layout, with the narrow
+    # widths that train on 2 CPU cores (docs/RESULTS.md, "An autoencoder of your own").
+    block_out_channels: list[int] = Field([32, 64, 128, 128], min_length=2, max_length=6,
+                                          description="widths per level; downsampling 2^(levels-1)")
+    layers_per_block: int = Field(1, ge=1, le=4)
+    latent_channels: int = Field(4, ge=1, le=64)
+    mid_attention: bool = Field(True, description="self-attention in the latent-resolution middle block")
+
+    @model_validator(mode="after")
+    def _widths(self) -> "AutoencoderModelConfig":
+        groups = min(32, self.block_out_channels[0])
+        bad = [w for w in self.block_out_channels if w < 1 or w % groups]
+        if bad:
+            raise ValueError(f"block_out_channels: every width must be a multiple of {groups} (GroupNorm groups), got {bad}")
+        return self
+
+
+class AutoencoderTrainConfig(StrictModel):
+    epochs: int = Field(20, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (the lr schedule still spans train.epochs)")
+    batch_size: int = Field(16, ge=1)
+    # Random crops: the autoencoder is convolutional, so it learns from crops and is used on
+    # whole images; 4x fewer pixels per step than 224-px images, at the same images per step.
+    crop_size: int | None = Field(64, ge=8, description="random square crops to train on; null: whole images")
+    lr: float = Field(1e-3, gt=0, le=1)
+    warmup_steps: int = Field(100, ge=0)
+    pixel_loss: Literal["l1", "l2"] = Field("l1", description="reconstruction loss in pixels")
+    # LDM's KL weight: keeps the latent close to N(0, I) without costing reconstruction.
+    kl_weight: float = Field(1e-6, ge=0, le=1)
+    perceptual_weight: float = Field(
+        0.0, ge=0, description="weight of 1 - cosine of the stage-1 embeddings of crop and reconstruction "
+        "(needs encoder=); 0: off"
+    )
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    log_every: int = Field(50, ge=1)
+    eval_every: int = Field(250, ge=0, description="steps between PSNR checks on held-out images (0: off)")
+    eval_images: int = Field(32, ge=1, description="images held out of training for the PSNR check and the report")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints/last")
+    progress: bool = True
+
+
+class TrainAutoencoderConfig(StrictModel):
+    """``gensis train-autoencoder``: an AutoencoderKL from scratch on the user's own images."""
+
+    out: str = Field("runs/autoencoder", description="run folder")
+    encoder: str | None = Field(
+        None, description="stage-1 run folder or encoder file: perceptual term and reconstruction retrieval"
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: AutoencoderModelConfig = Field(default_factory=AutoencoderModelConfig)
+    train: AutoencoderTrainConfig = Field(default_factory=AutoencoderTrainConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
+
+    @model_validator(mode="after")
+    def _perceptual(self) -> "TrainAutoencoderConfig":
+        if self.train.perceptual_weight > 0 and self.encoder is None:
+            raise ValueError("train.perceptual_weight > 0 needs encoder= (the stage-1 encoder's feature space)")
+        return self

@@ -1,0 +1,138 @@
+"""The autoencoder trained on the user's images: it learns, saves and loads, resumes exactly,
+and the generator that uses it records it and refuses another."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+
+from _synthetic import random_encoder, write_npz
+import gensis
+from gensis.autoencoder import autoencoder_digest, build_autoencoder, save_autoencoder
+from gensis.autoencoder.quality import psnr, reconstruct
+from gensis.config.autoencoder import AutoencoderModelConfig
+from gensis.data import load_images
+from gensis.errors import GensisError
+from gensis.generator.latent import load_vae
+
+SMALL = {"model.block_out_channels": [8, 16], "model.latent_channels": 4, "train.crop_size": 8,
+         "train.batch_size": 8, "train.warmup_steps": 5, "train.log_every": 5, "train.eval_every": 0,
+         "train.progress": False, "data.cache_dir": None, "data.resolution": 16}
+
+
+def digits_npz(path: Path, n: int) -> Path:
+    """n real handwritten digits (scikit-learn's, 16 px): smooth images an autoencoder can learn."""
+    import numpy as np
+
+    from gensis.data.demo import demo_digits
+
+    train, _ = demo_digits(16)
+    np.savez(path, images=train.images[:n].permute(0, 2, 3, 1).numpy(), labels=train.labels[:n].numpy())
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ae")
+    data = digits_npz(root / "images.npz", 96)
+    enc = random_encoder(root / "encoder.safetensors", 16)
+    result = gensis.train_autoencoder({**SMALL, "data.path": str(data), "encoder": str(enc), "out": str(root / "ae"),
+                                       "train.epochs": 12, "train.lr": 3e-3})
+    return root, data, enc, result
+
+
+def test_it_reconstructs_far_better_than_its_initialization_and_than_the_mean_image(trained) -> None:
+    root, data, _, result = trained
+    images = load_images(data, 16, cache_dir=None).images
+    vae = load_vae(str(result.autoencoder_path))
+    trained_db = float(psnr(reconstruct(vae, images), images).mean())
+    torch.manual_seed(0)
+    init = build_autoencoder(AutoencoderModelConfig(block_out_channels=[8, 16]), 16).eval()
+    init_db = float(psnr(reconstruct(init, images), images).mean())
+    mean_db = float(psnr(images.float().mean(0, keepdim=True).round().to(torch.uint8).expand_as(images), images).mean())
+    assert trained_db > init_db + 5 and trained_db > mean_db + 2, (trained_db, init_db, mean_db)
+    q = result.quality  # measured on held-out images, with the encoder's figures beside the ceiling
+    assert q["images"] == 9 and q["psnr_db"] > mean_db
+    assert {"cosine_to_source", "retrieval_top1", "retrieval_median_rank"} <= set(q)
+    assert q["ceiling"]["retrieval_top1"] >= 0 and q["chance"]["images"] == 96
+    metrics = [json.loads(x) for x in (root / "ae" / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert losses[-1] < 0.6 * losses[0]  # the logged loss falls
+    assert (root / "ae" / "reconstructions.png").is_file()
+
+
+def test_the_folder_loads_in_plain_diffusers_with_its_scaling_factor_and_digest(trained) -> None:
+    _, _, _, result = trained
+    folder = result.autoencoder_path
+    meta = json.loads((folder / "gensis.json").read_text())
+    plain = AutoencoderKL.from_pretrained(folder)
+    assert plain.config.scaling_factor == pytest.approx(meta["scaling_factor"]) and meta["scaling_factor"] != 0.18215
+    assert autoencoder_digest(plain) == meta["sha256"] == autoencoder_digest(load_vae(str(folder)))
+    assert meta["resolution"] == 16 and meta["latent_shape"] == [4, 8, 8]
+
+
+def test_save_and_load_round_trip_is_exact(tmp_path) -> None:
+    torch.manual_seed(1)
+    vae = build_autoencoder(AutoencoderModelConfig(block_out_channels=[8, 16], latent_channels=3), 16).eval()
+    save_autoencoder(tmp_path / "vae", vae, {"resolution": 16})
+    save_autoencoder(tmp_path / "vae", vae, {"resolution": 16})  # over an existing folder: replaced whole
+    loaded = load_vae(str(tmp_path / "vae"))
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert torch.equal(reconstruct(vae, x), reconstruct(loaded, x))
+    assert autoencoder_digest(vae) == autoencoder_digest(loaded)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae"]  # no temp folders left behind
+
+
+def test_resume_continues_exactly(tmp_path) -> None:
+    data = write_npz(tmp_path / "images.npz", 48, size=16)
+    base = {**SMALL, "data.path": str(data), "train.epochs": 2}
+    full = gensis.train_autoencoder({**base, "out": str(tmp_path / "full")})
+    gensis.train_autoencoder({**base, "out": str(tmp_path / "part"), "train.max_steps": 3})
+    resumed = gensis.train_autoencoder({**base, "out": str(tmp_path / "part")}, resume=True)
+    assert full.steps == resumed.steps == 10
+    meta = [json.loads((r.autoencoder_path / "gensis.json").read_text()) for r in (full, resumed)]
+    assert meta[0]["sha256"] == meta[1]["sha256"]
+
+
+@pytest.fixture(scope="module")
+def latent_generator(trained, tmp_path_factory):
+    root, data, enc, result = trained
+    out = tmp_path_factory.mktemp("gen")
+    gen = gensis.train_generator({"model.spec": "tiny", "model.space": "latent", "model.vae": str(root / "ae"),
+                                  "encoder": str(enc), "data.path": str(data), "out": str(out / "g"),
+                                  "train.batch_size": 16, "train.epochs": 1, "train.progress": False,
+                                  "data.cache_dir": None})
+    return gen, out
+
+
+def test_the_generator_records_the_autoencoder_and_refuses_another(trained, latent_generator, tmp_path) -> None:
+    from safetensors import safe_open
+
+    root, data, _, result = trained
+    gen, _ = latent_generator
+    with safe_open(str(gen.generator_path), "pt") as f:
+        meta = f.metadata()
+    recorded = json.loads((result.autoencoder_path / "gensis.json").read_text())["sha256"]
+    assert meta["vae_sha256"] == recorded and Path(meta["vae"]).is_absolute()
+    ok = gensis.generate(generator=str(gen.out), data_path=str(data), out=str(tmp_path / "bank"), views_per_image=1,
+                         interpolations_per_image=0, steps=2, progress=False, cache_dir=None, max_images=8)
+    assert ok.n_images == 8
+    # Another autoencoder in the recorded folder (retrained, or copied over): refused by digest.
+    backup = tmp_path / "backup"
+    shutil.copytree(result.autoencoder_path, backup)
+    try:
+        torch.manual_seed(5)
+        other = build_autoencoder(AutoencoderModelConfig(block_out_channels=[8, 16]), 16)
+        save_autoencoder(result.autoencoder_path, other, {"resolution": 16})
+        with pytest.raises(GensisError, match="not the autoencoder the generator was trained on"):
+            gensis.generate(generator=str(gen.out), data_path=str(data), out=str(tmp_path / "bank2"),
+                            views_per_image=1, interpolations_per_image=0, steps=2, progress=False, cache_dir=None)
+        assert not (tmp_path / "bank2").exists()
+    finally:
+        shutil.rmtree(result.autoencoder_path)
+        shutil.copytree(backup, result.autoencoder_path)
