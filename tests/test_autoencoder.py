@@ -136,3 +136,56 @@ def test_the_generator_records_the_autoencoder_and_refuses_another(trained, late
     finally:
         shutil.rmtree(result.autoencoder_path)
         shutil.copytree(backup, result.autoencoder_path)
+
+
+def test_a_latent_bank_decodes_to_the_pixel_banks_images(trained, latent_generator, tmp_path) -> None:
+    from gensis.bank import ViewBank
+    from gensis.bank.sources import BankViews
+    from gensis.bank.store import shard_path
+
+    root, data, _, _ = trained
+    gen, _ = latent_generator
+    common = dict(generator=str(gen.out), data_path=str(data), views_per_image=2, interpolations_per_image=1,
+                  steps=2, progress=False, cache_dir=None, shard_size=50)
+    gensis.generate(**common, out=str(tmp_path / "pixels"))
+    gensis.generate(**common, out=str(tmp_path / "latents"), storage="latents")
+    pixels, latents = ViewBank(tmp_path / "pixels"), ViewBank(tmp_path / "latents")
+    assert (pixels.index.storage, latents.index.storage) == ("pixels", "latents")
+    for s in (0, 57, 95):
+        a, b = pixels.views_of(s), latents.views_of(s)
+        assert a.shape == b.shape == (2, 3, 16, 16)
+        assert (a.int() - b.int()).abs().max() <= 3  # fp16 latents, decoded: within a few levels of 255
+        ia, pa, aa = pixels.interpolations_of(s)
+        ib, pb, ab = latents.interpolations_of(s)
+        assert torch.equal(pa, pb) and torch.equal(aa, ab) and (ia.int() - ib.int()).abs().max() <= 3
+    # Stage 3 reads the same views from either bank (one draw each, same generator state).
+    n = pixels.index.n_sources
+    read = [BankViews(str(tmp_path / name), n, 16) for name in ("pixels", "latents")]
+    idx = torch.arange(0, n, 7)
+    va, vb = (r.views(idx, torch.Generator().manual_seed(3)) for r in read)
+    assert va.dtype == vb.dtype == torch.uint8 and (va.int() - vb.int()).abs().max() <= 3
+    size = [shard_path(tmp_path / name, 0).stat().st_size for name in ("pixels", "latents")]
+    assert size[1] < size[0]  # 4x8x8 fp16 = 512 bytes a view against 768 (16-px pixels)
+
+
+def test_a_latent_bank_refuses_a_pixel_generator_and_another_decoder(trained, tmp_path) -> None:
+    import json as _json
+
+    from gensis.bank import ViewBank
+    from _synthetic import tiny_generator
+
+    enc, data, gen = tiny_generator(tmp_path / "pixel")
+    with pytest.raises(GensisError, match="storage=latents: the generator works in pixel space"):
+        gensis.generate(generator=str(gen), data_path=str(data), out=str(tmp_path / "b"), storage="latents",
+                        steps=1, progress=False, cache_dir=None)
+    assert not (tmp_path / "b").exists()
+    # A latent bank whose recorded decoder digest is not its autoencoder's: refused when read.
+    root = tmp_path / "latents"
+    root.mkdir()
+    (root / "index.json").write_text(_json.dumps({"format": "gensis.bank/1", "generator_sha256": "0" * 64, "encoder_sha256": "0" * 64,
+                                  "resolution": 16, "n_sources": 1, "shard_size": 1, "views_per_image": 1,
+                                  "interpolations_per_image": 0, "shards": [], "storage": "latents",
+                                  "vae": str(trained[3].autoencoder_path), "vae_sha256": "f" * 64}))
+    bank = ViewBank(root)
+    with pytest.raises(GensisError, match="its latents need the autoencoder"):
+        bank.decode(torch.zeros(1, 4, 8, 8))

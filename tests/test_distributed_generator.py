@@ -117,9 +117,9 @@ def test_shard_file_outside_the_index_is_adopted_not_regenerated(trained, tmp_pa
     made = []
     real = generate_module._generate_shard
 
-    def record(cfg, synth, emb, sources, shard, *rest):
+    def record(cfg, synth, emb, sources, shard, *rest, **kw):
         made.append(shard)
-        return real(cfg, synth, emb, sources, shard, *rest)
+        return real(cfg, synth, emb, sources, shard, *rest, **kw)
 
     monkeypatch.setattr(generate_module, "_generate_shard", record)
     result = gensis.generate({**settings, "shards": None})

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from gensis.bank.store import ViewBank
+from gensis.bank.store import ViewBank, open_decoder, shard_keys
 from gensis.errors import ConfigError
 
 log = logging.getLogger("gensis.bank")
@@ -39,11 +39,13 @@ class BankViews:
     """A whole view bank held in memory as (N, K, 3, R, R) uint8, for O(1) batch access.
 
     Random batches touch every shard, so reading shards on demand would reread the bank
-    every step; memory is N * (K + M) * 3 * R * R bytes (CIFAR-10, K=4, M=1: 768 MB).
+    every step; memory is N * (K + M) * 3 * R * R bytes (CIFAR-10, K=4, M=1: 768 MB). A latent
+    bank is held as fp16 latents (24x smaller at 224 px) and a batch is decoded on ``device``
+    when it is read.
     """
 
     def __init__(self, root: str, n_sources: int, resolution: int, views_per_image: int | None = None,
-                 data=None) -> None:
+                 data=None, device: torch.device | str = "cpu") -> None:
         bank = ViewBank(root)
         index = bank.index
         bank.check_complete()
@@ -57,13 +59,16 @@ class BankViews:
         if k == 0:
             raise ConfigError(f"gen.bank: {root} has no self-augmented views (views_per_image=0)")
         m = index.interpolations_per_image
-        shape = (n_sources, 3, resolution, resolution)
         self.encoder_sha256 = index.encoder_sha256
         self.generator_sha256 = index.generator_sha256
-        self._views = torch.empty((shape[0], k, *shape[1:]), dtype=torch.uint8)
-        self._interp = torch.empty((shape[0], m, *shape[1:]), dtype=torch.uint8)
-        self._partner = torch.empty((shape[0], m), dtype=torch.long)
-        self._alpha = torch.empty((shape[0], m), dtype=torch.float32)
+        self._key = shard_keys(index)[0]
+        self._vae = open_decoder(bank.root, index, device) if index.storage == "latents" else None
+        first = bank._read_shard(0)[self._key]
+        item, dtype = tuple(first.shape[1:]), first.dtype  # (3, R, R) uint8, or (C, h, w) fp16 latents
+        self._views = torch.empty((n_sources, k, *item), dtype=dtype)
+        self._interp = torch.empty((n_sources, m, *item), dtype=dtype)
+        self._partner = torch.empty((n_sources, m), dtype=torch.long)
+        self._alpha = torch.empty((n_sources, m), dtype=torch.float32)
         for shard in range(index.n_shards):
             self._fill(bank._read_shard(shard), k, m)
         self.has_interpolations = m > 0
@@ -72,23 +77,30 @@ class BankViews:
     def _fill(self, data: dict[str, torch.Tensor], k: int, m: int) -> None:
         is_view = data["partner"] < 0
         src, rank, rows = _first_rows(data["source"][is_view], k)
-        self._views[src, rank] = data["images"][is_view][rows]
+        self._views[src, rank] = data[self._key][is_view][rows]
         if m:
             interp = {key: v[~is_view] for key, v in data.items()}
             src, rank, rows = _first_rows(interp["source"], m)
-            self._interp[src, rank] = interp["images"][rows]
+            self._interp[src, rank] = interp[self._key][rows]
             self._partner[src, rank] = interp["partner"][rows]
             self._alpha[src, rank] = interp["alpha"][rows]
 
     def views(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         idx = indices.cpu()
         pick = torch.randint(0, self._views.shape[1], (len(idx),), generator=generator)
-        return self._views[idx, pick]
+        return self._images(self._views[idx, pick])
 
     def interpolations(self, indices: torch.Tensor, generator: torch.Generator) -> Interpolations:
         idx = indices.cpu()
         pick = torch.randint(0, self._interp.shape[1], (len(idx),), generator=generator)
-        return Interpolations(self._interp[idx, pick], self._partner[idx, pick], self._alpha[idx, pick])
+        return Interpolations(self._images(self._interp[idx, pick]), self._partner[idx, pick], self._alpha[idx, pick])
+
+    def _images(self, stored: torch.Tensor) -> torch.Tensor:
+        if self._vae is None:
+            return stored
+        from gensis.generator.latent import decode_latents
+
+        return decode_latents(self._vae, stored.float())
 
 
 class OnTheFlyViews:

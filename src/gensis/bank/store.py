@@ -16,6 +16,9 @@ from gensis.runtime.io import atomic_write_text, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
 SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
+# A latent bank stores fp16 latents (scaled, as the generator samples them) instead of uint8
+# images and decodes them when read: 224 px, 28x28x4: 6,272 bytes a view instead of 150,528.
+STORAGES = {"pixels": "images", "latents": "latents"}
 
 
 @dataclass
@@ -31,6 +34,9 @@ class BankIndex:
     shards: list[int] = field(default_factory=list)  # finished shard numbers
     format: str = BANK_FORMAT
     data_fingerprint: str = ""  # ImageData.fingerprint() of the sources ("": a bank from before it)
+    storage: str = "pixels"  # or "latents": decoded with the autoencoder below when read
+    vae: str = ""  # latents: the autoencoder (folder or hub id) and its content digest
+    vae_sha256: str = ""
 
     @property
     def n_shards(self) -> int:
@@ -52,7 +58,8 @@ def shard_path(root: Path, shard: int) -> Path:
 _INDEX_FIELDS = {"generator_sha256": (str, None), "encoder_sha256": (str, None), "resolution": (int, 1),
                  "n_sources": (int, 1), "shard_size": (int, 1), "views_per_image": (int, 0),
                  "interpolations_per_image": (int, 0), "settings": (dict, None), "shards": (list, None),
-                 "format": (str, None), "data_fingerprint": (str, None)}
+                 "format": (str, None), "data_fingerprint": (str, None), "storage": (str, None),
+                 "vae": (str, None), "vae_sha256": (str, None)}
 
 
 def read_index(root: Path) -> BankIndex | None:
@@ -85,6 +92,10 @@ def _check_index_fields(p: Path, data: dict) -> None:
         if not ok:
             what = kind.__name__ + (f" >= {least}" if least is not None else "")
             raise CheckpointError(f"{p}: field '{key}' must be {what}, got {json.dumps(value)[:60]}")
+    if data.get("storage", "pixels") not in STORAGES:
+        raise CheckpointError(f"{p}: field 'storage' must be one of {sorted(STORAGES)}, got {json.dumps(data['storage'])[:60]}")
+    if data.get("storage") == "latents" and not (data.get("vae") and data.get("vae_sha256")):
+        raise CheckpointError(f"{p}: a latent bank needs fields 'vae' and 'vae_sha256' (its decoder)")
     n_shards = -(-data.get("n_sources", 1) // data.get("shard_size", 1))
     bad = [s for s in data.get("shards", []) if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n_shards]
     if bad:
@@ -114,6 +125,23 @@ def broken_shards(root: Path, index: BankIndex) -> dict[int, str]:
     return {s: why for s, why in found.items() if why is not None}
 
 
+def shard_keys(index: BankIndex) -> tuple[str, ...]:
+    """The tensors of a shard: the payload (images or latents), then source, partner, alpha, seed."""
+    return (STORAGES[index.storage],) + SHARD_KEYS[1:]
+
+
+def open_decoder(root: Path, index: BankIndex, device: torch.device | str = "cpu"):
+    """The autoencoder of a latent bank, refused when it is not the one the bank was made with."""
+    from gensis.generator.latent import load_vae, vae_sha256
+
+    vae = load_vae(index.vae, device, key=f"{index_path(root)}: vae")
+    digest = vae_sha256(vae)
+    if digest != index.vae_sha256:
+        raise CheckpointError(f"{index_path(root)}: its latents need the autoencoder {index.vae} with sha256 "
+                              f"{index.vae_sha256[:12]}, found {digest[:12]}")
+    return vae
+
+
 def write_index(root: Path, index: BankIndex) -> None:
     atomic_write_text(index_path(root), json.dumps(asdict(index), indent=1) + "\n")
 
@@ -125,11 +153,12 @@ def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, tor
     ``record=False`` writes the shard file only: with several processes, one of them merges
     the finished shards into the index afterwards (see :func:`adopt_finished_shards`).
     """
-    missing = set(SHARD_KEYS) - set(tensors)
+    keys = shard_keys(index)
+    missing = set(keys) - set(tensors)
     if missing:
         raise ValueError(f"shard lacks {sorted(missing)}")
     meta = {"format": BANK_FORMAT, "generator_sha256": index.generator_sha256, "shard": str(shard)}
-    clean = {k: tensors[k].contiguous().cpu() for k in SHARD_KEYS}
+    clean = {k: tensors[k].contiguous().cpu() for k in keys}
     save_safetensors(shard_path(root, shard), clean, meta)
     if record:
         index.shards = sorted(set(index.shards) | {shard})
@@ -175,6 +204,15 @@ class ViewBank:
             )
         self.index = index
         self._load = lru_cache(maxsize=8)(self._read_shard)
+        self._vae = None  # a latent bank's decoder, loaded when first needed
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """uint8 images of a latent bank's stored latents."""
+        from gensis.generator.latent import decode_latents
+
+        if self._vae is None:
+            self._vae = open_decoder(self.root, self.index)
+        return decode_latents(self._vae, latents.float())
 
     @property
     def complete(self) -> bool:
@@ -206,7 +244,8 @@ class ViewBank:
             raise CheckpointError(f"{path}: unreadable bank shard ({exc})") from None
 
     def entries(self, source: int) -> dict[str, torch.Tensor]:
-        """Every view of ``source``: images (V, 3, R, R) uint8 with partner, alpha and seed."""
+        """Every view of ``source``: images (V, 3, R, R) uint8 (decoded, in a latent bank) with
+        partner, alpha and seed."""
         if not 0 <= source < self.index.n_sources:
             raise IndexError(f"source {source} outside [0, {self.index.n_sources})")
         shard = source // self.index.shard_size
@@ -214,7 +253,10 @@ class ViewBank:
             raise CheckpointError(f"{self.root}: shard {shard} (source {source}) is not generated yet")
         data = self._load(shard)
         mask = data["source"] == source
-        return {k: v[mask] for k, v in data.items()}
+        out = {k: v[mask] for k, v in data.items()}
+        if "latents" in out:
+            out["images"] = self.decode(out.pop("latents"))
+        return out
 
     def views_of(self, source: int) -> torch.Tensor:
         e = self.entries(source)

@@ -136,6 +136,10 @@ class GenerateConfig(SamplingConfig):
     external: str | None = Field(
         None, description="local diffusers image-variation pipeline folder, used instead of generator="
     )
+    storage: Literal["auto", "pixels", "latents"] = Field(
+        "auto", description="what the bank stores for a latent generator: uint8 pixels, or fp16 latents decoded "
+        "when read (auto: latents only when a pixel bank would not fit in memory)"
+    )
 
     @model_validator(mode="after")
     def _alpha(self) -> "GenerateConfig":

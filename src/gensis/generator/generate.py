@@ -46,6 +46,10 @@ from gensis.runtime.signals import GracefulStop, Interrupted
 log = logging.getLogger("gensis.generate")
 
 
+# A pixel bank larger than this is stored as latents by storage=auto (stage 3 holds the bank in memory).
+PIXEL_BANK_LIMIT = 16 << 30
+
+
 @dataclass
 class GenerateResult:
     bank: Path
@@ -71,6 +75,9 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
     settings.update(adaptive_settings(cfg))  # empty when off: older banks resume unchanged
+    storage = bank_storage(cfg, synth, len(data))
+    if storage == "latents":  # recorded only then, so pixel banks of older versions resume unchanged
+        settings["storage"] = storage
     n_shards = -(-len(data) // cfg.shard_size)
     wanted = range(n_shards) if cfg.shards is None else cfg.shards
     bad = [s for s in wanted if not 0 <= s < n_shards]
@@ -100,12 +107,13 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     # ranks have unequal shard lists, so under torchrun they keep the default signal handling.
     with contextlib.nullcontext() if info.enabled else GracefulStop() as stop:
         for k, shard in enumerate(tqdm(mine, desc="shards", disable=not (cfg.progress and info.is_main))):
-            tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels)
+            tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels,
+                                      latent=index.storage == "latents")
             if info.enabled:
                 write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
             else:
                 write_shard(root, index, shard, tensors)
-            made += len(tensors["images"])
+            made += len(tensors["source"])
             if stop is not None and stop.signal is not None and k + 1 < len(mine):
                 raise Interrupted(stop.signal, f"after shard {shard} ({k + 1} of {len(mine)} done); the bank "
                                   f"{root} resumes from there: rerun the same command")
@@ -135,7 +143,7 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, 
     if info.is_main:
         try:
             index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], data,
-                                synth.resolution, settings)
+                                synth.resolution, settings, _decoder_fields(synth, settings))
         except GensisError as exc:
             if not info.enabled:
                 raise
@@ -148,14 +156,33 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, 
     return index
 
 
+def _decoder_fields(synth, settings: dict) -> dict[str, str]:
+    if settings.get("storage") != "latents":
+        return {}
+    return {"storage": "latents", "vae": synth.meta["vae"], "vae_sha256": synth.vae_sha256}
+
+
+def bank_storage(cfg: GenerateConfig, synth, n_sources: int) -> str:
+    """pixels or latents. auto: latents only when a latent generator's pixel bank would not fit
+    in memory, since stage 3 holds the bank in memory and a latent bank costs a decode per read
+    (docs/RESULTS.md, "A latent view bank")."""
+    vae = getattr(synth, "vae", None)  # external pipelines make pixels
+    if cfg.storage == "latents" and vae is None:
+        raise ConfigError("storage=latents: the generator works in pixel space; its bank stores pixels")
+    if cfg.storage != "auto" or vae is None:
+        return "latents" if cfg.storage == "latents" else "pixels"
+    views = n_sources * (cfg.views_per_image + cfg.interpolations_per_image)
+    return "latents" if views * 3 * synth.resolution**2 > PIXEL_BANK_LIMIT else "pixels"
+
+
 def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, data, resolution: int,
-                settings: dict) -> BankIndex:
+                settings: dict, decoder: dict[str, str] | None = None) -> BankIndex:
     index = read_index(root)
     n, fingerprint = len(data), data.fingerprint()
     fresh = BankIndex(generator_sha256=gen_sha, encoder_sha256=enc_sha, resolution=resolution, n_sources=n,
                       shard_size=cfg.shard_size, views_per_image=cfg.views_per_image,
                       interpolations_per_image=cfg.interpolations_per_image, settings=settings,
-                      data_fingerprint=fingerprint)
+                      data_fingerprint=fingerprint, **(decoder or {}))
     if index is None:
         root.mkdir(parents=True, exist_ok=True)
         write_index(root, fresh)
@@ -182,7 +209,8 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
 
 @torch.no_grad()
 def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, sources: range, shard: int,
-                    levels: torch.Tensor | None = None):
+                    levels: torch.Tensor | None = None, *, latent: bool = False):
+    """One shard's views and interpolations: uint8 images, or fp16 latents (``latent``)."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
     n = emb.shape[0]
     rows_src, rows_partner, rows_alpha = [], [], []
@@ -208,10 +236,12 @@ def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, 
         cond[interp] = slerp(e_src[interp], emb[partner[interp]], alpha[interp])
     if levels is not None:  # GenView: views only, on a stream of their own (see adaptive.py)
         cond = perturb_views(cond, src, ~interp, levels, cfg.seed, shard)
-    images = [
-        synth.images(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
-                     guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)
+    make = synth.latents if latent else synth.images
+    out = [
+        make(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
+             guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)
         for start in range(0, len(src), cfg.batch_size)
     ]
     seed = torch.full((len(src),), cfg.seed * 1_000_003 + shard, dtype=torch.long)
-    return {"images": torch.cat(images), "source": src, "partner": partner, "alpha": alpha, "seed": seed}
+    payload = {"latents": torch.cat(out).half()} if latent else {"images": torch.cat(out)}
+    return {**payload, "source": src, "partner": partner, "alpha": alpha, "seed": seed}

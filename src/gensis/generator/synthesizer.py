@@ -27,8 +27,9 @@ class Synthesizer:
         self.device = device
         self.space = self.meta.get("space", "pixel")
         self.vae = load_vae(self.meta["vae"], device) if self.space == "latent" else None
+        self.vae_sha256 = vae_sha256(self.vae) if self.vae is not None else None
         if self.vae is not None and self.meta.get("vae_sha256"):  # older generators recorded none
-            digest = vae_sha256(self.vae)
+            digest = self.vae_sha256
             if digest != self.meta["vae_sha256"]:
                 raise CheckpointError(f"{self.meta['vae']}: not the autoencoder the generator was trained on "
                                       f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
@@ -62,11 +63,22 @@ class Synthesizer:
     def images(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
                generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
         """uint8 images (B, 3, R, R) on the CPU, one per conditioning embedding."""
-        if sampler not in self._schedulers:
-            self._schedulers[sampler] = make_scheduler(sampler, **self._schedule, clip=self.vae is None)
-        with autocast(self.device, precision):
-            x = sample(self.unet, self._schedulers[sampler], cond.to(self.device), steps=steps,
-                       guidance_scale=guidance_scale, generator=generator, to_image=self.vae is None)
+        x = self._sample(cond, sampler, steps, guidance_scale, generator, precision)
         if self.vae is not None:
             return decode_latents(self.vae, x.float())
         return (x.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+
+    def latents(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
+                generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+        """Latent space only: the sampled (scaled) latents (B, C, h, w), float32 on the CPU,
+        which :func:`~gensis.generator.latent.decode_latents` turns into :meth:`images`."""
+        if self.vae is None:
+            raise ValueError("latents() needs a latent-space generator")
+        return self._sample(cond, sampler, steps, guidance_scale, generator, precision).float().cpu()
+
+    def _sample(self, cond, sampler, steps, guidance_scale, generator, precision) -> torch.Tensor:
+        if sampler not in self._schedulers:
+            self._schedulers[sampler] = make_scheduler(sampler, **self._schedule, clip=self.vae is None)
+        with autocast(self.device, precision):
+            return sample(self.unet, self._schedulers[sampler], cond.to(self.device), steps=steps,
+                          guidance_scale=guidance_scale, generator=generator, to_image=self.vae is None)

@@ -122,7 +122,8 @@ def _generated_source(cfg: PretrainConfig, data: ImageData):
     if g.bank is not None:
         from gensis.bank.sources import BankViews
 
-        return BankViews(g.bank, len(data), data.resolution, g.views_per_image, data=data)
+        return BankViews(g.bank, len(data), data.resolution, g.views_per_image, data=data,
+                         device=resolve_device(cfg.train.device))
     if g.generator is not None:
         from gensis.bank.sources import OnTheFlyViews
 
