@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 from gensis.autoencoder.model import autoencoder_digest, build_autoencoder, fit_scaling_factor, save_autoencoder
 from gensis.autoencoder.quality import psnr, reconstruct, reconstruction_quality, save_pairs_grid
 from gensis.config.autoencoder import TrainAutoencoderConfig
-from gensis.data import ImageData, load_images
+from gensis.data import ImageData
+from gensis.data.loader import load_training_images
 from gensis.data.loader import subset_indices
-from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
+from gensis.errors import ConfigError, DataError, GensisError
 from gensis.runtime import distributed
-from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.loader import epoch_batches, step_generator
@@ -80,11 +81,7 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
     if crop % factor or crop > resolution:
         raise ConfigError(f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}")
     if data is None:
-        if cfg.data.path is None:
-            raise DataError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
-        data = load_images(cfg.data.path, resolution, strict=cfg.data.strict, cache_dir=cfg.data.cache_dir,
-                           max_images=cfg.data.max_images, progress=cfg.train.progress,
-                           num_workers=cfg.data.num_workers)
+        data = load_training_images(cfg.data, resolution, progress=cfg.train.progress)
     held = torch.tensor(subset_indices(len(data), min(cfg.train.eval_images, len(data) // 10)), dtype=torch.long)
     keep = torch.ones(len(data), dtype=torch.bool)
     keep[held] = False
@@ -226,13 +223,8 @@ def _save(run: RunFolder, vae, optimizer, step: int) -> None:
 
 
 def _restore(run: RunFolder, vae, optimizer, device) -> int:
-    state = load_state(run.last_checkpoint, map_location=device)
-    if state.get("format") != AUTOENCODER_STATE:
-        raise CheckpointError(f"{run.last_checkpoint}: not a gensis autoencoder checkpoint")
-    run.check_stamp(state)
-    try:
+    def apply(state: dict) -> None:
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{run.last_checkpoint}: does not fit this autoencoder ({str(exc).splitlines()[0][:160]})") from None
-    return int(state["step"])
+
+    return restore_state(run, AUTOENCODER_STATE, "autoencoder", apply, device)

@@ -38,6 +38,19 @@ def subset_indices(n: int, k: int) -> list[int]:
     return sorted(perm.tolist())
 
 
+def load_training_images(data_cfg: Any, resolution: int, *, progress: bool = True,
+                         require_labels: bool = False) -> ImageData:
+    """The training images of a command's ``data`` section (path, strict, cache_dir,
+    max_images, num_workers), with one error line when ``data.path`` is not given."""
+    from gensis.errors import ConfigError
+
+    if data_cfg.path is None:
+        raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
+    return load_images(data_cfg.path, resolution, require_labels=require_labels, strict=data_cfg.strict,
+                       cache_dir=data_cfg.cache_dir, max_images=data_cfg.max_images, progress=progress,
+                       num_workers=data_cfg.num_workers)
+
+
 def load_images(
     path: str | Path,
     resolution: int,

@@ -37,8 +37,9 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from gensis.config.schema import TrainGeneratorConfig
-from gensis.data import ImageData, load_images
-from gensis.errors import CheckpointError, ConfigError, DataError, GensisError
+from gensis.data import ImageData
+from gensis.data.loader import load_training_images
+from gensis.errors import ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
 from gensis.generator.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
@@ -47,7 +48,7 @@ from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.runtime import distributed
-from gensis.runtime.checkpoint import load_encoder, load_state, resolve_encoder_path, save_state
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.io import file_sha256, save_safetensors
 from gensis.runtime.loader import epoch_batches, step_generator
@@ -88,11 +89,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         )
     vae = load_vae(cfg.model.vae, device) if latent else None
     if data is None:
-        if cfg.data.path is None:
-            raise DataError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
-        data = load_images(cfg.data.path, resolution, strict=cfg.data.strict, cache_dir=cfg.data.cache_dir,
-                           max_images=cfg.data.max_images, progress=cfg.train.progress,
-                           num_workers=cfg.data.num_workers)
+        data = load_training_images(cfg.data, resolution, progress=cfg.train.progress)
     if not latent and not data.in_memory:
         raise DataError(f"{data.source}: the pixel-space generator trains on images held in memory (<= 96 px)")
     if latent:
@@ -297,15 +294,10 @@ def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:
 
 
 def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
-    state = load_state(run.last_checkpoint, map_location=device)
-    if state.get("format") != GENERATOR_FORMAT:
-        raise CheckpointError(f"{run.last_checkpoint}: not a gensis generator checkpoint")
-    run.check_stamp(state)
-    try:
+    def apply(state: dict) -> None:
         model.load_state_dict(state["model"])
         for dst, src in zip(ema, state["ema"], strict=True):
             dst.copy_(src)
         optimizer.load_state_dict(state["optimizer"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{run.last_checkpoint}: does not fit this generator ({str(exc).splitlines()[0][:160]})") from None
-    return int(state["step"])
+
+    return restore_state(run, GENERATOR_FORMAT, "generator", apply, device)

@@ -57,6 +57,20 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     return state
 
 
+def restore_state(run, fmt: str, what: str, apply, device: str | torch.device = "cpu") -> int:
+    """Load ``run``'s last checkpoint of format ``fmt`` into a model via ``apply(state)``; the
+    step it was saved at. Another run's checkpoint or one that does not fit is one line."""
+    state = load_state(run.last_checkpoint, map_location=device)
+    if state.get("format") != fmt:
+        raise CheckpointError(f"{run.last_checkpoint}: not a gensis {what} checkpoint")
+    run.check_stamp(state)
+    try:
+        apply(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run.last_checkpoint}: does not fit this {what} ({first_line(exc)})") from None
+    return int(state["step"])
+
+
 def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in encoder.backbone.state_dict().items()}
     meta = {"format": ENCODER_FORMAT, **encoder.metadata(), **(extra or {})}

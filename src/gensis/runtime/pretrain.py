@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from gensis.augment import MultiCropAugment
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
+from gensis.data.loader import load_training_images
 from gensis.errors import ConfigError, DataError, GensisError
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
@@ -138,18 +139,8 @@ def _load_data(
 ) -> tuple[ImageData, ImageData | None]:
     d = cfg.data
     if data is None:
-        if d.path is None:
-            raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
-        data = load_images(
-            d.path,
-            d.resolution,
-            require_labels=d.eval_path is not None,
-            strict=d.strict,
-            cache_dir=d.cache_dir,
-            max_images=d.max_images,
-            progress=cfg.train.progress,
-            num_workers=d.num_workers,
-        )
+        data = load_training_images(d, d.resolution, progress=cfg.train.progress,
+                                    require_labels=d.eval_path is not None)
     if eval_data is None and d.eval_path is not None:
         eval_data = load_images(
             d.eval_path,
