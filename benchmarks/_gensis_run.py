@@ -86,7 +86,7 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
     curves = {n: c for n, c in summary["disentanglement_loss"].items() if c}
     if curves:
         extra += "\nDisentanglement loss, mean of the first and last tenth of each run (uniform = ln K):\n\n"
-        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} (uniform {c['uniform']:.2f}"
+        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
                          + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")") + "\n"
                          for n, c in curves.items())
     table = write_table(Path(cfg.out), summary, LABELS, extra)

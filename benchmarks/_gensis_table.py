@@ -16,6 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from gensis.eval.significance import paired_seeds, trend
+
 METRICS = [("knn_k20", "kNN k=20"), ("knn_k200", "kNN k=200"), ("linear", "linear"),
            ("auc", "linear AUC"), ("f1", "linear F1")]
 ACCURACIES = {"knn_k20", "knn_k200", "linear"}  # percent of test images (AUC and F1 are not)
@@ -53,9 +55,9 @@ def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> di
         if not diffs:
             continue
         d = spread(diffs)
-        se = d["sd"] / math.sqrt(d["n"]) if d["sd"] is not None else None
-        d["se"] = None if se is None else round(se, 3)
-        d["beyond_2se"] = bool(se is not None and abs(d["mean"]) > 2 * se)
+        test = paired_seeds(diffs)  # the rule of the report's verdicts, for several seeds
+        d["se"] = None if test.se is None else round(test.se, 3)
+        d["beyond_2se"] = test.beyond_2se
         out[key] = d
     return out
 
@@ -89,9 +91,11 @@ def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
     if not loss:
         return None
     floor = [r["loss_dis_floor"] for r in rows if isinstance(r.get("loss_dis_floor"), (int, float))]
+    t = trend(loss)  # the rule of the report's verdicts: first and last tenth, beside the noise
     tenth = max(1, len(loss) // 10)
-    out = {"first": round(statistics.fmean(loss[:tenth]), 3), "last": round(statistics.fmean(loss[-tenth:]), 3),
-           "uniform": round(math.log(out_dim), 3), "points": len(loss)}
+    out = {"first": round(t.first, 3), "last": round(t.last, 3), "direction": t.direction,
+           "noise": None if t.noise is None else round(t.noise, 3), "uniform": round(math.log(out_dim), 3),
+           "points": len(loss)}
     if floor:
         out["floor_last"] = round(statistics.fmean(floor[-tenth:]), 3)
     return out

@@ -55,6 +55,23 @@ def test_every_stage_and_the_report(pipeline) -> None:
     report = (root / "report.md").read_text()
     assert "Gen-DINO (stage 3)" in report and "plots/loss.png" in report and "pictures/views.png" in report
     assert "<img src='pictures/interpolations.png'" in (root / "report.html").read_text()
+    # one verdict per stage, the same words in report.md, report.html and the returned result
+    import html
+
+    from gensis.pipeline.verdict import format_verdict
+
+    assert [v["stage"] for v in result["verdicts"]] == ["stage 1", "stage 2", "stage 3"]
+    for v in result["verdicts"]:
+        assert format_verdict(v, markdown=True) in report and html.escape(v["text"]) in (root / "report.html").read_text()
+    stage3 = result["verdicts"][-1]
+    assert "Gen-DINO minus control, one seed, same test images: kNN k=20" in stage3["text"]
+    assert "McNemar p = " in stage3["text"] and "disentanglement loss" in stage3["text"]
+    gen, ctl = result["eval"]["gen-dino"], result["eval"]["control"]
+    assert len(gen["knn_correct"]["20"]) == len(ctl["linear"]["correct"]) == gen["n_test"] == 32
+    assert gen["knn_correct"]["20"].count("1") == round(gen["knn_top1"]["20"] * 32 / 100)
+    # 32 test images and two 2-step encoders: nothing can be beyond the noise, and a 2-point loss
+    # curve cannot fall beyond a noise it cannot measure
+    assert stage3["status"] in ("none", "warning") and "beats its control" not in stage3["text"]
     stages = result["stages"]
     assert [stages[s]["last"] for s in ("pretrain", "train-generator", "gen-dino", "control")] == ["ran"] * 4
     assert all(v["seconds"] >= 0 for v in stages.values())

@@ -1,42 +1,130 @@
-"""The report's verdicts: a stage that did not do its job is flagged, with its number."""
+"""The report's verdicts: OK only when a stage's own figures show it did its job, a warning when
+they show it did not, and "no measurable difference" when stage 3 is inside the noise."""
 
 from __future__ import annotations
 
 import math
+import random
 
-from gensis.pipeline.verdict import stage1, stage2, stage3
+from gensis.eval.significance import encode_correct, mcnemar_exact, paired_seeds, trend
+from gensis.pipeline.verdict import format_verdict, stage1, stage2, stage3
 
 
-def test_stage1_flags_a_loss_near_its_uniform_value() -> None:
-    uniform = math.log(2048)  # 7.62
+def test_mcnemar_exact_against_hand_computed_binomial_tails() -> None:
+    # 0 against 6 discordant images: 2 * 0.5^6
+    t = mcnemar_exact([True] * 6 + [False] * 4, [False] * 6 + [False] * 4)
+    assert (t["only_a"], t["only_b"]) == (6, 0) and math.isclose(t["p_value"], 2 / 64)
+    # 1 against 9: 2 * (1 + 10) / 1024; the concordant images do not count
+    a = [True] * 9 + [False] + [True] * 50 + [False] * 40
+    b = [False] * 9 + [True] + [True] * 50 + [False] * 40
+    assert math.isclose(mcnemar_exact(a, b)["p_value"], 22 / 1024)
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
+    assert mcnemar_exact([True] * 5 + [False] * 5, [False] * 5 + [True] * 5)["p_value"] == 1.0  # an even split
+
+
+def test_paired_seeds_and_trend() -> None:
+    assert paired_seeds([-0.53, -0.30, -1.27]).direction == "worse"  # PCam linear, -0.70 with SE 0.29
+    assert paired_seeds([-0.43, 0.03, -0.10]).direction == "none"  # PCam kNN, -0.17 with SE 0.14
+    assert paired_seeds([1.0]).direction == "none" and paired_seeds([1.0]).se is None
+    rng = random.Random(0)
+    noisy = [7.0 + rng.gauss(0, 0.3) for _ in range(100)]
+    assert trend(noisy).direction == "flat"
+    assert trend([7.0 - 0.01 * i + rng.gauss(0, 0.05) for i in range(100)]).direction == "falls"
+    assert trend([6.3 + 0.002 * i + rng.gauss(0, 0.02) for i in range(100)]).direction == "rises"
+    assert trend([7.0, 6.0]).direction == "too few points"
+
+
+def test_stage1_weighs_level_and_direction() -> None:
     assert stage1([{"loss": 7.48}, {"loss": 7.25}], "dino", 2048).ok is False  # the first CIFAR-10 CPU run
     good = stage1([{"loss": 6.9}, {"lr": 0.1}, {"loss": 6.0}], "dino", 1024)
     assert good.ok and "6.90 -> 6.00" in good.text and f"{math.log(1024):.2f}" in good.text
-    assert uniform > 7.6
     with_knn = stage1([{"loss": 6.76}, {"loss": 6.61, "knn_top1_k20": 94.17}], "dino", 1024)
     assert not with_knn.ok and "online kNN k=20 94.2 %" in with_knn.text and "train longer" in with_knn.text
     assert stage1([], "dino", 1024).ok is False
     assert stage1([{"loss": 5.0}, {"loss": 4.0}], "simclr", 1024).ok
+    # ends far below uniform, but rose over training: not OK
+    rising = stage1([{"loss": 4.0 + 0.01 * i + 0.02 * (i % 2)} for i in range(60)], "dino", 1024)
+    assert rising.status == "warning" and "rose" in rising.text and "rises" in rising.text
 
 
-def test_stage2_against_the_ceiling() -> None:
-    quality = {"sources": 500, "retrieval_top1": 8.5, "retrieval_median_rank": 21,
-               "ceiling": {"retrieval_top1": 12.6}, "chance": {"retrieval_top1": 0.07}}
-    v = stage2(quality)
-    assert v.ok and "8.5 %" in v.text and "12.6 %" in v.text
-    bad = stage2({**quality, "retrieval_top1": 0.3, "retrieval_median_rank": 650})
-    assert not bad.ok and "not views of their source" in bad.text
+QUALITY = {"sources": 500, "retrieval_top1": 8.5, "retrieval_median_rank": 21, "source_pixel_rmse": 0.21,
+           "ceiling": {"retrieval_top1": 12.6, "source_pixel_rmse": 0.25}, "chance": {"retrieval_top1": 0.07}}
+
+
+def test_stage2_faithful_copying_and_unconditioned() -> None:
+    rising_gap = [{"cond_gap_mid": g} for g in (0.7, 5.8, 8.7, 9.4, 10.8)]
+    faithful = stage2(QUALITY, rising_gap)
+    assert faithful.ok and "8.5 %" in faithful.text and "12.6 %" in faithful.text and "0.210 (real views 0.250)" in faithful.text
+    assert "0.7 -> 10.8 (rises" in faithful.text
+    # perfect retrieval, but each view is its source again
+    copier = stage2({**QUALITY, "retrieval_top1": 100.0, "source_pixel_rmse": 0.01})
+    assert copier.status == "warning" and "near copies" in copier.text and "0.010" in copier.text
+    twins = stage2({**QUALITY, "diversity_pixel_rmse": 0.002, "ceiling": {**QUALITY["ceiling"], "diversity_pixel_rmse": 0.2}})
+    assert twins.status == "warning" and "from each other" in twins.text
+    unconditioned = stage2({**QUALITY, "retrieval_top1": 0.3, "retrieval_median_rank": 650})
+    assert unconditioned.status == "warning" and "not views of their source" in unconditioned.text
     # PCam from a converged stage 1: 296x chance, under half of the real views' 16.4 %
-    weaker = stage2({**quality, "retrieval_top1": 7.4, "ceiling": {"retrieval_top1": 16.4},
+    weaker = stage2({**QUALITY, "retrieval_top1": 7.4, "ceiling": {"retrieval_top1": 16.4},
                      "chance": {"retrieval_top1": 0.025}})
     assert not weaker.ok and "less closely than real stage-1 views" in weaker.text
+    losing = stage2(QUALITY, [{"cond_gap_mid": g} for g in (12.0, 11.5, 9.0, 6.1, 3.0)])
+    assert losing.status == "warning" and "losing its condition" in losing.text
     assert stage2(None).ok is False
 
 
-def test_stage3_gain_and_disentanglement_loss() -> None:
-    results = {"gen-dino": {"knn_top1": {"20": 96.0, "200": 90.0}, "linear": {"top1": 99.0}},
-               "control": {"knn_top1": {"20": 95.5, "200": 90.0}, "linear": {"top1": 98.0}}}
-    v = stage3(results, [{"loss_dis": 6.9}, {"loss_dis": 5.5}], 1024)
-    assert v.ok and "kNN k=20 +0.50" in v.text and "linear +1.00" in v.text
-    flat = stage3(results, [{"loss_dis": 6.93}, {"loss_dis": 6.92}], 1024)
-    assert not flat.ok and "stays near uniform" in flat.text
+def _results(n: int, gen_right: int, control_right: int, shared: int, linear: tuple[int, int] | None = None) -> dict:
+    """Two encoders on ``n`` test images: ``shared`` right for both, then each one's own."""
+    def bits(own: int, offset: int) -> list[bool]:
+        return [i < shared or offset <= i < offset + own for i in range(n)]
+
+    gen, ctl = bits(gen_right, shared), bits(control_right, shared + gen_right)
+    out = {"gen-dino": {"knn_top1": {"20": 100 * sum(gen) / n}, "knn_correct": {"20": encode_correct(gen)}},
+           "control": {"knn_top1": {"20": 100 * sum(ctl) / n}, "knn_correct": {"20": encode_correct(ctl)}}}
+    if linear is not None:
+        lg, lc = bits(linear[0], shared), bits(linear[1], shared + linear[0])
+        out["gen-dino"]["linear"] = {"top1": 100 * sum(lg) / n, "correct": encode_correct(lg)}
+        out["control"]["linear"] = {"top1": 100 * sum(lc) / n, "correct": encode_correct(lc)}
+    return out
+
+
+FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(100)]
+
+
+def test_stage3_gain_loss_and_tie() -> None:
+    gain = stage3(_results(1000, 60, 20, 700, linear=(50, 15)), FALLING, 4096)
+    assert gain.status == "ok" and "beats its control" in gain.text and "60 test images right only with Gen-DINO" in gain.text
+    assert "kNN k=20 +4.00" in gain.text and "linear +3.50" in gain.text and "McNemar p = " in gain.text
+    loss = stage3(_results(1000, 20, 60, 700), FALLING, 4096)
+    assert loss.status == "warning" and "below its control beyond the noise" in loss.text
+    tie = stage3(_results(1000, 22, 18, 700, linear=(10, 12)), FALLING, 4096)
+    assert tie.status == "none" and "no measurable difference" in tie.text
+    assert format_verdict(tie).startswith("NO MEASURABLE DIFFERENCE stage 3:")
+    assert format_verdict(loss, markdown=True).startswith("- **WARNING** **stage 3**:")
+    # without per-image results (an older evaluation) no difference can be claimed
+    old = _results(1000, 60, 20, 700)
+    for r in old.values():
+        del r["knn_correct"]
+    assert stage3(old, FALLING, 4096).status == "none"
+    assert stage3({}, [], 4096).text == "not evaluated"
+
+
+def test_stage3_judges_the_disentanglement_loss_by_its_direction() -> None:
+    rng = random.Random(1)
+    tie = _results(1000, 22, 18, 700)
+    falling = stage3(tie, FALLING, 4096)
+    assert falling.status == "none" and "(falls" in falling.text
+    flat = stage3(tie, [{"loss_dis": 6.9 + rng.gauss(0, 0.05)} for _ in range(100)], 1024)
+    assert flat.status == "warning" and "did not fall" in flat.text and "(flat" in flat.text
+    # ends below 98 % of uniform (the old rule's "learned"), yet rose over training
+    rising = stage3(tie, [{"loss_dis": 6.32 + 0.0014 * i + rng.gauss(0, 0.01)} for i in range(100)], 1024)
+    assert rising.status == "warning" and "rose" in rising.text
+
+
+def test_the_clothing_run_is_not_ok() -> None:
+    """The issue's case: 3,068 test photos, kNN -0.80 and linear -2.15 points, and a rising
+    disentanglement loss (6.32 -> 6.46): the old verdict said OK."""
+    n = 3068
+    r = _results(n, 40, 65, 2400, linear=(30, 96))  # -25 and -66 images: -0.81 and -2.15 points
+    v = stage3(r, [{"loss_dis": 6.32 + 0.0014 * i, "loss_dis_floor": 5.76} for i in range(100)], 1024)
+    assert "kNN k=20 -0.81" in v.text and "linear -2.15" in v.text
+    assert v.status == "warning" and not v.ok

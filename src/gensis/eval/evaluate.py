@@ -14,6 +14,7 @@ from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
 from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
+from gensis.eval.significance import encode_correct
 from gensis.runtime.io import atomic_write_text
 
 
@@ -44,8 +45,9 @@ def evaluate_encoder(
     train_f = extract_features(encoder, train, desc="train features", **kw)
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = labels.num_classes
+    correct: dict[int, torch.Tensor] = {}
     knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
-                       temperature=temperature, num_classes=n_classes)
+                       temperature=temperature, num_classes=n_classes, correct=correct)
     result: dict[str, Any] = {
         **(extra or {}),
         "train": train.source,
@@ -55,6 +57,8 @@ def evaluate_encoder(
         "embed_dim": int(train_f.shape[1]),
         "knn_temperature": temperature,
         "knn_top1": {str(k): round(v, 2) for k, v in knn.items()},
+        # per test image, for paired tests between encoders (gensis.eval.significance)
+        "knn_correct": {str(k): encode_correct(c.tolist()) for k, c in correct.items()},
     }
     if linear:
         probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,

@@ -124,11 +124,13 @@ def knn_accuracy(
     temperature: float = 0.07,
     num_classes: int | None = None,
     chunk_size: int = 1024,
+    correct: dict[int, Tensor] | None = None,
 ) -> dict[int, float]:
     """Top-1 accuracy in percent of :func:`knn_predict` for every ``k``.
 
     Test labels may include classes absent from the train set; those rows simply count as
-    errors. An empty test set scores 0.0.
+    errors. An empty test set scores 0.0. ``correct``, if given, receives each ``k``'s
+    per-image correctness (bool, on the CPU): what a paired test of two encoders needs.
     """
     if test_labels.ndim != 1 or test_labels.shape[0] != test_features.shape[0]:
         raise GensisError(
@@ -147,5 +149,8 @@ def knn_accuracy(
     result: dict[int, float] = {}
     for kk, p in preds.items():
         target = test_labels.to(device=p.device, dtype=torch.long)
-        result[kk] = 100.0 * (p == target).float().mean().item() if p.numel() else 0.0
+        hit = p == target
+        result[kk] = 100.0 * hit.float().mean().item() if p.numel() else 0.0
+        if correct is not None:
+            correct[kk] = hit.cpu()
     return result

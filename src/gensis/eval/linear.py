@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from gensis.errors import GensisError
 from gensis.eval.metrics import binary_auc, binary_f1, top_k_accuracy
+from gensis.eval.significance import encode_correct
 from gensis.runtime.device import resolve_device
 
 # AdamW rather than SGD: its per-coordinate step is insensitive to how correlated and
@@ -230,9 +231,10 @@ def linear_probe(
     ``num_classes`` defaults to ``max(train and test labels) + 1``, so a test class never
     seen in training still has a (never-trained) output and counts as an error.
 
-    Returns ``dict(top1, top5, best_lr, best_weight_decay, val_top1, epochs, num_classes,
+    Returns ``dict(top1, correct, top5, best_lr, best_weight_decay, val_top1, epochs, num_classes,
     selection)``, plus ``auc`` and ``f1`` (positive class 1) for two classes; accuracies are percentages, ``top5`` is ``None`` below 5 classes and
-    ``selection`` lists ``{lr, weight_decay, val_top1, val_loss}`` for every grid point.
+    ``selection`` lists ``{lr, weight_decay, val_top1, val_loss}`` for every grid point;
+    ``correct`` is one '1' or '0' per test image (:mod:`gensis.eval.significance`).
     Deterministic on CPU for a given ``seed``.
     """
     if train_features.ndim != 2 or test_features.ndim != 2:
@@ -290,6 +292,7 @@ def linear_probe(
                       f1=binary_f1(scores.argmax(dim=1), y_test))
     return dict(
         top1=top_k_accuracy(scores, y_test, 1),
+        correct=encode_correct((scores.argmax(dim=1) == y_test).tolist()),
         top5=top_k_accuracy(scores, y_test, 5) if n_classes >= 5 else None,
         **binary,
         best_lr=best_lr,

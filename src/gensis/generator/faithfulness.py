@@ -63,12 +63,24 @@ def diversity(emb: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
             "diversity_pixel_rmse": round(float(rmse[:, off].mean()), 4)}
 
 
+def source_distance(images: torch.Tensor, originals: torch.Tensor) -> float:
+    """Mean pixel RMSE (0-1 scale) between each view (S, K, 3, R, R) and its source (S, 3, R, R):
+    near 0 for a generator that copies its source."""
+    views = images.float().div(255).flatten(2)
+    src = originals.float().div(255).flatten(1)[:, None]
+    return round(float((views - src).square().mean(-1).sqrt().mean()), 4)
+
+
 def view_figures(view_emb: torch.Tensor, view_images: torch.Tensor, sources: torch.Tensor,
-                 real_emb: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-    """All figures for views laid out (S sources, K views each), K >= 1."""
+                 real_emb: torch.Tensor, labels: torch.Tensor | None,
+                 originals: torch.Tensor | None = None) -> dict[str, float]:
+    """All figures for views laid out (S sources, K views each), K >= 1; ``originals``, the
+    S source images, add the views' pixel distance to their source."""
     s, k = view_images.shape[:2]
     flat_src = sources.repeat_interleave(k)
     out = retrieval(view_emb, flat_src, real_emb)
+    if originals is not None:
+        out["source_pixel_rmse"] = source_distance(view_images, originals)
     if labels is not None:
         out["class_consistency"] = class_consistency(view_emb, flat_src, real_emb, labels)
     if k >= 2:
@@ -110,7 +122,7 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
     def figures(aug: AugmentConfig) -> dict:
         imgs = real_views(originals, aug, views, seed)
         emb = encoder_embeddings(encoder, as_data(imgs.flatten(0, 1)), device=device).cpu()
-        return view_figures(emb, imgs, sources, real_emb, labels)
+        return view_figures(emb, imgs, sources, real_emb, labels, originals)
 
     ceiling = {"augment": where, **figures(cfg)}
     # The geometric part alone (crop, flips, rotations; no colour, blur or solarization).
@@ -128,7 +140,7 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
 def versus_ceiling(generated: dict, ceiling: dict) -> dict[str, float]:
     """Generated / ceiling for the figures where more is better (top-1, class consistency, diversity)."""
     out = {}
-    for key in ("retrieval_top1", "class_consistency", "diversity_cosine", "diversity_pixel_rmse"):
+    for key in ("retrieval_top1", "class_consistency", "diversity_cosine", "diversity_pixel_rmse", "source_pixel_rmse"):
         if key in generated and ceiling.get(key):
             out[key] = round(generated[key] / ceiling[key], 3)
     return out
@@ -137,7 +149,8 @@ def versus_ceiling(generated: dict, ceiling: dict) -> dict[str, float]:
 FIGURES = (("retrieval_top1", "source retrieval top-1 (%)"), ("retrieval_top5", "source retrieval top-5 (%)"),
            ("retrieval_median_rank", "median rank of the source"), ("class_consistency", "class consistency (%)"),
            ("diversity_cosine", "diversity between views (cosine distance)"),
-           ("diversity_pixel_rmse", "diversity between views (pixel RMSE)"))
+           ("diversity_pixel_rmse", "diversity between views (pixel RMSE)"),
+           ("source_pixel_rmse", "distance to the source (pixel RMSE)"))
 
 
 def faithfulness_table(quality: dict) -> tuple[list[str], list[list[str]]]:

@@ -66,7 +66,7 @@ def bank_quality(
     gen_emb = encoder_embeddings(encoder, as_data(images.flatten(0, 1)), device=device).cpu()
     src = torch.tensor(sources)
     k = images.shape[1]
-    generated = view_figures(gen_emb, images, src, real_emb, real.labels)
+    generated = view_figures(gen_emb, images, src, real_emb, real.labels, originals=real.batch(src))
     result: dict[str, Any] = {
         "sources": len(sources),
         "views": len(gen_emb),

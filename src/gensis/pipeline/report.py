@@ -13,7 +13,7 @@ from typing import Any
 
 from gensis.autoencoder.quality import reconstruction_table
 from gensis.generator.faithfulness import faithfulness_table
-from gensis.pipeline.verdict import verdicts
+from gensis.pipeline.verdict import Verdict, format_verdict, verdicts
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder
 
@@ -91,7 +91,8 @@ def _compute(stages: dict[str, Any]) -> dict[str, float]:
             round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
 
 
-def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]) -> Path:
+def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]) -> tuple[Path, list[Verdict]]:
+    """report.md and report.html in ``root``; returns the Markdown path and the verdicts."""
     runs = {"dino": Path(stages.pretrain.out), "gen-dino": Path(stages.gen_dino.out)}
     if stages.control is not None:
         runs["control"] = Path(stages.control.out)
@@ -132,7 +133,7 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     }
     atomic_write_text(root / "report.md", _markdown(sections))
     atomic_write_text(root / "report.html", _html(sections))
-    return root / "report.md"
+    return root / "report.md", sections["verdicts"]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -142,7 +143,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _markdown(s: dict[str, Any]) -> str:
     out = ["# gensis run report", "", "## Did each stage do its job?", ""]
-    out += [f"- {'OK' if v.ok else '**WARNING**'} **{v.stage}**: {v.text}" for v in s["verdicts"]]
+    out += [format_verdict(v, markdown=True) for v in s["verdicts"]]
     out += [""]
     out += [f"- **{k}**: {v}" for k, v in s["facts"].items()]
     if s["eval"]:
@@ -176,10 +177,10 @@ def _html(s: dict[str, Any]) -> str:
     parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
              "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}"
-             ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warn{background:#fde7e9}</style>",
+             ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warning{background:#fde7e9}"
+             ".none{background:#eeeeee}</style>",
              "<h1>gensis run report</h1>", "<h2>Did each stage do its job?</h2><ul class='verdicts'>"]
-    parts += [f"<li class='{'ok' if v.ok else 'warn'}'><b>{'OK' if v.ok else 'WARNING'}, {e(v.stage)}</b>: "
-              f"{e(v.text)}</li>" for v in s["verdicts"]]
+    parts += [f"<li class='{v.status}'><b>{v.label}, {e(v.stage)}</b>: {e(v.text)}</li>" for v in s["verdicts"]]
     parts += ["</ul><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in s["facts"].items()] + ["</ul>"]
     if s["eval"]:
@@ -204,7 +205,7 @@ def _html(s: dict[str, Any]) -> str:
 
 def format_run(result: dict) -> str:
     """The console summary of ``gensis run``: where the report is, and each encoder's scores."""
-    lines = [f"report: {result['report']}"]
+    lines = [f"report: {result['report']}"] + [format_verdict(v) for v in result.get("verdicts", [])]
     for name, r in result["eval"].items():
         knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
         lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""

@@ -1,85 +1,166 @@
-"""The report's first lines: did each stage do its job? One verdict per stage, with its number.
+"""The report's first lines: did each stage do its job? One verdict per stage, with its numbers.
 
-* Stage 1 learned: DINO's loss (a cross-entropy over ``out_dim`` prototypes) ends well below
-  ln(out_dim), its value for a uniform teacher. A loss within 5 % of it means the encoder
-  barely trained (as in the first CPU-budget CIFAR-10 run: 7.25 against 7.62).
+Each verdict is OK, a WARNING, or (stage 3) "no measurable difference"; the rules of
+:mod:`gensis.eval.significance` decide what is beyond the noise, and every verdict names
+the numbers it used.
+
+* Stage 1 learned: DINO's loss (a cross-entropy over ``out_dim`` prototypes) fell beyond its
+  step-to-step noise and ends well below ln(out_dim), its value for a uniform teacher. A
+  loss within 5 % of it means the encoder barely trained (as in the first CPU-budget
+  CIFAR-10 run: 7.25 against 7.62).
 * The autoencoder (latent generators) keeps what the encoder sees: its reconstructions of
   held-out images find their source at least half as often as real stage-1 views do. A
   generated view is decoded by it, so it can be no more faithful than this.
-* Stage 2 follows its condition: generated views find their source at least half as often as
-  real stage-1 views do (:mod:`gensis.generator.faithfulness`), and far above chance. Below half
-  the ceiling but over 10x chance, the views are conditioned but weaker than real ones.
-* Stage 3: Gen-DINO against the control at equal epochs, and the disentanglement loss against
-  its uniform value. One seed: a difference of a point or two is inside the noise.
+* Stage 2 follows its condition and makes new images: generated views find their source at
+  least half as often as real stage-1 views do (:mod:`gensis.generator.faithfulness`), far
+  above chance; they are not copies of their source (in pixels, they differ from it and from
+  each other by at least a fifth of what real stage-1 views do); and the conditioning gap did
+  not fall over training.
+* Stage 3: Gen-DINO against the control at equal epochs, on the same test images: McNemar's
+  exact test on per-image correctness (kNN and linear). OK only when Gen-DINO is better beyond
+  the noise, a WARNING when it is worse, and "no measurable difference" otherwise. The
+  disentanglement loss must fall beyond its noise (towards its floor), not merely end below
+  its uniform value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from gensis.eval.significance import ALPHA, Trend, decode_correct, mcnemar_exact, trend
 
 BARELY = 0.95  # a loss above 95 % of its uniform value: the stage barely learned
 HALF_CEILING = 0.5
 ABOVE_CHANCE = 10  # source top-1 this many times chance: the generator is conditioned
+# A view that differs from its source (or from its sibling views) by under a fifth of what a
+# real stage-1 view does is a near copy: real views differ by a crop, a flip and a colour jitter,
+# while JPEG noise and a faithful redraw of the same tissue stay far above a fifth of that.
+COPY_SHARE = 0.2
+Status = Literal["ok", "warning", "none"]
+LABELS = {"ok": "OK", "warning": "WARNING", "none": "NO MEASURABLE DIFFERENCE"}
 
 
 @dataclass(frozen=True)
 class Verdict:
     stage: str
-    ok: bool
+    status: Status
     text: str
 
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
-def _first_last(metrics: list[dict], key: str) -> tuple[float, float] | None:
-    values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
-    return (values[0], values[-1]) if values else None
+    @property
+    def label(self) -> str:
+        return LABELS[self.status]
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def format_verdict(v: Verdict | dict[str, str], markdown: bool = False) -> str:
+    """One line per verdict, the same words in report.md, report.html and the console."""
+    if isinstance(v, dict):
+        v = Verdict(v["stage"], v["status"], v["text"])  # type: ignore[arg-type]
+    if markdown:
+        label = f"**{v.label}**" if v.status == "warning" else v.label
+        return f"- {label} **{v.stage}**: {v.text}"
+    return f"{v.label} {v.stage}: {v.text}"
+
+
+def _status(ok: bool) -> Status:
+    return "ok" if ok else "warning"
+
+
+def _curve(metrics: list[dict], key: str) -> Trend | None:
+    values = [float(m[key]) for m in metrics if isinstance(m.get(key), (int, float))]
+    return trend(values) if values else None
+
+
+def _fell(t: Trend) -> bool:
+    """Fell beyond its noise; with too few points to weigh the noise, fell at all."""
+    return t.direction == "falls" or (t.direction == "too few points" and t.last < t.first)
 
 
 def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
-    loss = _first_last(metrics, "loss")
+    loss = _curve(metrics, "loss")
     if loss is None:
-        return Verdict("stage 1", False, "no training loss was logged")
-    first, last = loss
+        return Verdict("stage 1", "warning", "no training loss was logged")
     if method != "dino":
-        return Verdict("stage 1", last < first, f"{method} loss {first:.3f} -> {last:.3f}")
+        fell = _fell(loss)
+        return Verdict("stage 1", _status(fell), f"{method} loss {loss.words(3)}"
+                       + ("" if fell else ": the loss did not fall beyond its noise; train longer"))
     uniform = math.log(out_dim)
-    ok = last < BARELY * uniform
-    text = f"DINO loss {first:.2f} -> {last:.2f}, against {uniform:.2f} for a uniform teacher"
-    knn = _first_last(metrics, "knn_top1_k20")
+    text = f"DINO loss {loss.words()}, against {uniform:.2f} for a uniform teacher"
+    knn = _curve(metrics, "knn_top1_k20")
     if knn is not None:
-        text += f"; online kNN k=20 {knn[1]:.1f} %"
-    return Verdict("stage 1", ok, text + ("" if ok else ": the loss is still near its uniform value, so the "
-                                          "encoder has learned little of what DINO can teach it; train longer"))
+        text += f"; online kNN k=20 {knn.last:.1f} %"
+    if not _fell(loss):
+        return Verdict("stage 1", "warning", text + f": the loss {'rose' if loss.direction == 'rises' else 'did not fall'}"
+                       " over training, so the encoder learned little; check the learning rate, or train longer")
+    if loss.last >= BARELY * uniform:
+        return Verdict("stage 1", "warning", text + ": the loss is still near its uniform value, so the encoder has "
+                       "learned little of what DINO can teach it; train longer")
+    return Verdict("stage 1", "ok", text)
 
 
-def stage2(quality: dict[str, Any] | None) -> Verdict:
+def _copying(quality: dict[str, Any]) -> str | None:
+    """Words for a bank of near copies, judged against the real-view ceiling; None when not."""
+    ceiling = quality.get("ceiling", {})
+    for key, what in (("source_pixel_rmse", "from their source"), ("diversity_pixel_rmse", "from each other")):
+        got, real = quality.get(key), ceiling.get(key)
+        if isinstance(got, (int, float)) and isinstance(real, (int, float)) and real > 0 and got < COPY_SHARE * real:
+            return (f"the views differ {what} by a pixel RMSE of {got:.3f}, under {COPY_SHARE:.0%} of real stage-1 "
+                    f"views' {real:.3f}: they are near copies, so stage 3 learns little from them")
+    return None
+
+
+def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None) -> Verdict:
     if not quality or not quality.get("sources"):
-        return Verdict("stage 2", False, "the bank's quality was not measured")
+        return Verdict("stage 2", "warning", "the bank's quality was not measured")
     top1 = quality["retrieval_top1"]
     ceiling = quality.get("ceiling", {}).get("retrieval_top1")
     chance = quality.get("chance", {}).get("retrieval_top1", 0.0)
     text = (f"generated views find their source {top1:.1f} % of the time (real stage-1 views "
             f"{ceiling if ceiling is not None else '?'} %, chance {chance:.2f} %), median rank "
             f"{quality['retrieval_median_rank']}")
+    problems = []
     if ceiling is None:
-        return Verdict("stage 2", top1 > ABOVE_CHANCE * chance, text)
-    ok = top1 >= HALF_CEILING * ceiling
-    if not ok:
-        conditioned = top1 > ABOVE_CHANCE * chance  # but with an encoder sharper than it can follow
-        text += (": the views follow their source, but less closely than real stage-1 views, so stage 3 gets "
-                 "harder positives than real pairs" if conditioned else
-                 ": the views are not views of their source, so stage 3 pairs images with unrelated ones")
-        text += "; train the generator longer (see its conditioning curves)"
-    return Verdict("stage 2", ok, text)
+        ok = top1 > ABOVE_CHANCE * chance
+        if not ok:
+            problems.append(f"under {ABOVE_CHANCE}x chance, and no real-view ceiling was measured")
+    else:
+        ok = top1 >= HALF_CEILING * ceiling
+        if not ok:
+            conditioned = top1 > ABOVE_CHANCE * chance  # but with an encoder sharper than it can follow
+            problems.append("the views follow their source, but less closely than real stage-1 views, so stage 3 "
+                            "gets harder positives than real pairs" if conditioned else
+                            "the views are not views of their source, so stage 3 pairs images with unrelated ones")
+    for key, what in (("source_pixel_rmse", "pixel RMSE to the source"), ("diversity_pixel_rmse", "between views")):
+        if isinstance(quality.get(key), (int, float)):
+            real = quality.get("ceiling", {}).get(key)
+            text += f"; {what} {quality[key]:.3f}" + (f" (real views {real:.3f})" if isinstance(real, (int, float)) else "")
+    copies = _copying(quality)
+    if copies:
+        problems.append(copies)
+    gap = _curve(gen_metrics or [], "cond_gap_mid")
+    if gap is not None:
+        text += f"; conditioning gap at mid noise {gap.words(1)} %"
+        if gap.direction == "falls":
+            problems.append("the conditioning gap fell over training: the generator is losing its condition")
+    if problems:
+        text += ": " + "; ".join(problems) + "; train the generator longer (see its conditioning curves)"
+    return Verdict("stage 2", _status(not problems), text)
 
 
 def autoencoder(quality: dict[str, Any] | None) -> Verdict:
     if not quality:
-        return Verdict("autoencoder", False, "its reconstructions were not measured")
+        return Verdict("autoencoder", "warning", "its reconstructions were not measured")
     text = f"reconstructions of {quality['images']} held-out images: PSNR {quality['psnr_db']:.2f} dB"
     if "retrieval_top1" not in quality:
-        return Verdict("autoencoder", True, text)
+        return Verdict("autoencoder", "ok", text)
     top1, ceiling = quality["retrieval_top1"], quality.get("ceiling", {}).get("retrieval_top1")
     text += (f", cosine to the source {quality['cosine_to_source']:.3f}, source found {top1:.1f} % of the time "
              f"(real stage-1 views {ceiling if ceiling is not None else '?'} %)")
@@ -87,35 +168,62 @@ def autoencoder(quality: dict[str, Any] | None) -> Verdict:
     if not ok:
         text += (": the decoder loses what the encoder sees, and every generated view goes through it; "
                  "train the autoencoder longer (autoencoder.train.epochs)")
-    return Verdict("autoencoder", ok, text)
+    return Verdict("autoencoder", _status(ok), text)
+
+
+def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | None) -> tuple[Status | None, str]:
+    """One figure of Gen-DINO minus control: its status by McNemar, and its words."""
+    if gen_bits is None or control_bits is None or len(gen_bits) != len(control_bits):
+        return None, f"{name} {diff:+.2f} (no per-image results to test)"
+    t = mcnemar_exact(decode_correct(gen_bits), decode_correct(control_bits))
+    status: Status = "none" if t["p_value"] >= ALPHA else ("ok" if t["only_a"] > t["only_b"] else "warning")
+    return status, (f"{name} {diff:+.2f} points ({t['only_a']} test images right only with Gen-DINO, "
+                    f"{t['only_b']} only with the control, McNemar p = {t['p_value']:.2g})")
 
 
 def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Verdict:
     gen, control = results.get("gen-dino"), results.get("control")
-    parts, ok = [], True
+    parts: list[str] = []
+    figures: list[Status | None] = []
     if gen and control:
         k = sorted(gen["knn_top1"], key=int)[0]
-        d_knn = gen["knn_top1"][k] - control["knn_top1"][k]
-        parts.append(f"Gen-DINO minus control: kNN k={k} {d_knn:+.2f}")
+        s, words = _compare(f"kNN k={k}", gen["knn_top1"][k] - control["knn_top1"][k],
+                            gen.get("knn_correct", {}).get(k), control.get("knn_correct", {}).get(k))
+        figures.append(s)
+        parts.append("Gen-DINO minus control, one seed, same test images: " + words)
         if "linear" in gen and "linear" in control:
-            parts.append(f"linear {gen['linear']['top1'] - control['linear']['top1']:+.2f} points (one seed)")
-    dis = _first_last(gen_metrics, "loss_dis")
+            s, words = _compare("linear", gen["linear"]["top1"] - control["linear"]["top1"],
+                                gen["linear"].get("correct"), control["linear"].get("correct"))
+            figures.append(s)
+            parts.append(words)
+    dis = _curve(gen_metrics, "loss_dis")
+    dis_learned = True
     if dis is not None:
-        uniform = math.log(out_dim)
-        learned = dis[1] < BARELY * uniform
-        ok = ok and learned
-        floor = _first_last(gen_metrics, "loss_dis_floor")
-        parts.append(f"disentanglement loss {dis[0]:.2f} -> {dis[1]:.2f} (uniform {uniform:.2f}"
-                     + (f", floor {floor[1]:.2f})" if floor else ")")
-                     + ("" if learned else ": it stays near uniform, so the task teaches nothing"))
+        dis_learned = _fell(dis)
+        floor = _curve(gen_metrics, "loss_dis_floor")
+        parts.append(f"disentanglement loss {dis.words()} (uniform {math.log(out_dim):.2f}"
+                     + (f", floor {floor.last:.2f})" if floor else ")"))
     if not parts:
-        return Verdict("stage 3", False, "not evaluated")
-    return Verdict("stage 3", ok, "; ".join(parts))
+        return Verdict("stage 3", "warning", "not evaluated")
+    text = "; ".join(parts)
+    if "warning" in figures:
+        return Verdict("stage 3", "warning", text + ": Gen-DINO is below its control beyond the noise")
+    if not dis_learned:
+        assert dis is not None
+        return Verdict("stage 3", "warning", text + f": the disentanglement loss {'rose' if dis.direction == 'rises' else 'did not fall'}"
+                       ", so the task teaches nothing")
+    if not figures:
+        return Verdict("stage 3", "none", text + ": no control was evaluated, so there is nothing to compare against")
+    if "ok" in figures:
+        return Verdict("stage 3", "ok", text + ": Gen-DINO beats its control beyond the noise")
+    why = "within the noise" if None not in figures else "not testable"
+    return Verdict("stage 3", "none", text + f": no measurable difference between Gen-DINO and its control ({why})")
 
 
 def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]],
              reconstruction: dict | None = None) -> list[Verdict]:
     out_dim = stages.pretrain.dino.out_dim
     ae = [autoencoder(reconstruction)] if getattr(stages, "autoencoder", None) is not None else []
-    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae, stage2(quality),
+    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae,
+            stage2(quality, metrics.get("generator", [])),
             stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim)]
