@@ -7,7 +7,7 @@ import math
 import random
 
 from gensis.eval.significance import encode_correct, mcnemar_exact, paired_seeds, trend
-from gensis.pipeline.verdict import format_verdict, stage1, stage2, stage3
+from gensis.pipeline.verdict import autoencoder, format_verdict, stage1, stage2, stage3
 
 
 def test_mcnemar_exact_against_hand_computed_binomial_tails() -> None:
@@ -128,3 +128,15 @@ def test_the_clothing_run_is_not_ok() -> None:
     v = stage3(r, [{"loss_dis": 6.32 + 0.0014 * i, "loss_dis_floor": 5.76} for i in range(100)], 1024)
     assert "kNN k=20 -0.81" in v.text and "linear -2.15" in v.text
     assert v.status == "warning" and not v.ok
+
+
+def test_autoencoder_with_a_ceiling_of_zero_is_judged_by_rank() -> None:
+    """The 224-px lung run: neither reconstructions nor real views were found first (0 %), so
+    top-1 cannot tell; the median rank can."""
+    q = {"images": 32, "psnr_db": 20.58, "cosine_to_source": 0.834, "retrieval_top1": 0.0,
+         "retrieval_median_rank": 115, "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 140}}
+    v = autoencoder(q)
+    assert v.ok and "median rank decides: 115 against 140" in v.text
+    lost = autoencoder({**q, "retrieval_median_rank": 900})
+    assert lost.status == "warning" and "loses what the encoder sees" in lost.text
+    assert autoencoder({**q, "retrieval_top1": 10.0, "ceiling": {"retrieval_top1": 40.0}}).status == "warning"
