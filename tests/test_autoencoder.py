@@ -63,6 +63,19 @@ def test_it_reconstructs_far_better_than_its_initialization_and_than_the_mean_im
     metrics = [json.loads(x) for x in (root / "ae" / "metrics.jsonl").read_text().splitlines()]
     losses = [m["loss"] for m in metrics if "loss" in m]
     assert losses[-1] < 0.6 * losses[0]  # the logged loss falls
+    # encoder= given: the perceptual term in its space is on by default, logged and recorded
+    assert all(0 <= m["perceptual"] <= 2 for m in metrics if "loss" in m)
+    assert "perceptual_weight: 0.1" in (root / "ae" / "config.yaml").read_text()
+
+
+def test_the_perceptual_default_follows_the_encoder() -> None:
+    from gensis.config.autoencoder import TrainAutoencoderConfig
+
+    assert TrainAutoencoderConfig(encoder="enc").train.perceptual_weight == 0.1
+    assert TrainAutoencoderConfig().train.perceptual_weight == 0.0  # no encoder: L1 and KL only
+    assert TrainAutoencoderConfig(encoder="enc", train={"perceptual_weight": 0}).train.perceptual_weight == 0
+    with pytest.raises(ValueError, match="needs encoder="):
+        TrainAutoencoderConfig(train={"perceptual_weight": 0.1})
     assert (root / "ae" / "reconstructions.png").is_file()
 
 
