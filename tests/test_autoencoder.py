@@ -66,6 +66,7 @@ def test_it_reconstructs_far_better_than_its_initialization_and_than_the_mean_im
     # encoder= given: the perceptual term in its space is on by default, logged and recorded
     assert all(0 <= m["perceptual"] <= 2 for m in metrics if "loss" in m)
     assert "perceptual_weight: 0.1" in (root / "ae" / "config.yaml").read_text()
+    assert (root / "ae" / "reconstructions.png").is_file()
 
 
 def test_the_perceptual_default_follows_the_encoder() -> None:
@@ -76,7 +77,6 @@ def test_the_perceptual_default_follows_the_encoder() -> None:
     assert TrainAutoencoderConfig(encoder="enc", train={"perceptual_weight": 0}).train.perceptual_weight == 0
     with pytest.raises(ValueError, match="needs encoder="):
         TrainAutoencoderConfig(train={"perceptual_weight": 0.1})
-    assert (root / "ae" / "reconstructions.png").is_file()
 
 
 def test_the_folder_loads_in_plain_diffusers_with_its_scaling_factor_and_digest(trained) -> None:
