@@ -47,8 +47,8 @@ class AutoencoderTrainConfig(StrictModel):
     pixel_loss: Literal["l1", "l2"] = Field("l1", description="reconstruction loss in pixels")
     # LDM's KL weight: keeps the latent close to N(0, I) without costing reconstruction.
     kl_weight: float = Field(1e-6, ge=0, le=1)
-    # Chosen by measurement (docs/RESULTS.md, "The autoencoder's loss"): +1.6 dB PSNR and half the
-    # median rank of reconstructions on 224-px lung tiles over L1 alone, at 1.6x the time per step.
+    # Chosen by measurement (docs/RESULTS.md, "The autoencoder's loss"): +1.2 dB PSNR and +0.04
+    # cosine on 224-px lung tiles over L1 alone (3 seeds), at 1.6x the time per step.
     perceptual_weight: float | None = Field(
         None, ge=0, description="weight of 1 - cosine of the stage-1 embeddings of crop and reconstruction "
         "(needs encoder=); 0: off; null: 0.1 when encoder= is given, else 0"
