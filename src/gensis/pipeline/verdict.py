@@ -147,7 +147,7 @@ def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None
         problems.append(copies)
     gap = _curve(gen_metrics or [], "cond_gap_mid")
     if gap is not None:
-        text += f"; conditioning gap at mid noise {gap.words(1)} %"
+        text += f"; conditioning gap at mid noise (%) {gap.words(1)}"
         if gap.direction == "falls":
             problems.append("the conditioning gap fell over training: the generator is losing its condition")
     if problems:
