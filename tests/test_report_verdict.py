@@ -140,3 +140,11 @@ def test_autoencoder_with_a_ceiling_of_zero_is_judged_by_rank() -> None:
     lost = autoencoder({**q, "retrieval_median_rank": 900})
     assert lost.status == "warning" and "loses what the encoder sees" in lost.text
     assert autoencoder({**q, "retrieval_top1": 10.0, "ceiling": {"retrieval_top1": 40.0}}).status == "warning"
+
+
+def test_stage2_without_a_ceiling_is_judged_against_chance() -> None:
+    q = {"sources": 100, "retrieval_top1": 5.0, "retrieval_median_rank": 8, "chance": {"retrieval_top1": 0.1}}
+    v = stage2(q)
+    assert v.ok and "real stage-1 views ? %" in v.text
+    weak = stage2({**q, "retrieval_top1": 0.5})
+    assert weak.status == "warning" and "no real-view ceiling was measured" in weak.text
