@@ -113,11 +113,14 @@ def real_views(images: torch.Tensor, cfg: AugmentConfig, views: int, seed: int =
 
 @torch.no_grad()
 def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb: torch.Tensor, *,
-                       views: int = 2, device="cpu", seed: int = 0) -> dict[str, dict]:
-    """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance."""
+                       views: int = 2, device="cpu", seed: int = 0,
+                       originals: torch.Tensor | None = None) -> dict[str, dict]:
+    """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance;
+    ``originals``: the source images, when the caller has them decoded already."""
     cfg, where = ceiling_augment(encoder.extra_metadata, real.resolution)  # type: ignore[attr-defined]
     labels = real.labels
-    originals = real.batch(sources)  # decoded once, also for lazy (large) images
+    if originals is None:
+        originals = real.batch(sources)  # decoded once, also for lazy (large) images
 
     def figures(aug: AugmentConfig) -> dict:
         imgs = real_views(originals, aug, views, seed)

@@ -66,7 +66,8 @@ def bank_quality(
     gen_emb = encoder_embeddings(encoder, as_data(images.flatten(0, 1)), device=device).cpu()
     src = torch.tensor(sources)
     k = images.shape[1]
-    generated = view_figures(gen_emb, images, src, real_emb, real.labels, originals=real.batch(src))
+    originals = real.batch(src)  # decoded once for both the generated and the real views' figures
+    generated = view_figures(gen_emb, images, src, real_emb, real.labels, originals=originals)
     result: dict[str, Any] = {
         "sources": len(sources),
         "views": len(gen_emb),
@@ -74,6 +75,7 @@ def bank_quality(
         **generated,
         "frechet_distance": round(frechet_distance(real_emb, gen_emb), 4),
     }
-    result.update(ceiling_and_chance(encoder, real, src, real_emb, views=max(k, 2), device=device, seed=seed))
+    result.update(ceiling_and_chance(encoder, real, src, real_emb, views=max(k, 2), device=device, seed=seed,
+                                     originals=originals))
     result["versus_ceiling"] = versus_ceiling(generated, result["ceiling"])
     return result
