@@ -63,6 +63,22 @@ def test_every_stage_and_the_report(pipeline) -> None:
     assert [v["stage"] for v in result["verdicts"]] == ["stage 1", "stage 2", "stage 3"]
     for v in result["verdicts"]:
         assert format_verdict(v, markdown=True) in report and html.escape(v["text"]) in (root / "report.html").read_text()
+    # the figures in the verdicts and tables are the measured ones, not just their headings
+    quality = json.loads((root / "bank" / "quality.json").read_text())
+    stage2 = result["verdicts"][1]
+    assert (f"find their source {quality['retrieval_top1']:.1f} % of the time (real stage-1 views "
+            f"{quality['ceiling']['retrieval_top1']} %, chance {quality['chance']['retrieval_top1']:.2f} %), "
+            f"median rank {quality['retrieval_median_rank']}") in stage2["text"]
+    rows = [line for line in report.splitlines() if line.startswith("| source retrieval top-1 (%) |")]
+    assert rows == [f"| source retrieval top-1 (%) | {quality['retrieval_top1']} | {quality['ceiling']['retrieval_top1']} "
+                    f"| {quality['ceiling_crop']['retrieval_top1']} | {quality['chance']['retrieval_top1']} "
+                    f"| {quality['versus_ceiling'].get('retrieval_top1', '-')} |"]
+    assert quality["sources"] == 64 and quality["chance"]["retrieval_top1"] == pytest.approx(100 / 64, abs=1e-3)
+    for name, label in (("dino", "DINO (stage 1)"), ("gen-dino", "Gen-DINO (stage 3)")):
+        r = result["eval"][name]
+        row = f"| {label} | {r['trained_steps']} | " + " | ".join(
+            f"{r['knn_top1'][k]:.2f}" for k in sorted(r["knn_top1"], key=int)) + f" | {r['linear']['top1']:.2f} |"
+        assert row in report, row
     stage3 = result["verdicts"][-1]
     assert "Gen-DINO minus control, one seed, same test images: kNN k=20" in stage3["text"]
     assert "McNemar p = " in stage3["text"] and "disentanglement loss" in stage3["text"]
