@@ -8,6 +8,10 @@ Both UNets keep their preset's levels and attention; ``--widths`` narrows them a
 (``pixel96`` gets one level more, since its input is 4x larger per side than 24x24 latents).
 
     python benchmarks/latent_vs_pixel96.py --max-images 4000 --stage1-epochs 3 --steps 300 --out runs/lvp96
+
+``--latent-steps`` gives the latent generator its own step count, e.g. the steps it makes in
+the wall time that ``pixel96`` needs for ``--steps``: an equal-compute comparison. Each
+space's training seconds are recorded beside its steps.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def main() -> None:
     p.add_argument("--widths", default="32,64,64", help="latent UNet widths; pixel96 gets one more level")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=300, help="generator steps, both spaces")
+    p.add_argument("--latent-steps", type=int, default=None, help="the latent generator's steps (default: --steps)")
     p.add_argument("--sources", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/latent_vs_pixel96")
@@ -65,14 +70,17 @@ def main() -> None:
               "latent": {"model.spec": "latent", "model.space": "latent", "model.vae": str(ae),
                          "model.block_out_channels": widths}}
     result["spaces"] = {}
+    steps = {"pixel96": args.steps, "latent": args.latent_steps or args.steps}
     for name, model in spaces.items():
         gen_out = out / f"generator-{name}"
+        t_train = time.perf_counter()
         if not (gen_out / "exported" / "generator.safetensors").exists():
             gensis.train_generator({**common, **model, "encoder": encoder, "out": str(gen_out),
-                                    "train.batch_size": args.batch_size, "train.max_steps": args.steps,
+                                    "train.batch_size": args.batch_size, "train.max_steps": steps[name],
                                     "train.epochs": 1000, "train.lr": 5e-4, "train.warmup_steps": 50,
                                     "train.ema_decay": 0.995, "train.log_every": 10, "train.monitor_every": 0,
                                     "train.progress": False, "train.device": args.device})
+        t_train_done = time.perf_counter()  # 0 s when an earlier run's generator was reused
         records = [r for r in RunFolder(gen_out).read_metrics() if "images_per_s" in r]
         rate = sorted(r["images_per_s"] for r in records)[len(records) // 2]
         t1 = time.perf_counter()
@@ -81,6 +89,7 @@ def main() -> None:
                                quality_sources=args.sources, device=args.device, progress=False)
         q = bank.quality or json.loads((out / f"bank-{name}" / "quality.json").read_text())
         result["spaces"][name] = {
+            "steps": steps[name], "train_seconds": round(t_train_done - t_train, 1),
             "train_images_per_s": round(rate, 2), "seconds_per_step": round(args.batch_size / rate, 3),
             "sample_images_per_s": round(bank.images_per_s, 2) if bank.images_per_s else None,
             "generate_seconds": round(time.perf_counter() - t1, 1),
