@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,7 +21,7 @@ from gensis.errors import ConfigError
 from gensis.foreground import ForegroundPCA
 from gensis.generator import adaptive_noise
 from gensis.models.backbones import build_encoder
-from gensis.runtime.checkpoint import export_encoder
+from gensis.runtime.checkpoint import export_encoder, load_encoder
 
 EDGES, LEVELS = [0.5, 1.0], [0.0, 0.5]  # 1x1 feature maps: every ratio is 0 or 1
 
@@ -47,11 +48,20 @@ def test_adaptive_views_follow_the_foreground_levels(tmp_path, trained) -> None:
     fg = load_file(str(tmp_path / "ada" / "foreground.safetensors"))
     ratio, level = fg["ratio"], fg["level"]
     assert ratio.shape == level.shape == (12,)
-    assert bool(((ratio >= 0) & (ratio <= 1)).all())
-    assert torch.equal(level, adaptive_noise.noise_level_for_ratio(ratio, EDGES, LEVELS))
-    assert {0.0, 0.5} <= set(level.tolist())  # both bins used: the comparison below means something
     pca = ForegroundPCA.load(tmp_path / "ada" / "foreground_pca.safetensors")
     assert pca.quantile == pytest.approx(0.65)
+    # By hand: an 8-px image gives a 1x1 feature map, the encoder's pooled feature itself; it is
+    # foreground (ratio 1) when its signed projection on the saved component passes the saved
+    # threshold. Edges [0.5, 1.0] are right-inclusive: ratio 0 -> level 0.0, ratio 1 -> level 0.5.
+    enc_path, data, _ = trained
+    encoder = load_encoder(enc_path)
+    images = torch.from_numpy(np.load(data)["images"]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        feats = encoder((images - 0.5) / 0.5)  # the encoder's recorded mean and std: 0.5
+    fg_by_hand = ((feats - pca.mean) @ pca.component) * pca.sign > pca.threshold
+    assert torch.equal(ratio, fg_by_hand.float())
+    assert torch.equal(level, torch.where(fg_by_hand, 0.5, 0.0))
+    assert {0.0, 0.5} <= set(level.tolist())  # both bins used: the comparison below means something
 
     plain, ada = ViewBank(tmp_path / "plain"), ViewBank(tmp_path / "ada")
     assert plain.index.settings.get("adaptive_noise") is None  # off: the settings of older banks

@@ -18,30 +18,32 @@ def world(bad_world) -> dict[str, Path]:
 
 
 CASES = [
-    # (argv with {placeholders}, fragment of the one-line message)
-    ("pretrain data.path={root}/missing out={out}", "missing"),
-    ("pretrain data.path={empty} out={out}", "no images found"),
-    ("pretrain data.path={bad} out={out} data.cache_dir=null", "bad"),
+    # (argv with {placeholders}, fragment of the one-line message). A path named in a message is
+    # written as its placeholder: every path holds the world's root (.../bad0/), so a bare word
+    # such as "bad" or "missing" would be found in any message that names any path.
+    ("pretrain data.path={root}/missing out={out}", "no such file or folder: {root}/missing"),
+    ("pretrain data.path={empty} out={out}", "no images found in {empty}"),
+    ("pretrain data.path={bad} out={out} data.cache_dir=null", "{bad}: 2 images, fewer than train.batch_size=256"),
     ("pretrain data.path={data} out={out} train.batch_sise=3", "unknown key 'train.batch_sise'"),
     ("pretrain data.path={data} out={out} train.epochs=0", "train.epochs"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4", "vit.safetensors"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4", "garbage"),
-    ("pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4", "missing_bank"),
-    ("train-generator encoder={garbage} data.path={data} out={out}", "garbage"),
+    ("pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4", "{vit}: weights do not fit"),
+    ("pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4", "{garbage}: not a readable encoder file"),
+    ("pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4", "no view bank at {root}/missing_bank"),
+    ("train-generator encoder={garbage} data.path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
     ("train-generator encoder={enc} data.path={data} out={out} model.p_uncond=2", "model.p_uncond"),
     ("generate generator={gen} data_path={data} out={out} alpha_range=[0.9,0.1]", "alpha_range"),
-    ("generate generator={garbage} data_path={data} out={out}", "garbage"),
-    ("generate generator={gen} encoder={vit} data_path={data} out={out}", "not the encoder the generator"),
-    ("generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1", "another generator"),
-    ("generate generator={gen} data_path={data} out={out} shards=[7]", "shards"),
-    ("eval-generator bank={bank} encoder={vit} data_path={data}", "not the encoder"),
-    ("eval-generator bank={root}/missing_bank encoder={enc} data_path={data}", "missing_bank"),
-    ("show generator={gen} data_path={root}/missing out={out}", "missing"),
-    ("eval encoder={enc} train_path={bad} test_path={data} cache_dir=null", "bad"),
-    ("embed encoder={enc} data_path={empty} out={out}.safetensors", "no images found"),
-    ("run data.path={root}/missing out={out}", "missing"),
+    ("generate generator={garbage} data_path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
+    ("generate generator={gen} encoder={vit} data_path={data} out={out}", "{vit}: not the encoder the generator"),
+    ("generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1", "{bank}: bank written by another generator"),
+    ("generate generator={gen} data_path={data} out={out} shards=[7]", "shards: [7] outside [0, 1)"),
+    ("eval-generator bank={bank} encoder={vit} data_path={data}", "{vit}: not the encoder"),
+    ("eval-generator bank={root}/missing_bank encoder={enc} data_path={data}", "no view bank at {root}/missing_bank"),
+    ("show generator={gen} data_path={root}/missing out={out}", "no such file or folder: {root}/missing"),
+    ("eval encoder={enc} train_path={bad} test_path={data} cache_dir=null", "{bad} has no labels"),
+    ("embed encoder={enc} data_path={empty} out={out}.safetensors", "no images found in {empty}"),
+    ("run data.path={root}/missing out={out}", "data.path: {root}/missing does not exist"),
     ("run data.path={data} out={out} gen_dino.gen.p_gen=3", "gen.p_gen"),
-    ("tile slides={empty} out={out}", "empty"),
+    ("tile slides={empty} out={out}", "found in {empty}"),
     ("tile slides={empty} out={out} tile_size=-1", "tile_size"),
 ]
 

@@ -181,6 +181,13 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
     src = torch.tensor([0, 1, 2, 3])
     r = retrieval(views, src, real)  # views 0, 1, 3 find their source; view 2 finds image 3 first
     assert r == {"retrieval_top1": 75.0, "retrieval_top5": 100.0, "retrieval_median_rank": 1}
+    # Top-5 among 8 images, so that a source can miss it: the sources of views 0..3 have
+    # 0, 1, 5 and 4 other images nearer (ranks 0, 1, 5, 4).
+    e = torch.eye(8)
+    ranked = F.normalize(torch.stack([e[0], 0.5 * e[1] + 0.6 * e[2], 0.3 * e[2] + 0.5 * e[3:].sum(0),
+                                      0.3 * e[3] + 0.5 * e[4:].sum(0)]), dim=-1)
+    assert retrieval(ranked, torch.arange(4), e) == {"retrieval_top1": 25.0, "retrieval_top5": 75.0,
+                                                     "retrieval_median_rank": 2}  # lower median of 0, 1, 4, 5, plus 1
     assert class_consistency(views, src, real, labels, k=1) == 100.0  # image 3 has view 2's label
     figures = view_figures(views, torch.zeros(4, 1, 3, 2, 2, dtype=torch.uint8), src, real, labels)
     assert "diversity_cosine" not in figures  # one view per source

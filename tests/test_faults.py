@@ -3,6 +3,8 @@ weights, a full disk keeps the last good checkpoint."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import signal
@@ -18,7 +20,6 @@ from safetensors.torch import load_file
 from _synthetic import write_npz
 import gensis
 from gensis.errors import GensisError
-from gensis.runtime import checkpoint as ckpt_module
 from gensis.runtime.checkpoint import load_state
 
 # 96 images, batch 32: 3 steps per epoch; 40 epochs is far more than a test waits for.
@@ -101,14 +102,26 @@ def test_full_disk_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch) -
     settings.update({"train.epochs": "2", "train.progress": False, "data.cache_dir": None})
     gensis.pretrain({**settings, "data.path": str(data), "out": str(out), "train.max_steps": 3})
     good = (out / "checkpoints" / "last.pt").read_bytes()
+    real_save = torch.save
+    written = []
 
-    def no_space(path, obj) -> None:
-        raise GensisError(f"could not write {path}: No space left on device")
+    def disk_full_halfway(obj, f, *args, **kwargs) -> None:
+        """torch.save that gets half of the checkpoint onto the disk, then finds it full."""
+        buf = io.BytesIO()
+        real_save(obj, buf, *args, **kwargs)
+        with open(f, "wb") as fh:  # whatever file the writer handed over: the checkpoint or a temp file
+            fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        written.append(Path(f))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt_module, "save_state", no_space)
+    monkeypatch.setattr(torch, "save", disk_full_halfway)
     with pytest.raises(GensisError, match="No space left on device"):
         gensis.pretrain({**settings, "data.path": str(data), "out": str(out)}, resume=True)
+    monkeypatch.undo()
+    assert written  # the failure did happen inside the checkpoint write, after half of it was written
     assert (out / "checkpoints" / "last.pt").read_bytes() == good
+    assert load_state(out / "checkpoints" / "last.pt")["step"] == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]  # no half file left behind
 
 
 def test_sigterm_in_generator_training_saves_that_step(tmp_path, monkeypatch) -> None:
