@@ -284,8 +284,8 @@ def test_color_jitter_ranges() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_cuda_give_the_same_views() -> None:
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
     cfg = AugmentConfig(n_local_crops=2, solarize_p=0.5, vflip_p=0.5, rot90_p=0.5)
     aug = MultiCropAugment(cfg)
     images = uint8_images(16)

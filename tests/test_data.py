@@ -292,8 +292,7 @@ def test_demo_digits_without_sklearn(monkeypatch) -> None:
 @pytest.mark.slow
 def test_cifar10_test_zip(tmp_path: Path) -> None:
     path = SHARED / "cifar10" / "test.zip"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    assert path.exists(), f"{path} not present: pytest -m slow needs ../shared/data"
     data = load_images(path, 32, cache_dir=tmp_path, progress=False, require_labels=True)
     assert len(data) == 10_000 and data.images.shape == (10_000, 3, 32, 32)
     assert data.num_classes == 10 and data.class_names[0] == "airplane"
@@ -304,8 +303,7 @@ def test_cifar10_test_zip(tmp_path: Path) -> None:
 def test_cifar10_train_load_time(tmp_path: Path) -> None:
     """Prints (does not assert) the first and the cached load time of CIFAR-10 train."""
     path = SHARED / "cifar10" / "train.zip"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    assert path.exists(), f"{path} not present: pytest -m slow needs ../shared/data"
     t0 = time.perf_counter()
     first = load_images(path, 32, cache_dir=tmp_path, progress=False)
     t1 = time.perf_counter()

@@ -208,8 +208,8 @@ def test_top_k_accuracy() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_eval_math_on_cuda_matches_cpu() -> None:
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
     x_train, y_train = _blobs(600, 32, 5, spread=1.0, seed=0)
     x_test, y_test = _blobs(300, 32, 5, spread=1.0, seed=1)
     cpu = knn_predict(x_train, y_train, x_test, k=(1, 20), chunk_size=100)

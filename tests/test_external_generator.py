@@ -9,15 +9,14 @@ import json
 
 import pytest
 import torch
+import transformers  # noqa: F401  (the tiny CLIP parts; the test extra installs it)
 
-pytest.importorskip("transformers")
-
-from _synthetic import random_encoder, write_npz  # noqa: E402
-import gensis  # noqa: E402
-from gensis.bank import ViewBank  # noqa: E402
-from gensis.cli import main  # noqa: E402
-from gensis.errors import CheckpointError, ConfigError  # noqa: E402
-from gensis.generator.external import pipeline_sha256  # noqa: E402
+from _synthetic import random_encoder, write_npz
+import gensis
+from gensis.bank import ViewBank
+from gensis.cli import main
+from gensis.errors import CheckpointError, ConfigError
+from gensis.generator.external import pipeline_sha256
 from gensis.runtime.io import file_sha256  # noqa: E402
 
 EMBED = 16  # CLIP projection size

@@ -54,9 +54,10 @@ def test_ntxent_matches_hand_written_reference() -> None:
     assert loss(z0, z1).item() == pytest.approx(ref.mean(), rel=1e-5)
 
 
+@pytest.mark.bench  # needs lightly, the [bench] extra: pytest -m bench
 @pytest.mark.parametrize("temperature", [0.5, 0.1])
 def test_ntxent_mean_matches_lightly(temperature: float) -> None:
-    lightly_loss = pytest.importorskip("lightly.loss")
+    from lightly import loss as lightly_loss
     g = torch.Generator().manual_seed(1)
     z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
     ours = NTXentLoss(temperature=temperature)(z0, z1)

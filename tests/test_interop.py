@@ -145,7 +145,8 @@ def test_embed_npy_and_csv(world, tmp_path) -> None:
 
 
 def test_embed_parquet(world, tmp_path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq  # the test extra installs it
+
     out = tmp_path / "e.parquet"
     gensis.embed(encoder=str(world["cifar"]), data_path=str(world["images"]), out=str(out), device="cpu",
                  progress=False, cache_dir=None)

@@ -19,9 +19,7 @@ from gensis.config.loggers import LoggersConfig
 from gensis.errors import ConfigError
 from gensis.runtime import loggers
 from gensis.runtime.run_folder import RunFolder
-
-pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the test extra installs it
 
 TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
         "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 32, "train.epochs": 2,
