@@ -6,12 +6,13 @@ import hashlib
 from pathlib import Path
 
 from gensis.cli import main
+from gensis.runtime.lock import LOCK_NAME  # a run folder's lock holds no data: see runtime/lock.py
 
 
 def digest(root: Path) -> dict[str, str]:
     """Content hash of every file under ``root`` (to prove nothing was touched)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts}
+            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts and p.name != LOCK_NAME}
 
 
 def assert_refused(world: dict, capsys, out: Path, argv: str, fragment: str) -> str:

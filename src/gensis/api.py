@@ -23,6 +23,7 @@ from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write_text
+from gensis.runtime.lock import released_after
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
 log = logging.getLogger("gensis")
@@ -48,6 +49,7 @@ def pretrain_config(overrides: dict[str, Any] | None = None, config_file: str | 
     return build_config(PretrainConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
 
 
+@released_after
 def pretrain(
     overrides: dict[str, Any] | None = None,
     *,
@@ -70,6 +72,7 @@ def pretrain(
     return run_pretrain(cfg, resume=resume, data=images, eval_data=eval_data)
 
 
+@released_after
 def train_generator(
     overrides: dict[str, Any] | None = None,
     *,
@@ -86,6 +89,7 @@ def train_generator(
     return run_train_generator(cfg, resume=resume, data=data)
 
 
+@released_after
 def train_autoencoder(
     overrides: dict[str, Any] | None = None,
     *,
@@ -104,6 +108,7 @@ def train_autoencoder(
     return run_train_autoencoder(cfg, resume=resume, data=data)
 
 
+@released_after
 def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     """Stage 2: fill a view bank with self-augmented views and SLERP interpolations."""
     from gensis.generator.generate import run_generate  # diffusers is slow to import
@@ -111,6 +116,7 @@ def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     return run_generate(build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides)))
 
 
+@released_after
 def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """The whole pipeline (``gensis run``): every stage in ``out``, skipped when already done."""
     from gensis.config.schema import PipelineConfig

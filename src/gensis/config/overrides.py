@@ -20,18 +20,35 @@ from gensis.errors import ConfigError, first_line
 M = TypeVar("M", bound=BaseModel)
 
 
+def parse_value(raw: str) -> Any:
+    """One ``key=value`` value: numbers, booleans, null, ``[lists]`` and ``{maps}`` as YAML, text literally.
+
+    YAML would cut ``/x/run #1`` at its comment and fold a newline into a space; a path is
+    text, so any value that YAML reads as a string, or that holds a ``#`` or a line break, is
+    kept exactly as typed (quote it, ``'...'``, to get YAML's string instead)."""
+    if raw == "":
+        return ""
+    quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+    if not quoted and ("#" in raw or "\n" in raw or "\r" in raw):
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if quoted or isinstance(value, (bool, int, float)) or value is None:
+        return value
+    kind = {"[": list, "{": dict}.get(raw.lstrip()[:1])  # flow lists and mappings only
+    return value if kind is not None and isinstance(value, kind) else raw
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}`` (values parsed as YAML)."""
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}`` (see :func:`parse_value`)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"expected key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        out[key.strip()] = value
+        out[key.strip()] = parse_value(raw)
     return out
 
 
@@ -152,7 +169,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(data, dict):

@@ -36,7 +36,7 @@ from gensis.generator.external import open_external
 from gensis.generator.quality import bank_quality
 from gensis.generator.synthesizer import Synthesizer
 from gensis.generator.slerp import slerp
-from gensis.runtime import distributed
+from gensis.runtime import distributed, lock
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import refuse_out_over_inputs
@@ -184,7 +184,7 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
                       interpolations_per_image=cfg.interpolations_per_image, settings=settings,
                       data_fingerprint=fingerprint, **(decoder or {}))
     if index is None:
-        root.mkdir(parents=True, exist_ok=True)
+        lock.hold(root)  # one writer per bank (runtime/lock.py)
         write_index(root, fresh)
         return fresh
     if index.generator_sha256 != gen_sha:
@@ -195,6 +195,8 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
     if not same:
         raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
     ViewBank(root).check_data(fingerprint, cfg.data_path, "data_path")
+    lock.hold(root)  # checked above, written from here on; a second writer stops at this line
+    index = read_index(root) or index
     broken = broken_shards(root, index)  # listed, but deleted or cut short since: made again
     for shard, why in broken.items():
         log.warning("%s: shard %d is listed but %s; it is generated again", root, shard, why)

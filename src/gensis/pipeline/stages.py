@@ -38,6 +38,7 @@ from gensis.config.schema import (
     TrainGeneratorConfig,
 )
 from gensis.errors import ConfigError, DataError
+from gensis.runtime import lock
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
@@ -186,7 +187,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         if stage is not None:
             _refuse_other_settings(name, stage)  # before anything in the folder changes
     root = Path(cfg.out)
-    root.mkdir(parents=True, exist_ok=True)
+    lock.hold(root)  # one pipeline per folder; each stage also locks its own
     state_path = root / "pipeline.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state.setdefault("stages", {})

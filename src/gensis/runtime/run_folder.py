@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
 from gensis.errors import CheckpointError, ConfigError, GensisError
+from gensis.runtime import lock
 from gensis.runtime import loggers as _loggers
 from gensis.runtime.io import atomic_write_text
 
@@ -69,7 +70,9 @@ class RunFolder:
         return self.root / "exported" / "encoder.safetensors"
 
     def create(self) -> None:
+        """Make the folder and take its lock (runtime/lock.py): one writing process at a time."""
         try:
+            lock.hold(self.root)
             (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
             (self.root / "exported").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
