@@ -305,7 +305,10 @@ def _train(
         end_of_epoch = step % steps_per_epoch == 0
         done = step >= last_step
         finished_epoch = step // steps_per_epoch
-        log.info("step %d epoch %d loss %.4f", step, finished_epoch, metrics.get("loss", float("nan")))
+        # the last logged loss, with its step: "nan" here once read as a diverged run
+        seen = f"loss {metrics['loss']:.4f} at step {metrics['step']}" if "loss" in metrics else \
+            f"no loss logged yet (train.log_every={tc.log_every})"
+        log.info("step %d epoch %d: %s", step, finished_epoch, seen)
         if info.is_main and (done or (end_of_epoch and finished_epoch % tc.checkpoint_every == 0)):
             save_pretrain_state(run, model, optimizer, step, cfg)
         knn_due = tc.knn_every > 0 and end_of_epoch and finished_epoch % tc.knn_every == 0
