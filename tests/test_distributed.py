@@ -4,18 +4,12 @@ SimCLR, MoCo v3, Gen-DINO, BatchNorm models and resume are in test_distributed_m
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from _processes import losses, run_cli
 from _synthetic import write_npz
 from gensis.ssl.losses.dino_loss import DINOLoss
 
@@ -25,27 +19,14 @@ ARGS = ["-q", "preset=digits", "data.cache_dir=null", "train.device=cpu", "model
         "model.backbone_kwargs.patch_size=4", "model.cifar_stem=false", "dino.out_dim=64",
         "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.head_batch_norm=false", "train.batch_size=32",
         "train.epochs=2", "train.log_every=1", "train.knn_every=0", "train.progress=false"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-
-
-def _losses(out: Path) -> list[float]:
-    return [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
 
 
 def test_two_processes_follow_the_one_process_trajectory(tmp_path) -> None:
     data = write_npz(tmp_path / "d.npz", 96)
     common = [*ARGS, f"data.path={data}"]
-    one = subprocess.run([sys.executable, "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'one'}"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                          "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'two'}"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-2000:]
-    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    run_cli("pretrain", *common, f"out={tmp_path / 'one'}")
+    run_cli("pretrain", *common, f"out={tmp_path / 'two'}", processes=2)
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(a) == len(b) == 6
     assert a == pytest.approx(b, rel=1e-4), (a, b)
     assert (tmp_path / "two" / "exported" / "encoder.safetensors").is_file()
@@ -84,16 +65,8 @@ def test_two_gpus_with_sync_batchnorm_follow_one_gpu(method, tmp_path) -> None:
               "train.log_every=1", "train.knn_every=0", "train.progress=false", "dino.out_dim=32", "dino.hidden_dim=32",
               "dino.bottleneck_dim=16", "simclr.hidden_dim=64", "simclr.out_dim=32", "mocov3.hidden_dim=32",
               "mocov3.out_dim=16", "mocov3.predictor_hidden_dim=32", f"data.path={data}"]
-    one = subprocess.run([sys.executable, "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'one'}"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-2000:]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                          "-m", "gensis.cli", "pretrain", *common, f"out={tmp_path / 'two'}"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-2000:]
-    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    run_cli("pretrain", *common, f"out={tmp_path / 'one'}")
+    run_cli("pretrain", *common, f"out={tmp_path / 'two'}", processes=2)
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(a) == len(b) == 6
     assert a == pytest.approx(b, rel=1e-3), (a, b)

@@ -18,22 +18,18 @@ get the 1-process losses, and no test should pretend otherwise.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from _grouped_bn import grouped_batch_norm
+from _processes import run_cli
 from _synthetic import write_npz
 import gensis
 from gensis.runtime.checkpoint import load_state
 from test_gen_dino import _write_bank
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 # 48 images, global batch 16 (8 per process): 3 steps per epoch, 6 steps in all.
 SETTINGS = {
     "preset": "digits", "data.cache_dir": None, "train.device": "cpu", "model.backbone": "resnet10t",
@@ -46,15 +42,9 @@ PART = {"simclr": "loss_ntxent", "mocov3": "loss_mocov3"}
 
 def _two_processes(settings: dict, *flags: str) -> None:
     """``torchrun --nproc_per_node=2 -m gensis.cli pretrain`` with ``settings``."""
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     args = [f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
             for k, v in {**SETTINGS, **settings}.items()]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={port}", "-m", "gensis.cli", "pretrain", "-q", *flags, *args],
-                          env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_cli("pretrain", "-q", *flags, *args, processes=2)
 
 
 def _one_process(settings: dict, bn_groups: int = 2) -> None:

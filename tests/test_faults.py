@@ -10,13 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from _processes import ENV, wait_for_step
 from _synthetic import write_npz
 import gensis
 from gensis.errors import GensisError
@@ -26,23 +26,11 @@ from gensis.runtime.checkpoint import load_state
 ARGS = ["preset=digits", "data.cache_dir=null", "model.backbone=resnet10t", "dino.out_dim=64", "dino.hidden_dim=64",
         "dino.bottleneck_dim=32", "train.batch_size=32", "train.epochs=40", "train.log_every=1",
         "train.knn_every=0", "train.progress=false"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 
 
 def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gensis.cli", "pretrain", "-q", *ARGS, *args], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    metrics = out / "metrics.jsonl"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= step:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} within {timeout} s")
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +54,7 @@ def reference(data, tmp_path_factory) -> Path:
 def test_sigterm_saves_the_step_and_exits_cleanly(data, reference, tmp_path) -> None:
     out = tmp_path / "run"
     proc = _cli(f"data.path={data}", f"out={out}")
-    _wait_for_step(out, 2, proc)
+    wait_for_step(out, 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -83,7 +71,7 @@ def test_sigterm_saves_the_step_and_exits_cleanly(data, reference, tmp_path) -> 
 def test_sigkill_mid_epoch_resumes_to_the_same_weights(data, reference, tmp_path) -> None:
     out = tmp_path / "run"
     proc = _cli(f"data.path={data}", f"out={out}")
-    _wait_for_step(out, 5, proc)  # past the first epoch's checkpoint, inside the second epoch
+    wait_for_step(out, 5, proc)  # past the first epoch's checkpoint, inside the second epoch
     proc.kill()
     proc.wait(timeout=60)
     saved = load_state(out / "checkpoints" / "last.pt")["step"]

@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from _processes import ENV, cli_argv, wait_for_step
 from _synthetic import write_npz
 from gensis.runtime.checkpoint import load_state
 
@@ -24,7 +22,6 @@ from gensis.runtime.checkpoint import load_state
 ARGS = ["-q", "preset=digits", "data.cache_dir=null", "train.device=cpu", "model.backbone=resnet10t",
         "dino.out_dim=32", "dino.hidden_dim=32", "dino.bottleneck_dim=16", "train.batch_size=16", "train.epochs=40",
         "train.log_every=1", "train.knn_every=0", "train.progress=false"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 STEPS = 12  # the reference's length; the run is interrupted before
 
 
@@ -45,26 +42,9 @@ def launch():
 
 
 def _pretrain(*args: str, processes: int = 1) -> subprocess.Popen:
-    launcher = ["-m", "gensis.cli"]
-    if processes > 1:
-        with socket.socket() as sock:  # a free port for the rendezvous
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        launcher = ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={port}", *launcher]
     # A session of its own, as a terminal's foreground job: Ctrl-C goes to all its processes.
-    return subprocess.Popen([sys.executable, *launcher, "pretrain", *ARGS, *args], env=ENV, stdout=subprocess.PIPE,
+    return subprocess.Popen(cli_argv("pretrain", *ARGS, *args, processes=processes), env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    metrics = out / "metrics.jsonl"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= step:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} within {timeout} s")
 
 
 def _stopped(proc: subprocess.Popen, timeout: float = 60) -> str:
@@ -88,7 +68,7 @@ def test_ctrl_c_saves_the_step_exits_130_and_resume_continues_exactly(tmp_path, 
     reference = launch(f"data.path={data}", f"out={tmp_path / 'ref'}", f"train.max_steps={STEPS}")
     out = tmp_path / "run"
     proc = launch(f"data.path={data}", f"out={out}")
-    _wait_for_step(out, 2, proc)
+    wait_for_step(out, 2, proc)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     err = _stopped(proc)
     assert proc.returncode == 130, err
@@ -119,7 +99,7 @@ def test_ctrl_c_under_torchrun_saves_the_step_on_every_rank_and_resumes(tmp_path
     reference = launch(f"data.path={data}", f"out={tmp_path / 'ref'}", f"train.max_steps={STEPS}", processes=2)
     out = tmp_path / "run"
     proc = launch(f"data.path={data}", f"out={out}", processes=2)
-    _wait_for_step(out, 2, proc)
+    wait_for_step(out, 2, proc)
     os.killpg(proc.pid, signal.SIGINT)
     err = _stopped(proc)
     stops = [x for x in err.splitlines() if x.startswith("gensis: stopped by SIGINT after step")]
