@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ def shapes(tmp_path_factory):
     return write_npz(root / "train.npz", 96, seed=0), write_npz(root / "test.npz", 48, seed=1)
 
 
-def test_pretrain_eval_embed_end_to_end(tmp_path, shapes) -> None:
+def test_pretrain_eval_embed_end_to_end(tmp_path, shapes, caplog) -> None:
     train, test = shapes
     out = tmp_path / "run"
     result = gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "data.eval_path": str(test)})
@@ -50,8 +51,12 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes) -> None:
     log = (out / "train.log").read_text()
     assert "pretrain (dino): 96 images" in log and "online kNN after epoch 2" in log
 
-    res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
-    assert set(res["knn_top1"]) == {"20", "200"}
+    with caplog.at_level(logging.WARNING, logger="gensis.eval"):
+        res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
+    # k=200 among 96 training images votes with all 96: reported as k=96, and said once
+    assert set(res["knn_top1"]) == {"20", "96"} and set(res["knn_correct"]) == {"20", "96"}
+    assert [r.getMessage() for r in caplog.records if r.name == "gensis.eval"] == [
+        f"knn_k=[200]: {train} only has 96 training images, so k=96 is used (and reported) instead"]
     # Four well-separated colours: a linear probe on any sane encoder separates them.
     assert res["linear"]["top1"] > 80
 

@@ -4,6 +4,7 @@ linear probe (the figures every stage of the pipeline and ``gensis eval`` report
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.eval.significance import encode_correct
 from gensis.runtime.io import atomic_write_text
+
+log = logging.getLogger("gensis.eval")
 
 
 def evaluate_encoder(
@@ -46,7 +49,7 @@ def evaluate_encoder(
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = labels.num_classes
     correct: dict[int, torch.Tensor] = {}
-    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=tuple(knn_k),
+    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=_ks_used(knn_k, len(train), train.source),
                        temperature=temperature, num_classes=n_classes, correct=correct)
     result: dict[str, Any] = {
         **(extra or {}),
@@ -68,6 +71,16 @@ def evaluate_encoder(
     if out:
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _ks_used(knn_k, n_train: int, source: str) -> tuple[int, ...]:
+    """The k actually used: at most the training set. The figures are recorded under it, so
+    that "k=200" never labels a vote among 64 images."""
+    too_big = sorted({int(k) for k in knn_k if int(k) > n_train})
+    if too_big:
+        log.warning("knn_k=%s: %s only has %d training images, so k=%d is used (and reported) instead",
+                    too_big, source, n_train, n_train)
+    return tuple(sorted({min(int(k), n_train) for k in knn_k}))
 
 
 def format_eval_table(result: dict[str, Any]) -> str:
