@@ -38,7 +38,7 @@ from gensis.config.autoencoder import TrainAutoencoderConfig
 from gensis.data import ImageData
 from gensis.data.loader import load_training_images
 from gensis.data.loader import subset_indices
-from gensis.errors import ConfigError, DataError, GensisError
+from gensis.errors import ConfigError, DataError
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import resolve_device
@@ -191,8 +191,7 @@ def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_i
                 group["lr"] = lr
             terms = _loss(cfg, vae, x, gen, encoder)
             if not math.isfinite(terms["loss"].item()):
-                raise GensisError(f"loss is {terms['loss'].item()} at step {step}; stopped. Last good checkpoint "
-                                  f"kept at {run.last_checkpoint}; lower train.lr")
+                raise run.non_finite_loss(terms["loss"].item(), f"step {step}", "lower train.lr")
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

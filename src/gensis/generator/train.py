@@ -211,8 +211,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
                 loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen, rows=share,
                                      min_snr_gamma=tc.min_snr_gamma)
             if not distributed.all_finite(loss, info):
-                raise GensisError(f"loss is {loss.item()} at step {step}; stopped. Last good checkpoint kept at "
-                                  f"{run.last_checkpoint}; lower train.lr")
+                raise run.non_finite_loss(loss.item(), f"step {step}", "lower train.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.clip_grad > 0:

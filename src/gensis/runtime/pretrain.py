@@ -26,7 +26,7 @@ from gensis.augment import MultiCropAugment
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
 from gensis.data.loader import load_training_images
-from gensis.errors import ConfigError, DataError, GensisError
+from gensis.errors import DataError
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy
 from gensis.eval.labels import align_labels
@@ -254,10 +254,7 @@ def _train(
             with autocast(device, tc.precision):
                 loss, student_emb = forward(views, epoch, dis, weights)
             if not distributed.all_finite(loss, info):
-                raise GensisError(
-                    f"loss is {loss.item()} at step {step} (epoch {epoch}); stopped. "
-                    f"Last good checkpoint kept at {run.last_checkpoint}; lower optim.lr or check the data"
-                )
+                raise run.non_finite_loss(loss.item(), f"step {step} (epoch {epoch})", "lower optim.lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if oc.clip_grad > 0:

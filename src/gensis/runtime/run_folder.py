@@ -95,6 +95,12 @@ class RunFolder:
                 "resume with the same settings or start a new run (init_from= loads weights only)"
             )
 
+    def non_finite_loss(self, value: float, where: str, fix: str) -> GensisError:
+        """The error for a NaN or infinite loss; it names a checkpoint only when one exists."""
+        kept = (f"the last good checkpoint is kept at {self.last_checkpoint} (--resume continues from it)"
+                if self.last_checkpoint.is_file() else "no checkpoint had been written yet")
+        return GensisError(f"loss is {value} at {where}; stopped, {kept}; {fix}")
+
     def written_files(self) -> list[str]:
         """The files of a run (checkpoint, exports, metrics) present in the folder, relative to it."""
         found = ["checkpoints/last.pt"] if self.last_checkpoint.is_file() else []
