@@ -117,6 +117,20 @@ def test_changed_settings_are_refused_before_any_work(pipeline, capsys, tmp_path
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("section, key, value", [
+    ("pretrain", "out", "elsewhere"), ("generator", "encoder", "other.safetensors"), ("generate", "out", "b"),
+    ("generate", "data_path", "other.npz"), ("show", "generator", "g"), ("gen_dino", "gen.bank", "b"),
+    ("gen_dino", "data.path", "other.npz"), ("gen_dino", "init_from", "x"), ("autoencoder", "encoder", "e"),
+])
+def test_keys_the_pipeline_sets_itself_are_refused_before_any_work(tmp_path, capsys, section, key, value) -> None:
+    data = write_npz(tmp_path / "d.npz", 16)
+    code = main(["run", "-q", f"out={tmp_path / 'run'}", f"data.path={data}", f"{section}.{key}={value}"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"gensis: error: {section}.{key}: set by gensis run itself"), err
+    assert not (tmp_path / "run").exists()
+
+
 def test_gen_dino_on_the_fly_from_the_pipelines_generator(pipeline, tmp_path) -> None:
     settings, result = pipeline
     from pathlib import Path

@@ -65,8 +65,36 @@ def _build(stage: str, model, overrides: dict[str, Any], **kw):
         raise ConfigError(f"{stage}: {exc}") from None
 
 
+# Keys `gensis run` sets itself in each stage: given in a stage section they would be silently
+# replaced (out, the stage's inputs) or would make the stages disagree (stage 3 on other images
+# than its bank's), so they are refused before any work.
+OWNED = {
+    "pretrain": ("out",),
+    "autoencoder": ("out", "encoder"),
+    "generator": ("out", "encoder"),
+    "generate": ("out", "generator", "data_path", "max_images"),
+    "show": ("out", "generator"),
+    "gen_dino": ("out", "gen.bank", "gen.generator", "data.path", "data.max_images"),
+}
+WHY = {"out": "each stage's folder is <out>/<stage>: move them all with the top-level out=",
+       "data.path": "the bank is made from the top-level data.path", "data.max_images": "use the top-level one",
+       "data_path": "the bank is made from the top-level data.path", "max_images": "use data.max_images"}
+
+
+def _refuse_owned(cfg: PipelineConfig) -> None:
+    owned = dict(OWNED)
+    if cfg.stage3_init != "scratch":
+        owned["gen_dino"] += ("init_from", "init_full")  # stage3_init decides them
+    for section, keys in owned.items():
+        for key in getattr(cfg, section):
+            if key in keys:
+                raise ConfigError(f"{section}.{key}: set by gensis run itself, not by a stage section "
+                                  f"({WHY.get(key, 'it wires the stages together')}); remove it")
+
+
 def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     """Every stage's config, resolved from the pipeline's; errors name the stage section."""
+    _refuse_owned(cfg)
     root = Path(cfg.out)
     if cfg.data.path is None:
         raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
