@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -144,7 +145,18 @@ def test_quality_report_of_generate_and_eval_generator(tmp_path, trained) -> Non
     assert q["chance"]["images"] == 12 and q["chance"]["retrieval_top1"] == round(100 / 12, 3)
     again = gensis.eval_generator(bank=str(tmp_path / "bank"), encoder=str(enc), data_path=str(data),
                                   cache_dir=None, out=str(tmp_path / "q.json"))
+    assert again.pop("bank_shards") == {"done": 3, "total": 3}
     assert again == q == json.loads((tmp_path / "bank" / "quality.json").read_text())
+
+
+def test_eval_generator_says_when_the_bank_is_incomplete(tmp_path, trained, caplog) -> None:
+    root, enc, data, _ = trained
+    _generate(trained, tmp_path / "part", shards=[1])  # 5 of the 12 sources
+    with caplog.at_level(logging.WARNING, logger="gensis.generate"):
+        q = gensis.eval_generator(bank=str(tmp_path / "part"), encoder=str(enc), data_path=str(data), cache_dir=None)
+    assert q["bank_shards"] == {"done": 1, "total": 3} and q["sources"] == 5
+    assert [r.getMessage() for r in caplog.records if r.name == "gensis.generate" and r.levelno == logging.WARNING] == [
+        f"{tmp_path / 'part'} is incomplete (1 of 3 shards): these figures are of the finished shards' 5 sources only"]
 
 
 def test_show_writes_view_and_interpolation_grids(tmp_path, trained) -> None:

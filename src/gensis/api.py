@@ -161,6 +161,12 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
     bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
     result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
+    done, total = len(bank.index.shards), bank.index.n_shards
+    result["bank_shards"] = {"done": done, "total": total}
+    if done < total:  # measured on what is there, and said so (stage 3 refuses such a bank)
+        logging.getLogger("gensis.generate").warning(
+            "%s is incomplete (%d of %d shards): these figures are of the finished shards' %d sources only",
+            cfg.bank, done, total, result.get("sources", 0))
     if cfg.out:
         atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
     return result
