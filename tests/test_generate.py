@@ -189,3 +189,12 @@ def test_generate_selected_shards_then_the_rest(tmp_path, trained) -> None:
     with pytest.raises(ConfigError, match=r"shards: \[7\] outside \[0, 3\)"):
         _generate(trained, tmp_path / "x", shards=[7])
     assert not (tmp_path / "x").exists()
+
+
+def test_a_one_image_bank_records_the_interpolations_it_holds(tmp_path, trained) -> None:
+    _generate(trained, tmp_path / "one", max_images=1)  # asks for 1 interpolation per image
+    bank = ViewBank(tmp_path / "one")
+    assert bank.index.n_sources == 1 and bank.index.interpolations_per_image == 0
+    entries = bank.entries(0)
+    assert (entries["partner"] < 0).all() and len(entries["partner"]) == 2  # its 2 views, nothing else
+    _generate(trained, tmp_path / "one", max_images=1)  # the same command resumes it (nothing to do)

@@ -179,9 +179,10 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
                 settings: dict, decoder: dict[str, str] | None = None) -> BankIndex:
     index = read_index(root)
     n, fingerprint = len(data), data.fingerprint()
+    interpolations = _interpolations_per_image(cfg, n)
     fresh = BankIndex(generator_sha256=gen_sha, encoder_sha256=enc_sha, resolution=resolution, n_sources=n,
                       shard_size=cfg.shard_size, views_per_image=cfg.views_per_image,
-                      interpolations_per_image=cfg.interpolations_per_image, settings=settings,
+                      interpolations_per_image=interpolations, settings=settings,
                       data_fingerprint=fingerprint, **(decoder or {}))
     if index is None:
         lock.hold(root)  # one writer per bank (runtime/lock.py)
@@ -191,7 +192,7 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
         raise CheckpointError(f"{root}: bank written by another generator ({index.generator_sha256[:12]}); "
                               "use another out= (nothing was changed)")
     same = (index.n_sources, index.shard_size, index.views_per_image, index.interpolations_per_image, index.settings) == \
-        (n, cfg.shard_size, cfg.views_per_image, cfg.interpolations_per_image, settings)
+        (n, cfg.shard_size, cfg.views_per_image, interpolations, settings)
     if not same:
         raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
     ViewBank(root).check_data(fingerprint, cfg.data_path, "data_path")
@@ -207,6 +208,15 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
     if adopted or broken:
         write_index(root, index)
     return index
+
+
+def _interpolations_per_image(cfg: GenerateConfig, n_sources: int) -> int:
+    """What the bank will hold: an interpolation needs a partner, so a one-image bank has none."""
+    if cfg.interpolations_per_image and n_sources < 2:
+        log.warning("interpolations_per_image=%d: one source image has no partner to interpolate with, so the "
+                    "bank holds views only (index.json says 0)", cfg.interpolations_per_image)
+        return 0
+    return cfg.interpolations_per_image
 
 
 @torch.no_grad()
