@@ -54,12 +54,19 @@ def cache_key(kind: str, resolution: int, items: Iterable[tuple[str, int, str]])
     return h.hexdigest()
 
 
-def content_key(kind: str, ids: list[str], sizes: list[int], stamps: list[str]) -> str:
-    """sha256 of what the items hold, independent of the resolution and of file times: id and
-    size per item, plus the CRC32 in a zip (a folder's mtimes change on a plain copy)."""
-    h = hashlib.sha256(f"gensis-content v1\n{kind}\n".encode())
-    for item_id, size, stamp in zip(ids, sizes, stamps):
-        h.update(f"{item_id}\0{size}\0{stamp if kind == 'zip' else ''}\n".encode())
+# v2: a folder's items are known by the sha256 of their bytes (v1: by name and size only, so
+# a folder whose pixels all changed at the same sizes was the same data).
+FOLDER_CONTENT_VERSION = 2
+
+
+def content_key(kind: str, ids: list[str], sizes: list[int], contents: list[str]) -> str:
+    """sha256 of what the items hold, independent of the resolution and of file times: id, size
+    and ``contents`` per item: the CRC32 in a zip (stored there, free to read), the sha256 of
+    the bytes in a folder (its mtimes change on a plain copy, so they cannot tell)."""
+    version = FOLDER_CONTENT_VERSION if kind == "folder" else 1
+    h = hashlib.sha256(f"gensis-content v{version}\n{kind}\n".encode())
+    for item_id, size, stamp in zip(ids, sizes, contents):
+        h.update(f"{item_id}\0{size}\0{stamp}\n".encode())
     return h.hexdigest()
 
 

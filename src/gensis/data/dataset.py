@@ -47,7 +47,7 @@ class ImageData:
         reader: lazy mode only: reads an item's bytes by id.
         strict: lazy mode only: an unreadable file raises :class:`DataError` in
             :meth:`batch`; otherwise it is logged once and returned as a black image.
-        content_key: hash of the source items (id, size, zip CRC; the bytes of an npz).
+        content_key: hash of the source items (id, size, and a zip's CRC or a file's sha256; the bytes of an npz).
     """
 
     images: torch.Tensor | None
@@ -95,8 +95,9 @@ class ImageData:
 
     def fingerprint(self) -> str:
         """sha256 of the ids, labels and source content: what ties a checkpoint or a bank to
-        these images, whatever the resolution. Cheap: file sizes and CRCs, never a re-read of
-        the files; data built in memory without a source hashes its pixels."""
+        these images, whatever the resolution. A zip's CRCs; a folder's file bytes, hashed as
+        the decoder reads them (in memory) or once at load (lazy); an npz's bytes; data built
+        in memory without a source hashes its pixels."""
         h = hashlib.sha256(b"gensis-data v1\n")
         h.update(json.dumps(self.ids).encode())
         if self.labels is not None:

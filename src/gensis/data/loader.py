@@ -9,6 +9,7 @@ them (or raise with ``strict=True``); every user-fixable problem is a one-line
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,26 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
         resolution=resolution,
         reader=ItemReader(listing.kind, src),
         strict=strict,
-        content_key=cache.content_key(kept.kind, kept.ids, kept.sizes, kept.stamps),
+        content_key=cache.content_key(kept.kind, kept.ids, kept.sizes, _contents(src, kept)),
     )
+
+
+def _contents(src: Path, listing: Listing, digests: list[str] | None = None) -> list[str]:
+    """Per item, what tells its content: a zip's CRC32, or the sha256 of a file's bytes
+    (``digests`` when the decoder already hashed them; else the files are read here)."""
+    if listing.kind == "zip":
+        return listing.stamps
+    if digests is not None:
+        return digests
+    reader = ItemReader("folder", src)
+
+    def digest(item_id: str) -> str:
+        try:
+            return hashlib.sha256(reader.read(item_id)).hexdigest()
+        except OSError as err:  # unreadable now: decoding it will say so, per batch
+            return f"unreadable: {err.strerror or err}"
+
+    return [digest(item_id) for item_id in listing.ids]
 
 
 def _in_memory(
@@ -172,19 +191,23 @@ def _in_memory(
         data = _from_cache(src, resolution, strict, cache_root, key, replay_notes=False)
     if data is None:
         reader = ItemReader(kind, src)
+        digests: list[str] | None = [] if kind == "folder" else None
         images, bad = decode_many(
             reader, listing.ids, resolution, strict=strict, num_workers=num_workers,
-            progress=progress, desc=f"decoding {src.name}",
+            progress=progress, desc=f"decoding {src.name}", digests=digests,
         )
         bad_ids = {item_id for item_id, _ in bad}
-        kept = listing.take([i for i, x in enumerate(listing.ids) if x not in bad_ids])
+        keep = [i for i, x in enumerate(listing.ids) if x not in bad_ids]
+        kept = listing.take(keep)
         meta = {
             "ids": kept.ids,
             "labels": kept.labels,
             "class_names": kept.class_names,
             "skipped": sorted(listing.skipped + bad),
             "notes": listing.notes,
-            "content": cache.content_key(kind, kept.ids, kept.sizes, kept.stamps),
+            "content": cache.content_key(kind, kept.ids, kept.sizes,
+                                         _contents(src, kept, None if digests is None else [digests[i] for i in keep])),
+            "content_version": cache.FOLDER_CONTENT_VERSION if kind == "folder" else 1,
         }
         data = _store(src, resolution, cache_root, key, images, meta)
     if ref is not None and cache_root is not None:
@@ -266,6 +289,8 @@ def _from_cache(
     images, meta = hit
     if not isinstance(meta.get("content"), str):  # written before content keys: rebuilt once
         return None
+    if src.is_dir() and meta.get("content_version") != cache.FOLDER_CONTENT_VERSION:
+        return None  # a folder cached before its bytes were hashed: decoded (and hashed) once more
     log.info("loaded %d images from cache %s", len(images), npy)
     if replay_notes:
         for note in meta.get("notes", []):
