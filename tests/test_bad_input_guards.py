@@ -262,6 +262,7 @@ def test_eval_generator_takes_the_banks_max_images(world, tmp_path) -> None:
     result = gensis.eval_generator({**common, "bank": str(tmp_path / "b"), "encoder": str(world["enc"])})
     # All 6 sources measured (one view each), the same figures generate wrote for that bank.
     assert (result["sources"], result["views"], result["chance"]["images"]) == (6, 6, 6)
+    assert result.pop("bank_shards") == {"done": 1, "total": 1}
     assert result == json.loads((tmp_path / "b" / "quality.json").read_text())
 
 

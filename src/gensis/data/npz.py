@@ -35,6 +35,7 @@ def read_npz(path: Path) -> NpzContents:
         raise DataError(f"cannot read .npz file {path}: {one_line(err)}") from None
     if not is_zip:  # np.load would call a text file "pickled data", and return a bare .npy's array
         raise DataError(f"cannot read .npz file {path}: not an .npz archive (numpy.savez writes a zip of .npy arrays)")
+    _check_headers(path)  # before np.load allocates what a header claims
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
@@ -52,6 +53,10 @@ def read_npz(path: Path) -> NpzContents:
     if images.dtype != np.uint8:
         raise DataError(f"'images' in {path} must be uint8, got {images.dtype}")
     stored_shape = tuple(images.shape)
+    # (H, H, 3): a square colour image, not H images of H x 3 pixels
+    if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[0] == images.shape[1] > images.shape[2]:
+        raise DataError(f"'images' in {path} is shaped {stored_shape}: one (H, W, C) image without the batch "
+                        "dimension? save images[None], shaped (N, H, W, C)")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or 0 in images.shape[1:3]:
@@ -75,6 +80,8 @@ def read_npz(path: Path) -> NpzContents:
             raise DataError(f"'labels' in {path} has {len(labels)} entries for {n} images")
         if labels.min() < 0:
             raise DataError(f"'labels' in {path} must be >= 0, got {int(labels.min())}")
+        if int(labels.max()) > np.iinfo(np.int64).max:  # uint64 above 2**63 would wrap to negatives
+            raise DataError(f"'labels' in {path} must be below 2**63, got {int(labels.max())}")
         # Labels become 0..K-1 over the values present (any values: 7, 9e12...); each class
         # keeps its name (its 'class_names' entry, else the original value), which
         # evaluation matches train and test classes by.
@@ -88,9 +95,41 @@ def read_npz(path: Path) -> NpzContents:
                     f"goes up to {int(values[-1])}"
                 )
             class_names = [all_names[int(v)] for v in values]
+            seen: dict[str, int] = {}
+            for v, name in zip(values, class_names):
+                if name in seen:  # evaluation matches classes by name: they would merge
+                    raise DataError(f"'class_names' in {path} names labels {seen[name]} and {int(v)} both {name!r}")
+                seen[name] = int(v)
         else:
             class_names = [str(int(v)) for v in values]
     return NpzContents(images, label_tensor, class_names)
+
+
+def _check_headers(path: Path) -> None:
+    """Each ``.npy`` member's header against the bytes it holds: a 1 KB file that claims a
+    1 TiB array is refused before anything is allocated."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                    header = f.tell() if f.seekable() else None
+                if dtype.hasobject:
+                    raise DataError(f"'{info.filename[:-4]}' in {path} holds Python objects; gensis reads only numbers")
+                claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                held = info.file_size - (header or 0)
+                if header is not None and claimed != held:
+                    raise DataError(f"'{info.filename[:-4]}' in {path} claims shape {tuple(shape)} of {dtype} "
+                                    f"({claimed:,} bytes) but holds {held:,} bytes: a damaged or crafted file")
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read .npz file {path}: {one_line(err)}") from None
 
 
 def npz_to_chw(images: np.ndarray, resolution: int) -> np.ndarray:
