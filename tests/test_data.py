@@ -3,6 +3,7 @@ test_data_cache.py)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import zipfile
@@ -311,3 +312,22 @@ def test_cifar10_train_load_time(tmp_path: Path) -> None:
     t2 = time.perf_counter()
     assert len(first) == len(cached) == 50_000
     print(f"\ncifar10 train.zip at 32 px: first {t1 - t0:.2f} s, cached {t2 - t1:.2f} s")
+
+
+def test_zip_members_outside_the_archive_tree_are_skipped_and_named(tmp_path, caplog) -> None:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "PNG")
+    path = tmp_path / "mixed.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ["cat/a.png", "dog/b.png", "/abs/c.png", "../up/d.png", "x//e.png", "C:/f.png"]:
+            z.writestr(name, buf.getvalue())
+    with caplog.at_level(logging.WARNING):
+        data = load_images(path, 8, cache_dir=None, progress=False)
+    assert data.ids == ["cat/a.png", "dog/b.png"] and data.class_names == ["cat", "dog"]  # no class named ""
+    assert any("skipped 4 member(s) whose path leaves the archive's tree" in r.getMessage() and "/abs/c.png" in
+               r.getMessage() for r in caplog.records)

@@ -115,6 +115,7 @@ def list_zip(path: Path) -> Listing:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as err:
         raise DataError(f"cannot read zip archive {path}: {one_line(err)}") from None
     members: dict[str, zipfile.ZipInfo] = {}
+    unsafe: list[str] = []
     for info in infos:
         name = info.filename
         if info.is_dir():
@@ -122,13 +123,22 @@ def list_zip(path: Path) -> Listing:
         folder, _, base = name.rpartition("/")
         if not is_image_name(base):
             continue
-        if folder and any(p.startswith(".") or p == "__MACOSX" for p in folder.split("/")):
+        parts = folder.split("/") if folder else []
+        # absolute, drive-letter, empty or ".." components: not a path inside the archive
+        if name.startswith("/") or "\\" in name or (parts and ":" in parts[0]) or any(p in ("", "..") for p in parts):
+            unsafe.append(name)
+            continue
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts):
             continue
         members[name] = info  # a duplicated name: the last entry wins, as in ZipFile.read
     names = sorted(members)
     sizes = [members[n].file_size for n in names]
     stamps = [f"{members[n].CRC:08x}" for n in names]
-    return _finish("zip", path, names, sizes, stamps, [])
+    listing = _finish("zip", path, names, sizes, stamps, [])
+    if unsafe:
+        listing.notes.append(f"{path}: skipped {len(unsafe)} member(s) whose path leaves the archive's tree "
+                             f"(absolute, a drive, '..' or an empty folder name): {', '.join(unsafe[:3])}")
+    return listing
 
 
 def _finish(
