@@ -130,6 +130,41 @@ def shard_keys(index: BankIndex) -> tuple[str, ...]:
     return (STORAGES[index.storage],) + SHARD_KEYS[1:]
 
 
+def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tensor]) -> str | None:
+    """What is wrong with a shard's tensors against ``index`` (names, dtypes, shapes, index
+    ranges, views per source), or None: a shard with a right header and wrong contents would
+    otherwise raise KeyError or IndexError mid-training, or train on garbage."""
+    keys = shard_keys(index)
+    if set(t) != set(keys):
+        return f"tensors {sorted(t)}, expected {sorted(keys)}"
+    payload, src, partner, alpha, seed = (t[k] for k in keys)
+    dtypes = {"source": torch.int64, "partner": torch.int64, "alpha": torch.float32, "seed": torch.int64,
+              "images": torch.uint8, "latents": torch.float16}
+    for k in keys:
+        if t[k].dtype != dtypes[k]:
+            return f"'{k}' is {t[k].dtype}, expected {dtypes[k]}"
+    m = len(src)
+    if any(x.dim() != 1 or len(x) != m for x in (src, partner, alpha, seed)):
+        return f"source, partner, alpha and seed must be 1-D of one length, got {[tuple(x.shape) for x in (src, partner, alpha, seed)]}"
+    if payload.dim() != 4 or payload.shape[0] != m or (keys[0] == "images" and tuple(payload.shape[1:]) !=
+                                                        (3, index.resolution, index.resolution)):
+        return f"'{keys[0]}' shaped {tuple(payload.shape)} for {m} rows at {index.resolution} px"
+    rows = index.shard_range(shard)
+    if m and not (int(src.min()) >= rows.start and int(src.max()) < rows.stop):
+        return f"sources {int(src.min())}..{int(src.max())} outside this shard's {rows.start}..{rows.stop - 1}"
+    if m and not (int(partner.min()) >= -1 and int(partner.max()) < index.n_sources):
+        return f"partners {int(partner.min())}..{int(partner.max())} outside -1..{index.n_sources - 1}"
+    if bool((partner == src).any()) or not bool(((alpha >= 0) & (alpha <= 1)).all()):
+        return "an interpolation with its own source, or an alpha outside [0, 1]"
+    views = torch.bincount(src[partner < 0] - rows.start, minlength=len(rows))
+    interps = torch.bincount(src[partner >= 0] - rows.start, minlength=len(rows))
+    if len(views) != len(rows) or bool((views != index.views_per_image).any()) or \
+            bool((interps != index.interpolations_per_image).any()):
+        return (f"each source must have {index.views_per_image} views and {index.interpolations_per_image} "
+                "interpolations")
+    return None
+
+
 def open_decoder(root: Path, index: BankIndex, device: torch.device | str = "cpu"):
     """The autoencoder of a latent bank, refused when it is not the one the bank was made with."""
     from gensis.generator.latent import load_vae, vae_sha256
@@ -239,9 +274,14 @@ class ViewBank:
     def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
         path = shard_path(self.root, shard)
         try:
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: unreadable bank shard ({exc})") from None
+        problem = shard_content_problem(self.index, shard, tensors)
+        if problem:
+            raise CheckpointError(f"{path}: does not hold what index.json describes ({problem}); "
+                                  "remove it and rerun gensis generate")
+        return tensors
 
     def entries(self, source: int) -> dict[str, torch.Tensor]:
         """Every view of ``source``: images (V, 3, R, R) uint8 (decoded, in a latent bank) with
