@@ -331,3 +331,23 @@ def test_zip_members_outside_the_archive_tree_are_skipped_and_named(tmp_path, ca
     assert data.ids == ["cat/a.png", "dog/b.png"] and data.class_names == ["cat", "dog"]  # no class named ""
     assert any("skipped 4 member(s) whose path leaves the archive's tree" in r.getMessage() and "/abs/c.png" in
                r.getMessage() for r in caplog.records)
+
+
+def test_strict_above_96_px_names_an_unreadable_file_at_load_not_mid_training(tmp_path, capsys) -> None:
+    from gensis.cli import main
+    from gensis.errors import DataError
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (130, 130), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    (folder / "9.png").write_text("garbage")
+    with pytest.raises(DataError, match=f"unreadable image {folder / '9.png'}: not an image"):
+        load_images(folder, 128, strict=True, cache_dir=None, progress=False)
+    assert len(load_images(folder, 128, cache_dir=None, progress=False)) == 5  # lazy: found per batch
+    code = main(["pretrain", "-q", "preset=digits", f"data.path={folder}", "data.resolution=128", "data.strict=true",
+                 "train.batch_size=2", f"out={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines()[-1].startswith("gensis: error: unreadable image") and \
+        "Traceback" not in err
+    assert not (tmp_path / "run").exists()

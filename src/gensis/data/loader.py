@@ -19,7 +19,7 @@ import torch
 
 from gensis.errors import DataError
 
-from . import cache
+from . import cache, decode
 from .dataset import ImageData
 from gensis.runtime.io import file_sha256
 
@@ -122,7 +122,9 @@ def _list(
 
 
 def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageData:
-    """Keep the file list; only zero-byte files can be rejected without decoding."""
+    """Keep the file list; only zero-byte files can be rejected without decoding. ``strict``
+    decodes every file once here, so that an unreadable one stops the command at load, named,
+    before any run folder is written (not from a loader worker, mid-training)."""
     skipped = list(listing.skipped)
     keep: list[int] = []
     for i, (item_id, size) in enumerate(zip(listing.ids, listing.sizes)):
@@ -135,6 +137,15 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
     kept = listing.take(keep)
     _check_not_empty(src, len(kept.ids), skipped)
     _warn_skipped(src, skipped)
+    if strict:
+        reader = ItemReader(listing.kind, src)
+        for item_id in kept.ids:
+            try:
+                decode.decode_image(reader.read(item_id), resolution)
+            except decode.UnreadableImage as err:
+                raise DataError(f"unreadable image {reader.display(item_id)}: {err}") from None
+            except OSError as err:
+                raise DataError(f"unreadable image {reader.display(item_id)}: {err.strerror or err}") from None
     return ImageData(
         images=None,
         labels=_label_tensor(kept.labels),
