@@ -137,15 +137,7 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
     kept = listing.take(keep)
     _check_not_empty(src, len(kept.ids), skipped)
     _warn_skipped(src, skipped)
-    if strict:
-        reader = ItemReader(listing.kind, src)
-        for item_id in kept.ids:
-            try:
-                decode.decode_image(reader.read(item_id), resolution)
-            except decode.UnreadableImage as err:
-                raise DataError(f"unreadable image {reader.display(item_id)}: {err}") from None
-            except OSError as err:
-                raise DataError(f"unreadable image {reader.display(item_id)}: {err.strerror or err}") from None
+    reader = ItemReader(listing.kind, src)
     return ImageData(
         images=None,
         labels=_label_tensor(kept.labels),
@@ -153,28 +145,34 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
         ids=kept.ids,
         source=str(src),
         resolution=resolution,
-        reader=ItemReader(listing.kind, src),
+        reader=reader,
         strict=strict,
-        content_key=cache.content_key(kept.kind, kept.ids, kept.sizes, _contents(src, kept)),
+        content_key=cache.content_key(kept.kind, kept.ids, kept.sizes, _scan(reader, kept, resolution, strict)),
     )
 
 
-def _contents(src: Path, listing: Listing, digests: list[str] | None = None) -> list[str]:
-    """Per item, what tells its content: a zip's CRC32, or the sha256 of a file's bytes
-    (``digests`` when the decoder already hashed them; else the files are read here)."""
-    if listing.kind == "zip":
+def _scan(reader: ItemReader, listing: Listing, resolution: int, strict: bool) -> list[str]:
+    """One pass over a lazy source's items: per item what tells its content (a zip's CRC32,
+    else the sha256 of the file's bytes) and, with ``strict``, a decode, so that an unreadable
+    file stops the command here, named. A zip is read only when ``strict``."""
+    if listing.kind == "zip" and not strict:
         return listing.stamps
-    if digests is not None:
-        return digests
-    reader = ItemReader("folder", src)
-
-    def digest(item_id: str) -> str:
+    contents = []
+    for item_id, stamp in zip(listing.ids, listing.stamps):
         try:
-            return hashlib.sha256(reader.read(item_id)).hexdigest()
-        except OSError as err:  # unreadable now: decoding it will say so, per batch
-            return f"unreadable: {err.strerror or err}"
-
-    return [digest(item_id) for item_id in listing.ids]
+            try:
+                data = reader.read(item_id)
+            except Exception as err:  # noqa: BLE001 - missing file, permissions, bad CRC...
+                raise decode.UnreadableImage(decode.one_line(f"cannot read: {err}")) from None
+            if strict:
+                decode.decode_image(data, resolution)
+        except decode.UnreadableImage as err:
+            if strict:
+                raise DataError(f"unreadable image {reader.display(item_id)}: {err}") from None
+            contents.append(f"unreadable: {err}")  # a batch that reads it will say so
+            continue
+        contents.append(stamp if listing.kind == "zip" else hashlib.sha256(data).hexdigest())
+    return contents
 
 
 def _in_memory(
@@ -217,7 +215,7 @@ def _in_memory(
             "skipped": sorted(listing.skipped + bad),
             "notes": listing.notes,
             "content": cache.content_key(kind, kept.ids, kept.sizes,
-                                         _contents(src, kept, None if digests is None else [digests[i] for i in keep])),
+                                         kept.stamps if digests is None else [digests[i] for i in keep]),
             "content_version": cache.FOLDER_CONTENT_VERSION if kind == "folder" else 1,
         }
         data = _store(src, resolution, cache_root, key, images, meta)

@@ -118,12 +118,12 @@ def _check_headers(path: Path) -> None:
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
                     shape, _, dtype = read_header(f)
-                    header = f.tell() if f.seekable() else None
+                    header = f.tell()
                 if dtype.hasobject:
                     raise DataError(f"'{info.filename[:-4]}' in {path} holds Python objects; gensis reads only numbers")
                 claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                held = info.file_size - (header or 0)
-                if header is not None and claimed != held:
+                held = info.file_size - header
+                if claimed != held:
                     raise DataError(f"'{info.filename[:-4]}' in {path} claims shape {tuple(shape)} of {dtype} "
                                     f"({claimed:,} bytes) but holds {held:,} bytes: a damaged or crafted file")
     except DataError:
