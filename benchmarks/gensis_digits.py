@@ -49,8 +49,8 @@ def main() -> None:
     if args.stage1_epochs is not None:
         settings["pretrain"]["train.epochs"] = args.stage1_epochs
     settings.update({"out": str(out), "seed": 0, "device": args.device, "progress": not args.quiet,
-                     "data.path": str(write_demo_data(out / "data", train, test)),
-                     "data.eval_path": str(out / "data" / "digits_test.npz")})
+                     "data.path": str(write_demo_data(out.parent / "data", train, test)),
+                     "data.eval_path": str(out.parent / "data" / "digits_test.npz")})
     result = header("gensis_digits", resolve_device(args.device))
     result.update(settings=settings, runs=[run_seed(settings, stage3_seeds=args.stage3_seeds,
                                                   compute_fair=not args.no_compute_fair)])

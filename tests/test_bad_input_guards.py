@@ -54,9 +54,9 @@ CASES = [
     ("pretrain data.path={data} out={pre_stripped}", "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
     ("train-generator " + GEN + " out={gen_stripped} train.seed=5", "already holds a run"),
     ("train-generator " + GEN + " out={pre_stripped}", "already holds a run"),
-    ("pretrain data.path={data} out={foreign}", "foreign/config.yaml: not written by gensis"),
-    ("train-generator " + GEN + " out={foreign}", "foreign/config.yaml: not written by gensis"),
-    ("run data.path={data} out={foreign}", "foreign/config.yaml: not written by gensis"),
+    ("pretrain data.path={data} out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
+    ("train-generator " + GEN + " out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
+    ("run data.path={data} out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
     # 2. checkpoints, banks and resumes tied to their run and data
     ("train-generator --resume " + GEN + " out={gen_swapped}", "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
     ("pretrain --resume " + PRE + " out={pre}", "pre/checkpoints/last.pt: trained on other data"),
@@ -309,3 +309,16 @@ def test_sigterm_in_a_stage_stops_gensis_run_after_it(world, tmp_path) -> None:
     assert done.returncode == 143 and lines == ["gensis: stopped by SIGTERM after stage embed (ran); rerun the same "
                                                 "command to continue"], done.stderr
     assert (tmp_path / "run" / "embeddings.safetensors").is_file() and not (tmp_path / "run" / "generator").exists()
+
+
+def test_encoder_resolution_outside_the_config_range_is_refused(world, capsys, tmp_path) -> None:
+    """Encoder metadata is held to the config's own range (data.resolution: 8..1024)."""
+    from conftest import _resave
+    from gensis.cli import main
+
+    for value in ("4096", "4"):
+        bad = _resave(world["enc"], tmp_path / f"enc_{value}.safetensors", resolution=value)
+        code = main(["embed", f"encoder={bad}", f"data_path={world['data']}",
+                                f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and "metadata 'resolution' must be an integer in [8, 1024]" in err, err

@@ -48,9 +48,12 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes, caplog) -> None:
     assert all(r["embedding_std"] > 0 and r["teacher_temp"] == pytest.approx(0.04) for r in steps)
     knn = [r for r in records if "knn_top1_k20" in r]
     assert [r["epoch"] for r in knn] == [1, 2]
+    # k=200 among 96 training images is a vote of all 96: logged under the k it used
+    assert all("knn_top1_k96" in r and "knn_top1_k200" not in r for r in knn)
     log = (out / "train.log").read_text()
     assert "pretrain (dino): 96 images" in log and "online kNN after epoch 2" in log
 
+    caplog.clear()  # the online kNN said it too, once
     with caplog.at_level(logging.WARNING, logger="gensis.eval"):
         res = gensis.evaluate(encoder=str(out), train_path=str(train), test_path=str(test), linear_epochs=20)
     # k=200 among 96 training images votes with all 96: reported as k=96, and said once

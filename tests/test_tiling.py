@@ -188,7 +188,7 @@ def test_folder_and_zip_output_load_as_images(tmp_path, slide_dir):
 def test_rerun_skips_finished_slides(tmp_path, slide_dir, name):
     out = tmp_path / name
     first = tile(slides=str(slide_dir), out=str(out), tile_size=64)
-    files = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file() and p.name != "manifest.csv"]
+    files = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.csv", ".gensis.lock")]
     stamps = {p: p.stat().st_mtime_ns for p in files}
     second = tile(slides=str(slide_dir), out=str(out), tile_size=64)
     assert (second.n_skipped, second.n_tiles, second.n_tiles_total) == (2, 0, first.n_tiles)
@@ -276,8 +276,9 @@ def test_slide_without_tissue_warns_and_gives_no_tiles(tmp_path, canvas, caplog)
 def test_input_and_config_errors(tmp_path):
     with pytest.raises(DataError, match="no such slide"):
         tile(slides=str(tmp_path / "missing.svs"), out=str(tmp_path / "o"))
+    (tmp_path / "none").mkdir()
     with pytest.raises(DataError, match="no slides"):
-        tile(slides=str(tmp_path), out=str(tmp_path / "o"))
+        tile(slides=str(tmp_path / "none"), out=str(tmp_path / "o"))
     with pytest.raises(DataError, match="no slide files match"):
         tile(slides=str(tmp_path / "*.svs"), out=str(tmp_path / "o"))
     with pytest.raises(ConfigError, match="not both"):

@@ -21,8 +21,8 @@ from gensis.errors import GensisError
 from gensis.eval.evaluate import evaluate_encoder, format_eval_table  # noqa: F401 (public API)
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.guards import refuse_out_over_inputs
-from gensis.runtime.io import atomic_write_text
+from gensis.runtime.guards import guard_paths
+from gensis.runtime.io import write_result_json
 from gensis.runtime.lock import released_after
 from gensis.runtime.pretrain import PretrainResult, run_pretrain
 
@@ -69,6 +69,7 @@ def pretrain(
     if isinstance(data, dict):
         kwargs["data"] = data
     cfg = pretrain_config(overrides, config_file, **kwargs)
+    guard_paths(cfg)
     return run_pretrain(cfg, resume=resume, data=images, eval_data=eval_data)
 
 
@@ -85,7 +86,7 @@ def train_generator(
     from gensis.generator.train import run_train_generator  # diffusers is slow to import
 
     cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data.path": cfg.data.path, "model.vae": cfg.model.vae})
+    guard_paths(cfg)
     return run_train_generator(cfg, resume=resume, data=data)
 
 
@@ -104,7 +105,7 @@ def train_autoencoder(
     from gensis.config.autoencoder import TrainAutoencoderConfig
 
     cfg = build_config(TrainAutoencoderConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data.path": cfg.data.path})
+    guard_paths(cfg)
     return run_train_autoencoder(cfg, resume=resume, data=data)
 
 
@@ -113,7 +114,9 @@ def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
     """Stage 2: fill a view bank with self-augmented views and SLERP interpolations."""
     from gensis.generator.generate import run_generate  # diffusers is slow to import
 
-    return run_generate(build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides))
+    guard_paths(cfg)
+    return run_generate(cfg)
 
 
 @released_after
@@ -140,6 +143,7 @@ def check_run_settings(settings: dict[str, Any]) -> None:
     stage_configs(build_config(PipelineConfig, flat, use_presets=False))
 
 
+@released_after
 def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
@@ -148,7 +152,7 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
     from gensis.runtime.checkpoint import resolve_encoder_path
 
     cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides))
-    refuse_out_over_inputs(cfg.out, {"bank": cfg.bank, "encoder": cfg.encoder, "data_path": cfg.data_path})
+    guard_paths(cfg)
     device = resolve_device(cfg.device)
     bank = ViewBank(cfg.bank)
     enc_path = resolve_encoder_path(cfg.encoder)
@@ -168,19 +172,21 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
             "%s is incomplete (%d of %d shards): these figures are of the finished shards' %d sources only",
             cfg.bank, done, total, result.get("sources", 0))
     if cfg.out:
-        atomic_write_text(cfg.out, json.dumps(result, indent=2) + "\n")
+        write_result_json(cfg.out, result)
     return result
 
 
+@released_after
 def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
     """PNG grids of generated views and interpolations (``views.png``, ``interpolations.png``)."""
     from gensis.generator.show import run_show
 
     cfg = build_config(ShowConfig, _flatten_kwargs(kwargs, overrides))
-    refuse_out_over_inputs(cfg.out, {"generator": cfg.generator, "encoder": cfg.encoder, "data_path": cfg.data_path})
+    guard_paths(cfg)
     return run_show(cfg)
 
 
+@released_after
 def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
     """GenView's PCA foreground of an encoder (arXiv 2403.12003, Sec. 3.2): the PCA, every
     image's foreground ratio and ``foreground.png``, to check the maps before ``adaptive_noise``."""
@@ -188,10 +194,11 @@ def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[P
     from gensis.generator.adaptive import run_foreground
 
     cfg = build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides))
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
+    guard_paths(cfg)
     return run_foreground(cfg)
 
 
+@released_after
 def export(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     """An encoder as one file that loads without gensis: TorchScript (``out=*.pt``) or
     ``torch.export`` (``out=*.pt2``), with the encoder's normalization inside."""
@@ -199,6 +206,7 @@ def export(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     from gensis.runtime.export import export_self_contained
 
     cfg = build_config(ExportConfig, _flatten_kwargs(kwargs, overrides))
+    guard_paths(cfg)
     return export_self_contained(cfg.encoder, cfg.out)
 
 
@@ -206,10 +214,11 @@ def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images
     return load_images(path, resolution, require_labels=True, cache_dir=cache_dir, max_images=max_images)
 
 
+@released_after
 def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
     cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides))
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "train_path": cfg.train_path, "test_path": cfg.test_path})
+    guard_paths(cfg)
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -224,9 +233,12 @@ def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str
     )
 
 
+@released_after
 def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
     """Write embeddings (N, D) with their image ids (and labels when present); the out suffix picks
     the format: .safetensors, or .npy/.csv/.parquet (an array plus a one-row-per-image table)."""
     from gensis.eval.embed_io import run_embed
 
-    return run_embed(build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides)))
+    cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
+    guard_paths(cfg)
+    return run_embed(cfg)

@@ -165,32 +165,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_configs() -> dict:
+    """Each subcommand's typed config (``gensis config``, and the output guard's sweep in the tests)."""
+    from gensis.config import schema as s
+    from gensis.config.autoencoder import TrainAutoencoderConfig
+    from gensis.config.export import ExportConfig
+    from gensis.tiling.config import TileConfig
+
+    return {"pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig,
+            "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
+            "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig,
+            "eval": s.EvalConfig, "embed": s.EmbedConfig, "export": ExportConfig, "run": s.PipelineConfig,
+            "tile": TileConfig}
+
+
 def _show_config(which: str, settings: dict) -> None:
     from gensis.config.overrides import build_config, check_settings, to_yaml
-    from gensis.config import schema as s
 
-    from gensis.config.autoencoder import TrainAutoencoderConfig
-
-    model = {"pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig, "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
-             "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig, "eval": s.EvalConfig, "embed": s.EmbedConfig,
-             "export": _export_config(), "run": s.PipelineConfig, "tile": _tile_config()}[which]
+    model = command_configs()[which]
     if which == "pretrain":
         print(to_yaml(build_config(model, settings)), end="")
         return
     check_settings(model, settings)  # unknown keys and bad values, as the command itself would say
     _print_fields(model, values=settings)
-
-
-def _export_config():
-    from gensis.config.export import ExportConfig
-
-    return ExportConfig
-
-
-def _tile_config():
-    from gensis.tiling.config import TileConfig
-
-    return TileConfig
 
 
 def _print_tensorboard_hint(out: str) -> None:

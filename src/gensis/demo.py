@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from gensis.data import ImageData, demo_digits
+from gensis.runtime import lock
+from gensis.runtime.guards import check_output
 from gensis.runtime.io import atomic_write
 
 log = logging.getLogger("gensis.demo")
@@ -59,7 +61,7 @@ def _write_npz(path: Path, data: ImageData) -> None:
 
 def write_demo_data(folder: Path, train: ImageData, test: ImageData | None = None) -> Path:
     """The demo digits as .npz files in ``folder`` (kept if present); returns the training file."""
-    folder.mkdir(parents=True, exist_ok=True)
+    lock.hold(folder)  # one writer, and the mark of a gensis folder
     _write_npz(folder / "digits_train.npz", train)
     if test is not None:
         _write_npz(folder / "digits_test.npz", test)
@@ -72,10 +74,11 @@ def demo(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
 
     settings = {**DEMO_STAGES, "out": "runs/demo", **(overrides or {})}
     check_run_settings(settings)  # bad settings: one line, and no data written
-    out = Path(settings["out"])
+    data_dir = Path(f"{settings['out']}-data")  # beside out: gensis run reads nothing inside its out
+    check_output("out", str(data_dir), True, {})
     train, test = demo_digits(resolution=16)
-    settings["data.path"] = str(write_demo_data(out / "data", train, test))
-    settings["data.eval_path"] = str(out / "data" / "digits_test.npz")
+    settings["data.path"] = str(write_demo_data(data_dir, train, test))
+    settings["data.eval_path"] = str(data_dir / "digits_test.npz")
     log.info("demo data: %d train / %d test digits at 16 px", len(train), len(test))
     torch.manual_seed(0)
     return run(settings)

@@ -25,6 +25,14 @@ class CheckpointError(GensisError):
     """A checkpoint that is missing, corrupt, or belongs to another model."""
 
 
+RULES_SECTION = "README, 'What gensis refuses and why'"
+
+
+def by_rule(rule: str, message: str) -> str:
+    """A refusal's message, naming the rule it applies (each is described in the README)."""
+    return f"{message} [rule {rule}: {RULES_SECTION}]"
+
+
 def first_line(exc: BaseException | str, limit: int = 160) -> str:
     """The first non-empty line of an exception's message (its type name when it has none)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

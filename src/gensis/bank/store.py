@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from gensis.errors import CheckpointError, first_line
+from gensis.errors import RULES_SECTION, CheckpointError, first_line
 from gensis.runtime.io import atomic_write_text, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
@@ -268,7 +268,7 @@ class ViewBank:
         saved = self.index.data_fingerprint
         if saved and saved != fingerprint:
             raise CheckpointError(f"{key}: {self.root} was generated from other images than {source} "
-                                  f"(data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]})")
+                                  f"(data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]}) [rule fingerprint: {RULES_SECTION}]")
 
     def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
         path = shard_path(self.root, shard)

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gensis.config.paths import InputPath, OutputDir
+
 from gensis.config.loggers import LoggersConfig
 from gensis.config.schema import DataConfig, StrictModel
 
@@ -65,8 +67,8 @@ class AutoencoderTrainConfig(StrictModel):
 class TrainAutoencoderConfig(StrictModel):
     """``gensis train-autoencoder``: an AutoencoderKL from scratch on the user's own images."""
 
-    out: str = Field("runs/autoencoder", description="run folder")
-    encoder: str | None = Field(
+    out: OutputDir = Field("runs/autoencoder", description="run folder")
+    encoder: InputPath | None = Field(
         None, description="stage-1 run folder or encoder file: perceptual term and reconstruction retrieval"
     )
     data: DataConfig = Field(default_factory=DataConfig)

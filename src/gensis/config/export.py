@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from gensis.config.paths import InputPath, OutputFile
+
 from gensis.config.schema import StrictModel
 
 
 class ExportConfig(StrictModel):
     """``gensis export``: an encoder as one self-contained file (TorchScript or torch.export)."""
 
-    encoder: str = Field(..., description="run folder or exported encoder .safetensors")
-    out: str = Field(..., description=".pt: TorchScript (torch.jit.load), .pt2: torch.export (torch.export.load)")
+    encoder: InputPath = Field(..., description="run folder or exported encoder .safetensors")
+    out: OutputFile = Field(..., description=".pt: TorchScript (torch.jit.load), .pt2: torch.export (torch.export.load)")

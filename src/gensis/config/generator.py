@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
+
 from gensis.config.loggers import LoggersConfig
 from gensis.config.schema import DataConfig, ForegroundFitConfig, StrictModel, _check_interval
 
@@ -19,7 +21,7 @@ class GeneratorModelConfig(StrictModel):
 
     spec: Literal["pixel32", "pixel96", "latent", "tiny"] = Field("pixel32", description="UNet size preset")
     space: Literal["pixel", "latent"] = Field("pixel", description="pixel for <= 96 px, latent with a VAE above")
-    vae: str | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
+    vae: InputPath | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
     conditioning: Literal["add", "cross_attention"] = Field(
         "add", description="embedding added to the timestep embedding (RCDM/RCG) or cross-attended as tokens (LDM)"
     )
@@ -80,8 +82,8 @@ class GeneratorTrainConfig(StrictModel):
 class TrainGeneratorConfig(StrictModel):
     """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
 
-    out: str = Field("runs/generator", description="run folder")
-    encoder: str = Field(..., description="stage-1 run folder or exported encoder .safetensors")
+    out: OutputDir = Field("runs/generator", description="run folder")
+    encoder: InputPath = Field(..., description="stage-1 run folder or exported encoder .safetensors")
     data: DataConfig = Field(default_factory=DataConfig)
     model: GeneratorModelConfig = Field(default_factory=GeneratorModelConfig)
     train: GeneratorTrainConfig = Field(default_factory=GeneratorTrainConfig)
@@ -103,12 +105,12 @@ class SamplingConfig(StrictModel):
 class GenerateConfig(SamplingConfig):
     """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
 
-    generator: str | None = Field(None, description="train-generator run folder or exported .safetensors")
-    encoder: str | None = Field(
+    generator: InputPath | None = Field(None, description="train-generator run folder or exported .safetensors")
+    encoder: InputPath | None = Field(
         None, description="default: the encoder recorded in the generator; required with external="
     )
-    data_path: str = Field(..., description="the source images (same set the generator trained on, or new ones)")
-    out: str = Field(..., description="view-bank folder")
+    data_path: InputPath = Field(..., description="the source images (same set the generator trained on, or new ones)")
+    out: OutputDir = Field(..., description="view-bank folder")
     views_per_image: int = Field(4, ge=0, le=64, description="K self-augmentations per image")
     interpolations_per_image: int = Field(1, ge=0, le=64, description="M interpolations per image")
     alpha_range: tuple[float, float] = Field((0.3, 0.7), description="share of the source image in SLERP")
@@ -118,7 +120,7 @@ class GenerateConfig(SamplingConfig):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     max_images: int | None = Field(None, ge=1)
-    cache_dir: str | None = "auto"
+    cache_dir: ScratchDir | None = "auto"
     progress: bool = True
     quality_sources: int = Field(500, ge=1, description="sources sampled for the quality report")
     shards: list[int] | None = Field(
@@ -133,7 +135,7 @@ class GenerateConfig(SamplingConfig):
         (0.0, 0.1, 0.2, 0.3, 0.4), description="noise level of each bin (adaptive_noise; see adaptive_noise.py)"
     )
     foreground: ForegroundFitConfig = Field(default_factory=ForegroundFitConfig, description="adaptive_noise")
-    external: str | None = Field(
+    external: InputPath | None = Field(
         None, description="local diffusers image-variation pipeline folder, used instead of generator="
     )
     storage: Literal["auto", "pixels", "latents"] = Field(
@@ -163,27 +165,27 @@ class GenerateConfig(SamplingConfig):
 class EvalGeneratorConfig(StrictModel):
     """``gensis eval-generator``: fidelity, diversity and Frechet distance of a view bank."""
 
-    bank: str = Field(..., description="view-bank folder written by gensis generate")
-    encoder: str = Field(..., description="the stage-1 encoder the generator was conditioned on")
-    data_path: str = Field(..., description="the source images of the bank")
+    bank: InputPath = Field(..., description="view-bank folder written by gensis generate")
+    encoder: InputPath = Field(..., description="the stage-1 encoder the generator was conditioned on")
+    data_path: InputPath = Field(..., description="the source images of the bank")
     max_images: int | None = Field(None, ge=1, description="the max_images the bank was generated with")
     max_sources: int = Field(500, ge=1)
     device: str = "auto"
-    cache_dir: str | None = "auto"
-    out: str | None = Field(None, description="write the JSON here")
+    cache_dir: ScratchDir | None = "auto"
+    out: OutputFile | None = Field(None, description="write the JSON here")
 
 
 class ShowConfig(SamplingConfig):
     """``gensis show``: PNG grids of generated views and interpolations."""
 
-    generator: str = Field(..., description="train-generator run folder or exported .safetensors")
-    encoder: str | None = Field(None, description="default: the encoder recorded in the generator")
-    data_path: str = Field(..., description="source images")
-    out: str = Field(..., description="folder for views.png and interpolations.png")
+    generator: InputPath = Field(..., description="train-generator run folder or exported .safetensors")
+    encoder: InputPath | None = Field(None, description="default: the encoder recorded in the generator")
+    data_path: InputPath = Field(..., description="source images")
+    out: OutputDir = Field(..., description="folder for views.png and interpolations.png")
     rows: int = Field(8, ge=1, le=64, description="source images (views) and pairs (interpolations)")
     views: int = Field(6, ge=1, le=32, description="generated views per source image")
     alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
     tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
     seed: int = Field(0, ge=0)
     device: str = "auto"
-    cache_dir: str | None = "auto"
+    cache_dir: ScratchDir | None = "auto"

@@ -63,6 +63,15 @@ def valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def config_range(model: type[BaseModel], key: str) -> tuple[float, float]:
+    """The bounds (ge/gt, le/lt) a config field accepts, for checking values read from files."""
+    lo, hi = float("-inf"), float("inf")
+    for m in model.model_fields[key].metadata:
+        lo = getattr(m, "ge", getattr(m, "gt", lo))
+        hi = getattr(m, "le", getattr(m, "lt", hi))
+    return lo, hi
+
+
 def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: Any) -> None:
     parts = key.split(".")
     node, cls = tree, model

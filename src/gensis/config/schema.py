@@ -6,11 +6,15 @@ Every section rejects unknown keys (``extra="forbid"``) and checks ranges, so a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
+
 from gensis.config.loggers import LoggersConfig
+from gensis.errors import ConfigError
 
 Interval = tuple[float, float]
 
@@ -28,13 +32,13 @@ def _check_interval(name: str, lo_hi: Interval, lo: float, hi: float) -> None:
 class DataConfig(StrictModel):
     """Where the images come from and at which resolution they are used."""
 
-    path: str | None = Field(None, description="training images: folder, .zip or .npz")
-    eval_path: str | None = Field(
+    path: InputPath | None = Field(None, description="training images: folder, .zip or .npz")
+    eval_path: InputPath | None = Field(
         None, description="labelled held-out images for online kNN (needs labels in path too)"
     )
     resolution: int = Field(32, ge=8, le=1024, description="images are made square at this size")
     strict: bool = Field(False, description="fail on the first unreadable image instead of skipping")
-    cache_dir: str | None = Field(
+    cache_dir: ScratchDir | None = Field(
         "auto", description="'auto' = user cache dir, null = no cache, else a folder"
     )
     max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
@@ -149,7 +153,7 @@ class QualityConfig(StrictModel):
     pair is weighted by foreground minus background similarity under a frozen encoder."""
 
     enabled: bool = False
-    encoder: str | None = Field(None, description="frozen quality encoder (default: init_from, e.g. stage 1)")
+    encoder: InputPath | None = Field(None, description="frozen quality encoder (default: init_from, e.g. stage 1)")
     gamma: float = Field(1.0, ge=0, le=100, description="weights = B * softmax(gamma * q); 0 = unweighted")
     foreground: ForegroundFitConfig = Field(default_factory=ForegroundFitConfig)
 
@@ -188,8 +192,8 @@ class GenViewsConfig(StrictModel):
     Off unless ``bank`` (pre-generated views) or ``generator`` (views drawn on the fly) is set.
     """
 
-    bank: str | None = Field(None, description="view bank written by gensis generate for these images")
-    generator: str | None = Field(None, description="draw views on the fly from this generator instead of a bank")
+    bank: InputPath | None = Field(None, description="view bank written by gensis generate for these images")
+    generator: InputPath | None = Field(None, description="draw views on the fly from this generator instead of a bank")
     # Defaults and why (docs/RESULTS.md, "Gen-SIS over seeds"): p_gen 0.5 is the paper's. On the
     # digits 0.25, 0.5 and 1.0 were within one test digit (3 seeds). On PCam with a 30-epoch stage 1
     # (2026-12-01) every p_gen was at or below the control (linear: 0.25 -0.27, 0.5 -0.70, 1.0 -0.42):
@@ -232,12 +236,12 @@ class GenViewsConfig(StrictModel):
 class PretrainConfig(StrictModel):
     """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
 
-    out: str = Field("runs/pretrain", description="run folder")
+    out: OutputDir = Field("runs/pretrain", description="run folder")
     preset: str = "default"
     method: Literal["dino", "simclr", "mocov3"] = Field(
         "dino", description="dino (multi-crop self-distillation) or a contrastive method on two views"
     )
-    init_from: str | None = Field(None, description="encoder weights to start from (not resume)")
+    init_from: InputPath | None = Field(None, description="encoder weights to start from (not resume)")
     init_full: bool = Field(
         False, description="with init_from=<pretrain run folder>: also its heads, teacher and DINO center "
         "(stage 3 continuing stage 1); the optimizer and step start fresh"
@@ -271,9 +275,9 @@ class PretrainConfig(StrictModel):
 class EvalConfig(StrictModel):
     """``gensis eval``: frozen-feature kNN and linear probe."""
 
-    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
-    train_path: str = Field(..., description="labelled images for the kNN bank / probe training")
-    test_path: str = Field(..., description="labelled images to evaluate on")
+    encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
+    train_path: InputPath = Field(..., description="labelled images for the kNN bank / probe training")
+    test_path: InputPath = Field(..., description="labelled images to evaluate on")
     resolution: int | None = Field(None, ge=8, le=1024, description="default: the encoder's")
     knn_k: list[int] = Field(default_factory=lambda: [20, 200])
     knn_temperature: float = Field(0.07, gt=0)
@@ -281,38 +285,58 @@ class EvalConfig(StrictModel):
     linear_epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
-    out: str | None = Field(None, description="write results JSON here")
-    cache_dir: str | None = "auto"
+    out: OutputFile | None = Field(None, description="write results JSON here")
+    cache_dir: ScratchDir | None = "auto"
     max_images: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
+
+
+EMBED_SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
+
+
+def embedding_paths(out: str | Path) -> list[Path]:
+    """The files ``gensis embed out=<out>`` writes (the array first for the table formats)."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in EMBED_SUFFIXES:
+        raise ConfigError(f"out: {out}: unknown embeddings format {out.suffix!r} (use one of {', '.join(EMBED_SUFFIXES)})")
+    if suffix == ".safetensors":
+        return [out]
+    if suffix == ".npy":
+        return [out, out.with_suffix(".csv")]
+    return [out.with_suffix(".npy"), out]
 
 
 class EmbedConfig(StrictModel):
     """``gensis embed``: embeddings with their image ids."""
 
-    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
-    data_path: str = Field(..., description="images to embed")
-    out: str = Field(..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table")
+    encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
+    data_path: InputPath = Field(..., description="images to embed")
+    out: OutputFile = Field(..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table")
     resolution: int | None = Field(None, ge=8, le=1024)
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
     normalize: bool = Field(True, description="L2-normalize the embeddings")
     progress: bool = True
-    cache_dir: str | None = "auto"
+    cache_dir: ScratchDir | None = "auto"
     max_images: int | None = Field(None, ge=1)
+
+    def extra_outputs(self) -> list[tuple[Path, bool]]:
+        """The table or array written beside ``out`` (for the output guard)."""
+        return [(p, False) for p in embedding_paths(self.out) if p != Path(self.out)]
 
 
 class ForegroundConfig(ForegroundFitConfig):
     """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
 
-    encoder: str = Field(..., description="exported encoder .safetensors or a run folder")
-    data_path: str = Field(..., description="images")
-    out: str = Field(..., description="folder for the PCA, the per-image ratios and foreground.png")
+    encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
+    data_path: InputPath = Field(..., description="images")
+    out: OutputDir = Field(..., description="folder for the PCA, the per-image ratios and foreground.png")
     rows: int = Field(12, ge=1, le=64, description="images drawn in foreground.png")
     batch_size: int = Field(256, ge=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
-    cache_dir: str | None = "auto"
+    cache_dir: ScratchDir | None = "auto"
     max_images: int | None = Field(None, ge=1)
     progress: bool = True
 
@@ -334,7 +358,7 @@ class PipelineConfig(StrictModel):
     stage 1's settings, so ``gen_dino`` lists only what changes (``train.epochs``, ``gen.*``).
     """
 
-    out: str = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
+    out: OutputDir = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
     preset: str = Field("default", description="stage-1 (and stage-3) preset")
     data: PipelineDataConfig = Field(default_factory=PipelineDataConfig)
     device: str = "auto"

@@ -19,27 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # noqa: F401 (re-exported)
 from gensis.errors import ConfigError
 from gensis.runtime.io import atomic_write, atomic_write_text, save_safetensors
 
 if TYPE_CHECKING:
     from gensis.config.schema import EmbedConfig
-
-SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
-
-
-def embedding_paths(out: str | Path) -> list[Path]:
-    """The files ``gensis embed out=<out>`` writes (the array first for the table formats)."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise ConfigError(f"out: {out}: unknown embeddings format {out.suffix!r} (use one of {', '.join(SUFFIXES)})")
-    if suffix == ".safetensors":
-        return [out]
-    if suffix == ".npy":
-        return [out, out.with_suffix(".csv")]
-    return [out.with_suffix(".npy"), out]
-
 
 def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], labels: torch.Tensor | None,
                      class_names: list[str] | None, metadata: dict[str, str]) -> list[Path]:
@@ -124,10 +109,8 @@ def run_embed(cfg: "EmbedConfig") -> Path:
     from gensis.eval.features import encoder_embeddings
     from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
     from gensis.runtime.device import resolve_device
-    from gensis.runtime.guards import refuse_out_over_inputs
     from gensis.runtime.io import file_sha256
 
-    refuse_out_over_inputs(cfg.out, {"encoder": cfg.encoder, "data_path": cfg.data_path})
     embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)

@@ -3,7 +3,6 @@ linear probe (the figures every stage of the pipeline and ``gensis eval`` report
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -12,11 +11,11 @@ import torch
 
 from gensis.data import ImageData
 from gensis.eval.features import extract_features
-from gensis.eval.knn import knn_accuracy
+from gensis.eval.knn import knn_accuracy, knn_ks_used
 from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.eval.significance import encode_correct
-from gensis.runtime.io import atomic_write_text
+from gensis.runtime.io import write_result_json
 
 log = logging.getLogger("gensis.eval")
 
@@ -49,7 +48,7 @@ def evaluate_encoder(
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = labels.num_classes
     correct: dict[int, torch.Tensor] = {}
-    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=_ks_used(knn_k, len(train), train.source),
+    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=knn_ks_used(knn_k, len(train), train.source),
                        temperature=temperature, num_classes=n_classes, correct=correct)
     result: dict[str, Any] = {
         **(extra or {}),
@@ -69,18 +68,8 @@ def evaluate_encoder(
         result["linear"] = probe
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if out:
-        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+        write_result_json(out, result)
     return result
-
-
-def _ks_used(knn_k, n_train: int, source: str) -> tuple[int, ...]:
-    """The k actually used: at most the training set. The figures are recorded under it, so
-    that "k=200" never labels a vote among 64 images."""
-    too_big = sorted({int(k) for k in knn_k if int(k) > n_train})
-    if too_big:
-        log.warning("knn_k=%s: %s only has %d training images, so k=%d is used (and reported) instead",
-                    too_big, source, n_train, n_train)
-    return tuple(sorted({min(int(k), n_train) for k in knn_k}))
 
 
 def format_eval_table(result: dict[str, Any]) -> str:

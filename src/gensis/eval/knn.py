@@ -9,6 +9,7 @@ with the highest cosine similarity to a test feature each vote for their class w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,8 @@ from torch import Tensor
 
 from gensis.errors import GensisError
 
+
+log = logging.getLogger("gensis.eval")
 
 def _check_inputs(train_features: Tensor, train_labels: Tensor, test_features: Tensor) -> None:
     if train_features.ndim != 2 or test_features.ndim != 2:
@@ -154,3 +157,13 @@ def knn_accuracy(
         if correct is not None:
             correct[kk] = hit.cpu()
     return result
+
+
+def knn_ks_used(knn_k, n_train: int, source: str, warn: bool = True) -> tuple[int, ...]:
+    """The k actually used: at most the training set. The figures are recorded under it, so
+    that "k=200" never labels a vote among 64 images."""
+    too_big = sorted({int(k) for k in knn_k if int(k) > n_train})
+    if too_big and warn:
+        log.warning("knn_k=%s: %s only has %d training images, so k=%d is used (and reported) instead",
+                    too_big, source, n_train, n_train)
+    return tuple(sorted({min(int(k), n_train) for k in knn_k}))

@@ -36,6 +36,7 @@ from gensis.foreground.pca import ForegroundPCA
 from gensis.generator.adaptive_noise import noise_bin, noise_level_for_ratio, perturb_embedding
 from gensis.models.backbones import Encoder
 from gensis.runtime.device import resolve_device
+from gensis.runtime import lock
 from gensis.runtime.io import atomic_write, read_safetensors, save_safetensors
 from gensis.runtime.run_folder import RunFolder
 
@@ -132,6 +133,7 @@ def run_foreground(cfg: ForegroundConfig) -> list[Path]:
                          seed=cfg.seed, **kw)
     ratios = foreground_ratios(encoder, data, pca, **kw)
     out = Path(cfg.out)
+    lock.hold(out)  # one writer per folder (runtime/lock.py); also marks it as gensis's
     pca.save(out / PCA_FILE)
     _write(out / RATIO_FILE, {"ratio": ratios},
            {"ids": json.dumps(data.ids), "source": data.source, "encoder": str(cfg.encoder)})

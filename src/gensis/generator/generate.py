@@ -29,7 +29,7 @@ from gensis.bank.store import (BankIndex, ViewBank, adopt_finished_shards, broke
                                write_shard)
 from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
-from gensis.errors import CheckpointError, ConfigError, GensisError
+from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.adaptive import adaptive_settings, bank_noise_levels, perturb_views
 from gensis.generator.external import open_external
@@ -39,7 +39,6 @@ from gensis.generator.slerp import slerp
 from gensis.runtime import distributed, lock
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.signals import GracefulStop, Interrupted
 
@@ -59,8 +58,6 @@ class GenerateResult:
 
 
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
-    refuse_out_over_inputs(cfg.out, {"generator": cfg.generator, "encoder": cfg.encoder, "data_path": cfg.data_path,
-                                     "external": cfg.external})
     info = distributed.from_environment()
     device = distributed.setup(info, resolve_device(cfg.device))
     if not info.is_main:
@@ -194,7 +191,8 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
     same = (index.n_sources, index.shard_size, index.views_per_image, index.interpolations_per_image, index.settings) == \
         (n, cfg.shard_size, cfg.views_per_image, interpolations, settings)
     if not same:
-        raise ConfigError(f"{root}: bank was started with other settings; use the same ones to resume, or another out=")
+        raise ConfigError(by_rule("finished-run", f"{root}: bank was started with other settings; use the same "
+                                  "ones to resume, or another out="))
     ViewBank(root).check_data(fingerprint, cfg.data_path, "data_path")
     lock.hold(root)  # checked above, written from here on; a second writer stops at this line
     index = read_index(root) or index

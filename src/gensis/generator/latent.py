@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from gensis.data import ImageData
 from gensis.autoencoder.model import autoencoder_digest, exported_autoencoder, read_autoencoder_meta
-from gensis.errors import CheckpointError, ConfigError, first_line
+from gensis.errors import RULES_SECTION, CheckpointError, ConfigError, first_line
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -103,7 +103,8 @@ def check_vae_fits(name: str, resolution: int, data_fingerprint: str, data_sourc
                           f"{resolution} px; train one at this size (gensis train-autoencoder data.resolution={resolution})")
     if meta.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(f"{key}: {folder} was trained on other images ({meta.get('data')}, "
-                          f"{meta.get('images')} images) than {data_source}; train one on these images")
+                          f"{meta.get('images')} images) than {data_source}; train one on these images [rule fingerprint: "
+                          f"{RULES_SECTION}]")
 
 
 def vae_sha256(vae) -> str:

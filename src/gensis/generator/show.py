@@ -20,6 +20,7 @@ from gensis.generator.slerp import slerp
 from gensis.generator.synthesizer import Synthesizer
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
+from gensis.runtime import lock
 from gensis.runtime.io import atomic_write
 from gensis.runtime.run_folder import RunFolder
 
@@ -53,6 +54,7 @@ def run_show(cfg: ShowConfig) -> list[Path]:
         interp_rows = [([real[a]], list(mixed[r]), [real[b]]) for r, (a, b) in enumerate(pairs)]
 
     out = Path(cfg.out)
+    lock.hold(out)  # one writer per folder (runtime/lock.py); also marks it as gensis's
     paths = [out / "views.png", out / "interpolations.png"]
     _save_grid(paths[0], view_rows, cfg.tile_px)
     if interp_rows:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gensis.config.schema import PipelineConfig
-from gensis.runtime.io import atomic_write_text, file_sha256
+from gensis.runtime.io import file_sha256, write_result_json
 
 log = logging.getLogger("gensis.run")
 
@@ -44,7 +44,7 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
         extra={"encoder": str(encoder_path), "encoder_sha256": digest, "linear_epochs": cfg.linear_epochs,
                "method": meta.get("method", "?"), "trained_steps": int(meta.get("trained_steps", 0))},
     )
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    write_result_json(out, result)
     results[name] = result
     log.info("eval %s: kNN %s%s", name, result["knn_top1"],
              f", linear {result['linear']['top1']:.2f}" if "linear" in result else "")

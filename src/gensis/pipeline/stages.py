@@ -37,10 +37,11 @@ from gensis.config.schema import (
     ShowConfig,
     TrainGeneratorConfig,
 )
-from gensis.errors import ConfigError, DataError
+from gensis.errors import ConfigError, DataError, by_rule
 from gensis.runtime import lock
 from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.runtime.guards import refuse_out_over_inputs
+from gensis.runtime.guards import config_paths, guard_paths, refuse_inputs_inside
+from gensis.config.paths import Role
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 from gensis.runtime.signals import GracefulStop, Interrupted
 
@@ -88,8 +89,8 @@ def _refuse_owned(cfg: PipelineConfig) -> None:
     for section, keys in owned.items():
         for key in getattr(cfg, section):
             if key in keys:
-                raise ConfigError(f"{section}.{key}: set by gensis run itself, not by a stage section "
-                                  f"({WHY.get(key, 'it wires the stages together')}); remove it")
+                raise ConfigError(by_rule("pipeline-owns", f"{section}.{key}: set by gensis run itself, not by a "
+                                          f"stage section ({WHY.get(key, 'it wires the stages together')}); remove it"))
 
 
 def stage_configs(cfg: PipelineConfig) -> StageConfigs:
@@ -167,8 +168,8 @@ def _refuse_other_settings(name: str, cfg) -> None:
         return
     changed = run.config_changes(cfg)
     if changed:
-        raise ConfigError(f"{name}: {run.root} holds a run with other settings ({', '.join(changed[:5])}); "
-                          "use another out= or remove that folder")
+        raise ConfigError(by_rule("finished-run", f"{name}: {run.root} holds a run with other settings "
+                                  f"({', '.join(changed[:5])}); use another out= or remove that folder"))
 
 
 def _refuse_foreign_config(root: Path) -> None:
@@ -192,9 +193,25 @@ def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
     return "resumed"
 
 
+def _guard_stages(cfg: PipelineConfig, stages: StageConfigs) -> None:
+    """Every stage by the output guard's rules, and no input the user gives inside ``out``."""
+    guard_paths(cfg)  # out: new, empty or gensis's; the data outside it
+    sections = {"pretrain": stages.pretrain, "autoencoder": stages.autoencoder, "generator": stages.generator,
+                "generate": stages.generate, "show": stages.show, "gen_dino": stages.gen_dino,
+                "control": stages.control}
+    for section, stage in sections.items():
+        if stage is None:
+            continue
+        given = flatten(getattr(cfg, "gen_dino" if section == "control" else section))
+        inputs = {f"{section}.{k}": v for k, (role, v) in config_paths(stage).items()
+                  if role is Role.INPUT and k in given}
+        refuse_inputs_inside(cfg.out, inputs, "where gensis run writes its stages")
+        guard_paths(stage)  # each stage locks its own folder when it starts
+
+
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path})
     stages = stage_configs(cfg)
+    _guard_stages(cfg, stages)
     _refuse_foreign_config(Path(cfg.out))
     with GracefulStop() as stop:
         return _run_stages(cfg, stages, stop)

@@ -22,7 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from gensis.config.schema import ModelConfig
+from gensis.config.overrides import config_range
+from gensis.config.schema import DataConfig, ModelConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
 from gensis.runtime.io import atomic_write, save_safetensors
@@ -146,8 +147,9 @@ def check_encoder_metadata(path: Path, meta: dict[str, str]) -> None:
     if not isinstance(_meta_json(path, meta, "backbone_kwargs"), dict):
         raise _bad(path, "backbone_kwargs", meta, "a JSON object")
     resolution = _meta_json(path, meta, "resolution")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise _bad(path, "resolution", meta, "a positive integer")
+    lo, hi = config_range(DataConfig, "resolution")  # the range a run could have been trained at
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or not lo <= resolution <= hi:
+        raise _bad(path, "resolution", meta, f"an integer in [{lo}, {hi}] (data.resolution's range)")
     for key in ("mean", "std"):  # written by gensis pretrain; other exporters may leave them out
         if key not in meta:
             continue

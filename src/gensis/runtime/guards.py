@@ -1,32 +1,220 @@
-"""Guards that keep a command from writing over its own inputs.
+"""One guard for every command: what it reads is never what it writes.
 
-Every command names its outputs (``out=``) and inputs (data, encoder, generator, bank...).
-An ``out`` that is an input, or lies inside an input folder, would replace or pollute it (a
-dataset zip overwritten by embeddings, pictures added to a training folder), so it is refused
-before any work starts.
+Each path field of a command's typed config carries its role (config/paths.py); a string field
+without one is an input whenever it names something on disk, so a new path field is guarded by
+default. :func:`guard_paths` reads the roles off the config (and a config's
+``extra_outputs()``: files written beside ``out``) and refuses, before any work, by four rules:
+
+- ``inside-input``: an output that is, contains or lies inside an input;
+- ``inside-run``: an output inside the run folder an input belongs to (``encoder=run/exported/
+  encoder.safetensors`` protects all of ``run``, as ``encoder=run`` does);
+- ``foreign-file``: an output that would replace or merge into a file gensis did not write;
+- ``foreign-folder``: an output folder that exists, is not empty and holds no gensis output.
+
+Each refusal is one line that names the rule. Every output folder is locked by the code that
+first writes into it (runtime/lock.py); the lock file also marks the folder as gensis's.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import re
+import struct
+import typing
+import zipfile
 from pathlib import Path
+from typing import Any
 
-from gensis.errors import ConfigError
+from pydantic import BaseModel
+
+from gensis.config.paths import Role
+from gensis.errors import ConfigError, by_rule
+from gensis.runtime import lock
+from gensis.runtime.io import RESULT_MARK
+from gensis.runtime.run_folder import CONFIG_MARK
+
+
+
+
+def _role(field: Any) -> Role | None:
+    stack = [*field.metadata, field.annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Role):
+            return item
+        stack.extend(getattr(item, "__metadata__", ()))
+        stack.extend(typing.get_args(item))
+    return None
+
+
+def config_paths(cfg: BaseModel, prefix: str = "") -> dict[str, tuple[Role, str]]:
+    """Every path of ``cfg`` by dotted key, with its role (unmarked strings naming a path: inputs)."""
+    found: dict[str, tuple[Role, str]] = {}
+    for name, field in type(cfg).model_fields.items():
+        value, key = getattr(cfg, name), f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            found.update(config_paths(value, f"{key}."))
+            continue
+        if not isinstance(value, str) or not value:
+            continue
+        role = _role(field)
+        if role is None and _exists(value):
+            role = Role.INPUT
+        if role is not None and role is not Role.SCRATCH:
+            found[key] = (role, value)
+    return found
+
+
+def _exists(value: str) -> bool:
+    try:
+        return Path(value).expanduser().exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def refuse_out_over_inputs(out: str | Path | None, inputs: dict[str, str | Path | None], out_key: str = "out") -> None:
-    """Raise a one-line ConfigError when ``out`` is, or is inside, one of the existing ``inputs``."""
-    if out is None:
-        return
+# ---- what gensis wrote --------------------------------------------------------------------------
+
+def _safetensors_format(path: Path) -> str:
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        if size > 100_000_000:
+            return ""
+        header = json.loads(f.read(size))
+    return str((header.get("__metadata__") or {}).get("format", ""))
+
+
+def _csv_header_is_ours(path: Path) -> bool:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        head = next(csv.reader(f), [])
+    return bool(head) and head[0] == "file" and all(c in ("label", "class") or re.fullmatch(r"e\d+", c) for c in head[1:])
+
+
+def _zip_is_ours(path: Path) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    if "manifest.csv" in names or Path(f"{path}.parts", "settings.json").is_file():
+        return True  # a gensis tile archive
+    return any(n.endswith("/extra/gensis.json") or n == "extra/gensis.json" for n in names)  # an export
+
+
+def file_is_gensis(path: str | Path) -> bool:
+    """Whether gensis wrote the file ``path`` (it may then be replaced by a rerun)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(data, dict) and data.get(RESULT_MARK[0]) == RESULT_MARK[1]
+        if suffix == ".safetensors":
+            return _safetensors_format(path).startswith("gensis.")
+        if suffix == ".csv":
+            return _csv_header_is_ours(path)
+        if suffix == ".npy":  # embed's array: its table beside it says who wrote both
+            return path.with_suffix(".csv").is_file() and _csv_header_is_ours(path.with_suffix(".csv"))
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.read_schema(path).metadata or {}
+            return meta.get(b"format", b"").startswith(b"gensis.")
+        if suffix in (".zip", ".pt", ".pt2"):
+            return zipfile.is_zipfile(path) and _zip_is_ours(path)
+    except (OSError, ValueError, UnicodeDecodeError, struct.error, zipfile.BadZipFile, ImportError):
+        return False
+    return False
+
+
+def folder_is_gensis(path: str | Path) -> bool:
+    """Whether ``path`` is a folder gensis writes: a run, a bank, a pipeline, tiles, pictures."""
+    root = Path(path)
+    if (root / lock.LOCK_NAME).exists() or (root / "pipeline.json").is_file():
+        return True
+    if (root / ".state" / "settings.json").is_file() or (root / "settings.json").is_file() and root.name.endswith(".parts"):
+        return True  # tiles, or a tile archive's state
+    try:
+        with open(root / "config.yaml", encoding="utf-8", errors="replace") as f:
+            if f.readline() == CONFIG_MARK:
+                return True
+    except OSError:
+        pass
+    try:
+        return json.loads((root / "index.json").read_text()).get("format", "").startswith("gensis.")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_folder_of(path: str | Path) -> Path | None:
+    """The nearest gensis folder holding ``path`` (itself when it is one), or None."""
+    p = _resolved(path)
+    for folder in ([p] if p.is_dir() else []) + list(p.parents):
+        if folder_is_gensis(folder):
+            return folder
+    return None
+
+
+# ---- the guard ----------------------------------------------------------------------------------
+
+def _outputs(cfg: BaseModel, paths: dict[str, tuple[Role, str]]):
+    """(key, path, is_folder) of everything the command writes: ``out`` first, then what it writes
+    beside it (asked for only after ``out`` passed: a bad ``out`` is named by its rule first)."""
+    for key, (role, value) in paths.items():
+        if role is Role.OUTPUT_DIR or (role is Role.OUTPUT_ANY and not Path(value).suffix):
+            yield key, value, True
+        elif role in (Role.OUTPUT_FILE, Role.OUTPUT_ANY):
+            yield key, value, False
+    extra = getattr(cfg, "extra_outputs", None)
+    for path, is_folder in (extra() if extra else []):
+        yield "out", str(path), is_folder
+
+
+def _refuse(rule: str, message: str) -> None:
+    raise ConfigError(by_rule(rule, message))
+
+
+def check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str]) -> None:
+    """Refuse ``out`` by the four rules (module docstring); ``inputs`` maps keys to paths."""
     target = _resolved(out)
-    for key, path in inputs.items():
-        if path is None or not Path(path).expanduser().exists():
+    for in_key, path in inputs.items():
+        if not _exists(path):
             continue  # a missing input is reported by its reader; a hub id is no path
         source = _resolved(path)
-        if target == source or source in target.parents:
-            where = "is" if target == source else "lies inside"
-            raise ConfigError(f"{out_key}={out} {where} the input {key}={path}; gensis never writes over "
-                              f"its inputs: choose another {out_key}=")
+        if target == source or source in target.parents or target in source.parents:
+            where = "is" if target == source else ("lies inside" if source in target.parents else "contains")
+            _refuse("inside-input", f"{key}={out} {where} the input {in_key}={path}; gensis never writes over its "
+                    f"inputs: choose another {key}=")
+        run = run_folder_of(source)
+        if run is not None and run in target.parents:
+            _refuse("inside-run", f"{key}={out} lies inside {run}, the gensis run folder of the input "
+                    f"{in_key}={path}; write outside it: choose another {key}=")
+    if target.is_file() or target.is_symlink():
+        if is_folder:
+            _refuse("foreign-file", f"{key}={out} is a file; this command writes a folder there: choose another {key}=")
+        if not file_is_gensis(target):
+            _refuse("foreign-file", f"{key}={out} exists and gensis did not write it; it is never replaced or "
+                    f"merged into: choose another {key}=")
+    elif target.is_dir():
+        if not is_folder:
+            _refuse("foreign-folder", f"{key}={out} is a folder; this command writes a file there: choose another {key}=")
+        if any(target.iterdir()) and not folder_is_gensis(target):
+            _refuse("foreign-folder", f"{key}={out} is a folder of other files (no gensis output in it); gensis "
+                    f"writes only into a new or empty folder or one of its own: choose another {key}=")
+
+
+def guard_paths(cfg: BaseModel) -> None:
+    """Refuse ``cfg``'s outputs by the four rules, before any work (nothing is created here)."""
+    paths = config_paths(cfg)
+    inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT}
+    for key, out, is_folder in _outputs(cfg, paths):
+        check_output(key, out, is_folder, inputs)
+
+
+def refuse_inputs_inside(out: str, inputs: dict[str, str], why: str) -> None:
+    """``gensis run``: inputs the user gives may not lie inside the pipeline's ``out`` (it writes there)."""
+    root = _resolved(out)
+    for key, path in inputs.items():
+        if path and _exists(path) and (_resolved(path) == root or root in _resolved(path).parents):
+            _refuse("input-inside-out", f"{key}={path} lies inside out={out}, {why}; move it out of {out}")

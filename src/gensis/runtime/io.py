@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -60,6 +61,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text))
+
+
+RESULT_MARK = ("written_by", "gensis")  # in every result JSON: a rerun may replace the file (runtime/guards.py)
+
+
+def write_result_json(path: str | Path, result: dict) -> None:
+    """A command's result as JSON, marked as gensis's."""
+    atomic_write_text(path, json.dumps({**result, RESULT_MARK[0]: RESULT_MARK[1]}, indent=2) + "\n")
 
 
 def file_sha256(path: str | Path) -> str:

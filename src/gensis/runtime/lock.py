@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from gensis.errors import GensisError
+from gensis.errors import GensisError, by_rule
 
 try:
     import fcntl
@@ -48,8 +48,8 @@ def hold(folder: str | Path) -> None:
     except OSError:
         holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "a process that has not said who it is"
         os.close(fd)
-        raise FolderBusy(f"{root}: another gensis process is writing this folder ({holder}); wait for it to "
-                         "end or choose another out=") from None
+        raise FolderBusy(by_rule("one-writer", f"{root}: another gensis process is writing this folder ({holder}); "
+                                 "wait for it to end or choose another out=")) from None
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]
     os.ftruncate(fd, 0)

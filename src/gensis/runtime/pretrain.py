@@ -28,13 +28,12 @@ from gensis.data import ImageData, load_images
 from gensis.data.loader import load_training_images
 from gensis.errors import DataError
 from gensis.eval.features import extract_features
-from gensis.eval.knn import knn_accuracy
+from gensis.eval.knn import knn_accuracy, knn_ks_used
 from gensis.eval.labels import align_labels
 from gensis.models.backbones import build_encoder
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
-from gensis.runtime.guards import refuse_out_over_inputs
 from gensis.runtime.loader import epoch_batches, iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.pretrain_state import (
@@ -68,9 +67,6 @@ def run_pretrain(
     eval_data: ImageData | None = None,
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
-    refuse_out_over_inputs(cfg.out, {"data.path": cfg.data.path, "data.eval_path": cfg.data.eval_path,
-                                     "init_from": cfg.init_from, "gen.bank": cfg.gen.bank,
-                                     "gen.generator": cfg.gen.generator, "quality.encoder": cfg.quality.encoder})
     run.check_new_or_resume(cfg, resume)
     info = distributed.from_environment()
     distributed.check_batch(info, cfg.train.batch_size)
@@ -341,9 +337,10 @@ def _online_knn(model, data, eval_data, cfg, device, step, epoch, run) -> dict[s
     labels = align_labels(data, eval_data)  # by class name
     train_f = extract_features(encoder, data, **kw)
     test_f = extract_features(encoder, eval_data.subset(labels.keep), **kw)
-    acc = knn_accuracy(train_f, labels.train, test_f, labels.test, k=(20, 200), temperature=0.07,
+    ks = knn_ks_used((20, 200), len(data), data.source, warn=epoch <= cfg.train.knn_every)  # said once
+    acc = knn_accuracy(train_f, labels.train, test_f, labels.test, k=ks, temperature=0.07,
                        num_classes=labels.num_classes)
-    record = {"step": step, "epoch": epoch, "knn_top1_k20": acc[20], "knn_top1_k200": acc[200]}
+    record = {"step": step, "epoch": epoch, **{f"knn_top1_k{k}": acc[k] for k in ks}}
     run.log_metrics(record)
-    log.info("online kNN after epoch %d: k=20 %.2f%%, k=200 %.2f%%", epoch, acc[20], acc[200])
+    log.info("online kNN after epoch %d: %s", epoch, ", ".join(f"k={k} {acc[k]:.2f}%" for k in ks))
     return {k: v for k, v in record.items() if k.startswith("knn")}

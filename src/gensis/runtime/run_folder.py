@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
-from gensis.errors import CheckpointError, ConfigError, GensisError
+from gensis.errors import RULES_SECTION, CheckpointError, ConfigError, GensisError, by_rule
 from gensis.runtime import lock
 from gensis.runtime import loggers as _loggers
 from gensis.runtime.io import atomic_write_text
@@ -114,10 +114,10 @@ class RunFolder:
         the same settings): only a run that died before its first checkpoint may start over."""
         found = self.written_files()
         if found and (found != ["metrics.jsonl"] or not self.config_path.exists()):
-            raise GensisError(
-                f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
+            raise GensisError(by_rule(
+                "finished-run", f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
                 "continue it or choose another out="
-            )
+            ))
         if not self.config_path.exists():
             return
         self._stale_metrics = bool(found)  # a run that died before its first checkpoint starts over
@@ -125,8 +125,8 @@ class RunFolder:
             raise ConfigError(f"{self.config_path}: not written by gensis; it is never overwritten, choose another out=")
         changed = self.config_changes(cfg, mutable)
         if changed:
-            raise ConfigError(f"{self.root} holds a run with other settings ({', '.join(changed[:5])}); "
-                              "choose another out= or remove that folder")
+            raise ConfigError(by_rule("finished-run", f"{self.root} holds a run with other settings "
+                                      f"({', '.join(changed[:5])}); choose another out= or remove that folder"))
 
     def config_is_gensis(self) -> bool:
         try:
@@ -147,12 +147,14 @@ class RunFolder:
         if saved.get("config") != self.stamp["config"]:
             raise CheckpointError(
                 f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
-                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"
+                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run "
+                "[rule fingerprint: " + RULES_SECTION + "]"
             )
         if saved.get("data") != self.stamp["data"]:
             raise CheckpointError(
                 f"{self.last_checkpoint}: trained on other data (data fingerprint {str(saved.get('data'))[:12]}, "
-                f"the data now gives {self.stamp['data'][:12]}); restore that data or start a new run"
+                f"the data now gives {self.stamp['data'][:12]}); restore that data or start a new run "
+                "[rule fingerprint: " + RULES_SECTION + "]"
             )
 
     def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:

@@ -19,7 +19,8 @@ from typing import Any
 
 from gensis.config.overrides import build_config
 from gensis.errors import DataError
-from gensis.runtime.guards import refuse_out_over_inputs
+from gensis.runtime.guards import guard_paths
+from gensis.runtime.lock import released_after
 from gensis.tiling.config import TileConfig
 from gensis.tiling.output import Output
 from gensis.tiling.run import SlideOutcome, find_slides, run_slides, slide_ids
@@ -56,13 +57,14 @@ def tile_config(overrides: dict[str, Any] | None = None, config_file: str | None
     return build_config(TileConfig, {**kwargs, **(overrides or {})}, config_file=config_file)
 
 
+@released_after
 def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = None,
          **kwargs: Any) -> TileResult:
     """Tile the slides ``slides`` into ``out`` (folder, or .zip) and write ``manifest.csv``."""
     cfg = tile_config(overrides, config_file, **kwargs)
+    guard_paths(cfg)
     t0 = time.perf_counter()
     paths = find_slides(cfg.slides)
-    refuse_out_over_inputs(cfg.out, {"slides": cfg.slides})  # slides are found recursively: tiles there would be too
     ids = slide_ids(paths)
     require_backend()  # a missing reader is one error up front, not one per slide
     output = Output(cfg)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from gensis.config.paths import InputPath, OutputAny
 from gensis.config.schema import StrictModel
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
@@ -14,12 +16,12 @@ SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 class TileConfig(StrictModel):
     """Whole-slide images -> fixed-size tissue tiles plus a ``manifest.csv``."""
 
-    slides: str = Field(
+    slides: InputPath = Field(
         description="a slide file, a folder searched (recursively) for "
         + " ".join(f"*{e}" for e in SLIDE_EXTENSIONS)
         + ", or a glob pattern"
     )
-    out: str = Field(description="output folder, or a path ending in .zip for one zip archive")
+    out: OutputAny = Field(description="output folder, or a path ending in .zip for one zip archive")
     tile_size: int = Field(224, ge=16, le=4096, description="output tile side in pixels")
     mpp: float | None = Field(
         0.5, gt=0, description="target microns per pixel of the tiles (null with no magnification = native)"
@@ -42,6 +44,10 @@ class TileConfig(StrictModel):
     max_tiles_per_slide: int | None = Field(
         None, ge=1, description="keep an evenly spread subset of at most N tiles per slide"
     )
+
+    def extra_outputs(self) -> list[tuple[Path, bool]]:
+        """A zip's resume state beside it (for the output guard)."""
+        return [(Path(f"{self.out}.parts"), True)] if self.is_zip else []
 
     @model_validator(mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gensis.errors import ConfigError
+from gensis.runtime import lock
 from gensis.runtime.io import atomic_path, atomic_write, atomic_write_text
 from gensis.tiling.config import TileConfig
 
@@ -104,6 +105,7 @@ class Output:
                 f"out {self.root} holds tiles made with other settings ({marker.read_text().strip()}); "
                 "choose a new out or delete it"
             )
+        lock.hold(self.state if self.is_zip else self.root)  # one writer (runtime/lock.py)
         self.state.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
             atomic_write_text(marker, settings + "\n")
