@@ -19,7 +19,7 @@ from typing import Any
 
 import gensis
 from gensis.config.overrides import build_config
-from gensis.generator.faithfulness import faithfulness_table
+from gensis.eval.faithfulness import faithfulness_table
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage

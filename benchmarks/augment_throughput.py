@@ -19,7 +19,7 @@ from gensis.augment import MultiCropAugment
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig
 from gensis.runtime.device import resolve_device
-from gensis.runtime.loader import step_generator
+from gensis.data.batches import step_generator
 
 from _common import emit, header
 

@@ -24,7 +24,7 @@ from gensis.autoencoder.quality import reconstruction_quality
 from gensis.data import load_images
 from gensis.data.loader import subset_indices
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.latent import load_vae
+from gensis.autoencoder.latent import load_vae
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder

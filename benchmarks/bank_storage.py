@@ -18,7 +18,7 @@ import torch
 
 import gensis
 from gensis.bank import ViewBank
-from gensis.bank.sources import BankViews
+from gensis.train.view_sources import BankViews
 from gensis.bank.store import shard_path
 from gensis.runtime.device import resolve_device
 

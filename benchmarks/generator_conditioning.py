@@ -3,7 +3,7 @@
 On the demo digits (1,437 real digits at 16 px, the demo's stage-1 DINO encoder and its
 UNet widths 32/64/64), one run trains a generator per design with the same budget, writes a
 bank of K views per image, and measures it against real stage-1 views (the ceiling) and
-chance (:mod:`gensis.generator.faithfulness`): source retrieval, class consistency, and
+chance (:mod:`gensis.eval.faithfulness`): source retrieval, class consistency, and
 diversity between two views of a source. The designs add one change at a time, from the
 old design (embedding added to the timestep embedding before the GroupNorm, unscaled,
 epsilon loss, targets flipped with p=0.5) to the new default, so each change is measured:

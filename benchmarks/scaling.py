@@ -37,7 +37,7 @@ import torch
 
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig, TrainGeneratorConfig
-from gensis.generator.train import build_unet
+from gensis.train.generator import build_unet
 from gensis.models.backbones import build_encoder
 from gensis.runtime.device import resolve_device
 from gensis.ssl.dino import DINO

@@ -30,7 +30,7 @@ from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig
 from gensis.models.backbones import build_encoder
 from gensis.runtime.device import autocast, resolve_device
-from gensis.runtime.loader import step_generator
+from gensis.data.batches import step_generator
 from gensis.runtime.optim import build_optimizer, set_lr_wd
 from gensis.ssl.dino import DINO
 

@@ -18,7 +18,7 @@ from gensis.autoencoder.quality import psnr, reconstruct
 from gensis.config.autoencoder import AutoencoderModelConfig
 from gensis.data import load_images
 from gensis.errors import GensisError
-from gensis.generator.latent import load_vae
+from gensis.autoencoder.latent import load_vae
 
 SMALL = {"model.block_out_channels": [8, 16], "model.latent_channels": 4, "train.crop_size": 8,
          "train.batch_size": 8, "train.warmup_steps": 5, "train.log_every": 5, "train.eval_every": 0,
@@ -153,7 +153,7 @@ def test_the_generator_records_the_autoencoder_and_refuses_another(trained, late
 
 def test_a_latent_bank_decodes_to_the_pixel_banks_images(trained, latent_generator, tmp_path) -> None:
     from gensis.bank import ViewBank
-    from gensis.bank.sources import BankViews
+    from gensis.train.view_sources import BankViews
     from gensis.bank.store import shard_path
 
     root, data, _, _ = trained

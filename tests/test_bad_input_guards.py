@@ -271,7 +271,7 @@ def test_unknown_vae_hub_id_offline_fails_at_once(monkeypatch) -> None:
     import time
 
     from gensis.errors import CheckpointError
-    from gensis.generator.latent import load_vae
+    from gensis.autoencoder.latent import load_vae
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")

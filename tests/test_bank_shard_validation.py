@@ -9,7 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from gensis.bank import ViewBank
-from gensis.bank.sources import BankViews
+from gensis.train.view_sources import BankViews
 from gensis.bank.store import shard_path
 from gensis.errors import CheckpointError
 from test_gen_dino import _write_bank

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from _synthetic import shapes_dataset
 from gensis.config.schema import ModelConfig
 from gensis.data import ImageData
-from gensis.generator.faithfulness import ceiling_and_chance
+from gensis.eval.faithfulness import ceiling_and_chance
 from gensis.models.backbones import build_encoder
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)

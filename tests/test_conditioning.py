@@ -13,7 +13,7 @@ from gensis.augment import eval_transform
 from gensis.config.overrides import build_config
 from gensis.config.schema import GeneratorTrainConfig, PretrainConfig
 from gensis.generator.checkpoint import load_generator
-from gensis.generator.faithfulness import (
+from gensis.eval.faithfulness import (
     ceiling_augment,
     class_consistency,
     faithfulness_table,
@@ -26,7 +26,7 @@ from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
 from gensis.generator.target_augment import TargetAugment, resolve_target_augment
 from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
-from gensis.runtime.pretrain import _export_meta
+from gensis.train.pretrain import _export_meta
 
 
 def _level_effects(**spec) -> dict[str, float]:

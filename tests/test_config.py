@@ -66,7 +66,7 @@ def test_every_preset_builds_and_trains_one_step(preset: str) -> None:
 
     from gensis.augment import MultiCropAugment
     from gensis.models.backbones import build_encoder
-    from gensis.runtime.loader import step_generator
+    from gensis.data.batches import step_generator
     from gensis.ssl.dino import DINO
 
     cfg = build_config(PretrainConfig, {"preset": preset, "dino.out_dim": 64})

@@ -114,7 +114,7 @@ def test_full_disk_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch) -
 
 def test_sigterm_in_generator_training_saves_that_step(tmp_path, monkeypatch) -> None:
     from gensis.config.schema import ModelConfig
-    from gensis.generator import train as gen_train
+    from gensis.train import generator as gen_train
     from gensis.models.backbones import build_encoder
     from gensis.runtime.checkpoint import export_encoder
     from gensis.runtime.signals import TrainingInterrupted

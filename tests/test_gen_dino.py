@@ -12,8 +12,8 @@ from safetensors import safe_open
 from _synthetic import write_npz
 import gensis
 from gensis.augment import MultiCropAugment
-from gensis.bank.pairs import PairSampler
-from gensis.bank.sources import BankViews, Interpolations
+from gensis.train.gen_views import PairSampler
+from gensis.train.view_sources import BankViews, Interpolations
 from gensis.bank.store import BankIndex, write_index, write_shard
 from gensis.config.schema import AugmentConfig, DINOConfig, GenViewsConfig, ModelConfig
 from gensis.errors import ConfigError

@@ -101,7 +101,7 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
     """One real stage-3 step: every input of the disentanglement task and its target, by hand."""
     root, data_path, gen, emb, images = setting
     seen: dict = {}
-    from gensis.bank.pairs import PairSampler
+    from gensis.train.gen_views import PairSampler
     from gensis.ssl.dino import DINO
     from gensis.ssl.losses.disentangle_loss import DisentanglementLoss
 

@@ -97,7 +97,7 @@ def test_cross_attention_generator_round_trip(tmp_path, setup) -> None:
 
 def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> None:
     from gensis.generator.synthesizer import Synthesizer
-    from gensis.generator.train import ema_decay
+    from gensis.train.generator import ema_decay
 
     assert ema_decay(0.9999, 0) == pytest.approx(0.1) and ema_decay(0.9999, 10**7) == 0.9999
     enc, data = setup
@@ -106,7 +106,7 @@ def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> N
     raw = load_state(tmp_path / "e" / "checkpoints" / "last.pt")["model"]
     exported = Synthesizer(result.generator_path, torch.device("cpu")).unet.state_dict()
     torch.manual_seed(0)  # the initial weights of this run
-    from gensis.generator.train import build_unet
+    from gensis.train.generator import build_unet
     from gensis.config.overrides import build_config
     from gensis.config.schema import TrainGeneratorConfig
 

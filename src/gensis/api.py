@@ -24,7 +24,7 @@ from gensis.runtime.device import resolve_device
 from gensis.runtime.guards import guard_paths
 from gensis.runtime.io import write_result_json
 from gensis.runtime.lock import released_after
-from gensis.runtime.pretrain import PretrainResult, run_pretrain
+from gensis.train.pretrain import PretrainResult, run_pretrain
 
 log = logging.getLogger("gensis")
 
@@ -83,7 +83,7 @@ def train_generator(
     **kwargs: Any,
 ):
     """Stage 2: train the embedding-conditioned diffusion generator (run folder ``out``)."""
-    from gensis.generator.train import run_train_generator  # diffusers is slow to import
+    from gensis.train.generator import run_train_generator  # diffusers is slow to import
 
     cfg = build_config(TrainGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)

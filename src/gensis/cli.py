@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# long: one short branch per subcommand
 def _run(args: argparse.Namespace) -> int:
     from gensis import api
     from gensis.config.overrides import parse_overrides

@@ -4,7 +4,7 @@
 * cosine between the stage-1 embeddings of the reconstruction and of its source;
 * source retrieval: the rank of the source among the embeddings of *all* real images, found
   from the reconstruction's embedding (top-1, median rank), beside the real-view ceiling
-  (stage 1's own views of the same images, :mod:`gensis.generator.faithfulness`) and chance.
+  (stage 1's own views of the same images, :mod:`gensis.eval.faithfulness`) and chance.
 
 A latent generator cannot make a view more faithful than its decoder: these figures bound
 what stage 2 can reach in this latent space.
@@ -20,7 +20,7 @@ import torch
 
 from gensis.data import ImageData
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.faithfulness import as_data, ceiling_and_chance, retrieval
+from gensis.eval.faithfulness import as_data, ceiling_and_chance, retrieval
 
 
 @torch.no_grad()

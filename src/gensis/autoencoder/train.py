@@ -43,7 +43,7 @@ from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.runtime.loader import epoch_batches, step_generator
+from gensis.data.batches import epoch_batches, step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 from gensis.ssl.schedules import cosine_schedule
@@ -62,6 +62,7 @@ class AutoencoderResult:
     quality: dict
 
 
+# long: set-up, loop and export of one short stage in reading order; its loop is not the shared skeleton's (no epochs of an index)
 def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                           data: ImageData | None = None) -> AutoencoderResult:
     run = RunFolder(cfg.out)

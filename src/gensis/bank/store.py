@@ -166,7 +166,7 @@ def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tenso
 
 def open_decoder(root: Path, index: BankIndex, device: torch.device | str = "cpu"):
     """The autoencoder of a latent bank, refused when it is not the one the bank was made with."""
-    from gensis.generator.latent import load_vae, vae_sha256
+    from gensis.autoencoder.latent import load_vae, vae_sha256
 
     vae = load_vae(index.vae, device, key=f"{index_path(root)}: vae")
     digest = vae_sha256(vae)
@@ -242,7 +242,7 @@ class ViewBank:
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """uint8 images of a latent bank's stored latents."""
-        from gensis.generator.latent import decode_latents
+        from gensis.autoencoder.latent import decode_latents
 
         if self._vae is None:
             self._vae = open_decoder(self.root, self.index)

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from gensis.config.paths import InputPath, OutputDir
 
 from gensis.config.loggers import LoggersConfig
-from gensis.config.schema import DataConfig, StrictModel
+from gensis.config.base import DataConfig, StrictModel
 
 DEFAULT_PERCEPTUAL = 0.1  # the perceptual weight when an encoder is given (docs/RESULTS.md)
 

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from gensis.config.paths import InputPath, OutputFile
 
-from gensis.config.schema import StrictModel
+from gensis.config.base import StrictModel
 
 
 class ExportConfig(StrictModel):

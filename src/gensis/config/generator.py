@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 
 from gensis.config.loggers import LoggersConfig
-from gensis.config.schema import DataConfig, ForegroundFitConfig, StrictModel, _check_interval
+from gensis.config.base import DataConfig, ForegroundFitConfig, StrictModel, _check_interval
 
 
 class GeneratorModelConfig(StrictModel):

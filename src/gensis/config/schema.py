@@ -9,41 +9,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 
+from gensis.config.base import (  # noqa: F401 (re-exported: every config is importable from here)
+    DataConfig,
+    ForegroundFitConfig,
+    Interval,
+    StrictModel,
+    _check_interval,
+)
+from gensis.config.generator import (  # noqa: F401 (re-exported)
+    EvalGeneratorConfig,
+    GenerateConfig,
+    GeneratorModelConfig,
+    GeneratorTrainConfig,
+    ShowConfig,
+    TrainGeneratorConfig,
+)
 from gensis.config.loggers import LoggersConfig
 from gensis.errors import ConfigError
-
-Interval = tuple[float, float]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def _check_interval(name: str, lo_hi: Interval, lo: float, hi: float) -> None:
-    a, b = lo_hi
-    if not (lo <= a <= b <= hi):
-        raise ValueError(f"{name} must satisfy {lo} <= min <= max <= {hi}, got {lo_hi}")
-
-
-class DataConfig(StrictModel):
-    """Where the images come from and at which resolution they are used."""
-
-    path: InputPath | None = Field(None, description="training images: folder, .zip or .npz")
-    eval_path: InputPath | None = Field(
-        None, description="labelled held-out images for online kNN (needs labels in path too)"
-    )
-    resolution: int = Field(32, ge=8, le=1024, description="images are made square at this size")
-    strict: bool = Field(False, description="fail on the first unreadable image instead of skipping")
-    cache_dir: ScratchDir | None = Field(
-        "auto", description="'auto' = user cache dir, null = no cache, else a folder"
-    )
-    max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
-    num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
-
 
 class AugmentConfig(StrictModel):
     """DINO multi-crop (Caron et al. 2021, Sec. 3 and App. D); probabilities per view."""
@@ -131,21 +117,6 @@ class MoCoV3Config(StrictModel):
     predictor_hidden_dim: int = Field(4096, ge=1)
     temperature: float = Field(1.0, gt=0, le=10, description="1.0 for ResNets, 0.2 for ViTs in the paper")
     momentum: float = Field(0.99, ge=0, le=1, description="cosine-scheduled to 1")
-
-
-class ForegroundFitConfig(StrictModel):
-    """GenView's foreground maps from an encoder's own features (arXiv 2403.12003, Sec. 3.2):
-    the first principal component of its feature map, fitted on a sample of the images."""
-
-    quantile: float = Field(0.65, ge=0, le=1, description="foreground threshold: this data-set quantile of the projection")
-    sign: Literal["auto", "positive", "negative"] = Field(
-        "auto", description="foreground side of the component; auto: the side higher at the centre (foreground/pca.py)"
-    )
-    fit_images: int = Field(2000, ge=1, description="images sampled to fit the PCA")
-    resolution: int | None = Field(
-        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 96 for "
-        "32-px images and a stride-32 CNN, whose map would be one cell)"
-    )
 
 
 class QualityConfig(StrictModel):
@@ -386,14 +357,3 @@ class PipelineConfig(StrictModel):
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
     loggers: LoggersConfig = Field(default_factory=LoggersConfig, description="one experiment for all stages")
-
-
-# Stage-2 configs live in their own module; imported last, since it builds on the classes above.
-from gensis.config.generator import (  # noqa: E402
-    EvalGeneratorConfig,
-    GenerateConfig,
-    GeneratorModelConfig,
-    GeneratorTrainConfig,
-    ShowConfig,
-    TrainGeneratorConfig,
-)

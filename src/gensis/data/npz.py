@@ -27,6 +27,7 @@ class NpzContents:
     class_names: list[str] | None
 
 
+# long: every header check before any allocation, in the order the file is read
 def read_npz(path: Path) -> NpzContents:
     """Load and check the arrays; every problem is a one-line :class:`DataError`."""
     try:

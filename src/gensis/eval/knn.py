@@ -48,6 +48,7 @@ def _as_k_list(k: int | Sequence[int]) -> list[int]:
     return sorted(set(ks))
 
 
+# long: DINO's weighted vote in chunks; the docstring gives the formula
 @torch.no_grad()
 def knn_predict(
     train_features: Tensor,

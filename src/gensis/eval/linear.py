@@ -83,6 +83,7 @@ def _stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[T
     return torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
 
 
+# long: one batched fit of every (lr, wd) of the grid; its argument list and docstring are half of it
 def _fit_grid(
     features: Tensor,
     labels: Tensor,
@@ -203,6 +204,7 @@ def _select(
     return results
 
 
+# long: the probe's protocol in one place (grid, held-out choice, final fit); the docstring states it
 def linear_probe(
     train_features: Tensor,
     train_labels: Tensor,

@@ -57,6 +57,7 @@ class GenerateResult:
     quality: dict | None = None
 
 
+# long: a bank's life in order (open or resume, fill the missing shards, index, quality)
 def run_generate(cfg: GenerateConfig) -> GenerateResult:
     info = distributed.from_environment()
     device = distributed.setup(info, resolve_device(cfg.device))

@@ -5,7 +5,7 @@ was conditioned on (the L2-normalized embeddings it produces):
 
 * fidelity: cosine between the embedding of a generated view and its conditioning embedding;
 * faithfulness: source retrieval and class consistency, beside the same figures for real
-  stage-1 views (the ceiling) and chance (:mod:`gensis.generator.faithfulness`);
+  stage-1 views (the ceiling) and chance (:mod:`gensis.eval.faithfulness`);
 * diversity: mean pairwise cosine distance (and pixel RMSE) among the K views of one source,
   beside two real stage-1 views; zero would mean the generator ignores its noise.
 * Frechet distance between the Gaussians fitted to real and generated embeddings (the FID
@@ -22,7 +22,7 @@ from gensis.bank.store import ViewBank
 from gensis.data import ImageData
 from gensis.data.loader import subset_indices
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.faithfulness import as_data, ceiling_and_chance, versus_ceiling, view_figures
+from gensis.eval.faithfulness import as_data, ceiling_and_chance, versus_ceiling, view_figures
 from gensis.models.backbones import Encoder
 
 
@@ -53,7 +53,7 @@ def bank_quality(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fidelity, faithfulness against the real-view ceiling, diversity and Frechet distance,
-    on a spread sample of sources (see :mod:`gensis.generator.faithfulness`)."""
+    on a spread sample of sources (see :mod:`gensis.eval.faithfulness`)."""
     real_emb = real_embeddings if real_embeddings is not None else encoder_embeddings(encoder, real, device=device)
     real_emb = real_emb.cpu()
     n = bank.index.n_sources

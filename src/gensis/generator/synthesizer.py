@@ -14,7 +14,7 @@ import torch
 
 from gensis.errors import CheckpointError
 from gensis.generator.checkpoint import load_generator
-from gensis.generator.latent import decode_latents, downsample_factor, load_vae, vae_sha256
+from gensis.autoencoder.latent import decode_latents, downsample_factor, load_vae, vae_sha256
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.runtime.checkpoint import resolve_encoder_path
 from gensis.runtime.device import autocast
@@ -71,7 +71,7 @@ class Synthesizer:
     def latents(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
                 generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
         """Latent space only: the sampled (scaled) latents (B, C, h, w), float32 on the CPU,
-        which :func:`~gensis.generator.latent.decode_latents` turns into :meth:`images`."""
+        which :func:`~gensis.autoencoder.latent.decode_latents` turns into :meth:`images`."""
         if self.vae is None:
             raise ValueError("latents() needs a latent-space generator")
         return self._sample(cond, sampler, steps, guidance_scale, generator, precision).float().cpu()

@@ -11,12 +11,12 @@ gets none.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
 
 from gensis.augment import ops
+from gensis.augment.recorded import stage1_augment
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,6 @@ class TargetAugment:
         if self.rot90_p > 0:
             x = ops.random_rot90(x, self.rot90_p, generator)
         return x
-
-
-def stage1_augment(encoder_meta: dict[str, str]) -> dict | None:
-    """The stage-1 ``augment`` section recorded in an exported encoder, or None."""
-    raw = encoder_meta.get("augment")
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def resolve_target_augment(train_cfg, encoder_meta: dict[str, str]) -> TargetAugment:

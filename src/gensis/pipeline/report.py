@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gensis.autoencoder.quality import reconstruction_table
-from gensis.generator.faithfulness import faithfulness_table
+from gensis.eval.faithfulness import faithfulness_table
 from gensis.pipeline.verdict import Verdict, format_verdict, verdicts
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder

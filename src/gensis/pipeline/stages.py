@@ -153,7 +153,7 @@ def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrid
     ``overrides`` are dotted keys on ``base``'s resolved config (no preset is re-applied),
     e.g. ``{"gen.lambda_dis": 0.0}`` for an ablation, ``{"train.epochs": 30}`` for a longer baseline.
     """
-    from gensis.runtime.pretrain import run_pretrain
+    from gensis.train.pretrain import run_pretrain
 
     tree = {**flatten(base.model_dump()), **overrides, "out": str(Path(cfg.out) / name)}
     variant = _build(name, PretrainConfig, tree, use_presets=False)
@@ -217,14 +217,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return _run_stages(cfg, stages, stop)
 
 
+# long: the pipeline's stages in order, each a few lines, so the order reads top to bottom
 def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -> dict[str, Any]:
     from gensis.eval.embed_io import run_embed
     from gensis.generator.generate import run_generate
     from gensis.generator.show import run_show
-    from gensis.generator.train import run_train_generator
+    from gensis.train.generator import run_train_generator
     from gensis.pipeline.evaluate import evaluate_stage
     from gensis.pipeline.report import write_report
-    from gensis.runtime.pretrain import run_pretrain
+    from gensis.train.pretrain import run_pretrain
 
     for name, stage in (("pretrain", stages.pretrain), ("autoencoder", stages.autoencoder),
                         ("train-generator", stages.generator),

@@ -12,7 +12,7 @@ the numbers it used.
   held-out images find their source at least half as often as real stage-1 views do. A
   generated view is decoded by it, so it can be no more faithful than this.
 * Stage 2 follows its condition and makes new images: generated views find their source at
-  least half as often as real stage-1 views do (:mod:`gensis.generator.faithfulness`), far
+  least half as often as real stage-1 views do (:mod:`gensis.eval.faithfulness`), far
   above chance; they are not copies of their source (in pixels, they differ from it and from
   each other by at least a fifth of what real stage-1 views do); and the conditioning gap did
   not fall over training.

@@ -152,7 +152,7 @@ class DINO(nn.Module):
         """The teacher backbone: DINO evaluates and exports this one."""
         return self.teacher.backbone  # type: ignore[return-value]
 
-    # The rest of the interface the pretraining loop uses for every method (ssl/methods.py).
+    # The rest of SSLMethod, the contract the training loop relies on (ssl/methods.py).
     @property
     def momentum_start(self) -> float:
         return self.cfg.momentum_teacher

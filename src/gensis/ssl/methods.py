@@ -2,30 +2,90 @@
 
 DINO (with Gen-SIS's disentanglement task when ``lambda_dis > 0``) trains on multi-crop
 views; SimCLR and MoCo v3 (GenView's base methods) on two views. All three share the data,
-augmentations, generated views, runtime and evaluation; the loop sees only the interface
-described in :mod:`gensis.ssl.two_view`.
+augmentations, generated views, runtime and evaluation. The training loop (train/pretrain.py)
+sees only :class:`SSLMethod`; a new method implements it and registers a builder in
+:data:`METHODS` (as timm maps a model name to its builder).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
 from torch import nn
 
 from gensis.config.schema import PretrainConfig
 from gensis.models.backbones import Encoder
 
 
-def build_method(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float = 0.0) -> nn.Module:
-    if cfg.method == "simclr":
-        from gensis.ssl.simclr import SimCLR
+@runtime_checkable
+class SSLMethod(Protocol):
+    """What the training loop relies on, for every method."""
 
-        s = cfg.simclr
-        return SimCLR(encoder, s.hidden_dim, s.out_dim, s.head_layers, s.temperature)
-    if cfg.method == "mocov3":
-        from gensis.ssl.moco_v3 import MoCoV3
+    student: nn.Module  # the network the optimizer trains (and DDP wraps)
+    loss_parts: dict[str, torch.Tensor]  # this step's loss terms, for logging
 
-        m = cfg.mocov3
-        return MoCoV3(encoder, m.hidden_dim, m.out_dim, m.projector_layers, m.predictor_hidden_dim, m.temperature,
-                      momentum=m.momentum)
+    def __call__(self, views: Sequence[torch.Tensor], epoch: int, dis=None,
+                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss on ``views`` (+ stage 3's disentanglement inputs ``dis``; ``weights``: one per
+        image) and the student's backbone embeddings of the first view."""
+        ...
+
+    @property
+    def teacher_encoder(self) -> Encoder:
+        """The backbone that is evaluated and exported."""
+        ...
+
+    @property
+    def momentum_start(self) -> float | None:
+        """The EMA momentum at step 0 (cosine-scheduled to 1), or None without an EMA network."""
+        ...
+
+    def update_teacher(self, momentum: float) -> None: ...
+
+    def after_backward(self, epoch: int) -> None: ...
+
+    def extra_state(self) -> dict:
+        """What a checkpoint holds besides the student (teacher, center, momentum encoder)."""
+        ...
+
+    def load_extra_state(self, state: dict) -> None: ...
+
+    def log_values(self, epoch: int) -> dict[str, float]: ...
+
+
+def _dino(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float) -> SSLMethod:
     from gensis.ssl.dino import DINO
 
     return DINO(encoder, cfg.dino, lambda_dis, cfg.gen.dis_update_center)
+
+
+def _simclr(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float) -> SSLMethod:
+    from gensis.ssl.simclr import SimCLR
+
+    s = cfg.simclr
+    return SimCLR(encoder, s.hidden_dim, s.out_dim, s.head_layers, s.temperature)
+
+
+def _mocov3(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float) -> SSLMethod:
+    from gensis.ssl.moco_v3 import MoCoV3
+
+    m = cfg.mocov3
+    return MoCoV3(encoder, m.hidden_dim, m.out_dim, m.projector_layers, m.predictor_hidden_dim, m.temperature,
+                  momentum=m.momentum)
+
+
+# name -> builder(cfg, encoder, lambda_dis); lambda_dis is used by methods with a teacher (DINO).
+METHODS: dict[str, Callable[[PretrainConfig, Encoder, float], SSLMethod]] = {
+    "dino": _dino,
+    "simclr": _simclr,
+    "mocov3": _mocov3,
+}
+
+
+def build_method(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float = 0.0) -> SSLMethod:
+    method = METHODS[cfg.method](cfg, encoder, lambda_dis)
+    if not isinstance(method, SSLMethod):  # the contract is checked, not only described
+        raise TypeError(f"{cfg.method}: {type(method).__name__} does not implement SSLMethod")
+    return method

@@ -1,11 +1,8 @@
 """What the contrastive methods (SimCLR, MoCo v3) share: two views, one online network.
 
-Besides ``forward(views, epoch, dis, weights) -> (loss, embeddings of view 1)``, the
-pretraining loop calls the same small interface on every method (DINO has its own):
-``student`` (the module the optimizer trains and DDP wraps), ``teacher_encoder`` (the
-backbone evaluated and exported), ``momentum_start`` (None: no EMA network),
-``update_teacher``, ``after_backward``, ``extra_state``/``load_extra_state`` (what a
-checkpoint holds besides the student) and ``log_values``.
+Every method implements :class:`gensis.ssl.methods.SSLMethod`, the contract the training loop
+relies on; :class:`TwoViewMethod` gives the two-view methods its no-op parts (no teacher, no
+extra checkpoint state), and DINO implements all of it itself.
 """
 
 from __future__ import annotations

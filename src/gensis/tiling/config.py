@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from gensis.config.paths import InputPath, OutputAny
-from gensis.config.schema import StrictModel
+from gensis.config.base import StrictModel
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 

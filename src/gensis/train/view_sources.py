@@ -98,7 +98,7 @@ class BankViews:
     def _images(self, stored: torch.Tensor) -> torch.Tensor:
         if self._vae is None:
             return stored
-        from gensis.generator.latent import decode_latents
+        from gensis.autoencoder.latent import decode_latents
 
         return decode_latents(self._vae, stored.float())
 

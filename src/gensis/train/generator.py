@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.data import ImageData
@@ -42,7 +40,7 @@ from gensis.data.loader import load_training_images
 from gensis.errors import ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
-from gensis.generator.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
+from gensis.autoencoder.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
@@ -51,10 +49,11 @@ from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.io import file_sha256, save_safetensors
-from gensis.runtime.loader import epoch_batches, step_generator
+from gensis.data.batches import step_generator
 from gensis.runtime.run_folder import RunFolder
-from gensis.runtime.signals import GracefulStop, TrainingInterrupted
+from gensis.runtime.signals import GracefulStop
 from gensis.ssl.schedules import cosine_schedule
+from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.generator")
 
@@ -169,82 +168,81 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
     augment = resolve_target_augment(tc, encoder_meta or {})
     requested = tc.monitor_images if tc.monitor_every > 0 else 0
     train_idx, held = holdout_split(len(targets), requested, tc.batch_size, tc.seed)
-    n = len(train_idx)
     unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
     ema = [p.detach().clone() for p in unet.parameters()]
     optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = make_scheduler("ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type)
-    steps_per_epoch = n // tc.batch_size
-    total_steps = tc.epochs * steps_per_epoch
+    schedule = Schedule(len(train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
     step = _restore(run, unet, ema, optimizer, device) if resume else 0
     if resume and info.is_main:
         run.truncate_metrics_after(step)
     model = distributed.wrap_ddp(unet, info, device)  # the forward/backward path; `unet` is the same weights
     share = info.local_slice(tc.batch_size) if info.enabled else None
-    last_step = min(total_steps, tc.max_steps) if tc.max_steps else total_steps
-    targets = targets.to(device)
-    embeddings = embeddings.to(device)
+    targets, embeddings = targets.to(device), embeddings.to(device)
     monitor = _monitor(targets, embeddings, held, scheduler, monitor_encoder, encoder_meta, tc.seed) \
         if info.is_main and len(held) else None
-    log.info("train-generator: %d images (+%d held out for the monitor), %s targets of %s, %d-d embeddings, "
-             "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f", n, len(held), cfg.model.space,
-             tuple(targets.shape[1:]), embeddings.shape[1], total_steps,
-             sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
-    loss_value = None
-    while step < last_step:
-        epoch = step // steps_per_epoch
-        batches = epoch_batches(n, tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last_step - step]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (tc.progress and info.is_main),
-                   leave=False)
-        t0 = time.perf_counter()
-        for i, idx in enumerate(bar):
-            idx = train_idx[idx]
-            lr = _lr(cfg, step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            gen = step_generator(tc.seed, step)
-            x0 = targets[idx.to(device)]
-            x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0
-            x0 = augment(x0, gen)
-            torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
-            with autocast(device, tc.precision):  # `share`: the global batch's draws, this rank's rows
-                loss = training_loss(model, scheduler, x0, embeddings[idx.to(device)], gen, rows=share,
-                                     min_snr_gamma=tc.min_snr_gamma)
-            if not distributed.all_finite(loss, info):
-                raise run.non_finite_loss(loss.item(), f"step {step}", "lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
-            optimizer.step()
-            with torch.no_grad():  # EMA of the weights; the exported generator uses it
-                torch._foreach_lerp_(ema, [p.detach() for p in unet.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
-            step += 1
-            if step % tc.log_every == 0 or step == last_step:
-                loss_value = distributed.mean({"loss": loss}, info)["loss"]  # the global batch's loss
-                if info.is_main:
-                    run.log_metrics({"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
-                                     "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)})
-                bar.set_postfix(loss=f"{loss_value:.4f}")
-            if monitor is not None and (step % tc.monitor_every == 0 or step == last_step):
-                _run_monitor(monitor, unet, run, step, total_steps)
-            # Decided together, so that every rank stops after the same step.
-            if stop is not None and distributed.any_rank(stop.signal is not None, info) and step < last_step:
-                bar.close()
-                if info.is_main:
-                    _save(run, unet, ema, optimizer, step)
-                raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
-        bar.close()
-        done = step >= last_step
-        due = step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0
-        if info.is_main and (done or due):
-            _save(run, unet, ema, optimizer, step)
+    _describe(cfg, len(train_idx), len(held), targets, embeddings, schedule, unet, augment)
+    loop = Loop(schedule, run, lambda at: _save(run, unet, ema, optimizer, at), tc.checkpoint_every, tc.progress,
+                info, stop)
+    last = {"loss": None, "t0": 0.0, "epoch": -1}
+
+    def train_step(step: int, epoch: int, idx: torch.Tensor) -> float | None:
+        if epoch != last["epoch"]:
+            last.update(epoch=epoch, t0=time.perf_counter(), done=0)
+        lr = _lr(cfg, step, schedule.total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        gen = step_generator(tc.seed, step)
+        x0 = targets[train_idx[idx].to(device)]
+        x0 = augment(x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0, gen)
+        torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
+        with autocast(device, tc.precision):  # `share`: the global batch's draws, this rank's rows
+            loss = training_loss(model, scheduler, x0, embeddings[train_idx[idx].to(device)], gen, rows=share,
+                                 min_snr_gamma=tc.min_snr_gamma)
+        loop.check_finite(loss, f"step {step}", "lower train.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
+        optimizer.step()
+        with torch.no_grad():  # EMA of the weights; the exported generator uses it
+            torch._foreach_lerp_(ema, [p.detach() for p in unet.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
+        last["done"] += 1
+        shown = _log_step(run, info, step + 1, epoch, loss, lr, last, tc, schedule.last_step)
+        if monitor is not None and ((step + 1) % tc.monitor_every == 0 or step + 1 == schedule.last_step):
+            _run_monitor(monitor, unet, run, step + 1, schedule.total_steps)
+        return shown
+
+    step = loop.run_steps(step, train_step)
+    return GeneratorResult(run.root, _export(run, info, unet, ema, cfg, encoder_path, step, vae_digest), step,
+                           last["loss"])
+
+
+def _export(run: RunFolder, info, unet, ema, cfg, encoder_path, step: int, vae_digest: str | None) -> Path:
     path = run.root / "exported" / "generator.safetensors"
     if info.is_main:
         export_generator(path, unet, ema, cfg, encoder_path, step, vae_sha256=vae_digest)
         log.info("exported EMA generator to %s", path)
     distributed.barrier(info)
-    return GeneratorResult(run.root, path, step, loss_value)
+    return path
+
+
+def _describe(cfg, n: int, n_held: int, targets, embeddings, schedule: Schedule, unet, augment) -> None:
+    log.info("train-generator: %d images (+%d held out for the monitor), %s targets of %s, %d-d embeddings, "
+             "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f", n, n_held, cfg.model.space,
+             tuple(targets.shape[1:]), embeddings.shape[1], schedule.total_steps,
+             sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
+
+
+def _log_step(run: RunFolder, info, step: int, epoch: int, loss, lr: float, last: dict, tc, last_step: int):
+    """Every ``log_every`` steps: the global batch's loss (mean over ranks) to metrics.jsonl; returns it."""
+    if step % tc.log_every != 0 and step != last_step:
+        return None
+    last["loss"] = distributed.mean({"loss": loss}, info)["loss"]
+    if info.is_main:
+        run.log_metrics({"step": step, "epoch": epoch, "loss": last["loss"], "lr": lr,
+                         "images_per_s": last["done"] * tc.batch_size / (time.perf_counter() - last["t0"])})
+    return last["loss"]
 
 
 def _monitor(targets, embeddings, held, scheduler, encoder, meta, seed) -> ConditioningMonitor:

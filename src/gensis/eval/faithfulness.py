@@ -25,7 +25,7 @@ from gensis.augment import MultiCropAugment
 from gensis.config.schema import AugmentConfig
 from gensis.data import ImageData
 from gensis.eval.features import encoder_embeddings
-from gensis.generator.target_augment import stage1_augment
+from gensis.augment.recorded import stage1_augment
 
 CLASS_K = 10
 
