@@ -230,8 +230,8 @@ class _Trainer:
         self.optimize(loss, epoch, momentum)
         self._seen += images.shape[0]
         if (step + 1) % tc.log_every == 0 or step + 1 == s.last_step:
-            self.log(step + 1, epoch, loss, student_emb, gen_views, weights, lr=lr, weight_decay=wd, momentum=momentum)
-            return self.metrics["loss"]
+            return self.log(step + 1, epoch, loss, student_emb, gen_views, weights, lr=lr, weight_decay=wd,
+                            momentum=momentum)
         return None
 
     def views(self, images: torch.Tensor, idx: torch.Tensor, step: int):
@@ -258,11 +258,11 @@ class _Trainer:
         self.optimizer.step()
         self.model.update_teacher(momentum)
 
-    def log(self, step: int, epoch: int, loss, student_emb, gen_views, weights, **schedules: float) -> None:
-        # Losses averaged over ranks: the loss of the global batch.
-        parts = distributed.mean({"loss": loss.detach(), **self.model.loss_parts}, self.info)
+    def log(self, step: int, epoch: int, loss, student_emb, gen_views, weights, **schedules: float) -> float:
+        """Metrics of this step to metrics.jsonl (rank 0); returns the global batch's loss (every rank)."""
+        parts = distributed.mean({"loss": loss.detach(), **self.model.loss_parts}, self.info)  # over ranks
         if not self.info.is_main:
-            return
+            return parts["loss"]
         emb = torch.nn.functional.normalize(student_emb.detach().float(), dim=-1)
         momentum = schedules.pop("momentum")
         metrics = {
@@ -281,6 +281,7 @@ class _Trainer:
             metrics["generated_fraction"] = gen_views.generated.float().mean().item()
         self.run.log_metrics(metrics)
         self.metrics = metrics
+        return metrics["loss"]
 
     def end_of_epoch(self, step: int) -> None:
         tc, s = self.cfg.train, self.schedule
