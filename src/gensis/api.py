@@ -229,7 +229,7 @@ def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str
         encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
         knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
         linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
-        out=cfg.out, extra={"encoder": str(cfg.encoder)},
+        out=cfg.out, extra={"encoder": str(cfg.encoder)}, progress=cfg.progress,
     )
 
 

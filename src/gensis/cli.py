@@ -16,8 +16,15 @@ from gensis.errors import GensisError
 EPILOG = "Settings are key=value pairs with dotted keys, e.g. train.epochs=5 optim.lr=0.1"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other bad input: one line, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"gensis: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gensis", description="Self-supervised learning with generative self-augmentation.", epilog=EPILOG)
+    p = _Parser(prog="gensis", description="Self-supervised learning with generative self-augmentation.", epilog=EPILOG)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -99,10 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     from gensis.config.overrides import parse_overrides
 
     settings = parse_overrides(args.settings)
-    if args.quiet and args.command in ("pretrain", "train-autoencoder", "train-generator"):
-        settings.setdefault("train.progress", False)
-    if args.quiet and args.command in ("run", "demo"):
-        settings.setdefault("progress", False)
+    if args.quiet:  # no progress bars: stderr holds warnings and the one-line error only
+        for key in _progress_keys(args.command):
+            settings.setdefault(key, False)
     if args.command == "run":
         from gensis.pipeline.report import format_run
 
@@ -164,6 +170,20 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "config":
         _show_config(args.which, settings)
     return 0
+
+
+def _progress_keys(command: str) -> list[str]:
+    """The ``progress`` settings of a command's config (``progress``, ``train.progress``)."""
+    if command == "demo":
+        return ["progress"]
+    model = command_configs().get(command)
+    if model is None:
+        return []
+    keys = ["progress"] if "progress" in model.model_fields else []
+    train = model.model_fields.get("train")
+    if train is not None and isinstance(train.annotation, type) and "progress" in getattr(train.annotation, "model_fields", {}):
+        keys.append("train.progress")
+    return keys
 
 
 def command_configs() -> dict:

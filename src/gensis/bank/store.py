@@ -11,6 +11,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from gensis.config.base import DataConfig
+from gensis.config.overrides import config_range
 from gensis.errors import RULES_SECTION, CheckpointError, first_line
 from gensis.runtime.io import atomic_write_text, save_safetensors
 
@@ -92,6 +94,10 @@ def _check_index_fields(p: Path, data: dict) -> None:
         if not ok:
             what = kind.__name__ + (f" >= {least}" if least is not None else "")
             raise CheckpointError(f"{p}: field '{key}' must be {what}, got {json.dumps(value)[:60]}")
+    lo, hi = config_range(DataConfig, "resolution")  # the sizes a bank can have been made at
+    if "resolution" in data and not lo <= data["resolution"] <= hi:
+        raise CheckpointError(f"{p}: field 'resolution' must be in [{lo}, {hi}] (data.resolution's range), "
+                              f"got {json.dumps(data['resolution'])[:60]}")
     if data.get("storage", "pixels") not in STORAGES:
         raise CheckpointError(f"{p}: field 'storage' must be one of {sorted(STORAGES)}, got {json.dumps(data['storage'])[:60]}")
     if data.get("storage") == "latents" and not (data.get("vae") and data.get("vae_sha256")):

@@ -5,7 +5,7 @@ Same rules as every config: unknown keys are rejected and ranges are checked bef
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -55,7 +55,7 @@ class AutoencoderTrainConfig(StrictModel):
         None, ge=0, description="weight of 1 - cosine of the stage-1 embeddings of crop and reconstruction "
         "(needs encoder=); 0: off; null: 0.1 when encoder= is given, else 0"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(250, ge=0, description="steps between PSNR checks on held-out images (0: off)")
@@ -66,6 +66,8 @@ class AutoencoderTrainConfig(StrictModel):
 
 class TrainAutoencoderConfig(StrictModel):
     """``gensis train-autoencoder``: an AutoencoderKL from scratch on the user's own images."""
+
+    output_kind: ClassVar[str] = "autoencoder run"  # what its out folder holds (runtime/guards.py)
 
     out: OutputDir = Field("runs/autoencoder", description="run folder")
     encoder: InputPath | None = Field(

@@ -6,7 +6,7 @@ unknown keys are rejected and ranges are checked before any work starts.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -70,7 +70,7 @@ class GeneratorTrainConfig(StrictModel):
     monitor_images: int = Field(
         64, ge=0, description="images held out of training for the conditioning check (at most 10 % of the set)"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     log_every: int = Field(50, ge=1)
@@ -81,6 +81,8 @@ class GeneratorTrainConfig(StrictModel):
 
 class TrainGeneratorConfig(StrictModel):
     """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
+
+    output_kind: ClassVar[str] = "generator run"  # what its out folder holds (runtime/guards.py)
 
     out: OutputDir = Field("runs/generator", description="run folder")
     encoder: InputPath = Field(..., description="stage-1 run folder or exported encoder .safetensors")
@@ -105,6 +107,8 @@ class SamplingConfig(StrictModel):
 class GenerateConfig(SamplingConfig):
     """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
 
+    output_kind: ClassVar[str] = "bank"  # what its out folder holds (runtime/guards.py)
+
     generator: InputPath | None = Field(None, description="train-generator run folder or exported .safetensors")
     encoder: InputPath | None = Field(
         None, description="default: the encoder recorded in the generator; required with external="
@@ -116,7 +120,7 @@ class GenerateConfig(SamplingConfig):
     alpha_range: tuple[float, float] = Field((0.3, 0.7), description="share of the source image in SLERP")
     batch_size: int = Field(256, ge=1)
     shard_size: int = Field(1000, ge=1, description="source images per shard")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     max_images: int | None = Field(None, ge=1)
@@ -178,6 +182,8 @@ class EvalGeneratorConfig(StrictModel):
 class ShowConfig(SamplingConfig):
     """``gensis show``: PNG grids of generated views and interpolations."""
 
+    output_kind: ClassVar[str] = "pictures"  # what its out folder holds (runtime/guards.py)
+
     generator: InputPath = Field(..., description="train-generator run folder or exported .safetensors")
     encoder: InputPath | None = Field(None, description="default: the encoder recorded in the generator")
     data_path: InputPath = Field(..., description="source images")
@@ -186,6 +192,6 @@ class ShowConfig(SamplingConfig):
     views: int = Field(6, ge=1, le=32, description="generated views per source image")
     alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
     tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"

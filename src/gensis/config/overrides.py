@@ -26,8 +26,8 @@ def parse_value(raw: str) -> Any:
     YAML would cut ``/x/run #1`` at its comment and fold a newline into a space; a path is
     text, so any value that YAML reads as a string, or that holds a ``#`` or a line break, is
     kept exactly as typed (quote it, ``'...'``, to get YAML's string instead)."""
-    if raw == "":
-        return ""
+    if raw == "" or raw.startswith("~"):
+        return raw  # "~" is the home folder of a path, not YAML's null (write null for that)
     quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
     if not quoted and ("#" in raw or "\n" in raw or "\r" in raw):
         return raw

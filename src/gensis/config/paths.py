@@ -7,7 +7,10 @@ field is guarded by default; a role only makes the intent explicit (and an outpu
 from __future__ import annotations
 
 import enum
+import os
 from typing import Annotated
+
+from pydantic import AfterValidator
 
 
 class Role(enum.Enum):
@@ -18,8 +21,14 @@ class Role(enum.Enum):
     SCRATCH = "scratch"  # a cache: written and read, but neither the user's data nor a result
 
 
-InputPath = Annotated[str, Role.INPUT]
-OutputDir = Annotated[str, Role.OUTPUT_DIR]
-OutputFile = Annotated[str, Role.OUTPUT_FILE]
-OutputAny = Annotated[str, Role.OUTPUT_ANY]
-ScratchDir = Annotated[str, Role.SCRATCH]
+def _home(path: str) -> str:
+    """``~`` and ``~user`` are expanded here, once: every reader, writer and the guard see one path."""
+    return os.path.expanduser(path)
+
+
+Home = AfterValidator(_home)
+InputPath = Annotated[str, Role.INPUT, Home]
+OutputDir = Annotated[str, Role.OUTPUT_DIR, Home]
+OutputFile = Annotated[str, Role.OUTPUT_FILE, Home]
+OutputAny = Annotated[str, Role.OUTPUT_ANY, Home]
+ScratchDir = Annotated[str, Role.SCRATCH, Home]

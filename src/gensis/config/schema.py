@@ -7,7 +7,7 @@ Every section rejects unknown keys (``extra="forbid"``) and checks ranges, so a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -145,7 +145,7 @@ class OptimConfig(StrictModel):
 class TrainConfig(StrictModel):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=2)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on GPU")
     channels_last: bool = True
@@ -207,6 +207,8 @@ class GenViewsConfig(StrictModel):
 class PretrainConfig(StrictModel):
     """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
 
+    output_kind: ClassVar[str] = "pretrain run"  # what its out folder holds (runtime/guards.py)
+
     out: OutputDir = Field("runs/pretrain", description="run folder")
     preset: str = "default"
     method: Literal["dino", "simclr", "mocov3"] = Field(
@@ -250,7 +252,7 @@ class EvalConfig(StrictModel):
     train_path: InputPath = Field(..., description="labelled images for the kNN bank / probe training")
     test_path: InputPath = Field(..., description="labelled images to evaluate on")
     resolution: int | None = Field(None, ge=8, le=1024, description="default: the encoder's")
-    knn_k: list[int] = Field(default_factory=lambda: [20, 200])
+    knn_k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [20, 200], min_length=1)
     knn_temperature: float = Field(0.07, gt=0)
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
@@ -259,7 +261,8 @@ class EvalConfig(StrictModel):
     out: OutputFile | None = Field(None, description="write results JSON here")
     cache_dir: ScratchDir | None = "auto"
     max_images: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    progress: bool = True
 
 
 EMBED_SUFFIXES = (".safetensors", ".npy", ".csv", ".parquet")
@@ -300,12 +303,14 @@ class EmbedConfig(StrictModel):
 class ForegroundConfig(ForegroundFitConfig):
     """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
 
+    output_kind: ClassVar[str] = "foreground"  # what its out folder holds (runtime/guards.py)
+
     encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: InputPath = Field(..., description="images")
     out: OutputDir = Field(..., description="folder for the PCA, the per-image ratios and foreground.png")
     rows: int = Field(12, ge=1, le=64, description="images drawn in foreground.png")
     batch_size: int = Field(256, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"
     max_images: int | None = Field(None, ge=1)
@@ -329,11 +334,13 @@ class PipelineConfig(StrictModel):
     stage 1's settings, so ``gen_dino`` lists only what changes (``train.epochs``, ``gen.*``).
     """
 
+    output_kind: ClassVar[str] = "pipeline"  # what its out folder holds (runtime/guards.py)
+
     out: OutputDir = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
     preset: str = Field("default", description="stage-1 (and stage-3) preset")
     data: PipelineDataConfig = Field(default_factory=PipelineDataConfig)
     device: str = "auto"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     progress: bool = True
     pretrain: StageOverrides = Field(default_factory=dict, description="stage 1 overrides")
     autoencoder: StageOverrides = Field(
@@ -353,7 +360,7 @@ class PipelineConfig(StrictModel):
     )
     show: StageOverrides = Field(default_factory=dict, description="picture-grid overrides")
     pictures: bool = Field(True, description="draw the picture grids of the generator")
-    knn_k: list[int] = Field(default_factory=lambda: [20, 200])
+    knn_k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [20, 200], min_length=1)
     linear: bool = True
     linear_epochs: int = Field(100, ge=1)
     loggers: LoggersConfig = Field(default_factory=LoggersConfig, description="one experiment for all stages")

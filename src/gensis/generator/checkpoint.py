@@ -92,7 +92,7 @@ def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingCond
             if key in spec_fields:
                 spec_fields[key] = tuple(spec_fields[key])
         model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError, ArithmeticError, IndexError, AttributeError) as exc:
         raise CheckpointError(f"{p}: metadata 'spec' does not build a UNet ({first_line(exc)})") from None
     try:
         model.load_state_dict(tensors)

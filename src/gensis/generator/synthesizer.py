@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from gensis.errors import CheckpointError
+from gensis.errors import CheckpointError, GensisError, first_line
 from gensis.generator.checkpoint import load_generator
 from gensis.autoencoder.latent import decode_latents, downsample_factor, load_vae, vae_sha256
 from gensis.generator.sampling import make_scheduler, sample
@@ -35,6 +35,11 @@ class Synthesizer:
                                       f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
         self._schedule = json.loads(self.meta["scheduler"])
         self._schedulers: dict[str, object] = {}
+        try:  # a bad recorded schedule is named now, before anything is sampled or written
+            make_scheduler("ddim", **self._schedule)
+        except (GensisError, TypeError, ValueError, KeyError, ArithmeticError, NotImplementedError) as exc:
+            raise CheckpointError(f"{path}: metadata 'scheduler' does not build a noise schedule "
+                                  f"({first_line(exc)})") from None
 
     @property
     def generator_sha256(self) -> str:

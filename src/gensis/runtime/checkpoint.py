@@ -169,10 +169,13 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         cifar_stem=json.loads(meta["cifar_stem"]),
         backbone_kwargs=json.loads(meta["backbone_kwargs"]),
     )
-    try:
-        encoder = build_encoder(cfg, int(meta["resolution"]))
-    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError) as exc:  # timm on odd kwargs
-        raise CheckpointError(f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a backbone "
+    res = int(meta["resolution"])
+    try:  # timm on odd kwargs fails at build or only in forward (a drop rate of "x"): try both here
+        encoder = build_encoder(cfg, res).eval()
+        with torch.no_grad():
+            encoder(torch.zeros(1, 3, res, res))
+    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError, ArithmeticError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone "
                               f"({first_line(exc)})") from None
     try:
         tensors = load_file(str(p))

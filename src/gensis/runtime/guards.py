@@ -147,6 +147,37 @@ def folder_is_gensis(path: str | Path) -> bool:
         return False
 
 
+def folder_kind(path: str | Path) -> str | None:
+    """What a gensis folder holds (a command's ``output_kind``), "run" for a run that has not
+    exported yet, or None when it holds nothing of a known kind (empty, or only its lock)."""
+    root = Path(path)
+    if (root / "pipeline.json").is_file():
+        return "pipeline"
+    try:
+        if json.loads((root / "index.json").read_text()).get("format", "").startswith("gensis."):
+            return "bank"
+    except (OSError, ValueError, AttributeError):
+        pass
+    if (root / ".state" / "settings.json").is_file():
+        return "tiles"
+    exported = root / "exported"
+    for name, kind in (("generator.safetensors", "generator run"), ("autoencoder", "autoencoder run"),
+                       ("encoder.safetensors", "pretrain run")):
+        if (exported / name).exists():
+            return kind
+    if (root / "config.yaml").is_file():
+        return "run"
+    if (root / "views.png").is_file() or (root / "interpolations.png").is_file():
+        return "pictures"
+    if (root / "foreground.png").is_file() or (root / "foreground_pca.safetensors").is_file():
+        return "foreground"
+    return None
+
+
+def _same_kind(found: str, wanted: str) -> bool:
+    return found == wanted or (found == "run" and (wanted.endswith(" run") or wanted == "pipeline"))
+
+
 def run_folder_of(path: str | Path) -> Path | None:
     """The nearest gensis folder holding ``path`` (itself when it is one), or None."""
     p = _resolved(path)
@@ -175,8 +206,16 @@ def _refuse(rule: str, message: str) -> None:
     raise ConfigError(by_rule(rule, message))
 
 
-def check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str]) -> None:
-    """Refuse ``out`` by the four rules (module docstring); ``inputs`` maps keys to paths."""
+def check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], kind: str | None = None) -> None:
+    """Refuse ``out`` by the four rules (module docstring); ``inputs`` maps keys to paths and
+    ``kind`` is what the command keeps in an out folder (a folder of another kind is refused)."""
+    try:
+        _check_output(key, out, is_folder, inputs, kind)
+    except OSError as exc:  # a name too long, a loop of links, no permission: one line, before any work
+        _refuse("foreign-file", f"{key}={out}: not a usable path ({exc.strerror or exc})")
+
+
+def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], kind: str | None) -> None:
     target = _resolved(out)
     for in_key, path in inputs.items():
         if not _exists(path):
@@ -190,26 +229,35 @@ def check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str]) ->
         if run is not None and run in target.parents:
             _refuse("inside-run", f"{key}={out} lies inside {run}, the gensis run folder of the input "
                     f"{in_key}={path}; write outside it: choose another {key}=")
+    under_file = next((p for p in target.parents if p.is_file()), None)
+    if under_file is not None:
+        _refuse("foreign-file", f"{key}={out} lies under the file {under_file}: choose another {key}=")
     if target.is_file() or target.is_symlink():
         if is_folder:
             _refuse("foreign-file", f"{key}={out} is a file; this command writes a folder there: choose another {key}=")
         if not file_is_gensis(target):
-            _refuse("foreign-file", f"{key}={out} exists and gensis did not write it; it is never replaced or "
-                    f"merged into: choose another {key}=")
+            _refuse("foreign-file", f"{key}={out} exists and is not a result gensis wrote there (a file of "
+                    f"yours, or another part of a gensis output); it is never replaced or merged into: "
+                    f"choose another {key}=")
     elif target.is_dir():
         if not is_folder:
             _refuse("foreign-folder", f"{key}={out} is a folder; this command writes a file there: choose another {key}=")
         if any(target.iterdir()) and not folder_is_gensis(target):
             _refuse("foreign-folder", f"{key}={out} is a folder of other files (no gensis output in it); gensis "
                     f"writes only into a new or empty folder or one of its own: choose another {key}=")
+        found = folder_kind(target)
+        if kind is not None and found is not None and not _same_kind(found, kind):
+            _refuse("foreign-folder", f"{key}={out} holds a gensis {found}; this command writes a {kind}: "
+                    f"choose another {key}=")
 
 
 def guard_paths(cfg: BaseModel) -> None:
     """Refuse ``cfg``'s outputs by the four rules, before any work (nothing is created here)."""
     paths = config_paths(cfg)
     inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT}
+    kind = getattr(type(cfg), "output_kind", None)
     for key, out, is_folder in _outputs(cfg, paths):
-        check_output(key, out, is_folder, inputs)
+        check_output(key, out, is_folder, inputs, kind if is_folder and out == getattr(cfg, "out", None) else None)
 
 
 def refuse_inputs_inside(out: str, inputs: dict[str, str], why: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,8 @@ SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 
 class TileConfig(StrictModel):
     """Whole-slide images -> fixed-size tissue tiles plus a ``manifest.csv``."""
+
+    output_kind: ClassVar[str] = "tiles"  # what its out folder holds (runtime/guards.py)
 
     slides: InputPath = Field(
         description="a slide file, a folder searched (recursively) for "
