@@ -132,14 +132,14 @@ _NOT_SWEPT = {
 def _marked_inputs(model, prefix: str = "") -> set[str]:
     from pydantic import BaseModel
 
-    from gensis.runtime.guards import _role
+    from gensis.runtime.guards import path_role
 
     found = set()
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             found |= _marked_inputs(ann, f"{prefix}{name}.")
-        elif _role(field) is Role.INPUT:
+        elif path_role(field) is Role.INPUT:
             found.add(f"{prefix}{name}")
     return found
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from gensis.data import ImageData
 from gensis.autoencoder.model import autoencoder_digest, exported_autoencoder, read_autoencoder_meta
-from gensis.errors import RULES_SECTION, CheckpointError, ConfigError, first_line
+from gensis.errors import CheckpointError, ConfigError, by_rule, first_line
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -102,9 +102,8 @@ def check_vae_fits(name: str, resolution: int, data_fingerprint: str, data_sourc
         raise ConfigError(f"{key}: {folder} was trained on {meta.get('resolution')}-px images, this run uses "
                           f"{resolution} px; train one at this size (gensis train-autoencoder data.resolution={resolution})")
     if meta.get("data_fingerprint") != data_fingerprint:
-        raise ConfigError(f"{key}: {folder} was trained on other images ({meta.get('data')}, "
-                          f"{meta.get('images')} images) than {data_source}; train one on these images [rule fingerprint: "
-                          f"{RULES_SECTION}]")
+        raise ConfigError(by_rule("fingerprint", f"{key}: {folder} was trained on other images ({meta.get('data')}, "
+                                  f"{meta.get('images')} images) than {data_source}; train one on these images"))
 
 
 def vae_sha256(vae) -> str:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from gensis.config.base import DataConfig
 from gensis.config.overrides import config_range
-from gensis.errors import RULES_SECTION, CheckpointError, first_line
+from gensis.errors import CheckpointError, by_rule, first_line
 from gensis.runtime.io import atomic_write_text, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
@@ -273,8 +273,8 @@ class ViewBank:
         """Refuse sources other than the bank's images (a bank without a fingerprint is trusted)."""
         saved = self.index.data_fingerprint
         if saved and saved != fingerprint:
-            raise CheckpointError(f"{key}: {self.root} was generated from other images than {source} "
-                                  f"(data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]}) [rule fingerprint: {RULES_SECTION}]")
+            raise CheckpointError(by_rule("fingerprint", f"{key}: {self.root} was generated from other images than "
+                                          f"{source} (data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]})"))
 
     def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
         path = shard_path(self.root, shard)

@@ -35,9 +35,8 @@ from gensis.runtime.io import RESULT_MARK
 from gensis.runtime.run_folder import CONFIG_MARK
 
 
-
-
-def _role(field: Any) -> Role | None:
+def path_role(field: Any) -> Role | None:
+    """The role a config field was given (config/paths.py), or None."""
     stack = [*field.metadata, field.annotation]
     while stack:
         item = stack.pop()
@@ -58,7 +57,7 @@ def config_paths(cfg: BaseModel, prefix: str = "") -> dict[str, tuple[Role, str]
             continue
         if not isinstance(value, str) or not value:
             continue
-        role = _role(field)
+        role = path_role(field)
         if role is None and _exists(value):
             role = Role.INPUT
         if role is not None and role is not Role.SCRATCH:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
-from gensis.errors import RULES_SECTION, CheckpointError, ConfigError, GensisError, by_rule
+from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
 from gensis.runtime import lock
 from gensis.runtime import loggers as _loggers
 from gensis.runtime.io import atomic_write_text
@@ -145,17 +145,14 @@ class RunFolder:
         if self.stamp is None or not isinstance(saved, dict):
             return
         if saved.get("config") != self.stamp["config"]:
-            raise CheckpointError(
-                f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
-                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run "
-                "[rule fingerprint: " + RULES_SECTION + "]"
-            )
+            raise CheckpointError(by_rule(
+                "fingerprint", f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
+                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"))
         if saved.get("data") != self.stamp["data"]:
-            raise CheckpointError(
-                f"{self.last_checkpoint}: trained on other data (data fingerprint {str(saved.get('data'))[:12]}, "
-                f"the data now gives {self.stamp['data'][:12]}); restore that data or start a new run "
-                "[rule fingerprint: " + RULES_SECTION + "]"
-            )
+            raise CheckpointError(by_rule(
+                "fingerprint", f"{self.last_checkpoint}: trained on other data (data fingerprint "
+                f"{str(saved.get('data'))[:12]}, the data now gives {self.stamp['data'][:12]}); restore that data "
+                "or start a new run"))
 
     def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:
         """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
