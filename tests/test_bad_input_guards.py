@@ -54,9 +54,9 @@ CASES = [
     ("pretrain data.path={data} out={pre_stripped}", "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
     ("train-generator " + GEN + " out={gen_stripped} train.seed=5", "already holds a run"),
     ("train-generator " + GEN + " out={pre_stripped}", "holds a gensis pretrain run; this command writes a generator run"),
-    ("pretrain data.path={data} out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
-    ("train-generator " + GEN + " out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
-    ("run data.path={data} out={foreign}", "foreign is a folder of other files (no gensis output in it)"),
+    ("pretrain data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
+    ("train-generator " + GEN + " out={foreign}", "foreign is a folder of other files, not an output of this command"),
+    ("run data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
     # 2. checkpoints, banks and resumes tied to their run and data
     ("train-generator --resume " + GEN + " out={gen_swapped}", "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
     ("pretrain --resume " + PRE + " out={pre}", "pre/checkpoints/last.pt: trained on other data"),

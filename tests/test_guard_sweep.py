@@ -328,3 +328,17 @@ def test_bad_values_and_files_found_by_the_audit_are_one_line(bad_world, capsys,
     assert "seed" in _one_line(capsys, ["eval", f"encoder={w['enc']}", f"train_path={w['data']}",
                                        f"test_path={w['data']}", "seed=99999999999999999999999"])
     assert "unrecognized arguments: --force" in _one_line(capsys, ["embed", "--force", f"encoder={w['enc']}"])
+
+
+def test_the_encoder_a_generator_records_is_an_input_too(bad_world, capsys, tmp_path) -> None:
+    """generate and show read the generator's recorded encoder when encoder= is not given: its run is protected."""
+    import gensis
+
+    w = bad_world
+    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False,
+                                  "data.cache_dir": None, "data.path": str(w["data"]), "encoder": str(w["pre"]),
+                                  "out": str(tmp_path / "gen")}).generator_path
+    for argv, out in ((f"generate generator={gen} data_path={w['data']}", w["pre"] / "newbank"),
+                      (f"show generator={gen} data_path={w['data']}", w["pre"] / "exported" / "pictures")):
+        line = _refused(w, capsys, argv, str(out), "inside-run")
+        assert "encoder (recorded in the generator)" in line, line

@@ -78,13 +78,33 @@ def _resolved(path: str | Path) -> Path:
 
 # ---- what gensis wrote --------------------------------------------------------------------------
 
-def _safetensors_format(path: Path) -> str:
+def _safetensors_metadata(path: Path) -> dict:
     with open(path, "rb") as f:
         size = struct.unpack("<Q", f.read(8))[0]
         if size > 100_000_000:
-            return ""
+            return {}
         header = json.loads(f.read(size))
-    return str((header.get("__metadata__") or {}).get("format", ""))
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _safetensors_format(path: Path) -> str:
+    return str(_safetensors_metadata(path).get("format", ""))
+
+
+def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
+    """Inputs a command reads without naming them: the encoder a generator records, used when
+    ``encoder`` is not given (generate, show). Unreadable files are left to their readers."""
+    generator, encoder = getattr(cfg, "generator", None), getattr(cfg, "encoder", "")
+    if not isinstance(generator, str) or encoder is not None:
+        return {}
+    path = Path(generator)
+    path = path / "exported" / "generator.safetensors" if path.is_dir() else path
+    try:
+        recorded = _safetensors_metadata(path).get("encoder")
+    except (OSError, ValueError, struct.error):
+        return {}
+    return {"encoder (recorded in the generator)": recorded} if isinstance(recorded, str) and recorded else {}
 
 
 def _csv_header_is_ours(path: Path) -> bool:
@@ -242,8 +262,10 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
         if not is_folder:
             _refuse("foreign-folder", f"{key}={out} is a folder; this command writes a file there: choose another {key}=")
         if any(target.iterdir()) and not folder_is_gensis(target):
-            _refuse("foreign-folder", f"{key}={out} is a folder of other files (no gensis output in it); gensis "
-                    f"writes only into a new or empty folder or one of its own: choose another {key}=")
+            around = run_folder_of(target)
+            what = f"a part of the gensis output {around}" if around is not None else "a folder of other files"
+            _refuse("foreign-folder", f"{key}={out} is {what}, not an output of this command; gensis writes "
+                    f"only into a new or empty folder or one of its own: choose another {key}=")
         found = folder_kind(target)
         if kind is not None and found is not None and not _same_kind(found, kind):
             _refuse("foreign-folder", f"{key}={out} holds a gensis {found}; this command writes a {kind}: "
@@ -253,7 +275,7 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
 def guard_paths(cfg: BaseModel) -> None:
     """Refuse ``cfg``'s outputs by the four rules, before any work (nothing is created here)."""
     paths = config_paths(cfg)
-    inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT}
+    inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT} | _recorded_inputs(cfg)
     kind = getattr(type(cfg), "output_kind", None)
     for key, out, is_folder in _outputs(cfg, paths):
         check_output(key, out, is_folder, inputs, kind if is_folder and out == getattr(cfg, "out", None) else None)
