@@ -26,6 +26,7 @@ from gensis.config.overrides import config_range
 from gensis.config.schema import DataConfig, ModelConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
+from gensis.runtime.guards import folder_kind
 from gensis.runtime.io import atomic_write, save_safetensors
 
 ENCODER_FORMAT = "gensis.encoder/1"
@@ -91,18 +92,20 @@ def resolve_exported(path: str | Path, what: str) -> Path:
     return p
 
 
+_KIND_NAMES = {"autoencoder run": "an autoencoder (train-autoencoder)", "bank": "a view bank",
+               "pretrain run": "a stage-1 run folder (an encoder)", "generator run": "a train-generator run folder",
+               "pipeline": "a gensis run folder (one subfolder per stage)"}
+
+
 def _folder_kind(folder: Path) -> str | None:
-    """What gensis folder ``folder`` is, to name it when another kind was expected."""
-    if (folder / "exported" / "autoencoder").is_dir() or (folder / "gensis.json").is_file():
-        return "an autoencoder (train-autoencoder)"
-    if (folder / "index.json").is_file() and next(folder.glob("shard-*.safetensors"), None) is not None:
-        return "a view bank"
-    for name, kind in (("encoder", "a stage-1 run folder (an encoder)"), ("generator", "a train-generator run folder")):
-        if (folder / "exported" / f"{name}.safetensors").is_file():
-            return kind
-    if (folder / "config.json").is_file():
+    """What gensis folder ``folder`` is (runtime/guards.py: folder_kind), to name it when another
+    kind was expected; also an exported autoencoder and a diffusers model folder."""
+    if (folder / "gensis.json").is_file():
+        return _KIND_NAMES["autoencoder run"]
+    kind = _KIND_NAMES.get(folder_kind(folder) or "")
+    if kind is None and (folder / "config.json").is_file():
         return "a diffusers model folder"
-    return None
+    return kind
 
 
 def resolve_encoder_path(path: str | Path) -> Path:

@@ -20,16 +20,16 @@ from __future__ import annotations
 import csv
 import json
 import re
-import struct
 import typing
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from safetensors import SafetensorError
 
 from gensis.config.paths import Role
-from gensis.errors import ConfigError, by_rule
+from gensis.errors import ConfigError, GensisError, by_rule
 from gensis.runtime import lock
 from gensis.runtime.io import RESULT_MARK
 from gensis.runtime.run_folder import CONFIG_MARK
@@ -78,14 +78,11 @@ def _resolved(path: str | Path) -> Path:
 
 # ---- what gensis wrote --------------------------------------------------------------------------
 
-def _safetensors_metadata(path: Path) -> dict:
-    with open(path, "rb") as f:
-        size = struct.unpack("<Q", f.read(8))[0]
-        if size > 100_000_000:
-            return {}
-        header = json.loads(f.read(size))
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return f.metadata() or {}
 
 
 def _safetensors_format(path: Path) -> str:
@@ -98,11 +95,11 @@ def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     generator, encoder = getattr(cfg, "generator", None), getattr(cfg, "encoder", "")
     if not isinstance(generator, str) or encoder is not None:
         return {}
-    path = Path(generator)
-    path = path / "exported" / "generator.safetensors" if path.is_dir() else path
+    from gensis.runtime.checkpoint import resolve_exported  # torch: only generate and show get here
+
     try:
-        recorded = _safetensors_metadata(path).get("encoder")
-    except (OSError, ValueError, struct.error):
+        recorded = _safetensors_metadata(resolve_exported(generator, "generator")).get("encoder")
+    except (GensisError, OSError, ValueError, SafetensorError):
         return {}
     return {"encoder (recorded in the generator)": recorded} if isinstance(recorded, str) and recorded else {}
 
@@ -142,34 +139,14 @@ def file_is_gensis(path: str | Path) -> bool:
             return meta.get(b"format", b"").startswith(b"gensis.")
         if suffix in (".zip", ".pt", ".pt2"):
             return zipfile.is_zipfile(path) and _zip_is_ours(path)
-    except (OSError, ValueError, UnicodeDecodeError, struct.error, zipfile.BadZipFile, ImportError):
+    except (OSError, ValueError, UnicodeDecodeError, SafetensorError, zipfile.BadZipFile, ImportError):
         return False
     return False
 
 
-def folder_is_gensis(path: str | Path) -> bool:
-    """Whether ``path`` is a folder gensis writes: a run, a bank, a pipeline, tiles, pictures."""
-    root = Path(path)
-    if (root / lock.LOCK_NAME).exists() or (root / "pipeline.json").is_file():
-        return True
-    if (root / ".state" / "settings.json").is_file() or (root / "settings.json").is_file() and root.name.endswith(".parts"):
-        return True  # tiles, or a tile archive's state
-    try:
-        with open(root / "config.yaml", encoding="utf-8", errors="replace") as f:
-            if f.readline() == CONFIG_MARK:
-                return True
-    except OSError:
-        pass
-    try:
-        return json.loads((root / "index.json").read_text()).get("format", "").startswith("gensis.")
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def folder_kind(path: str | Path) -> str | None:
-    """What a gensis folder holds (a command's ``output_kind``), "run" for a run that has not
-    exported yet, or None when it holds nothing of a known kind (empty, or only its lock)."""
-    root = Path(path)
+def _marked_kind(root: Path) -> str | None:
+    """The kind a gensis marker file names: pipeline.json, a bank's index.json, tiling state or
+    the marked first line of a run's config.yaml ("run"); None without one."""
     if (root / "pipeline.json").is_file():
         return "pipeline"
     try:
@@ -179,12 +156,34 @@ def folder_kind(path: str | Path) -> str | None:
         pass
     if (root / ".state" / "settings.json").is_file():
         return "tiles"
+    try:
+        with open(root / "config.yaml", encoding="utf-8", errors="replace") as f:
+            return "run" if f.readline() == CONFIG_MARK else None
+    except OSError:
+        return None
+
+
+def folder_is_gensis(path: str | Path) -> bool:
+    """Whether ``path`` is a folder gensis writes: a locked output, a run, a bank, a pipeline, tiles."""
+    root = Path(path)
+    if (root / lock.LOCK_NAME).exists() or (root.name.endswith(".parts") and (root / "settings.json").is_file()):
+        return True  # every output folder is locked while written; a tile archive's state beside it
+    return _marked_kind(root) is not None
+
+
+def folder_kind(path: str | Path) -> str | None:
+    """What a gensis folder holds (a command's ``output_kind``), "run" for a run that has not
+    exported yet, or None when it holds nothing of a known kind (empty, or only its lock)."""
+    root = Path(path)
+    marked = _marked_kind(root)
+    if marked in ("pipeline", "bank", "tiles"):
+        return marked
     exported = root / "exported"
     for name, kind in (("generator.safetensors", "generator run"), ("autoencoder", "autoencoder run"),
                        ("encoder.safetensors", "pretrain run")):
         if (exported / name).exists():
             return kind
-    if (root / "config.yaml").is_file():
+    if marked == "run":
         return "run"
     if (root / "views.png").is_file() or (root / "interpolations.png").is_file():
         return "pictures"

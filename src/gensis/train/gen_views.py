@@ -27,12 +27,11 @@ from dataclasses import dataclass
 import torch
 
 from gensis.augment import MultiCropAugment
-from gensis.config.schema import PretrainConfig
+from gensis.config.schema import GenViewsConfig, PretrainConfig
 from gensis.data import ImageData
 from gensis.runtime.device import resolve_device
-from gensis.train.view_sources import GeneratedSource
-from gensis.config.schema import GenViewsConfig
 from gensis.ssl.dino import DisentangleViews
+from gensis.train.view_sources import GeneratedSource
 
 
 @dataclass
@@ -84,16 +83,13 @@ class PairSampler:
         )
 
 
-class Stage3Views(PairSampler):
-    """The stage-3 views of a batch: ``(images, indices, generator) -> GenViews``."""
-
-    @classmethod
-    def build(cls, cfg: PretrainConfig, generated: GeneratedSource | None, augment: MultiCropAugment,
-              fetch: Callable[[torch.Tensor], torch.Tensor], lambda_dis: float) -> "Stage3Views | None":
-        """None for stage 1 (no generated source); ``lambda_dis`` is 0 for methods without a teacher."""
-        if generated is None:
-            return None
-        return cls(cfg.gen.model_copy(update={"lambda_dis": lambda_dis}), generated, augment, fetch)
+def stage3_views(cfg: PretrainConfig, generated: GeneratedSource | None, augment: MultiCropAugment,
+                 fetch: Callable[[torch.Tensor], torch.Tensor], lambda_dis: float) -> PairSampler | None:
+    """The stage-3 views of a batch, ``(images, indices, generator) -> GenViews``; None for stage 1
+    (no generated source). ``lambda_dis`` is 0 for methods without a teacher."""
+    if generated is None:
+        return None
+    return PairSampler(cfg.gen.model_copy(update={"lambda_dis": lambda_dis}), generated, augment, fetch)
 
 
 def generated_source(cfg: PretrainConfig, data: ImageData):

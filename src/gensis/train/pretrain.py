@@ -45,7 +45,7 @@ from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop
 from gensis.ssl.methods import build_method
 from gensis.ssl.schedules import cosine_schedule
-from gensis.train.gen_views import Stage3Views, generated_source
+from gensis.train.gen_views import generated_source, stage3_views
 from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.pretrain")
@@ -146,7 +146,8 @@ class _Trainer:
     (views, loss, optimizer step, log); :class:`~gensis.train.loop.Loop` runs the steps."""
 
     def __init__(self, cfg: PretrainConfig, run: RunFolder, data: ImageData, eval_data: ImageData | None,
-                 generated, init: dict | None, info: distributed.Dist, quality_encoder) -> None:
+                 generated, init: dict | None, info: distributed.Dist, quality_encoder,
+                 stop: GracefulStop | None) -> None:
         self.cfg, self.run, self.data, self.eval_data, self.info = cfg, run, data, eval_data, info
         self.device = distributed.setup(info, resolve_device(cfg.train.device))
         torch.manual_seed(cfg.train.seed)
@@ -155,10 +156,11 @@ class _Trainer:
         self.augment = MultiCropAugment(cfg.augment)
         self.schedule = Schedule(len(data), cfg.train.batch_size, cfg.train.epochs, cfg.train.seed,
                                  cfg.train.max_steps)
+        self.loop = Loop(self.schedule, run, self.save, cfg.train.checkpoint_every, cfg.train.progress, info, stop)
         self.lr_base = cfg.optim.lr * cfg.train.batch_size / 256.0
         self.resident = data.images.to(self.device) if data.in_memory else None
         self.generated = generated
-        self.stage3 = Stage3Views.build(cfg, generated, self.augment, self._fetch, self.lambda_dis)
+        self.stage3 = stage3_views(cfg, generated, self.augment, self._fetch, self.lambda_dis)
         self.quality = _pair_quality(cfg, quality_encoder, data, self.device, run) \
             if quality_encoder is not None else None
         self.metrics: dict[str, Any] = {}
@@ -310,10 +312,8 @@ class _Trainer:
 def _train(cfg: PretrainConfig, run: RunFolder, resume: bool, data: ImageData, eval_data: ImageData | None,
            generated=None, stop: GracefulStop | None = None, init: dict | None = None,
            info: distributed.Dist = distributed.Dist(), quality_encoder=None) -> PretrainResult:
-    trainer = _Trainer(cfg, run, data, eval_data, generated, init, info, quality_encoder)
-    step = trainer.start(resume)
-    trainer.loop = Loop(trainer.schedule, run, trainer.save, cfg.train.checkpoint_every, cfg.train.progress, info, stop)
-    step = trainer.loop.run_steps(step, trainer.step, trainer.batches, trainer.end_of_epoch)
+    trainer = _Trainer(cfg, run, data, eval_data, generated, init, info, quality_encoder, stop)
+    step = trainer.loop.run_steps(trainer.start(resume), trainer.step, trainer.batches, trainer.end_of_epoch)
     return trainer.finish(step)
 
 
