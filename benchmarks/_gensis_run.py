@@ -63,6 +63,19 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
         encoders["dino-compute-fair"] = stage3_variant(cfg, stages.control, "dino-compute-fair",
                                                        {"train.epochs": fair_epochs})
         secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
+    rows, n_test = evaluate_all(encoders, cfg)
+    summary = summarize(rows, VERSUS, n_test=n_test)
+    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
+    extra = bank_and_loss_notes(summary, list(rows), quality, Path(cfg.out), stages.gen_dino.dino.out_dim)
+    table = write_table(Path(cfg.out), summary, LABELS, extra)
+    print(table.read_text())
+    return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
+            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "summary": summary,
+            "generator_quality": quality}
+
+
+def evaluate_all(encoders: dict[str, Path], cfg: PipelineConfig) -> tuple[dict[str, Any], int]:
+    """kNN and the linear probe of every encoder (reused when done); rows for the table, test size."""
     evals: dict[str, Any] = {}
     for name, path in encoders.items():
         evaluate_stage(name, path, cfg, Path(cfg.out) / "eval", evals)
@@ -72,14 +85,18 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
         rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": lin.get("top1"),
                       "trained_steps": r.get("trained_steps"),
                       **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin}}
-    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    summary = summarize(rows, VERSUS, n_test=next(iter(evals.values()))["n_test"])
-    out_dim = stages.gen_dino.dino.out_dim
-    summary["disentanglement_loss"] = {
-        name: dis_curve(Path(cfg.out) / name, out_dim)
-        for name in rows if name.startswith("gen-dino")}
+    return rows, next(iter(evals.values()))["n_test"]
+
+
+def bank_and_loss_notes(summary: dict[str, Any], names: list[str], quality: dict[str, Any], root: Path,
+                        out_dim: int) -> str:
+    """Where a gain can be lost, added to ``summary`` and as markdown: the bank's faithfulness
+    against the real-view ceiling, and each Gen-DINO run's disentanglement loss beside its floor."""
+    summary["disentanglement_loss"] = {name: dis_curve(root / name, out_dim) for name in names
+                                       if name.startswith("gen-dino")}
     summary["faithfulness"] = {k: quality.get(k) for k in ("retrieval_top1", "retrieval_median_rank",
-                                                           "class_consistency", "ceiling", "ceiling_crop", "chance")}
+                                                           "class_consistency", "diversity_cosine", "ceiling",
+                                                           "ceiling_crop", "chance")}
     head, body = faithfulness_table(quality)
     extra = ("\nGenerated views, beside real stage-1 views (the ceiling) and chance:\n\n| " + " | ".join(head)
              + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
@@ -89,11 +106,7 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
         extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
                          + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")") + "\n"
                          for n, c in curves.items())
-    table = write_table(Path(cfg.out), summary, LABELS, extra)
-    print(table.read_text())
-    return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
-            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "summary": summary,
-            "generator_quality": quality}
+    return extra
 
 
 def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data: Path, *, preset: str,

@@ -81,23 +81,30 @@ def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]], n_
     return {"n_test": n_test, "encoders": table, "differences": diffs}
 
 
-def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
-    """First and last 10 % of a Gen-DINO run's disentanglement loss, beside ln K and its floor."""
+def _logged(folder: Path) -> list[dict[str, Any]]:
     path = folder / "metrics.jsonl"
-    if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    loss = [r["loss_dis"] for r in rows if isinstance(r.get("loss_dis"), (int, float))]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def loss_trend(folder: Path, key: str = "loss") -> dict[str, Any] | None:
+    """First and last tenth of one logged loss of a run (the rule of the report's verdicts)."""
+    loss = [r[key] for r in _logged(folder) if isinstance(r.get(key), (int, float))]
     if not loss:
         return None
-    floor = [r["loss_dis_floor"] for r in rows if isinstance(r.get("loss_dis_floor"), (int, float))]
-    t = trend(loss)  # the rule of the report's verdicts: first and last tenth, beside the noise
-    tenth = max(1, len(loss) // 10)
-    out = {"first": round(t.first, 3), "last": round(t.last, 3), "direction": t.direction,
-           "noise": None if t.noise is None else round(t.noise, 3), "uniform": round(math.log(out_dim), 3),
-           "points": len(loss)}
+    t = trend(loss)
+    return {"first": round(t.first, 3), "last": round(t.last, 3), "direction": t.direction,
+            "noise": None if t.noise is None else round(t.noise, 3), "points": len(loss)}
+
+
+def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
+    """First and last 10 % of a Gen-DINO run's disentanglement loss, beside ln K and its floor."""
+    out = loss_trend(folder, "loss_dis")
+    if out is None:
+        return None
+    out["uniform"] = round(math.log(out_dim), 3)
+    floor = [r["loss_dis_floor"] for r in _logged(folder) if isinstance(r.get("loss_dis_floor"), (int, float))]
     if floor:
-        out["floor_last"] = round(statistics.fmean(floor[-tenth:]), 3)
+        out["floor_last"] = round(statistics.fmean(floor[-max(1, len(floor) // 10):]), 3)
     return out
 
 
@@ -107,14 +114,17 @@ def _cell(s: dict[str, Any] | None) -> str:
     return f"{s['mean']:.2f}" + (f" +- {s['sd']:.2f}" if s["sd"] is not None else "")
 
 
-def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
+SE_COVERS = "the stage-3 seeds only (stage 1, the bank and the test set are shared)"
+
+
+def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = SE_COVERS) -> str:
     enc = summary["encoders"]
     keys = [(k, lab) for k, lab in METRICS if any(k in t for t in enc.values())]
     lines = []
     if summary.get("n_test"):
         lines += [f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points. The SE "
-                  "covers the stage-3 seeds only (stage 1, the bank and the test set are shared), so a "
-                  "difference of a few test images with sd 0 passes 2 SE without being general.", ""]
+                  f"covers {se_covers}, so a difference of a few test images with sd 0 passes 2 SE without "
+                  "being general.", ""]
     lines += ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
              "|---|---|" + "---|" * len(keys)]
     for g, t in enc.items():
@@ -141,10 +151,11 @@ def markdown(summary: dict[str, Any], labels: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(folder: Path, summary: dict[str, Any], labels: dict[str, str], extra_md: str = "") -> Path:
+def write_table(folder: Path, summary: dict[str, Any], labels: dict[str, str], extra_md: str = "",
+                se_covers: str = SE_COVERS) -> Path:
     """``table.md`` and ``table.json`` in ``folder``; returns the markdown's path."""
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / "table.md"
-    md.write_text(markdown(summary, labels) + extra_md)
+    md.write_text(markdown(summary, labels, se_covers) + extra_md)
     (folder / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
     return md

@@ -1,0 +1,157 @@
+"""Gen-DINO against DINO, both trained from scratch for the same epochs: the comparison of the
+Gen-SIS paper's headline table (arXiv 2412.01672, Table 1: ViT-S/16, 100 epochs, kNN 69.4 -> 70.9).
+
+One ``gensis run`` with ``stage3_init=scratch`` and no control gives both arms of a seed:
+stage 1 is DINO from scratch for N epochs (the DINO arm); the generator is conditioned on that
+very encoder; Gen-DINO starts again from a random init, with the same training seed (so the same
+initial weights and the same order of images), for the same N epochs. Both arms are paired by seed.
+
+``--bank shared`` (the CPU default) trains the generator and the bank once, on seed 0's stage 1,
+and repeats only the two arms' training with seeds 1, 2, ...; the SE then covers the training
+seeds, not the generator's. ``--bank per-seed`` runs a whole pipeline per seed, as the paper's
+protocol reads (three generators do not fit one 2-hour session on 2 cores).
+
+``dino-compute-fair`` continues seed 0's DINO for as many epochs as the generator, the bank and
+Gen-DINO took (measured in this run): Gen-DINO's whole pipeline compute given to DINO.
+
+    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair    # 4k PCam tiles at 32 px, N = 30, 3 seeds
+    python benchmarks/gensis_scratch.py --data cifar10 --no-compute-fair # 5k CIFAR-10 images, N = 40, 3 seeds
+    python benchmarks/gensis_scratch.py --data pcam --scale gpu --bank per-seed --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gensis
+import gensis_cifar10
+import gensis_pcam
+from gensis.config.overrides import build_config
+from gensis.config.schema import PipelineConfig, PretrainConfig
+from gensis.pipeline import stage_configs
+from gensis.pipeline.stages import stage3_variant
+from gensis.runtime.device import resolve_device
+
+from _common import emit, header
+from _gensis_run import bank_and_loss_notes, evaluate_all
+from _gensis_table import loss_trend, summarize, write_table
+
+# Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
+DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
+            "cifar10": (gensis_cifar10.DATA, "cifar10", gensis_cifar10.SCALES)}
+LABELS = {"dino-compute-fair": "DINO, compute-fair (seed 0's DINO continued)"}
+VERSUS = [("gen-dino", "dino"), ("gen-dino", "dino-compute-fair")]
+SE_COVERS = "the training seeds of both arms (with --bank shared, the generator, the bank and the test set are shared)"
+
+
+def scratch_settings(scale: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark scale turned into the from-scratch protocol: Gen-DINO takes stage 1's recipe
+    and length (its own epochs and warm-up were for continuing stage 1), no control run."""
+    settings = json.loads(json.dumps(scale))
+    settings["gen_dino"] = {k: v for k, v in settings.get("gen_dino", {}).items()
+                            if k not in ("train.epochs", "optim.warmup_epochs")}
+    settings.update(stage3_init="scratch", control=False)
+    return settings
+
+
+def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool
+               ) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any]:
+    """Every encoder of the table (``dino``, ``gen-dino``, ``dino-s1``, ...) and its seconds."""
+    encoders: dict[str, Path] = {}
+    secs: dict[str, float] = {}
+    first = None
+    for seed in seeds:
+        suffix = "" if seed == seeds[0] else f"-s{seed}"
+        if first is None or per_seed_bank:
+            run_settings = {**settings, "seed": seed}
+            if per_seed_bank and suffix:
+                run_settings["out"] = f"{settings['out']}{suffix}"
+            result = gensis.run(run_settings)
+            cfg = build_config(PipelineConfig, run_settings, use_presets=False)
+            stages = stage_configs(cfg)
+            first = first or (cfg, stages, result)
+            encoders[f"dino{suffix}"] = Path(stages.pretrain.out) / "exported" / "encoder.safetensors"
+            encoders[f"gen-dino{suffix}"] = Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"
+            for stage, name in (("pretrain", "dino"), ("gen-dino", "gen-dino"), ("train-generator", "generator"),
+                                ("generate", "bank")):
+                secs[f"{name}{suffix}"] = result["stages"][stage]["seconds"]
+            continue
+        cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
+        for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
+            t0 = time.perf_counter()
+            encoders[f"{name}{suffix}"] = stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed})
+            secs[f"{name}{suffix}"] = round(time.perf_counter() - t0, 1)
+    cfg, stages, _ = first
+    if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
+        per_epoch = secs["dino"] / stages.pretrain.train.epochs
+        extra = secs["generator"] + secs["bank"] + secs["gen-dino"]
+        epochs = stages.pretrain.train.epochs + max(1, round(extra / per_epoch))
+        t0 = time.perf_counter()
+        encoders["dino-compute-fair"] = stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
+            "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True})
+        secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
+    return cfg, encoders, secs, stages
+
+
+def fair_epochs(cfg: PipelineConfig) -> int:
+    """The compute-fair run's epochs, as it recorded them."""
+    return build_config(PretrainConfig, {}, use_presets=False,
+                        config_file=Path(cfg.out) / "dino-compute-fair" / "config.yaml").train.epochs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=sorted(DATASETS), default="pcam")
+    p.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--train", default=None, help="training images (default: the set's train.zip)")
+    p.add_argument("--test", default=None, help="test images (default: the set's test.zip)")
+    p.add_argument("--out", default=None, help="default: runs/gensis_scratch_<data>")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds of both arms")
+    p.add_argument("--epochs", type=int, default=None, help="N, both arms (default: the scale's stage 1)")
+    p.add_argument("--max-images", type=int, default=None, help="training images (the low-data point)")
+    p.add_argument("--bank", choices=("shared", "per-seed"), default="shared")
+    p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None, help="also append the result here")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args()
+    data, preset, scales = DATASETS[args.data]
+    settings = scratch_settings(scales[args.scale])
+    if args.epochs is not None:
+        settings["pretrain"]["train.epochs"] = args.epochs
+    if args.max_images is not None:
+        settings["data.max_images"] = args.max_images
+    settings.update({"out": args.out or f"runs/gensis_scratch_{args.data}", "preset": preset, "device": args.device,
+                     "data.path": args.train or str(data / "train.zip"),
+                     "data.eval_path": args.test or str(data / "test.zip"), "progress": not args.quiet})
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cfg, encoders, secs, stages = train_arms(settings, seeds, args.bank == "per-seed", not args.no_compute_fair)
+    rows, n_test = evaluate_all(encoders, cfg)
+    summary = summarize(rows, VERSUS, n_test=n_test)
+    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
+    extra = bank_and_loss_notes(summary, list(rows), quality, Path(cfg.out), stages.gen_dino.dino.out_dim)
+    # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart).
+    summary["dino_loss"] = {name: loss_trend(Path(path).parents[1], "loss_dino" if name.startswith("gen") else "loss")
+                            for name, path in encoders.items()}
+    extra += "\nDINO loss, mean of the first and last tenth of each run:\n\n" + "".join(
+        f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n"
+        for n, c in summary["dino_loss"].items() if c)
+    n = stages.pretrain.train.epochs
+    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs"}
+    if "dino-compute-fair" in secs:
+        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
+    table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS)
+    print(table.read_text())
+    result = header("gensis_scratch", resolve_device(args.device))
+    result.update(data=args.data, scale=args.scale, bank=args.bank, seeds=seeds, settings=settings,
+                  epochs=stages.pretrain.train.epochs, seconds=secs, results=rows, summary=summary,
+                  generator_quality=quality)
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
