@@ -17,6 +17,7 @@ Gen-DINO took (measured in this run): Gen-DINO's whole pipeline compute given to
     python benchmarks/gensis_scratch.py --data pcam --no-compute-fair    # 4k PCam tiles at 32 px, N = 30, 3 seeds
     python benchmarks/gensis_scratch.py --data cifar10 --no-compute-fair # 5k CIFAR-10 images, N = 40, 3 seeds
     python benchmarks/gensis_scratch.py --data pcam --scale gpu --bank per-seed --device cuda
+    bash benchmarks/gpu_scratch.sh      # on a lent device: CIFAR-10 at a 9-minute scale, 3 seeds
 """
 
 from __future__ import annotations
@@ -42,7 +43,30 @@ from _gensis_table import loss_trend, summarize, write_table
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
 DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
-            "cifar10": (gensis_cifar10.DATA, "cifar10", gensis_cifar10.SCALES)}
+            "cifar10": (gensis_cifar10.DATA, "cifar10", {
+                **gensis_cifar10.SCALES,
+                # benchmarks/gpu_scratch.sh: one H200, the 10k/5k subset of gpu_check.py prepare, in
+                # about 9 minutes with 3 seeds (the cifar10 preset: ResNet-18, CIFAR stem; pixel32).
+                "device-check": {
+                    "pretrain": {"train.epochs": 20, "train.knn_every": 0, "train.log_every": 10},
+                    "generator": {"model.spec": "pixel32", "train.batch_size": 256, "train.epochs": 30,
+                                  "train.log_every": 20},
+                    "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10,
+                                 "batch_size": 1000},
+                    "show": {"steps": 10},
+                    "linear_epochs": 100,
+                },
+                # GPU_CHECK_DRY=1 bash benchmarks/gpu_scratch.sh: every step of it on the CPU, in minutes.
+                "dry": {
+                    "pretrain": {"model.backbone": "resnet10t", "model.cifar_stem": False, "train.epochs": 1,
+                                 "train.batch_size": 128, "train.knn_every": 0, "train.log_every": 1},
+                    "generator": {"model.spec": "tiny", "model.block_out_channels": [32, 64, 64],
+                                  "train.batch_size": 64, "train.epochs": 2, "train.log_every": 2},
+                    "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
+                    "show": {"steps": 2},
+                    "linear_epochs": 5,
+                },
+            })}
 LABELS = {"dino-compute-fair": "DINO, compute-fair (seed 0's DINO continued)"}
 VERSUS = [("gen-dino", "dino"), ("gen-dino", "dino-compute-fair")]
 SE_COVERS = "the training seeds of both arms (with --bank shared, the generator, the bank and the test set are shared)"
@@ -106,13 +130,15 @@ def fair_epochs(cfg: PipelineConfig) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(DATASETS), default="pcam")
-    p.add_argument("--scale", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--scale", choices=("cpu", "gpu", "device-check", "dry"), default="cpu",
+                   help="device-check and dry: cifar10 only (benchmarks/gpu_scratch.sh)")
     p.add_argument("--train", default=None, help="training images (default: the set's train.zip)")
     p.add_argument("--test", default=None, help="test images (default: the set's test.zip)")
     p.add_argument("--out", default=None, help="default: runs/gensis_scratch_<data>")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds of both arms")
     p.add_argument("--epochs", type=int, default=None, help="N, both arms (default: the scale's stage 1)")
     p.add_argument("--max-images", type=int, default=None, help="training images (the low-data point)")
+    p.add_argument("--generator-epochs", type=int, default=None, help="stage 2 this long instead of the scale's")
     p.add_argument("--bank", choices=("shared", "per-seed"), default="shared")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     p.add_argument("--device", default="auto")
@@ -120,11 +146,15 @@ def main() -> None:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     data, preset, scales = DATASETS[args.data]
+    if args.scale not in scales:
+        p.error(f"--scale {args.scale}: not defined for --data {args.data}")
     settings = scratch_settings(scales[args.scale])
     if args.epochs is not None:
         settings["pretrain"]["train.epochs"] = args.epochs
     if args.max_images is not None:
         settings["data.max_images"] = args.max_images
+    if args.generator_epochs is not None:
+        settings["generator"]["train.epochs"] = args.generator_epochs
     settings.update({"out": args.out or f"runs/gensis_scratch_{args.data}", "preset": preset, "device": args.device,
                      "data.path": args.train or str(data / "train.zip"),
                      "data.eval_path": args.test or str(data / "test.zip"), "progress": not args.quiet})

@@ -13,21 +13,10 @@
 # On the device:   bash benchmarks/gpu_check.sh           (carry: .whl, .gpu_data)
 # Dry run on CPU:  GPU_CHECK_DRY=1 OUT=runs/gpu_check_dry bash benchmarks/gpu_check.sh
 set -uo pipefail
-PY=${PYTHON:-python3}
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1  # gensis from this tree: no install needed
-DATA=${GPU_CHECK_DATA:-.gpu_data}
+source benchmarks/_gpu_env.sh
 DRY=()
-if [ -n "${GPU_CHECK_DRY:-}" ]; then
-  DATA=${GPU_CHECK_DATA:-runs/gpu_check_dry_data}
-  [ -f "$DATA/cifar10_train.npz" ] || "$PY" benchmarks/gpu_check.py prepare --to "$DATA" --train-images 400 --test-images 200
-  DRY=(--dry)
-fi
-[ -f "$DATA/cifar10_train.npz" ] || { echo "gpu_check: $DATA/cifar10_train.npz missing: run 'python benchmarks/gpu_check.py prepare' and carry .gpu_data" >&2; exit 2; }
+[ -n "${GPU_CHECK_DRY:-}" ] && DRY=(--dry)
 (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv) 2>&1 | tee "$OUT/log.txt"
 timeout 540 "$PY" benchmarks/gpu_check.py run --data "$DATA" --out "$OUT" "${DRY[@]}" 2>&1 | tee -a "$OUT/log.txt"
