@@ -66,12 +66,17 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    extra = bank_and_loss_notes(summary, list(rows), quality, Path(cfg.out), stages.gen_dino.dino.out_dim)
+    extra = bank_and_loss_notes(summary, encoders, quality, stages.gen_dino.dino.out_dim)
     table = write_table(Path(cfg.out), summary, LABELS, extra)
     print(table.read_text())
     return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
             "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "summary": summary,
             "generator_quality": quality}
+
+
+def run_folder(encoder: Path) -> Path:
+    """The run folder of an exported encoder (``<run>/exported/encoder.safetensors``)."""
+    return encoder.parents[1]
 
 
 def evaluate_all(encoders: dict[str, Path], cfg: PipelineConfig) -> tuple[dict[str, Any], int]:
@@ -88,18 +93,23 @@ def evaluate_all(encoders: dict[str, Path], cfg: PipelineConfig) -> tuple[dict[s
     return rows, next(iter(evals.values()))["n_test"]
 
 
-def bank_and_loss_notes(summary: dict[str, Any], names: list[str], quality: dict[str, Any], root: Path,
+def faithfulness_md(quality: dict[str, Any], title: str = "Generated views") -> str:
+    """A bank's quality.json as a markdown table, beside real stage-1 views (the ceiling) and chance."""
+    head, body = faithfulness_table(quality)
+    return (f"\n{title}, beside real stage-1 views (the ceiling) and chance:\n\n| " + " | ".join(head)
+            + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
+
+
+def bank_and_loss_notes(summary: dict[str, Any], encoders: dict[str, Path], quality: dict[str, Any],
                         out_dim: int) -> str:
     """Where a gain can be lost, added to ``summary`` and as markdown: the bank's faithfulness
     against the real-view ceiling, and each Gen-DINO run's disentanglement loss beside its floor."""
-    summary["disentanglement_loss"] = {name: dis_curve(root / name, out_dim) for name in names
+    summary["disentanglement_loss"] = {name: dis_curve(run_folder(path), out_dim) for name, path in encoders.items()
                                        if name.startswith("gen-dino")}
     summary["faithfulness"] = {k: quality.get(k) for k in ("retrieval_top1", "retrieval_median_rank",
                                                            "class_consistency", "diversity_cosine", "ceiling",
                                                            "ceiling_crop", "chance")}
-    head, body = faithfulness_table(quality)
-    extra = ("\nGenerated views, beside real stage-1 views (the ceiling) and chance:\n\n| " + " | ".join(head)
-             + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
+    extra = faithfulness_md(quality)
     curves = {n: c for n, c in summary["disentanglement_loss"].items() if c}
     if curves:
         extra += "\nDisentanglement loss, mean of the first and last tenth of each run (uniform = ln K):\n\n"

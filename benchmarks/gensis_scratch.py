@@ -31,14 +31,14 @@ from typing import Any
 import gensis
 import gensis_cifar10
 import gensis_pcam
-from gensis.config.overrides import build_config
+from gensis.config.overrides import build_config, flatten, parse_value
 from gensis.config.schema import PipelineConfig, PretrainConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
 
 from _common import emit, header
-from _gensis_run import bank_and_loss_notes, evaluate_all
+from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, run_folder
 from _gensis_table import loss_trend, summarize, write_table
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
@@ -68,7 +68,8 @@ DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
                 },
             })}
 LABELS = {"dino-compute-fair": "DINO, compute-fair (seed 0's DINO continued)"}
-VERSUS = [("gen-dino", "dino"), ("gen-dino", "dino-compute-fair")]
+VERSUS = [("gen-dino", "dino"), ("gen-dino-dial", "dino"), ("gen-dino-dial", "gen-dino"),
+          ("gen-dino", "dino-compute-fair")]
 SE_COVERS = "the training seeds of both arms (with --bank shared, the generator, the bank and the test set are shared)"
 
 
@@ -121,6 +122,22 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
     return cfg, encoders, secs, stages
 
 
+def dial_arm(cfg: PipelineConfig, stages: Any, seeds: list[int], dial: dict[str, Any],
+             encoders: dict[str, Path], secs: dict[str, float]) -> dict[str, Any]:
+    """Gen-DINO from a second bank of the same generator with one setting changed (the diversity
+    dial, e.g. ``guidance_scale=2``), for every seed; returns that bank's quality report."""
+    bank = Path(cfg.out) / "bank-dial"
+    t0 = time.perf_counter()
+    gensis.generate({**flatten(stages.generate.model_dump()), **dial, "out": str(bank)})
+    secs["bank-dial"] = round(time.perf_counter() - t0, 1)
+    for seed in seeds:
+        name = "gen-dino-dial" + ("" if seed == seeds[0] else f"-s{seed}")
+        t0 = time.perf_counter()
+        encoders[name] = stage3_variant(cfg, stages.gen_dino, name, {"train.seed": seed, "gen.bank": str(bank)})
+        secs[name] = round(time.perf_counter() - t0, 1)
+    return json.loads((bank / "quality.json").read_text())
+
+
 def fair_epochs(cfg: PipelineConfig) -> int:
     """The compute-fair run's epochs, as it recorded them."""
     return build_config(PretrainConfig, {}, use_presets=False,
@@ -140,6 +157,8 @@ def main() -> None:
     p.add_argument("--max-images", type=int, default=None, help="training images (the low-data point)")
     p.add_argument("--generator-epochs", type=int, default=None, help="stage 2 this long instead of the scale's")
     p.add_argument("--bank", choices=("shared", "per-seed"), default="shared")
+    p.add_argument("--dial", default=None, metavar="KEY=VALUE[;KEY=VALUE]",
+                   help="also Gen-DINO from a second bank with these generate settings (e.g. guidance_scale=2)")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also append the result here")
@@ -160,24 +179,32 @@ def main() -> None:
                      "data.eval_path": args.test or str(data / "test.zip"), "progress": not args.quiet})
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg, encoders, secs, stages = train_arms(settings, seeds, args.bank == "per-seed", not args.no_compute_fair)
+    dial = None
+    if args.dial:
+        dial = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.dial.split(";"))}
+        dial_quality = dial_arm(cfg, stages, seeds, dial, encoders, secs)
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    extra = bank_and_loss_notes(summary, list(rows), quality, Path(cfg.out), stages.gen_dino.dino.out_dim)
+    extra = bank_and_loss_notes(summary, encoders, quality, stages.gen_dino.dino.out_dim)
+    if dial:
+        summary["faithfulness_dial"] = {"settings": dial, **dial_quality}
+        extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({args.dial})")
     # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart).
-    summary["dino_loss"] = {name: loss_trend(Path(path).parents[1], "loss_dino" if name.startswith("gen") else "loss")
+    summary["dino_loss"] = {name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
                             for name, path in encoders.items()}
     extra += "\nDINO loss, mean of the first and last tenth of each run:\n\n" + "".join(
         f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n"
         for n, c in summary["dino_loss"].items() if c)
     n = stages.pretrain.train.epochs
-    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs"}
+    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
+              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({args.dial})"}
     if "dino-compute-fair" in secs:
         labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
     table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS)
     print(table.read_text())
     result = header("gensis_scratch", resolve_device(args.device))
-    result.update(data=args.data, scale=args.scale, bank=args.bank, seeds=seeds, settings=settings,
+    result.update(data=args.data, scale=args.scale, bank=args.bank, dial=dial, seeds=seeds, settings=settings,
                   epochs=stages.pretrain.train.epochs, seconds=secs, results=rows, summary=summary,
                   generator_quality=quality)
     emit(result, args.json)
