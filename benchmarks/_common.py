@@ -28,3 +28,15 @@ def emit(result: dict[str, Any], path: str | None) -> None:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps(result) + "\n")
+
+
+def settings_arg(text: str) -> dict[str, Any]:
+    """``KEY=VALUE[;KEY=VALUE]`` from the command line (an argparse ``type``: a bad one is a usage error)."""
+    import argparse
+
+    from gensis.config.overrides import parse_value
+
+    pairs = [kv.split("=", 1) for kv in text.split(";")]
+    if any(len(kv) != 2 or not kv[0].strip() for kv in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE[;KEY=VALUE]")
+    return {k.strip(): parse_value(v) for k, v in pairs}

@@ -31,13 +31,14 @@ from typing import Any
 import gensis
 import gensis_cifar10
 import gensis_pcam
-from gensis.config.overrides import build_config, flatten, parse_value
+from gensis.config.overrides import build_config, flatten
 from gensis.config.schema import PipelineConfig, PretrainConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
+from gensis.runtime.run_folder import RunFolder
 
-from _common import emit, header
+from _common import emit, header, settings_arg
 from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, run_folder
 from _gensis_table import loss_trend, summarize, write_table
 
@@ -99,8 +100,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             cfg = build_config(PipelineConfig, run_settings, use_presets=False)
             stages = stage_configs(cfg)
             first = first or (cfg, stages, result)
-            encoders[f"dino{suffix}"] = Path(stages.pretrain.out) / "exported" / "encoder.safetensors"
-            encoders[f"gen-dino{suffix}"] = Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"
+            encoders[f"dino{suffix}"] = RunFolder(stages.pretrain.out).exported_encoder
+            encoders[f"gen-dino{suffix}"] = RunFolder(stages.gen_dino.out).exported_encoder
             for stage, name in (("pretrain", "dino"), ("gen-dino", "gen-dino"), ("train-generator", "generator"),
                                 ("generate", "bank")):
                 secs[f"{name}{suffix}"] = result["stages"][stage]["seconds"]
@@ -157,7 +158,7 @@ def main() -> None:
     p.add_argument("--max-images", type=int, default=None, help="training images (the low-data point)")
     p.add_argument("--generator-epochs", type=int, default=None, help="stage 2 this long instead of the scale's")
     p.add_argument("--bank", choices=("shared", "per-seed"), default="shared")
-    p.add_argument("--dial", default=None, metavar="KEY=VALUE[;KEY=VALUE]",
+    p.add_argument("--dial", type=settings_arg, default=None, metavar="KEY=VALUE[;KEY=VALUE]",
                    help="also Gen-DINO from a second bank with these generate settings (e.g. guidance_scale=2)")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     p.add_argument("--device", default="auto")
@@ -179,9 +180,8 @@ def main() -> None:
                      "data.eval_path": args.test or str(data / "test.zip"), "progress": not args.quiet})
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg, encoders, secs, stages = train_arms(settings, seeds, args.bank == "per-seed", not args.no_compute_fair)
-    dial = None
-    if args.dial:
-        dial = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.dial.split(";"))}
+    dial = args.dial
+    if dial:
         dial_quality = dial_arm(cfg, stages, seeds, dial, encoders, secs)
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
@@ -189,7 +189,7 @@ def main() -> None:
     extra = bank_and_loss_notes(summary, encoders, quality, stages.gen_dino.dino.out_dim)
     if dial:
         summary["faithfulness_dial"] = {"settings": dial, **dial_quality}
-        extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({args.dial})")
+        extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({dial})")
     # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart).
     summary["dino_loss"] = {name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
                             for name, path in encoders.items()}
@@ -198,7 +198,7 @@ def main() -> None:
         for n, c in summary["dino_loss"].items() if c)
     n = stages.pretrain.train.epochs
     labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
-              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({args.dial})"}
+              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})"}
     if "dino-compute-fair" in secs:
         labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
     table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS)

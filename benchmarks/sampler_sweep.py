@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import gensis
-from gensis.config.overrides import build_config, parse_value
+from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.runtime.device import resolve_device
 
-from _common import emit, header
+from _common import emit, header, settings_arg
 
 KEEP = ("retrieval_top1", "retrieval_median_rank", "class_consistency", "diversity_cosine", "diversity_pixel_rmse")
 
@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--steps", default="5,10,20")
     p.add_argument("--guidance", default="1,2")
     p.add_argument("--sources", type=int, default=500)
-    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
+    p.add_argument("--variant", type=settings_arg, action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
                    help="one more generate setting, at the first steps and guidance (repeatable)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -51,11 +51,9 @@ def main() -> None:
     steps_list = [int(x) for x in args.steps.split(",")]
     guidances = [float(x) for x in args.guidance.split(",")]
     settings = [(f"steps{st}_g{g:g}", {"steps": st, "guidance_scale": g}) for g in guidances for st in steps_list]
-    for variant in args.variant:
-        keys = dict(kv.split("=", 1) for kv in variant.split(";"))
-        name = "_".join(f"{k}-{v}" for k, v in keys.items())
-        settings.append((name, {"steps": steps_list[0], "guidance_scale": guidances[0],
-                                **{k: parse_value(v) for k, v in keys.items()}}))
+    for keys in args.variant:
+        name = "_".join(f"{k}-{str(v).lower()}" for k, v in keys.items())
+        settings.append((name, {"steps": steps_list[0], "guidance_scale": guidances[0], **keys}))
     for name, extra in settings:
         t0 = time.perf_counter()
         made = gensis.generate({"generator": gen.generator, "data_path": gen.data_path,
