@@ -34,7 +34,7 @@ def test_a_negative_gen_sis_gain_is_a_warning_with_its_numbers() -> None:
     md, page = _report(QUALITY, {"gen-dino": _encoder(gen, 90), "control": _encoder(control, 90)})
     line = next(x for x in md.splitlines() if "**stage 3**" in x)
     assert line.startswith("- **WARNING** **stage 3**: Gen-DINO minus control, one seed, same test images: kNN k=20 -6.00")
-    assert "0 test images right only with Gen-DINO, 60 only with the control" in line
+    assert "0 test images right only with Gen-DINO, 60 only with its control" in line
     assert "below its control beyond the noise" in line and "below its control beyond the noise" in page
     assert "| Gen-DINO (stage 3) | 90 | 70.00 | 69.00 |" in md
     assert "| DINO, stage-3 recipe without generated views | 90 | 76.00 | 75.00 |" in md

@@ -360,7 +360,8 @@ class PipelineConfig(StrictModel):
         "takes only its backbone (fresh heads), or starts from a random init"
     )
     control: bool = Field(
-        True, description="also train stage 3's recipe without generated views (the fair baseline)"
+        True, description="also train stage 3's recipe without generated views (the fair baseline); with "
+        "stage3_init=scratch and stage 1's recipe that run is stage 1, so none is trained"
     )
     show: StageOverrides = Field(default_factory=dict, description="picture-grid overrides")
     pictures: bool = Field(True, description="draw the picture grids of the generator")

@@ -8,7 +8,8 @@
     <out>/bank/              stage 2: self-augmented views and interpolations
     <out>/pictures/          what the generator makes (views.png, interpolations.png)
     <out>/gen-dino/          stage 3: Gen-DINO from the bank
-    <out>/control/           stage 3's recipe without generated views (the fair baseline)
+    <out>/control/           stage 3's recipe without generated views (the fair baseline; with
+                             stage3_init=scratch and stage 1's recipe, stage 1 is that run)
     <out>/eval/*.json        kNN and linear probe of every encoder
     <out>/report.md, report.html, plots/
 
@@ -57,6 +58,9 @@ class StageConfigs:
     show: ShowConfig | None
     gen_dino: PretrainConfig
     control: PretrainConfig | None
+    # The encoder Gen-DINO is judged against: "control", "dino" (stage 1, when stage 3 starts from
+    # scratch with stage 1's recipe: the same run without generated views), or None.
+    baseline: str | None = None
 
 
 def _build(stage: str, model, overrides: dict[str, Any], **kw):
@@ -140,11 +144,22 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
         stage3_keys["init_full"] = cfg.stage3_init == "stage1"
     gen_dino = _build("gen_dino", PretrainConfig, {**stage3_keys, "gen.bank": str(root / "bank"),
                                                    "out": str(root / "gen-dino")})
-    control = None
-    if cfg.control:
-        plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
+    plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
+    control, baseline = None, None
+    if cfg.stage3_init == "scratch" and _same_run(stage1, _build("control", PretrainConfig, plain)):
+        baseline = "dino"  # training it again would repeat stage 1
+        if cfg.control:
+            log.info("control: stage 1 is stage 3's recipe without generated views (stage3_init=scratch); "
+                     "Gen-DINO is compared with it")
+    elif cfg.control:
         control = _build("control", PretrainConfig, {**plain, "out": str(root / "control")})
-    return StageConfigs(stage1, autoencoder, generator, generate, show, gen_dino, control)
+        baseline = "control"
+    return StageConfigs(stage1, autoencoder, generator, generate, show, gen_dino, control, baseline)
+
+
+def _same_run(a: PretrainConfig, b: PretrainConfig) -> bool:
+    """The same training, wherever its folder."""
+    return a.model_dump(exclude={"out"}) == b.model_dump(exclude={"out"})
 
 
 def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrides: dict[str, Any]) -> Path:

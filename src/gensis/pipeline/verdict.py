@@ -16,8 +16,10 @@ the numbers it used.
   above chance; they are not copies of their source (in pixels, they differ from it and from
   each other by at least a fifth of what real stage-1 views do); and the conditioning gap did
   not fall over training.
-* Stage 3: Gen-DINO against the control at equal epochs, on the same test images: McNemar's
-  exact test on per-image correctness (kNN and linear). OK only when Gen-DINO is better beyond
+* Stage 3: Gen-DINO against its baseline at equal epochs, on the same test images: McNemar's
+  exact test on per-image correctness (kNN and linear). The baseline is the control (stage 3's
+  recipe without generated views), or stage 1 itself when stage 3 starts from scratch with
+  stage 1's recipe (the paper's comparison: DINO and Gen-DINO, each from scratch). OK only when Gen-DINO is better beyond
   the noise, a WARNING when it is worse, and "no measurable difference" otherwise. The
   disentanglement loss must fall beyond its noise (towards its floor), not merely end below
   its uniform value.
@@ -178,29 +180,35 @@ def autoencoder(quality: dict[str, Any] | None) -> Verdict:
     return Verdict("autoencoder", _status(ok), text)
 
 
-def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | None) -> tuple[Status | None, str]:
-    """One figure of Gen-DINO minus control: its status by McNemar, and its words."""
+# The baseline in words, by the name of its encoder.
+BASELINE_WORDS = {"control": "its control", "dino": "DINO from scratch (stage 1)"}
+
+
+def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | None,
+             base: str = "its control") -> tuple[Status | None, str]:
+    """One figure of Gen-DINO minus its baseline: its status by McNemar, and its words."""
     if gen_bits is None or control_bits is None or len(gen_bits) != len(control_bits):
         return None, f"{name} {diff:+.2f} (no per-image results to test)"
     t = mcnemar_exact(decode_correct(gen_bits), decode_correct(control_bits))
     status: Status = "none" if t["p_value"] >= ALPHA else ("ok" if t["only_a"] > t["only_b"] else "warning")
     return status, (f"{name} {diff:+.2f} points ({t['only_a']} test images right only with Gen-DINO, "
-                    f"{t['only_b']} only with the control, McNemar p = {t['p_value']:.2g})")
+                    f"{t['only_b']} only with {base}, McNemar p = {t['p_value']:.2g})")
 
 
-def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Verdict:
-    gen, control = results.get("gen-dino"), results.get("control")
+def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int, baseline: str | None = "control") -> Verdict:
+    gen, control = results.get("gen-dino"), results.get(baseline) if baseline else None
+    base = BASELINE_WORDS.get(baseline or "control", baseline)
     parts: list[str] = []
     figures: list[Status | None] = []
     if gen and control:
         k = sorted(gen["knn_top1"], key=int)[0]
         s, words = _compare(f"kNN k={k}", gen["knn_top1"][k] - control["knn_top1"][k],
-                            gen.get("knn_correct", {}).get(k), control.get("knn_correct", {}).get(k))
+                            gen.get("knn_correct", {}).get(k), control.get("knn_correct", {}).get(k), base)
         figures.append(s)
-        parts.append("Gen-DINO minus control, one seed, same test images: " + words)
+        parts.append(f"Gen-DINO minus {base.removeprefix('its ')}, one seed, same test images: " + words)
         if "linear" in gen and "linear" in control:
             s, words = _compare("linear", gen["linear"]["top1"] - control["linear"]["top1"],
-                                gen["linear"].get("correct"), control["linear"].get("correct"))
+                                gen["linear"].get("correct"), control["linear"].get("correct"), base)
             figures.append(s)
             parts.append(words)
     dis = _curve(gen_metrics, "loss_dis")
@@ -214,7 +222,7 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Ve
         return Verdict("stage 3", "warning", "not evaluated")
     text = "; ".join(parts)
     if "warning" in figures:
-        return Verdict("stage 3", "warning", text + ": Gen-DINO is below its control beyond the noise")
+        return Verdict("stage 3", "warning", text + f": Gen-DINO is below {base} beyond the noise")
     if not dis_learned:
         assert dis is not None
         return Verdict("stage 3", "warning", text + f": the disentanglement loss {'rose' if dis.direction == 'rises' else 'did not fall'}"
@@ -222,9 +230,9 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int) -> Ve
     if not figures:
         return Verdict("stage 3", "none", text + ": no control was evaluated, so there is nothing to compare against")
     if "ok" in figures:
-        return Verdict("stage 3", "ok", text + ": Gen-DINO beats its control beyond the noise")
+        return Verdict("stage 3", "ok", text + f": Gen-DINO beats {base} beyond the noise")
     why = "within the noise" if None not in figures else "not testable"
-    return Verdict("stage 3", "none", text + f": no measurable difference between Gen-DINO and its control ({why})")
+    return Verdict("stage 3", "none", text + f": no measurable difference between Gen-DINO and {base} ({why})")
 
 
 def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]],
@@ -233,4 +241,5 @@ def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dic
     ae = [autoencoder(reconstruction)] if getattr(stages, "autoencoder", None) is not None else []
     return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae,
             stage2(quality, metrics.get("generator", [])),
-            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim)]
+            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim,
+                   getattr(stages, "baseline", "control"))]
