@@ -19,8 +19,9 @@ the numbers it used.
 * Stage 3: Gen-DINO against its baseline at equal epochs, on the same test images: McNemar's
   exact test on per-image correctness (kNN and linear). The baseline is the control (stage 3's
   recipe without generated views), or stage 1 itself when stage 3 starts from scratch with
-  stage 1's recipe (the paper's comparison: DINO and Gen-DINO, each from scratch). OK only when Gen-DINO is better beyond
-  the noise, a WARNING when it is worse, and "no measurable difference" otherwise. The
+  stage 1's recipe (the paper's comparison: DINO and Gen-DINO, each from scratch). OK only when
+  Gen-DINO is better beyond the noise, a WARNING when it is worse, and "no measurable
+  difference" otherwise. The
   disentanglement loss must fall beyond its noise (towards its floor), not merely end below
   its uniform value.
 """
@@ -195,7 +196,8 @@ def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | N
                     f"{t['only_b']} only with {base}, McNemar p = {t['p_value']:.2g})")
 
 
-def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int, baseline: str | None = "control") -> Verdict:
+def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
+           baseline: str | None = "control") -> Verdict:
     gen, control = results.get("gen-dino"), results.get(baseline) if baseline else None
     base = BASELINE_WORDS.get(baseline or "control", baseline)
     parts: list[str] = []
