@@ -21,9 +21,8 @@ the numbers it used.
   recipe without generated views), or stage 1 itself when stage 3 starts from scratch with
   stage 1's recipe (the paper's comparison: DINO and Gen-DINO, each from scratch). OK only when
   Gen-DINO is better beyond the noise, a WARNING when it is worse, and "no measurable
-  difference" otherwise. The
-  disentanglement loss must fall beyond its noise (towards its floor), not merely end below
-  its uniform value.
+  difference" otherwise. The disentanglement loss must fall beyond its noise (towards its
+  floor), not merely end below its uniform value.
 """
 
 from __future__ import annotations
