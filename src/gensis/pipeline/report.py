@@ -88,9 +88,10 @@ def _compute(stages: dict[str, Any], baseline: str | None) -> dict[str, float]:
     s = {k: v.get("seconds", 0.0) for k, v in stages.items()}
     gen = sum(s.get(k, 0.0) for k in ("pretrain", "autoencoder", "embed", "train-generator", "generate", "gen-dino"))
     if baseline == "dino":  # from scratch: DINO is stage 1 alone
-        return {"gen-sis pipeline (s)": round(gen, 1), "DINO from scratch: stage 1 (s)": round(s.get("pretrain", 0.0), 1)}
-    return {"gen-sis pipeline (s)": round(gen, 1), "control: stage 1 + control (s)":
-            round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
+        return {"gen-sis pipeline (s)": round(gen, 1),
+                "DINO from scratch: stage 1 (s)": round(s.get("pretrain", 0.0), 1)}
+    return {"gen-sis pipeline (s)": round(gen, 1),
+            "control: stage 1 + control (s)": round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
 
 
 def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]) -> tuple[Path, list[Verdict]]:
@@ -125,7 +126,7 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
         "facts": facts,
         "stages": state["stages"],
-        "compute": _compute(state["stages"], getattr(stages, "baseline", "control")),
+        "compute": _compute(state["stages"], stages.baseline),
         "eval": _eval_rows(results) if results else None,
         "quality": quality,
         "reconstruction": reconstruction,

@@ -180,8 +180,8 @@ def autoencoder(quality: dict[str, Any] | None) -> Verdict:
     return Verdict("autoencoder", _status(ok), text)
 
 
-# The baseline in words, by the name of its encoder.
-BASELINE_WORDS = {"control": "its control", "dino": "DINO from scratch (stage 1)"}
+# The baseline by the name of its encoder: (its name, how a sentence refers to it).
+BASELINE_WORDS = {"control": ("control", "its control"), "dino": ("DINO from scratch (stage 1)",) * 2}
 
 
 def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | None,
@@ -198,7 +198,7 @@ def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | N
 def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
            baseline: str | None = "control") -> Verdict:
     gen, control = results.get("gen-dino"), results.get(baseline) if baseline else None
-    base = BASELINE_WORDS.get(baseline or "control", baseline)
+    name, base = BASELINE_WORDS[baseline or "control"]
     parts: list[str] = []
     figures: list[Status | None] = []
     if gen and control:
@@ -206,7 +206,7 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
         s, words = _compare(f"kNN k={k}", gen["knn_top1"][k] - control["knn_top1"][k],
                             gen.get("knn_correct", {}).get(k), control.get("knn_correct", {}).get(k), base)
         figures.append(s)
-        parts.append(f"Gen-DINO minus {base.removeprefix('its ')}, one seed, same test images: " + words)
+        parts.append(f"Gen-DINO minus {name}, one seed, same test images: " + words)
         if "linear" in gen and "linear" in control:
             s, words = _compare("linear", gen["linear"]["top1"] - control["linear"]["top1"],
                                 gen["linear"].get("correct"), control["linear"].get("correct"), base)
@@ -242,5 +242,4 @@ def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dic
     ae = [autoencoder(reconstruction)] if getattr(stages, "autoencoder", None) is not None else []
     return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae,
             stage2(quality, metrics.get("generator", [])),
-            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim,
-                   getattr(stages, "baseline", "control"))]
+            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim, stages.baseline)]
