@@ -1,24 +1,44 @@
 #!/usr/bin/env bash
-# Issue 26 on a lent device: Gen-DINO against DINO, both from scratch for the same epochs,
-# 3 seeds, on the 10k/5k CIFAR-10 subset of gpu_check.py prepare (ResNet-18 with the CIFAR stem,
-# the pixel32 UNet), in about 9 minutes of one H200. Writes to $OUT: table.md, table.json,
-# result.jsonl, the picture grids and log.txt. The run folders stay in runs/gpu_scratch, so the
-# same command, run again, resumes where a timeout stopped it.
+# Issue 26 on a lent device: Gen-DINO against DINO, both from scratch for the same epochs, on the
+# 10k/5k CIFAR-10 subset of gpu_check.py prepare (ResNet-18 with the CIFAR stem, the pixel32 UNet).
+# In phases, each inside the deadline ($GPU_SCRATCH_SECONDS, default 540) and each copying its
+# table to $OUT when done, so a stopped run returns the phases it finished:
+#   seed0   the whole pipeline for seed 0                       -> table_seed0.md
+#   seeds3  seeds 1 and 2 of both arms on the same bank         -> table_seeds3.md
+#   dial    Gen-DINO from a guidance-2 bank, 3 seeds            -> table_dial.md
+# Every phase appends its result to $OUT/result.jsonl; runs.tgz holds the run folder's logs,
+# configs, pictures and reports (no weights). A later phase resumes the earlier phases' runs.
+# $GPU_SCRATCH_ARGS adds gensis_scratch.py arguments (--epochs N, --generator-epochs G, --seeds).
 #
 # Before: as benchmarks/gpu_check.sh (carry .gpu_data, and .whl for diffusers).
-# On the device:   bash benchmarks/gpu_scratch.sh
+# On the device:   bash benchmarks/gpu_scratch.sh   (or as a part of gpu_check.sh)
 # Dry run on CPU:  GPU_CHECK_DRY=1 OUT=runs/gpu_scratch_dry bash benchmarks/gpu_scratch.sh
 set -uo pipefail
 OUT=${OUT:-runs/gpu_scratch_out}
 mkdir -p "$OUT"
+DEADLINE=$((SECONDS + ${GPU_SCRATCH_SECONDS:-540}))
 source benchmarks/_gpu_env.sh
 SCALE=device-check
 RUN=runs/gpu_scratch/cifar10
 if [ -n "${GPU_CHECK_DRY:-}" ]; then SCALE=dry; RUN=runs/gpu_scratch_dry/cifar10; fi
-(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv) 2>&1 | tee -a "$OUT/log.txt"
-timeout 540 "$PY" benchmarks/gensis_scratch.py --data cifar10 --scale "$SCALE" --no-compute-fair --quiet \
-  --train "$DATA/cifar10_train.npz" --test "$DATA/cifar10_test.npz" --out "$RUN" --json "$OUT/result.jsonl" \
-  2>&1 | tee -a "$OUT/log.txt"
-rc=${PIPESTATUS[0]}
-cp -r "$RUN"/table.md "$RUN"/table.json "$RUN"/pictures "$RUN"/pipeline.json "$OUT"/ 2>/dev/null
+read -r -a EXTRA <<< "${GPU_SCRATCH_ARGS:-}"
+SEEDS=0,1,2
+for ((i = 0; i < ${#EXTRA[@]}; i++)); do [ "${EXTRA[i]}" = --seeds ] && SEEDS=${EXTRA[i + 1]}; done
+rc=0
+phase() {  # phase NAME ARGS...: one gensis_scratch.py run, within what is left of the deadline
+  local name=$1 left=$((DEADLINE - SECONDS - 10))
+  shift
+  if [ "$left" -lt 20 ]; then echo "== $name: skipped, ${left} s left" | tee -a "$OUT/log.txt"; return 1; fi
+  echo "== $name $(date -u +%T), ${left} s left" | tee -a "$OUT/log.txt"
+  timeout "$left" "$PY" benchmarks/gensis_scratch.py --data cifar10 --scale "$SCALE" --no-compute-fair --quiet \
+    --train "$DATA/cifar10_train.npz" --test "$DATA/cifar10_test.npz" --out "$RUN" --json "$OUT/result.jsonl" \
+    "${EXTRA[@]}" "$@" 2>&1 | tee -a "$OUT/log.txt"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] && cp "$RUN/table.md" "$OUT/table_$name.md"
+  return "$rc"
+}
+phase seed0 --seeds "${SEEDS%%,*}" && { [ "$SEEDS" = "${SEEDS%%,*}" ] || phase seeds3 --seeds "$SEEDS"; } \
+  && phase dial --seeds "$SEEDS" --dial guidance_scale=2
+[ -d "$RUN" ] && tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.npz' \
+  --exclude='*.bin' --exclude='events.out.*' "$RUN" 2>/dev/null
 exit "$rc"
