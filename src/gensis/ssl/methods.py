@@ -10,7 +10,7 @@ sees only :class:`SSLMethod`; a new method implements it and registers a builder
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -19,7 +19,6 @@ from gensis.config.schema import PretrainConfig
 from gensis.models.backbones import Encoder
 
 
-@runtime_checkable
 class SSLMethod(Protocol):
     """What the training loop relies on, for every method."""
 
@@ -84,8 +83,17 @@ METHODS: dict[str, Callable[[PretrainConfig, Encoder, float], SSLMethod]] = {
 }
 
 
+def missing_members(method: object) -> list[str]:
+    """The :class:`SSLMethod` members that ``method`` lacks. ``hasattr``, not ``isinstance`` with a
+    runtime protocol: since Python 3.12 that looks members up statically and misses the submodules
+    of an ``nn.Module`` (DINO's ``student``)."""
+    names = [*SSLMethod.__annotations__, *(n for n in vars(SSLMethod) if not n.startswith("_")), "__call__"]
+    return [n for n in names if not hasattr(method, n)]
+
+
 def build_method(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float = 0.0) -> SSLMethod:
     method = METHODS[cfg.method](cfg, encoder, lambda_dis)
-    if not isinstance(method, SSLMethod):  # the contract is checked, not only described
-        raise TypeError(f"{cfg.method}: {type(method).__name__} does not implement SSLMethod")
+    missing = missing_members(method)
+    if missing:  # the contract is checked, not only described
+        raise TypeError(f"{cfg.method}: {type(method).__name__} does not implement SSLMethod: no {', '.join(missing)}")
     return method
