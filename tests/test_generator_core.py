@@ -173,6 +173,10 @@ def test_unet_spec_validation() -> None:
         unet_spec("pixel64")
     with pytest.raises(ConfigError, match="attention_resolutions"):
         unet_spec("tiny", attention_resolutions=(2,))
+    # 32 channels with 64-channel heads: no head (diffusers would divide by zero in the first step).
+    with pytest.raises(ConfigError, match="block_out_channels 32 .* attention_head_dim 64"):
+        unet_spec("latent", block_out_channels=(32, 32, 32))
+    assert unet_spec("latent", block_out_channels=(32, 64, 64)).block_out_channels == (32, 64, 64)
 
 
 # ---------------------------------------------------------------- sampling, loss

@@ -67,6 +67,12 @@ class UNetSpec:
             raise ConfigError(
                 f"attention_resolutions {sorted(unknown)} not among the UNet's {self.resolutions}"
             )
+        # diffusers gives a level channels // attention_head_dim heads: 0 heads divides by zero.
+        attended = [c for c, r in zip(self.block_out_channels, self.resolutions) if r in self.attention_resolutions]
+        for c in {*attended, self.block_out_channels[-1]}:  # the mid block attends at the last level
+            if c < self.attention_head_dim:
+                raise ConfigError(f"block_out_channels {c} at an attention level (or the mid block) is below "
+                                  f"attention_head_dim {self.attention_head_dim}: it would have no attention head")
         if self.conditioning not in ("add", "cross_attention"):
             raise ConfigError(f"conditioning must be 'add' or 'cross_attention', got {self.conditioning!r}")
         if not 0.0 <= self.p_uncond <= 1.0:
