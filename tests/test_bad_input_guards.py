@@ -202,17 +202,23 @@ def test_run_that_died_before_its_first_checkpoint_starts_over(world, tmp_path) 
 
 
 def test_signal_caught_by_a_stage_reaches_the_pipeline() -> None:
-    """SIGTERM in a stage's last step: the stage finishes, and `gensis run` (the outer block) still knows."""
+    """SIGTERM in a stage's last step: the stage finishes, `gensis run` (the outer block) still knows,
+    and the outermost block stops its caller (a script calling the API) instead of returning."""
     import os
     import signal
 
-    from gensis.runtime.signals import GracefulStop
+    from gensis.runtime.signals import GracefulStop, Interrupted
 
-    with GracefulStop() as pipeline:
-        with GracefulStop() as stage:
-            os.kill(os.getpid(), signal.SIGTERM)
-        assert stage.signal == signal.SIGTERM
-    assert pipeline.signal == signal.SIGTERM
+    after_stage = None
+    with pytest.raises(Interrupted, match="stopped by SIGTERM") as stopped:
+        with GracefulStop() as pipeline:
+            with GracefulStop() as stage:
+                os.kill(os.getpid(), signal.SIGTERM)
+            after_stage = (stage.signal, pipeline.signal)  # the inner block returned normally
+    assert after_stage == (signal.SIGTERM, signal.SIGTERM) and stopped.value.exit_code == 143
+    with GracefulStop() as quiet:  # no signal: no stop, and the handlers are the caller's again
+        pass
+    assert quiet.signal is None and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_sigterm_during_generate_stops_after_the_shard_with_a_message(world, tmp_path) -> None:

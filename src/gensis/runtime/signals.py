@@ -50,11 +50,15 @@ class GracefulStop:
             _active.append(self)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]
         if self in _active:
             _active.remove(self)
+        if exc_type is None and self.signal is not None and not _active and self._previous:
+            # Caught after the block's last safe point, with no outer block (gensis run's) to act on
+            # it: stop here, rather than let a script that called the API carry on as if none came.
+            raise Interrupted(self.signal, "after its work was saved; the caller stops here")
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
