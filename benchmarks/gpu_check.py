@@ -1,6 +1,6 @@
 """The device check of Gen-SIS: what one GPU does in 9 minutes, written to one folder.
 
-Three measurements, each inside its own time budget (``benchmarks/gpu_check.sh`` runs this):
+Three measurements, each inside its own time budget (the ``budget`` part of ``benchmarks/gpu_check.sh``):
 
 1. **Throughput**: gensis vs lightly's DINO pipeline (``throughput_dino.py``: ResNet-18 with
    the CIFAR stem, bf16, channels_last on the gensis side), images/s.

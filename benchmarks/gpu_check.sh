@@ -5,7 +5,7 @@
 #   tests      the CUDA tests (pytest -m gpu): views and eval math on the GPU match the CPU
 #   throughput gensis vs lightly DINO images/s (ResNet-18 CIFAR stem, bf16)   -> throughput.jsonl
 #   scratch    Gen-DINO against DINO from scratch (benchmarks/gpu_scratch.sh) -> table_*.md, result.jsonl
-#   budget     gpu_check.py run: stage 1 and the generator each for a fixed time budget -> result.json
+#   budget     gpu_check.py run: stage 1 and the generator each for a fixed time budget -> result_budget.json
 # GPU_CHECK_PARTS picks them (default: tests,throughput,scratch); GPU_SCRATCH_ARGS sizes the
 # comparison (e.g. "--epochs 10 --generator-epochs 10 --seeds 0" for a first timing run).
 #
@@ -43,10 +43,13 @@ if [[ $PARTS == *,scratch,* ]]; then
   echo "== scratch $(date -u +%T), $(left) s left" | log
   GPU_SCRATCH_SECONDS=$(left) bash benchmarks/gpu_scratch.sh || rc=$?
 fi
-if [[ $PARTS == *,budget,* ]]; then
+if [[ $PARTS == *,budget,* && $(left) -lt 60 ]]; then
+  echo "== budget: skipped, $(left) s left" | log
+elif [[ $PARTS == *,budget,* ]]; then
   echo "== budget $(date -u +%T)" | log
   DRY=(); [ -n "${GPU_CHECK_DRY:-}" ] && DRY=(--dry)
-  timeout "$(left)" "$PY" benchmarks/gpu_check.py run --data "$DATA" --out "$OUT" "${DRY[@]}" 2>&1 | log
+  timeout "$(left)" "$PY" benchmarks/gpu_check.py run --data "$DATA" --out runs/gpu_check_budget "${DRY[@]}" 2>&1 | log
+  cp runs/gpu_check_budget/result.json "$OUT/result_budget.json"  # its run folders stay: $OUT returns 8 files at most
 fi
 echo "== done $(date -u +%T), $(left) s left" | log
 exit "$rc"

@@ -12,6 +12,14 @@ Both UNets keep their preset's levels and attention; ``--widths`` narrows them a
 ``--latent-steps`` gives the latent generator its own step count, e.g. the steps it makes in
 the wall time that ``pixel96`` needs for ``--steps``: an equal-compute comparison. Each
 space's training seconds are recorded beside its steps.
+
+``--seeds 0,1,2 --pixel-time total`` repeats both generators (and their banks) with each training
+seed on one stage 1 and one autoencoder, and gives ``pixel96`` as many steps as fit in the latent
+side's whole time: its generator's training plus the autoencoder's, at the seconds per step of
+a separate 20-step run. The table reports each figure's mean +- sd and the paired latent - pixel
+difference per seed:
+
+    python benchmarks/latent_vs_pixel96.py --latent-steps 1800 --seeds 0,1,2 --pixel-time total --sources 100
 """
 
 from __future__ import annotations
@@ -20,12 +28,17 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import gensis
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
 
 from _common import emit, header
+from _gensis_table import spread
+from gensis.eval.significance import paired_seeds
+
+FIGURES = ("retrieval_top1", "retrieval_median_rank", "class_consistency")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pcam"
 
@@ -43,6 +56,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300, help="generator steps, both spaces")
     p.add_argument("--latent-steps", type=int, default=None, help="the latent generator's steps (default: --steps)")
     p.add_argument("--sources", type=int, default=500)
+    p.add_argument("--seeds", default="0", help="comma-separated generator training seeds (one stage 1 and autoencoder)")
+    p.add_argument("--pixel-time", choices=("steps", "total"), default="steps",
+                   help="total: pixel96 trains for the latent generator's seconds plus the autoencoder's")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/latent_vs_pixel96")
     p.add_argument("--json", default=None)
@@ -69,38 +85,87 @@ def main() -> None:
     spaces = {"pixel96": {"model.spec": "pixel96", "model.block_out_channels": [widths[0], *widths]},
               "latent": {"model.spec": "latent", "model.space": "latent", "model.vae": str(ae),
                          "model.block_out_channels": widths}}
-    result["spaces"] = {}
-    steps = {"pixel96": args.steps, "latent": args.latent_steps or args.steps}
-    for name, model in spaces.items():
-        gen_out = out / f"generator-{name}"
-        t_train = time.perf_counter()
-        if not (gen_out / "exported" / "generator.safetensors").exists():
-            gensis.train_generator({**common, **model, "encoder": encoder, "out": str(gen_out),
-                                    "train.batch_size": args.batch_size, "train.max_steps": steps[name],
-                                    "train.epochs": 1000, "train.lr": 5e-4, "train.warmup_steps": 50,
-                                    "train.ema_decay": 0.995, "train.log_every": 10, "train.monitor_every": 0,
-                                    "train.progress": False, "train.device": args.device})
-        t_train_done = time.perf_counter()  # 0 s when an earlier run's generator was reused
-        records = [r for r in RunFolder(gen_out).read_metrics() if "images_per_s" in r]
-        rate = sorted(r["images_per_s"] for r in records)[len(records) // 2]
-        t1 = time.perf_counter()
-        bank = gensis.generate(generator=str(gen_out), data_path=args.train, out=str(out / f"bank-{name}"),
-                               max_images=args.sources, views_per_image=2, interpolations_per_image=0,
-                               quality_sources=args.sources, device=args.device, progress=False)
-        q = bank.quality or json.loads((out / f"bank-{name}" / "quality.json").read_text())
-        result["spaces"][name] = {
-            "steps": steps[name], "train_seconds": round(t_train_done - t_train, 1),
-            "train_images_per_s": round(rate, 2), "seconds_per_step": round(args.batch_size / rate, 3),
-            "sample_images_per_s": round(bank.images_per_s, 2) if bank.images_per_s else None,
-            "generate_seconds": round(time.perf_counter() - t1, 1),
-            **{k: q.get(k) for k in ("retrieval_top1", "retrieval_median_rank", "class_consistency",
-                                     "diversity_cosine", "fidelity_cosine")},
-            "ceiling": {k: q["ceiling"].get(k) for k in ("retrieval_top1", "retrieval_median_rank", "class_consistency")},
-            "chance_top1": q["chance"]["retrieval_top1"],
-        }
+    seeds = [int(x) for x in args.seeds.split(",")]
+    result["spaces"], result["seeds"] = {}, seeds
+    for seed in seeds:
+        suffix = "" if seed == seeds[0] else f"-s{seed}"
+        latent = _space(args, out, common, encoder, spaces["latent"], f"latent{suffix}", seed, args.latent_steps or args.steps)
+        pixel_steps = args.steps
+        if args.pixel_time == "total":  # the latent side's whole time: its generator and the autoencoder
+            pixel_steps = lambda per_step: max(1, round((latent["train_seconds"] + result["autoencoder_seconds"]) / per_step))
+        pixel = _space(args, out, common, encoder, spaces["pixel96"], f"pixel96{suffix}", seed, pixel_steps)
+        result["spaces"][f"latent{suffix}"], result["spaces"][f"pixel96{suffix}"] = latent, pixel
     s = result["spaces"]
     result["latent_speedup_per_step"] = round(s["pixel96"]["seconds_per_step"] / s["latent"]["seconds_per_step"], 2)
+    if len(seeds) > 1:
+        result["summary"] = _summary(s, seeds)
+        print(_table(result["summary"]))
     emit(result, args.json)
+
+
+def _space(args: argparse.Namespace, out: Path, common: dict[str, Any], encoder: str, model: dict[str, Any],
+           name: str, seed: int, steps: Any) -> dict[str, Any]:
+    """Train one generator (``steps``: a number, or a function of its seconds per step, measured
+    on a separate 20-step run), make its bank, and measure."""
+    gen_out = out / f"generator-{name}"
+    settings = {**common, **model, "encoder": encoder, "out": str(gen_out), "train.seed": seed,
+                "train.batch_size": args.batch_size, "train.epochs": 1000, "train.lr": 5e-4,
+                "train.warmup_steps": 50, "train.ema_decay": 0.995, "train.log_every": 10,
+                "train.monitor_every": 0, "train.progress": False, "train.device": args.device}
+    if callable(steps):  # seconds per step from a separate 20-step run (steps 11-20), once per space
+        calibration = out / f"calibration-{name.split('-s')[0]}"
+        if not (calibration / "exported" / "generator.safetensors").exists():
+            gensis.train_generator({**settings, "out": str(calibration), "train.max_steps": 20})
+        steps = steps(args.batch_size / RunFolder(calibration).read_metrics()[-1]["images_per_s"])
+    t_train = time.perf_counter()  # the calibration run is not counted
+    if not (gen_out / "exported" / "generator.safetensors").exists():
+        gensis.train_generator({**settings, "train.max_steps": steps})
+    t_train_done = time.perf_counter()  # 0 s when an earlier run's generator was reused
+    rate = _median_rate(gen_out)
+    t1 = time.perf_counter()
+    bank = gensis.generate(generator=str(gen_out), data_path=args.train, out=str(out / f"bank-{name}"),
+                           max_images=args.sources, views_per_image=2, interpolations_per_image=0,
+                           quality_sources=args.sources, seed=seed, device=args.device, progress=False)
+    q = bank.quality or json.loads((out / f"bank-{name}" / "quality.json").read_text())
+    return {
+        "steps": max(r.get("step", 0) for r in RunFolder(gen_out).read_metrics()),  # as trained, also when reused
+        "train_seconds": round(t_train_done - t_train, 1),
+        "train_images_per_s": round(rate, 2), "seconds_per_step": round(args.batch_size / rate, 3),
+        "sample_images_per_s": round(bank.images_per_s, 2) if bank.images_per_s else None,
+        "generate_seconds": round(time.perf_counter() - t1, 1),
+        **{k: q.get(k) for k in (*FIGURES, "diversity_cosine", "fidelity_cosine")},
+        "ceiling": {k: q["ceiling"].get(k) for k in FIGURES},
+        "chance_top1": q["chance"]["retrieval_top1"],
+    }
+
+
+def _median_rate(gen_out: Path) -> float:
+    records = [r["images_per_s"] for r in RunFolder(gen_out).read_metrics() if "images_per_s" in r]
+    return sorted(records)[len(records) // 2]
+
+
+def _summary(spaces: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """Each space's figures over the seeds, and latent - pixel96 per seed with its SE."""
+    names = {seed: "" if seed == seeds[0] else f"-s{seed}" for seed in seeds}
+    table: dict[str, Any] = {}
+    for space in ("pixel96", "latent"):
+        runs = [spaces[space + names[s]] for s in seeds]
+        table[space] = {k: spread([float(r[k]) for r in runs]) for k in (*FIGURES, "steps", "train_seconds")}
+    diffs = {}
+    for k in FIGURES:
+        d = [float(spaces["latent" + names[s]][k]) - float(spaces["pixel96" + names[s]][k]) for s in seeds]
+        test = paired_seeds(d)
+        diffs[k] = {**spread(d), "se": None if test.se is None else round(test.se, 3), "beyond_2se": test.beyond_2se}
+    return {"spaces": table, "latent - pixel96": diffs}
+
+
+def _table(summary: dict[str, Any]) -> str:
+    rows = ["| figure | pixel96 | latent | latent - pixel96 (per seed) | SE | beyond 2 SE? |", "|---|---|---|---|---|---|"]
+    for k in FIGURES:
+        a, b, d = summary["spaces"]["pixel96"][k], summary["spaces"]["latent"][k], summary["latent - pixel96"][k]
+        rows.append(f"| {k} | {a['mean']:.2f} +- {a['sd']:.2f} | {b['mean']:.2f} +- {b['sd']:.2f} | "
+                    f"{', '.join(f'{v:+.2f}' for v in d['values'])} | {d['se']} | {'yes' if d['beyond_2se'] else 'no'} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
