@@ -19,7 +19,7 @@ side's whole time: its generator's training plus the autoencoder's, at the secon
 a separate 20-step run. The table reports each figure's mean +- sd and the paired latent - pixel
 difference per seed:
 
-    python benchmarks/latent_vs_pixel96.py --latent-steps 1800 --seeds 0,1,2 --pixel-time total --sources 100
+    python benchmarks/latent_vs_pixel96.py --latent-steps 1500 --seeds 0,1,2 --pixel-time total --sources 100
 """
 
 from __future__ import annotations
