@@ -46,11 +46,12 @@ def spread(values: list[float]) -> dict[str, Any]:
             "sd": None if sd is None else round(sd, 3)}
 
 
-def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> dict[str, Any]:
-    """Per metric: a - b for every seed both have, its mean, sd, standard error and verdict."""
+def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]],
+           keys: tuple[str, ...] = tuple(k for k, _ in METRICS)) -> dict[str, Any]:
+    """Per figure in ``keys``: a - b for every seed both have, its mean, sd, standard error and verdict."""
     seeds = sorted(set(a) & set(b))
     out: dict[str, Any] = {}
-    for key, _ in METRICS:
+    for key in keys:
         diffs = [a[s][key] - b[s][key] for s in seeds if key in a[s] and key in b[s]]
         if not diffs:
             continue

@@ -35,8 +35,7 @@ from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
 
 from _common import emit, header
-from _gensis_table import spread
-from gensis.eval.significance import paired_seeds
+from _gensis_table import paired, spread
 
 FIGURES = ("retrieval_top1", "retrieval_median_rank", "class_consistency")
 
@@ -75,6 +74,9 @@ def main() -> None:
                              "optim.warmup_epochs": 1, "train.knn_every": 0, "train.progress": False})
     t0 = time.perf_counter()
     ae = out / "autoencoder"
+    if args.pixel_time == "total" and (ae / "exported" / "autoencoder" / "gensis.json").exists():
+        p.error(f"--pixel-time total: {ae} was trained by an earlier call, so its seconds are not known here; "
+                "use a new --out")  # pixel96's budget is the latent side's seconds, measured in this call
     if not (ae / "exported" / "autoencoder" / "gensis.json").exists():
         gensis.train_autoencoder({**common, "encoder": encoder, "out": str(ae), "train.epochs": args.ae_epochs,
                                   "model.block_out_channels": [int(w) for w in args.ae_widths.split(",")],
@@ -147,16 +149,11 @@ def _median_rate(gen_out: Path) -> float:
 def _summary(spaces: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """Each space's figures over the seeds, and latent - pixel96 per seed with its SE."""
     names = {seed: "" if seed == seeds[0] else f"-s{seed}" for seed in seeds}
-    table: dict[str, Any] = {}
-    for space in ("pixel96", "latent"):
-        runs = [spaces[space + names[s]] for s in seeds]
-        table[space] = {k: spread([float(r[k]) for r in runs]) for k in (*FIGURES, "steps", "train_seconds")}
-    diffs = {}
-    for k in FIGURES:
-        d = [float(spaces["latent" + names[s]][k]) - float(spaces["pixel96" + names[s]][k]) for s in seeds]
-        test = paired_seeds(d)
-        diffs[k] = {**spread(d), "se": None if test.se is None else round(test.se, 3), "beyond_2se": test.beyond_2se}
-    return {"spaces": table, "latent - pixel96": diffs}
+    by_seed = {space: {s: {k: float(spaces[space + names[s]][k]) for k in (*FIGURES, "steps", "train_seconds")}
+                       for s in seeds} for space in ("pixel96", "latent")}
+    table = {space: {k: spread([runs[s][k] for s in seeds]) for k in (*FIGURES, "steps", "train_seconds")}
+             for space, runs in by_seed.items()}
+    return {"spaces": table, "latent - pixel96": paired(by_seed["latent"], by_seed["pixel96"], FIGURES)}
 
 
 def _table(summary: dict[str, Any]) -> str:
