@@ -79,6 +79,22 @@ def test_the_perceptual_default_follows_the_encoder() -> None:
         TrainAutoencoderConfig(train={"perceptual_weight": 0.1})
 
 
+def test_default_levels_follow_the_resolution(tmp_path) -> None:
+    """No block_out_channels: 4x latents below 128 px (a 96-px tile: 24x24, not 12x12), 8x from 128 px."""
+    from gensis.config.autoencoder import TrainAutoencoderConfig
+
+    data = digits_npz(tmp_path / "images.npz", 40)
+    settings = {k: v for k, v in SMALL.items() if k != "model.block_out_channels"}
+    result = gensis.train_autoencoder({**settings, "data.path": str(data), "out": str(tmp_path / "ae"),
+                                       "train.max_steps": 1})
+    meta = json.loads((result.autoencoder_path / "gensis.json").read_text())
+    assert meta["downsampling"] == 4 and meta["latent_shape"] == [4, 4, 4]
+    assert AutoencoderKL.from_pretrained(result.autoencoder_path).config.block_out_channels == [16, 32, 64]
+    model = TrainAutoencoderConfig().model
+    assert model.widths(96) == [16, 32, 64] and model.widths(224) == [32, 64, 128, 128]
+    assert TrainAutoencoderConfig(model={"block_out_channels": [8, 16]}).model.widths(224) == [8, 16]
+
+
 def test_the_folder_loads_in_plain_diffusers_with_its_scaling_factor_and_digest(trained) -> None:
     _, _, _, result = trained
     folder = result.autoencoder_path

@@ -33,12 +33,12 @@ def build_autoencoder(cfg: AutoencoderModelConfig, resolution: int):
     """A randomly initialized diffusers ``AutoencoderKL`` with ``cfg``'s sizes."""
     from diffusers import AutoencoderKL
 
-    levels = len(cfg.block_out_channels)
+    widths = cfg.widths(resolution)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=tuple(cfg.block_out_channels),
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(widths),
+        up_block_types=("UpDecoderBlock2D",) * len(widths), block_out_channels=tuple(widths),
         layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
-        norm_num_groups=min(32, cfg.block_out_channels[0]), sample_size=resolution,
+        norm_num_groups=min(32, widths[0]), sample_size=resolution,
         mid_block_add_attention=cfg.mid_attention,
     )
 

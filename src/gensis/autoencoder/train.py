@@ -76,7 +76,7 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         encoder = load_encoder(encoder_path, device).requires_grad_(False)
     explicit = "resolution" in cfg.data.model_fields_set or encoder is None
     resolution = cfg.data.resolution if explicit else int(encoder.extra_metadata["resolution"])  # type: ignore[union-attr]
-    factor = 2 ** (len(cfg.model.block_out_channels) - 1)
+    factor = 2 ** (len(cfg.model.widths(resolution)) - 1)
     crop = cfg.train.crop_size or resolution
     if resolution % factor:
         raise ConfigError(f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "

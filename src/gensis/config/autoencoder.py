@@ -20,21 +20,36 @@ DEFAULT_PERCEPTUAL = 0.1  # the perceptual weight when an encoder is given (docs
 class AutoencoderModelConfig(StrictModel):
     """A diffusers ``AutoencoderKL`` built from scratch (its own blocks; gensis sets only the sizes)."""
 
-    # 4 levels: an 8x-downsampling latent (224 px -> 28x28), the LDM f=8 layout, with the narrow
-    # widths that train on 2 CPU cores (docs/RESULTS.md, "An autoencoder of your own").
-    block_out_channels: list[int] = Field([32, 64, 128, 128], min_length=2, max_length=6,
-                                          description="widths per level; downsampling 2^(levels-1)")
+    # None: by resolution (:meth:`widths`). Set it to choose the levels (downsampling
+    # 2^(levels-1)) and widths yourself.
+    block_out_channels: list[int] | None = Field(None, min_length=2, max_length=6,
+                                                 description="widths per level; downsampling 2^(levels-1); "
+                                                 "null: 16-32-64 (4x) below 128 px, else 32-64-128-128 (8x)")
     layers_per_block: int = Field(1, ge=1, le=4)
     latent_channels: int = Field(4, ge=1, le=64)
     mid_attention: bool = Field(True, description="self-attention in the latent-resolution middle block")
 
     @model_validator(mode="after")
     def _widths(self) -> "AutoencoderModelConfig":
+        if self.block_out_channels is None:
+            return self
         groups = min(32, self.block_out_channels[0])
         bad = [w for w in self.block_out_channels if w < 1 or w % groups]
         if bad:
             raise ValueError(f"block_out_channels: every width must be a multiple of {groups} (GroupNorm groups), got {bad}")
         return self
+
+    def widths(self, resolution: int) -> list[int]:
+        """The widths per level at ``resolution``: ``block_out_channels``, or by resolution.
+
+        Below 128 px, 3 levels (4x: 96 px -> 24x24 latents), the autoencoder that
+        benchmarks/latent_vs_pixel96.py measured on PCam; an 8x latent of a 96-px tile would be
+        12x12. From 128 px, 4 levels (8x: 224 px -> 28x28), the LDM f=8 layout, with the narrow
+        widths that train on 2 CPU cores (docs/RESULTS.md, "An autoencoder of your own").
+        """
+        if self.block_out_channels is not None:
+            return list(self.block_out_channels)
+        return [16, 32, 64] if resolution < 128 else [32, 64, 128, 128]
 
 
 class AutoencoderTrainConfig(StrictModel):
