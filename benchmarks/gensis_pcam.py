@@ -31,8 +31,9 @@ SCALES: dict[str, dict[str, Any]] = {
                      "augment.blur_p": [0.0, 0.0, 0.0],  # as lightly's 32-px recipe: blur erases nuclei
                      "train.epochs": 30, "train.knn_every": 0, "train.log_every": 5},
         # The demo's measured stage-2 budget scaled to 4k tiles (1,500 steps); EMA 0.995, since
-        # 0.999 still averages in the first, unconditioned weights after 1,500 steps.
-        "generator": {"model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
+        # 0.999 still averages in the first, unconditioned weights after 1,500 steps. Pixel space
+        # (the preset's latent space is for 96-px tiles; these are downscaled to 32 px).
+        "generator": {"model.space": "pixel", "model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
                       "train.epochs": 25, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.995,
                       "train.log_every": 20},
         # Guidance 1: guidance doubles the sampler's cost (8,000 tiles at 32 px: ~17 min more
@@ -43,7 +44,8 @@ SCALES: dict[str, dict[str, Any]] = {
         "show": {"steps": 10},
         "linear_epochs": 100,
     },
-    # One GPU: all 20k training tiles at 96 px, the histology preset as is and the pixel96 UNet.
+    # One GPU: all 20k training tiles at 96 px, the histology preset as is: its own autoencoder
+    # (4x, 24x24x4 latents) and the latent UNet.
     "gpu": {
         "pretrain": {"train.epochs": 100, "train.knn_every": 20},
         "generator": {"train.batch_size": 128, "train.epochs": 100},

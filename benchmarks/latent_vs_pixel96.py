@@ -102,6 +102,7 @@ def main() -> None:
     if len(seeds) > 1:
         result["summary"] = _summary(s, seeds)
         print(_table(result["summary"]))
+    result["picture"] = str(views_picture(out, args.train, args.sources))
     emit(result, args.json)
 
 
@@ -139,6 +140,28 @@ def _space(args: argparse.Namespace, out: Path, common: dict[str, Any], encoder:
         "ceiling": {k: q["ceiling"].get(k) for k in FIGURES},
         "chance_top1": q["chance"]["retrieval_top1"],
     }
+
+
+def views_picture(out: Path, train: str, sources: int, columns: int = 8) -> Path:
+    """``out/views.png``: for ``columns`` tiles of the first seed's banks, the tile (top row), two
+    latent views, then two ``pixel96`` views, to look at beside the figures."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from gensis.data import load_images
+
+    data = load_images(train, 96, max_images=sources, progress=False)
+    banks = [load_file(str(out / f"bank-{space}" / "shard-00000.safetensors")) for space in ("latent", "pixel96")]
+    tiles = []
+    for i in range(0, sources, max(1, sources // columns))[:columns]:
+        column = [data.batch(torch.tensor([i]))[0]]
+        for bank in banks:
+            column += [bank["images"][j] for j in (bank["source"] == i).nonzero().squeeze(1)[:2]]
+        tiles.append(torch.cat(column, 1))
+    path = out / "views.png"
+    Image.fromarray(torch.cat(tiles, 2).permute(1, 2, 0).numpy()).save(path)
+    return path
 
 
 def _median_rate(gen_out: Path) -> float:

@@ -77,3 +77,23 @@ def test_other_autoencoder_settings_are_refused_before_any_work(latent_pipeline)
         gensis.run({**settings, "autoencoder": {"train.epoch": 2}})
     with pytest.raises(ConfigError, match="autoencoder: settings given, but no autoencoder is trained"):
         gensis.run({**settings, "out": str(Path(settings["out"]).parent / "pixel"), "generator": {"model.spec": "tiny"}})
+
+
+@pytest.mark.parametrize("preset, generator, latent", [
+    ("histology", {}, True),  # H&E at 96 px: latent, by measurement (docs/RESULTS.md)
+    ("histology-224", {}, True),
+    ("96px", {}, False),
+    ("histology", {"model.space": "pixel", "model.spec": "pixel96"}, False),  # pixel96 on request
+])
+def test_which_presets_train_their_own_autoencoder(tmp_path, preset, generator, latent) -> None:
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PipelineConfig
+    from gensis.pipeline import stage_configs
+
+    data = write_npz(tmp_path / "d.npz", 16)
+    cfg = build_config(PipelineConfig, {"preset": preset, "out": str(tmp_path / "run"), "data.path": str(data),
+                                        "generator": generator}, use_presets=False)
+    stages = stage_configs(cfg)
+    assert (stages.autoencoder is not None, stages.generator.model.space == "latent") == (latent, latent)
+    if latent:
+        assert Path(stages.generator.model.vae) == tmp_path / "run" / "autoencoder" / "exported" / "autoencoder"
