@@ -33,9 +33,9 @@ SCALES: dict[str, dict[str, Any]] = {
         # The demo's measured stage-2 budget scaled to 4k tiles (1,500 steps); EMA 0.995, since
         # 0.999 still averages in the first, unconditioned weights after 1,500 steps. Pixel space
         # (the preset's latent space is for 96-px tiles; these are downscaled to 32 px).
-        "generator": {"model.space": "pixel", "model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
-                      "train.epochs": 25, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.995,
-                      "train.log_every": 20},
+        "generator": {"model.space": "pixel", "model.spec": "tiny", "model.block_out_channels": [32, 64, 64],
+                      "train.batch_size": 64, "train.epochs": 25, "train.lr": 5e-4, "train.warmup_steps": 50,
+                      "train.ema_decay": 0.995, "train.log_every": 20},
         # Guidance 1: guidance doubles the sampler's cost (8,000 tiles at 32 px: ~17 min more
         # with the compute-fair control), which does not fit one 2-hour session here.
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10, "batch_size": 500},

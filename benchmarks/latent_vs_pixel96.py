@@ -142,25 +142,21 @@ def _space(args: argparse.Namespace, out: Path, common: dict[str, Any], encoder:
     }
 
 
-def views_picture(out: Path, train: str, sources: int, columns: int = 8) -> Path:
-    """``out/views.png``: for ``columns`` tiles of the first seed's banks, the tile (top row), two
-    latent views, then two ``pixel96`` views, to look at beside the figures."""
+def views_picture(out: Path, train: str, sources: int, rows: int = 8) -> Path:
+    """``out/views.png``: for ``rows`` tiles, the tile, then two views from the first seed's latent
+    bank, then two from its ``pixel96`` bank, to look at beside the figures."""
     import torch
-    from PIL import Image
     from safetensors.torch import load_file
 
     from gensis.data import load_images
+    from gensis.generator.show import save_view_grid
 
     data = load_images(train, 96, max_images=sources, progress=False)
     banks = [load_file(str(out / f"bank-{space}" / "shard-00000.safetensors")) for space in ("latent", "pixel96")]
-    tiles = []
-    for i in range(0, sources, max(1, sources // columns))[:columns]:
-        column = [data.batch(torch.tensor([i]))[0]]
-        for bank in banks:
-            column += [bank["images"][j] for j in (bank["source"] == i).nonzero().squeeze(1)[:2]]
-        tiles.append(torch.cat(column, 1))
+    views = [lambda i, b=b: list(b["images"][b["source"] == i][:2]) for b in banks]
+    tiles = range(0, sources, max(1, sources // rows))[:rows]
     path = out / "views.png"
-    Image.fromarray(torch.cat(tiles, 2).permute(1, 2, 0).numpy()).save(path)
+    save_view_grid(path, [([data.batch(torch.tensor([i]))[0]], views[0](i), views[1](i)) for i in tiles], tile=96)
     return path
 
 

@@ -171,7 +171,7 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
 def test_show_goes_from_the_left_source_to_the_right_one(setting, stand_in_sampler, monkeypatch, tmp_path) -> None:
     root, data_path, gen, emb, images = setting
     grids = {}
-    monkeypatch.setattr("gensis.generator.show._save_grid", lambda path, rows, tile: grids.__setitem__(path.name, rows))
+    monkeypatch.setattr("gensis.generator.show.save_view_grid", lambda path, rows, tile: grids.__setitem__(path.name, rows))
     gensis.show({"generator": str(gen), "data_path": str(data_path), "out": str(tmp_path / "show"), "rows": 3,
                  "views": 1, "alphas": 5, "steps": 2, "cache_dir": None})
     which = lambda img: next(k for k in range(12) if torch.equal(images[k], img))  # noqa: E731

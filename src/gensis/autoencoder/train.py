@@ -80,7 +80,8 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
     crop = cfg.train.crop_size or resolution
     if resolution % factor:
         raise ConfigError(f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "
-                          "of model.block_out_channels")
+                          f"of model.block_out_channels {cfg.model.widths(resolution)}"
+                          f"{'' if cfg.model.block_out_channels else ' (its default at this size)'}")
     if crop % factor or crop > resolution:
         raise ConfigError(f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}")
     if data is None:

@@ -20,7 +20,9 @@ class GeneratorModelConfig(StrictModel):
     """Stage-2 UNet (diffusers ``UNet2DModel``) and its noise schedule."""
 
     spec: Literal["pixel32", "pixel96", "latent", "tiny"] = Field("pixel32", description="UNet size preset")
-    space: Literal["pixel", "latent"] = Field("pixel", description="pixel, or latent: the space of an AutoencoderKL (its own, trained by gensis run, or model.vae)")
+    space: Literal["pixel", "latent"] = Field(
+        "pixel", description="pixel, or latent: an AutoencoderKL's space (its own, trained by gensis run, or model.vae)"
+    )
     vae: InputPath | None = Field(None, description="AutoencoderKL folder or hub id (latent space only)")
     conditioning: Literal["add", "cross_attention"] = Field(
         "add", description="embedding added to the timestep embedding (RCDM/RCG) or cross-attended as tokens (LDM)"

@@ -56,9 +56,9 @@ def run_show(cfg: ShowConfig) -> list[Path]:
     out = Path(cfg.out)
     lock.hold(out)  # one writer per folder (runtime/lock.py); also marks it as gensis's
     paths = [out / "views.png", out / "interpolations.png"]
-    _save_grid(paths[0], view_rows, cfg.tile_px)
+    save_view_grid(paths[0], view_rows, cfg.tile_px)
     if interp_rows:
-        _save_grid(paths[1], interp_rows, cfg.tile_px)
+        save_view_grid(paths[1], interp_rows, cfg.tile_px)
     written = [p for p in paths if p.exists()]
     run = RunFolder(out)  # inside `gensis run`: the grids go to its loggers as images ("pictures/views")
     for p in written:
@@ -66,8 +66,9 @@ def run_show(cfg: ShowConfig) -> list[Path]:
     return written
 
 
-def _save_grid(path: Path, rows: list[tuple[list, list, list]], tile: int) -> None:
-    """Rows of (real images, generated images, real images), with a gap between groups."""
+def save_view_grid(path: Path, rows: list[tuple[list, list, list]], tile: int) -> None:
+    """Rows of three groups of CHW uint8 images, a gap between groups (here: real, generated,
+    real), each image ``tile`` px, written atomically as a PNG."""
     step = tile + 2
     n_left, n_mid, n_right = (max(len(r[k]) for r in rows) for k in range(3))
     x_mid = n_left * step + (GAP if n_left else 0)
