@@ -95,12 +95,16 @@ def _timed(secs: dict[str, float], name: str, cfg: PipelineConfig, train: Any, e
         secs[name] = round(time.perf_counter() - t0, 1)
 
 
-def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool
-               ) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any]:
-    """Every encoder of the table (``dino``, ``gen-dino``, ``dino-s1``, ...) and its seconds."""
+def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool,
+               dial: dict[str, Any] | None = None
+               ) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any, dict[str, Any] | None]:
+    """Every encoder of the table (``dino``, ``gen-dino``, ``dino-s1``, ...) and its seconds, seed by
+    seed (with ``dial``, each seed's third arm right after its first two, so that a run stopped early
+    still holds whole paired seeds), and the dial bank's quality report."""
     encoders: dict[str, Path] = {}
     secs: dict[str, float] = {}
     first = None
+    dial_quality = None
     for seed in seeds:
         suffix = "" if seed == seeds[0] else f"-s{seed}"
         if first is None or per_seed_bank:
@@ -116,11 +120,14 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             for stage, name in (("pretrain", "dino"), ("gen-dino", "gen-dino"), ("train-generator", "generator"),
                                 ("generate", "bank")):
                 secs[f"{name}{suffix}"] = result["stages"][stage]["seconds"]
-            continue
-        cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
-        for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
-            _timed(secs, f"{name}{suffix}", cfg, lambda: stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed}),
-                   encoders)
+        else:
+            cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
+            for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
+                _timed(secs, f"{name}{suffix}", cfg,
+                       lambda: stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed}), encoders)
+        if dial:
+            quality = dial_arm(cfg, stages, seed, suffix, dial, encoders, secs)
+            dial_quality = dial_quality or quality
     cfg, stages, _ = first
     if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
@@ -130,23 +137,22 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
         encoders["dino-compute-fair"] = stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
             "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True})
         secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
-    return cfg, encoders, secs, stages
+    return cfg, encoders, secs, stages, dial_quality
 
 
-def dial_arm(cfg: PipelineConfig, stages: Any, seeds: list[int], dial: dict[str, Any],
+def dial_arm(cfg: PipelineConfig, stages: Any, seed: int, suffix: str, dial: dict[str, Any],
              encoders: dict[str, Path], secs: dict[str, float]) -> dict[str, Any]:
-    """Gen-DINO from a second bank of the same generator with one setting changed (the diversity
-    dial, e.g. ``guidance_scale=2``), for every seed; returns that bank's quality report."""
+    """Gen-DINO (training seed ``seed``) from a second bank of the run's generator with one setting
+    changed (the diversity dial, e.g. ``guidance_scale=2``); makes that bank on first use and returns
+    its quality report."""
     bank = Path(cfg.out) / "bank-dial"
-    reused = (bank / "quality.json").exists()
-    t0 = time.perf_counter()
-    gensis.generate({**flatten(stages.generate.model_dump()), **dial, "out": str(bank)})
-    if not reused:
-        secs["bank-dial"] = round(time.perf_counter() - t0, 1)
-    for seed in seeds:
-        name = "gen-dino-dial" + ("" if seed == seeds[0] else f"-s{seed}")
-        _timed(secs, name, cfg, lambda: stage3_variant(cfg, stages.gen_dino, name,
-                                                       {"train.seed": seed, "gen.bank": str(bank)}), encoders)
+    if not (bank / "quality.json").exists():
+        t0 = time.perf_counter()
+        gensis.generate({**flatten(stages.generate.model_dump()), **dial, "out": str(bank)})
+        secs[f"bank-dial{suffix}"] = round(time.perf_counter() - t0, 1)
+    name = f"gen-dino-dial{suffix}"
+    _timed(secs, name, cfg, lambda: stage3_variant(cfg, stages.gen_dino, name,
+                                                   {"train.seed": seed, "gen.bank": str(bank)}), encoders)
     return json.loads((bank / "quality.json").read_text())
 
 
@@ -192,10 +198,9 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if stage_configs(build_config(PipelineConfig, settings, use_presets=False)).baseline != "dino":
         p.error("gen_dino: stage 3's recipe differs from stage 1's beyond gen.*, so DINO is not its control")
-    cfg, encoders, secs, stages = train_arms(settings, seeds, args.bank == "per-seed", not args.no_compute_fair)
     dial = args.dial
-    if dial:
-        dial_quality = dial_arm(cfg, stages, seeds, dial, encoders, secs)
+    cfg, encoders, secs, stages, dial_quality = train_arms(settings, seeds, args.bank == "per-seed",
+                                                           not args.no_compute_fair, dial)
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
