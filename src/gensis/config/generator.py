@@ -103,8 +103,9 @@ class SamplingConfig(StrictModel):
     steps: int = Field(10, ge=1, le=1000)
     # 1: guidance 2 doubles source top-1 (8.5 -> 17.3 % on the digits, issue 12) but halves the
     # diversity between views (cosine 0.11 -> 0.07) and doubles the cost; pass 2 when faithfulness is short.
-    # PCam (2026-12-03): median rank of the source 41 -> 18, diversity 0.11 -> 0.06, 2.2x the cost; its
-    # stage-3 effect has one seed so far (+0.70 kNN k=20 over guidance 1), not yet a reason to switch.
+    # PCam (2026-12-03): median rank of the source 41 -> 18, diversity 0.11 -> 0.06, 2.2x the cost. Its
+    # stage-3 effect over 3 seeds (2026-12-05, Gen-DINO from scratch): guidance 2 - guidance 1 is +0.23 kNN
+    # k=20 (SE 0.23) and -0.31 linear (SE 0.50), inside the noise, for 2.8x the bank's seconds: no reason to switch.
     guidance_scale: float = Field(1.0, ge=0, le=20)
 
 
