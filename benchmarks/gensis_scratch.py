@@ -17,6 +17,7 @@ Gen-DINO took (measured in this run): Gen-DINO's whole pipeline compute given to
 
     python benchmarks/gensis_scratch.py --data pcam --no-compute-fair    # 4k PCam tiles at 32 px, N = 30, 3 seeds: 1 h 32 min on 2 cores (2026-12-03)
     python benchmarks/gensis_scratch.py --data cifar10 --no-compute-fair # 5k CIFAR-10 images, N = 40, 3 seeds: 1 h 50 min (2026-12-04)
+    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair --dial guidance_scale=2  # and a guidance-2 arm: 2 h 15 min (2026-12-05)
     python benchmarks/gensis_scratch.py --data pcam --scale gpu --bank per-seed --device cuda
     bash benchmarks/gpu_scratch.sh      # on a lent device: CIFAR-10 at a 9-minute scale, 3 seeds
 """
