@@ -2,9 +2,10 @@
 
 Encoders named ``gen-dino``, ``gen-dino-s1``, ... are one group with seeds 0, 1, ...; a
 difference is *paired* when both encoders share the stage-1 weights, the bank and the training
-seed, so the seed's own noise cancels. A mean difference counts when it is larger than twice
-its standard error (sd / sqrt(n)); otherwise the table says it is inside the noise
-(with one seed there is no SE, and it says so).
+seed, so the seed's own noise cancels. A mean difference is decided when its Student-t 95 %
+interval (n - 1 degrees of freedom) excludes 0; the exact sign-flip test stands beside it
+(with 5 seeds or fewer it cannot reach p < 0.05, and the table says so; with one seed there is
+no interval).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]],
         d = spread(diffs)
         test = paired_seeds(diffs)  # the rule of the report's verdicts, for several seeds
         d["se"] = None if test.se is None else round(test.se, 3)
-        d["beyond_2se"] = test.beyond_2se
+        d["ci95"] = None if test.ci is None else [round(test.ci[0], 3), round(test.ci[1], 3)]
+        d["p_t"] = None if test.p_t is None else round(test.p_t, 4)
+        d["p_signflip"] = None if test.p_signflip is None else round(test.p_signflip, 4)
+        d["decided"] = test.decided
         out[key] = d
     return out
 
@@ -123,8 +127,8 @@ def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = S
     keys = [(k, lab) for k, lab in METRICS if any(k in t for t in enc.values())]
     lines = []
     if summary.get("n_test"):
-        lines += [f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points. The SE "
-                  f"covers {se_covers}, so a difference of a few test images with sd 0 passes 2 SE without "
+        lines += [f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points. The "
+                  f"interval covers {se_covers}, so a difference of a few test images with sd 0 is decided without "
                   "being general.", ""]
     lines += ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
              "|---|---|" + "---|" * len(keys)]
@@ -132,23 +136,31 @@ def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = S
         n = max(s["n"] for s in t.values())
         lines.append(f"| {labels.get(g, g)} | {n} | " + " | ".join(_cell(t.get(k)) for k, _ in keys) + " |")
     for name, d in summary["differences"].items():
-        lines += ["", f"Paired difference, {name} (per seed; mean +- sd; standard error):", "",
-                  "| figure | per seed | mean | sd | SE | beyond 2 SE? |", "|---|---|---|---|---|---|"]
+        lines += ["", f"Paired difference, {name} (per seed; mean; sd; Student-t 95 % interval, n-1 df; "
+                  "two-sided p of the t-test and of the exact sign-flip test):", "",
+                  "| figure | per seed | mean | sd | 95 % interval | p (t) | p (sign-flip) | decided? |",
+                  "|---|---|---|---|---|---|---|---|"]
         for k, lab in keys:
             if k not in d:
                 continue
             s = d[k]
             sd = "-" if s["sd"] is None else f"{s['sd']:.2f}"
-            se = "-" if s["se"] is None else f"{s['se']:.2f}"
-            if s["se"] is None:  # one seed: no spread to compare against
-                verdict = "one seed: no SE"
+            ci = "-" if s.get("ci95") is None else f"{s['ci95'][0]:+.2f} to {s['ci95'][1]:+.2f}"
+            p_t = "-" if s.get("p_t") is None else f"{s['p_t']:.3g}"
+            p_sf = "-" if s.get("p_signflip") is None else f"{s['p_signflip']:.3g}"
+            if s.get("ci95") is None:  # one seed: no spread to compare against
+                verdict = "one seed: no interval"
             else:
-                verdict = "yes" if s["beyond_2se"] else "no: inside the noise"
+                verdict = "yes" if s["decided"] else "no: the interval holds 0"
             if summary.get("n_test") and k in ACCURACIES:  # in test images: a 0.28-point "yes" reads as one image
                 images = abs(s["mean"]) * summary["n_test"] / 100
                 verdict += f" ({images:.1f} test image{'' if round(images, 1) == 1 else 's'})"
             lines.append(f"| {lab} | {', '.join(f'{v:+.2f}' for v in s['values'])} | {s['mean']:+.2f} | {sd} | "
-                         f"{se} | {verdict} |")
+                         f"{ci} | {p_t} | {p_sf} | {verdict} |")
+        n = max((d[k]["n"] for k, _ in keys if k in d), default=0)
+        if 1 < n <= 5:
+            lines += ["", f"With {n} seeds the sign-flip test's smallest possible p is {2 / 2 ** n:.3g}: no result "
+                      "of this table can reach p < 0.05 by it."]
     return "\n".join(lines) + "\n"
 
 

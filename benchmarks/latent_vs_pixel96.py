@@ -176,11 +176,13 @@ def _summary(spaces: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, A
 
 
 def _table(summary: dict[str, Any]) -> str:
-    rows = ["| figure | pixel96 | latent | latent - pixel96 (per seed) | SE | beyond 2 SE? |", "|---|---|---|---|---|---|"]
+    rows = ["| figure | pixel96 | latent | latent - pixel96 (per seed) | 95 % t-interval | decided? |",
+            "|---|---|---|---|---|---|"]
     for k in FIGURES:
         a, b, d = summary["spaces"]["pixel96"][k], summary["spaces"]["latent"][k], summary["latent - pixel96"][k]
         rows.append(f"| {k} | {a['mean']:.2f} +- {a['sd']:.2f} | {b['mean']:.2f} +- {b['sd']:.2f} | "
-                    f"{', '.join(f'{v:+.2f}' for v in d['values'])} | {d['se']} | {'yes' if d['beyond_2se'] else 'no'} |")
+                    f"{', '.join(f'{v:+.2f}' for v in d['values'])} | {d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f} | "
+                    f"{'yes' if d['decided'] else 'no'} |")
     return "\n".join(rows)
 
 

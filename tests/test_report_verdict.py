@@ -22,10 +22,30 @@ def test_mcnemar_exact_against_hand_computed_binomial_tails() -> None:
     assert mcnemar_exact([True] * 5 + [False] * 5, [False] * 5 + [True] * 5)["p_value"] == 1.0  # an even split
 
 
-def test_paired_seeds_and_trend() -> None:
-    assert paired_seeds([-0.53, -0.30, -1.27]).direction == "worse"  # PCam linear, -0.70 with SE 0.29
-    assert paired_seeds([-0.43, 0.03, -0.10]).direction == "none"  # PCam kNN, -0.17 with SE 0.14
+def test_paired_seeds_use_a_student_t_interval_on_n_minus_1_degrees_of_freedom() -> None:
+    # PCam linear (2026-12-01): -0.70 with SE 0.29 passed the old "2 SE" rule; t(0.975, 2) = 4.3027
+    d = paired_seeds([-0.53, -0.30, -1.27])
+    assert math.isclose(d.se, 0.50685 / math.sqrt(3), rel_tol=1e-4)
+    assert math.isclose(d.half_width, 4.302653 * d.se, rel_tol=1e-5) and d.direction == "none"
+    assert math.isclose(d.p_t, 0.13919, abs_tol=1e-4)  # t = 2.392 on 2 df
+    assert d.p_signflip == 0.25 and d.smallest_signflip_p == 0.25  # 3 seeds can never reach 0.05
+    assert paired_seeds([-0.43, 0.03, -0.10]).direction == "none"
     assert paired_seeds([1.0]).direction == "none" and paired_seeds([1.0]).se is None
+    # 5 seeds, t(0.975, 4) = 2.7764: mean 1.0, sd 0.5 -> half-width 0.6208, decided
+    five = paired_seeds([1.0, 1.5, 0.5, 1.6 - 0.1, 0.5])
+    assert math.isclose(five.half_width, 2.776445 * five.sd / math.sqrt(5), rel_tol=1e-5)
+    assert five.direction == "better" and five.ci[0] > 0 and five.p_signflip == 2 / 32
+
+
+def test_signflip_p_counts_sign_patterns_by_hand() -> None:
+    from gensis.eval.significance import signflip_p
+
+    assert signflip_p([1, 2, 3]) == 2 / 8  # only +6 and -6 reach |6|
+    assert signflip_p([1, -2, 3]) == 6 / 8  # |2|: all but the two patterns summing to 0
+    assert signflip_p([0.0, 0.0]) == 1.0
+
+
+def test_trend() -> None:
     rng = random.Random(0)
     noisy = [7.0 + rng.gauss(0, 0.3) for _ in range(100)]
     assert trend(noisy).direction == "flat"

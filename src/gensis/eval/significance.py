@@ -6,7 +6,11 @@ One rule for every verdict (the report, the demo's printout and the benchmarks' 
   correctness (McNemar 1947; the exact binomial form of Edwards 1948). Only the images that one
   encoder gets right and the other wrong carry information; under "no difference" each such
   image is a fair coin.
-* Several paired seeds: the mean difference against twice its standard error (sd / sqrt(n)).
+* Several paired seeds: the mean difference with its Student-t 95 % interval (n - 1 degrees of
+  freedom; "Student" 1908); it is decided when the interval excludes 0. Beside it, the exact
+  sign-flip test (Fisher 1935: under "no difference" each seed's sign is a fair coin), which
+  needs no normality and shows what few seeds can say: with n seeds its smallest two-sided p is
+  2 / 2**n, so 5 seeds or fewer can never reach p < 0.05.
 * A curve: the mean of its first tenth against the mean of its last tenth, beside the
   step-to-step noise (von Neumann: the sd of successive differences / sqrt 2, which a steady
   trend does not inflate).
@@ -19,6 +23,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
+from scipy import stats
 
 ALPHA = 0.05  # two-sided level of the paired tests
 Direction = Literal["better", "worse", "none"]
@@ -55,24 +62,65 @@ def encode_correct(correct: Sequence[bool]) -> str:
 
 @dataclass(frozen=True)
 class SeedDifference:
+    """Paired differences over seeds: the mean, its t-interval and two tests (None with one seed)."""
+
     mean: float
+    n: int
     sd: float | None
     se: float | None
-    direction: Direction
+    ci: tuple[float, float] | None  # Student-t interval at 1 - ALPHA, n - 1 degrees of freedom
+    p_t: float | None  # two-sided paired t-test
+    p_signflip: float | None  # two-sided exact sign-flip test
+    direction: Direction  # better / worse when the interval excludes 0
 
     @property
-    def beyond_2se(self) -> bool:
+    def decided(self) -> bool:
         return self.direction != "none"
 
+    @property
+    def half_width(self) -> float | None:
+        return None if self.ci is None else (self.ci[1] - self.ci[0]) / 2
 
-def paired_seeds(diffs: Sequence[float]) -> SeedDifference:
-    """Several seeds, each a paired difference a - b: beyond the noise when |mean| > 2 SE."""
+    @property
+    def smallest_signflip_p(self) -> float:
+        """The smallest p the sign-flip test can give with this many seeds (all signs alike)."""
+        return min(1.0, 2 / 2**self.n)
+
+
+SIGNFLIP_EXACT = 20  # up to 2**20 sign patterns are enumerated; more seeds are sampled
+
+
+def signflip_p(diffs: Sequence[float], draws: int = 200_000) -> float:
+    """Two-sided sign-flip test of mean 0: the share of sign patterns whose |mean| is at least
+    the observed one (exact up to :data:`SIGNFLIP_EXACT` seeds, a seeded sample beyond)."""
+    x = np.abs(np.asarray(diffs, dtype=np.float64))
+    observed = abs(float(np.sum(diffs)))
+    n = len(x)
+    if n <= SIGNFLIP_EXACT:
+        patterns = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2 - 1
+    else:
+        patterns = np.random.default_rng(0).choice([-1, 1], size=(draws, n))
+    sums = np.abs(patterns @ x)
+    return float(np.mean(sums >= observed - 1e-12 * max(1.0, observed)))
+
+
+def paired_seeds(diffs: Sequence[float], alpha: float = ALPHA) -> SeedDifference:
+    """Several seeds, each a paired difference a - b: the mean with its Student-t interval
+    (n - 1 degrees of freedom), decided when the interval excludes 0."""
     n = len(diffs)
     mean = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else None
-    se = sd / math.sqrt(n) if sd is not None else None
-    beyond = se is not None and abs(mean) > 2 * se
-    return SeedDifference(mean, sd, se, ("better" if mean > 0 else "worse") if beyond else "none")
+    if n < 2:
+        return SeedDifference(mean, n, None, None, None, None, None, "none")
+    sd = statistics.stdev(diffs)
+    se = sd / math.sqrt(n)
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * se
+    if se > 0:
+        p_t = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    else:  # every seed gave the same difference
+        p_t = 1.0 if mean == 0 else 0.0
+    decided = abs(mean) > half
+    return SeedDifference(mean, n, sd, se, (mean - half, mean + half), p_t, signflip_p(diffs),
+                          ("better" if mean > 0 else "worse") if decided else "none")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ the numbers it used.
 * Stage 1 learned: DINO's loss (a cross-entropy over ``out_dim`` prototypes) fell beyond its
   step-to-step noise and ends well below ln(out_dim), its value for a uniform teacher. A
   loss within 5 % of it means the encoder barely trained (as in the first CPU-budget
-  CIFAR-10 run: 7.25 against 7.62).
+  CIFAR-10 run: 7.25 against 7.62). It has converged, or is still learning, by the rule of
+  :mod:`gensis.eval.convergence` (loss and online kNN flat over the last fifth and quarter);
+  still learning is a WARNING, since a stage-3 comparison on it measures the length of training.
 * The autoencoder (latent generators) keeps what the encoder sees: its reconstructions of
   held-out images find their source at least half as often as real stage-1 views do. A
   generated view is decoded by it, so it can be no more faithful than this.
@@ -31,6 +33,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gensis.eval.convergence import convergence
 from gensis.eval.significance import ALPHA, Trend, decode_correct, mcnemar_exact, trend
 
 BARELY = 0.95  # a loss above 95 % of its uniform value: the stage barely learned
@@ -105,6 +108,11 @@ def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
     if loss.last >= BARELY * uniform:
         return Verdict("stage 1", "warning", text + ": the loss is still near its uniform value, so the encoder has "
                        "learned little of what DINO can teach it; train longer")
+    conv = convergence(metrics, out_dim)
+    text += f"; {conv.words()}"
+    if conv.status == "still learning":
+        return Verdict("stage 1", "warning", text + ": stage 2 and 3 stand on an encoder that is still changing, so "
+                       "a stage-3 comparison on it measures the length of training; train longer")
     return Verdict("stage 1", "ok", text)
 
 
