@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from gensis.eval.significance import paired_seeds, trend
+from gensis.eval.significance import decode_correct, mcnemar_exact, paired_seeds, trend
 
 METRICS = [("knn_k20", "kNN k=20"), ("knn_k200", "kNN k=200"), ("linear", "linear"),
            ("auc", "linear AUC"), ("f1", "linear F1")]
@@ -84,6 +84,45 @@ def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]], n_
                 ref = {s: next(iter(ref.values())) for s in groups[a]}
             diffs[f"{a} - {b}"] = paired(groups[a], ref)
     return {"n_test": n_test, "encoders": table, "differences": diffs}
+
+
+def seed_mcnemar(eval_dir: Path, names: list[str], versus: list[tuple[str, str]]) -> dict[str, list[dict[str, Any]]]:
+    """Per paired seed, McNemar's exact test on per-image correctness (the smallest k of kNN, and
+    the linear probe), read from the evaluations in ``eval_dir`` (``<name>.json``)."""
+    evals = {n: json.loads((eval_dir / f"{n}.json").read_text()) for n in names if (eval_dir / f"{n}.json").exists()}
+    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, ev in evals.items():
+        group, seed = split_name(name)
+        groups.setdefault(group, {})[seed] = ev
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a, b in versus:
+        if a not in groups or b not in groups:
+            continue
+        ref = groups[b] if len(groups[b]) > 1 else {s: next(iter(groups[b].values())) for s in groups[a]}
+        tests = []
+        for seed in sorted(set(groups[a]) & set(ref)):
+            ea, eb = groups[a][seed], ref[seed]
+            k = sorted(ea.get("knn_correct", {}), key=int)[:1]
+            pairs = [(f"kNN k={k[0]}", ea["knn_correct"][k[0]], eb.get("knn_correct", {}).get(k[0]))] if k else []
+            pairs.append(("linear", ea.get("linear", {}).get("correct"), eb.get("linear", {}).get("correct")))
+            for figure, bits_a, bits_b in pairs:
+                if bits_a and bits_b and len(bits_a) == len(bits_b):
+                    tests.append({"seed": seed, "figure": figure,
+                                  **mcnemar_exact(decode_correct(bits_a), decode_correct(bits_b))})
+        out[f"{a} - {b}"] = tests
+    return out
+
+
+def mcnemar_md(tests: dict[str, list[dict[str, Any]]]) -> str:
+    """The per-seed McNemar tests as markdown lines (one per pair and figure)."""
+    lines = []
+    for pair, rows in tests.items():
+        for figure in dict.fromkeys(r["figure"] for r in rows):
+            cells = [f"seed {r['seed']}: p = {r['p_value']:.2g} ({r['only_a']} vs {r['only_b']})"
+                     for r in rows if r["figure"] == figure]
+            lines.append(f"- {pair}, {figure}: " + "; ".join(cells))
+    return ("\nMcNemar's exact test per seed on the same test images (images right only with the first, "
+            "only with the second):\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def _logged(folder: Path) -> list[dict[str, Any]]:
@@ -165,10 +204,10 @@ def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = S
 
 
 def write_table(folder: Path, summary: dict[str, Any], labels: dict[str, str], extra_md: str = "",
-                se_covers: str = SE_COVERS) -> Path:
+                se_covers: str = SE_COVERS, head: str = "") -> Path:
     """``table.md`` and ``table.json`` in ``folder``; returns the markdown's path."""
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / "table.md"
-    md.write_text(markdown(summary, labels, se_covers) + extra_md)
+    md.write_text(head + markdown(summary, labels, se_covers) + extra_md)
     (folder / "table.json").write_text(json.dumps(summary, indent=2) + "\n")
     return md

@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import gensis
@@ -35,6 +37,7 @@ import gensis_cifar10
 import gensis_pcam
 from gensis.config.overrides import build_config, flatten
 from gensis.config.schema import PipelineConfig, PretrainConfig
+from gensis.eval.convergence import convergence
 from gensis.pipeline import stage_configs
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
@@ -42,7 +45,7 @@ from gensis.runtime.run_folder import RunFolder
 
 from _common import emit, header, settings_arg
 from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, run_folder
-from _gensis_table import loss_trend, summarize, write_table
+from _gensis_table import loss_trend, mcnemar_md, seed_mcnemar, split_name, summarize, write_table
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
 DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
@@ -97,11 +100,12 @@ def _timed(secs: dict[str, float], name: str, cfg: PipelineConfig, train: Any, e
 
 
 def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool,
-               dial: dict[str, Any] | None = None
+               dial: dict[str, Any] | None = None, after_seed: Callable[..., Any] | None = None
                ) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any, dict[str, Any] | None]:
     """Every encoder of the table (``dino``, ``gen-dino``, ``dino-s1``, ...) and its seconds, seed by
     seed (with ``dial``, each seed's third arm right after its first two, so that a run stopped early
-    still holds whole paired seeds), and the dial bank's quality report."""
+    still holds whole paired seeds), and the dial bank's quality report. ``after_seed(cfg, stages,
+    encoders, secs, dial_quality)`` runs after each seed's arms (the running table)."""
     encoders: dict[str, Path] = {}
     secs: dict[str, float] = {}
     first = None
@@ -129,6 +133,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
         if dial:
             quality = dial_arm(cfg, stages, seed, suffix, dial, encoders, secs)
             dial_quality = dial_quality or quality
+        if after_seed is not None:
+            after_seed(cfg, stages, encoders, secs, dial_quality)
     cfg, stages, _ = first
     if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
@@ -155,6 +161,48 @@ def dial_arm(cfg: PipelineConfig, stages: Any, seed: int, suffix: str, dial: dic
     _timed(secs, name, cfg, lambda: stage3_variant(cfg, stages.gen_dino, name,
                                                    {"train.seed": seed, "gen.bank": str(bank)}), encoders)
     return json.loads((bank / "quality.json").read_text())
+
+
+def stage1_convergence(folder: Path, out_dim: int) -> str:
+    """One DINO run's convergence by the report's rule, in words."""
+    return convergence(RunFolder(folder).read_metrics(), out_dim).words()
+
+
+def report(seeds: list[int], dial: dict[str, Any] | None, cfg: PipelineConfig, stages: Any,
+           encoders: dict[str, Path], secs: dict[str, float], dial_quality: dict[str, Any] | None
+           ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Evaluate what is trained so far (cached by the encoder's sha256) and write the running table:
+    ``table.md`` names how many of the asked seeds are in."""
+    rows, n_test = evaluate_all(encoders, cfg)
+    summary = summarize(rows, VERSUS, n_test=n_test)
+    summary["mcnemar"] = seed_mcnemar(Path(cfg.out) / "eval", list(encoders), VERSUS)
+    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
+    extra = mcnemar_md(summary["mcnemar"]) + bank_and_loss_notes(summary, encoders, quality,
+                                                                  stages.gen_dino.dino.out_dim)
+    if dial and dial_quality:
+        summary["faithfulness_dial"] = {"settings": dial, **dial_quality}
+        extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({dial})")
+    # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart),
+    # and whether stage 1 converged by the report's rule.
+    summary["dino_loss"] = {name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
+                            for name, path in encoders.items()}
+    summary["convergence"] = {name: stage1_convergence(run_folder(path), stages.pretrain.dino.out_dim)
+                              for name, path in encoders.items() if name.split("-s")[0] == "dino"}
+    extra += "\nDINO loss, mean of the first and last tenth of each run:\n\n" + "".join(
+        f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n"
+        for n, c in summary["dino_loss"].items() if c)
+    extra += "\nStage 1 (the DINO arm) by the report's convergence rule:\n\n" + "".join(
+        f"- {n}: {c}\n" for n, c in summary["convergence"].items())
+    n = stages.pretrain.train.epochs
+    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
+              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})"}
+    if "dino-compute-fair" in secs or "dino-compute-fair" in encoders:
+        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
+    seeds_in = len([e for e in encoders if split_name(e)[0] == "gen-dino"])
+    head = f"Seeds in: {seeds_in} of {len(seeds)} asked ({', '.join(map(str, seeds))}).\n\n"
+    table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS, head=head)
+    print(table.read_text())
+    return summary, rows, quality
 
 
 def fair_epochs(cfg: PipelineConfig) -> int:
@@ -200,28 +248,10 @@ def main() -> None:
     if stage_configs(build_config(PipelineConfig, settings, use_presets=False)).baseline != "dino":
         p.error("gen_dino: stage 3's recipe differs from stage 1's beyond gen.*, so DINO is not its control")
     dial = args.dial
+
     cfg, encoders, secs, stages, dial_quality = train_arms(settings, seeds, args.bank == "per-seed",
-                                                           not args.no_compute_fair, dial)
-    rows, n_test = evaluate_all(encoders, cfg)
-    summary = summarize(rows, VERSUS, n_test=n_test)
-    quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    extra = bank_and_loss_notes(summary, encoders, quality, stages.gen_dino.dino.out_dim)
-    if dial:
-        summary["faithfulness_dial"] = {"settings": dial, **dial_quality}
-        extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({dial})")
-    # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart).
-    summary["dino_loss"] = {name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
-                            for name, path in encoders.items()}
-    extra += "\nDINO loss, mean of the first and last tenth of each run:\n\n" + "".join(
-        f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n"
-        for n, c in summary["dino_loss"].items() if c)
-    n = stages.pretrain.train.epochs
-    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
-              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})"}
-    if "dino-compute-fair" in secs:
-        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
-    table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS)
-    print(table.read_text())
+                                                           not args.no_compute_fair, dial, partial(report, seeds, dial))
+    summary, rows, quality = report(seeds, dial, cfg, stages, encoders, secs, dial_quality)
     result = header("gensis_scratch", resolve_device(args.device))
     result.update(data=args.data, scale=args.scale, bank=args.bank, dial=dial, seeds=seeds, settings=settings,
                   epochs=stages.pretrain.train.epochs, seconds=secs, results=rows, summary=summary,
