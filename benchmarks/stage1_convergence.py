@@ -7,7 +7,8 @@ Every candidate starts from the benchmark's own stage 1 (``gensis_scratch.py``'s
 PCam 4k tiles or CIFAR-10 5k images at 32 px) and changes only what its name says. A run is a
 cosine schedule of its length, so lengths are separate runs: the criterion read on one run says
 whether that run converged, and the final kNN over lengths shows where the curve bends.
-Finished runs are reused, so a stopped call resumes (each run keeps its own seconds).
+Finished runs are reused, so a stopped call resumes (each run keeps its own seconds). Each run is
+then scored as the comparison's arms are (kNN k=20 and 200, the linear probe, all test images).
 
     python benchmarks/stage1_convergence.py --data pcam --candidates base,m099 --epochs 40,80 --out ../issue37/regime
 """
@@ -26,6 +27,7 @@ from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.eval.convergence import convergence
 from gensis.pipeline import stage_configs
+from gensis.pipeline.evaluate import evaluate_stage
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
 
@@ -35,6 +37,7 @@ from _common import emit, header
 # teacher momentum 0.996 -> 1, SGD 0.06 per 128 images, cosine; the cifar10 and 96px presets).
 # lightly uses 2048 prototypes and no lr warm-up; solo-learn's cifar DINO a teacher momentum of 0.99.
 CANDIDATES: dict[str, dict[str, Any]] = {
+    "init": {"train.max_steps": 1},  # the floor: one step from the random init, scored the same way
     "base": {},  # the scale as it stands (the histology or cifar10 preset's head and optimizer)
     "lightly": {"dino.out_dim": 2048, "optim.warmup_epochs": 0},  # its prototypes, no lr warm-up
     "m099": {"dino.momentum_teacher": 0.99},  # solo-learn's teacher: follows the student faster
@@ -63,12 +66,16 @@ def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: 
     last = max(m["step"] for m in metrics if "step" in m)
     per_step = seconds / last  # wall seconds per step, kNN evaluations included
     conv = convergence(metrics, out_dim)
+    evals: dict[str, Any] = {}
+    evaluate_stage(folder.name, folder / "exported" / "encoder.safetensors", cfg, Path(cfg.out) / "eval", evals)
+    ev = evals[folder.name]
     return {
         "candidate": name, "epochs": epochs, "overrides": overrides, "seconds": seconds, "steps": last,
         "uniform": round(math.log(out_dim), 3),
         "knn": [(round(m["step"] * per_step, 1), m["knn_top1_k20"]) for m in metrics if "knn_top1_k20" in m],
         "loss": [(round(m["step"] * per_step, 1), m["loss"]) for m in metrics if isinstance(m.get("loss"), float)],
         "knn_end": next((m["knn_top1_k20"] for m in reversed(metrics) if "knn_top1_k20" in m), None),
+        "eval": {"knn_top1": ev["knn_top1"], "linear_top1": ev.get("linear", {}).get("top1")},
         "convergence": {"status": conv.status, "loss_fall": conv.loss_fall, "loss_limit": conv.loss_limit,
                         "knn_change": conv.knn_change, "knn_at": conv.knn_at, "why": conv.why},
     }
@@ -96,14 +103,20 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
-    lines = ["| candidate | epochs | steps | seconds | kNN k=20 end | loss fall, last fifth (limit) | "
-             "kNN change, last quarter | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | epochs | steps | seconds | loss end / ln K | kNN k=20 | kNN k=200 | linear | "
+             "loss fall, last fifth (limit) | kNN change, last quarter | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         c = r["convergence"]
         fall = "-" if c["loss_fall"] is None else f"{c['loss_fall']:.3f} ({c['loss_limit']:.3f})"
         knn = "-" if c["knn_change"] is None else f"{c['knn_change']:+.2f}"
+        knn_k = r["eval"]["knn_top1"]
+        lin = r["eval"]["linear_top1"]
+        tail = [v for _, v in r["loss"][-max(1, len(r["loss"]) // 20):]]
         lines.append(f"| {r['candidate']} | {r['epochs']} | {r['steps']} | {r['seconds']:.0f} | "
-                     f"{r['knn_end']:.2f} | {fall} | {knn} | {c['status']} |")
+                     f"{sum(tail) / len(tail) / r['uniform']:.3f} | {knn_k.get('20', float('nan')):.2f} | "
+                     f"{knn_k.get('200', float('nan')):.2f} | {'-' if lin is None else f'{lin:.2f}'} | "
+                     f"{fall} | {knn} | {c['status']} |")
     done = [r for r in runs if r["convergence"]["status"] == "converged"]
     best = min(done, key=lambda r: r["seconds"]) if done else None
     lines += ["", f"Cheapest converged: {best['candidate']}, {best['epochs']} epochs, {best['seconds']:.0f} s."

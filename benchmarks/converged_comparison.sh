@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Issue 37: Gen-DINO against DINO from scratch at a converged stage 1 (PCam at 32 px, the
+# `converged` scale of gensis_scratch.py), sitting by sitting, until the asked seeds are in.
+#
+# The experiment outlives a session, so it lives outside the checkout ($EXP, default ../issue37
+# beside the repository) and runs from a git worktree pinned at the revision recorded there
+# ($EXP/REVISION), so that work landing meanwhile does not change the recipe halfway. Each call
+# resumes: finished runs are reused, an interrupted one continues from its last checkpoint, and
+# $EXP/comparison/table.md is rewritten after every seed (it says how many seeds are in). When
+# $EXP is gone, the call starts again from the current HEAD and says so in $EXP/HISTORY.
+#
+#   bash benchmarks/converged_comparison.sh                 # seeds 0-4, all 3,000 PCam test tiles
+#   SEEDS=0,1,2,3,4,5,6 bash benchmarks/converged_comparison.sh   # a later sitting adds seeds
+#   DEVICE=cuda bash benchmarks/converged_comparison.sh     # the same recipe on a GPU
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+EXP=${EXP:-$(dirname "$REPO")/issue37}
+SEEDS=${SEEDS:-0,1,2,3,4}
+DEVICE=${DEVICE:-auto}
+DATA=${DATA:-$(dirname "$REPO")/shared/data/pcam}
+PY=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+if [ -f "$EXP/REVISION" ]; then
+  REV=$(cat "$EXP/REVISION")
+  echo "$(date -u +%FT%TZ) resumed at $REV, seeds $SEEDS" >> "$EXP/HISTORY"
+else
+  if [ -e "$EXP" ] && [ -n "$(ls -A "$EXP" 2>/dev/null)" ]; then
+    echo "$0: $EXP holds files but no REVISION: not an experiment folder of this script; set EXP=" >&2; exit 2
+  fi
+  mkdir -p "$EXP"
+  REV=${REV:-$(git -C "$REPO" rev-parse HEAD)}
+  echo "$REV" > "$EXP/REVISION"
+  echo "$(date -u +%FT%TZ) started at $REV, seeds $SEEDS: no experiment folder was there (a fresh start)" \
+    | tee -a "$EXP/HISTORY"
+fi
+if [ ! -d "$EXP/src" ]; then
+  git -C "$REPO" worktree prune
+  git -C "$REPO" worktree add --detach "$EXP/src" "$REV" >/dev/null
+fi
+[ "$(git -C "$EXP/src" rev-parse HEAD)" = "$REV" ] || { echo "$0: $EXP/src is not at $REV" >&2; exit 2; }
+cd "$EXP/src"
+PYTHONPATH="$EXP/src/src" exec "$PY" benchmarks/gensis_scratch.py --data pcam --scale converged \
+  --seeds "$SEEDS" --device "$DEVICE" --train "$DATA/train.zip" --test "$DATA/test.zip" \
+  --out "$EXP/comparison" --json "$EXP/result.jsonl" --quiet
