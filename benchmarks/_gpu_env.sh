@@ -9,6 +9,7 @@ export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1  # gensis from this tre
 DATA=${GPU_CHECK_DATA:-.gpu_data}
 if [ -n "${GPU_CHECK_DRY:-}" ]; then
   DATA=${GPU_CHECK_DATA:-runs/gpu_check_dry_data}
-  [ -f "$DATA/cifar10_train.npz" ] || "$PY" benchmarks/gpu_check.py prepare --to "$DATA" --train-images 400 --test-images 200
+  [ -f "$DATA/cifar10_train.npz" ] || "$PY" benchmarks/gpu_check.py prepare --to "$DATA" --train-images 400 --test-images 200 \
+    --pcam-images 0
 fi
 [ -f "$DATA/cifar10_train.npz" ] || { echo "$0: $DATA/cifar10_train.npz missing: run 'python benchmarks/gpu_check.py prepare' and carry .gpu_data" >&2; exit 2; }

@@ -2,7 +2,7 @@
 # Issue 37: Gen-DINO against DINO from scratch at a converged stage 1 (PCam at 32 px, the
 # `converged` scale of gensis_scratch.py), sitting by sitting, until the asked seeds are in.
 #
-# The experiment outlives a session, so it lives outside the checkout ($EXP, default ../issue37
+# The experiment outlives a session, so it lives outside the checkout ($EXP, default ../issue37-comparison
 # beside the repository) and runs from a git worktree pinned at the revision recorded there
 # ($EXP/REVISION), so that work landing meanwhile does not change the recipe halfway. Each call
 # resumes: finished runs are reused, an interrupted one continues from its last checkpoint, and
@@ -14,7 +14,7 @@
 #   DEVICE=cuda bash benchmarks/converged_comparison.sh     # the same recipe on a GPU
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-EXP=${EXP:-$(dirname "$REPO")/issue37}
+EXP=${EXP:-$(dirname "$REPO")/issue37-comparison}
 SEEDS=${SEEDS:-0,1,2,3,4}
 DEVICE=${DEVICE:-auto}
 DATA=${DATA:-$(dirname "$REPO")/shared/data/pcam}

@@ -25,6 +25,7 @@ Gen-DINO took (measured in this run): Gen-DINO's whole pipeline compute given to
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from functools import partial
@@ -205,6 +206,51 @@ def report(seeds: list[int], dial: dict[str, Any] | None, cfg: PipelineConfig, s
     return summary, rows, quality
 
 
+MACHINE_KEYS = ("device", "out", "progress", "data.path", "data.eval_path")  # not the recipe
+
+
+def recipe_digest(settings: dict[str, Any]) -> str:
+    """sha256 of the settings that make the experiment (where it ran and where its files lie left out)."""
+    recipe = {k: v for k, v in settings.items() if k not in MACHINE_KEYS}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def data_digest(cfg: PipelineConfig, resolution: int) -> str:
+    """sha256 of the training and test pixels and labels as the arms see them: the same whether
+    they came from the zips or from gpu_check.py's .npz copies of them."""
+    h = hashlib.sha256()
+    for path, n in ((cfg.data.path, cfg.data.max_images), (cfg.data.eval_path, None)):
+        data = gensis.load_images(str(path), resolution, max_images=n, progress=False)
+        h.update(data.images.contiguous().numpy())
+        h.update(json.dumps(data.labels.tolist()).encode())
+    return h.hexdigest()
+
+
+def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """This run's rows and per-seed McNemar tests with those of another machine's run of the same
+    recipe on the same pixels (the last result in ``path``); its seeds keep their own numbers."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    other = json.loads(lines[-1])
+    for key in ("recipe_sha256", "data_sha256"):
+        if other.get(key) != result[key]:
+            raise SystemExit(f"--merge {path}: another {key.split('_')[0]} than this run's, so its seeds do not "
+                             "join this table (only an identical recipe on identical pixels merges)")
+    clash = set(other["seeds"]) & set(result["seeds"])
+    if clash:
+        raise SystemExit(f"--merge {path}: seeds {sorted(clash)} are in both runs; give the other run other seeds")
+
+    def named(name: str, seeds: list[int]) -> str:
+        group, seed = split_name(name)
+        return f"{group}-s{seeds[0] if name == group else seed}"
+
+    rows = {named(n, result["seeds"]): r for n, r in result["results"].items()}
+    rows.update({named(n, other["seeds"]): r for n, r in other["results"].items()})
+    tests = {pair: [*result["summary"].get("mcnemar", {}).get(pair, []),
+                    *[{**t, "seed": other["seeds"][0] if t["seed"] == 0 else t["seed"]} for t in ts]]
+             for pair, ts in other["summary"].get("mcnemar", {}).items()}
+    return rows, tests
+
+
 def fair_epochs(cfg: PipelineConfig) -> int:
     """The compute-fair run's epochs, as it recorded them."""
     return build_config(PretrainConfig, {}, use_presets=False,
@@ -214,7 +260,7 @@ def fair_epochs(cfg: PipelineConfig) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(DATASETS), default="pcam")
-    p.add_argument("--scale", choices=("cpu", "gpu", "device-check", "dry"), default="cpu",
+    p.add_argument("--scale", choices=("cpu", "converged", "gpu", "device-check", "dry"), default="cpu",
                    help="device-check and dry: cifar10 only (benchmarks/gpu_scratch.sh)")
     p.add_argument("--train", default=None, help="training images (default: the set's train.zip)")
     p.add_argument("--test", default=None, help="test images (default: the set's test.zip)")
@@ -229,6 +275,8 @@ def main() -> None:
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also append the result here")
+    p.add_argument("--merge", type=Path, default=None, metavar="RESULT_JSONL",
+                   help="also write table-merged.md with the seeds of another machine's run of the same recipe")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     data, preset, scales = DATASETS[args.data]
@@ -255,7 +303,15 @@ def main() -> None:
     result = header("gensis_scratch", resolve_device(args.device))
     result.update(data=args.data, scale=args.scale, bank=args.bank, dial=dial, seeds=seeds, settings=settings,
                   epochs=stages.pretrain.train.epochs, seconds=secs, results=rows, summary=summary,
-                  generator_quality=quality)
+                  generator_quality=quality, recipe_sha256=recipe_digest(settings),
+                  data_sha256=data_digest(cfg, stages.pretrain.data.resolution))
+    if args.merge:
+        rows, tests = merge(result, args.merge)
+        merged = summarize(rows, VERSUS, n_test=summary["n_test"])
+        merged["mcnemar"] = tests
+        md = write_table(Path(cfg.out) / "merged", merged, {}, mcnemar_md(tests), se_covers=SE_COVERS,
+                         head=f"Seeds of {cfg.out} and of {args.merge} (the same recipe and pixels).\n\n")
+        print(md.read_text())
     emit(result, args.json)
 
 

@@ -10,8 +10,8 @@ Three measurements, each inside its own time budget (the ``budget`` part of ``be
    then a bank of 1 view per training image and its faithfulness (source retrieval among all
    of them, beside real stage-1 views; class consistency), measured on 500 sources.
 
-``prepare`` writes the data the device needs (a class-balanced CIFAR-10 subset as .npz, small
-enough to travel); ``--dry`` runs everything with tiny budgets on the CPU (on a tiny subset):
+``prepare`` writes the data the device needs (a class-balanced CIFAR-10 subset and the converged
+comparison's 4k PCam tiles at 32 px with all 3,000 test tiles, as .npz, small enough to travel); ``--dry`` runs everything with tiny budgets on the CPU (on a tiny subset):
 
     python benchmarks/gpu_check.py prepare --cifar ../shared/data/cifar10 --to .gpu_data
     python benchmarks/gpu_check.py run --data .gpu_data --out $OUT            # on the GPU
@@ -53,6 +53,17 @@ def prepare(cifar: Path, to: Path, n_train: int, n_test: int) -> None:
         images = data.images.permute(0, 2, 3, 1).numpy()
         np.savez_compressed(to / f"cifar10_{split}.npz", images=images, labels=data.labels.numpy())
         print(f"{to / f'cifar10_{split}.npz'}: {len(data)} images")
+
+
+def prepare_pcam(pcam: Path, to: Path, n_train: int, resolution: int = 32) -> None:
+    """The converged comparison's PCam images as .npz, pixel for pixel what the CPU decodes from the
+    zips (the same spread subset of ``n_train`` tiles, in the same order, and every test tile)."""
+    to.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", None)):
+        data = gensis.load_images(str(pcam / f"{split}.zip"), resolution, max_images=n)
+        images = data.images.permute(0, 2, 3, 1).numpy()
+        np.savez_compressed(to / f"pcam_{split}.npz", images=images, labels=data.labels.numpy())
+        print(f"{to / f'pcam_{split}.npz'}: {len(data)} images")
 
 
 def _write(out: Path, name: str, value: Any) -> None:
@@ -138,6 +149,9 @@ def main() -> None:
     prep.add_argument("--to", default=".gpu_data")
     prep.add_argument("--train-images", type=int, default=10000)
     prep.add_argument("--test-images", type=int, default=5000)
+    prep.add_argument("--pcam", default=str(HERE.parents[1] / "shared" / "data" / "pcam"),
+                      help="also the converged comparison's PCam tiles (gpu_scratch.sh converged)")
+    prep.add_argument("--pcam-images", type=int, default=4000, help="0: no PCam")
     r = sub.add_parser("run")
     r.add_argument("--data", default=".gpu_data")
     r.add_argument("--out", default="runs/gpu_check")
@@ -146,6 +160,8 @@ def main() -> None:
     args = p.parse_args()
     if args.cmd == "prepare":
         prepare(Path(args.cifar), Path(args.to), args.train_images, args.test_images)
+        if args.pcam_images:
+            prepare_pcam(Path(args.pcam), Path(args.to), args.pcam_images)
     else:
         print(json.dumps(run(Path(args.data), Path(args.out), args.device, args.dry), indent=2))
 

@@ -1,0 +1,71 @@
+"""The benchmarks' tables over seeds: the Student-t interval in the paired table, per-seed McNemar,
+and seeds from another machine merged only for an identical recipe on identical pixels."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from _gensis_table import markdown, seed_mcnemar, summarize  # noqa: E402
+from gensis_scratch import merge, recipe_digest  # noqa: E402
+
+
+def _row(knn: float) -> dict:
+    return {"knn_top1": {"20": knn}}
+
+
+def test_the_paired_table_gives_the_t_interval_and_says_what_few_seeds_cannot_show() -> None:
+    rows = {"dino": _row(70.0), "dino-s1": _row(71.0), "dino-s2": _row(70.5),
+            "gen-dino": _row(70.5), "gen-dino-s1": _row(71.6), "gen-dino-s2": _row(70.8)}
+    s = summarize(rows, [("gen-dino", "dino")], n_test=3000)
+    d = s["differences"]["gen-dino - dino"]["knn_k20"]
+    # +0.5, +0.6, +0.3: mean 0.4667, sd 0.1528, t(0.975, 2) = 4.3027 -> half-width 0.3795
+    assert d["ci95"] == [round(0.46667 - 0.37953, 3), round(0.46667 + 0.37953, 3)] and d["decided"]
+    assert d["p_signflip"] == 0.25
+    md = markdown(s, {})
+    assert "+0.09 to +0.85" in md and "smallest possible p is 0.25" in md
+
+
+def test_seed_mcnemar_pairs_each_seed_on_the_same_images(tmp_path: Path) -> None:
+    def ev(name: str, knn: str, lin: str) -> None:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"knn_correct": {"20": knn}, "linear": {"correct": lin}}))
+
+    ev("gen-dino", "111111", "1100"), ev("dino", "000000", "1100")
+    ev("gen-dino-s1", "1010", "1"), ev("dino-s1", "0101", "0")
+    tests = seed_mcnemar(tmp_path, ["gen-dino", "dino", "gen-dino-s1", "dino-s1"], [("gen-dino", "dino")])
+    by = {(t["seed"], t["figure"]): t for t in tests["gen-dino - dino"]}
+    assert by[(0, "kNN k=20")]["p_value"] == pytest.approx(2 / 64) and by[(0, "kNN k=20")]["only_a"] == 6  # 6 against 0
+    assert by[(0, "linear")]["p_value"] == 1.0 and by[(1, "kNN k=20")]["only_b"] == 2
+
+
+def _result(seeds: list[int], recipe: str = "r", data: str = "d") -> dict:
+    return {"seeds": seeds, "recipe_sha256": recipe, "data_sha256": data,
+            "results": {"dino": _row(70.0), "gen-dino": _row(71.0), "dino-s%d" % seeds[1]: _row(69.0),
+                        "gen-dino-s%d" % seeds[1]: _row(69.5)},
+            "summary": {"mcnemar": {"gen-dino - dino": [{"seed": 0, "figure": "kNN k=20", "p_value": 0.5},
+                                                         {"seed": seeds[1], "figure": "kNN k=20", "p_value": 0.4}]}}}
+
+
+def test_merge_takes_another_machines_seeds_only_for_the_same_recipe_and_pixels(tmp_path: Path) -> None:
+    other = tmp_path / "gpu.jsonl"
+    other.write_text(json.dumps(_result([100, 101])) + "\n")
+    rows, tests = merge(_result([0, 1]), other)
+    assert sorted(rows) == ["dino-s0", "dino-s1", "dino-s100", "dino-s101",
+                            "gen-dino-s0", "gen-dino-s1", "gen-dino-s100", "gen-dino-s101"]
+    assert [t["seed"] for t in tests["gen-dino - dino"]] == [0, 1, 100, 101]
+    for bad, word in ((_result([100, 101], recipe="x"), "recipe"), (_result([100, 101], data="x"), "data"),
+                      (_result([1, 101]), "seeds")):
+        other.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(SystemExit, match=word):
+            merge(_result([0, 1]), other)
+
+
+def test_the_recipe_leaves_out_where_it_ran() -> None:
+    a = {"out": "x", "device": "cpu", "data.path": "a.zip", "pretrain": {"train.epochs": 120}}
+    assert recipe_digest(a) == recipe_digest({**a, "out": "y", "device": "cuda", "data.path": "b.npz"})
+    assert recipe_digest(a) != recipe_digest({**a, "pretrain": {"train.epochs": 60}})
