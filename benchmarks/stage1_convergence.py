@@ -89,6 +89,9 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     fig, (ax_knn, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in runs:
+        if r["steps"] <= 1:  # the random-init floor: a level, not a curve
+            ax_knn.axhline(r["eval"]["knn_top1"]["20"], ls="--", c="grey", label="one step from random init")
+            continue
         label = f"{r['candidate']} {r['epochs']} ep ({r['convergence']['status']})"
         if r["knn"]:
             ax_knn.plot(*zip(*r["knn"]), marker="o", ms=3, label=label)
