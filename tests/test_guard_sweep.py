@@ -214,7 +214,7 @@ def test_run_refuses_inputs_inside_its_out(bad_world, capsys, tmp_path) -> None:
     """`gensis run` writes anywhere in out: the data, the eval data and any stage input stay outside it."""
     out = tmp_path / "p"
     out.mkdir()
-    (out / "pipeline.json").write_text("{}")  # a gensis pipeline folder, so only the input rules apply
+    (out / "pipeline.json").write_text('{"stages": {}, "written_by": "gensis"}')  # a gensis pipeline folder: only the input rules apply
     for sub in ("pictures", "data"):
         (out / sub).mkdir()
         shutil.copy(bad_world["data"], out / sub / "images.npz")

@@ -36,6 +36,10 @@ class DataConfig(StrictModel):
     )
     max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
     num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
+    max_image_bytes: int = Field(
+        256 << 20, ge=1, description="skip (with a warning naming it) an image file larger than this, or any "
+        "file that is not a regular file (a FIFO, a device)"
+    )
 
 
 class ForegroundFitConfig(StrictModel):

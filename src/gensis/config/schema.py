@@ -298,7 +298,10 @@ class EmbedConfig(StrictModel):
 
     def extra_outputs(self) -> list[tuple[Path, bool]]:
         """The table or array written beside ``out`` (for the output guard)."""
-        return [(p, False) for p in embedding_paths(self.out) if p != Path(self.out)]
+        paths = embedding_paths(self.out)
+        if len(paths) > 1:  # the table or array, and the sidecar that proves gensis wrote both
+            paths.append(paths[0].with_name(f"{paths[0].stem}.gensis.json"))
+        return [(p, False) for p in paths if p != Path(self.out)]
 
 
 class ForegroundConfig(ForegroundFitConfig):

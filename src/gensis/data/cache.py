@@ -50,7 +50,7 @@ def cache_key(kind: str, resolution: int, items: Iterable[tuple[str, int, str]])
     """sha256 hex over the format version, resolution, kind and (id, size, stamp) items."""
     h = hashlib.sha256(f"gensis-images v{READER_VERSION}\n{resolution}\n{kind}\n".encode())
     for item_id, size, stamp in items:
-        h.update(f"{item_id}\0{size}\0{stamp}\n".encode())
+        h.update(f"{item_id}\0{size}\0{stamp}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -66,7 +66,7 @@ def content_key(kind: str, ids: list[str], sizes: list[int], contents: list[str]
     version = FOLDER_CONTENT_VERSION if kind == "folder" else 1
     h = hashlib.sha256(f"gensis-content v{version}\n{kind}\n".encode())
     for item_id, size, stamp in zip(ids, sizes, contents):
-        h.update(f"{item_id}\0{size}\0{stamp}\n".encode())
+        h.update(f"{item_id}\0{size}\0{stamp}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -77,7 +77,7 @@ def stat_key(path: Path, resolution: int, max_images: int | None) -> str:
         f"gensis-ref v{READER_VERSION}\n{path.resolve()}\n{st.st_size}\n{st.st_dev}\n"
         f"{st.st_ino}\n{st.st_mtime_ns}\n{st.st_ctime_ns}\n{resolution}\n{max_images}\n"
     )
-    return hashlib.sha256(ident.encode()).hexdigest()
+    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _ref_path(cache_dir: Path, source: Path, resolution: int, ref: str) -> Path:
@@ -118,7 +118,7 @@ def load_entry(
     if not (npy.exists() and meta_path.exists()):
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(meta_path.read_bytes().decode("utf-8", "surrogateescape"))
         if meta.get("key") != key:
             raise ValueError("key mismatch")
         # Copy-on-write mapping: writable, shares the page cache (no fresh memory, no copy),
@@ -140,7 +140,7 @@ def save_entry(npy: Path, meta_path: Path, images: np.ndarray, meta: dict[str, A
     try:
         npy.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(npy, lambda f: np.save(f, images, allow_pickle=False))
-        text = json.dumps(meta, ensure_ascii=False).encode("utf-8")
+        text = json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogateescape")
         _atomic_write(meta_path, lambda f: f.write(text))  # written last: marks the entry done
     except OSError as err:
         log.warning("could not write cache %s: %s", npy, one_line(err))

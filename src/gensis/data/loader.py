@@ -22,6 +22,7 @@ from gensis.errors import DataError
 from . import cache, decode
 from .dataset import ImageData
 from gensis.runtime.io import file_sha256
+from gensis.runtime.trust import MAX_IMAGE_BYTES
 
 from .npz import npz_to_chw, read_npz
 from .parallel import decode_many
@@ -49,7 +50,7 @@ def load_training_images(data_cfg: Any, resolution: int, *, progress: bool = Tru
         raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
     return load_images(data_cfg.path, resolution, require_labels=require_labels, strict=data_cfg.strict,
                        cache_dir=data_cfg.cache_dir, max_images=data_cfg.max_images, progress=progress,
-                       num_workers=data_cfg.num_workers)
+                       num_workers=data_cfg.num_workers, max_image_bytes=data_cfg.max_image_bytes)
 
 
 def load_images(
@@ -62,6 +63,7 @@ def load_images(
     max_images: int | None = None,
     progress: bool = True,
     num_workers: int = 2,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
 ) -> ImageData:
     """Load a folder tree, a ``.zip`` or a ``.npz`` as square RGB uint8 images.
 
@@ -77,6 +79,8 @@ def load_images(
             decoding, so unreadable ones among them leave fewer than N.
         progress: show a tqdm bar while decoding.
         num_workers: decoder processes for in-memory loads (<= 1: decode in this process).
+        max_image_bytes: a file or zip member larger than this is skipped with a warning naming
+            it (so is anything that is not a regular file: a FIFO, a device).
     """
     if resolution < 1:
         raise ValueError(f"resolution must be >= 1, got {resolution}")
@@ -88,12 +92,12 @@ def load_images(
     if kind == "npz":
         data = _load_npz(src, resolution, require_labels, cache_root, max_images)
     elif resolution > MAX_IN_MEMORY_RESOLUTION:
-        listing = _list(src, kind, strict, require_labels, max_images)
-        data = _lazy(src, listing, resolution, strict)
+        listing = _list(src, kind, strict, require_labels, max_images, max_image_bytes)
+        data = _lazy(src, listing, resolution, strict, max_image_bytes)
     else:
         data = _in_memory(
             src, kind, resolution, strict, require_labels, cache_root, max_images,
-            num_workers, progress,
+            num_workers, progress, max_image_bytes,
         )
     if require_labels and data.labels is None:
         raise _no_labels(src)
@@ -108,10 +112,11 @@ def _no_labels(src: Path) -> DataError:
 
 
 def _list(
-    src: Path, kind: SourceKind, strict: bool, require_labels: bool, max_images: int | None
+    src: Path, kind: SourceKind, strict: bool, require_labels: bool, max_images: int | None,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> Listing:
     """List a folder or zip, report its layout, check labels, keep the first N items."""
-    listing = list_folder(src, strict) if kind == "folder" else list_zip(src)
+    listing = list_folder(src, strict, max_bytes) if kind == "folder" else list_zip(src, max_bytes)
     for note in listing.notes:
         log.warning(note)
     if require_labels and listing.labels is None and listing.ids:
@@ -121,7 +126,7 @@ def _list(
     return listing
 
 
-def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageData:
+def _lazy(src: Path, listing: Listing, resolution: int, strict: bool, max_bytes: int = MAX_IMAGE_BYTES) -> ImageData:
     """Keep the file list; only zero-byte files can be rejected without decoding. ``strict``
     decodes every file once here, so that an unreadable one stops the command at load, named,
     before any run folder is written (not from a loader worker, mid-training)."""
@@ -137,7 +142,7 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool) -> ImageDa
     kept = listing.take(keep)
     _check_not_empty(src, len(kept.ids), skipped)
     _warn_skipped(src, skipped)
-    reader = ItemReader(listing.kind, src)
+    reader = ItemReader(listing.kind, src, max_bytes)
     return ImageData(
         images=None,
         labels=_label_tensor(kept.labels),
@@ -185,6 +190,7 @@ def _in_memory(
     max_images: int | None,
     num_workers: int,
     progress: bool,
+    max_bytes: int = MAX_IMAGE_BYTES,
 ) -> ImageData:
     ref = known = None
     if cache_root is not None and kind == "zip":  # skip re-listing an unchanged archive
@@ -192,14 +198,14 @@ def _in_memory(
         if hit is not None:
             return hit
 
-    listing = _list(src, kind, strict, require_labels, max_images)
+    listing = _list(src, kind, strict, require_labels, max_images, max_bytes)
     _check_not_empty(src, len(listing.ids), listing.skipped)
     key = cache.cache_key(kind, resolution, zip(listing.ids, listing.sizes, listing.stamps))
     data = None
     if cache_root is not None and key != known:  # (a failed ref hit was this very entry)
         data = _from_cache(src, resolution, strict, cache_root, key, replay_notes=False)
     if data is None:
-        reader = ItemReader(kind, src)
+        reader = ItemReader(kind, src, max_bytes)
         digests: list[str] | None = [] if kind == "folder" else None
         images, bad = decode_many(
             reader, listing.ids, resolution, strict=strict, num_workers=num_workers,

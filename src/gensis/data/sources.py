@@ -18,6 +18,8 @@ from typing import Literal
 
 from gensis.errors import DataError
 
+from gensis.runtime.trust import MAX_IMAGE_BYTES, display, read_regular, regular_file_problem, zip_infos
+
 from .decode import one_line
 
 IMAGE_EXTENSIONS = frozenset(
@@ -73,8 +75,10 @@ def is_image_name(name: str) -> bool:
     return bool(stem) and not name.startswith(".") and f".{ext.lower()}" in IMAGE_EXTENSIONS
 
 
-def list_folder(root: Path, strict: bool = False) -> Listing:
-    """Walk ``root`` (following symlinks, once per real folder) and stat every image."""
+def list_folder(root: Path, strict: bool = False, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
+    """Walk ``root`` (following symlinks, once per real folder) and stat every image: only regular
+    files of at most ``max_bytes`` are kept (a FIFO or a link to a device named like an image is
+    skipped, named, and never opened)."""
     ids: list[str] = []
     sizes: list[int] = []
     stamps: list[str] = []
@@ -98,8 +102,14 @@ def list_folder(root: Path, strict: bool = False) -> Listing:
             except OSError as err:  # a dangling symlink or a file removed while listing
                 reason = one_line(f"cannot stat: {err.strerror or err}")
                 if strict:
-                    raise DataError(f"unreadable image {root / item_id}: {reason}") from None
+                    raise DataError(f"unreadable image {display(root / item_id)}: {reason}") from None
                 skipped.append((item_id, reason))
+                continue
+            problem = regular_file_problem(fst, max_bytes)
+            if problem is not None:
+                if strict:
+                    raise DataError(f"unreadable image {display(root / item_id)}: {problem}") from None
+                skipped.append((item_id, problem))
                 continue
             ids.append(item_id)
             sizes.append(fst.st_size)
@@ -107,15 +117,17 @@ def list_folder(root: Path, strict: bool = False) -> Listing:
     return _finish("folder", root, ids, sizes, stamps, skipped)
 
 
-def list_zip(path: Path) -> Listing:
-    """List the image members of a zip without extracting anything."""
+def list_zip(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
+    """List the image members of a zip without extracting anything (refused when a member name
+    occurs twice; a member over ``max_bytes`` uncompressed is skipped, named)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
+            infos = zip_infos(zf, path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as err:
         raise DataError(f"cannot read zip archive {path}: {one_line(err)}") from None
     members: dict[str, zipfile.ZipInfo] = {}
     unsafe: list[str] = []
+    oversize: list[tuple[str, str]] = []
     for info in infos:
         name = info.filename
         if info.is_dir():
@@ -130,11 +142,14 @@ def list_zip(path: Path) -> Listing:
             continue
         if any(p.startswith(".") or p == "__MACOSX" for p in parts):
             continue
-        members[name] = info  # a duplicated name: the last entry wins, as in ZipFile.read
+        if info.file_size > max_bytes:
+            oversize.append((name, f"{info.file_size:,} bytes, over data.max_image_bytes={max_bytes:,}"))
+            continue
+        members[name] = info  # names are unique (zip_infos)
     names = sorted(members)
     sizes = [members[n].file_size for n in names]
     stamps = [f"{members[n].CRC:08x}" for n in names]
-    listing = _finish("zip", path, names, sizes, stamps, [])
+    listing = _finish("zip", path, names, sizes, stamps, oversize)
     if unsafe:
         listing.notes.append(f"{path}: skipped {len(unsafe)} member(s) whose path leaves the archive's tree "
                              f"(absolute, a drive, '..' or an empty folder name): {', '.join(unsafe[:3])}")
@@ -183,29 +198,33 @@ class ItemReader:
     processes would share its file offset and return garbage.
     """
 
-    def __init__(self, kind: SourceKind, root: str | Path) -> None:
+    def __init__(self, kind: SourceKind, root: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> None:
         if kind not in ("folder", "zip"):
             raise ValueError(f"ItemReader reads folders and zips, not {kind}")
         self.kind = kind
         self.root = str(root)
+        self.max_bytes = max_bytes
         self._zip: zipfile.ZipFile | None = None
         self._pid = -1
 
     def read(self, item_id: str) -> bytes:
-        if self.kind == "folder":
-            with open(os.path.join(self.root, item_id), "rb") as f:
-                return f.read()
+        if self.kind == "folder":  # a regular file under the cap: a FIFO or /dev/zero swapped in after listing too
+            return read_regular(os.path.join(self.root, item_id), self.max_bytes, "image")
         if self._zip is None or self._pid != os.getpid():
             self._zip = zipfile.ZipFile(self.root)
             self._pid = os.getpid()
-        return self._zip.read(item_id)
+        with self._zip.open(item_id) as f:
+            data = f.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise DataError(f"{display(self.display(item_id))}: over data.max_image_bytes={self.max_bytes:,}")
+        return data
 
     def display(self, item_id: str) -> str:
-        """How to name an item in a message: ``<root>/<id>``."""
-        return f"{self.root}/{item_id}"
+        """How to name an item in a message: ``<root>/<id>`` (bytes that are not UTF-8 escaped)."""
+        return display(f"{self.root}/{item_id}")
 
     def __getstate__(self) -> dict:
-        return {"kind": self.kind, "root": self.root}
+        return {"kind": self.kind, "root": self.root, "max_bytes": self.max_bytes}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["kind"], state["root"])  # type: ignore[misc]
+        self.__init__(state["kind"], state["root"], state.get("max_bytes", MAX_IMAGE_BYTES))  # type: ignore[misc]

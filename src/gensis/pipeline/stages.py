@@ -40,8 +40,8 @@ from gensis.config.schema import (
 )
 from gensis.errors import ConfigError, DataError, by_rule
 from gensis.runtime import lock
-from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.runtime.guards import config_paths, guard_paths, refuse_inputs_inside
+from gensis.runtime.io import RESULT_MARK, atomic_write_text, file_sha256
+from gensis.runtime.guards import config_paths, guard_paths, pipeline_state, refuse_inputs_inside
 from gensis.config.paths import Role
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 from gensis.runtime.signals import GracefulStop, Interrupted
@@ -190,7 +190,7 @@ def _refuse_other_settings(name: str, cfg) -> None:
 def _refuse_foreign_config(root: Path) -> None:
     """A pipeline folder's config.yaml is gensis's (marked, or next to its pipeline.json)."""
     path = root / "config.yaml"
-    if path.exists() and not RunFolder(root).config_is_gensis() and not (root / "pipeline.json").exists():
+    if path.exists() and not RunFolder(root).config_is_gensis() and pipeline_state(root) is None:
         raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
 
 
@@ -250,7 +250,10 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     root = Path(cfg.out)
     lock.hold(root)  # one pipeline per folder; each stage also locks its own
     state_path = root / "pipeline.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = pipeline_state(root) if state_path.exists() or state_path.is_symlink() else {}
+    if state is None:
+        raise ConfigError(by_rule("foreign-file", f"{state_path}: not a pipeline state gensis wrote; it is never "
+                                  "overwritten, choose another out="))
     state.setdefault("stages", {})
     atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
 
@@ -262,7 +265,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         if how != "skipped":  # compute spent on the stage's output, over interruptions
             entry["seconds"] = round(seconds + (entry["seconds"] if how == "resumed" else 0.0), 1)
         entry["last"] = how
-        atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+        atomic_write_text(state_path, json.dumps({**state, RESULT_MARK[0]: RESULT_MARK[1]}, indent=1) + "\n")
         log.info("stage %s: %s (%.1f s)", name, how, seconds)
         if stop.signal is not None:  # caught by the stage after its last safe point: stop here
             raise Interrupted(stop.signal, f"after stage {name} ({how}); rerun the same command to continue")

@@ -17,9 +17,8 @@ first writes into it (runtime/lock.py); the lock file also marks the folder as g
 
 from __future__ import annotations
 
-import csv
 import json
-import re
+import stat
 import typing
 import zipfile
 from pathlib import Path
@@ -31,8 +30,9 @@ from safetensors import SafetensorError
 from gensis.config.paths import Role
 from gensis.errors import ConfigError, GensisError, by_rule
 from gensis.runtime import lock
-from gensis.runtime.io import RESULT_MARK
+from gensis.runtime.io import RESULT_MARK, file_sha256
 from gensis.runtime.run_folder import CONFIG_MARK
+from gensis.runtime.trust import MAX_TEXT_BYTES, read_regular
 
 
 def path_role(field: Any) -> Role | None:
@@ -104,10 +104,25 @@ def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     return {"encoder (recorded in the generator)": recorded} if isinstance(recorded, str) and recorded else {}
 
 
-def _csv_header_is_ours(path: Path) -> bool:
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        head = next(csv.reader(f), [])
-    return bool(head) and head[0] == "file" and all(c in ("label", "class") or re.fullmatch(r"e\d+", c) for c in head[1:])
+def _vouched_by_sidecar(path: Path) -> bool:
+    """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
+    written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
+    written before the sidecar existed are no longer replaced (README, "foreign-file")."""
+    sidecar = path.with_name(f"{path.stem}.gensis.json")
+    data = _marked_json(sidecar)
+    if not data or data.get("format") != "gensis.embeddings-files/1":
+        return False
+    recorded = (data.get("files") or {}).get(path.name)
+    return isinstance(recorded, str) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) == recorded
+
+
+def _marked_json(path: Path) -> dict | None:
+    """A JSON object gensis marked as its own (a regular file, read under a cap), or None."""
+    try:
+        data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
+    except (GensisError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get(RESULT_MARK[0]) == RESULT_MARK[1] else None
 
 
 def _zip_is_ours(path: Path) -> bool:
@@ -123,15 +138,14 @@ def file_is_gensis(path: str | Path) -> bool:
     path = Path(path)
     suffix = path.suffix.lower()
     try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False  # a link, a FIFO or a device is never gensis's to replace
         if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return isinstance(data, dict) and data.get(RESULT_MARK[0]) == RESULT_MARK[1]
+            return _marked_json(path) is not None
         if suffix == ".safetensors":
             return _safetensors_format(path).startswith("gensis.")
-        if suffix == ".csv":
-            return _csv_header_is_ours(path)
-        if suffix == ".npy":  # embed's array: its table beside it says who wrote both
-            return path.with_suffix(".csv").is_file() and _csv_header_is_ours(path.with_suffix(".csv"))
+        if suffix in (".csv", ".npy"):  # embed's table and array: its marked sidecar holds their sha256
+            return _vouched_by_sidecar(path)
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -144,10 +158,27 @@ def file_is_gensis(path: str | Path) -> bool:
     return False
 
 
+def pipeline_state(root: Path) -> dict | None:
+    """A pipeline folder's ``pipeline.json`` when gensis wrote it (marked; or, from before the mark,
+    a JSON object whose every stage entry holds its seconds), else None: a file of that name alone
+    proves nothing."""
+    path = root / "pipeline.json"
+    data = _marked_json(path)
+    if data is not None:
+        return data
+    try:
+        data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
+    except (GensisError, OSError, ValueError):
+        return None
+    stages = data.get("stages") if isinstance(data, dict) else None
+    legacy = isinstance(stages, dict) and all(isinstance(v, dict) and "seconds" in v for v in stages.values())
+    return data if legacy else None
+
+
 def _marked_kind(root: Path) -> str | None:
     """The kind a gensis marker file names: pipeline.json, a bank's index.json, tiling state or
     the marked first line of a run's config.yaml ("run"); None without one."""
-    if (root / "pipeline.json").is_file():
+    if pipeline_state(root) is not None:
         return "pipeline"
     try:
         if json.loads((root / "index.json").read_text()).get("format", "").startswith("gensis."):
@@ -166,7 +197,7 @@ def _marked_kind(root: Path) -> str | None:
 def folder_is_gensis(path: str | Path) -> bool:
     """Whether ``path`` is a folder gensis writes: a locked output, a run, a bank, a pipeline, tiles."""
     root = Path(path)
-    if (root / lock.LOCK_NAME).exists() or (root.name.endswith(".parts") and (root / "settings.json").is_file()):
+    if lock.is_gensis_lock(root) or (root.name.endswith(".parts") and (root / "settings.json").is_file()):
         return True  # every output folder is locked while written; a tile archive's state beside it
     return _marked_kind(root) is not None
 
@@ -220,6 +251,11 @@ def _outputs(cfg: BaseModel, paths: dict[str, tuple[Role, str]]):
         yield "out", str(path), is_folder
 
 
+def _what_is(path: Path) -> str:
+    mode = path.lstat().st_mode
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
 def _refuse(rule: str, message: str) -> None:
     raise ConfigError(by_rule(rule, message))
 
@@ -250,6 +286,9 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
     under_file = next((p for p in target.parents if p.is_file()), None)
     if under_file is not None:
         _refuse("foreign-file", f"{key}={out} lies under the file {under_file}: choose another {key}=")
+    if (target.exists() or target.is_symlink()) and not (target.is_file() or target.is_dir()):
+        _refuse("foreign-file", f"{key}={out} is {_what_is(target)}, not a file or folder gensis writes: "
+                f"choose another {key}=")
     if target.is_file() or target.is_symlink():
         if is_folder:
             _refuse("foreign-file", f"{key}={out} is a file; this command writes a folder there: choose another {key}=")

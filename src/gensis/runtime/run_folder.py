@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
 from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
-from gensis.runtime import lock
+from gensis.runtime import lock, trust
 from gensis.runtime import loggers as _loggers
 from gensis.runtime.io import atomic_write_text
 
@@ -35,7 +36,7 @@ LOGGER_NAME = "gensis"
 
 # Settings that may differ between an interrupted run and its resumption ("out": a moved folder).
 RESUME_MUTABLE = frozenset({"out", "train.progress", "train.device", "train.max_steps", "data.num_workers",
-                            "data.cache_dir"})
+                            "data.max_image_bytes", "data.cache_dir"})
 # First line of every config.yaml gensis writes: a config.yaml without it is the user's, never overwritten.
 CONFIG_MARK = "# written by gensis: the resolved config of this run\n"
 
@@ -177,8 +178,7 @@ class RunFolder:
     def log_metrics(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
+        trust.append_text(self.metrics_path, json.dumps(clean) + "\n")  # never through a planted link
         session = self._session()
         if session is not None:
             session.log_metrics(self.root, clean)
@@ -224,7 +224,7 @@ class RunFolder:
             handler.close()
 
     def attach_log(self) -> logging.Handler:
-        handler = logging.FileHandler(self.log_path)
+        handler = OwnedFileHandler(self.log_path)
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger(LOGGER_NAME)
@@ -233,6 +233,19 @@ class RunFolder:
             logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         return handler
+
+
+class OwnedFileHandler(logging.FileHandler):
+    """The run's train.log, opened through :func:`gensis.runtime.trust.open_owned` (no link is
+    followed), with names that are not UTF-8 written escaped rather than failing the record."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True, errors="backslashreplace")
+        self.stream = self._open()
+
+    def _open(self):  # type: ignore[override]
+        fd = trust.open_owned(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> str:

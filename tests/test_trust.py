@@ -1,0 +1,162 @@
+"""Files are trusted by what they are, not by their name (issue 38): no link is followed where
+gensis writes, only regular files under a cap are read, names that are not UTF-8 are named, a zip
+with a name twice is refused, and gensis replaces only files it can prove it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gensis
+from gensis.cli import main
+from gensis.data import load_images
+from gensis.errors import DataError, GensisError
+from gensis.runtime import guards, lock
+from gensis.runtime.run_folder import RunFolder
+
+
+def _png(path: Path, value: int = 100) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+
+
+def test_a_planted_lock_link_never_writes_through_to_its_target(tmp_path: Path) -> None:
+    user = tmp_path / "thesis.txt"
+    user.write_text("my thesis\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / lock.LOCK_NAME).symlink_to(user)
+    with pytest.raises(GensisError, match="symbolic link.*never followed"):
+        lock.hold(out)
+    assert user.read_text() == "my thesis\n"
+    assert not guards.folder_is_gensis(out)  # a link named like the lock proves nothing
+
+
+def test_a_lock_name_alone_or_with_other_text_proves_nothing(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    (mine / lock.LOCK_NAME).write_text("my own text, not a lock line\n")
+    assert not guards.folder_is_gensis(mine)
+    with pytest.raises(GensisError, match="not a lock gensis wrote"):
+        lock.hold(mine)
+    assert (mine / lock.LOCK_NAME).read_text() == "my own text, not a lock line\n"
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    os.link(mine / "notes.txt", hard / lock.LOCK_NAME)  # a hard link: writing it would write notes.txt
+    with pytest.raises(GensisError, match="2 hard links"):
+        lock.hold(hard)
+    assert (mine / "notes.txt").read_text() == "x"
+    ours = tmp_path / "ours"
+    lock.hold(ours)
+    try:
+        assert guards.folder_is_gensis(ours) and lock.is_gensis_lock(ours)
+    finally:
+        lock.release(ours)
+
+
+def test_metrics_never_append_through_a_link(tmp_path: Path) -> None:
+    user = tmp_path / "log.txt"
+    user.write_text("keep\n")
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    run.metrics_path.symlink_to(user)
+    with pytest.raises(GensisError, match="symbolic link"):
+        run.log_metrics({"step": 1, "loss": 1.0})
+    assert user.read_text() == "keep\n"
+
+
+
+def test_fifos_devices_and_oversize_files_are_skipped_unopened(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "data"
+    for i in range(3):
+        _png(root / "a" / f"{i}.png", 50 + i)
+    os.mkfifo(root / "a" / "pipe.png")  # opening it for reading would block forever
+    (root / "a" / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    _png(root / "a" / "big.png", 200)
+    big = (root / "a" / "big.png").stat().st_size
+    data = load_images(root, 8, cache_dir=None, progress=False, max_image_bytes=big - 1, num_workers=0)
+    assert sorted(data.ids) == ["a/0.png", "a/1.png", "a/2.png"]
+    said = caplog.text
+    assert "pipe.png" in said and "zero.png" in said and "big.png" in said
+    with pytest.raises(DataError, match="a FIFO"):
+        load_images(root, 8, cache_dir=None, progress=False, strict=True, num_workers=0)
+
+
+def test_a_name_that_is_not_utf8_is_loaded_and_named(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for i in range(2):
+        _png(root / "a" / f"{i}.png")
+    raw = os.fsencode(root / "a") + b"/caf\xe9.png"
+    with open(raw, "wb") as f:
+        f.write((root / "a" / "0.png").read_bytes())
+    data = load_images(root, 8, cache_dir=tmp_path / "cache", progress=False, num_workers=0)
+    assert len(data) == 3
+    again = load_images(root, 8, cache_dir=tmp_path / "cache", progress=False, num_workers=0)  # from the cache
+    assert again.ids == data.ids
+    with open(raw, "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(DataError, match=r"caf\\xe9\.png"):
+        load_images(root, 8, cache_dir=None, progress=False, strict=True, num_workers=0)
+
+
+def test_a_zip_with_a_member_name_twice_is_refused(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a/1.png", buf.getvalue())
+        with pytest.warns(UserWarning):
+            zf.writestr("a/1.png", buf.getvalue())
+    with pytest.raises(DataError, match="more than once.*a/1.png"):
+        load_images(path, 8, cache_dir=None, progress=False)
+
+
+def test_a_users_label_table_is_never_taken_for_an_embedding_table(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\nx.png,1\n")  # the field's most common label format
+    assert not guards.file_is_gensis(labels)
+    np.save(tmp_path / "labels.npy", np.zeros((1, 2), np.float32))
+    assert not guards.file_is_gensis(tmp_path / "labels.npy")
+
+
+def test_embed_proves_its_tables_by_a_sidecar_and_may_replace_them(tmp_path: Path) -> None:
+    from gensis.eval.embed_io import write_embeddings
+
+    out = tmp_path / "e.csv"
+    written = write_embeddings(out, torch.ones(2, 3), ["a.png", "b.png"], torch.tensor([0, 1]), ["x", "y"], {})
+    assert [p.name for p in written] == ["e.npy", "e.csv", "e.gensis.json"]
+    assert guards.file_is_gensis(out) and guards.file_is_gensis(tmp_path / "e.npy")
+    out.write_text(out.read_text() + "my,own,row\n")  # edited by hand: no longer the file gensis wrote
+    assert not guards.file_is_gensis(out)
+
+
+def test_a_file_named_pipeline_json_is_not_a_pipeline(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "pipeline.json").write_text("[1, 2]")
+    (folder / "config.yaml").write_text("my: config\n")
+    assert guards.pipeline_state(folder) is None and not guards.folder_is_gensis(folder)
+    (folder / "pipeline.json").write_text(json.dumps({"stages": {"pretrain": {"seconds": 1.0, "last": "trained"}}}))
+    assert guards.pipeline_state(folder) is not None  # a folder from before the mark still resumes
+
+
+def test_an_out_that_is_a_fifo_is_refused_in_one_line(bad_world, capsys, tmp_path: Path) -> None:
+    fifo = tmp_path / "e.npy"
+    os.mkfifo(fifo)
+    code = main(["embed", f"encoder={bad_world['enc']}", f"data_path={bad_world['data']}", f"out={fifo}", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "a FIFO" in err[0] and "foreign-file" in err[0], err
+    assert Path(fifo).exists() and not Path(fifo).is_file()
