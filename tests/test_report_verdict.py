@@ -168,3 +168,16 @@ def test_stage2_without_a_ceiling_is_judged_against_chance() -> None:
     assert v.ok and "real stage-1 views ? %" in v.text
     weak = stage2({**q, "retrieval_top1": 0.5})
     assert weak.status == "warning" and "no real-view ceiling was measured" in weak.text
+
+
+def test_a_verdict_needs_evidence_to_say_ok() -> None:
+    # issue 38: 24 hidden 224-px tiles left 2 held-out images; rank 5 against 7 said OK with a negative cosine
+    broken = {"images": 2, "psnr_db": 7.99, "cosine_to_source": -0.482, "retrieval_top1": 0.0,
+              "retrieval_median_rank": 5, "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 7}}
+    v = autoencoder(broken)
+    assert v.status == "warning" and "only 2 held-out images" in v.text and "at least 20" in v.text
+    assert "cosine <= 0" in v.text and "PSNR under 10 dB" in v.text
+    assert autoencoder({**broken, "images": 64, "psnr_db": 18.4, "cosine_to_source": 0.88}).ok
+    assert not autoencoder({**broken, "images": 64, "psnr_db": 18.4, "cosine_to_source": -0.1}).ok
+    few = stage2({**QUALITY, "sources": 5})
+    assert few.status == "warning" and "only 5 sources measured" in few.text

@@ -160,3 +160,24 @@ def test_an_out_that_is_a_fifo_is_refused_in_one_line(bad_world, capsys, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "a FIFO" in err[0] and "foreign-file" in err[0], err
     assert Path(fifo).exists() and not Path(fifo).is_file()
+
+
+def test_an_empty_out_and_a_folder_as_config_are_one_line(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.log").write_text("mine\n")
+    code = main(["pretrain", "preset=digits", "out=", "data.path=x", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "empty path" in err[0] and "out" in err[0], err
+    assert (tmp_path / "train.log").read_text() == "mine\n" and sorted(os.listdir(tmp_path)) == ["train.log"]
+    code = main(["pretrain", "--config", str(tmp_path), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "a folder, not a config file" in err[0], err
+
+
+def test_an_unknown_backbone_leaves_no_folder(bad_world, capsys, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = main(["pretrain", "preset=digits", f"out={out}", f"data.path={bad_world['data']}", "model.backbone=resnet_nope", "train.batch_size=4",
+                 "data.cache_dir=null", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "resnet_nope" in err[0], err
+    assert not out.exists()

@@ -8,6 +8,7 @@ a bad value names the key and the allowed range.
 from __future__ import annotations
 
 import copy
+import stat
 from pathlib import Path
 from typing import Any, TypeVar, get_origin
 
@@ -173,12 +174,25 @@ def build_config(
     return validate(model, tree)
 
 
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
+        mode = p.stat().st_mode
+    except OSError:
+        raise ConfigError(f"config file not found: {p}") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{p}: a folder, not a config file; give its YAML file (e.g. {p / 'config.yaml'})")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{p}: not a regular file (a FIFO or a device); give a YAML file")
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: over {MAX_CONFIG_BYTES:,} bytes, too large for a config file")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     except OSError as exc:

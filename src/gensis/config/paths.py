@@ -22,7 +22,11 @@ class Role(enum.Enum):
 
 
 def _home(path: str) -> str:
-    """``~`` and ``~user`` are expanded here, once: every reader, writer and the guard see one path."""
+    """``~`` and ``~user`` are expanded here, once: every reader, writer and the guard see one path.
+    An empty path is refused: it would mean the current folder (``out=`` left empty would write a
+    run into it and append to a ``train.log`` of yours)."""
+    if not path.strip():
+        raise ValueError("an empty path: give a path (or null where the key may be left out)")
     return os.path.expanduser(path)
 
 

@@ -46,6 +46,18 @@ class Encoder(nn.Module):
         }
 
 
+def check_model(cfg: ModelConfig, resolution: int) -> None:
+    """Refuse a backbone that cannot be built (unknown name, bad kwargs, a CIFAR stem on a model
+    without one) before any folder is written: it is built on the meta device, which allocates
+    nothing (with ``pretrained`` only the name is checked: the weights would be downloaded)."""
+    if cfg.pretrained:
+        if cfg.backbone not in timm.list_models() and not timm.is_model(cfg.backbone):
+            _create_timm(cfg, resolution)  # raises the one-line error
+        return
+    with torch.device("meta"):
+        _create_timm(cfg, resolution)
+
+
 def _create_timm(cfg: ModelConfig, resolution: int) -> nn.Module:
     kwargs: dict[str, Any] = dict(cfg.backbone_kwargs)
     if cfg.backbone not in timm.list_models() and not timm.is_model(cfg.backbone):

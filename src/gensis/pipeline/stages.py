@@ -240,6 +240,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     from gensis.train.generator import run_train_generator
     from gensis.pipeline.evaluate import evaluate_stage
     from gensis.pipeline.report import write_report
+    from gensis.models.backbones import check_model
     from gensis.train.pretrain import run_pretrain
 
     for name, stage in (("pretrain", stages.pretrain), ("autoencoder", stages.autoencoder),
@@ -247,6 +248,9 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
                         ("gen-dino", stages.gen_dino), ("control", stages.control)):
         if stage is not None:
             _refuse_other_settings(name, stage)  # before anything in the folder changes
+    for stage in (stages.pretrain, stages.gen_dino, stages.control):
+        if stage is not None:  # an unknown backbone is refused before the folder exists
+            check_model(stage.model, stage.data.resolution)
     root = Path(cfg.out)
     lock.hold(root)  # one pipeline per folder; each stage also locks its own
     state_path = root / "pipeline.json"

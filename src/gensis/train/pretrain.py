@@ -28,7 +28,7 @@ from gensis.errors import DataError
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy, knn_ks_used
 from gensis.eval.labels import align_labels
-from gensis.models.backbones import build_encoder
+from gensis.models.backbones import build_encoder, check_model
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
@@ -78,6 +78,7 @@ def run_pretrain(
     if init is not None and cfg.init_full:
         init = {"backbone": init, "full": init_full_state(cfg)}
     quality_encoder = _quality_encoder(cfg)
+    check_model(cfg.model, cfg.data.resolution)  # an unknown backbone leaves no folder behind
     if info.is_main:  # only rank 0 writes the run folder
         run.create()
         run.write_config(cfg)
