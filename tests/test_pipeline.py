@@ -117,6 +117,20 @@ def test_changed_settings_are_refused_before_any_work(pipeline, capsys, tmp_path
     assert not (tmp_path / "new").exists()
 
 
+def test_changed_data_is_named_as_changed_data(pipeline, tmp_path) -> None:
+    """One image added: refused as a data change before any stage is reused (not as "other settings")."""
+    settings, _ = pipeline
+    path = Path(settings["data.path"])
+    saved, state = path.read_bytes(), (Path(settings["out"]) / "pipeline.json").read_text()
+    try:
+        write_npz(path, 65, seed=0)
+        with pytest.raises(ConfigError, match=r"the data changed since .* \(1 image\(s\) added, 64 -> 65\)"):
+            gensis.run(settings)
+    finally:
+        path.write_bytes(saved)
+    assert (Path(settings["out"]) / "pipeline.json").read_text() == state
+
+
 @pytest.mark.parametrize("section, key, value", [
     ("pretrain", "out", "elsewhere"), ("generator", "encoder", "other.safetensors"), ("generate", "out", "b"),
     ("generate", "data_path", "other.npz"), ("show", "generator", "g"), ("gen_dino", "gen.bank", "b"),

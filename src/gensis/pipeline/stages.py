@@ -194,6 +194,24 @@ def _refuse_foreign_config(root: Path) -> None:
         raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
 
 
+def _same_data(cfg: PipelineConfig, stages: StageConfigs, was: dict | None) -> dict:
+    """The training data's fingerprint and count, refused by name when they differ from what the
+    folder's stages were trained on (``pipeline.json`` records them; older folders did not)."""
+    from gensis.data.loader import load_training_images
+
+    data = load_training_images(stages.pretrain.data, stages.pretrain.data.resolution, progress=False)
+    now = {"fingerprint": data.fingerprint(), "images": len(data)}
+    if isinstance(was, dict) and was.get("fingerprint") not in (None, now["fingerprint"]):
+        n_was = int(was.get("images", 0))
+        diff = now["images"] - n_was
+        change = (f"{abs(diff)} image(s) {'added' if diff > 0 else 'removed'}, {n_was} -> {now['images']}" if diff
+                  else f"the same {n_was} images by count, other content")
+        raise ConfigError(by_rule("fingerprint", f"data.path={cfg.data.path}: the data changed since {cfg.out} was "
+                                  f"made from it ({change}); its stages would mix two data sets: give another out= "
+                                  f"(or remove {cfg.out}) to run the pipeline on the new data"))
+    return now
+
+
 def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
     """Run, resume or skip one training stage whose run folder is ``cfg.out``."""
     run = RunFolder(cfg.out)
@@ -259,6 +277,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         raise ConfigError(by_rule("foreign-file", f"{state_path}: not a pipeline state gensis wrote; it is never "
                                   "overwritten, choose another out="))
     state.setdefault("stages", {})
+    state["data"] = _same_data(cfg, stages, state.get("data"))  # before a stage is reused on other images
     atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
 
     def record(name: str, fn) -> None:
