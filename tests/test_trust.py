@@ -181,3 +181,22 @@ def test_an_unknown_backbone_leaves_no_folder(bad_world, capsys, tmp_path: Path)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "resnet_nope" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("generate", "generator={gen} encoder={enc} data_path={data}"),
+    ("show", "generator={gen} encoder={enc} data_path={data}"),
+    ("foreground", "encoder={enc} data_path={data}"),
+    ("pretrain", "preset=digits data.path={data}"),
+])
+def test_a_read_only_out_is_refused_before_any_work(bad_world, capsys, tmp_path: Path, monkeypatch, command,
+                                                      argv) -> None:
+    """Tests run as root, whom chmod does not stop: the guard's permission check is made to say no."""
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(guards.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    code = main([command, *argv.format(**bad_world).split(), f"out={locked / 'o'}", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not-writable" in err[0] and "read-only" in err[0], err
+    assert list(locked.iterdir()) == []

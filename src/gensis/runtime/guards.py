@@ -18,6 +18,7 @@ first writes into it (runtime/lock.py); the lock file also marks the folder as g
 from __future__ import annotations
 
 import json
+import os
 import stat
 import typing
 import zipfile
@@ -269,6 +270,14 @@ def check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], ki
         _refuse("foreign-file", f"{key}={out}: not a usable path ({exc.strerror or exc})")
 
 
+def _writable(key: str, out: str, target: Path) -> None:
+    """The folder that will hold ``out`` (or the nearest one that exists) must take new files: a
+    read-only place is refused before any work, not by a traceback after it."""
+    place = target if target.is_dir() else next((p for p in target.parents if p.exists()), target.parent)
+    if not os.access(place, os.W_OK | os.X_OK):
+        _refuse("not-writable", f"{key}={out}: {place} is read-only for this user; choose another {key}=")
+
+
 def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], kind: str | None) -> None:
     target = _resolved(out)
     for in_key, path in inputs.items():
@@ -308,6 +317,7 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
         if kind is not None and found is not None and not _same_kind(found, kind):
             _refuse("foreign-folder", f"{key}={out} holds a gensis {found}; this command writes a {kind}: "
                     f"choose another {key}=")
+    _writable(key, out, target)
 
 
 def guard_paths(cfg: BaseModel) -> None:
