@@ -200,3 +200,18 @@ def test_a_read_only_out_is_refused_before_any_work(bad_world, capsys, tmp_path:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not-writable" in err[0] and "read-only" in err[0], err
     assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["embed", "eval-generator", "show", "eval"])
+def test_quiet_means_no_bar_in_every_command(command) -> None:
+    """-q sets every progress key of the command's config; a command whose decoding bar had no key
+    printed it anyway (issue 38)."""
+    from gensis.cli import _progress_keys
+
+    assert "progress" in _progress_keys(command)
+
+
+def test_quiet_embed_of_a_zip_prints_nothing_but_its_result(bad_world, capsys, tmp_path: Path) -> None:
+    code = main(["embed", f"encoder={bad_world['enc']}", f"data_path={bad_world['zip']}",
+                 f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
+    assert code == 0 and capsys.readouterr().err == ""

@@ -182,6 +182,7 @@ class EvalGeneratorConfig(StrictModel):
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"
     out: OutputFile | None = Field(None, description="write the JSON here")
+    progress: bool = True
 
 
 class ShowConfig(SamplingConfig):
@@ -197,6 +198,7 @@ class ShowConfig(SamplingConfig):
     views: int = Field(6, ge=1, le=32, description="generated views per source image")
     alphas: int = Field(7, ge=2, le=32, description="interpolation steps from alpha=1 to alpha=0")
     tile_px: int = Field(64, ge=8, le=512, description="each image is drawn at this size")
+    progress: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"

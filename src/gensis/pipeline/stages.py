@@ -136,7 +136,7 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     })
     show = None
     if cfg.pictures:
-        show = _build("show", ShowConfig, {**sources, "seed": cfg.seed, **cfg.show,
+        show = _build("show", ShowConfig, {**sources, "seed": cfg.seed, "progress": cfg.progress, **cfg.show,
                                            "generator": str(root / "generator"), "out": str(root / "pictures")})
     stage3_keys = {**stage1_keys, **cfg.gen_dino}
     if cfg.stage3_init in ("stage1", "stage1-backbone"):
