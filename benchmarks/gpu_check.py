@@ -147,7 +147,7 @@ def main() -> None:
     prep = sub.add_parser("prepare")
     prep.add_argument("--cifar", default=str(HERE.parents[1] / "shared" / "data" / "cifar10"))
     prep.add_argument("--to", default=".gpu_data")
-    prep.add_argument("--train-images", type=int, default=10000)
+    prep.add_argument("--train-images", type=int, default=10000, help="CIFAR-10; 0: none")
     prep.add_argument("--test-images", type=int, default=5000)
     prep.add_argument("--pcam", default=str(HERE.parents[1] / "shared" / "data" / "pcam"),
                       help="also the converged comparison's PCam tiles (gpu_scratch.sh converged)")
@@ -159,7 +159,8 @@ def main() -> None:
     r.add_argument("--dry", action="store_true", help="tiny budgets, for the CPU")
     args = p.parse_args()
     if args.cmd == "prepare":
-        prepare(Path(args.cifar), Path(args.to), args.train_images, args.test_images)
+        if args.train_images:  # 0: PCam only (the converged comparison: the carry is 64 MiB in all)
+            prepare(Path(args.cifar), Path(args.to), args.train_images, args.test_images)
         if args.pcam_images:
             prepare_pcam(Path(args.pcam), Path(args.to), args.pcam_images)
     else:

@@ -16,6 +16,7 @@
 # copies of the CPU's tiles -> table_converged.md and result_converged.jsonl. Back on the CPU,
 #   python benchmarks/gensis_scratch.py ... --merge result_converged.jsonl
 # joins its seeds to the CPU's table only when recipe and pixels are identical (both digests).
+# Its data: python benchmarks/gpu_check.py prepare --train-images 0   (PCam only, about 20 MB).
 #
 # Before: as benchmarks/gpu_check.sh (carry .gpu_data, and .whl for diffusers).
 # On the device:   bash benchmarks/gpu_scratch.sh   (or as a part of gpu_check.sh)
