@@ -74,9 +74,16 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes, caplog) -> None:
     assert ids == [f"npz:{i}" for i in range(48)]  # the npz's rows, in order
 
 
-def test_resume_continues_exactly(tmp_path, shapes) -> None:
+# Issue 39: with flips and rotations on and a backbone that draws in its forward pass (drop-path),
+# every random number of a step must still be a function of (seed, step) for resume to be exact.
+RANDOM_STEPS = {"augment.hflip_p": 0.5, "augment.vflip_p": 0.5, "augment.rot90_p": 0.5,
+                "model.backbone_kwargs": {"drop_path_rate": 0.3}}
+
+
+@pytest.mark.parametrize("extra", [{}, RANDOM_STEPS], ids=["plain", "flips-and-drop-path"])
+def test_resume_continues_exactly(tmp_path, shapes, extra) -> None:
     train, _ = shapes
-    common = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 3}
+    common = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 3, **extra}
     full = gensis.pretrain({**common, "out": str(tmp_path / "full")})
     part = tmp_path / "part"
     gensis.pretrain({**common, "out": str(part), "train.max_steps": 4})  # stops mid-epoch 2

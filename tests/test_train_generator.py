@@ -56,9 +56,10 @@ def test_train_generator_run_folder_and_export(tmp_path, setup) -> None:
     assert json.loads(meta["scheduler"])["num_train_timesteps"] == 1000
 
 
-def test_train_generator_resume_is_exact(tmp_path, setup) -> None:
+@pytest.mark.parametrize("extra", [{}, {"train.hflip_p": 0.5, "train.vflip_p": 0.5}], ids=["plain", "flips"])
+def test_train_generator_resume_is_exact(tmp_path, setup, extra) -> None:
     enc, data = setup
-    common = {**TINY, "encoder": str(enc), "data.path": str(data), "train.epochs": 3}
+    common = {**TINY, "encoder": str(enc), "data.path": str(data), "train.epochs": 3, **extra}
     gensis.train_generator({**common, "out": str(tmp_path / "full")})
     gensis.train_generator({**common, "out": str(tmp_path / "part"), "train.max_steps": 4})
     gensis.train_generator({**common, "out": str(tmp_path / "part")}, resume=True)
