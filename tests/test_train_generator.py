@@ -116,3 +116,22 @@ def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> N
     key = "unet.conv_in.weight"
     # The exported EMA is much closer to the trained weights than to the initialization.
     assert (exported[key] - raw[key]).norm() < 0.5 * (exported[key] - init[key]).norm()
+
+
+def test_a_moved_folder_finds_the_encoder_its_generator_records(tmp_path, setup) -> None:
+    """issue 38: the generator records the encoder relative to itself too, so a moved run folder
+    (its encoder inside) still samples; the sha256 check stays."""
+    import shutil
+
+    from gensis.generator.synthesizer import Synthesizer
+
+    enc, data = setup
+    before = tmp_path / "before"
+    before.mkdir()
+    shutil.copy(enc, before / "encoder.safetensors")
+    gensis.train_generator({**TINY, "encoder": str(before / "encoder.safetensors"), "data.path": str(data),
+                            "out": str(before / "g"), "train.epochs": 1})
+    after = tmp_path / "after"
+    before.rename(after)
+    synth = Synthesizer(after / "g", "cpu")
+    assert synth.encoder_path() == after / "encoder.safetensors"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from gensis.config.base import DataConfig
 from gensis.config.overrides import config_range
 from gensis.errors import CheckpointError, by_rule, first_line
-from gensis.runtime.io import atomic_write_text, save_safetensors
+from gensis.runtime.io import atomic_write_text, recorded_path, save_safetensors
 
 BANK_FORMAT = "gensis.bank/1"
 SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
@@ -39,6 +39,7 @@ class BankIndex:
     storage: str = "pixels"  # or "latents": decoded with the autoencoder below when read
     vae: str = ""  # latents: the autoencoder (folder or hub id) and its content digest
     vae_sha256: str = ""
+    vae_relative: str = ""  # the autoencoder relative to the bank: found when the run folder moved
 
     @property
     def n_shards(self) -> int:
@@ -61,7 +62,7 @@ _INDEX_FIELDS = {"generator_sha256": (str, None), "encoder_sha256": (str, None),
                  "n_sources": (int, 1), "shard_size": (int, 1), "views_per_image": (int, 0),
                  "interpolations_per_image": (int, 0), "settings": (dict, None), "shards": (list, None),
                  "format": (str, None), "data_fingerprint": (str, None), "storage": (str, None),
-                 "vae": (str, None), "vae_sha256": (str, None)}
+                 "vae": (str, None), "vae_relative": (str, None), "vae_sha256": (str, None)}
 
 
 def read_index(root: Path) -> BankIndex | None:
@@ -174,7 +175,7 @@ def open_decoder(root: Path, index: BankIndex, device: torch.device | str = "cpu
     """The autoencoder of a latent bank, refused when it is not the one the bank was made with."""
     from gensis.autoencoder.latent import load_vae, vae_sha256
 
-    vae = load_vae(index.vae, device, key=f"{index_path(root)}: vae")
+    vae = load_vae(recorded_path(index.vae, index.vae_relative, root), device, key=f"{index_path(root)}: vae")
     digest = vae_sha256(vae)
     if digest != index.vae_sha256:
         raise CheckpointError(f"{index_path(root)}: its latents need the autoencoder {index.vae} with sha256 "

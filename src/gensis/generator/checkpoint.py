@@ -18,7 +18,7 @@ from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.generator.unet import LEGACY_SPEC_FIELDS, EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
-from gensis.runtime.io import file_sha256, read_safetensors, save_safetensors
+from gensis.runtime.io import file_sha256, read_safetensors, relative_path, save_safetensors
 
 GENERATOR_FORMAT = "gensis.generator/1"
 
@@ -42,6 +42,9 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
         "vae_sha256": vae_sha256 or "",
         "encoder_sha256": file_sha256(encoder_path),
         "encoder": str(Path(encoder_path).resolve()),  # absolute: the file is used from anywhere
+        # ... and relative to this file: a moved or copied pipeline folder finds its own (sha256-checked)
+        "encoder_relative": relative_path(encoder_path, path.parent),
+        "vae_relative": relative_path(cfg.model.vae, path.parent) if cfg.model.vae else "",
         "trained_steps": str(step),
     }
     save_safetensors(path, tensors, meta)

@@ -39,7 +39,7 @@ from gensis.generator.slerp import slerp
 from gensis.runtime import distributed, lock
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime.io import atomic_write_text
+from gensis.runtime.io import atomic_write_text, relative_path
 from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.generate")
@@ -141,7 +141,7 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, 
     if info.is_main:
         try:
             index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], data,
-                                synth.resolution, settings, _decoder_fields(synth, settings))
+                                synth.resolution, settings, _decoder_fields(synth, settings, root))
         except GensisError as exc:
             if not info.enabled:
                 raise
@@ -154,10 +154,11 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, 
     return index
 
 
-def _decoder_fields(synth, settings: dict) -> dict[str, str]:
+def _decoder_fields(synth, settings: dict, root: Path) -> dict[str, str]:
     if settings.get("storage") != "latents":
         return {}
-    return {"storage": "latents", "vae": synth.meta["vae"], "vae_sha256": synth.vae_sha256}
+    return {"storage": "latents", "vae": synth.vae_path, "vae_relative": relative_path(synth.vae_path, root),
+            "vae_sha256": synth.vae_sha256}
 
 
 def bank_storage(cfg: GenerateConfig, synth, n_sources: int) -> str:

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from gensis.errors import CheckpointError, GensisError, first_line
-from gensis.generator.checkpoint import load_generator
+from gensis.generator.checkpoint import load_generator, resolve_generator_path
 from gensis.autoencoder.latent import decode_latents, downsample_factor, load_vae, vae_sha256
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.runtime.checkpoint import resolve_encoder_path
 from gensis.runtime.device import autocast
-from gensis.runtime.io import file_sha256
+from gensis.runtime.io import file_sha256, recorded_path
 
 
 class Synthesizer:
@@ -26,12 +26,14 @@ class Synthesizer:
         self.unet, self.meta = load_generator(path, device)
         self.device = device
         self.space = self.meta.get("space", "pixel")
-        self.vae = load_vae(self.meta["vae"], device) if self.space == "latent" else None
+        self.folder = resolve_generator_path(path).parent  # where its relative records start
+        self.vae_path = recorded_path(self.meta.get("vae", ""), self.meta.get("vae_relative"), self.folder)
+        self.vae = load_vae(self.vae_path, device) if self.space == "latent" else None
         self.vae_sha256 = vae_sha256(self.vae) if self.vae is not None else None
         if self.vae is not None and self.meta.get("vae_sha256"):  # older generators recorded none
             digest = self.vae_sha256
             if digest != self.meta["vae_sha256"]:
-                raise CheckpointError(f"{self.meta['vae']}: not the autoencoder the generator was trained on "
+                raise CheckpointError(f"{self.vae_path}: not the autoencoder the generator was trained on "
                                       f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
         self._schedule = json.loads(self.meta["scheduler"])
         self._schedulers: dict[str, object] = {}
@@ -56,7 +58,8 @@ class Synthesizer:
 
     def encoder_path(self, override: str | None = None) -> Path:
         """The encoder to embed sources with: ``override`` or the recorded one, checked by hash."""
-        path = resolve_encoder_path(override or self.meta["encoder"])
+        path = resolve_encoder_path(override or recorded_path(self.meta["encoder"], self.meta.get("encoder_relative"),
+                                                              self.folder))
         digest = file_sha256(path)
         if digest != self.meta["encoder_sha256"]:
             raise CheckpointError(

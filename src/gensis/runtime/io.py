@@ -71,6 +71,26 @@ def write_result_json(path: str | Path, result: dict) -> None:
     atomic_write_text(path, json.dumps({**result, RESULT_MARK[0]: RESULT_MARK[1]}, indent=2) + "\n")
 
 
+def relative_path(target: str | Path, base: Path) -> str:
+    """``target`` relative to the folder ``base`` when it is a local path ("" for a hub id): recorded
+    beside the absolute path, so that a moved or copied run folder still finds what it depends on."""
+    target = Path(target)
+    if not target.exists():
+        return ""
+    return os.path.relpath(target.resolve(), base.resolve())
+
+
+def recorded_path(recorded: str, relative: str | None, base: Path) -> str:
+    """Where a recorded dependency is now: beside the product (``base / relative``) when it is there,
+    since that moves with the run folder, else the recorded absolute path or hub id. Callers check
+    the dependency's sha256 afterwards, so a file found either way is the one recorded."""
+    if relative:
+        here = base / relative
+        if here.exists():
+            return os.path.normpath(here)
+    return recorded
+
+
 def file_sha256(path: str | Path) -> str:
     """Content hash of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
