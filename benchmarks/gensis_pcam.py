@@ -19,6 +19,9 @@ from _gensis_run import experiment_main
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pcam"
 
+# 60 epochs meet the one-run convergence rule, yet 120 gain 4.0 linear points (docs/RESULTS.md,
+# 2026-12-06); 120 stands until the 240-epoch run of benchmarks/stage1_convergence.py says whether
+# doubling it still moves the linear probe by a point or more.
 CONVERGED_EPOCHS = 120
 
 SCALES: dict[str, dict[str, Any]] = {
