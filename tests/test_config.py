@@ -84,3 +84,18 @@ def test_every_preset_builds_and_trains_one_step(preset: str) -> None:
     loss, _ = model(views, epoch=0)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_a_nested_yaml_stage_section_means_what_key_value_means(tmp_path) -> None:
+    """issue 38: `pretrain: {train: {epochs: 5}}` in --config was refused with a garbled union error."""
+    import yaml
+
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PipelineConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"pretrain": {"train": {"epochs": 5}, "model": {"backbone_kwargs": {"drop_path_rate": 0.1}}}}))
+    from_file = build_config(PipelineConfig, {}, use_presets=False, config_file=path)
+    from_keys = build_config(PipelineConfig, {"pretrain.train.epochs": 5,
+                                              "pretrain.model.backbone_kwargs.drop_path_rate": 0.1}, use_presets=False)
+    assert from_file.pretrain == from_keys.pretrain == {"train.epochs": 5, "model.backbone_kwargs.drop_path_rate": 0.1}

@@ -153,6 +153,29 @@ def check_settings(model: type[BaseModel], overrides: dict[str, Any]) -> dict[st
     return tree
 
 
+def _dotted_sections(model: type[BaseModel], tree: dict[str, Any]) -> dict[str, Any]:
+    """A YAML file's free-form sections (a stage's overrides in ``gensis run``) in the form
+    ``key=value`` gives them: ``pretrain: {train: {epochs: 5}}`` is ``pretrain.train.epochs=5``, so a
+    nested section and a dotted one mean the same and are checked the same way."""
+    out = dict(tree)
+    for name, field in model.model_fields.items():
+        value = tree.get(name)
+        if get_origin(field.annotation) is dict and isinstance(value, dict):
+            out[name] = _all_dotted(value)
+    return out
+
+
+def _all_dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every nested mapping -> dotted keys (a stage section's values are never mappings)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_all_dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def build_config(
     model: type[M],
     overrides: dict[str, Any] | None = None,
@@ -164,7 +187,7 @@ def build_config(
     overrides = dict(overrides or {})
     tree: dict[str, Any] = {}
     if config_file is not None:
-        tree = load_yaml(config_file)
+        tree = _dotted_sections(model, load_yaml(config_file))
     if use_presets and "preset" in model.model_fields:
         name = overrides.get("preset", tree.get("preset", "default"))
         tree = _deep_merge(get_preset(str(name)), tree)
