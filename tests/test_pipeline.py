@@ -170,3 +170,15 @@ def test_the_saved_config_rebuilds_the_same_stages(pipeline) -> None:
     saved = stage_configs(build_config(PipelineConfig, {}, use_presets=False,
                                        config_file=Path(result["out"]) / "config.yaml"))
     assert saved == direct and saved.pretrain.data.resolution == 16
+
+
+def test_a_moved_pipeline_folder_reruns_as_a_no_op(pipeline, tmp_path) -> None:
+    """issue 38: its stages' configs hold the old absolute paths of the pipeline's own folders; a
+    rerun from the new place was refused as "other settings"."""
+    import shutil
+
+    settings, first = pipeline
+    moved = tmp_path / "moved"
+    shutil.copytree(settings["out"], moved)
+    again = gensis.run({**settings, "out": str(moved)})
+    assert {k: v["last"] for k, v in again["stages"].items()} == {k: "skipped" for k in first["stages"]}

@@ -163,8 +163,10 @@ class RunFolder:
             message = str(exc) if str(self.config_path) in str(exc) else f"{self.config_path}: {exc}"
             raise ConfigError(message) from None
         new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
+        moved = _moved(getattr(saved, "out", None), getattr(cfg, "out", None))
         # Loggers change where metrics are copied to, never the run: they may differ on resume.
-        return [k for k in new if new[k] != old.get(k) and k not in mutable and not k.startswith("loggers.")]
+        return [k for k in new if new[k] != old.get(k) and k not in mutable and not k.startswith("loggers.")
+                and not _moved_along(old.get(k), new[k], moved)]
 
     def write_config(self, cfg: BaseModel) -> None:
         """Write config.yaml, unless it already holds these settings (a resume touches no output;
@@ -246,6 +248,35 @@ class OwnedFileHandler(logging.FileHandler):
     def _open(self):  # type: ignore[override]
         fd = trust.open_owned(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+
+def _moved(old_out: str | None, new_out: str | None) -> tuple[Path, Path] | None:
+    """(old folder, new folder) holding a run folder that was moved with its neighbours (a pipeline's
+    stages), told by its ``out``: same name, another place. None when it was not moved."""
+    if not old_out or not new_out:
+        return None
+    old, new = Path(old_out), Path(new_out)
+    if old.name != new.name or os.path.normpath(old.parent) == os.path.normpath(new.parent):
+        return None
+    return old.parent, new.parent
+
+
+def _moved_along(old_value: str | None, new_value: str, moved: tuple[Path, Path] | None) -> bool:
+    """A saved path inside the old folder that now names the same place inside the new one (the
+    pretrain folder an input of a moved pipeline's later stage points at): not another setting."""
+    if moved is None or old_value is None:
+        return False
+    try:
+        old_path, new_path = json.loads(old_value), json.loads(new_value)
+    except ValueError:
+        return False
+    if not isinstance(old_path, str) or not isinstance(new_path, str):
+        return False
+    old_root, new_root = (os.path.normpath(p) for p in moved)
+    old_path = os.path.normpath(old_path)
+    if os.path.isabs(old_path) != os.path.isabs(old_root) or os.path.commonpath([old_path, old_root]) != old_root:
+        return False
+    return os.path.normpath(os.path.join(new_root, os.path.relpath(old_path, old_root))) == os.path.normpath(new_path)
 
 
 def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> str:
