@@ -134,8 +134,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
         if dial:
             quality = dial_arm(cfg, stages, seed, suffix, dial, encoders, secs)
             dial_quality = dial_quality or quality
-        if after_seed is not None:
-            after_seed(cfg, stages, encoders, secs, dial_quality)
+        if after_seed is not None:  # the running table lives in the first run's folder (--bank per-seed too)
+            after_seed(first[0], first[1], encoders, secs, dial_quality)
     cfg, stages, _ = first
     if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
@@ -245,9 +245,13 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
     rows = {named(n, result["seeds"]): r for n, r in result["results"].items()}
     rows.update({named(n, other["seeds"]): r for n, r in other["results"].items()})
-    tests = {pair: [*result["summary"].get("mcnemar", {}).get(pair, []),
-                    *[{**t, "seed": other["seeds"][0] if t["seed"] == 0 else t["seed"]} for t in ts]]
-             for pair, ts in other["summary"].get("mcnemar", {}).items()}
+
+    def renumbered(run: dict[str, Any], pair: str) -> list[dict[str, Any]]:
+        first = run["seeds"][0]  # a run's first seed is named without a suffix, read back as seed 0
+        return [{**t, "seed": first if t["seed"] == 0 else t["seed"]} for t in run["summary"].get("mcnemar", {}).get(pair, [])]
+
+    pairs = dict.fromkeys([*result["summary"].get("mcnemar", {}), *other["summary"].get("mcnemar", {})])
+    tests = {pair: [*renumbered(result, pair), *renumbered(other, pair)] for pair in pairs}
     return rows, tests
 
 

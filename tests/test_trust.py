@@ -120,7 +120,7 @@ def test_a_zip_with_a_member_name_twice_is_refused(tmp_path: Path) -> None:
         zf.writestr("a/1.png", buf.getvalue())
         with pytest.warns(UserWarning):
             zf.writestr("a/1.png", buf.getvalue())
-    with pytest.raises(DataError, match="more than once.*a/1.png"):
+    with pytest.raises(DataError, match="a/1.png.*more than once"):
         load_images(path, 8, cache_dir=None, progress=False)
 
 
@@ -215,3 +215,27 @@ def test_quiet_embed_of_a_zip_prints_nothing_but_its_result(bad_world, capsys, t
     code = main(["embed", f"encoder={bad_world['enc']}", f"data_path={bad_world['zip']}",
                  f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
     assert code == 0 and capsys.readouterr().err == ""
+
+
+def test_a_fifo_named_config_yaml_does_not_hang_the_guard(tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    folder.mkdir()
+    os.mkfifo(folder / "config.yaml")
+    os.mkfifo(folder / "index.json")
+    assert not guards.folder_is_gensis(folder) and not RunFolder(folder).config_is_gensis()
+
+
+def test_a_zip_may_hold_a_non_image_twice(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a/1.png", buf.getvalue())
+        zf.writestr("readme.txt", "x")
+        with pytest.warns(UserWarning):
+            zf.writestr("readme.txt", "y")
+    assert load_images(path, 8, cache_dir=None, progress=False).ids == ["a/1.png"]

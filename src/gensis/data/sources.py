@@ -18,7 +18,7 @@ from typing import Literal
 
 from gensis.errors import DataError
 
-from gensis.runtime.trust import MAX_IMAGE_BYTES, display, read_regular, regular_file_problem, zip_infos
+from gensis.runtime.trust import MAX_IMAGE_BYTES, display, read_regular, regular_file_problem
 
 from .decode import one_line
 
@@ -122,7 +122,7 @@ def list_zip(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
     occurs twice; a member over ``max_bytes`` uncompressed is skipped, named)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = zip_infos(zf, path)
+            infos = zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as err:
         raise DataError(f"cannot read zip archive {path}: {one_line(err)}") from None
     members: dict[str, zipfile.ZipInfo] = {}
@@ -145,7 +145,10 @@ def list_zip(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
         if info.file_size > max_bytes:
             oversize.append((name, f"{info.file_size:,} bytes, over data.max_image_bytes={max_bytes:,}"))
             continue
-        members[name] = info  # names are unique (zip_infos)
+        if name in members:  # which copy a reader gets is undefined
+            raise DataError(f"{display(path)}: the zip holds the image {display(name)!r} more than once; which copy "
+                            "is read is undefined, so it is refused")
+        members[name] = info
     names = sorted(members)
     sizes = [members[n].file_size for n in names]
     stamps = [f"{members[n].CRC:08x}" for n in names]

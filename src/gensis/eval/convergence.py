@@ -4,7 +4,7 @@ Gen-SIS stands on its stage-1 encoder: the generator is conditioned on its embed
 is judged against it, so a comparison made while stage 1 is still learning measures the length of
 training, not the method. Converged here means, in the project's own terms (issue 37):
 
-* **the loss has flattened**: DINO's loss fell by less than :data:`LOSS_SHARE` (2 %) of its
+* **the loss has flattened**: DINO's loss moved by less than :data:`LOSS_SHARE` (2 %) of its
   uniform value ln(out_dim) over the last fifth of training (the mean of the logged losses in the
   5 % of training up to the 80 % mark against the mean of the last 5 %), and
 * **kNN has flattened**: the online kNN k=20 at the end is within :data:`KNN_POINTS` (1 point) of
@@ -65,7 +65,7 @@ def convergence(metrics: Sequence[dict], out_dim: int, knn_key: str = "knn_top1_
         end = _mean_between(loss, (1 - WINDOW) * total, total)
         if at80 is not None and end is not None:
             fall = at80 - end
-            verdicts.append(fall < limit)
+            verdicts.append(abs(fall) < limit)  # a loss that rose as much has not settled either
             reasons.append(f"loss fell {fall:.3f} over the last fifth, limit {limit:.3f} "
                            f"({LOSS_SHARE:.0%} of ln {out_dim})")
     if fall is None:

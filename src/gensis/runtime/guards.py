@@ -182,17 +182,17 @@ def _marked_kind(root: Path) -> str | None:
     if pipeline_state(root) is not None:
         return "pipeline"
     try:
-        if json.loads((root / "index.json").read_text()).get("format", "").startswith("gensis."):
+        if json.loads(read_regular(root / "index.json", MAX_TEXT_BYTES, "JSON")).get("format", "").startswith("gensis."):
             return "bank"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, GensisError):
         pass
     if (root / ".state" / "settings.json").is_file():
         return "tiles"
-    try:
-        with open(root / "config.yaml", encoding="utf-8", errors="replace") as f:
-            return "run" if f.readline() == CONFIG_MARK else None
-    except OSError:
+    try:  # read as a regular file under a cap: a FIFO named config.yaml must not hang the guard
+        head = read_regular(root / "config.yaml", MAX_TEXT_BYTES, "config").decode("utf-8", "replace")
+    except (OSError, GensisError):
         return None
+    return "run" if head.startswith(CONFIG_MARK) else None
 
 
 def folder_is_gensis(path: str | Path) -> bool:

@@ -130,11 +130,11 @@ class RunFolder:
                                       f"({', '.join(changed[:5])}); choose another out= or remove that folder"))
 
     def config_is_gensis(self) -> bool:
-        try:
-            with open(self.config_path, encoding="utf-8", errors="replace") as f:
-                return f.readline() == CONFIG_MARK
-        except OSError:
+        try:  # a regular file only: a FIFO named config.yaml must not hang the guard
+            head = trust.read_regular(self.config_path, trust.MAX_TEXT_BYTES, "config")
+        except (OSError, GensisError):
             return False
+        return head.decode("utf-8", "replace").startswith(CONFIG_MARK)
 
     def bind(self, cfg: BaseModel, data_fingerprint: str, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
         """Fingerprints of this run's settings and data, recorded in (and checked against) its checkpoints."""

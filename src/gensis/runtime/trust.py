@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import stat
-import zipfile
-from collections import Counter
 from pathlib import Path
 
 from gensis.errors import DataError, GensisError, by_rule
 
 MAX_IMAGE_BYTES = 256 << 20  # data.max_image_bytes' default: far above any real image file
 MAX_TEXT_BYTES = 16 << 20  # a config, an index or a result JSON
+# POSIX flags (0 where the platform has none, e.g. Windows, which has no FIFOs or symlink tricks of this kind)
+_NOFOLLOW, _CLOEXEC, _NONBLOCK = (getattr(os, f"O_{n}", 0) for n in ("NOFOLLOW", "CLOEXEC", "NONBLOCK"))
 
 
 def display(name: str | os.PathLike) -> str:
@@ -54,7 +54,7 @@ def open_owned(path: str | Path, flags: int, mode: int = 0o644) -> int:
     """A descriptor on ``path`` for gensis to write in place: never through a symlink, and only
     on one regular file with one link (a refusal is one line naming the file and the rule)."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as err:
         if os.path.islink(path):
             raise GensisError(by_rule("no-links", f"{display(path)}: a symbolic link where gensis writes a file of "
@@ -66,7 +66,8 @@ def open_owned(path: str | Path, flags: int, mode: int = 0o644) -> int:
         what = _what(st.st_mode) if not stat.S_ISREG(st.st_mode) else f"a file with {st.st_nlink} hard links"
         raise GensisError(by_rule("no-links", f"{display(path)}: {what} where gensis writes a file of its own; "
                                   "it is never written through, remove it"))
-    os.set_blocking(fd, True)
+    if _NONBLOCK:
+        os.set_blocking(fd, True)
     return fd
 
 
@@ -85,7 +86,7 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes; a FIFO, a device or a larger file
     raises :class:`DataError` in one line, without blocking and without reading past the cap."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | _CLOEXEC | _NONBLOCK)
     except OSError as err:
         raise DataError(f"{display(path)}: cannot read {what}: {err.strerror or err}") from None
     try:
@@ -95,7 +96,8 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
         if st.st_size > limit:
             raise DataError(f"{display(path)}: {st.st_size:,} bytes, over the cap of {limit:,} "
                             f"(data.max_image_bytes for images)")
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
         chunks, left = [], limit + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
@@ -118,13 +120,3 @@ def regular_file_problem(st: os.stat_result, limit: int) -> str | None:
     if st.st_size > limit:
         return f"{st.st_size:,} bytes, over data.max_image_bytes={limit:,}"
     return None
-
-
-def zip_infos(zf: zipfile.ZipFile, path: str | Path) -> list[zipfile.ZipInfo]:
-    """The members of a zip, refused in one line when a name occurs twice."""
-    infos = zf.infolist()
-    twice = [name for name, n in Counter(i.filename for i in infos).items() if n > 1]
-    if twice:
-        raise DataError(f"{display(path)}: the zip holds {len(twice)} member name(s) more than once "
-                        f"(e.g. {display(twice[0])!r}); which copy is read is undefined, so it is refused")
-    return infos
