@@ -108,18 +108,25 @@ def test_a_name_that_is_not_utf8_is_loaded_and_named(tmp_path: Path) -> None:
         load_images(root, 8, cache_dir=None, progress=False, strict=True, num_workers=0)
 
 
-def test_a_zip_with_a_member_name_twice_is_refused(tmp_path: Path) -> None:
+def _zip_with_twice(path: Path, twice: str) -> Path:
+    """A zip holding one PNG (``a/1.png``) and the member ``twice`` written two times."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
-    path = tmp_path / "d.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("a/1.png", buf.getvalue())
-        with pytest.warns(UserWarning):
+        if twice != "a/1.png":
             zf.writestr("a/1.png", buf.getvalue())
+        zf.writestr(twice, buf.getvalue())
+        with pytest.warns(UserWarning):
+            zf.writestr(twice, buf.getvalue())
+    return path
+
+
+def test_a_zip_with_a_member_name_twice_is_refused(tmp_path: Path) -> None:
+    path = _zip_with_twice(tmp_path / "d.zip", "a/1.png")
     with pytest.raises(DataError, match="a/1.png.*more than once"):
         load_images(path, 8, cache_dir=None, progress=False)
 
@@ -226,16 +233,5 @@ def test_a_fifo_named_config_yaml_does_not_hang_the_guard(tmp_path: Path) -> Non
 
 
 def test_a_zip_may_hold_a_non_image_twice(tmp_path: Path) -> None:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
-    path = tmp_path / "d.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("a/1.png", buf.getvalue())
-        zf.writestr("readme.txt", "x")
-        with pytest.warns(UserWarning):
-            zf.writestr("readme.txt", "y")
+    path = _zip_with_twice(tmp_path / "d.zip", "readme.txt")
     assert load_images(path, 8, cache_dir=None, progress=False).ids == ["a/1.png"]
