@@ -7,7 +7,8 @@ Every candidate starts from the benchmark's own stage 1 (``gensis_scratch.py``'s
 PCam 4k tiles or CIFAR-10 5k images at 32 px) and changes only what its name says. A run is a
 cosine schedule of its length, so lengths are separate runs: the criterion read on one run says
 whether that run converged, and the final kNN over lengths shows where the curve bends.
-Finished runs are reused, so a stopped call resumes (each run keeps its own seconds). Each run is
+Finished runs are reused and a stopped one resumes; a run's seconds come from its own logged
+times, a gap of over 10 minutes (a stop and a later resume) left out. Each run is
 then scored as the comparison's arms are (kNN k=20 and 200, the linear probe, all test images).
 
     python benchmarks/stage1_convergence.py --data pcam --candidates base,m099 --epochs 40,80 --out ../issue37/regime
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,20 +51,33 @@ def _logged(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+MAX_GAP_S = 600  # longer between two logged records: the run was stopped there and resumed later
+
+
+def training_seconds(metrics: list[dict[str, Any]]) -> list[float]:
+    """Seconds of training up to each logged record, from the records' own ``time`` (kNN evaluations
+    included); a gap over :data:`MAX_GAP_S` is a stop and a later resume, and does not count."""
+    out, total, before = [], 0.0, None
+    for m in metrics:
+        t = m.get("time")
+        if isinstance(t, (int, float)):
+            if before is not None and 0 < t - before <= MAX_GAP_S:
+                total += t - before
+            before = t
+        out.append(round(total, 1))
+    return out
+
+
 def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: int) -> dict[str, Any]:
-    """Train (or reuse) one candidate at one length; its curve, seconds and convergence."""
+    """Train (or reuse, or resume) one candidate at one length; its curve, seconds and convergence."""
     overrides = {**CANDIDATES[name], "train.epochs": epochs, "train.knn_every": knn_every}
     folder = Path(cfg.out) / f"{name}-e{epochs}"
-    seconds_file = folder / "seconds.json"
-    t0 = time.perf_counter()
     stage3_variant(cfg, base, folder.name, overrides)
-    if not seconds_file.exists():
-        seconds_file.write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1)}) + "\n")
-    seconds = json.loads(seconds_file.read_text())["seconds"]
     metrics = _logged(folder)
+    clock = training_seconds(metrics)
+    seconds = clock[-1]
     out_dim = int(overrides.get("dino.out_dim", base.dino.out_dim))
     last = max(m["step"] for m in metrics if "step" in m)
-    per_step = seconds / last  # wall seconds per step, kNN evaluations included
     conv = convergence(metrics, out_dim)
     evals: dict[str, Any] = {}
     evaluate_stage(folder.name, folder / "exported" / "encoder.safetensors", cfg, Path(cfg.out) / "eval", evals)
@@ -72,8 +85,8 @@ def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: 
     return {
         "candidate": name, "epochs": epochs, "overrides": overrides, "seconds": seconds, "steps": last,
         "uniform": round(math.log(out_dim), 3),
-        "knn": [(round(m["step"] * per_step, 1), m["knn_top1_k20"]) for m in metrics if "knn_top1_k20" in m],
-        "loss": [(round(m["step"] * per_step, 1), m["loss"]) for m in metrics if isinstance(m.get("loss"), float)],
+        "knn": [(t, m["knn_top1_k20"]) for t, m in zip(clock, metrics) if "knn_top1_k20" in m],
+        "loss": [(t, m["loss"]) for t, m in zip(clock, metrics) if isinstance(m.get("loss"), float)],
         "knn_end": next((m["knn_top1_k20"] for m in reversed(metrics) if "knn_top1_k20" in m), None),
         "eval": {"knn_top1": ev["knn_top1"], "linear_top1": ev.get("linear", {}).get("top1")},
         "convergence": {"status": conv.status, "loss_fall": conv.loss_fall, "loss_limit": conv.loss_limit,

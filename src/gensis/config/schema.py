@@ -282,6 +282,16 @@ def embedding_paths(out: str | Path) -> list[Path]:
     return [out.with_suffix(".npy"), out]
 
 
+OWNERSHIP_FORMAT = "gensis.embeddings-files/1"
+
+
+def ownership_sidecar(path: str | Path) -> Path:
+    """``<stem>.gensis.json`` beside an embeddings array or table: the marked record of their sha256
+    that proves gensis wrote them (a header such as ``file,label`` proves nothing)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.gensis.json")
+
+
 class EmbedConfig(StrictModel):
     """``gensis embed``: embeddings with their image ids."""
 
@@ -300,7 +310,7 @@ class EmbedConfig(StrictModel):
         """The table or array written beside ``out`` (for the output guard)."""
         paths = embedding_paths(self.out)
         if len(paths) > 1:  # the table or array, and the sidecar that proves gensis wrote both
-            paths.append(paths[0].with_name(f"{paths[0].stem}.gensis.json"))
+            paths.append(ownership_sidecar(paths[0]))
         return [(p, False) for p in paths if p != Path(self.out)]
 
 

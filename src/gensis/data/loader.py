@@ -126,7 +126,8 @@ def _list(
     return listing
 
 
-def _lazy(src: Path, listing: Listing, resolution: int, strict: bool, max_bytes: int = MAX_IMAGE_BYTES) -> ImageData:
+def _lazy(src: Path, listing: Listing, resolution: int, strict: bool,
+          max_bytes: int = MAX_IMAGE_BYTES) -> ImageData:
     """Keep the file list; only zero-byte files can be rejected without decoding. ``strict``
     decodes every file once here, so that an unreadable one stops the command at load, named,
     before any run folder is written (not from a loader worker, mid-training)."""

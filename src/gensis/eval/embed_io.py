@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # noqa: F401 (re-exported)
+from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
 from gensis.errors import ConfigError
 from gensis.runtime.io import atomic_write, atomic_write_text, file_sha256, save_safetensors, write_result_json
 
@@ -51,20 +52,10 @@ def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], label
         atomic_write_text(paths[1], _csv(array, ids, lab, names))
     else:
         _write_parquet(paths[1], array, ids, lab, names, metadata)
-    # The proof that gensis wrote these two files (a header such as "file,label" proves nothing: it is
-    # the most common label table of the field): their sha256 in a marked sidecar.
+    # The proof that gensis wrote these two files: their sha256 in a marked sidecar.
     sidecar = ownership_sidecar(paths[0])
     write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": {p.name: file_sha256(p) for p in paths}})
     return [*paths, sidecar]
-
-
-OWNERSHIP_FORMAT = "gensis.embeddings-files/1"
-
-
-def ownership_sidecar(path: str | Path) -> Path:
-    """``<stem>.gensis.json`` beside an embeddings array or table: what proves gensis wrote them."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.gensis.json")
 
 
 def _csv(array: np.ndarray, ids: list[str], labels: list[int] | None, names: list[str] | None) -> str:

@@ -29,11 +29,12 @@ from pydantic import BaseModel
 from safetensors import SafetensorError
 
 from gensis.config.paths import Role
+from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
 from gensis.errors import ConfigError, GensisError, by_rule
 from gensis.runtime import lock
 from gensis.runtime.io import RESULT_MARK, file_sha256
 from gensis.runtime.run_folder import CONFIG_MARK
-from gensis.runtime.trust import MAX_TEXT_BYTES, read_regular
+from gensis.runtime.trust import MAX_TEXT_BYTES, read_regular, what_it_is
 
 
 def path_role(field: Any) -> Role | None:
@@ -109,21 +110,26 @@ def _vouched_by_sidecar(path: Path) -> bool:
     """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
     written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
     written before the sidecar existed are no longer replaced (README, "foreign-file")."""
-    sidecar = path.with_name(f"{path.stem}.gensis.json")
-    data = _marked_json(sidecar)
-    if not data or data.get("format") != "gensis.embeddings-files/1":
+    data = _marked_json(ownership_sidecar(path))
+    if not data or data.get("format") != OWNERSHIP_FORMAT:
         return False
     recorded = (data.get("files") or {}).get(path.name)
     return isinstance(recorded, str) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) == recorded
 
 
-def _marked_json(path: Path) -> dict | None:
-    """A JSON object gensis marked as its own (a regular file, read under a cap), or None."""
+def _json_object(path: Path) -> dict | None:
+    """A JSON object read from a regular file under a cap; None for anything else."""
     try:
         data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
     except (GensisError, OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get(RESULT_MARK[0]) == RESULT_MARK[1] else None
+    return data if isinstance(data, dict) else None
+
+
+def _marked_json(path: Path) -> dict | None:
+    """A JSON object gensis marked as its own, or None."""
+    data = _json_object(path)
+    return data if data is not None and data.get(RESULT_MARK[0]) == RESULT_MARK[1] else None
 
 
 def _zip_is_ours(path: Path) -> bool:
@@ -163,15 +169,10 @@ def pipeline_state(root: Path) -> dict | None:
     """A pipeline folder's ``pipeline.json`` when gensis wrote it (marked; or, from before the mark,
     a JSON object whose every stage entry holds its seconds), else None: a file of that name alone
     proves nothing."""
-    path = root / "pipeline.json"
-    data = _marked_json(path)
-    if data is not None:
+    data = _json_object(root / "pipeline.json")
+    if data is None or data.get(RESULT_MARK[0]) == RESULT_MARK[1]:
         return data
-    try:
-        data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
-    except (GensisError, OSError, ValueError):
-        return None
-    stages = data.get("stages") if isinstance(data, dict) else None
+    stages = data.get("stages")
     legacy = isinstance(stages, dict) and all(isinstance(v, dict) and "seconds" in v for v in stages.values())
     return data if legacy else None
 
@@ -252,11 +253,6 @@ def _outputs(cfg: BaseModel, paths: dict[str, tuple[Role, str]]):
         yield "out", str(path), is_folder
 
 
-def _what_is(path: Path) -> str:
-    mode = path.lstat().st_mode
-    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-
-
 def _refuse(rule: str, message: str) -> None:
     raise ConfigError(by_rule(rule, message))
 
@@ -296,8 +292,8 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
     if under_file is not None:
         _refuse("foreign-file", f"{key}={out} lies under the file {under_file}: choose another {key}=")
     if (target.exists() or target.is_symlink()) and not (target.is_file() or target.is_dir()):
-        _refuse("foreign-file", f"{key}={out} is {_what_is(target)}, not a file or folder gensis writes: "
-                f"choose another {key}=")
+        what = what_it_is(target.lstat().st_mode)
+        _refuse("foreign-file", f"{key}={out} is {what}, not a file or folder gensis writes: choose another {key}=")
     if target.is_file() or target.is_symlink():
         if is_folder:
             _refuse("foreign-file", f"{key}={out} is a file; this command writes a folder there: choose another {key}=")

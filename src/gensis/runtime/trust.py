@@ -10,8 +10,7 @@ Every file gensis appends to, locks or reads byte by byte goes through here:
   opened non-blocking, so a FIFO named ``pipe.png`` cannot hang a run and a link to ``/dev/zero``
   named ``zero.png`` cannot fill the memory;
 * file names are kept as the operating system gave them (surrogate-escaped) and shown with
-  backslash escapes, so a name that is not valid UTF-8 is named in a message, not a traceback;
-* a zip that holds one member name twice is refused: which copy a reader gets is undefined.
+  backslash escapes, so a name that is not valid UTF-8 is named in a message, not a traceback.
 """
 
 from __future__ import annotations
@@ -33,12 +32,8 @@ def display(name: str | os.PathLike) -> str:
     return os.fsdecode(os.fsencode(name)).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def name_bytes(name: str) -> bytes:
-    """A name's bytes, for hashing: a surrogate-escaped name hashes as the bytes on disk."""
-    return name.encode("utf-8", "surrogateescape")
-
-
-def _what(mode: int) -> str:
+def what_it_is(mode: int) -> str:
+    """What a file that is not a regular file is, for a message (from its ``st_mode``)."""
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -63,7 +58,7 @@ def open_owned(path: str | Path, flags: int, mode: int = 0o644) -> int:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.close(fd)
-        what = _what(st.st_mode) if not stat.S_ISREG(st.st_mode) else f"a file with {st.st_nlink} hard links"
+        what = what_it_is(st.st_mode) if not stat.S_ISREG(st.st_mode) else f"a file with {st.st_nlink} hard links"
         raise GensisError(by_rule("no-links", f"{display(path)}: {what} where gensis writes a file of its own; "
                                   "it is never written through, remove it"))
     if _NONBLOCK:
@@ -92,7 +87,7 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise DataError(f"{display(path)}: {_what(st.st_mode)}, not a regular file; skipped")
+            raise DataError(f"{display(path)}: {what_it_is(st.st_mode)}, not a regular file; skipped")
         if st.st_size > limit:
             raise DataError(f"{display(path)}: {st.st_size:,} bytes, over the cap of {limit:,} "
                             f"(data.max_image_bytes for images)")
@@ -116,7 +111,7 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
 def regular_file_problem(st: os.stat_result, limit: int) -> str | None:
     """Why a listed file is not read (not regular, or over the cap); None when it may be."""
     if not stat.S_ISREG(st.st_mode):
-        return f"{_what(st.st_mode)}, not a regular file"
+        return f"{what_it_is(st.st_mode)}, not a regular file"
     if st.st_size > limit:
         return f"{st.st_size:,} bytes, over data.max_image_bytes={limit:,}"
     return None
