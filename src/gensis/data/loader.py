@@ -111,6 +111,15 @@ def _no_labels(src: Path) -> DataError:
     )
 
 
+def check_listing(path: str | Path, require_labels: bool = False, max_image_bytes: int = MAX_IMAGE_BYTES) -> None:
+    """List a folder or zip without decoding (an npz is read when loaded): what :func:`load_images`
+    would refuse at listing (a zip with a name twice, missing labels) is refused now, cheaply."""
+    src = Path(path).expanduser()
+    kind = source_kind(src)
+    if kind != "npz":
+        _list(src, kind, False, require_labels, None, max_image_bytes)
+
+
 def _list(
     src: Path, kind: SourceKind, strict: bool, require_labels: bool, max_images: int | None,
     max_bytes: int = MAX_IMAGE_BYTES,

@@ -194,13 +194,21 @@ def _refuse_foreign_config(root: Path) -> None:
         raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
 
 
-def _same_data(cfg: PipelineConfig, stages: StageConfigs, was: dict | None) -> dict:
-    """The training data's fingerprint and count, refused by name when they differ from what the
-    folder's stages were trained on (``pipeline.json`` records them; older folders did not)."""
-    from gensis.data.loader import load_training_images
+def _data_now(cfg: PipelineConfig, stages: StageConfigs) -> dict:
+    """The training data's fingerprint and count, and the eval data listed: read before the
+    pipeline's folder exists, so that data gensis refuses (a zip with a name twice, no images)
+    is refused before any side effect, not after hours of training."""
+    from gensis.data.loader import check_listing, load_training_images
 
     data = load_training_images(stages.pretrain.data, stages.pretrain.data.resolution, progress=False)
-    now = {"fingerprint": data.fingerprint(), "images": len(data)}
+    if cfg.data.eval_path is not None:
+        check_listing(cfg.data.eval_path, require_labels=True, max_image_bytes=cfg.data.max_image_bytes)
+    return {"fingerprint": data.fingerprint(), "images": len(data)}
+
+
+def _same_data(cfg: PipelineConfig, now: dict, was: dict | None) -> dict:
+    """``now`` (:func:`_data_now`), refused by name when it differs from what the folder's stages
+    were trained on (``pipeline.json`` records it; older folders did not)."""
     if isinstance(was, dict) and was.get("fingerprint") not in (None, now["fingerprint"]):
         n_was = int(was.get("images", 0))
         diff = now["images"] - n_was
@@ -269,6 +277,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     for stage in (stages.pretrain, stages.gen_dino, stages.control):
         if stage is not None:  # an unknown backbone is refused before the folder exists
             check_model(stage.model, stage.data.resolution)
+    data_now = _data_now(cfg, stages)
     root = Path(cfg.out)
     lock.hold(root)  # one pipeline per folder; each stage also locks its own
     state_path = root / "pipeline.json"
@@ -277,7 +286,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         raise ConfigError(by_rule("foreign-file", f"{state_path}: not a pipeline state gensis wrote; it is never "
                                   "overwritten, choose another out="))
     state.setdefault("stages", {})
-    state["data"] = _same_data(cfg, stages, state.get("data"))  # before a stage is reused on other images
+    state["data"] = _same_data(cfg, data_now, state.get("data"))  # before a stage is reused on other images
     atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
 
     def record(name: str, fn) -> None:

@@ -11,6 +11,9 @@ default. :func:`guard_paths` reads the roles off the config (and a config's
 - ``foreign-file``: an output that would replace or merge into a file gensis did not write;
 - ``foreign-folder``: an output folder that exists, is not empty and holds no gensis output.
 
+Before them, an input that exists but is no regular file or folder (a FIFO, a device, also
+through a link) is refused by the rule ``not-a-file``.
+
 Each refusal is one line that names the rule. Every output folder is locked by the code that
 first writes into it (runtime/lock.py); the lock file also marks the folder as gensis's.
 """
@@ -316,10 +319,25 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
     _writable(key, out, target)
 
 
+def check_inputs_are_files(inputs: dict[str, str]) -> None:
+    """An input that exists must be a regular file or a folder (through links): a FIFO would hang
+    the reader and a device would be read without end, so either is named in one line instead."""
+    for key, value in inputs.items():
+        try:
+            mode = Path(value).expanduser().stat().st_mode
+        except (OSError, ValueError):
+            continue  # missing: its reader says so
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            _refuse("not-a-file", f"{key}={value} is {what_it_is(mode)}, not a file or folder gensis reads: "
+                    f"give a file or folder for {key}=")
+
+
 def guard_paths(cfg: BaseModel) -> None:
-    """Refuse ``cfg``'s outputs by the four rules, before any work (nothing is created here)."""
+    """Refuse ``cfg``'s inputs that are no files, then its outputs by the four rules, before any
+    work (nothing is created here)."""
     paths = config_paths(cfg)
     inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT} | _recorded_inputs(cfg)
+    check_inputs_are_files(inputs)
     kind = getattr(type(cfg), "output_kind", None)
     for key, out, is_folder in _outputs(cfg, paths):
         check_output(key, out, is_folder, inputs, kind if is_folder and out == getattr(cfg, "out", None) else None)
