@@ -110,11 +110,11 @@ def train_autoencoder(
 
 
 @released_after
-def generate(overrides: dict[str, Any] | None = None, **kwargs: Any):
+def generate(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any):
     """Stage 2: fill a view bank with self-augmented views and SLERP interpolations."""
     from gensis.generator.generate import run_generate  # diffusers is slow to import
 
-    cfg = build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(GenerateConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     return run_generate(cfg)
 
@@ -144,14 +144,14 @@ def check_run_settings(settings: dict[str, Any]) -> None:
 
 
 @released_after
-def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+def eval_generator(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
     from gensis.runtime.io import file_sha256
     from gensis.generator.quality import bank_quality
     from gensis.runtime.checkpoint import resolve_encoder_path
 
-    cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     device = resolve_device(cfg.device)
     bank = ViewBank(cfg.bank)
@@ -177,35 +177,35 @@ def eval_generator(overrides: dict[str, Any] | None = None, **kwargs: Any) -> di
 
 
 @released_after
-def show(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
+def show(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> list[Path]:
     """PNG grids of generated views and interpolations (``views.png``, ``interpolations.png``)."""
     from gensis.generator.show import run_show
 
-    cfg = build_config(ShowConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(ShowConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     return run_show(cfg)
 
 
 @released_after
-def foreground(overrides: dict[str, Any] | None = None, **kwargs: Any) -> list[Path]:
+def foreground(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> list[Path]:
     """GenView's PCA foreground of an encoder (arXiv 2403.12003, Sec. 3.2): the PCA, every
     image's foreground ratio and ``foreground.png``, to check the maps before ``adaptive_noise``."""
     from gensis.config.schema import ForegroundConfig
     from gensis.generator.adaptive import run_foreground
 
-    cfg = build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(ForegroundConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     return run_foreground(cfg)
 
 
 @released_after
-def export(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
+def export(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> Path:
     """An encoder as one file that loads without gensis: TorchScript (``out=*.pt``) or
     ``torch.export`` (``out=*.pt2``), with the encoder's normalization inside."""
     from gensis.config.export import ExportConfig
     from gensis.runtime.export import export_self_contained
 
-    cfg = build_config(ExportConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(ExportConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     return export_self_contained(cfg.encoder, cfg.out)
 
@@ -217,9 +217,9 @@ def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images
 
 
 @released_after
-def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+def evaluate(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
-    cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
@@ -236,11 +236,11 @@ def evaluate(overrides: dict[str, Any] | None = None, **kwargs: Any) -> dict[str
 
 
 @released_after
-def embed(overrides: dict[str, Any] | None = None, **kwargs: Any) -> Path:
+def embed(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> Path:
     """Write embeddings (N, D) with their image ids (and labels when present); the out suffix picks
     the format: .safetensors, or .npy/.csv/.parquet (an array plus a one-row-per-image table)."""
     from gensis.eval.embed_io import run_embed
 
-    cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides))
+    cfg = build_config(EmbedConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
     return run_embed(cfg)

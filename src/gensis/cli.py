@@ -34,19 +34,17 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("which", choices=["run", "tile", "pretrain", "train-autoencoder", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed", "export"], help="command whose config to show")
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+        if name not in ("demo", "config"):  # every command reads a YAML file the same way
+            sp.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
         return sp
 
-    run = add("run", "The whole pipeline: pretrain, embed, train-generator, generate, Gen-DINO, eval, report (data.path=).")
-    run.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    add("run", "The whole pipeline: pretrain, embed, train-generator, generate, Gen-DINO, eval, report (data.path=).")
     pre = add("pretrain", "Stage 1: DINO pretraining with hand-crafted augmentations.")
     pre.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
-    pre.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     ae = add("train-autoencoder", "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).")
     ae.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
-    ae.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     gen = add("train-generator", "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).")
     gen.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
-    gen.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
     add("generate", "Stage 2: self-augmented views and interpolations into a view bank (generator= data_path= out=).")
     add("show", "PNG grids of generated views and interpolations (generator= data_path= out=).")
     add("foreground", "GenView's PCA foreground maps and ratios of an encoder (encoder= data_path= out=).")
@@ -54,8 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     add("eval", "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).")
     add("export", "An encoder as one self-contained file: TorchScript or torch.export (encoder= out=<.pt|.pt2>).")
     add("embed", "Write embeddings with their image ids (encoder= data_path= out=<.safetensors|.npy|.csv|.parquet>).")
-    tile = add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
-    tile.add_argument("--config", metavar="FILE", help="YAML config (overridden by key=value)")
+    add("tile", "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).")
     add("demo", "The whole pipeline on the bundled real digits dataset (about 15 minutes on a 2-core CPU).")
     add("config", "Print the resolved config of a command (pretrain, eval, embed) and its keys.", which=True)
     return p
@@ -132,21 +129,21 @@ def _run(args: argparse.Namespace) -> int:
               + (f", source top-1 {q['retrieval_top1']:.1f} % (real views {q['ceiling']['retrieval_top1']:.1f} %), "
                  f"median rank {q['retrieval_median_rank']}" if "retrieval_top1" in q else ""))
     elif args.command == "generate":
-        result = api.generate(settings)
+        result = api.generate(settings, config_file=args.config)
         rate = f" ({result.images_per_s:.1f} images/s)" if result.images_per_s else ""
         print(f"bank: {result.bank}: {result.n_images} new images{rate}")
         if result.quality:
             print(json.dumps(result.quality, indent=2))
     elif args.command == "show":
-        for path in api.show(settings):
+        for path in api.show(settings, config_file=args.config):
             print(f"picture: {path}")
     elif args.command == "foreground":
-        for path in api.foreground(settings):
+        for path in api.foreground(settings, config_file=args.config):
             print(f"foreground: {path}")
     elif args.command == "eval-generator":
-        print(json.dumps(api.eval_generator(settings), indent=2))
+        print(json.dumps(api.eval_generator(settings, config_file=args.config), indent=2))
     elif args.command == "eval":
-        result = api.evaluate(settings)
+        result = api.evaluate(settings, config_file=args.config)
         print(api.format_eval_table(result))
     elif args.command == "tile":
         from gensis.tiling import tile
@@ -155,11 +152,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"tiles: {r.out}: {r.n_tiles} new tiles from {r.n_tiled} slides ({r.tiles_per_s:.1f} tiles/s), "
               f"{r.n_skipped} slides already done, {r.n_failed} failed; manifest {r.manifest}")
     elif args.command == "export":
-        print(f"encoder: {api.export(settings)}")
+        print(f"encoder: {api.export(settings, config_file=args.config)}")
     elif args.command == "embed":
         from gensis.eval.embed_io import embedding_paths
 
-        for path in embedding_paths(api.embed(settings)):
+        for path in embedding_paths(api.embed(settings, config_file=args.config)):
             print(f"embeddings: {path}")
     elif args.command == "demo":
         from gensis.demo import demo, format_demo
