@@ -85,11 +85,12 @@ def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cols: dict = {"file": pa.array(ids, pa.string())}
+    # Parquet strings must be UTF-8: a name that is not is written with its odd bytes as \xNN.
+    cols: dict = {"file": pa.array([_utf8(i) for i in ids], pa.string())}
     if labels is not None:
         cols["label"] = pa.array(labels, pa.int64())
     if names is not None:
-        cols["class"] = pa.array(names, pa.string())
+        cols["class"] = pa.array([_utf8(n) for n in names], pa.string())
     flat = pa.array(np.ascontiguousarray(array).reshape(-1), pa.float32())
     cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
     table = pa.table(cols).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()
@@ -97,9 +98,13 @@ def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[i
     atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
 
 
+def _utf8(name: str) -> str:
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:
     """Rows (file, label, class) and the embeddings of a .csv written by :func:`write_embeddings` (tests, scripts)."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         rows = list(csv.DictReader(f))
     dims = [k for k in (rows[0] if rows else {}) if k.startswith("e") and k[1:].isdigit()]
     array = np.array([[float(r[k]) for k in dims] for r in rows], dtype=np.float32)

@@ -60,7 +60,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+    """UTF-8; a file name that was not UTF-8 (surrogate-escaped when read) is written back as its bytes."""
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 RESULT_MARK = ("written_by", "gensis")  # in every result JSON: a rerun may replace the file (runtime/guards.py)
