@@ -34,9 +34,10 @@ from gensis.runtime.io import atomic_write_text
 
 LOGGER_NAME = "gensis"
 
-# Settings that may differ between an interrupted run and its resumption ("out": a moved folder).
+# Settings that may differ between an interrupted run and its resumption ("out": a moved folder;
+# "data.path": moved data, whose content every checkpoint checks by its data fingerprint instead).
 RESUME_MUTABLE = frozenset({"out", "train.progress", "train.device", "train.max_steps", "data.num_workers",
-                            "data.max_image_bytes", "data.cache_dir"})
+                            "data.max_image_bytes", "data.cache_dir", "data.path"})
 # First line of every config.yaml gensis writes: a config.yaml without it is the user's, never overwritten.
 CONFIG_MARK = "# written by gensis: the resolved config of this run\n"
 
@@ -48,6 +49,7 @@ class RunFolder:
         self._config: dict[str, Any] | None = None
         # What ties a checkpoint to this run: fingerprints of its settings and data (bind()).
         self.stamp: dict[str, str] | None = None
+        self._legacy_config: str | None = None  # the stamp as checkpoints saved before data.path was mutable
         self._stale_metrics = False
 
     @property
@@ -139,13 +141,14 @@ class RunFolder:
     def bind(self, cfg: BaseModel, data_fingerprint: str, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
         """Fingerprints of this run's settings and data, recorded in (and checked against) its checkpoints."""
         self.stamp = {"config": config_fingerprint(cfg, mutable), "data": data_fingerprint}
+        self._legacy_config = config_fingerprint(cfg, mutable - {"data.path"})
 
     def check_stamp(self, state: dict[str, Any]) -> None:
         """A checkpoint of another run (settings or data) is refused; older ones carry no stamp."""
         saved = state.get("run")
         if self.stamp is None or not isinstance(saved, dict):
             return
-        if saved.get("config") != self.stamp["config"]:
+        if saved.get("config") not in (self.stamp["config"], self._legacy_config):
             raise CheckpointError(by_rule(
                 "fingerprint", f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
                 f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"))
