@@ -29,6 +29,33 @@ from gensis.runtime.device import resolve_device
 from _common import emit, header
 from _gensis_table import dis_curve, summarize, write_table
 
+MAX_GAP_S = 600  # longer between two logged records: the run was stopped there and resumed later
+
+
+def training_seconds(metrics: list[dict[str, Any]]) -> list[float]:
+    """Seconds of training up to each logged record, from the records' own ``time`` (kNN evaluations
+    included); a gap over :data:`MAX_GAP_S` is a stop and a later resume, and does not count. Unlike
+    a stage's recorded seconds, this survives a run killed without a word (SIGKILL, a session's end)."""
+    out, total, before = [], 0.0, None
+    for m in metrics:
+        t = m.get("time")
+        if isinstance(t, (int, float)):
+            if before is not None and 0 < t - before <= MAX_GAP_S:
+                total += t - before
+            before = t
+        out.append(round(total, 1))
+    return out
+
+
+def logged_seconds(folder: str | Path) -> float:
+    """A run folder's training seconds by its logged clock (0.0 when it logged nothing)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.is_file():
+        return 0.0
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return training_seconds(records)[-1] if records else 0.0
+
+
 LABELS = {"dino": "DINO, stage 1", "control": "control: DINO, equal epochs", "gen-dino": "Gen-DINO",
           "gen-dino-nodis": "Gen-DINO without disentanglement", "dino-compute-fair": "DINO, compute-fair"}
 VERSUS = [("gen-dino", "control"), ("gen-dino", "dino"), ("control", "dino"), ("gen-dino", "dino-compute-fair")]

@@ -45,7 +45,7 @@ from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
 
 from _common import emit, header, settings_arg
-from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, run_folder
+from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, logged_seconds, run_folder
 from _gensis_table import loss_trend, mcnemar_md, seed_mcnemar, split_name, summarize, write_table
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
@@ -92,12 +92,13 @@ def scratch_settings(scale: dict[str, Any]) -> dict[str, Any]:
 
 def _timed(secs: dict[str, float], name: str, cfg: PipelineConfig, train: Any, encoders: dict[str, Path]) -> None:
     """``encoders[name] = train()``, and its seconds when it trained now (a run reused from an
-    earlier call of this benchmark has no seconds here, rather than the 0 s of loading it)."""
+    earlier call of this benchmark has no seconds here, rather than the 0 s of loading it; one
+    resumed after a kill has the seconds its logged clock holds, from before the kill too)."""
     reused = RunFolder(Path(cfg.out) / name).exported_encoder.exists()
     t0 = time.perf_counter()
     encoders[name] = train()
     if not reused:
-        secs[name] = round(time.perf_counter() - t0, 1)
+        secs[name] = max(round(time.perf_counter() - t0, 1), logged_seconds(Path(cfg.out) / name))
 
 
 def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool,
@@ -123,9 +124,12 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             first = first or (cfg, stages, result)
             encoders[f"dino{suffix}"] = RunFolder(stages.pretrain.out).exported_encoder
             encoders[f"gen-dino{suffix}"] = RunFolder(stages.gen_dino.out).exported_encoder
-            for stage, name in (("pretrain", "dino"), ("gen-dino", "gen-dino"), ("train-generator", "generator"),
-                                ("generate", "bank")):
-                secs[f"{name}{suffix}"] = result["stages"][stage]["seconds"]
+            for stage, name, folder in (("pretrain", "dino", stages.pretrain.out),
+                                        ("gen-dino", "gen-dino", stages.gen_dino.out),
+                                        ("train-generator", "generator", stages.generator.out), ("generate", "bank", None)):
+                # A stage killed without a word never recorded its seconds: its logged clock still has them.
+                logged = logged_seconds(folder) if folder is not None else 0.0
+                secs[f"{name}{suffix}"] = max(result["stages"][stage]["seconds"], logged)
         else:
             cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
             for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
@@ -141,10 +145,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
         extra = secs["generator"] + secs["bank"] + secs["gen-dino"]
         epochs = stages.pretrain.train.epochs + max(1, round(extra / per_epoch))
-        t0 = time.perf_counter()
-        encoders["dino-compute-fair"] = stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
-            "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True})
-        secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
+        _timed(secs, "dino-compute-fair", cfg, lambda: stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
+            "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True}), encoders)
     return cfg, encoders, secs, stages, dial_quality
 
 

@@ -32,6 +32,7 @@ from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
 
 from _common import emit, header
+from _gensis_run import training_seconds
 
 # Changes to the benchmark's stage 1, which already follows lightly's CIFAR-10 DINO recipe (BN head,
 # teacher momentum 0.996 -> 1, SGD 0.06 per 128 images, cosine; the cifar10 and 96px presets).
@@ -49,23 +50,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 def _logged(folder: Path) -> list[dict[str, Any]]:
     path = folder / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-MAX_GAP_S = 600  # longer between two logged records: the run was stopped there and resumed later
-
-
-def training_seconds(metrics: list[dict[str, Any]]) -> list[float]:
-    """Seconds of training up to each logged record, from the records' own ``time`` (kNN evaluations
-    included); a gap over :data:`MAX_GAP_S` is a stop and a later resume, and does not count."""
-    out, total, before = [], 0.0, None
-    for m in metrics:
-        t = m.get("time")
-        if isinstance(t, (int, float)):
-            if before is not None and 0 < t - before <= MAX_GAP_S:
-                total += t - before
-            before = t
-        out.append(round(total, 1))
-    return out
 
 
 def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: int) -> dict[str, Any]:
