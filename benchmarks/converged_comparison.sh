@@ -12,6 +12,10 @@
 #   bash benchmarks/converged_comparison.sh                 # seeds 0-4, all 3,000 PCam test tiles
 #   SEEDS=0,1,2,3,4,5,6 bash benchmarks/converged_comparison.sh   # a later sitting adds seeds
 #   DEVICE=cuda bash benchmarks/converged_comparison.sh     # the same recipe on a GPU
+#
+# THREADS (default 1) pins torch's CPU threads for the whole experiment: the compute-fair arm is
+# given Gen-DINO's measured seconds, which compare only when every run had the same threads; one
+# thread also leaves the other core of a 2-core machine to other work. The first call records it.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 EXP=${EXP:-$(dirname "$REPO")/issue37-comparison}
@@ -20,9 +24,14 @@ DEVICE=${DEVICE:-auto}
 DATA=${DATA:-$(dirname "$REPO")/shared/data/pcam}
 PY=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
+THREADS=${THREADS:-1}
+if [ -f "$EXP/THREADS" ] && [ "$(cat "$EXP/THREADS")" != "$THREADS" ]; then
+  echo "$0: $EXP ran with THREADS=$(cat "$EXP/THREADS"); its seconds compare only at that count (set THREADS=$(cat "$EXP/THREADS"))" >&2
+  exit 2
+fi
 if [ -f "$EXP/REVISION" ]; then
   REV=$(cat "$EXP/REVISION")
-  echo "$(date -u +%FT%TZ) resumed at $REV, seeds $SEEDS" >> "$EXP/HISTORY"
+  echo "$(date -u +%FT%TZ) resumed at $REV, seeds $SEEDS, threads $THREADS" >> "$EXP/HISTORY"
 else
   if [ -e "$EXP" ] && [ -n "$(ls -A "$EXP" 2>/dev/null)" ]; then
     echo "$0: $EXP holds files but no REVISION: not an experiment folder of this script; set EXP=" >&2; exit 2
@@ -30,9 +39,11 @@ else
   mkdir -p "$EXP"
   REV=${REV:-$(git -C "$REPO" rev-parse HEAD)}
   echo "$REV" > "$EXP/REVISION"
-  echo "$(date -u +%FT%TZ) started at $REV, seeds $SEEDS: no experiment folder was there (a fresh start)" \
+  echo "$(date -u +%FT%TZ) started at $REV, seeds $SEEDS, threads $THREADS: no experiment folder was there (a fresh start)" \
     | tee -a "$EXP/HISTORY"
 fi
+[ -f "$EXP/THREADS" ] || echo "$THREADS" > "$EXP/THREADS"
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 if [ ! -d "$EXP/src" ]; then
   git -C "$REPO" worktree prune
   git -C "$REPO" worktree add --detach "$EXP/src" "$REV" >/dev/null
