@@ -235,3 +235,23 @@ def test_a_fifo_named_config_yaml_does_not_hang_the_guard(tmp_path: Path) -> Non
 def test_a_zip_may_hold_a_non_image_twice(tmp_path: Path) -> None:
     path = _zip_with_twice(tmp_path / "d.zip", "readme.txt")
     assert load_images(path, 8, cache_dir=None, progress=False).ids == ["a/1.png"]
+
+
+def test_a_fifo_under_a_name_gensis_reads_in_a_folder_is_one_line(bad_world, capsys, tmp_path: Path) -> None:
+    """A bank's index.json, a run's metrics.jsonl: files read by a fixed name inside an input folder
+    are read as regular files under a cap, so a FIFO there is named instead of hanging the command."""
+    import shutil
+
+    bank = tmp_path / "bank"
+    shutil.copytree(bad_world["bank"], bank)
+    (bank / "index.json").unlink()
+    os.mkfifo(bank / "index.json")
+    code = main(["eval-generator", f"bank={bank}", f"encoder={bad_world['enc']}", f"data_path={bad_world['data']}",
+                 f"out={tmp_path / 'q.json'}", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "a FIFO" in err[0] and "index.json" in err[0], err
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    os.mkfifo(run.metrics_path)
+    with pytest.raises(DataError, match="a FIFO"):
+        run.read_metrics()

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from gensis.config.base import DataConfig
 from gensis.config.overrides import config_range
-from gensis.errors import CheckpointError, by_rule, first_line
+from gensis.errors import CheckpointError, DataError, by_rule, first_line
 from gensis.runtime.io import atomic_write_text, recorded_path, save_safetensors
+from gensis.runtime.trust import read_text
 
 BANK_FORMAT = "gensis.bank/1"
 SHARD_KEYS = ("images", "source", "partner", "alpha", "seed")
@@ -70,8 +71,8 @@ def read_index(root: Path) -> BankIndex | None:
     if not p.exists():
         return None
     try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        data = json.loads(read_text(p, "bank index"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, DataError) as exc:
         raise CheckpointError(f"{p}: corrupt bank index ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{p}: corrupt bank index (expected a JSON object)")

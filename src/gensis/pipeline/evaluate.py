@@ -9,6 +9,7 @@ from typing import Any
 
 from gensis.config.schema import PipelineConfig
 from gensis.runtime.io import file_sha256, write_result_json
+from gensis.runtime.trust import read_text
 
 log = logging.getLogger("gensis.run")
 
@@ -23,7 +24,7 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
     out = folder / f"{name}.json"
     digest = file_sha256(encoder_path)
     if out.exists():
-        saved = json.loads(out.read_text())
+        saved = json.loads(read_text(out, "evaluation"))
         # "knn_correct": evaluations older than the paired test are redone once
         if (saved.get("encoder_sha256") == digest and saved.get("linear_epochs") == cfg.linear_epochs
                 and "knn_correct" in saved):

@@ -16,6 +16,7 @@ from gensis.eval.faithfulness import faithfulness_table
 from gensis.pipeline.verdict import Verdict, format_verdict, verdicts
 from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.trust import read_text
 
 _QUALITY_NOTE = ("Each generated view is embedded by the stage-1 encoder and its source searched among all "
                  "training images; the ceiling is the same for real views made by stage 1's own augmentation.")
@@ -102,13 +103,13 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     runs["generator"] = Path(stages.generator.out)
     plots = _curves(root, runs)
     quality_path = Path(stages.generate.out) / "quality.json"
-    quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
+    quality = json.loads(read_text(quality_path, "bank quality")) if quality_path.exists() else None
     pictures = [p for p in (root / "pictures" / "views.png", root / "pictures" / "interpolations.png") if p.exists()]
     reconstruction, recon_pictures = None, []
     if getattr(stages, "autoencoder", None) is not None:
         ae_root = Path(stages.autoencoder.out)
         path = ae_root / "reconstruction.json"
-        reconstruction = json.loads(path.read_text()) if path.exists() else None
+        reconstruction = json.loads(read_text(path, "reconstruction report")) if path.exists() else None
         recon_pictures = [p for p in (ae_root / "reconstructions.png",) if p.exists()]
     facts = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from gensis.config.loggers import LoggersConfig
+from gensis.errors import GensisError
+from gensis.runtime import trust
 from gensis.runtime.io import atomic_write_text
 
 log = logging.getLogger("gensis")
@@ -93,8 +95,8 @@ class Session:
 
     # W&B and MLflow run ids live in the experiment folder.
     def read_state(self) -> dict[str, Any]:
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads((self.root / STATE_FILE).read_text())
+        with contextlib.suppress(OSError, ValueError, GensisError):  # none yet, or not a file gensis wrote
+            return json.loads(trust.read_text(self.root / STATE_FILE, "logger state"))
         return {}
 
     def save_state(self, **values: Any) -> None:

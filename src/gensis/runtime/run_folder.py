@@ -209,7 +209,8 @@ class RunFolder:
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        text = trust.read_text(self.metrics_path, "metrics", limit=trust.MAX_IMAGE_BYTES)  # a FIFO would hang
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume, drop records written after the checkpoint's step (they will be redone)."""

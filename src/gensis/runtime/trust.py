@@ -108,6 +108,12 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
     return data
 
 
+def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """A small text file gensis reads by a fixed name (an index, a result, a marker): a regular
+    file under ``limit``, UTF-8 (odd bytes kept surrogate-escaped); else one line."""
+    return read_regular(path, limit, what).decode("utf-8", "surrogateescape")
+
+
 def regular_file_problem(st: os.stat_result, limit: int) -> str | None:
     """Why a listed file is not read (not regular, or over the cap); None when it may be."""
     if not stat.S_ISREG(st.st_mode):

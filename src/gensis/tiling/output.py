@@ -37,6 +37,7 @@ from pathlib import Path
 from gensis.errors import ConfigError
 from gensis.runtime import lock
 from gensis.runtime.io import atomic_path, atomic_write, atomic_write_text
+from gensis.runtime.trust import read_text
 from gensis.tiling.config import TileConfig
 
 MANIFEST = "manifest.csv"
@@ -100,9 +101,10 @@ class Output:
             raise ConfigError(f"out {self.root} exists and is {kind}; choose another out")
         settings = json.dumps({k: getattr(self.cfg, k) for k in SETTINGS_KEYS}, sort_keys=True)
         marker = self.state / "settings.json"
-        if marker.is_file() and marker.read_text().strip() != settings:
+        found = read_text(marker, "tile settings").strip() if marker.exists() else settings
+        if found != settings:
             raise ConfigError(
-                f"out {self.root} holds tiles made with other settings ({marker.read_text().strip()}); "
+                f"out {self.root} holds tiles made with other settings ({found}); "
                 "choose a new out or delete it"
             )
         lock.hold(self.state if self.is_zip else self.root)  # one writer (runtime/lock.py)
