@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The mutation score of the modules that decide what a user reads (issue 39).
+#
+#   pip install -e ".[test,mutation]"
+#   bash benchmarks/mutation.sh                      # every listed module ([tool.mutmut] in pyproject.toml)
+#   bash benchmarks/mutation.sh 'gensis.eval.knn*'   # only these mutants (mutmut's name globs)
+#
+# mutmut copies src/ into ./mutants, runs the selected test files once to learn which tests reach
+# which function, then runs each mutant against only those tests. It resumes where it stopped;
+# delete ./mutants to start over. Writes mutants/score.md (per-module table) and
+# mutants/survivors.tsv (what no test caught); equivalent mutants are listed, with the reason,
+# in benchmarks/mutation_equivalent.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+"$PY" -c "import mutmut" 2>/dev/null || { echo "mutation.sh: mutmut is not installed (pip install -e '.[test,mutation]')" >&2; exit 2; }
+start=$(date +%s)
+"$PY" -m mutmut run --max-children "${MUTATION_JOBS:-2}" "$@" || true   # mutmut exits non-zero when mutants survive
+echo "mutation.sh: mutmut ran $(( $(date +%s) - start )) s"
+"$PY" -m mutmut results --all true > mutants/results.txt
+"$PY" benchmarks/mutation_score.py --results mutants/results.txt --out mutants/score.md --survivors mutants/survivors.tsv

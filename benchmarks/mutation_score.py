@@ -1,0 +1,102 @@
+"""The mutation score per module, from mutmut's results (issue 39).
+
+Reads ``mutmut results --all true`` (one ``<module>.x_<function>__mutmut_<n>: <status>`` line per
+mutant) and ``benchmarks/mutation_equivalent.tsv`` (mutants shown not to change behaviour, each
+with its reason), and writes a Markdown table: killed / (all - equivalent) per module.
+
+A timeout counts as killed (the mutant changed behaviour enough to hang a test); "no tests"
+counts as survived: a mutated line that no test reaches is exactly what the score must show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+LINE = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+):\s*(?P<status>.+?)\s*$")
+
+
+def module_of(mutant: str) -> str:
+    """``gensis.eval.knn.x_knn_predict__mutmut_3`` -> ``gensis.eval.knn`` (methods: ``xǁClassǁm``)."""
+    return mutant.split(".x")[0] if ".x" in mutant else mutant.rsplit(".", 1)[0]
+
+
+def read_equivalent(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    out = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.strip() and not raw.startswith("#"):
+            name, _, why = raw.partition("\t")
+            out[name.strip()] = why.strip()
+    return out
+
+
+def parse(text: str) -> dict[str, str]:
+    return {m["name"]: m["status"] for m in map(LINE.match, text.splitlines()) if m}
+
+
+def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, float]:
+    per: dict[str, Counter] = defaultdict(Counter)
+    for name, st in status.items():
+        c = per[module_of(name)]
+        c["all"] += 1
+        if name in equivalent:
+            c["equivalent"] += 1
+        elif st in KILLED:
+            c["killed"] += 1
+        elif st == "not checked":
+            c["not checked"] += 1
+        else:
+            c["survived"] += 1
+    rows = ["| module | mutants | equivalent | killed | survived | not checked | score |", "|---|---:|---:|---:|---:|---:|---:|"]
+    total = Counter()
+    for mod in sorted(per):
+        c = per[mod]
+        total.update(c)
+        rows.append(_row(mod, c))
+    rows.append(_row("**all**", total))
+    denom = total["all"] - total["equivalent"] - total["not checked"]
+    return "\n".join(rows), (100.0 * total["killed"] / denom if denom else 0.0)
+
+
+def _row(name: str, c: Counter) -> str:
+    denom = c["all"] - c["equivalent"] - c["not checked"]
+    score = f"{100.0 * c['killed'] / denom:.1f} %" if denom else "-"
+    return f"| {name} | {c['all']} | {c['equivalent']} | {c['killed']} | {c['survived']} | {c['not checked']} | {score} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, help="saved `mutmut results --all true` output (default: run it)")
+    ap.add_argument("--equivalent", type=Path, default=Path(__file__).with_name("mutation_equivalent.tsv"))
+    ap.add_argument("--out", type=Path, help="write the table here too")
+    ap.add_argument("--survivors", type=Path, help="write the surviving mutants' names here")
+    args = ap.parse_args(argv)
+    if args.results:
+        text = args.results.read_text(encoding="utf-8")
+    else:
+        text = subprocess.run(["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
+    status = parse(text)
+    if not status:
+        print("mutation_score: no mutant results (run `mutmut run` first)", file=sys.stderr)
+        return 2
+    equivalent = read_equivalent(args.equivalent)
+    md, score = table(status, equivalent)
+    print(md)
+    print(f"\nscore {score:.1f} % of non-equivalent mutants killed")
+    if args.out:
+        args.out.write_text(md + f"\n\nscore {score:.1f} % of non-equivalent mutants killed\n", encoding="utf-8")
+    if args.survivors:
+        left = sorted(n for n, st in status.items() if st not in KILLED and st != "not checked" and n not in equivalent)
+        args.survivors.write_text("".join(f"{n}\t{status[n]}\n" for n in left), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
