@@ -104,6 +104,7 @@ def image_zip(path: Path, n: int = 12, extra: list[tuple[str, bytes]] = ()) -> P
 
 def build_world(root: Path) -> World:
     import gensis
+    from gensis.config.overrides import parse_overrides as kv  # "null" -> None, as the command line reads it
 
     root.mkdir(parents=True, exist_ok=True)
     w = World(root / "world", root / "victim")
@@ -117,13 +118,13 @@ def build_world(root: Path) -> World:
     w.p["npz"] = w.root / "data.npz"
     w.p["folder"] = image_folder(w.root / "folder")
     w.p["zip"] = image_zip(w.root / "data.zip")
-    w.p["pre"] = gensis.pretrain(dict(a.split("=", 1) for a in TINY_PRE) | {
+    w.p["pre"] = gensis.pretrain(kv(TINY_PRE) | {
         "data.path": str(w["npz"]), "out": str(w.root / "pre"), "train.progress": False}).encoder_path.parents[1]
     w.p["enc"] = w["pre"] / "exported" / "encoder.safetensors"
-    gen = gensis.train_generator(dict(a.split("=", 1) for a in TINY_GEN) | {
+    gen = gensis.train_generator(kv(TINY_GEN) | {
         "data.path": str(w["npz"]), "encoder": str(w["enc"]), "out": str(w.root / "gen"), "train.progress": False})
     w.p["gen_run"], w.p["gen"] = w.root / "gen", gen.generator_path
-    gensis.generate(dict(a.split("=", 1) for a in TINY_BANK) | {
+    gensis.generate(kv(TINY_BANK) | {
         "generator": str(w["gen"]), "data_path": str(w["npz"]), "out": str(w.root / "bank"), "progress": False})
     w.p["bank"] = w.root / "bank"
     (w.root / "slides").mkdir()
