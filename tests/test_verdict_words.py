@@ -1,0 +1,157 @@
+"""The report's verdicts, word for word (issue 39): what a user reads is the contract, so each
+expected line below is written out by hand from the inputs (three-point curves, whose trend is
+"too few points" with the first and last values; ten-point straight lines, whose noise is 0).
+A changed label, threshold, stage name or sentence fails here."""
+
+from __future__ import annotations
+
+from gensis.eval.significance import encode_correct
+from gensis.pipeline.verdict import Verdict, autoencoder, format_verdict, stage1, stage2, stage3
+
+UNIFORM_100 = "4.61"  # ln(100) to two places
+
+
+def _losses(*values: float, key: str = "loss") -> list[dict]:
+    return [{"step": i + 1, key: v} for i, v in enumerate(values)]
+
+
+def test_stage1_word_for_word() -> None:
+    assert stage1([], "dino", 100) == Verdict("stage 1", "warning", "no training loss was logged")
+    assert stage1(_losses(5.0, 4.0, 3.0), "simclr", 100) == Verdict(
+        "stage 1", "ok", "simclr loss 5.000 -> 3.000 (too few points, 3 points)")
+    assert stage1(_losses(3.0, 4.0, 5.0), "simclr", 100) == Verdict(
+        "stage 1", "warning", "simclr loss 3.000 -> 5.000 (too few points, 3 points): the loss did not fall beyond "
+        "its noise; train longer")
+    assert stage1(_losses(4.0, 4.5, 5.0), "dino", 100) == Verdict(
+        "stage 1", "warning", f"DINO loss 4.00 -> 5.00 (too few points, 3 points), against {UNIFORM_100} for a "
+        "uniform teacher: the loss did not fall over training, so the encoder learned little; check the learning "
+        "rate, or train longer")
+    rising = _losses(*[4.0 + 0.125 * i for i in range(10)]) + [{"step": 10, "knn_top1_k20": 61.3}]
+    assert stage1(rising, "dino", 100) == Verdict(
+        "stage 1", "warning", f"DINO loss 4.00 -> 5.12 (rises, noise 0.00, 10 points), against {UNIFORM_100} for a "
+        "uniform teacher; online kNN k=20 61.3 %: the loss rose over training, so the encoder learned little; "
+        "check the learning rate, or train longer")
+    assert stage1(_losses(5.0, 4.9, 4.5), "dino", 100) == Verdict(
+        "stage 1", "warning", f"DINO loss 5.00 -> 4.50 (too few points, 3 points), against {UNIFORM_100} for a "
+        "uniform teacher: the loss is still near its uniform value, so the encoder has learned little of what DINO "
+        "can teach it; train longer")
+
+
+def test_autoencoder_word_for_word() -> None:
+    assert autoencoder(None) == Verdict("autoencoder", "warning", "its reconstructions were not measured")
+    assert autoencoder({"images": 30, "psnr_db": 25.0}) == Verdict(
+        "autoencoder", "ok", "reconstructions of 30 held-out images: PSNR 25.00 dB")
+    broken = {"images": 5, "psnr_db": 8.0, "cosine_to_source": -0.5, "retrieval_top1": 0.0,
+              "ceiling": {"retrieval_top1": 0.0}}
+    assert autoencoder(broken) == Verdict(
+        "autoencoder", "warning", "reconstructions of 5 held-out images: PSNR 8.00 dB, cosine to the source -0.500, "
+        "source found 0.0 % of the time (real stage-1 views 0.0 %): only 5 held-out images: at least 20 are needed "
+        "to tell a working stage from a broken one, so this is no evidence either way; give more images; a PSNR "
+        "under 10 dB is noise, not a reconstruction; the encoder sees nothing of the source in the reconstruction "
+        "(cosine <= 0); train the autoencoder longer (autoencoder.train.epochs)")
+    head = ("reconstructions of 40 held-out images: PSNR 30.00 dB, cosine to the source 0.900, source found "
+            "{top1} % of the time (real stage-1 views 80.0 %)")
+    good = {"images": 40, "psnr_db": 30.0, "cosine_to_source": 0.9, "retrieval_top1": 40.0,
+            "ceiling": {"retrieval_top1": 80.0}}
+    assert autoencoder(good) == Verdict("autoencoder", "ok", head.format(top1="40.0"))  # exactly half: OK
+    assert autoencoder({**good, "retrieval_top1": 39.9}) == Verdict(
+        "autoencoder", "warning", head.format(top1="39.9") + ": the decoder loses what the encoder sees, and every "
+        "generated view goes through it; train the autoencoder longer (autoencoder.train.epochs)")
+    by_rank = {"images": 40, "psnr_db": 30.0, "cosine_to_source": 0.5, "retrieval_top1": 0.0,
+               "retrieval_median_rank": 8, "ceiling": {"retrieval_top1": 0, "retrieval_median_rank": 4}}
+    rank_text = ("reconstructions of 40 held-out images: PSNR 30.00 dB, cosine to the source 0.500, source found "
+                 "0.0 % of the time (real stage-1 views 0 %); real views are not found first either, so the median "
+                 "rank decides: {rank} against 4 for real views")
+    assert autoencoder(by_rank) == Verdict("autoencoder", "ok", rank_text.format(rank=8))  # twice the real rank: OK
+    assert autoencoder({**by_rank, "retrieval_median_rank": 9}) == Verdict(
+        "autoencoder", "warning", rank_text.format(rank=9) + ": the decoder loses what the encoder sees, and every "
+        "generated view goes through it; train the autoencoder longer (autoencoder.train.epochs)")
+    assert autoencoder({**good, "psnr_db": 10.0}).status == "ok"  # the floor itself passes
+    assert autoencoder({**good, "images": 20}).status == "ok"  # so does the minimum of evidence
+
+
+def test_stage2_word_for_word() -> None:
+    assert stage2(None) == Verdict("stage 2", "warning", "the bank's quality was not measured")
+    q = {"sources": 40, "retrieval_top1": 25.0, "retrieval_median_rank": 2, "ceiling": {"retrieval_top1": 50.0},
+         "chance": {"retrieval_top1": 2.5}}
+    assert stage2(q) == Verdict("stage 2", "ok", "generated views find their source 25.0 % of the time (real stage-1 "
+                                "views 50.0 %, chance 2.50 %), median rank 2")
+    tail = "; train the generator longer (see its conditioning curves)"
+    assert stage2({**q, "retrieval_top1": 24.0}) == Verdict(
+        "stage 2", "warning", "generated views find their source 24.0 % of the time (real stage-1 views 50.0 %, "
+        "chance 2.50 %), median rank 2: the views are not views of their source, so stage 3 pairs images with "
+        "unrelated ones" + tail)
+    assert stage2({**q, "retrieval_top1": 24.0, "chance": {"retrieval_top1": 1.0}}) == Verdict(
+        "stage 2", "warning", "generated views find their source 24.0 % of the time (real stage-1 views 50.0 %, "
+        "chance 1.00 %), median rank 2: the views follow their source, but less closely than real stage-1 views, so "
+        "stage 3 gets harder positives than real pairs" + tail)
+    no_ceiling = {"sources": 40, "retrieval_top1": 10.0, "retrieval_median_rank": 9, "chance": {"retrieval_top1": 1.0}}
+    assert stage2(no_ceiling) == Verdict(
+        "stage 2", "warning", "generated views find their source 10.0 % of the time (real stage-1 views ? %, chance "
+        "1.00 %), median rank 9: under 10x chance, and no real-view ceiling was measured" + tail)
+    assert stage2({**no_ceiling, "retrieval_top1": 10.1}).status == "ok"
+    pixels = {**q, "source_pixel_rmse": 0.019, "diversity_pixel_rmse": 0.2,
+              "ceiling": {"retrieval_top1": 50.0, "source_pixel_rmse": 0.1, "diversity_pixel_rmse": 0.15}}
+    assert stage2(pixels) == Verdict(
+        "stage 2", "warning", "generated views find their source 25.0 % of the time (real stage-1 views 50.0 %, "
+        "chance 2.50 %), median rank 2; pixel RMSE to the source 0.019 (real views 0.100); between views 0.200 "
+        "(real views 0.150): the views differ from their source by a pixel RMSE of 0.019, under 20% of real "
+        "stage-1 views' 0.100: they are near copies, so stage 3 learns little from them" + tail)
+    assert stage2({**pixels, "source_pixel_rmse": 0.021}).status == "ok"  # just over a fifth: no copy
+    falling_gap = [{"cond_gap_mid": 40.0 - i} for i in range(10)]
+    assert stage2(q, falling_gap) == Verdict(
+        "stage 2", "warning", "generated views find their source 25.0 % of the time (real stage-1 views 50.0 %, "
+        "chance 2.50 %), median rank 2; conditioning gap at mid noise (%) 40.0 -> 31.0 (falls, noise 0.0, 10 "
+        "points): the conditioning gap fell over training: the generator is losing its condition" + tail)
+    assert stage2({**q, "sources": 19}).text.endswith(
+        ": only 19 sources measured: at least 20 are needed to tell a working stage from a broken one, so this is "
+        "no evidence either way; give more images" + tail)
+
+
+def _pair(gen: list[bool], ctl: list[bool]) -> dict:
+    return {"gen-dino": {"knn_top1": {"20": 100 * sum(gen) / len(gen)}, "knn_correct": {"20": encode_correct(gen)}},
+            "control": {"knn_top1": {"20": 100 * sum(ctl) / len(ctl)}, "knn_correct": {"20": encode_correct(ctl)}}}
+
+
+def test_stage3_word_for_word() -> None:
+    ten_right, ten_wrong = [True] * 10, [False] * 10
+    head = "Gen-DINO minus control, one seed, same test images: "
+    assert stage3(_pair(ten_right, ten_wrong), [], 100) == Verdict(
+        "stage 3", "ok", head + "kNN k=20 +100.00 points (10 test images right only with Gen-DINO, 0 only with its "
+        "control, McNemar p = 0.002): Gen-DINO beats its control beyond the noise")
+    assert stage3(_pair(ten_wrong, ten_right), [], 100) == Verdict(
+        "stage 3", "warning", head + "kNN k=20 -100.00 points (0 test images right only with Gen-DINO, 10 only with "
+        "its control, McNemar p = 0.002): Gen-DINO is below its control beyond the noise")
+    tie = _pair([True, False], [False, True])
+    assert stage3(tie, [], 100) == Verdict(
+        "stage 3", "none", head + "kNN k=20 +0.00 points (1 test images right only with Gen-DINO, 1 only with its "
+        "control, McNemar p = 1): no measurable difference between Gen-DINO and its control (within the noise)")
+    untested = {"gen-dino": {"knn_top1": {"20": 55.0}}, "control": {"knn_top1": {"20": 50.0}}}
+    assert stage3(untested, [], 100) == Verdict(
+        "stage 3", "none", head + "kNN k=20 +5.00 (no per-image results to test): no measurable difference between "
+        "Gen-DINO and its control (not testable)")
+    dis = [{"loss_dis": v, "loss_dis_floor": f} for v, f in ((5.0, 2.0), (4.0, 2.0), (3.0, 2.5))]
+    assert stage3({"gen-dino": untested["gen-dino"]}, dis, 100) == Verdict(
+        "stage 3", "none", f"disentanglement loss 5.00 -> 3.00 (too few points, 3 points) (uniform {UNIFORM_100}, "
+        "floor 2.50): no control was evaluated, so there is nothing to compare against")
+    flat_dis = [{"loss_dis": v} for v in (3.0, 4.0, 5.0)]
+    assert stage3(_pair(ten_right, ten_wrong), flat_dis, 100) == Verdict(
+        "stage 3", "warning", head + "kNN k=20 +100.00 points (10 test images right only with Gen-DINO, 0 only with "
+        f"its control, McNemar p = 0.002); disentanglement loss 3.00 -> 5.00 (too few points, 3 points) (uniform "
+        f"{UNIFORM_100}): the disentanglement loss did not fall, so the task teaches nothing")
+    scratch = {"gen-dino": _pair(ten_right, ten_wrong)["gen-dino"], "dino": _pair(ten_right, ten_wrong)["control"]}
+    assert stage3(scratch, [], 100, baseline="dino").text == (
+        "Gen-DINO minus DINO from scratch (stage 1), one seed, same test images: kNN k=20 +100.00 points (10 test "
+        "images right only with Gen-DINO, 0 only with DINO from scratch (stage 1), McNemar p = 0.002): Gen-DINO "
+        "beats DINO from scratch (stage 1) beyond the noise")
+    assert stage3({}, [], 100) == Verdict("stage 3", "warning", "not evaluated")
+
+
+def test_format_verdict_word_for_word() -> None:
+    v = Verdict("stage 2", "warning", "x")
+    assert format_verdict(v) == "WARNING stage 2: x"
+    assert format_verdict(v, markdown=True) == "- **WARNING** **stage 2**: x"
+    assert format_verdict(Verdict("stage 1", "ok", "y"), markdown=True) == "- OK **stage 1**: y"
+    assert format_verdict({"stage": "stage 3", "status": "none", "text": "z"}) == "NO MEASURABLE DIFFERENCE stage 3: z"
+    assert v.as_dict() == {"stage": "stage 2", "status": "warning", "text": "x"} and not v.ok
+    assert Verdict("stage 1", "ok", "y").ok
