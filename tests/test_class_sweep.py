@@ -108,21 +108,22 @@ def test_every_input_that_is_no_file_is_named(bad_world, capsys, tmp_path, comma
     assert digest(bad_world["root"]) == before
 
 
-def _wrong_type(command: str) -> dict:
-    """A section given a number where the command has sections, else a number given text, else a
-    switch given ``maybe``, else the first key given a mapping."""
-    model = command_configs()[command]
+def _wrong_types(command: str) -> list[dict]:
+    """Every section given a number (with -q, which sets a key inside some of them), else a number
+    given text, else a switch given ``maybe``, else the first key given a mapping."""
     from pydantic import BaseModel
 
-    for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            return {name: 5}
+    model = command_configs()[command]
+    sections = [{name: 5} for name, field in model.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
+    if sections:
+        return sections
     for name, field in model.model_fields.items():
         if field.annotation in (int, float, int | None, float | None):
-            return {name: "ten"}
+            return [{name: "ten"}]
         if field.annotation is bool:
-            return {name: "maybe"}
-    return {next(iter(model.model_fields)): {"a": 1}}  # a path given a mapping
+            return [{name: "maybe"}]
+    return [{next(iter(model.model_fields)): {"a": 1}}]  # a path given a mapping
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -130,7 +131,7 @@ def test_config_file_of_the_wrong_type_is_one_line(bad_world, capsys, tmp_path, 
     before = digest(bad_world["root"])
     settings = {k: yaml.safe_load(v) for k, v in (t.format(**bad_world).split("=", 1) for t in BASES[command][-1].split())}
     settings["out"] = str(tmp_path / "o" / OUT_NAME.get(command, "x"))
-    for wrong in (_wrong_type(command), {"out": [1, 2]}):
+    for wrong in (*_wrong_types(command), {"out": [1, 2]}):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({**settings, **wrong}))
         key = next(iter(wrong))
