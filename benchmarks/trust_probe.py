@@ -121,6 +121,9 @@ def build_world(root: Path) -> World:
     w.p["pre"] = gensis.pretrain(kv(TINY_PRE) | {
         "data.path": str(w["npz"]), "out": str(w.root / "pre"), "train.progress": False}).encoder_path.parents[1]
     w.p["enc"] = w["pre"] / "exported" / "encoder.safetensors"
+    gensis.pretrain(kv(TINY_PRE) | {"train.epochs": 2, "train.max_steps": 1, "data.path": str(w["npz"]),
+                                    "out": str(w.root / "pre_stopped"), "train.progress": False})
+    w.p["pre_stopped"] = w.root / "pre_stopped"  # stopped after one step: --resume continues it
     gen = gensis.train_generator(kv(TINY_GEN) | {
         "data.path": str(w["npz"]), "encoder": str(w["enc"]), "out": str(w.root / "gen"), "train.progress": False})
     w.p["gen_run"], w.p["gen"] = w.root / "gen", gen.generator_path
@@ -387,12 +390,14 @@ def _bank_with(w: World, v: Path, name: str, make: Callable[[Path], object]) -> 
 
 
 def _resume(w: World, v: Path, name: str, make: Callable[[Path], object]) -> list[str]:
-    run = copy(w["pre"], v / "run")
+    """A stopped run with ``name`` replaced by ``make``, resumed: it writes there, or refuses."""
+    run = copy(w["pre_stopped"], v / "run")
     target = run / name
     if target.exists() or target.is_symlink():
         target.unlink()
     make(target)
-    return ["pretrain", *TINY_PRE[:-2], "train.epochs=2", "train.knn_every=0", f"data.path={w['npz']}", f"out={run}"]
+    return ["pretrain", "--resume", *TINY_PRE[:-2], "train.epochs=2", "train.knn_every=0", f"data.path={w['npz']}",
+            f"out={run}"]
 
 
 def _user_folder(v: Path, names: list[str]) -> Path:
