@@ -253,5 +253,16 @@ def test_a_fifo_under_a_name_gensis_reads_in_a_folder_is_one_line(bad_world, cap
     run = RunFolder(tmp_path / "run")
     run.root.mkdir()
     os.mkfifo(run.metrics_path)
-    with pytest.raises(DataError, match="a FIFO"):
+    with pytest.raises(GensisError, match="a FIFO"):
         run.read_metrics()
+    os.unlink(run.metrics_path)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    os.symlink(tmp_path / "notes.txt", run.metrics_path)  # a user's file fed in as records: refused by name
+    with pytest.raises(GensisError, match="no-links"):
+        run.read_metrics()
+    os.unlink(run.metrics_path)
+    run.metrics_path.write_text('{"step": 1, "loss": 2.0}\nmy notes\n{"step": 2, "loss": 1.0}\n')
+    with pytest.raises(GensisError, match="line 2 is not a record"):
+        run.read_metrics()
+    run.metrics_path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')  # cut short by a crash
+    assert run.read_metrics() == [{"step": 1, "loss": 2.0}]

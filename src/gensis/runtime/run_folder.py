@@ -207,10 +207,25 @@ class RunFolder:
         _loggers.close_own(self.root)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
+        """The run's records; a link, a FIFO or a line that is no JSON record is one line (a last
+        line cut short by a crash mid-append is dropped: the resume redoes it)."""
+        if not (self.metrics_path.exists() or self.metrics_path.is_symlink()):
             return []
-        text = trust.read_text(self.metrics_path, "metrics", limit=trust.MAX_IMAGE_BYTES)  # a FIFO would hang
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        raw = trust.read_owned(self.metrics_path, trust.MAX_IMAGE_BYTES)
+        lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+        records = []
+        for n, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                if n == len(lines) and records:
+                    break
+                raise CheckpointError(f"{self.metrics_path}: line {n} is not a record gensis wrote; this is not "
+                                      "a metrics file of a gensis run (restore it, or start a new run)")
+            records.append(record)
+        return records
 
     def truncate_metrics_after(self, step: int) -> None:
         """On resume, drop records written after the checkpoint's step (they will be redone)."""

@@ -66,6 +66,23 @@ def open_owned(path: str | Path, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
+def read_owned(path: str | Path, limit: int) -> bytes:
+    """The bytes of a file gensis writes in place (``metrics.jsonl``), read as :func:`open_owned`
+    opens it: never through a link, so a planted link cannot feed a user's file in as a record."""
+    fd = open_owned(path, os.O_RDONLY)
+    try:
+        chunks, left = [], limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise DataError(f"{display(path)}: over the cap of {limit:,} bytes")
+    return data
+
+
 def append_text(path: str | Path, text: str) -> None:
     """Append ``text`` to a file gensis owns (created when missing), through :func:`open_owned`."""
     fd = open_owned(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
