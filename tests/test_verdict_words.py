@@ -155,3 +155,28 @@ def test_format_verdict_word_for_word() -> None:
     assert format_verdict({"stage": "stage 3", "status": "none", "text": "z"}) == "NO MEASURABLE DIFFERENCE stage 3: z"
     assert v.as_dict() == {"stage": "stage 2", "status": "warning", "text": "x"} and not v.ok
     assert Verdict("stage 1", "ok", "y").ok
+
+
+def _converging(knn_at_75: float) -> list[dict]:
+    """100 steps: the loss falls from 8 to 3 by step 50, then stays; kNN k=20 logged at 60, 75 and 100."""
+    rows = [{"step": s, "loss": max(3.0, 8.0 - 0.1 * s)} for s in range(1, 101)]
+    rows += [{"step": 60, "knn_top1_k20": 50.0}, {"step": 75, "knn_top1_k20": knn_at_75},
+             {"step": 100, "knn_top1_k20": 70.0}]
+    return rows
+
+
+def test_stage1_converged_and_still_learning() -> None:
+    done = stage1(_converging(70.0), "dino", 100)
+    assert done.stage == "stage 1" and done.status == "ok", done
+    assert done.text.startswith(f"DINO loss 7.45 -> 3.00 (falls, noise ") and "; converged (" in done.text
+    moving = stage1(_converging(60.0), "dino", 100)
+    assert moving.stage == "stage 1" and moving.status == "warning" and "; still learning (" in moving.text
+    assert moving.text.endswith(": stage 2 and 3 stand on an encoder that is still changing, so a stage-3 "
+                                "comparison on it measures the length of training; train longer")
+
+
+def test_autoencoder_without_a_ceiling_says_so() -> None:
+    q = {"images": 40, "psnr_db": 30.0, "cosine_to_source": 0.9, "retrieval_top1": 10.0}
+    assert autoencoder(q) == Verdict(
+        "autoencoder", "ok", "reconstructions of 40 held-out images: PSNR 30.00 dB, cosine to the source 0.900, "
+        "source found 10.0 % of the time (real stage-1 views ? %)")
