@@ -180,3 +180,13 @@ def test_autoencoder_without_a_ceiling_says_so() -> None:
     assert autoencoder(q) == Verdict(
         "autoencoder", "ok", "reconstructions of 40 held-out images: PSNR 30.00 dB, cosine to the source 0.900, "
         "source found 10.0 % of the time (real stage-1 views ? %)")
+
+
+def test_stage3_with_per_image_results_on_one_side_only_is_not_testable() -> None:
+    one_sided = _pair([True] * 10, [False] * 10)
+    del one_sided["control"]["knn_correct"]
+    assert stage3(one_sided, [], 100).text == (
+        "Gen-DINO minus control, one seed, same test images: kNN k=20 +100.00 (no per-image results to test): no "
+        "measurable difference between Gen-DINO and its control (not testable)")
+    other_length = _pair([True] * 10, [False] * 9)
+    assert "(no per-image results to test)" in stage3(other_length, [], 100).text
