@@ -108,6 +108,22 @@ def test_every_input_that_is_no_file_is_named(bad_world, capsys, tmp_path, comma
     assert digest(bad_world["root"]) == before
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_empty_paths_and_names_that_are_not_utf8_are_one_line(bad_world, capsys, tmp_path, command) -> None:
+    """Every input key given an empty path is named; an out= whose name is not UTF-8, placed where
+    a rule refuses it (inside an input), is refused in one line that shows the odd byte escaped."""
+    before = digest(bad_world["root"])
+    for i, base in enumerate(BASES[command]):
+        inputs = _inputs(command, base, bad_world)
+        for key in inputs:
+            _one_line(capsys, _argv(command, bad_world, base, **{key: "", "out": str(tmp_path / "o" / "x")}),
+                      key, "an empty path")
+        key, path = next(iter(inputs.items()))
+        odd = os.fsdecode(os.fsencode(path) + b"/r\xff" + OUT_NAME.get(command, "x").encode()[1:])
+        _one_line(capsys, _argv(command, bad_world, base, out=odd), "\\xff")
+    assert not (tmp_path / "o").exists() and digest(bad_world["root"]) == before
+
+
 def _wrong_types(command: str) -> list[dict]:
     """Every section given a number (with -q, which sets a key inside some of them), else a number
     given text, else a switch given ``maybe``, else the first key given a mapping."""
