@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         from gensis.runtime.signals import Interrupted
 
         kind = "" if isinstance(exc, Interrupted) else "error: "
-        # a name that is not UTF-8 is shown with its odd bytes escaped, whatever stderr's encoding
-        text = str(exc).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        print(f"gensis: {kind}{text}", file=sys.stderr)
+        from gensis.runtime.trust import display  # odd bytes of a name escaped, whatever stderr's encoding
+
+        print(f"gensis: {kind}{display(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gensis: interrupted", file=sys.stderr)

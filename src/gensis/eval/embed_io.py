@@ -23,6 +23,7 @@ from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # 
 from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
 from gensis.errors import ConfigError
 from gensis.runtime.io import atomic_write, atomic_write_text, file_sha256, save_safetensors, write_result_json
+from gensis.runtime.trust import display
 
 if TYPE_CHECKING:
     from gensis.config.schema import EmbedConfig
@@ -86,20 +87,16 @@ def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[i
     import pyarrow.parquet as pq
 
     # Parquet strings must be UTF-8: a name that is not is written with its odd bytes as \xNN.
-    cols: dict = {"file": pa.array([_utf8(i) for i in ids], pa.string())}
+    cols: dict = {"file": pa.array([display(i) for i in ids], pa.string())}
     if labels is not None:
         cols["label"] = pa.array(labels, pa.int64())
     if names is not None:
-        cols["class"] = pa.array([_utf8(n) for n in names], pa.string())
+        cols["class"] = pa.array([display(n) for n in names], pa.string())
     flat = pa.array(np.ascontiguousarray(array).reshape(-1), pa.float32())
     cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
     table = pa.table(cols).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()
                                                     if k != "ids"})  # the ids are the file column
     atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
-
-
-def _utf8(name: str) -> str:
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:

@@ -71,16 +71,21 @@ def read_owned(path: str | Path, limit: int) -> bytes:
     opens it: never through a link, so a planted link cannot feed a user's file in as a record."""
     fd = open_owned(path, os.O_RDONLY)
     try:
-        chunks, left = [], limit + 1
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = _read_upto(fd, limit + 1)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:
         raise DataError(f"{display(path)}: over the cap of {limit:,} bytes")
     return data
+
+
+def _read_upto(fd: int, n: int) -> bytes:
+    """At most ``n`` bytes from ``fd`` (fewer at its end)."""
+    chunks, left = [], n
+    while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def append_text(path: str | Path, text: str) -> None:
@@ -110,16 +115,9 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
                             f"(data.max_image_bytes for images)")
         if _NONBLOCK:
             os.set_blocking(fd, True)
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = _read_upto(fd, limit + 1)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:  # grew while read
         raise DataError(f"{display(path)}: over the cap of {limit:,} bytes (data.max_image_bytes for images)")
     return data
