@@ -25,8 +25,9 @@ import yaml
 
 from _refusal import digest
 from gensis.cli import command_configs, main
+from gensis.config.overrides import flatten
 from gensis.runtime import guards
-from test_guard_sweep import BASES, OUT_NAME, _inputs
+from test_guard_sweep import BASES, OUT_NAME, _config, _inputs
 
 COMMANDS = sorted(BASES)
 # The data inputs (images read through the loader) by command; a zip twice is refused for each.
@@ -155,20 +156,21 @@ def test_config_file_of_the_wrong_type_is_one_line(bad_world, capsys, tmp_path, 
     assert not (tmp_path / "o").exists() and digest(bad_world["root"]) == before
 
 
-def _zip_twice(path: Path, size: int = 8) -> Path:
+def _png_bytes(value: int, size: int = 8) -> bytes:
     from PIL import Image
 
-    def png(value: int) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, format="PNG")
-        return buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
+
+def _zip_twice(path: Path, size: int = 8) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for i in range(8):
-            zf.writestr(f"{'ab'[i % 2]}/{i}.png", png(20 * i))
+            zf.writestr(f"{'ab'[i % 2]}/{i}.png", _png_bytes(20 * i, size))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zipfile warns of the duplicate: that is the case
-            zf.writestr("a/0.png", png(250))
+            zf.writestr("a/0.png", _png_bytes(250, size))
     return path
 
 
@@ -192,3 +194,25 @@ FITTING = {"eval-generator": {"encoder": "{enc}"}, "train-autoencoder": {"train.
 
 def b_keys(base: str) -> list[str]:
     return [t.split("=", 1)[0] for t in base.split() if "=" in t]
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if any(k in DATA_KEYS for b in BASES[c]
+                                                                  for k in b.replace("=", " ").split())])
+def test_every_command_that_reads_images_takes_the_size_cap(bad_world, capsys, tmp_path, command) -> None:
+    """``max_image_bytes`` (``data.max_image_bytes`` where a data section holds it) reaches the
+    loader of every command: at 1 byte every image is over it, so the command refuses in one
+    line that names the cap, and writes nothing."""
+    before = digest(bad_world["root"])
+    base = next(b for b in BASES[command] if any(k in DATA_KEYS for k in b.replace("=", " ").split()))
+    cap = "data.max_image_bytes" if "data.path" in b_keys(base) else "max_image_bytes"
+    assert cap in flatten(_config(command, base, bad_world).model_dump())
+    folder = tmp_path / "images"  # a folder: the cap is per image file (an .npz is one array)
+    for i, (name, value) in enumerate(zip("abab", (10, 90, 170, 250))):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / f"{i}.png").write_bytes(_png_bytes(value))
+    data = {k: str(folder) for k in b_keys(base) if k in DATA_KEYS}
+    out = tmp_path / "o" / OUT_NAME.get(command, "x")
+    fit = {k: v.format(**bad_world) for k, v in FITTING.get(command, {}).items()}
+    _one_line(capsys, _argv(command, bad_world, base, **fit, **data, **{cap: "1", "out": str(out)}),
+              "no images found", "over the size cap max_image_bytes=1")
+    assert not out.exists() and digest(bad_world["root"]) == before

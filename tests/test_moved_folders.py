@@ -116,3 +116,27 @@ def test_a_gen_dino_run_reads_a_moved_bank(moved, tmp_path) -> None:
     _gensis("pretrain", *_kv(PRE), f"data.path={moved / 'data.npz'}",
             f"gen.bank={moved / 'bank'}", f"out={tmp_path / 'gd'}")
     assert np.isfinite(RunFolder(tmp_path / "gd").read_metrics()[-1]["loss"])
+
+
+def test_interrupted_runs_whose_inputs_moved_with_them_resume(tmp_path) -> None:
+    """A stopped generator run (its encoder beside it) and a stopped Gen-DINO run (its bank and
+    init beside it), moved with their neighbours: their checkpoints record those inputs relative
+    to the run, so the resume with the new paths is the same run, not "other settings"."""
+    a = tmp_path / "a"
+    a.mkdir()
+    data = write_npz(a / "data.npz", 12, size=16)
+    gensis.pretrain({**PRE, "data.path": str(data), "out": str(a / "pre")})
+    gensis.train_generator({**GEN, **STOPPED, "data.path": str(data), "encoder": str(a / "pre"), "out": str(a / "gen")})
+    gensis.generate({"generator": str(a / "gen"), "data_path": str(data), "out": str(a / "bank"), "views_per_image": 1,
+                     "interpolations_per_image": 1, "steps": 1, "progress": False, "cache_dir": None})
+    gensis.pretrain({**PRE, **STOPPED, "data.path": str(data), "gen.bank": str(a / "bank"),
+                     "init_from": str(a / "pre"), "out": str(a / "gd")})
+    steps = {name: RunFolder(a / name).read_metrics()[-1]["step"] for name in ("gen", "gd")}
+    b = tmp_path / "b"
+    a.rename(b)
+    _gensis("train-generator", "--resume", *_kv(GEN, "train.epochs"), "train.epochs=2", f"encoder={b / 'pre'}",
+            f"data.path={b / 'data.npz'}", f"out={b / 'gen'}")
+    _gensis("pretrain", "--resume", *_kv(PRE, "train.epochs"), "train.epochs=2", f"data.path={b / 'data.npz'}",
+            f"gen.bank={b / 'bank'}", f"init_from={b / 'pre'}", f"out={b / 'gd'}")
+    for name, before in steps.items():
+        assert RunFolder(b / name).read_metrics()[-1]["step"] > before, name

@@ -91,6 +91,25 @@ def test_fifos_devices_and_oversize_files_are_skipped_unopened(tmp_path: Path, c
         load_images(root, 8, cache_dir=None, progress=False, strict=True, num_workers=0)
 
 
+def test_a_cached_zip_is_listed_again_under_another_size_cap(tmp_path: Path) -> None:
+    """The cache's shortcut for an unchanged zip (its stat, not its listing) must not hand back
+    the members of a run with a larger cap."""
+    from PIL import Image
+    import io
+
+    archive = tmp_path / "d.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, side in enumerate((8, 8, 64)):  # the last member is the large one
+            buf = io.BytesIO()
+            Image.fromarray(np.random.default_rng(i).integers(0, 255, (side, side, 3), np.uint8)).save(buf, "PNG")
+            zf.writestr(f"a/{i}.png", buf.getvalue())
+        sizes = [info.file_size for info in zf.infolist()]
+    kw = dict(cache_dir=tmp_path / "cache", progress=False, num_workers=0)
+    assert len(load_images(archive, 8, **kw)) == 3
+    assert sorted(load_images(archive, 8, max_image_bytes=max(sizes[:2]), **kw).ids) == ["a/0.png", "a/1.png"]
+    assert len(load_images(archive, 8, **kw)) == 3  # and back
+
+
 def test_a_name_that_is_not_utf8_is_loaded_and_named(tmp_path: Path) -> None:
     root = tmp_path / "data"
     for i in range(2):

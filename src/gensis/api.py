@@ -160,7 +160,7 @@ def eval_generator(overrides: dict[str, Any] | None = None, *, config_file: str 
         raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
     encoder = load_encoder(enc_path, device)
     data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,  # type: ignore[attr-defined]
-                       max_images=cfg.max_images, progress=cfg.progress)
+                       max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     if len(data) != bank.index.n_sources:
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
     bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
@@ -210,10 +210,9 @@ def export(overrides: dict[str, Any] | None = None, *, config_file: str | None =
     return export_self_contained(cfg.encoder, cfg.out)
 
 
-def _load_labelled(path: str, resolution: int, cache_dir: str | None, max_images: int | None,
-                   progress: bool = True) -> ImageData:
-    return load_images(path, resolution, require_labels=True, cache_dir=cache_dir, max_images=max_images,
-                       progress=progress)
+def _load_labelled(path: str, resolution: int, cfg: EvalConfig) -> ImageData:
+    return load_images(path, resolution, require_labels=True, cache_dir=cfg.cache_dir, max_images=cfg.max_images,
+                       progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
 
 
 @released_after
@@ -225,8 +224,8 @@ def evaluate(overrides: dict[str, Any] | None = None, *, config_file: str | None
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
     resolution = cfg.resolution or int(meta["resolution"])
-    train = _load_labelled(cfg.train_path, resolution, cfg.cache_dir, cfg.max_images, cfg.progress)
-    test = _load_labelled(cfg.test_path, resolution, cfg.cache_dir, cfg.max_images, cfg.progress)
+    train = _load_labelled(cfg.train_path, resolution, cfg)
+    test = _load_labelled(cfg.test_path, resolution, cfg)
     return evaluate_encoder(
         encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
         knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,

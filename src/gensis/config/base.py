@@ -3,13 +3,19 @@ GenView's foreground fit (shared by stage 1's quality loss and stage 2's adaptiv
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gensis.config.paths import InputPath, ScratchDir
 
 Interval = tuple[float, float]
+
+MAX_IMAGE_BYTES = 256 << 20  # far above any real image file; a guard against /dev/zero named zero.png
+# ``max_image_bytes`` of every command that reads images (the data section, and the flat commands).
+MaxImageBytes = Annotated[int, Field(
+    ge=1, description="skip (with a warning naming it) an image file larger than this, or any "
+    "file that is not a regular file (a FIFO, a device)")]
 
 
 class StrictModel(BaseModel):
@@ -36,10 +42,7 @@ class DataConfig(StrictModel):
     )
     max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
     num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
-    max_image_bytes: int = Field(
-        256 << 20, ge=1, description="skip (with a warning naming it) an image file larger than this, or any "
-        "file that is not a regular file (a FIFO, a device)"
-    )
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
 
 
 class ForegroundFitConfig(StrictModel):

@@ -13,7 +13,9 @@ from pydantic import Field, model_validator
 from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 
 from gensis.config.loggers import LoggersConfig
-from gensis.config.base import DataConfig, ForegroundFitConfig, StrictModel, _check_interval
+from gensis.config.base import (
+    MAX_IMAGE_BYTES, DataConfig, ForegroundFitConfig, MaxImageBytes, StrictModel, _check_interval,
+)
 
 
 class GeneratorModelConfig(StrictModel):
@@ -130,6 +132,7 @@ class GenerateConfig(SamplingConfig):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     max_images: int | None = Field(None, ge=1)
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
     progress: bool = True
     quality_sources: int = Field(500, ge=1, description="sources sampled for the quality report")
     shards: list[int] | None = Field(
@@ -181,6 +184,7 @@ class EvalGeneratorConfig(StrictModel):
     max_sources: int = Field(500, ge=1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
     out: OutputFile | None = Field(None, description="write the JSON here")
     progress: bool = True
 
@@ -202,3 +206,4 @@ class ShowConfig(SamplingConfig):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES

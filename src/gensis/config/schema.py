@@ -16,7 +16,9 @@ from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 from gensis.config.base import (  # noqa: F401 (re-exported: every config is importable from here)
     DataConfig,
     ForegroundFitConfig,
+    MAX_IMAGE_BYTES,
     Interval,
+    MaxImageBytes,
     StrictModel,
     _check_interval,
 )
@@ -261,6 +263,7 @@ class EvalConfig(StrictModel):
     device: str = "auto"
     out: OutputFile | None = Field(None, description="write results JSON here")
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
     max_images: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     progress: bool = True
@@ -304,6 +307,7 @@ class EmbedConfig(StrictModel):
     normalize: bool = Field(True, description="L2-normalize the embeddings")
     progress: bool = True
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
     max_images: int | None = Field(None, ge=1)
 
     def extra_outputs(self) -> list[tuple[Path, bool]]:
@@ -327,6 +331,7 @@ class ForegroundConfig(ForegroundFitConfig):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"
     cache_dir: ScratchDir | None = "auto"
+    max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
     max_images: int | None = Field(None, ge=1)
     progress: bool = True
 

@@ -70,13 +70,14 @@ def content_key(kind: str, ids: list[str], sizes: list[int], contents: list[str]
     return h.hexdigest()
 
 
-def stat_key(path: Path, resolution: int, max_images: int | None) -> str:
-    """Identity of an archive file that changes whenever it is rewritten."""
+def stat_key(path: Path, resolution: int, max_images: int | None, max_bytes: int | None = None) -> str:
+    """Identity of an archive file that changes whenever it is rewritten (and, for a zip, with
+    the size cap that decides which members it lists)."""
     st = path.stat()
     ident = (
         f"gensis-ref v{READER_VERSION}\n{path.resolve()}\n{st.st_size}\n{st.st_dev}\n"
         f"{st.st_ino}\n{st.st_mtime_ns}\n{st.st_ctime_ns}\n{resolution}\n{max_images}\n"
-    )
+    ) + ("" if max_bytes is None else f"{max_bytes}\n")
     return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -204,7 +204,7 @@ def _in_memory(
 ) -> ImageData:
     ref = known = None
     if cache_root is not None and kind == "zip":  # skip re-listing an unchanged archive
-        ref, known, hit = _by_ref(src, resolution, strict, cache_root, max_images)
+        ref, known, hit = _by_ref(src, resolution, strict, cache_root, max_images, max_bytes)
         if hit is not None:
             return hit
 
@@ -289,10 +289,12 @@ def _load_npz(
 
 
 def _by_ref(
-    src: Path, resolution: int, strict: bool, cache_root: Path, max_images: int | None
+    src: Path, resolution: int, strict: bool, cache_root: Path, max_images: int | None,
+    max_bytes: int | None = None,
 ) -> tuple[str, str | None, ImageData | None]:
-    """(stat key, the full key it points to, the cached data) for an unchanged file."""
-    ref = cache.stat_key(src, resolution, max_images)
+    """(stat key, the full key it points to, the cached data) for an unchanged file; a zip's
+    listing also depends on the size cap (members over it are left out)."""
+    ref = cache.stat_key(src, resolution, max_images, max_bytes)
     known = cache.read_ref(cache_root, src, resolution, ref)
     hit = None if known is None else _from_cache(src, resolution, strict, cache_root, known)
     return ref, known, hit
@@ -368,7 +370,9 @@ def _summary(skipped: list[tuple[str, str]]) -> str:
 
 def _check_not_empty(src: Path, n: int, skipped: list[tuple[str, str]]) -> None:
     if n == 0:
-        extra = f" ({len(skipped)} unreadable skipped: {_summary(skipped)})" if skipped else ""
+        # the first one's reason: when all are skipped, they mostly share it (a cap, a format)
+        extra = f" ({len(skipped)} unreadable skipped: {_summary(skipped)}; {skipped[0][0]}: {skipped[0][1]})" \
+            if skipped else ""
         raise DataError(f"no images found in {src}{extra}")
 
 

@@ -143,7 +143,7 @@ def list_zip(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
         if any(p.startswith(".") or p == "__MACOSX" for p in parts):
             continue
         if info.file_size > max_bytes:
-            oversize.append((name, f"{info.file_size:,} bytes, over data.max_image_bytes={max_bytes:,}"))
+            oversize.append((name, f"{info.file_size:,} bytes, over the size cap max_image_bytes={max_bytes:,}"))
             continue
         if name in members:  # which copy a reader gets is undefined
             raise DataError(f"{display(path)}: the zip holds the image {display(name)!r} more than once; which copy "
@@ -219,7 +219,7 @@ class ItemReader:
         with self._zip.open(item_id) as f:
             data = f.read(self.max_bytes + 1)
         if len(data) > self.max_bytes:
-            raise DataError(f"{display(self.display(item_id))}: over data.max_image_bytes={self.max_bytes:,}")
+            raise DataError(f"{display(self.display(item_id))}: over the size cap max_image_bytes={self.max_bytes:,}")
         return data
 
     def display(self, item_id: str) -> str:

@@ -122,7 +122,8 @@ def run_embed(cfg: "EmbedConfig") -> Path:
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
     data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
-                       cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress)
+                       cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
+                       max_image_bytes=cfg.max_image_bytes)
     feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
                                normalize=cfg.normalize, progress=cfg.progress, desc="embed")
     file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,

@@ -69,7 +69,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     if encoder.embed_dim != synth.embed_dim:
         raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}")
     data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,
-                       max_images=cfg.max_images, progress=cfg.progress)
+                       max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
     settings.update(adaptive_settings(cfg))  # empty when off: older banks resume unchanged

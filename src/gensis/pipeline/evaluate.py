@@ -34,7 +34,8 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
     encoder = load_encoder(encoder_path, device)
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
     resolution = int(meta["resolution"])
-    kw = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress)
+    kw = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress,
+              max_image_bytes=cfg.data.max_image_bytes)
     train = load_images(cfg.data.path, resolution, max_images=cfg.data.max_images, **kw)
     test = load_images(cfg.data.eval_path, resolution, **kw)
     folder.mkdir(parents=True, exist_ok=True)

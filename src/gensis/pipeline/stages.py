@@ -111,7 +111,8 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     train = {"train.device": cfg.device, "train.seed": cfg.seed, "train.progress": cfg.progress}
     stage1_keys = {"preset": cfg.preset, **data, **train, **cfg.pretrain}
     stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
-    images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir}
+    images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir,
+              "data.max_image_bytes": cfg.data.max_image_bytes}
     generator_keys = {**images, **train, **GENERATOR_DEFAULTS.get(cfg.preset, {}), **cfg.generator,
                       "encoder": str(root / "pretrain"), "out": str(root / "generator")}
     generator = _build("generator", TrainGeneratorConfig, generator_keys)
@@ -129,7 +130,8 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
     elif cfg.autoencoder:
         raise ConfigError("autoencoder: settings given, but no autoencoder is trained (the generator is in pixel "
                           "space or generator.model.vae is set)")
-    sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device}
+    sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device,
+               "max_image_bytes": cfg.data.max_image_bytes}
     generate = _build("generate", GenerateConfig, {
         **sources, "max_images": cfg.data.max_images, "seed": cfg.seed, "progress": cfg.progress,
         **cfg.generate, "generator": str(root / "generator"), "out": str(root / "bank"),
@@ -348,7 +350,8 @@ def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> s
             if (f.metadata() or {}).get("encoder_sha256") == digest:
                 return "skipped"
     run_embed(EmbedConfig(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
-                          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress))
+                          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress,
+                          max_image_bytes=cfg.data.max_image_bytes))
     return "ran"
 
 

@@ -49,7 +49,9 @@ class RunFolder:
         self._config: dict[str, Any] | None = None
         # What ties a checkpoint to this run: fingerprints of its settings and data (bind()).
         self.stamp: dict[str, str] | None = None
-        self._legacy_config: str | None = None  # the stamp as checkpoints saved before data.path was mutable
+        # The stamps older checkpoints carry: before inputs were recorded relative to the run, and
+        # before data.path was mutable.
+        self._legacy_configs: tuple[str, ...] = ()
         self._stale_metrics = False
 
     @property
@@ -140,15 +142,19 @@ class RunFolder:
 
     def bind(self, cfg: BaseModel, data_fingerprint: str, mutable: frozenset[str] = RESUME_MUTABLE) -> None:
         """Fingerprints of this run's settings and data, recorded in (and checked against) its checkpoints."""
-        self.stamp = {"config": config_fingerprint(cfg, mutable), "data": data_fingerprint}
-        self._legacy_config = config_fingerprint(cfg, mutable - {"data.path"})
+        out = getattr(cfg, "out", None)
+        anchor = os.path.dirname(os.path.normpath(out)) if out else None
+        # Inputs beside the run (a pipeline's earlier stages) count by their place relative to it,
+        # so a project folder moved whole, its paths given anew, resumes as the same run.
+        self.stamp = {"config": config_fingerprint(cfg, mutable, anchor or None), "data": data_fingerprint}
+        self._legacy_configs = (config_fingerprint(cfg, mutable), config_fingerprint(cfg, mutable - {"data.path"}))
 
     def check_stamp(self, state: dict[str, Any]) -> None:
         """A checkpoint of another run (settings or data) is refused; older ones carry no stamp."""
         saved = state.get("run")
         if self.stamp is None or not isinstance(saved, dict):
             return
-        if saved.get("config") not in (self.stamp["config"], self._legacy_config):
+        if saved.get("config") not in (self.stamp["config"], *self._legacy_configs):
             raise CheckpointError(by_rule(
                 "fingerprint", f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
                 f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"))
@@ -291,18 +297,37 @@ def _moved_along(old_value: str | None, new_value: str, moved: tuple[Path, Path]
         return False
     if not isinstance(old_path, str) or not isinstance(new_path, str):
         return False
-    old_root, new_root = (os.path.normpath(p) for p in moved)
-    old_path = os.path.normpath(old_path)
-    if os.path.isabs(old_path) != os.path.isabs(old_root) or os.path.commonpath([old_path, old_root]) != old_root:
-        return False
-    return os.path.normpath(os.path.join(new_root, os.path.relpath(old_path, old_root))) == os.path.normpath(new_path)
+    old_root, new_root = moved
+    inside = _inside(old_path, old_root)
+    return inside is not None and os.path.normpath(os.path.join(new_root, inside)) == os.path.normpath(new_path)
 
 
-def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> str:
-    """sha256 of the settings that define a run (all but ``mutable``), stable across processes."""
+def _inside(path: str | os.PathLike, root: str | os.PathLike) -> str | None:
+    """``path`` relative to ``root`` when it lies inside it (both absolute or both relative), else None."""
+    path, root = os.path.normpath(path), os.path.normpath(root)
+    if os.path.isabs(path) != os.path.isabs(root) or os.path.commonpath([path, root]) != root:
+        return None
+    return os.path.relpath(path, root)
+
+
+def config_fingerprint(cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE, anchor: str | None = None) -> str:
+    """sha256 of the settings that define a run (all but ``mutable``), stable across processes;
+    with ``anchor`` (the folder holding the run), a path inside it counts by its place there."""
     # Loggers only say where metrics are copied to: they may change on resume (config_changes).
     flat = {k: v for k, v in _flatten(cfg.model_dump()).items() if k not in mutable and not k.startswith("loggers.")}
+    if anchor is not None:
+        flat = {k: _anchored(v, anchor) for k, v in flat.items()}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()
+
+
+def _anchored(value: str, anchor: str) -> str:
+    """A JSON-encoded setting, a path inside ``anchor`` written relative to it."""
+    try:
+        path = json.loads(value)
+    except ValueError:
+        return value
+    inside = _inside(path, anchor) if isinstance(path, str) and path else None
+    return value if inside is None else json.dumps(f"<beside the run>/{inside}")
 
 
 def _flatten(tree: dict[str, Any]) -> dict[str, str]:

@@ -19,9 +19,9 @@ import os
 import stat
 from pathlib import Path
 
+from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.errors import DataError, GensisError, by_rule
 
-MAX_IMAGE_BYTES = 256 << 20  # data.max_image_bytes' default: far above any real image file
 MAX_TEXT_BYTES = 16 << 20  # a config, an index or a result JSON
 # POSIX flags (0 where the platform has none, e.g. Windows, which has no FIFOs or symlink tricks of this kind)
 _NOFOLLOW, _CLOEXEC, _NONBLOCK = (getattr(os, f"O_{n}", 0) for n in ("NOFOLLOW", "CLOEXEC", "NONBLOCK"))
@@ -112,14 +112,14 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
             raise DataError(f"{display(path)}: {what_it_is(st.st_mode)}, not a regular file; skipped")
         if st.st_size > limit:
             raise DataError(f"{display(path)}: {st.st_size:,} bytes, over the cap of {limit:,} "
-                            f"(data.max_image_bytes for images)")
+                            f"(max_image_bytes for images)")
         if _NONBLOCK:
             os.set_blocking(fd, True)
         data = _read_upto(fd, limit + 1)
     finally:
         os.close(fd)
     if len(data) > limit:  # grew while read
-        raise DataError(f"{display(path)}: over the cap of {limit:,} bytes (data.max_image_bytes for images)")
+        raise DataError(f"{display(path)}: over the cap of {limit:,} bytes (max_image_bytes for images)")
     return data
 
 
@@ -134,5 +134,5 @@ def regular_file_problem(st: os.stat_result, limit: int) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return f"{what_it_is(st.st_mode)}, not a regular file"
     if st.st_size > limit:
-        return f"{st.st_size:,} bytes, over data.max_image_bytes={limit:,}"
+        return f"{st.st_size:,} bytes, over the size cap max_image_bytes={limit:,}"
     return None
