@@ -169,6 +169,47 @@ def test_embed_proves_its_tables_by_a_sidecar_and_may_replace_them(tmp_path: Pat
     assert not guards.file_is_gensis(out)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_embed_stopped_at_any_rename_leaves_its_files_replaceable(tmp_path: Path, monkeypatch, suffix) -> None:
+    """A rerun of embed killed at each of its file renames in turn (the table, the array, the
+    sidecar): whatever mix of old and new files it leaves, all are still vouched for, so the
+    next rerun may replace them."""
+    from gensis.eval import embed_io
+    from gensis.runtime import io as rio
+
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    meta = {"format": "gensis.embeddings/1"}  # as embed writes it (a Parquet table's own mark)
+    real_replace = os.replace
+    stop_at, finished = 1, False
+    while not finished:
+        folder = tmp_path / str(stop_at)
+        out = folder / f"e{suffix}"
+        embed_io.write_embeddings(out, torch.ones(2, 3), ["a.png", "b.png"], None, None, meta)
+        calls = []
+
+        def replace(src, dst):
+            calls.append(dst)
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(rio.os, "replace", replace)
+        try:
+            embed_io.write_embeddings(out, torch.zeros(2, 3), ["a.png", "b.png"], None, None, meta)
+            finished = True
+        except KeyboardInterrupt:
+            pass
+        monkeypatch.undo()
+        assert guards.file_is_gensis(out) and guards.file_is_gensis(folder / "e.npy"), (stop_at, calls)
+        embed_io.write_embeddings(out, torch.zeros(2, 3), ["a.png", "b.png"], None, None, meta)
+        assert np.load(folder / "e.npy").sum() == 0
+        stop_at += 1
+    assert stop_at > 3  # every rename was a stopping point
+    sidecar = json.loads((folder / "e.gensis.json").read_text())
+    assert all(isinstance(v, str) for v in sidecar["files"].values())  # narrowed to the new contents
+
+
 def test_a_file_named_pipeline_json_is_not_a_pipeline(tmp_path: Path) -> None:
     folder = tmp_path / "p"
     folder.mkdir()

@@ -21,9 +21,9 @@ import torch
 
 from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # noqa: F401 (re-exported)
 from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
-from gensis.errors import ConfigError
-from gensis.runtime.io import atomic_write, atomic_write_text, file_sha256, save_safetensors, write_result_json
-from gensis.runtime.trust import display
+from gensis.errors import ConfigError, GensisError
+from gensis.runtime.io import atomic_path, file_sha256, save_safetensors, write_result_json
+from gensis.runtime.trust import display, read_text
 
 if TYPE_CHECKING:
     from gensis.config.schema import EmbedConfig
@@ -41,21 +41,24 @@ def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], label
     if paths[1].suffix.lower() == ".parquet":
         _check_pyarrow(paths[1])  # before anything is written
     array = feats.float().numpy()
-
-    def write_npy(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    atomic_write(paths[0], write_npy)
     names = None if labels is None or not class_names else [class_names[i] for i in labels.tolist()]
     lab = None if labels is None else labels.tolist()
-    if paths[1].suffix.lower() == ".csv":
-        atomic_write_text(paths[1], _csv(array, ids, lab, names))
-    else:
-        _write_parquet(paths[1], array, ids, lab, names, metadata)
-    # The proof that gensis wrote these two files: their sha256 in a marked sidecar.
+    # The proof that gensis wrote these two files: their sha256 in a marked sidecar. It is written
+    # before either file is replaced and vouches for the old and the new contents alike, so a stop
+    # between the two renames leaves no file of ours unvouched (then it is narrowed to the new).
     sidecar = ownership_sidecar(paths[0])
-    write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": {p.name: file_sha256(p) for p in paths}})
+    with atomic_path(paths[0]) as npy_tmp, atomic_path(paths[1]) as table_tmp:
+        with open(npy_tmp, "wb") as f:
+            np.save(f, array)
+        if paths[1].suffix.lower() == ".csv":
+            table_tmp.write_text(_csv(array, ids, lab, names), encoding="utf-8", errors="surrogateescape")
+        else:
+            _write_parquet(table_tmp, array, ids, lab, names, metadata)
+        new = {paths[0].name: file_sha256(npy_tmp), paths[1].name: file_sha256(table_tmp)}
+        before = _vouched_contents(sidecar)
+        write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": {
+            name: sorted({digest, *before.get(name, [])}) for name, digest in new.items()}})
+    write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": new})
     return [*paths, sidecar]
 
 
@@ -72,6 +75,18 @@ def _csv(array: np.ndarray, ids: list[str], labels: list[int] | None, names: lis
             cells.append(names[i])
         w.writerow(cells + [repr(float(v)) for v in row])  # repr: float32 values read back exactly
     return buf.getvalue()
+
+
+def _vouched_contents(sidecar: Path) -> dict[str, list[str]]:
+    """The sha256s an earlier embed's sidecar vouches for, by file name (none if it is not ours)."""
+    try:
+        data = json.loads(read_text(sidecar, "embeddings sidecar"))
+    except (GensisError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != OWNERSHIP_FORMAT or not isinstance(data.get("files"), dict):
+        return {}
+    return {name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
+            for name, digests in data["files"].items()}
 
 
 def _check_pyarrow(path: Path) -> None:
@@ -96,7 +111,7 @@ def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[i
     cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
     table = pa.table(cols).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()
                                                     if k != "ids"})  # the ids are the file column
-    atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
+    pq.write_table(table, str(path))
 
 
 def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:
