@@ -123,10 +123,50 @@ def test_export_self_contained_file(world, tmp_path, suffix, capsys) -> None:
         assert model(x[:3]).shape == (3, ref.shape[1])
 
 
+ONNX_TOLERANCE = 1e-4  # max |onnxruntime - gensis| per embedding value (float32 kernels differ in order)
+
+
+@pytest.mark.parametrize("encoder", ["cifar", "plain", "vit"])
+def test_export_onnx_runs_in_onnxruntime_at_any_batch_size(world, tmp_path, capsys, encoder) -> None:
+    import onnx
+    import onnxruntime
+
+    out = tmp_path / "encoder.onnx"
+    assert main(["export", f"encoder={world[encoder]}", f"out={out}", "-q"]) == 0
+    proto = onnx.load(str(out))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    info = json.loads(meta["gensis.json"])
+    assert int(meta["resolution"]) == info["resolution"] and json.loads(meta["mean"]) == json.loads(META["mean"])
+    assert [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][1:] == \
+        [3, info["resolution"], info["resolution"]]
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    images = world["images"] if encoder == "cifar" else world["images32"]  # each at its encoder's resolution
+    x = _images(images)
+    ref = _embed(world[encoder], images, tmp_path / "e.safetensors", normalize=False)
+    assert int(meta["embed_dim"]) == ref.shape[1]
+    for batch in (len(x), 3):  # the batch axis is dynamic
+        (got,) = session.run(["embeddings"], {"images": x[:batch].numpy()})
+        assert got.shape == (batch, ref.shape[1])
+        diff = float(np.abs(got - ref[:batch].numpy()).max())
+        print(f"onnx {encoder} batch {batch}: max |diff| {diff:.2e}")
+        assert diff <= ONNX_TOLERANCE
+
+
+def test_export_onnx_without_its_packages_is_one_line(world, tmp_path, capsys, monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    out = tmp_path / "e.onnx"
+    assert main(["export", f"encoder={world['cifar']}", f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "onnxscript" in err[0] and "gensis[onnx]" in err[0] and not out.exists()
+
+
 def test_export_bad_suffix_is_one_line(world, tmp_path, capsys) -> None:
-    assert main(["export", f"encoder={world['cifar']}", f"out={tmp_path / 'e.onnx'}"]) == 2
+    assert main(["export", f"encoder={world['cifar']}", f"out={tmp_path / 'e.onnx2'}"]) == 2
     err = capsys.readouterr().err
-    assert "out:" in err and ".onnx" in err and len(err.strip().splitlines()) == 1
+    assert "out:" in err and ".onnx2" in err and len(err.strip().splitlines()) == 1
 
 
 def test_embed_npy_and_csv(world, tmp_path) -> None:

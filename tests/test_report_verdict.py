@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from gensis.eval.significance import encode_correct, mcnemar_exact, paired_seeds, trend
 from gensis.pipeline.verdict import autoencoder, format_verdict, stage1, stage2, stage3
 
@@ -52,6 +54,57 @@ def test_trend() -> None:
     assert trend([7.0 - 0.01 * i + rng.gauss(0, 0.05) for i in range(100)]).direction == "falls"
     assert trend([6.3 + 0.002 * i + rng.gauss(0, 0.02) for i in range(100)]).direction == "rises"
     assert trend([7.0, 6.0]).direction == "too few points"
+
+
+def test_significance_edges_by_hand() -> None:
+    """The boundaries a one-character slip moves: each expectation worked out on paper."""
+    from gensis.eval.significance import signflip_p
+
+    with pytest.raises(ValueError, match="same test images: 2 against 3 results"):
+        mcnemar_exact([True, False], [True, False, True])
+    one = mcnemar_exact([True], [False])  # one discordant image: p = 2 * 0.5, capped at 1
+    assert (one["only_a"], one["only_b"], one["p_value"]) == (1, 0, 1.0)
+    # every seed the same difference: sd 0, so the t-test is certain either way
+    same = paired_seeds([1.0, 1.0, 1.0])
+    assert (same.se, same.p_t, same.direction) == (0.0, 0.0, "better")
+    zero = paired_seeds([0.0, 0.0])
+    assert (zero.p_t, zero.direction) == (1.0, "none")  # |0| > 0 is false: not decided
+    single = paired_seeds([1.5])
+    assert (single.mean, single.n, single.p_t, single.p_signflip) == (1.5, 1, None, None)
+    # mean -1, sd 0.1, t(0.975, 2) = 4.3027: half-width 0.248, decided, and the sign says worse
+    assert paired_seeds([-1.0, -1.1, -0.9]).direction == "worse"
+    # 20 seeds are still enumerated: only the all-plus and all-minus patterns reach |20|
+    assert signflip_p([1.0] * 20) == 2 / 2**20
+    # 21 seeds are sampled (200,000 seeded draws): (hits + 1) / (draws + 1), hits near 0 here
+    p = signflip_p([1.0] * 21)
+    assert p < 3 / 200_001 and math.isclose(p * 200_001, round(p * 200_001), abs_tol=1e-6)
+    assert signflip_p([float(i) for i in range(1, 22)]) == signflip_p([float(i) for i in range(1, 22)])
+    assert signflip_p([0.0] * 21) == 1.0  # every sampled pattern reaches |0|: (draws + 1) / (draws + 1)
+    # 2607.9 + 4757.3 - 7365.2 = 0 on paper, so every pattern reaches |806.4|: p = 1 exactly,
+    # though in floats some of those sums land 1e-12 below (the tolerance scales with the sum)
+    assert signflip_p([2607.9, 4757.3, -7365.2, 806.4]) == 1.0
+
+
+def test_trend_by_hand() -> None:
+    # steps 1,-1,...,1 (5 up, 4 down): sd = sqrt(10/9); one point per tenth, so the noise of
+    # last - first is sqrt(2) * sd / sqrt(2) = sd; change 1 < 2 sd: flat
+    t = trend([0, 1] * 5)
+    assert (t.first, t.last, t.points, t.direction) == (0, 1, 10, "flat")
+    assert math.isclose(t.noise, math.sqrt(10 / 9))
+    # last step 3: steps mean 1/3, sum of squares 16, sd sqrt(2); change 3 = 2.12 noise: rises
+    t = trend([0, 1, 0, 1, 0, 1, 0, 1, 0, 3])
+    assert math.isclose(t.noise, math.sqrt(2)) and t.direction == "rises"
+    # 20 points, two per tenth: noise = sd / sqrt(2) * sqrt(2 / 2); steps alternate +1/-1 (sd 1.026)
+    t = trend([0, 1] * 10)
+    steps_sd = math.sqrt(sum((s - 1 / 19) ** 2 for s in [1, -1] * 9 + [1]) / 18)
+    assert math.isclose(t.noise, steps_sd / math.sqrt(2)) and (t.first, t.last) == (0.5, 0.5)
+    assert trend([1, 2, 3, 4]).direction == "rises" and trend([1, 2, 3, 4]).noise == 0.0  # 4 points suffice
+    assert trend([1, 1, 1, 1]).direction == "flat"  # no change, no noise: flat, not a direction
+    short = trend([1.0, 2.0])
+    assert short.points == 2 and short.words() == "1.00 -> 2.00 (too few points, 2 points)"
+    assert t.words(1) == f"0.5 -> 0.5 (flat, noise {t.noise:.1f}, 20 points)"
+    with pytest.raises(ValueError, match="^a trend needs at least one value$"):
+        trend([])
 
 
 def test_stage1_weighs_level_and_direction() -> None:

@@ -10,7 +10,8 @@ from gensis.config.base import StrictModel
 
 
 class ExportConfig(StrictModel):
-    """``gensis export``: an encoder as one self-contained file (TorchScript or torch.export)."""
+    """``gensis export``: an encoder as one self-contained file (TorchScript, torch.export or ONNX)."""
 
     encoder: InputPath = Field(..., description="run folder or exported encoder .safetensors")
-    out: OutputFile = Field(..., description=".pt: TorchScript (torch.jit.load), .pt2: torch.export (torch.export.load)")
+    out: OutputFile = Field(..., description=".pt: TorchScript (torch.jit.load), .pt2: torch.export (torch.export.load), "
+                     ".onnx: ONNX (onnxruntime; needs gensis[onnx])")

@@ -7,6 +7,11 @@ apply the encoder's own mean/std inside, and return the pooled embeddings (B, D)
 ``gensis embed normalize=false``. This is how the CIFAR-stem ResNets, whose stem plain timm
 cannot build, load in one line. The settings (backbone, resolution, mean, std) travel in the
 file as ``gensis.json``.
+
+``out=encoder.onnx`` writes ONNX (opset 18, the batch axis dynamic) for serving stacks
+(onnxruntime, TensorRT, Triton): input ``images``, output ``embeddings``; the settings are in the
+model's metadata (``gensis.json`` and one key each for resolution, mean, std, embed_dim). It
+needs ``pip install 'gensis[onnx]'``; the file is checked in onnxruntime before it is kept.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from gensis.errors import ConfigError, GensisError
 from gensis.runtime.io import atomic_write
 
 EXTRA_FILE = "gensis.json"
-FORMATS = {".pt": "torchscript", ".pt2": "torch.export"}
+FORMATS = {".pt": "torchscript", ".pt2": "torch.export", ".onnx": "onnx"}
+ONNX_OPSET = 18
 
 
 class NormalizedEncoder(nn.Module):
@@ -45,7 +51,10 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"out: {out}: unknown export format {out.suffix!r} (.pt: TorchScript, .pt2: torch.export)")
+        raise ConfigError(f"out: {out}: unknown export format {out.suffix!r} "
+                          "(.pt: TorchScript, .pt2: torch.export, .onnx: ONNX)")
+    if fmt == "onnx":
+        _check_onnx_packages(out)  # before the encoder is read or anything written
     src = resolve_encoder_path(encoder_path)
     encoder = load_encoder(src, "cpu")
     meta = encoder.extra_metadata  # type: ignore[attr-defined]
@@ -69,10 +78,13 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
             program = _torchscript(model, example)
             atomic_write(out, lambda tmp: torch.jit.save(program, str(tmp), _extra_files=extra))
             got = torch.jit.load(str(out))(example)
-        else:
+        elif fmt == "torch.export":
             program = _torch_export(model, example)
             atomic_write(out, lambda tmp: _save_exported(program, tmp, extra))
             got = torch.export.load(str(out)).module()(example)
+        else:
+            atomic_write(out, lambda tmp: _save_onnx(model, example, tmp, info))
+            got = torch.from_numpy(run_onnx(out, example.numpy()))
     if not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):  # never hand out a file that computes otherwise
         out.unlink(missing_ok=True)
         raise GensisError(f"{out}: the {fmt} file does not reproduce the encoder (max diff "
@@ -95,3 +107,39 @@ def _save_exported(program, path: Path, extra: dict[str, str]) -> None:
 def _torch_export(model: nn.Module, example: torch.Tensor):
     batch = torch.export.Dim("batch", min=1)
     return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+
+
+def _check_onnx_packages(out: Path) -> None:
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"out: {out}: writing ONNX needs {', '.join(missing)} (pip install 'gensis[onnx]')")
+
+
+def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
+                                    output_names=["embeddings"], dynamic_shapes=({0: batch},), verbose=False)
+    proto = program.model_proto
+    meta = {EXTRA_FILE: json.dumps(info), "resolution": str(info["resolution"]), "embed_dim": str(info["embed_dim"]),
+            "mean": json.dumps(info["mean"]), "std": json.dumps(info["std"]), "input": info["input"],
+            "output": info["output"]}
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "gensis"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def run_onnx(path: str | Path, images) -> "numpy.ndarray":  # noqa: F821 (numpy: only the type)
+    """The embeddings an ONNX encoder file gives for float images in [0, 1] (B, 3, H, W), in onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["embeddings"], {"images": images})[0]
