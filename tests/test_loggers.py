@@ -1,4 +1,4 @@
-"""Experiment loggers: TensorBoard event files read back, W&B and MLflow through fakes, failures only warn."""
+"""Experiment loggers: TensorBoard, W&B (offline) and MLflow (a local store) for real, read back with\neach library's own reader; fakes only where the real library cannot go (a network that fails,\na logger that breaks mid-run); failures only warn."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from _real_loggers import mlflow_run, wandb_history
 from _synthetic import write_npz
 import gensis
 from gensis.config.loggers import LoggersConfig
@@ -72,39 +73,13 @@ def fake_wandb(monkeypatch):
 
 
 @pytest.fixture
-def fake_mlflow(monkeypatch):
-    calls: dict[str, list] = {"batches": [], "images": [], "terminated": [], "clients": []}
-
-    class Client:
-        def __init__(self, tracking_uri):
-            calls["clients"].append(tracking_uri)
-
-        def get_experiment_by_name(self, name):
-            return None
-
-        def create_experiment(self, name):
-            return "exp-1"
-
-        def create_run(self, experiment_id, run_name=None):
-            calls["run_name"] = run_name
-            return types.SimpleNamespace(info=types.SimpleNamespace(run_id="run-1"))
-
-        def log_batch(self, run_id, metrics):
-            calls["batches"].append((run_id, metrics))
-
-        def log_image(self, run_id, image, artifact_file):
-            calls["images"].append((artifact_file, image.shape))
-
-        def set_terminated(self, run_id):
-            calls["terminated"].append(run_id)
-
-    mlflow, tracking, entities = (types.ModuleType(n) for n in ("mlflow", "mlflow.tracking", "mlflow.entities"))
-    tracking.MlflowClient = Client
-    entities.Metric = lambda key, value, timestamp, step: (key, value, step)
-    for name, mod in (("mlflow", mlflow), ("mlflow.tracking", tracking), ("mlflow.entities", entities)):
-        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
-        monkeypatch.setitem(sys.modules, name, mod)
-    return calls
+def offline(monkeypatch, tmp_path):
+    """The real W&B with no login (so offline into the run folder) and no console chatter."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +88,9 @@ def shapes(tmp_path_factory):
     return write_npz(root / "train.npz", 64, seed=0), write_npz(root / "test.npz", 32, seed=1)
 
 
-def test_pretrain_writes_tensorboard_events_with_the_metrics(tmp_path, shapes, fake_wandb, fake_mlflow) -> None:
+def test_pretrain_logs_every_metric_to_tensorboard_wandb_and_mlflow(tmp_path, shapes, offline) -> None:
+    """The real libraries: TensorBoard's events, W&B's offline run file and MLflow's local store,
+    each read back with the library's own reader, hold every value of metrics.jsonl at its step."""
     train, test = shapes
     out = tmp_path / "run"
     gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "data.eval_path": str(test),
@@ -128,20 +105,29 @@ def test_pretrain_writes_tensorboard_events_with_the_metrics(tmp_path, shapes, f
     assert set(got) == set(expected) and {"loss", "lr", "knn_top1_k20"} <= set(got)
     for tag, by_step in expected.items():
         assert got[tag] == pytest.approx(by_step, rel=1e-6), tag
-    # W&B: offline without a login, into the run folder, same scalars, finished at the end.
-    (run,) = fake_wandb
-    assert run.kwargs["mode"] == "offline" and run.kwargs["dir"] == str(out.resolve()) and run.finished
-    assert run.kwargs["config"]["train"]["epochs"] == 2
-    logged = {k for d in run.logged for k in d}
-    assert set(expected) <= logged
-    # MLflow: a local store in the run folder, one batch per metrics line.
-    assert fake_mlflow["clients"] == [(out.resolve() / "mlruns").as_uri()]
-    assert len(fake_mlflow["batches"]) == len(records) and fake_mlflow["terminated"] == ["run-1"]
-    assert json.loads((out / "loggers.json").read_text()) == {
-        "wandb_id": "fake-id", "mlflow_run_id": "run-1", "mlflow_tracking_uri": fake_mlflow["clients"][0]}
+    # W&B: offline into the run folder, each value against the stage's own step, the config in.
+    rows, config = wandb_history(out)
+    logged: dict[str, dict[int, float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            if not k.startswith("_") and k != "step":
+                logged.setdefault(k, {})[row["step"]] = v
+    assert logged.keys() == expected.keys()
+    for tag, by_step in expected.items():
+        assert logged[tag] == pytest.approx(by_step, rel=1e-6), tag
+    assert config["train"]["epochs"] == 2
+    # MLflow: a local store in the run folder; metrics, params and a finished run.
+    client, run = mlflow_run(out)
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    for tag, by_step in expected.items():
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, tag)}
+        assert history == pytest.approx(by_step, rel=1e-6), tag
+    assert run.data.params["train.epochs"] == "2" and run.data.params["model.backbone"] == "resnet10t"
+    state = json.loads((out / "loggers.json").read_text())
+    assert state["mlflow_run_id"] == run.info.run_id and state["wandb_id"] in str(next(out.glob("wandb/offline-run-*")))
 
 
-def test_experiment_prefixes_stages_and_takes_images(tmp_path, fake_wandb, fake_mlflow) -> None:
+def test_experiment_prefixes_stages_and_takes_images(tmp_path, offline) -> None:
     cfg = LoggersConfig.model_validate({"wandb": {"enabled": True}, "mlflow": {"enabled": True}})
     with loggers.experiment(tmp_path, cfg, config={"out": str(tmp_path)}):
         for stage, loss in (("pretrain", 2.0), ("gen-dino", 1.0)):
@@ -156,21 +142,34 @@ def test_experiment_prefixes_stages_and_takes_images(tmp_path, fake_wandb, fake_
     assert _scalars(_events(tmp_path / "gen-dino"))["loss"] == {1: 1.0, 2: 0.5}
     assert "nan" not in _scalars(_events(tmp_path / "pretrain"))
     assert set(_events(tmp_path / "pictures").Tags()["images"]) == {"views", "mask"}
-    # W&B / MLflow: one run, stage names as prefixes, each stage on its own step axis.
-    (run,) = fake_wandb
-    assert {"pretrain/loss", "gen-dino/loss", "pretrain/step", "pictures/views"} <= {k for d in run.logged for k in d}
-    assert ("gen-dino/*", "gen-dino/step") in run.defined and run.finished
-    keys = {m[0] for _, batch in fake_mlflow["batches"] for m in batch}
-    assert keys == {"pretrain/loss", "pretrain/epoch", "gen-dino/loss", "gen-dino/epoch"}
-    assert [a for a, _ in fake_mlflow["images"]] == ["pictures/views_step0.png", "pictures/mask_step0.png"]
-    assert fake_mlflow["run_name"] == tmp_path.name
+    # W&B: one run, stage names as prefixes, each stage on its own step axis.
+    rows, config = wandb_history(tmp_path)
+    assert config["out"] == str(tmp_path)
+    loss = {(k, row[k.replace("loss", "step")]): row[k] for row in rows for k in row if k.endswith("/loss")}
+    assert loss == {("pretrain/loss", 1): 2.0, ("pretrain/loss", 2): 1.0, ("gen-dino/loss", 1): 1.0,
+                    ("gen-dino/loss", 2): 0.5}
+    views = [row["pictures/views"] for row in rows if "pictures/views" in row]
+    assert len(views) == 1 and (views[0]["_type"], views[0]["width"], views[0]["height"]) == ("image-file", 6, 4)
+    assert not any("nan" in k for row in rows for k in row)
+    # MLflow: the same, and the pictures as PNG artifacts.
+    client, run = mlflow_run(tmp_path)
+    assert run.info.run_name == tmp_path.name and run.data.params == {"out": str(tmp_path)}
+    assert set(run.data.metrics) == {"pretrain/loss", "pretrain/epoch", "gen-dino/loss", "gen-dino/epoch"}
+    assert {m.step: m.value for m in client.get_metric_history(run.info.run_id, "gen-dino/loss")} == {1: 1.0, 2: 0.5}
+    art = {f.path for f in client.list_artifacts(run.info.run_id, "pictures")}
+    assert art == {"pictures/views_step0.png", "pictures/mask_step0.png"}
+    from PIL import Image
+
+    with Image.open(client.download_artifacts(run.info.run_id, "pictures/views_step0.png", str(tmp_path / "dl"))) as im:
+        assert im.size == (6, 4) and im.getpixel((0, 0)) == (200, 200, 200)
 
 
 def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path, shapes, monkeypatch, caplog) -> None:
     mod = types.ModuleType("wandb")
     mod.init = lambda **kw: (_ for _ in ()).throw(RuntimeError("network is unreachable\nlong trace"))
     monkeypatch.setitem(sys.modules, "wandb", mod)
-    monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
+    for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # not installed (also when a test before imported it)
     train, _ = shapes
     out = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="gensis"):
@@ -232,7 +231,7 @@ def test_image_array_shapes(tmp_path) -> None:
     assert loggers.image_array(np.ones((4, 7), np.float32)).max() == 255
 
 
-def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb, capsys) -> None:
+def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, offline, capsys) -> None:
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     from gensis.cli import main
@@ -244,7 +243,8 @@ def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb, cap
               "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16}, "gen_dino": {"train.epochs": 1}}
     root = tmp_path / "run"
     args = [f"out={root}", "preset=digits", "progress=false", "data.cache_dir=null", "control=false",
-            f"data.path={write_npz(tmp_path / 'train.npz', 64, seed=0)}", "loggers.wandb.enabled=true"]
+            f"data.path={write_npz(tmp_path / 'train.npz', 64, seed=0)}", "loggers.wandb.enabled=true",
+            "loggers.mlflow.enabled=true"]
     args += [f"{stage}.{k}={v}" for stage, kv in stages.items() for k, v in kv.items()]
     assert main(["run", *args, "-q"]) == 0
     assert f"curves: tensorboard --logdir {root}" in capsys.readouterr().out
@@ -253,10 +253,16 @@ def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, fake_wandb, cap
     assert set(runs) == {"pretrain", "generator", "gen-dino", "pictures"}
     assert "loss" in runs["pretrain"]["scalars"] and "loss" in runs["generator"]["scalars"]
     assert set(runs["pictures"]["images"]) == {"views", "interpolations"}
-    (run,) = fake_wandb  # one W&B run for the whole pipeline
-    keys = {k for d in run.logged for k in d}
-    assert {"pretrain/loss", "generator/loss", "gen-dino/loss", "pictures/views"} <= keys
-    assert run.kwargs["name"] == "run" and run.finished
+    rows, config = wandb_history(root)  # one W&B run for the whole pipeline, in its folder
+    keys = {k for row in rows for k in row}
+    assert {"pretrain/loss", "generator/loss", "gen-dino/loss", "pictures/views", "pictures/interpolations"} <= keys
+    assert config["pretrain"]["train.epochs"] == 1
+    client, run = mlflow_run(root)  # and one MLflow run
+    assert run.info.run_name == "run" and run.info.status == "FINISHED"
+    assert {"pretrain/loss", "generator/loss", "gen-dino/loss"} <= set(run.data.metrics)
+    assert run.data.params["preset"] == "digits"
+    assert {f.path for f in client.list_artifacts(run.info.run_id, "pictures")} == {
+        "pictures/views_step0.png", "pictures/interpolations_step0.png"}
 
 
 def test_foreground_maps_go_in_as_an_image(tmp_path) -> None:

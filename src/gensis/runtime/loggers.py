@@ -252,16 +252,33 @@ class _MLflow:
         from mlflow.tracking import MlflowClient
 
         c = session.cfg.mlflow
-        uri = c.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (session.root / "mlruns").as_uri()
+        # The local default is MLflow's own advice (a SQLite store; MLflow 3 refuses a plain folder
+        # store unless told), with the artifacts beside it, not in the working directory.
+        local = (session.root / "mlflow.db").as_posix()
+        uri = c.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local}"
         self._client = MlflowClient(tracking_uri=uri)
         state = session.read_state()
         run_id = state.get("mlflow_run_id") if state.get("mlflow_tracking_uri") == uri else None
         if run_id is None:
             exp = self._client.get_experiment_by_name(c.experiment)
-            exp_id = exp.experiment_id if exp is not None else self._client.create_experiment(c.experiment)
+            artifacts = (session.root / "mlartifacts").as_uri() if uri == f"sqlite:///{local}" else None
+            exp_id = exp.experiment_id if exp is not None else self._client.create_experiment(
+                c.experiment, artifact_location=artifacts)
             run_id = self._client.create_run(exp_id, run_name=c.run_name or session.name).info.run_id
+            self._log_params(run_id, session.config)  # once: MLflow params may not change afterwards
             session.save_state(mlflow_run_id=run_id, mlflow_tracking_uri=uri)
         self._run_id = run_id
+
+    def _log_params(self, run_id: str, config: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        from gensis.config.overrides import flatten
+
+        # MLflow takes at most 100 params per call, values of at most 6,000 characters.
+        params = [Param(k, json.dumps(v)[:6000] if not isinstance(v, str) else v[:6000])
+                  for k, v in sorted(flatten(config).items())]
+        for i in range(0, len(params), 100):
+            self._client.log_batch(run_id, params=params[i:i + 100])
 
     def scalars(self, stage: str, run_dir: Path, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
