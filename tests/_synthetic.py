@@ -51,3 +51,8 @@ def tiny_generator(root: Path, n_images: int = 12) -> tuple[Path, Path, Path]:
                                   "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
                                   "train.progress": False, "data.cache_dir": None})
     return enc_path, data, gen.generator_path
+
+
+# A tiny DINO stage for `gensis run` tests (the `pipeline` fixture in conftest.py, and others).
+SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
+              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}

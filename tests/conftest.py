@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # _synthetic, _data_files
 
 from _data_files import labelled_tree  # noqa: E402
-from _synthetic import shapes_dataset, write_npz  # noqa: E402
+from _synthetic import SMALL_DINO, shapes_dataset, write_npz  # noqa: E402
 
 META = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
 PRETRAIN = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
@@ -179,3 +179,26 @@ def bad_world(tmp_path_factory) -> dict[str, Path]:
 def labelled(tmp_path: Path) -> Path:
     """A labelled image folder for the data tests (see ``_data_files.labelled_tree``)."""
     return labelled_tree(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """One tiny `gensis run` (every stage, the report) shared by test_pipeline and test_report_browser."""
+    import torch
+
+    import gensis
+
+    root = tmp_path_factory.mktemp("pipe")
+    settings = {
+        "out": str(root / "run"), "preset": "digits", "progress": False,
+        "data.path": str(write_npz(root / "train.npz", 64, seed=0)),
+        "data.eval_path": str(write_npz(root / "test.npz", 32, seed=1)), "data.cache_dir": None,
+        "pretrain": SMALL_DINO,
+        "generator": {"model.spec": "tiny", "train.batch_size": 16, "train.epochs": 1, "train.log_every": 1},
+        "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2, "shard_size": 40},
+        "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16},
+        "gen_dino": {"train.epochs": 1, "gen.lambda_dis": 0.5},
+        "linear_epochs": 5,
+    }
+    torch.manual_seed(0)
+    return settings, gensis.run(settings)

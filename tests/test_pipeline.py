@@ -8,31 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from _synthetic import write_npz
+from _synthetic import SMALL_DINO, write_npz  # the `pipeline` fixture: tests/conftest.py
 import gensis
 from gensis.cli import main
 from gensis.errors import ConfigError
-
-SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
-              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipe")
-    settings = {
-        "out": str(root / "run"), "preset": "digits", "progress": False,
-        "data.path": str(write_npz(root / "train.npz", 64, seed=0)),
-        "data.eval_path": str(write_npz(root / "test.npz", 32, seed=1)), "data.cache_dir": None,
-        "pretrain": SMALL_DINO,
-        "generator": {"model.spec": "tiny", "train.batch_size": 16, "train.epochs": 1, "train.log_every": 1},
-        "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2, "shard_size": 40},
-        "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16},
-        "gen_dino": {"train.epochs": 1, "gen.lambda_dis": 0.5},
-        "linear_epochs": 5,
-    }
-    torch.manual_seed(0)
-    return settings, gensis.run(settings)
 
 
 def test_every_stage_and_the_report(pipeline) -> None:

@@ -178,7 +178,8 @@ def _html(s: dict[str, Any]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title>",
+    # an empty icon: a browser would otherwise ask the server for /favicon.ico (a 404 in its console)
+    parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title><link rel='icon' href='data:,'>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
              "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}"
              ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warning{background:#fde7e9}"
