@@ -65,6 +65,7 @@ def test_it_reconstructs_far_better_than_its_initialization_and_than_the_mean_im
     assert losses[-1] < 0.6 * losses[0]  # the logged loss falls
     # encoder= given: the perceptual term in its space is on by default, logged and recorded
     assert all(0 <= m["perceptual"] <= 2 for m in metrics if "loss" in m)
+    assert all(0 <= m["data_wait"] <= 1 for m in metrics if "loss" in m)  # decoding's share of the time
     assert "perceptual_weight: 0.1" in (root / "ae" / "config.yaml").read_text()
     assert (root / "ae" / "reconstructions.png").is_file()
 

@@ -161,3 +161,39 @@ def test_a_moved_pipeline_folder_reruns_as_a_no_op(pipeline, tmp_path) -> None:
     shutil.copytree(settings["out"], moved)
     again = gensis.run({**settings, "out": str(moved)})
     assert {k: v["last"] for k, v in again["stages"].items()} == {k: "skipped" for k in first["stages"]}
+
+
+def test_every_training_stage_says_how_long_it_waited_for_data(pipeline) -> None:
+    from pathlib import Path
+
+    from gensis.runtime.run_folder import RunFolder
+
+    _, result = pipeline
+    root = Path(result["out"])
+    for stage in ("pretrain", "generator", "gen-dino", "control"):
+        waits = [r["data_wait"] for r in RunFolder(root / stage).read_metrics() if "data_wait" in r]
+        assert waits and all(0.0 <= w <= 1.0 for w in waits), stage
+    table = [line for line in (root / "report.md").read_text().splitlines() if line.startswith("| pretrain |")]
+    assert len(table) == 1 and table[0].rstrip(" |").endswith("%")
+    assert "| stage | last run | compute (s) | waiting for data |" in (root / "report.md").read_text()
+
+
+def test_data_wait_is_the_share_of_wall_time_spent_in_the_loader(monkeypatch) -> None:
+    from gensis.runtime import data_wait as dw
+
+    clock = [0.0]
+    monkeypatch.setattr(dw.time, "perf_counter", lambda: clock[0])
+
+    def loader():
+        for i in range(4):
+            clock[0] += 3.0  # 3 s to decode each batch
+            yield i
+
+    wait = dw.DataWait()
+    for _ in wait.timed(loader()):
+        clock[0] += 1.0  # 1 s of model work per batch
+        if clock[0] == 8.0:
+            assert wait.share() == 0.75  # two batches: 6 s of 8 waiting
+    clock[0] += 4.0  # after the loop: 4 s of other work (a checkpoint)
+    assert wait.share() == 0.5  # since the last reading: 6 s of 12
+    assert wait.share("bar") == 12 / 20  # a second reader keeps its own window

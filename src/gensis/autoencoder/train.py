@@ -42,6 +42,7 @@ from gensis.data.loader import subset_indices
 from gensis.errors import ConfigError, DataError
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
+from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.data.batches import epoch_batches, step_generator
@@ -180,14 +181,16 @@ def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_i
     total = tc.epochs * steps_per_epoch
     last = min(total, tc.max_steps) if tc.max_steps else total
     vae.train()
+    wait = DataWait()
     while step < last:
         epoch = step // steps_per_epoch
         batches = epoch_batches(len(train_idx), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last - step]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
         t0 = time.perf_counter()
-        for i, idx in enumerate(bar):
+        fetched = wait.timed((idx, _fetch(data, images, train_idx[idx])) for idx in bar)  # decoded when asked
+        for i, (idx, raw) in enumerate(fetched):
             gen = step_generator(tc.seed, step)
-            x = _crops(_fetch(data, images, train_idx[idx]), crop, gen).to(device).float() / 127.5 - 1
+            x = _crops(raw, crop, gen).to(device).float() / 127.5 - 1
             lr = tc.lr * (step + 1) / tc.warmup_steps if step < tc.warmup_steps else \
                 cosine_schedule(step - tc.warmup_steps, max(total - tc.warmup_steps, 1), tc.lr, 0.0)
             for group in optimizer.param_groups:
@@ -202,9 +205,10 @@ def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_i
             step += 1
             if step % tc.log_every == 0 or step == last:
                 record = {"step": step, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
-                          "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0)}
+                          "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0),
+                          "data_wait": wait.share()}
                 run.log_metrics(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                bar.set_postfix(loss=f"{record['loss']:.4f}", data_wait=f"{record['data_wait']:.0%}")
             if tc.eval_every and (step % tc.eval_every == 0 or step == last):
                 vae.eval()
                 value = float(psnr(reconstruct(vae, held_images), held_images).mean())

@@ -123,10 +123,13 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         "lambda_dis": stages.gen_dino.gen.lambda_dis,
     }
     metrics = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
+    folders = {"pretrain": stages.pretrain.out, "train-generator": stages.generator.out, "gen-dino": stages.gen_dino.out,
+               **({"control": stages.control.out} if stages.control is not None else {}),
+               **({"autoencoder": stages.autoencoder.out} if getattr(stages, "autoencoder", None) is not None else {})}
     sections = {
         "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
         "facts": facts,
-        "stages": state["stages"],
+        "stages": _stage_rows(state["stages"], folders),
         "compute": _compute(state["stages"], stages.baseline),
         "eval": _eval_rows(results) if results else None,
         "quality": quality,
@@ -138,6 +141,34 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     atomic_write_text(root / "report.md", _markdown(sections))
     atomic_write_text(root / "report.html", _html(sections))
     return root / "report.md", sections["verdicts"]
+
+
+def _stage_rows(stages: dict[str, Any], folders: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """The stage table: how each stage last ran, its seconds, and for training stages the share of
+    those spent waiting for data (the mean of their logged ``data_wait``)."""
+    rows = []
+    for name, v in stages.items():
+        wait = mean_data_wait(folders[name]) if name in folders else None
+        rows.append([name, v.get("last", ""), f"{v.get('seconds', 0):.1f}", "-" if wait is None else f"{wait:.0%}"])
+    return ["stage", "last run", "compute (s)", "waiting for data"], rows
+
+
+def mean_data_wait(folder: str | Path) -> float | None:
+    """The mean of a training run's logged ``data_wait`` (None before it was logged)."""
+    path = Path(folder)
+    waits = [r["data_wait"] for r in (RunFolder(path).read_metrics() if path.is_dir() else [])
+             if isinstance(r.get("data_wait"), (int, float))]
+    return sum(waits) / len(waits) if waits else None
+
+
+def format_data_wait(root: str | Path) -> str:
+    """One line: the share of each training stage's time spent waiting for data."""
+    root = Path(root)
+    named = {"stage 1": "pretrain", "autoencoder": "autoencoder", "generator": "generator",
+             "stage 3": "gen-dino", "control": "control"}
+    parts = [f"{label} {wait:.0%}" for label, folder in named.items()
+             if (wait := mean_data_wait(root / folder)) is not None]
+    return "waiting for data (share of training time): " + (", ".join(parts) or "not logged")
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -152,8 +183,7 @@ def _markdown(s: dict[str, Any]) -> str:
     out += [f"- **{k}**: {v}" for k, v in s["facts"].items()]
     if s["eval"]:
         out += ["", "## Frozen-encoder evaluation (top-1 %, test split)", "", _md_table(*s["eval"])]
-    out += ["", "## Stages", "", _md_table(["stage", "last run", "compute (s)"],
-                                          [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
+    out += ["", "## Stages", "", _md_table(*s["stages"])]
     out += ["", "Compute: " + ", ".join(f"{k} {v}" for k, v in s["compute"].items())]
     if s["reconstruction"]:
         out += ["", "## The autoencoder: does its latent space keep what the encoder sees?", "", _RECON_NOTE, "",
@@ -190,8 +220,7 @@ def _html(s: dict[str, Any]) -> str:
     parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in s["facts"].items()] + ["</ul>"]
     if s["eval"]:
         parts += ["<h2>Frozen-encoder evaluation (top-1 %, test split)</h2>", table(*s["eval"])]
-    parts += ["<h2>Stages</h2>", table(["stage", "last run", "compute (s)"],
-                                       [[k, v.get("last", ""), f"{v.get('seconds', 0):.1f}"] for k, v in s["stages"].items()])]
+    parts += ["<h2>Stages</h2>", table(*s["stages"])]
     parts += ["<p>Compute: " + e(", ".join(f"{k} {v}" for k, v in s["compute"].items())) + "</p>"]
     if s["reconstruction"]:
         parts += ["<h2>The autoencoder: does its latent space keep what the encoder sees?</h2>",
@@ -211,6 +240,7 @@ def _html(s: dict[str, Any]) -> str:
 def format_run(result: dict) -> str:
     """The console summary of ``gensis run``: where the report is, and each encoder's scores."""
     lines = [f"report: {result['report']}"] + [format_verdict(v) for v in result.get("verdicts", [])]
+    lines.append(format_data_wait(result["out"]))
     for name, r in result["eval"].items():
         knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
         lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""

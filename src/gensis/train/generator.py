@@ -53,6 +53,7 @@ from gensis.data.batches import step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop
 from gensis.ssl.schedules import cosine_schedule
+from gensis.runtime.data_wait import DataWait
 from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.generator")
@@ -208,7 +209,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
         with torch.no_grad():  # EMA of the weights; the exported generator uses it
             torch._foreach_lerp_(ema, [p.detach() for p in unet.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
         last["done"] += 1
-        shown = _log_step(run, info, step + 1, epoch, loss, lr, last, tc, schedule.last_step)
+        shown = _log_step(run, info, step + 1, epoch, loss, lr, last, tc, schedule.last_step, loop.data_wait)
         if monitor is not None and ((step + 1) % tc.monitor_every == 0 or step + 1 == schedule.last_step):
             _run_monitor(monitor, unet, run, step + 1, schedule.total_steps)
         return shown
@@ -234,14 +235,16 @@ def _describe(cfg, n: int, n_held: int, targets, embeddings, schedule: Schedule,
              sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
 
 
-def _log_step(run: RunFolder, info, step: int, epoch: int, loss, lr: float, last: dict, tc, last_step: int):
+def _log_step(run: RunFolder, info, step: int, epoch: int, loss, lr: float, last: dict, tc, last_step: int,
+              data_wait: DataWait):
     """Every ``log_every`` steps: the global batch's loss (mean over ranks) to metrics.jsonl; returns it."""
     if step % tc.log_every != 0 and step != last_step:
         return None
     last["loss"] = distributed.mean({"loss": loss}, info)["loss"]
     if info.is_main:
         run.log_metrics({"step": step, "epoch": epoch, "loss": last["loss"], "lr": lr,
-                         "images_per_s": last["done"] * tc.batch_size / (time.perf_counter() - last["t0"])})
+                         "images_per_s": last["done"] * tc.batch_size / (time.perf_counter() - last["t0"]),
+                         "data_wait": data_wait.share()})
     return last["loss"]
 
 

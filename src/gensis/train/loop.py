@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from gensis.data.batches import epoch_batches
 from gensis.runtime import distributed
+from gensis.runtime.data_wait import DataWait
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 
@@ -60,6 +61,7 @@ class Loop:
     progress: bool = True
     info: distributed.Dist = distributed.Dist()
     stop: GracefulStop | None = None
+    data_wait: DataWait = field(default_factory=DataWait)  # stages log data_wait.share() with their metrics
 
     def check_finite(self, loss: torch.Tensor, where: str, hint: str) -> None:
         """A non-finite loss on any rank stops every rank, naming the step (and a checkpoint if one exists)."""
@@ -79,12 +81,12 @@ class Loop:
             batches = batches[: s.last_step - step]
             bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{s.epochs}",
                        disable=not (self.progress and self.info.is_main), leave=False)
-            for item in fetch(batches):
+            for item in self.data_wait.timed(fetch(batches)):
                 shown = step_fn(step, epoch, item)
                 step += 1
                 bar.update(1)
                 if shown is not None:
-                    bar.set_postfix(loss=f"{shown:.4g}")
+                    bar.set_postfix(loss=f"{shown:.4g}", data_wait=f"{self.data_wait.share('bar'):.0%}")
                 self._stop_if_asked(step, bar)
             bar.close()
             due = step % s.steps_per_epoch == 0 and (step // s.steps_per_epoch) % self.checkpoint_every == 0

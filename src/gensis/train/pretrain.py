@@ -275,6 +275,7 @@ class _Trainer:
             # Collapse signal: ~1/sqrt(D) when healthy, -> 0 when all embeddings coincide.
             "embedding_std": emb.std(dim=0).mean().item(),
             "images_per_s": self._seen / max(time.perf_counter() - self._t0, 1e-9),
+            "data_wait": self.loop.data_wait.share(),  # of the wall time since the last record
         }
         if weights is not None:  # how far the quality weights are from uniform
             metrics["quality_weight_std"] = weights.float().std().item()
