@@ -70,7 +70,7 @@ def test_the_report_in_a_real_browser(served, tmp_path) -> None:
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
         shot = os.environ.get("GENSIS_REPORT_SCREENSHOT")  # docs/images/report_browser.png is made so
         if shot:
-            page.screenshot(path=shot, full_page=False)
+            page.screenshot(path=shot, full_page=True)
         browser.close()
     assert not errors, errors
     # every image the page names loads, and they are the run's pictures and curves
