@@ -190,3 +190,98 @@ def test_stage3_with_per_image_results_on_one_side_only_is_not_testable() -> Non
         "measurable difference between Gen-DINO and its control (not testable)")
     other_length = _pair([True] * 10, [False] * 9)
     assert "(no per-image results to test)" in stage3(other_length, [], 100).text
+
+
+def _bits(right: int, n: int = 40) -> str:
+    return encode_correct([True] * right + [False] * (n - right))
+
+
+def test_stage3_weighs_the_linear_probe_on_its_own_per_image_results() -> None:
+    """kNN inside the noise, the linear probe 12 of 40 images worse (p = 2 * 0.5^12): the verdict
+    is a warning, and only the linear figure can make it one."""
+    gen = {"knn_top1": {"5": 50.0, "20": 52.5}, "knn_correct": {"5": _bits(20), "20": _bits(21)},
+           "linear": {"top1": 50.0, "correct": _bits(20)}}
+    control = {"knn_top1": {"5": 50.0, "20": 50.0}, "knn_correct": {"5": _bits(20), "20": _bits(20)},
+               "linear": {"top1": 80.0, "correct": _bits(32)}}
+    v = stage3({"gen-dino": gen, "control": control}, [], 64)
+    assert v == Verdict("stage 3", "warning", (
+        "Gen-DINO minus control, one seed, same test images: kNN k=5 +0.00 points (0 test images right only with "
+        "Gen-DINO, 0 only with its control, McNemar p = 1); linear -30.00 points (0 test images right only with "
+        "Gen-DINO, 12 only with its control, McNemar p = 0.00049): Gen-DINO is below its control beyond the noise"))
+    # the linear probe's results missing on one side: kNN alone decides, and says it could not test linear
+    v = stage3({"gen-dino": gen, "control": {**control, "linear": {"top1": 80.0}}}, [], 64)
+    assert v.status == "none" and v.text.endswith("(not testable)") and "linear -30.00 (no per-image results" in v.text
+    # a control without a linear probe: no linear figure at all
+    v = stage3({"gen-dino": gen, "control": {k: x for k, x in control.items() if k != "linear"}}, [], 64)
+    assert "linear" not in v.text and v.text.endswith("(within the noise)")
+
+
+def test_stage3_against_dino_from_scratch_and_without_a_baseline() -> None:
+    gen = {"knn_top1": {"20": 60.0}, "knn_correct": {"20": _bits(24)}}
+    linear = {"linear": {"top1": 60.0, "correct": _bits(24)}}
+    v = stage3({"gen-dino": {**gen, **linear}, "dino": {"knn_top1": {"20": 60.0}, "knn_correct": {"20": _bits(24)},
+                                                       **linear}}, [], 64, "dino")
+    assert v.text.startswith("Gen-DINO minus DINO from scratch (stage 1), one seed")
+    assert v.text.count("0 only with DINO from scratch (stage 1), McNemar p = 1") == 2  # kNN and linear alike
+    assert stage3({"gen-dino": gen}, [], 64, None) == Verdict("stage 3", "warning", "not evaluated")
+    rising = [{"loss_dis": x} for x in (3.0, 3.5, 4.0, 4.5)]
+    v = stage3({"gen-dino": gen}, rising, 64, None)
+    assert v.status == "warning" and v.text.endswith(
+        ": the disentanglement loss rose, so the task teaches nothing")
+
+
+def test_verdicts_of_a_pipeline_without_metrics_or_an_autoencoder_stage() -> None:
+    from types import SimpleNamespace as NS
+
+    from gensis.pipeline.verdict import verdicts
+
+    stages = NS(pretrain=NS(dino=NS(out_dim=64), method="dino"), gen_dino=NS(dino=NS(out_dim=64)), baseline="dino")
+    out = verdicts(stages, None, {}, {})  # no autoencoder attribute at all, nothing logged
+    assert [(v.stage, v.status, v.text) for v in out] == [
+        ("stage 1", "warning", "no training loss was logged"),
+        ("stage 2", "warning", "the bank's quality was not measured"),
+        ("stage 3", "warning", "not evaluated")]
+    gen = {"knn_top1": {"20": 60.0}}
+    out = verdicts(stages, None, {"gen-dino": gen, "dino": gen}, {})
+    assert out[-1].text.startswith("Gen-DINO minus DINO from scratch (stage 1)")  # the pipeline's baseline
+
+
+def test_stage2_without_chance_or_ceiling_and_with_two_problems() -> None:
+    # no chance and no ceiling recorded: chance counts as 0, so any top-1 above 0 is "above chance"
+    v = stage2({"sources": 50, "retrieval_top1": 4.0, "retrieval_median_rank": 9, "source_pixel_rmse": 0.2})
+    assert v == Verdict("stage 2", "ok", "generated views find their source 4.0 % of the time (real stage-1 views "
+                        "? %, chance 0.00 %), median rank 9; pixel RMSE to the source 0.200")
+    # exactly 10x chance is not above it; and near copies: two problems, joined by "; "
+    v = stage2({"sources": 50, "retrieval_top1": 20.0, "retrieval_median_rank": 3, "chance": {"retrieval_top1": 2.0},
+                "ceiling": {"retrieval_top1": 60.0, "source_pixel_rmse": 0.5}, "source_pixel_rmse": 0.05})
+    assert v.text == (
+        "generated views find their source 20.0 % of the time (real stage-1 views 60.0 %, chance 2.00 %), median "
+        "rank 3; pixel RMSE to the source 0.050 (real views 0.500): the views are not views of their source, so "
+        "stage 3 pairs images with unrelated ones; the views differ from their source by a pixel RMSE of 0.050, "
+        "under 20% of real stage-1 views' 0.500: they are near copies, so stage 3 learns little from them; train "
+        "the generator longer (see its conditioning curves)")
+    # views exactly at 20 % of the real views' spread are not copies (the rule is "under")
+    q = {"sources": 50, "retrieval_top1": 50.0, "retrieval_median_rank": 1, "ceiling": {"retrieval_top1": 60.0,
+         "diversity_pixel_rmse": 0.5}, "diversity_pixel_rmse": 0.1}
+    assert stage2(q).status == "ok"
+    assert "differ from each other by a pixel RMSE of 0.090" in stage2({**q, "diversity_pixel_rmse": 0.09}).text
+
+
+def test_the_edges_of_stage1_and_the_autoencoder() -> None:
+    import math
+
+    uniform = math.log(64)
+    # a loss that ends exactly at 95 % of uniform is still "near uniform"
+    m = [{"loss": uniform}, {"loss": 0.95 * uniform}]
+    assert "still near its uniform value" in stage1(m, "dino", 64).text
+    # two points that did not move: "too few points", and not fallen
+    assert stage1([{"loss": 3.0}, {"loss": 3.0}], "dino", 64).text.endswith(
+        "did not fall over training, so the encoder learned little; check the learning rate, or train longer")
+    # a cosine of exactly 0 to the source is "sees nothing"
+    q = {"images": 40, "psnr_db": 20.0, "cosine_to_source": 0.0, "retrieval_top1": 50.0,
+         "ceiling": {"retrieval_top1": 60.0}}
+    assert "cosine <= 0" in autoencoder(q).text
+    # a ceiling of 0 with no median ranks: top-1 decides (0 >= half of 0)
+    q = {"images": 40, "psnr_db": 20.0, "cosine_to_source": 0.5, "retrieval_top1": 0.0, "ceiling": {"retrieval_top1": 0}}
+    assert autoencoder(q).status == "ok" and "median rank decides" not in autoencoder(q).text
+    assert "median rank decides" not in autoencoder({**q, "retrieval_median_rank": 3}).text
