@@ -4,15 +4,15 @@ its control, stage 3 not evaluated, and a faithfulness table without a real-view
 from __future__ import annotations
 
 from gensis.eval.significance import encode_correct
-from gensis.pipeline.report import _eval_rows, _html, _markdown
+from gensis.pipeline.report import _eval_rows, _html, _markdown, _stage_rows
 from gensis.pipeline.verdict import stage2, stage3
 
 FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(100)]
 
 
 def _report(quality: dict | None, results: dict, dis_curve: list[dict] = FALLING) -> tuple[str, str]:
-    sections = {"verdicts": [stage2(quality), stage3(results, dis_curve, 4096)], "facts": {}, "stages": {},
-                "compute": {}, "eval": _eval_rows(results) if results else None, "quality": quality,
+    sections = {"verdicts": [stage2(quality), stage3(results, dis_curve, 4096)], "facts": {},
+                "stages": _stage_rows({}, {}), "compute": {}, "eval": _eval_rows(results) if results else None, "quality": quality,
                 "reconstruction": None, "recon_pictures": [], "pictures": [], "plots": []}
     return _markdown(sections), _html(sections)
 
