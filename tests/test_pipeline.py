@@ -176,6 +176,10 @@ def test_every_training_stage_says_how_long_it_waited_for_data(pipeline) -> None
     table = [line for line in (root / "report.md").read_text().splitlines() if line.startswith("| pretrain |")]
     assert len(table) == 1 and table[0].rstrip(" |").endswith("%")
     assert "| stage | last run | compute (s) | waiting for data |" in (root / "report.md").read_text()
+    from gensis.pipeline.report import format_data_wait
+
+    assert set(result["data_wait"]) == {"pretrain", "train-generator", "gen-dino", "control"}
+    assert format_data_wait(result).startswith("waiting for data (share of training time): stage 1 ")
 
 
 def test_data_wait_is_the_share_of_wall_time_spent_in_the_loader(monkeypatch) -> None:

@@ -49,7 +49,7 @@ def served(pipeline):
         server.shutdown()
 
 
-def test_the_report_in_a_real_browser(served, tmp_path) -> None:
+def test_the_report_in_a_real_browser(served) -> None:
     from playwright.sync_api import sync_playwright
 
     root, url = served
@@ -67,7 +67,6 @@ def test_the_report_in_a_real_browser(served, tmp_path) -> None:
             ".verdicts li", "els => els.map(e => {const r = e.getBoundingClientRect(); "
             "return [e.className, e.innerText, r.top, r.bottom, r.height]})")
         cells = page.eval_on_selector_all("table tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
         shot = os.environ.get("GENSIS_REPORT_SCREENSHOT")  # docs/images/report_browser.png is made so
         if shot:
             page.screenshot(path=shot, full_page=True)

@@ -100,6 +100,6 @@ def format_demo(result: dict[str, Any]) -> str:
     if quality.exists() and json.loads(quality.read_text()).get("sources"):
         lines.append(format_faithfulness(json.loads(quality.read_text())))
     lines += [format_verdict(v) for v in result.get("verdicts", [])]
-    lines.append(format_data_wait(result["out"]))
+    lines.append(format_data_wait(result))
     lines.append(format_run(result).splitlines()[0])
     return "\n".join(lines)

@@ -21,9 +21,10 @@ import torch
 
 from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # noqa: F401 (re-exported)
 from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
-from gensis.errors import ConfigError, GensisError
+from gensis.errors import ConfigError
 from gensis.runtime.io import atomic_path, file_sha256, save_safetensors, write_result_json
-from gensis.runtime.trust import display, read_text
+from gensis.runtime.guards import vouched_digests
+from gensis.runtime.trust import display
 
 if TYPE_CHECKING:
     from gensis.config.schema import EmbedConfig
@@ -55,7 +56,7 @@ def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], label
         else:
             _write_parquet(table_tmp, array, ids, lab, names, metadata)
         new = {paths[0].name: file_sha256(npy_tmp), paths[1].name: file_sha256(table_tmp)}
-        before = _vouched_contents(sidecar)
+        before = vouched_digests(sidecar)
         write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": {
             name: sorted({digest, *before.get(name, [])}) for name, digest in new.items()}})
     write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": new})
@@ -75,18 +76,6 @@ def _csv(array: np.ndarray, ids: list[str], labels: list[int] | None, names: lis
             cells.append(names[i])
         w.writerow(cells + [repr(float(v)) for v in row])  # repr: float32 values read back exactly
     return buf.getvalue()
-
-
-def _vouched_contents(sidecar: Path) -> dict[str, list[str]]:
-    """The sha256s an earlier embed's sidecar vouches for, by file name (none if it is not ours)."""
-    try:
-        data = json.loads(read_text(sidecar, "embeddings sidecar"))
-    except (GensisError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != OWNERSHIP_FORMAT or not isinstance(data.get("files"), dict):
-        return {}
-    return {name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
-            for name, digests in data["files"].items()}
 
 
 def _check_pyarrow(path: Path) -> None:

@@ -95,8 +95,10 @@ def _compute(stages: dict[str, Any], baseline: str | None) -> dict[str, float]:
             "control: stage 1 + control (s)": round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
 
 
-def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]) -> tuple[Path, list[Verdict]]:
-    """report.md and report.html in ``root``; returns the Markdown path and the verdicts."""
+def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]
+                 ) -> tuple[Path, list[Verdict], dict[str, float]]:
+    """report.md and report.html in ``root``; returns the Markdown path, the verdicts and each
+    training stage's mean ``data_wait``."""
     runs = {"dino": Path(stages.pretrain.out), "gen-dino": Path(stages.gen_dino.out)}
     if stages.control is not None:
         runs["control"] = Path(stages.control.out)
@@ -123,13 +125,15 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         "lambda_dis": stages.gen_dino.gen.lambda_dis,
     }
     metrics = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
-    folders = {"pretrain": stages.pretrain.out, "train-generator": stages.generator.out, "gen-dino": stages.gen_dino.out,
-               **({"control": stages.control.out} if stages.control is not None else {}),
-               **({"autoencoder": stages.autoencoder.out} if getattr(stages, "autoencoder", None) is not None else {})}
+    by_stage = {"pretrain": metrics["dino"], "train-generator": metrics["generator"], "gen-dino": metrics["gen-dino"],
+                **({"control": metrics["control"]} if "control" in metrics else {}),
+                **({"autoencoder": RunFolder(stages.autoencoder.out).read_metrics()}
+                   if getattr(stages, "autoencoder", None) is not None else {})}
+    waits = {name: w for name, records in by_stage.items() if (w := _mean_data_wait(records)) is not None}
     sections = {
         "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
         "facts": facts,
-        "stages": _stage_rows(state["stages"], folders),
+        "stages": _stage_rows(state["stages"], waits),
         "compute": _compute(state["stages"], stages.baseline),
         "eval": _eval_rows(results) if results else None,
         "quality": quality,
@@ -140,34 +144,32 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
     }
     atomic_write_text(root / "report.md", _markdown(sections))
     atomic_write_text(root / "report.html", _html(sections))
-    return root / "report.md", sections["verdicts"]
+    return root / "report.md", sections["verdicts"], waits
 
 
-def _stage_rows(stages: dict[str, Any], folders: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+def _stage_rows(stages: dict[str, Any], waits: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """The stage table: how each stage last ran, its seconds, and for training stages the share of
-    those spent waiting for data (the mean of their logged ``data_wait``)."""
-    rows = []
-    for name, v in stages.items():
-        wait = mean_data_wait(folders[name]) if name in folders else None
-        rows.append([name, v.get("last", ""), f"{v.get('seconds', 0):.1f}", "-" if wait is None else f"{wait:.0%}"])
+    those spent waiting for data."""
+    rows = [[name, v.get("last", ""), f"{v.get('seconds', 0):.1f}", f"{waits[name]:.0%}" if name in waits else "-"]
+            for name, v in stages.items()]
     return ["stage", "last run", "compute (s)", "waiting for data"], rows
 
 
-def mean_data_wait(folder: str | Path) -> float | None:
+def _mean_data_wait(records: list[dict]) -> float | None:
     """The mean of a training run's logged ``data_wait`` (None before it was logged)."""
-    path = Path(folder)
-    waits = [r["data_wait"] for r in (RunFolder(path).read_metrics() if path.is_dir() else [])
-             if isinstance(r.get("data_wait"), (int, float))]
+    waits = [r["data_wait"] for r in records if isinstance(r.get("data_wait"), (int, float))]
     return sum(waits) / len(waits) if waits else None
 
 
-def format_data_wait(root: str | Path) -> str:
+# The stages' words on the console, in pipeline order.
+_WAIT_LABELS = {"pretrain": "stage 1", "autoencoder": "autoencoder", "train-generator": "generator",
+                "gen-dino": "stage 3", "control": "control"}
+
+
+def format_data_wait(result: dict) -> str:
     """One line: the share of each training stage's time spent waiting for data."""
-    root = Path(root)
-    named = {"stage 1": "pretrain", "autoencoder": "autoencoder", "generator": "generator",
-             "stage 3": "gen-dino", "control": "control"}
-    parts = [f"{label} {wait:.0%}" for label, folder in named.items()
-             if (wait := mean_data_wait(root / folder)) is not None]
+    waits = result.get("data_wait", {})
+    parts = [f"{label} {waits[name]:.0%}" for name, label in _WAIT_LABELS.items() if name in waits]
     return "waiting for data (share of training time): " + (", ".join(parts) or "not logged")
 
 
@@ -240,7 +242,7 @@ def _html(s: dict[str, Any]) -> str:
 def format_run(result: dict) -> str:
     """The console summary of ``gensis run``: where the report is, and each encoder's scores."""
     lines = [f"report: {result['report']}"] + [format_verdict(v) for v in result.get("verdicts", [])]
-    lines.append(format_data_wait(result["out"]))
+    lines.append(format_data_wait(result))
     for name, r in result["eval"].items():
         knn = ", ".join(f"k={k} {v:.2f}%" for k, v in r["knn_top1"].items())
         lin = f", linear {r['linear']['top1']:.2f}%" if "linear" in r else ""

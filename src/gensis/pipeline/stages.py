@@ -335,9 +335,9 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         record("eval", eval_all)
     else:
         log.info("no data.eval_path: the encoders are not evaluated")
-    report, judged = write_report(root, cfg, stages, state, results)
+    report, judged, waits = write_report(root, cfg, stages, state, results)
     return {"out": str(root), "report": str(report), "eval": results, "stages": state["stages"],
-            "verdicts": [v.as_dict() for v in judged]}
+            "verdicts": [v.as_dict() for v in judged], "data_wait": waits}
 
 
 def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> str:

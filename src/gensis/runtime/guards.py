@@ -109,16 +109,21 @@ def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     return {"encoder (recorded in the generator)": recorded} if isinstance(recorded, str) and recorded else {}
 
 
+def vouched_digests(sidecar: Path) -> dict[str, list[str]]:
+    """The sha256s an embed sidecar (``<stem>.gensis.json``, marked as gensis's) vouches for, by
+    file name: one per file, or old and new while embed replaces them (eval/embed_io.py)."""
+    data = _marked_json(sidecar)
+    if not data or data.get("format") != OWNERSHIP_FORMAT or not isinstance(data.get("files"), dict):
+        return {}
+    return {name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
+            for name, digests in data["files"].items()}
+
+
 def _vouched_by_sidecar(path: Path) -> bool:
     """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
     written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
     written before the sidecar existed are no longer replaced (README, "foreign-file")."""
-    data = _marked_json(ownership_sidecar(path))
-    if not data or data.get("format") != OWNERSHIP_FORMAT:
-        return False
-    recorded = (data.get("files") or {}).get(path.name)
-    # a list while embed replaces the files: the old and the new contents (eval/embed_io.py)
-    recorded = [recorded] if isinstance(recorded, str) else recorded if isinstance(recorded, list) else []
+    recorded = vouched_digests(ownership_sidecar(path)).get(path.name)
     return bool(recorded) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) in recorded
 
 
