@@ -109,12 +109,24 @@ def test_trend_by_hand() -> None:
 
 def test_stage1_weighs_level_and_direction() -> None:
     assert stage1([{"loss": 7.48}, {"loss": 7.25}], "dino", 2048).ok is False  # the first CIFAR-10 CPU run
-    good = stage1([{"loss": 6.9}, {"lr": 0.1}, {"loss": 6.0}], "dino", 1024)
+    falling = [{"loss": 6.9 - 0.1 * i} for i in range(10)]  # 6.9 -> 6.0 in ten noiseless steps
+    good = stage1(falling[:5] + [{"lr": 0.1}] + falling[5:], "dino", 1024)
     assert good.ok and "6.90 -> 6.00" in good.text and "against 6.93 for a uniform teacher" in good.text  # ln 1024
-    with_knn = stage1([{"loss": 6.76}, {"loss": 6.61, "knn_top1_k20": 94.17}], "dino", 1024)
-    assert not with_knn.ok and "online kNN k=20 94.2 %" in with_knn.text and "train longer" in with_knn.text
+    near_uniform = [{"loss": 6.80 - 0.02 * i} for i in range(10)] + [{"knn_top1_k20": 94.17}]
+    with_knn = stage1(near_uniform, "dino", 1024)
+    assert not with_knn.ok and "online kNN k=20 94.2 %" in with_knn.text and "still near its uniform" in with_knn.text
     assert stage1([], "dino", 1024).ok is False
-    assert stage1([{"loss": 5.0}, {"loss": 4.0}], "simclr", 1024).ok
+    assert stage1([{"loss": 5.0 - 0.1 * i} for i in range(10)], "simclr", 1024).ok
+
+
+def test_stage1_with_too_few_loss_points_is_no_evidence() -> None:
+    """Two or three logged losses cannot weigh their own noise: however far they fell, the
+    verdict is a warning that says so, for DINO and for the other methods alike."""
+    for method in ("dino", "simclr"):
+        short = stage1([{"loss": 6.9}, {"loss": 2.0}, {"loss": 1.0}], method, 1024)
+        assert short.status == "warning" and "(too few points, 3 points)" in short.text
+        assert "logged at only 3 points, too few to weigh its noise" in short.text
+    assert stage1([{"loss": 5.0 - 0.1 * i} for i in range(4)], "simclr", 1024).ok  # 4 points: the noise is weighed
     # ends far below uniform, but rose over training: not OK
     rising = stage1([{"loss": 4.0 + 0.01 * i + 0.02 * (i % 2)} for i in range(60)], "dino", 1024)
     assert rising.status == "warning" and "rose" in rising.text and "rises" in rising.text

@@ -89,23 +89,35 @@ def _curve(metrics: list[dict], key: str) -> Trend | None:
 
 
 def _fell(t: Trend) -> bool:
-    """Fell beyond its noise; with too few points to weigh the noise, fell at all."""
-    return t.direction == "falls" or (t.direction == "too few points" and t.last < t.first)
+    """Fell beyond its noise (a curve too short to weigh its noise is no evidence; see _too_short)."""
+    return t.direction == "falls"
+
+
+def _too_short(t: Trend, what: str) -> str | None:
+    """Words for a curve with too few points to tell learning from noise: such a run is no evidence
+    that the stage works (a 2-step stage 1 read OK before, from two noisy values)."""
+    if t.direction != "too few points":
+        return None
+    return (f"the {what} was logged at only {t.points} points, too few to weigh its noise, so this is no "
+            "evidence that it learned; train longer or lower train.log_every")
 
 
 def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
     loss = _curve(metrics, "loss")
     if loss is None:
         return Verdict("stage 1", "warning", "no training loss was logged")
+    short = _too_short(loss, "loss")
     if method != "dino":
         fell = _fell(loss)
-        return Verdict("stage 1", _status(fell), f"{method} loss {loss.words(3)}"
-                       + ("" if fell else ": the loss did not fall beyond its noise; train longer"))
+        why = short or "the loss did not fall beyond its noise; train longer"
+        return Verdict("stage 1", _status(fell), f"{method} loss {loss.words(3)}" + ("" if fell else ": " + why))
     uniform = math.log(out_dim)
     text = f"DINO loss {loss.words()}, against {uniform:.2f} for a uniform teacher"
     knn = _curve(metrics, "knn_top1_k20")
     if knn is not None:
         text += f"; online kNN k=20 {knn.last:.1f} %"
+    if short:
+        return Verdict("stage 1", "warning", text + ": " + short)
     if not _fell(loss):
         return Verdict("stage 1", "warning", text + f": the loss {'rose' if loss.direction == 'rises' else 'did not fall'}"
                        " over training, so the encoder learned little; check the learning rate, or train longer")
@@ -244,8 +256,9 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
             figures.append(s)
             parts.append(words)
     dis = _curve(gen_metrics, "loss_dis")
-    dis_learned = True
+    dis_learned, dis_short = True, None
     if dis is not None:
+        dis_short = _too_short(dis, "disentanglement loss")
         dis_learned = _fell(dis)
         floor = _curve(gen_metrics, "loss_dis_floor")
         parts.append(f"disentanglement loss {dis.words()} (uniform {math.log(out_dim):.2f}"
@@ -255,6 +268,8 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
     text = "; ".join(parts)
     if "warning" in figures:
         return Verdict("stage 3", "warning", text + f": Gen-DINO is below {base} beyond the noise")
+    if dis_short:
+        return Verdict("stage 3", "warning", text + ": " + dis_short)
     if not dis_learned:
         assert dis is not None
         return Verdict("stage 3", "warning", text + f": the disentanglement loss {'rose' if dis.direction == 'rises' else 'did not fall'}"
