@@ -11,9 +11,11 @@ import hashlib
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 import gensis
 
@@ -22,12 +24,18 @@ sys.path.insert(0, str(LEGACY))
 from make_fixtures import STAGE1  # noqa: E402  (the settings the runs were made with)
 
 
+THREADS = 2  # the expected files were made with 2 CPU threads; float sums split otherwise differ in the last bit
+
+
 @pytest.fixture
-def legacy(tmp_path, monkeypatch) -> Path:
+def legacy(tmp_path, monkeypatch) -> Iterator[Path]:
     root = tmp_path / "legacy"
     shutil.copytree(LEGACY, root)
     monkeypatch.chdir(root)  # the runs record relative paths
-    return root
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)  # so the test holds under OMP_NUM_THREADS=1 and on other core counts
+    yield root
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("run", ["stage1", "stage3"])
