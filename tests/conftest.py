@@ -157,6 +157,8 @@ def _crafted(root: Path, w: dict[str, Path]) -> dict[str, Path]:
         "enc_mean2": _resave(enc, root / "enc_mean2.safetensors", mean="[0.5, 0.5]"),
         "enc_stem": _resave(enc, root / "enc_stem.safetensors", cifar_stem="maybe"),
         "enc_std0": _resave(enc, root / "enc_std0.safetensors", std="[0.5, 0.0, 0.5]"),
+        "enc_dim": _resave(enc, root / "enc_dim.safetensors", embed_dim="x"),
+        "enc_steps": _resave(enc, root / "enc_steps.safetensors", trained_steps="-3"),
         "gen_spec": _resave(gen, root / "gen_spec.safetensors", spec="{not json"),
         "gen_latent": _resave(gen, root / "gen_latent.safetensors", space="latent", vae=""),
         "gen_space": _resave(gen, root / "gen_space.safetensors", space="voxel"),

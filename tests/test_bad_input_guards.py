@@ -72,6 +72,8 @@ CASES = [
     (EVAL + " test_path={data} encoder={enc_mean2}", "enc_mean2.safetensors: metadata 'mean'"),
     (EVAL + " test_path={data} encoder={enc_stem}", "enc_stem.safetensors: metadata 'cifar_stem'"),
     (EVAL + " test_path={data} encoder={enc_std0}", "enc_std0.safetensors: metadata 'std'"),
+    (EVAL + " test_path={data} encoder={enc_dim}", "enc_dim.safetensors: metadata 'embed_dim' is not valid JSON"),
+    ("export encoder={enc_steps} out={out}.pt2", "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0"),
     ("embed encoder={enc_mean2} data_path={data} out={out}.safetensors", "metadata 'mean'"),
     ("generate generator={gen_spec} data_path={data} out={out}", "gen_spec.safetensors: metadata 'spec'"),
     ("generate generator={gen_latent} data_path={data} out={out}", "gen_latent.safetensors: metadata 'vae'"),
@@ -117,7 +119,8 @@ def test_export_is_byte_identical(tmp_path) -> None:
     for p in paths:
         export_encoder(p, encoder, meta)
     assert len({p.read_bytes() for p in paths}) == 1
-    assert gensis.load_encoder(paths[0]).extra_metadata["method"] == "dino"
+    info = gensis.load_encoder(paths[0]).info
+    assert (info.method, info.trained_steps) == ("dino", 2)
 
 
 def test_moved_finished_run_resumes_as_a_no_op(world, tmp_path) -> None:

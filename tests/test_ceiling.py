@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from _synthetic import shapes_dataset
+from gensis.models.metadata import EncoderInfo
 from gensis.config.schema import ModelConfig
 from gensis.data import ImageData
 from gensis.eval.faithfulness import ceiling_and_chance
@@ -30,8 +31,9 @@ AUGMENT = {"global_crop_scale": [1.0, 1.0], "hflip_p": 1.0, "vflip_p": 0.0, "rot
 def setup():
     torch.manual_seed(0)
     encoder = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8).eval()
-    encoder.extra_metadata = {"mean": json.dumps(list(MEAN)), "std": json.dumps(list(STD)),
-                              "augment": json.dumps(AUGMENT), "resolution": "8"}
+    encoder.info = EncoderInfo.parse("mem.safetensors", {
+        **encoder.metadata(), "mean": json.dumps(list(MEAN)), "std": json.dumps(list(STD)),
+        "augment": json.dumps(AUGMENT)})
     images, labels = shapes_dataset(20, size=8, n_classes=3, seed=3)  # 7, 7, 6 images per class
     real = ImageData(images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
                      labels=torch.from_numpy(labels), class_names=["a", "b", "c"],

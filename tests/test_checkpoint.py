@@ -59,7 +59,8 @@ def test_export_and_load_encoder_same_outputs(tmp_path) -> None:
     loaded = load_encoder(path)
     x = torch.randn(2, 3, 16, 16)
     assert torch.allclose(enc(x), loaded(x), atol=1e-6)
-    assert loaded.extra_metadata["mean"] == "[0.5, 0.5, 0.5]"
+    assert loaded.info.mean == (0.5, 0.5, 0.5) and loaded.info.raw["mean"] == "[0.5, 0.5, 0.5]"
+    assert loaded.info.resolution == 16 and loaded.info.embed_dim == enc.embed_dim and loaded.info.method is None
 
 
 def test_encoder_file_from_another_backbone_is_rejected(tmp_path) -> None:
@@ -106,3 +107,28 @@ def test_atomic_writes_get_normal_permissions_even_when_the_writer_recreates_the
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     finally:
         os.umask(mask)
+
+
+def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
+    """EncoderInfo turns the file's strings into typed values and names the key of a bad one;
+    a file without mean/std loads, and only a command that needs them refuses it, in one line."""
+    from gensis.errors import CheckpointError
+    from gensis.models.metadata import EncoderInfo
+
+    base = {"backbone": "resnet10t", "cifar_stem": "true", "backbone_kwargs": "{}", "resolution": "16"}
+    info = EncoderInfo.parse("e.safetensors", {**base, "embed_dim": "512", "trained_steps": "7", "method": "dino",
+                                               "mean": "[0, 0.5, 1]", "std": "[1, 2, 3]", "augment": '{"hflip_p": 0.5}'})
+    assert (info.backbone, info.cifar_stem, info.backbone_kwargs, info.resolution) == ("resnet10t", True, {}, 16)
+    assert (info.embed_dim, info.trained_steps, info.method) == (512, 7, "dino")
+    assert info.normalization() == ((0.0, 0.5, 1.0), (1.0, 2.0, 3.0)) and info.augment == {"hflip_p": 0.5}
+    assert info.model_config().cifar_stem is True
+    bare = EncoderInfo.parse("e.safetensors", base)
+    assert (bare.mean, bare.embed_dim, bare.trained_steps, bare.augment) == (None, None, None, None)
+    with pytest.raises(CheckpointError, match=r"^e\.safetensors: no mean/std in its metadata"):
+        bare.normalization()
+    for key, value, words in (("embed_dim", "0", "must be an integer >= 1, got '0'"),
+                              ("embed_dim", "true", "must be an integer >= 1"),
+                              ("trained_steps", "2.5", "must be an integer >= 0, got '2.5'"),
+                              ("resolution", "16.0", "must be an integer in")):
+        with pytest.raises(CheckpointError, match=rf"^e\.safetensors: metadata '{key}' {words}"):
+            EncoderInfo.parse("e.safetensors", {**base, key: value})

@@ -26,6 +26,7 @@ from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
 from gensis.generator.target_augment import TargetAugment, resolve_target_augment
 from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
+from gensis.models.metadata import recorded_augment
 from gensis.train.pretrain import _export_meta
 
 
@@ -94,11 +95,12 @@ def test_target_flips_follow_the_stage1_augmentation() -> None:
     for preset, expected in (("digits", (0.0, 0.0, 0.0)), ("cifar10", (0.5, 0.0, 0.0)),
                              ("histology", (0.5, 0.5, 0.75))):
         cfg = build_config(PretrainConfig, {"preset": preset})
-        meta = _export_meta(cfg, 1)
-        aug = resolve_target_augment(GeneratorTrainConfig(), meta)
+        recorded = recorded_augment(_export_meta(cfg, 1))
+        aug = resolve_target_augment(GeneratorTrainConfig(), recorded)
         assert (aug.hflip_p, aug.vflip_p, aug.rot90_p) == expected, preset
-    assert resolve_target_augment(GeneratorTrainConfig(hflip_p=0.3), meta).hflip_p == 0.3  # explicit wins
-    assert resolve_target_augment(GeneratorTrainConfig(), {"mean": "[0.5, 0.5, 0.5]"}) == TargetAugment()
+    assert resolve_target_augment(GeneratorTrainConfig(hflip_p=0.3), recorded).hflip_p == 0.3  # explicit wins
+    assert resolve_target_augment(GeneratorTrainConfig(), recorded_augment({"mean": "[0.5, 0.5, 0.5]"})) == TargetAugment()
+    assert recorded_augment({"augment": "not json"}) is None and recorded_augment({"augment": "[1]"}) is None
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     assert torch.equal(TargetAugment()(x, torch.Generator().manual_seed(0)), x)
     flipped = TargetAugment(hflip_p=1.0)(x, torch.Generator().manual_seed(0))
@@ -204,9 +206,9 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
 
 def test_ceiling_views_use_the_recorded_stage1_augmentation() -> None:
     cfg = build_config(PretrainConfig, {"preset": "digits"})
-    aug, where = ceiling_augment(_export_meta(cfg, 1), 16)
+    aug, where = ceiling_augment(recorded_augment(_export_meta(cfg, 1)), 16)
     assert where.startswith("stage 1") and aug.global_crop_scale == (0.5, 1.0) and aug.hflip_p == 0.0
-    _, where = ceiling_augment({}, 16)
+    _, where = ceiling_augment(None, 16)
     assert where.startswith("defaults")
     images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     views = real_views(images, aug, views=2)

@@ -11,6 +11,7 @@ import torch
 from _synthetic import write_npz
 from test_gen_dino import _write_bank
 import gensis
+from gensis.models.metadata import EncoderInfo
 from gensis.config.schema import ModelConfig
 from gensis.errors import GensisError
 from gensis.foreground.pca import ForegroundPCA
@@ -75,7 +76,7 @@ def test_gen_simclr_uses_generated_views_and_quality_weights(tmp_path, data) -> 
 def test_pair_quality_prefers_pairs_with_matching_foregrounds() -> None:
     torch.manual_seed(0)
     enc = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16)
-    enc.extra_metadata = {"mean": "[0, 0, 0]", "std": "[1, 1, 1]"}
+    enc.info = EncoderInfo.parse("mem.safetensors", {**enc.metadata(), "mean": "[0, 0, 0]", "std": "[1, 1, 1]"})
 
     def scene(fg_value: float, bg_value: float) -> torch.Tensor:
         x = torch.full((3, 16, 16), bg_value)

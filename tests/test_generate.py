@@ -120,7 +120,7 @@ def test_quality_report_of_generate_and_eval_generator(tmp_path, trained) -> Non
     from gensis.runtime.checkpoint import load_encoder
 
     encoder = load_encoder(enc)
-    mean, std = (torch.tensor(json.loads(encoder.extra_metadata[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in encoder.info.normalization())
 
     def embed(images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -8,7 +8,6 @@ Settings are given as keyword sections or dotted overrides, e.g.::
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -159,7 +158,7 @@ def eval_generator(overrides: dict[str, Any] | None = None, *, config_file: str 
     if file_sha256(enc_path) != bank.index.encoder_sha256:
         raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
     encoder = load_encoder(enc_path, device)
-    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
                        max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     if len(data) != bank.index.n_sources:
         raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
@@ -222,12 +221,12 @@ def evaluate(overrides: dict[str, Any] | None = None, *, config_file: str | None
     guard_paths(cfg)
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    resolution = cfg.resolution or int(meta["resolution"])
+    meta = encoder.info
+    resolution = cfg.resolution or meta.resolution
     train = _load_labelled(cfg.train_path, resolution, cfg)
     test = _load_labelled(cfg.test_path, resolution, cfg)
     return evaluate_encoder(
-        encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+        encoder, train, test, mean=meta.normalization()[0], std=meta.normalization()[1],
         knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
         linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
         out=cfg.out, extra={"encoder": str(cfg.encoder)}, progress=cfg.progress,

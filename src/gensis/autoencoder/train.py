@@ -77,7 +77,7 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         encoder_path = resolve_encoder_path(cfg.encoder)
         encoder = load_encoder(encoder_path, device).requires_grad_(False)
     explicit = "resolution" in cfg.data.model_fields_set or encoder is None
-    resolution = cfg.data.resolution if explicit else int(encoder.extra_metadata["resolution"])  # type: ignore[union-attr]
+    resolution = cfg.data.resolution if explicit or encoder is None else encoder.info.resolution
     factor = 2 ** (len(cfg.model.widths(resolution)) - 1)
     crop = cfg.train.crop_size or resolution
     if resolution % factor:
@@ -164,9 +164,9 @@ def _loss(cfg: TrainAutoencoderConfig, vae, x: torch.Tensor, gen: torch.Generato
     kl = post.kl().mean() / x[0].numel()
     terms = {"pixel": pixel, "kl": kl, "loss": pixel + cfg.train.kl_weight * kl}
     if cfg.train.perceptual_weight > 0:
-        meta = encoder.extra_metadata
-        mean = torch.tensor(json.loads(meta["mean"]), device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(json.loads(meta["std"]), device=x.device).view(1, 3, 1, 1)
+        mean_std = encoder.info.normalization()
+        mean = torch.tensor(mean_std[0], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(mean_std[1], device=x.device).view(1, 3, 1, 1)
         a = encoder(((x + 1) / 2 - mean) / std)
         b = encoder(((rec.clamp(-1, 1) + 1) / 2 - mean) / std)
         terms["perceptual"] = 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()

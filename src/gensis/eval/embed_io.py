@@ -124,8 +124,7 @@ def run_embed(cfg: "EmbedConfig") -> Path:
     embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    data = load_images(cfg.data_path, cfg.resolution or int(meta["resolution"]),
+    data = load_images(cfg.data_path, cfg.resolution or encoder.info.resolution,
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
                        max_image_bytes=cfg.max_image_bytes)
     feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,

@@ -19,13 +19,14 @@ copies its source scores well on retrieval and gives stage 3 nothing new.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from gensis.augment import MultiCropAugment
 from gensis.config.schema import AugmentConfig
 from gensis.data import ImageData
 from gensis.eval.features import encoder_embeddings
-from gensis.augment.recorded import stage1_augment
 
 CLASS_K = 10
 
@@ -88,9 +89,9 @@ def view_figures(view_emb: torch.Tensor, view_images: torch.Tensor, sources: tor
     return out
 
 
-def ceiling_augment(encoder_meta: dict[str, str], resolution: int) -> tuple[AugmentConfig, str]:
-    """Stage 1's augmentation as recorded in the encoder (else the defaults), at ``resolution``."""
-    recorded = stage1_augment(encoder_meta)
+def ceiling_augment(recorded: dict[str, Any] | None, resolution: int) -> tuple[AugmentConfig, str]:
+    """Stage 1's augmentation as recorded in the encoder (``EncoderInfo.augment``; else the
+    defaults), at ``resolution``."""
     fields = dict(recorded) if recorded else {}
     fields = {k: v for k, v in fields.items() if k in AugmentConfig.model_fields}
     fields.update(global_crop_size=resolution, n_local_crops=0)
@@ -117,7 +118,7 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
                        originals: torch.Tensor | None = None) -> dict[str, dict]:
     """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance;
     ``originals``: the source images, when the caller has them decoded already."""
-    cfg, where = ceiling_augment(encoder.extra_metadata, real.resolution)  # type: ignore[attr-defined]
+    cfg, where = ceiling_augment(encoder.info.augment, real.resolution)
     labels = real.labels
     if originals is None:
         originals = real.batch(sources)  # decoded once, also for lazy (large) images

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import torch
 from tqdm.auto import tqdm
@@ -57,7 +56,7 @@ def encoder_embeddings(
     desc: str = "embeddings",
 ) -> torch.Tensor:
     """Embeddings of clean images with an exported encoder's own normalization (N, D)."""
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    feats = extract_features(encoder, data, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+    mean, std = encoder.info.normalization()
+    feats = extract_features(encoder, data, mean=mean, std=std,
                              batch_size=batch_size, device=device, progress=progress, desc=desc)
     return torch.nn.functional.normalize(feats, dim=-1).contiguous() if normalize else feats

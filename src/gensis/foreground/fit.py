@@ -7,7 +7,6 @@ Shared by adaptive view generation (``gensis generate adaptive_noise=true``), th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import torch
@@ -25,8 +24,7 @@ SIGNS = {"auto": None, "positive": 1, "negative": -1}  # relative to ForegroundP
 
 def encoder_mean_std(encoder: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The normalization an exported encoder was trained with (its file's metadata)."""
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    return tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))
+    return encoder.info.normalization()
 
 
 def resize_for_encoder(x: torch.Tensor, resolution: int | None) -> torch.Tensor:

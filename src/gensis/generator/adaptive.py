@@ -126,7 +126,7 @@ def run_foreground(cfg: ForegroundConfig) -> list[Path]:
 
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
-    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]),  # type: ignore[attr-defined]
+    data = load_images(cfg.data_path, encoder.info.resolution,
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
                        max_image_bytes=cfg.max_image_bytes)
     kw = dict(device=device, batch_size=cfg.batch_size, progress=cfg.progress, resolution=cfg.resolution)

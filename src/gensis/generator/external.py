@@ -94,8 +94,10 @@ class ExternalGenerator:
         enc_path = resolve_encoder_path(encoder)
         enc_meta = read_encoder_metadata(enc_path)
         self.meta = {"encoder": str(enc_path), "encoder_sha256": file_sha256(enc_path)}
-        self.embed_dim = int(enc_meta["embed_dim"])
-        self.resolution = int(enc_meta["resolution"])
+        self.resolution = enc_meta.resolution
+        if enc_meta.embed_dim is None:
+            raise CheckpointError(f"{enc_path}: metadata 'embed_dim' is missing")
+        self.embed_dim = enc_meta.embed_dim
         self.generator_sha256 = pipeline_sha256(folder)
         self.device = device
         self.dtype = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") \

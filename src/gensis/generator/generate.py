@@ -68,7 +68,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     encoder = load_encoder(encoder_path, device)
     if encoder.embed_dim != synth.embed_dim:
         raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}")
-    data = load_images(cfg.data_path, int(encoder.extra_metadata["resolution"]), cache_dir=cfg.cache_dir,
+    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
                        max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)

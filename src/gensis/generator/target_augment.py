@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import torch
 
 from gensis.augment import ops
-from gensis.augment.recorded import stage1_augment
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ class TargetAugment:
         return x
 
 
-def resolve_target_augment(train_cfg, encoder_meta: dict[str, str]) -> TargetAugment:
-    """Explicit ``train.hflip_p/vflip_p/rot90_p`` win; unset ones follow the encoder's stage 1."""
-    recorded = stage1_augment(encoder_meta) or {}  # none recorded: no flips (train-generator logs them)
+def resolve_target_augment(train_cfg, recorded: dict[str, Any] | None) -> TargetAugment:
+    """Explicit ``train.hflip_p/vflip_p/rot90_p`` win; unset ones follow the encoder's stage 1
+    (``EncoderInfo.augment``; none recorded: no flips, and train-generator logs that)."""
+    recorded = recorded or {}
     probs = {}
     for key in ("hflip_p", "vflip_p", "rot90_p"):
         set_value = getattr(train_cfg, key)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from gensis.config.schema import ModelConfig
-from gensis.errors import ConfigError
+from gensis.errors import ConfigError, GensisError
+from gensis.models.metadata import EncoderInfo
 
 
 class Encoder(nn.Module):
@@ -28,6 +29,19 @@ class Encoder(nn.Module):
         self.resolution = resolution
         self.backbone = _create_timm(cfg, resolution)
         self.embed_dim: int = int(self.backbone.num_features)
+        self._info: EncoderInfo | None = None
+
+    @property
+    def info(self) -> EncoderInfo:
+        """The exported file's metadata, typed (set when the encoder is loaded from a file)."""
+        if self._info is None:
+            raise GensisError("this encoder was built in memory, not loaded from an exported file: it has no "
+                              "recorded metadata (mean, std, resolution)")
+        return self._info
+
+    @info.setter
+    def info(self, value: EncoderInfo) -> None:
+        self._info = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -32,19 +32,19 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
             return False
     device = resolve_device(cfg.device)
     encoder = load_encoder(encoder_path, device)
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    resolution = int(meta["resolution"])
+    meta = encoder.info
+    resolution = meta.resolution
     kw = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress,
               max_image_bytes=cfg.data.max_image_bytes)
     train = load_images(cfg.data.path, resolution, max_images=cfg.data.max_images, **kw)
     test = load_images(cfg.data.eval_path, resolution, **kw)
     folder.mkdir(parents=True, exist_ok=True)
     result = evaluate_encoder(
-        encoder, train, test, mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
+        encoder, train, test, mean=meta.normalization()[0], std=meta.normalization()[1],
         knn_k=cfg.knn_k, linear=cfg.linear, linear_epochs=cfg.linear_epochs, device=device, seed=cfg.seed,
         progress=cfg.progress,
         extra={"encoder": str(encoder_path), "encoder_sha256": digest, "linear_epochs": cfg.linear_epochs,
-               "method": meta.get("method", "?"), "trained_steps": int(meta.get("trained_steps", 0))},
+               "method": meta.method or "?", "trained_steps": meta.trained_steps or 0},
     )
     write_result_json(out, result)
     results[name] = result

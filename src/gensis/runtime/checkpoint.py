@@ -10,8 +10,6 @@ Both are written atomically (temp file, fsync, rename).
 
 from __future__ import annotations
 
-import json
-import math
 import pickle
 import re
 import zipfile
@@ -22,10 +20,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from gensis.config.overrides import config_range
-from gensis.config.schema import DataConfig, ModelConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
+from gensis.models.metadata import EncoderInfo
 from gensis.runtime.guards import folder_kind
 from gensis.runtime.io import atomic_write, save_safetensors
 
@@ -113,7 +110,8 @@ def resolve_encoder_path(path: str | Path) -> Path:
     return resolve_exported(path, "encoder")
 
 
-def read_encoder_metadata(path: str | Path) -> dict[str, str]:
+def read_encoder_metadata(path: str | Path) -> EncoderInfo:
+    """The exported encoder's metadata, parsed and checked (one line per bad field)."""
     from safetensors import safe_open
 
     p = resolve_encoder_path(path)
@@ -124,55 +122,14 @@ def read_encoder_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{p}: corrupt or not a safetensors file ({exc})") from None
     if meta.get("format") != ENCODER_FORMAT:
         raise CheckpointError(f"{p}: not a gensis encoder (metadata format={meta.get('format')!r})")
-    check_encoder_metadata(p, meta)
-    return meta
-
-
-def _meta_json(path: Path, meta: dict[str, str], key: str) -> Any:
-    if key not in meta:
-        raise CheckpointError(f"{path}: metadata '{key}' is missing")
-    try:
-        return json.loads(meta[key])
-    except ValueError:
-        raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON: {meta[key][:60]!r}") from None
-
-
-def _bad(path: Path, key: str, meta: dict[str, str], what: str) -> CheckpointError:
-    return CheckpointError(f"{path}: metadata '{key}' must be {what}, got {meta[key][:60]!r}")
-
-
-def check_encoder_metadata(path: Path, meta: dict[str, str]) -> None:
-    """Every field an encoder is rebuilt and normalized with, checked before use (one line each)."""
-    if not meta.get("backbone"):
-        raise CheckpointError(f"{path}: metadata 'backbone' is missing or empty")
-    if not isinstance(_meta_json(path, meta, "cifar_stem"), bool):
-        raise _bad(path, "cifar_stem", meta, "true or false")
-    if not isinstance(_meta_json(path, meta, "backbone_kwargs"), dict):
-        raise _bad(path, "backbone_kwargs", meta, "a JSON object")
-    resolution = _meta_json(path, meta, "resolution")
-    lo, hi = config_range(DataConfig, "resolution")  # the range a run could have been trained at
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or not lo <= resolution <= hi:
-        raise _bad(path, "resolution", meta, f"an integer in [{lo}, {hi}] (data.resolution's range)")
-    for key in ("mean", "std"):  # written by gensis pretrain; other exporters may leave them out
-        if key not in meta:
-            continue
-        values = _meta_json(path, meta, key)
-        ok = isinstance(values, list) and len(values) == 3 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-        if not ok or (key == "std" and min(values) <= 0):
-            raise _bad(path, key, meta, "a list of 3 finite numbers" + (" > 0" if key == "std" else ""))
+    return EncoderInfo.parse(p, meta)
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
     """Rebuild the backbone from the file's metadata and load its weights."""
     p = resolve_encoder_path(path)
-    meta = read_encoder_metadata(p)
-    cfg = ModelConfig(
-        backbone=meta["backbone"],
-        cifar_stem=json.loads(meta["cifar_stem"]),
-        backbone_kwargs=json.loads(meta["backbone_kwargs"]),
-    )
-    res = int(meta["resolution"])
+    info = read_encoder_metadata(p)
+    cfg, res = info.model_config(), info.resolution
     try:  # timm on odd kwargs fails at build or only in forward (a drop rate of "x"): try both here
         encoder = build_encoder(cfg, res).eval()
         with torch.no_grad():
@@ -185,7 +142,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{p}: corrupt encoder weights ({exc})") from None
     load_backbone_weights(encoder, tensors, str(p))
-    encoder.extra_metadata = meta  # type: ignore[attr-defined]
+    encoder.info = info
     return encoder.to(device).eval()
 
 

@@ -57,15 +57,13 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
         _check_onnx_packages(out)  # before the encoder is read or anything written
     src = resolve_encoder_path(encoder_path)
     encoder = load_encoder(src, "cpu")
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    if "mean" not in meta or "std" not in meta:
-        raise GensisError(f"{src}: no mean/std in its metadata (not exported by a gensis training run)")
-    mean, std = json.loads(meta["mean"]), json.loads(meta["std"])
+    meta = encoder.info
+    mean, std = (list(v) for v in meta.normalization())
     model = NormalizedEncoder(encoder.backbone, mean, std).eval()
-    res = int(meta["resolution"])
-    info = {"backbone": meta["backbone"], "cifar_stem": json.loads(meta["cifar_stem"]),
-            "backbone_kwargs": json.loads(meta["backbone_kwargs"]), "resolution": res,
-            "embed_dim": int(meta["embed_dim"]), "mean": mean, "std": std,
+    res = meta.resolution
+    info = {"backbone": meta.backbone, "cifar_stem": meta.cifar_stem,
+            "backbone_kwargs": meta.backbone_kwargs, "resolution": res,
+            "embed_dim": encoder.embed_dim, "mean": mean, "std": std,
             "input": "float images in [0, 1], shape (B, 3, H, W)", "output": "pooled embeddings (B, D), not L2-normalized",
             "source": src.name}
     example = torch.rand(2, 3, res, res)

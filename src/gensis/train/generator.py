@@ -45,6 +45,7 @@ from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
 from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
+from gensis.models.metadata import EncoderInfo
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.device import autocast, resolve_device
@@ -76,8 +77,8 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
     device = distributed.setup(info, resolve_device(cfg.train.device))
     encoder_path = resolve_encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
-    meta = encoder.extra_metadata  # type: ignore[attr-defined]
-    resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else int(meta["resolution"])
+    meta = encoder.info
+    resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else meta.resolution
     latent = cfg.model.space == "latent"
     if latent and cfg.model.vae is None:
         raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent "
@@ -122,7 +123,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         del encoder
         with GracefulStop() as stop:
             return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
-                          monitor_encoder=monitor_encoder, encoder_meta=meta, vae_digest=vae_digest)
+                          monitor_encoder=monitor_encoder, encoder_info=meta, vae_digest=vae_digest)
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -162,11 +163,11 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
            encoder_path, stop: GracefulStop | None = None,
            info: distributed.Dist = distributed.Dist(), *, monitor_encoder=None,
-           encoder_meta: dict | None = None, vae_digest: str | None = None) -> GeneratorResult:
+           encoder_info: EncoderInfo | None = None, vae_digest: str | None = None) -> GeneratorResult:
     """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
     tc = cfg.train
     torch.manual_seed(tc.seed)
-    augment = resolve_target_augment(tc, encoder_meta or {})
+    augment = resolve_target_augment(tc, encoder_info.augment if encoder_info else None)
     requested = tc.monitor_images if tc.monitor_every > 0 else 0
     train_idx, held = holdout_split(len(targets), requested, tc.batch_size, tc.seed)
     unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
@@ -180,7 +181,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
     model = distributed.wrap_ddp(unet, info, device)  # the forward/backward path; `unet` is the same weights
     share = info.local_slice(tc.batch_size) if info.enabled else None
     targets, embeddings = targets.to(device), embeddings.to(device)
-    monitor = _monitor(targets, embeddings, held, scheduler, monitor_encoder, encoder_meta, tc.seed) \
+    monitor = _monitor(targets, embeddings, held, scheduler, monitor_encoder, encoder_info, tc.seed) \
         if info.is_main and len(held) else None
     _describe(cfg, len(train_idx), len(held), targets, embeddings, schedule, unet, augment)
     loop = Loop(schedule, run, lambda at: _save(run, unet, ema, optimizer, at), tc.checkpoint_every, tc.progress,
@@ -248,11 +249,11 @@ def _log_step(run: RunFolder, info, step: int, epoch: int, loss, lr: float, last
     return last["loss"]
 
 
-def _monitor(targets, embeddings, held, scheduler, encoder, meta, seed) -> ConditioningMonitor:
+def _monitor(targets, embeddings, held, scheduler, encoder, info: EncoderInfo | None, seed) -> ConditioningMonitor:
     x0 = targets[held.to(targets.device)]
     x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0.float()
-    mean = tuple(json.loads(meta["mean"])) if meta and "mean" in meta else (0.5, 0.5, 0.5)
-    std = tuple(json.loads(meta["std"])) if meta and "std" in meta else (0.5, 0.5, 0.5)
+    mean = info.mean if info and info.mean else (0.5, 0.5, 0.5)
+    std = info.std if info and info.std else (0.5, 0.5, 0.5)
     return ConditioningMonitor(x0, embeddings[held.to(embeddings.device)], held, embeddings, scheduler,
                                encoder=encoder, mean=mean, std=std, seed=seed)
 

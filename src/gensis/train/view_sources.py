@@ -117,8 +117,8 @@ class OnTheFlyViews:
         self.synth = Synthesizer(generator_path, device)
         encoder_path = self.synth.encoder_path()
         encoder = load_encoder(encoder_path, device)
-        if int(encoder.extra_metadata["resolution"]) != data.resolution:  # type: ignore[attr-defined]
-            raise ConfigError(f"gen.generator: its encoder works at {encoder.extra_metadata['resolution']} px, "  # type: ignore[attr-defined]
+        if encoder.info.resolution != data.resolution:
+            raise ConfigError(f"gen.generator: its encoder works at {encoder.info.resolution} px, "
                               f"data.resolution is {data.resolution}")
         self.embeddings = encoder_embeddings(encoder, data, device=device, progress=False)
         self.encoder_sha256 = self.synth.meta["encoder_sha256"]
