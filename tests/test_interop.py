@@ -61,7 +61,7 @@ def _embed(enc, data, out, **kw) -> torch.Tensor:
 def test_timm_one_liner_matches_gensis_embed(world, tmp_path, which) -> None:
     import timm
 
-    # README: a plain timm model reads the exported file (timm's own key names).
+    # docs/encoder-api.md: a plain timm model reads the exported file (timm's own key names).
     if which == "plain":
         model = timm.create_model("resnet10t", num_classes=0, checkpoint_path=str(world["plain"]))
     else:
@@ -76,12 +76,12 @@ def test_timm_one_liner_matches_gensis_embed(world, tmp_path, which) -> None:
 
 
 def test_readme_snippet_loads_a_cifar_stem_encoder(world, tmp_path) -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "timm.create_model" in b)
+    page = (Path(__file__).parents[1] / "docs" / "encoder-api.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "timm.create_model" in b)
     code = block.replace("runs/demo/pretrain/exported/encoder.safetensors", str(world["cifar"]))
     assert code != block
     ns = {"images": _images(world["images"])}
-    exec(code, ns)  # noqa: S102 - the README's own code
+    exec(code, ns)  # noqa: S102 - the docs' own code (docs/encoder-api.md)
     ref = _embed(world["cifar"], world["images"], tmp_path / "e.safetensors")
     assert torch.allclose(ns["emb"], ref, atol=1e-5)
 
@@ -90,7 +90,7 @@ def test_cifar_stem_loads_in_plain_timm_with_its_stem(world, tmp_path) -> None:
     import timm
     from safetensors.torch import load_file
 
-    # README: the CIFAR stem is two modules on a plain timm model.
+    # docs/encoder-api.md: the CIFAR stem is two modules on a plain timm model.
     model = timm.create_model("resnet10t", num_classes=0)
     model.conv1, model.maxpool = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False), torch.nn.Identity()
     model.load_state_dict(load_file(str(world["cifar"])))

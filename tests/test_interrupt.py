@@ -1,4 +1,4 @@
-"""Ctrl-C during training, as the README promises: "SIGTERM or Ctrl-C ends a training run at
+"""Ctrl-C during training, as docs/multi-gpu.md promises: "SIGTERM or Ctrl-C ends a training run at
 the end of the current step, with a checkpoint of that step (exit code 143 or 130).
 `--resume` continues it exactly". (SIGTERM is test_faults.py's.)"""
 

@@ -1,6 +1,6 @@
 """The order of the two sources, pinned from SLERP to the disentanglement target.
 
-The README's convention: alpha is the share of the FIRST image,
+The convention of docs/stage2.md: alpha is the share of the FIRST image,
 ``SLERP(e1, e2, a) = sin(a W)/sin W e1 + sin((1-a) W)/sin W e2``, and the student, given
 ``G(SLERP(e_i, e_j, a))``, is trained on ``softmax((a t_i + (1-a) t_j - c) / tau)``. A swap of
 source and partner, of alpha and 1 - alpha, or of the two teacher outputs anywhere between
@@ -33,7 +33,7 @@ RES = 8
 
 
 def readme_slerp(e1: torch.Tensor, e2: torch.Tensor, a: float) -> torch.Tensor:
-    """The README's formula, written out (not gensis' implementation)."""
+    """docs/stage2.md's formula, written out (not gensis' implementation)."""
     e1, e2 = F.normalize(e1.double(), dim=-1), F.normalize(e2.double(), dim=-1)
     w = math.acos(float((e1 * e2).sum().clamp(-1, 1)))
     return (math.sin(a * w) * e1 + math.sin((1 - a) * w) * e2) / math.sin(w)

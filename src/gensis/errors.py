@@ -29,7 +29,8 @@ RULES_SECTION = "README, 'What gensis refuses and why'"
 
 
 def by_rule(rule: str, message: str) -> str:
-    """A refusal's message, naming the rule it applies (each is described in the README)."""
+    """A refusal's message, naming the rule it applies (each is described in docs/refusals.md; the
+    README's section of that name lists the rules and links there)."""
     return f"{message} [rule {rule}: {RULES_SECTION}]"
 
 

@@ -122,7 +122,7 @@ def vouched_digests(sidecar: Path) -> dict[str, list[str]]:
 def _vouched_by_sidecar(path: Path) -> bool:
     """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
     written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
-    written before the sidecar existed are no longer replaced (README, "foreign-file")."""
+    written before the sidecar existed are no longer replaced (docs/refusals.md, "foreign-file")."""
     recorded = vouched_digests(ownership_sidecar(path)).get(path.name)
     return bool(recorded) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) in recorded
 
