@@ -219,3 +219,113 @@ def test_a_latent_bank_refuses_a_pixel_generator_and_another_decoder(trained, tm
     bank = ViewBank(root)
     with pytest.raises(GensisError, match="its latents need the autoencoder"):
         bank.decode(torch.zeros(1, 4, 8, 8))
+
+
+# --- issue 39: the figures and refusals of quality.py and latent.py, against hand-computed values ---
+
+
+def test_psnr_is_per_image_ten_log10_of_255_squared_over_the_mse() -> None:
+    a = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
+    b = a.clone()
+    b[0] += 5  # mse 25: 10 log10(65025 / 25) = 10 log10(51^2) = 34.1514 dB
+    b[1] += 51  # mse 2601: 10 log10(25) = 13.9794 dB
+    # b[2] identical: mse 0 is floored at 1e-10, 10 log10(6.5025e14) = 100 + 48.1308 dB
+    b[3, 0, 0, 0] = 1  # one level on one of 48 values: mse 1/48, 10 log10(65025 * 48) = 64.9432 dB
+    got = psnr(b, a)
+    assert got.shape == (4,)  # one figure per image, not one for the batch
+    assert got.tolist() == pytest.approx([34.1514, 13.9794, 148.1308, 64.9432], abs=1e-3)
+
+
+def _gensis_vae_folder(folder: Path, **meta) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "gensis.json").write_text(json.dumps({"format": "gensis.autoencoder/1", **meta}))
+    return folder
+
+
+def test_check_vae_fits_refuses_another_resolution_in_one_line(tmp_path) -> None:
+    from gensis.autoencoder.latent import check_vae_fits
+    from gensis.errors import ConfigError
+
+    folder = _gensis_vae_folder(tmp_path / "vae", resolution=32, data_fingerprint="f1", data="digits.npz", images=96)
+    with pytest.raises(ConfigError) as err:
+        check_vae_fits(str(folder), 16, "f1", "data.path=digits.npz")
+    assert str(err.value) == (f"model.vae: {folder} was trained on 32-px images, this run uses 16 px; train one at "
+                              "this size (gensis train-autoencoder data.resolution=16)")
+
+
+def test_check_vae_fits_refuses_other_images_naming_the_rule(tmp_path) -> None:
+    from gensis.autoencoder.latent import check_vae_fits
+    from gensis.errors import ConfigError
+
+    folder = _gensis_vae_folder(tmp_path / "vae", resolution=16, data_fingerprint="f1", data="digits.npz", images=96)
+    with pytest.raises(ConfigError) as err:
+        check_vae_fits(str(folder), 16, "f2", "data.path=faces.npz")
+    assert str(err.value) == (f"model.vae: {folder} was trained on other images (digits.npz, 96 images) than "
+                              "data.path=faces.npz; train one on these images "
+                              "[rule fingerprint: README, 'What gensis refuses and why']")
+
+
+def test_check_vae_fits_passes_a_matching_or_an_outside_autoencoder(tmp_path) -> None:
+    from gensis.autoencoder.latent import check_vae_fits
+
+    folder = _gensis_vae_folder(tmp_path / "vae", resolution=16, data_fingerprint="f1", data="digits.npz", images=96)
+    assert check_vae_fits(str(folder), 16, "f1", "data.path=digits.npz") is None
+    outside = tmp_path / "outside"  # a save_pretrained folder without gensis.json: the user's choice
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")
+    assert check_vae_fits(str(outside), 64, "f9", "data.path=faces.npz") is None
+    assert check_vae_fits(str(tmp_path / "no-such-hub-id"), 64, "f9", "data.path=faces.npz") is None
+
+
+def _constant_tiles(values, r: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, r, r).contiguous()
+
+
+def _png(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def test_the_pairs_grid_puts_each_original_above_its_reconstruction(tmp_path) -> None:
+    import numpy as np
+
+    from gensis.autoencoder.quality import save_pairs_grid
+
+    # 2-px tiles, 2 columns, 5 pairs: at most 2 * 2 = 4 are drawn, in 2 rows; gap 4 px.
+    # Height 2 rows * (2 * 2 + 4) + 4 = 20, width 2 columns * (2 + 4) + 4 = 16.
+    originals, recs = _constant_tiles([10, 11, 12, 13, 14], 2), _constant_tiles([100, 101, 102, 103, 104], 2)
+    path = tmp_path / "grid.png"
+    assert save_pairs_grid(path, originals, recs, columns=2) == path
+    expected = np.full((20, 16, 3), 255, np.uint8)
+    for i, (y, x) in enumerate([(4, 4), (4, 10), (12, 4), (12, 10)]):  # row starts 4, 12; column starts 4, 10
+        expected[y : y + 2, x : x + 2] = 10 + i  # the original ...
+        expected[y + 2 : y + 4, x : x + 2] = 100 + i  # ... and its reconstruction just below it
+    assert np.array_equal(_png(path), expected)
+
+
+def test_the_pairs_grid_defaults_to_eight_columns(tmp_path) -> None:
+    from gensis.autoencoder.quality import save_pairs_grid
+
+    # 3 pairs of 2-px tiles, default 8 columns: one row, 1 * (2 * 2 + 4) + 4 = 12 high, 8 * (2 + 4) + 4 = 52 wide.
+    path = save_pairs_grid(tmp_path / "grid.png", _constant_tiles([10, 11, 12], 2), _constant_tiles([100, 101, 102], 2))
+    got = _png(path)
+    assert got.shape == (12, 52, 3)
+    assert got[4, 16].tolist() == [12] * 3 and got[6, 16].tolist() == [102] * 3  # third pair at x = 4 + 2 * 6
+    assert got[4, 22].tolist() == [255] * 3  # fourth column empty
+
+
+def test_the_pairs_grid_scales_to_tile_px(tmp_path) -> None:
+    from gensis.autoencoder.quality import save_pairs_grid
+
+    # One pair of 4-px tiles: 1 * (2 * 4 + 4) + 4 = 16 high, 1 * (4 + 4) + 4 = 12 wide; tile_px=8 doubles both.
+    originals, recs = _constant_tiles([40], 4), _constant_tiles([200], 4)
+    got = _png(save_pairs_grid(tmp_path / "big.png", originals, recs, columns=1, tile_px=8))
+    assert got.shape == (32, 24, 3)
+    # centres of the doubled tiles: the original at canvas (4..7, 4..7) -> (8..15, 8..15), its reconstruction below
+    assert got[12, 12].tolist() == [40] * 3 and got[20, 12].tolist() == [200] * 3
+    same = _png(save_pairs_grid(tmp_path / "same.png", originals, recs, columns=1, tile_px=4))
+    assert same.shape == (16, 12, 3)  # tile_px equal to the tile size: left as drawn
