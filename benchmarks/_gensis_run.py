@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import emit, header
+from _gensis_table import dis_curve, summarize, write_table
+
 import gensis
 from gensis.config.overrides import build_config
-from gensis.eval.faithfulness import faithfulness_table
 from gensis.config.schema import PipelineConfig
+from gensis.eval.faithfulness import faithfulness_table
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
-from _gensis_table import dis_curve, summarize, write_table
 
 MAX_GAP_S = 600  # longer between two logged records: the run was stopped there and resumed later
 
@@ -140,7 +140,8 @@ def bank_and_loss_notes(summary: dict[str, Any], encoders: dict[str, Path], qual
     curves = {n: c for n, c in summary["disentanglement_loss"].items() if c}
     if curves:
         extra += "\nDisentanglement loss, mean of the first and last tenth of each run (uniform = ln K):\n\n"
-        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
+        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} "
+                         f"({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
                          + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")") + "\n"
                          for n, c in curves.items())
     return extra

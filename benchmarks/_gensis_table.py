@@ -67,7 +67,8 @@ def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]],
     return out
 
 
-def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]], n_test: int | None = None) -> dict[str, Any]:
+def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]],
+              n_test: int | None = None) -> dict[str, Any]:
     """``rows``: encoder name -> its eval row; ``versus``: (group, reference group) pairs to difference."""
     groups: dict[str, dict[int, dict[str, float]]] = {}
     for name, row in rows.items():

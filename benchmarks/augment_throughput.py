@@ -13,15 +13,14 @@ import argparse
 import time
 
 import torch
+from _common import emit, header
 
 import gensis
 from gensis.augment import MultiCropAugment
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig
-from gensis.runtime.device import resolve_device
 from gensis.data.batches import step_generator
-
-from _common import emit, header
+from gensis.runtime.device import resolve_device
 
 
 def main() -> None:

@@ -19,17 +19,17 @@ import json
 import time
 from pathlib import Path
 
+from _common import emit, header
+
 import gensis
+from gensis.autoencoder.latent import load_vae
 from gensis.autoencoder.quality import reconstruction_quality
 from gensis.data import load_images
 from gensis.data.loader import subset_indices
 from gensis.eval.features import encoder_embeddings
-from gensis.autoencoder.latent import load_vae
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header
 
 
 def variant_settings(name: str) -> dict:

@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit, header
 
 import gensis
 from gensis.bank import ViewBank
-from gensis.train.view_sources import BankViews
 from gensis.bank.store import shard_path
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
+from gensis.train.view_sources import BankViews
 
 
 def main() -> None:

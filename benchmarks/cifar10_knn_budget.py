@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit, header
 
 import gensis
 import gensis.api
 from gensis.api import evaluate_encoder
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 

@@ -14,7 +14,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_generator_follows_condition as t  # noqa: E402
-
 from _common import emit, header  # noqa: E402
 
 

@@ -16,11 +16,10 @@ import zipfile
 from pathlib import Path
 
 import torch
+from _common import emit, header
 
 from gensis.data.parallel import decode_many
 from gensis.data.sources import ItemReader, list_folder
-
-from _common import emit, header
 
 ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train.zip"
 

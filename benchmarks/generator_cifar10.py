@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit, header
 
 import gensis
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
@@ -59,7 +58,8 @@ def main() -> None:
             "encoder": args.encoder, "data.path": args.train, "out": str(out / "generator"),
             "model.conditioning": variant, "model.block_out_channels": [int(w) for w in args.widths.split(",")],
             "model.layers_per_block": 1, "train.batch_size": args.batch_size, "train.epochs": args.epochs,
-            "train.lr": args.lr, "train.warmup_steps": args.warmup, "train.device": args.device, "train.progress": False,
+            "train.lr": args.lr, "train.warmup_steps": args.warmup, "train.device": args.device,
+            "train.progress": False,
             **({"train.max_steps": args.max_steps} if args.max_steps else {}), **limit,
         }, resume=(out / "generator" / "checkpoints" / "last.pt").exists())
         train_min = (time.perf_counter() - t0) / 60

@@ -31,13 +31,13 @@ import json
 import time
 from pathlib import Path
 
+from _common import emit, header
+
 import gensis
 from gensis.data import demo_digits
 from gensis.demo import DEMO_STAGES, write_demo_data
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header
 
 OLD = {"model.scale_shift": False, "model.standardize": False, "model.prediction_type": "epsilon",
        "train.min_snr_gamma": 0.0, "train.hflip_p": 0.5}
@@ -55,7 +55,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/cond_bench")
     p.add_argument("--designs", default=",".join(DESIGNS))
-    p.add_argument("--stage1-epochs", type=int, default=30, help="stage-1 epochs (the digits preset's 30; the demo now runs 20)")
+    p.add_argument("--stage1-epochs", type=int, default=30,
+                   help="stage-1 epochs (the digits preset's 30; the demo now runs 20)")
     p.add_argument("--steps", type=int, default=1200, help="generator training steps per design")
     p.add_argument("--monitor-every", type=int, default=200)
     p.add_argument("--sources", type=int, default=500, help="source images given views and measured")

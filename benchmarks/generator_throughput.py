@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit, header
+from generator_conditioning import DESIGNS
 
 import gensis
 from gensis.demo import DEMO_STAGES
@@ -25,9 +27,6 @@ from gensis.generator.checkpoint import load_generator
 from gensis.generator.sampling import make_scheduler, sample
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header
-from generator_conditioning import DESIGNS
 
 
 def main() -> None:

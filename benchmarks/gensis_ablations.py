@@ -23,15 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import emit, header
+from _gensis_table import dis_curve, split_name, summarize, write_table
+
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
-from _gensis_table import dis_curve, split_name, summarize, write_table
 
 DEFAULT = ["no_dis", "no_gen", "p_gen=0.25", "p_gen=1.0", "views_per_image=1", "views_per_image=4"]
 
@@ -99,7 +99,8 @@ def main() -> None:
     summary["disentanglement_loss"] = {key: dis_curve(run / "ablations" / key, out_dim) for key in evals}
     summary["overrides"] = {n: table[n] for n in names}
     summary["train_seconds"] = seconds
-    md = write_table(run / "ablations", summary, {"gen-dino": "Gen-DINO (full)", "control": "control (no generated views)"})
+    md = write_table(run / "ablations", summary,
+                     {"gen-dino": "Gen-DINO (full)", "control": "control (no generated views)"})
     print(md.read_text())
     result["summary"] = summary
     emit(result, args.json)

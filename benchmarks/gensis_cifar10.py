@@ -14,7 +14,8 @@ the generator, the bank and Gen-DINO cost (measured in this run), so it gets the
 Gen-SIS pipeline's compute. Every run is one ``gensis run`` folder plus two extra stage-3
 runs; a rerun skips what is done.
 
-    python benchmarks/gensis_cifar10.py --scale cpu --no-nodis   # 5k images, ResNet-10t, 3 stage-3 seeds: 1 h 25 min on 2 cores
+    python benchmarks/gensis_cifar10.py --scale cpu --no-nodis   # 5k images, ResNet-10t, 3 stage-3 seeds:
+                                                                 # 1 h 25 min on 2 cores
     python benchmarks/gensis_cifar10.py --scale gpu --device cuda   # 50k images, the cifar10 preset
 """
 

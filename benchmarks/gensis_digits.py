@@ -22,12 +22,12 @@ import argparse
 import copy
 from pathlib import Path
 
+from _common import emit, header
+from _gensis_run import run_seed
+
 from gensis.data import demo_digits
 from gensis.demo import DEMO_STAGES, write_demo_data
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
-from _gensis_run import run_seed
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ for histopathology (arXiv 2412.01672, Table 4: PANDA, BRIGHT).
 The protocol of ``gensis_cifar10.py`` (one ``gensis run`` folder: stage 1, generator, bank,
 Gen-DINO and its equal-epoch control from the stage-1 weights) with the ``histology`` preset.
 
-    python benchmarks/gensis_pcam.py --scale cpu    # 4k tiles at 32 px, 3 stage-3 seeds: 1 h 31 min on 2 idle cores (2026-12-01)
+    python benchmarks/gensis_pcam.py --scale cpu    # 4k tiles at 32 px, 3 stage-3 seeds: 1 h 31 min on 2 idle cores
+                                                    # (2026-12-01)
     python benchmarks/gensis_pcam.py --scale gpu --device cuda   # all 20k tiles at 96 px
     python benchmarks/gensis_pcam.py --stage1-epochs 186 --no-compute-fair --out runs/gensis_pcam_s1e186   # 1 h 24 min
 """

@@ -15,9 +15,12 @@ protocol reads (three generators do not fit one 2-hour session on 2 cores).
 ``dino-compute-fair`` continues seed 0's DINO for as many epochs as the generator, the bank and
 Gen-DINO took (measured in this run): Gen-DINO's whole pipeline compute given to DINO.
 
-    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair    # 4k PCam tiles at 32 px, N = 30, 3 seeds: 1 h 32 min on 2 cores (2026-12-03)
-    python benchmarks/gensis_scratch.py --data cifar10 --no-compute-fair # 5k CIFAR-10 images, N = 40, 3 seeds: 1 h 50 min (2026-12-04)
-    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair --dial guidance_scale=2  # and a guidance-2 arm: 2 h 15 min (2026-12-05)
+    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair    # 4k PCam tiles at 32 px, N = 30, 3 seeds:
+                                                                         # 1 h 32 min on 2 cores (2026-12-03)
+    python benchmarks/gensis_scratch.py --data cifar10 --no-compute-fair # 5k CIFAR-10 images, N = 40, 3 seeds:
+                                                                         # 1 h 50 min (2026-12-04)
+    python benchmarks/gensis_scratch.py --data pcam --no-compute-fair --dial guidance_scale=2  # and a guidance-2 arm:
+                                                                                               # 2 h 15 min (2026-12-05)
     python benchmarks/gensis_scratch.py --data pcam --scale gpu --bank per-seed --device cuda
     bash benchmarks/gpu_scratch.sh      # on a lent device: CIFAR-10 at a 9-minute scale, 3 seeds
 """
@@ -28,14 +31,18 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
-import gensis
 import gensis_cifar10
 import gensis_pcam
+from _common import emit, header, settings_arg
+from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, logged_seconds, run_folder
+from _gensis_table import loss_trend, mcnemar_md, seed_mcnemar, split_name, summarize, write_table
+
+import gensis
 from gensis.config.overrides import build_config, flatten
 from gensis.config.schema import PipelineConfig, PretrainConfig
 from gensis.eval.convergence import convergence
@@ -43,10 +50,6 @@ from gensis.pipeline import stage_configs
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header, settings_arg
-from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, logged_seconds, run_folder
-from _gensis_table import loss_trend, mcnemar_md, seed_mcnemar, split_name, summarize, write_table
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
 DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
@@ -126,7 +129,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             encoders[f"gen-dino{suffix}"] = RunFolder(stages.gen_dino.out).exported_encoder
             for stage, name, folder in (("pretrain", "dino", stages.pretrain.out),
                                         ("gen-dino", "gen-dino", stages.gen_dino.out),
-                                        ("train-generator", "generator", stages.generator.out), ("generate", "bank", None)):
+                                        ("train-generator", "generator", stages.generator.out),
+                                        ("generate", "bank", None)):
                 # A stage killed without a word never recorded its seconds: its logged clock still has them.
                 logged = logged_seconds(folder) if folder is not None else 0.0
                 secs[f"{name}{suffix}"] = max(result["stages"][stage]["seconds"], logged)
@@ -134,7 +138,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
             for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
                 _timed(secs, f"{name}{suffix}", cfg,
-                       lambda: stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed}), encoders)
+                       lambda cfg=cfg, base=base, name=name, suffix=suffix, seed=seed:
+                           stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed}), encoders)
         if dial:
             quality = dial_arm(cfg, stages, seed, suffix, dial, encoders, secs)
             dial_quality = dial_quality or quality
@@ -250,7 +255,8 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
     def renumbered(run: dict[str, Any], pair: str) -> list[dict[str, Any]]:
         first = run["seeds"][0]  # a run's first seed is named without a suffix, read back as seed 0
-        return [{**t, "seed": first if t["seed"] == 0 else t["seed"]} for t in run["summary"].get("mcnemar", {}).get(pair, [])]
+        return [{**t, "seed": first if t["seed"] == 0 else t["seed"]}
+                for t in run["summary"].get("mcnemar", {}).get(pair, [])]
 
     pairs = dict.fromkeys([*result["summary"].get("mcnemar", {}), *other["summary"].get("mcnemar", {})])
     tests = {pair: [*renumbered(result, pair), *renumbered(other, pair)] for pair in pairs}

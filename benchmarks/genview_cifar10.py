@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import emit, header
+
 import gensis
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline.evaluate import evaluate_stage
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header
 
 
 def _train(cfg: dict[str, Any]) -> tuple[Path, float]:
@@ -90,7 +90,8 @@ def main() -> None:
         evals: dict[str, Any] = {}
         evaluate_stage(name.strip("+"), encoder, pipeline, out / "eval", evals)
         r = evals[name.strip("+")]
-        rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": r["linear"]["top1"], "trained_steps": r["trained_steps"]}
+        rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": r["linear"]["top1"],
+                      "trained_steps": r["trained_steps"]}
     levels = json.loads((adaptive_bank / "index.json").read_text())["settings"]
     result.update(run=str(run), method=args.method, epochs=args.epochs, p_gen=args.p_gen, adaptive_settings=levels,
                   seconds=seconds, results=rows,

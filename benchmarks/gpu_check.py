@@ -11,7 +11,8 @@ Three measurements, each inside its own time budget (the ``budget`` part of ``be
    of them, beside real stage-1 views; class consistency), measured on 500 sources.
 
 ``prepare`` writes the data the device needs (a class-balanced CIFAR-10 subset and the converged
-comparison's 4k PCam tiles at 32 px with all 3,000 test tiles, as .npz, small enough to travel); ``--dry`` runs everything with tiny budgets on the CPU (on a tiny subset):
+comparison's 4k PCam tiles at 32 px with all 3,000 test tiles, as .npz, small enough to travel); ``--dry``
+runs everything with tiny budgets on the CPU (on a tiny subset):
 
     python benchmarks/gpu_check.py prepare --cifar ../shared/data/cifar10 --to .gpu_data
     python benchmarks/gpu_check.py run --data .gpu_data --out $OUT            # on the GPU
@@ -31,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import header
 
 import gensis
 from gensis.api import pretrain_config
 from gensis.runtime.device import resolve_device
-
-from _common import header
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = {  # seconds: (throughput steps, stage 1, generator); the device check must end in 9 minutes
@@ -90,8 +90,9 @@ def stage1(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> di
     t0 = time.perf_counter()
     gensis.pretrain({**base, "out": str(out / "stage1"), "train.epochs": epochs})
     seconds = time.perf_counter() - t0
-    ev = gensis.evaluate({"encoder": str(out / "stage1" / "exported" / "encoder.safetensors"), "train_path": base["data.path"],
-                          "test_path": str(data / "cifar10_test.npz"), "linear": False, "device": device})
+    ev = gensis.evaluate({"encoder": str(out / "stage1" / "exported" / "encoder.safetensors"),
+                          "train_path": base["data.path"], "test_path": str(data / "cifar10_test.npz"),
+                          "linear": False, "device": device})
     return {"epochs": epochs, "images": n, "seconds": round(seconds, 1), "knn_top1": ev["knn_top1"],
             "calibration_s_per_step": round(calib / calib_steps, 3)}
 

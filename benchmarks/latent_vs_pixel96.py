@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import emit, header
+from _gensis_table import paired, spread
+
 import gensis
 from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
-
-from _common import emit, header
-from _gensis_table import paired, spread
 
 FIGURES = ("retrieval_top1", "retrieval_median_rank", "class_consistency")
 
@@ -55,7 +55,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300, help="generator steps, both spaces")
     p.add_argument("--latent-steps", type=int, default=None, help="the latent generator's steps (default: --steps)")
     p.add_argument("--sources", type=int, default=500)
-    p.add_argument("--seeds", default="0", help="comma-separated generator training seeds (one stage 1 and autoencoder)")
+    p.add_argument("--seeds", default="0",
+                   help="comma-separated generator training seeds (one stage 1 and autoencoder)")
     p.add_argument("--pixel-time", choices=("steps", "total"), default="steps",
                    help="total: pixel96 trains for the latent generator's seconds plus the autoencoder's")
     p.add_argument("--device", default="auto")
@@ -91,10 +92,12 @@ def main() -> None:
     result["spaces"], result["seeds"] = {}, seeds
     for seed in seeds:
         suffix = "" if seed == seeds[0] else f"-s{seed}"
-        latent = _space(args, out, common, encoder, spaces["latent"], f"latent{suffix}", seed, args.latent_steps or args.steps)
+        latent = _space(args, out, common, encoder, spaces["latent"], f"latent{suffix}", seed,
+                        args.latent_steps or args.steps)
         pixel_steps = args.steps
         if args.pixel_time == "total":  # the latent side's whole time: its generator and the autoencoder
-            pixel_steps = lambda per_step: max(1, round((latent["train_seconds"] + result["autoencoder_seconds"]) / per_step))
+            pixel_steps = lambda per_step, latent=latent: max(
+                1, round((latent["train_seconds"] + result["autoencoder_seconds"]) / per_step))
         pixel = _space(args, out, common, encoder, spaces["pixel96"], f"pixel96{suffix}", seed, pixel_steps)
         result["spaces"][f"latent{suffix}"], result["spaces"][f"pixel96{suffix}"] = latent, pixel
     s = result["spaces"]

@@ -54,7 +54,8 @@ def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, floa
             c["not checked"] += 1
         else:
             c["survived"] += 1
-    rows = ["| module | mutants | equivalent | killed | survived | not checked | score |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| module | mutants | equivalent | killed | survived | not checked | score |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     total = Counter()
     for mod in sorted(per):
         c = per[mod]
@@ -68,7 +69,8 @@ def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, floa
 def _row(name: str, c: Counter) -> str:
     denom = c["all"] - c["equivalent"] - c["not checked"]
     score = f"{100.0 * c['killed'] / denom:.1f} %" if denom else "-"
-    return f"| {name} | {c['all']} | {c['equivalent']} | {c['killed']} | {c['survived']} | {c['not checked']} | {score} |"
+    return (f"| {name} | {c['all']} | {c['equivalent']} | {c['killed']} | {c['survived']} | {c['not checked']} "
+            f"| {score} |")
 
 
 def main(argv: list[str] | None = None) -> int:

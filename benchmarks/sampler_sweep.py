@@ -12,7 +12,8 @@ views), with the generation rate. This is what the defaults of ``generate.steps`
 ``--variant`` adds a setting measured at the first steps and guidance, e.g. the diversity dial of
 GenView's adaptive noise on the condition (arXiv 2403.12003):
 
-    python benchmarks/sampler_sweep.py --run runs/gensis_scratch_pcam --steps 10 --guidance 1,2 --variant adaptive_noise=true
+    python benchmarks/sampler_sweep.py --run runs/gensis_scratch_pcam --steps 10 --guidance 1,2 \\
+        --variant adaptive_noise=true
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import json
 import time
 from pathlib import Path
 
+from _common import emit, header, settings_arg
+
 import gensis
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.pipeline import stage_configs
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header, settings_arg
 
 KEEP = ("retrieval_top1", "retrieval_median_rank", "class_consistency", "diversity_cosine", "diversity_pixel_rmse")
 

@@ -23,6 +23,7 @@ NIC per GPU do better). Generation needs no communication: its shards are indepe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -34,15 +35,14 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _common import emit, header
 
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig, TrainGeneratorConfig
-from gensis.train.generator import build_unet
 from gensis.models.backbones import build_encoder
 from gensis.runtime.device import resolve_device
 from gensis.ssl.dino import DINO
-
-from _common import emit, header
+from gensis.train.generator import build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train.zip"
@@ -72,7 +72,7 @@ def _steady_training(out: Path, batch: int, skip: int) -> dict[str, float]:
     """Images/s and seconds per step from metrics.jsonl (logged every step), first steps skipped."""
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     times = [r["time"] for r in rows if "loss" in r]
-    dts = [b - a for a, b in zip(times, times[1:])][max(skip - 1, 0):]
+    dts = [b - a for a, b in itertools.pairwise(times)][max(skip - 1, 0):]
     if not dts:
         sys.exit(f"scaling: {out}: too few steps logged to skip {skip}")
     # The median ignores one-off pauses (an epoch's checkpoint) that a long run amortizes.
@@ -146,7 +146,8 @@ def communication(args) -> dict[str, dict[str, int]]:
     dino = DINO(encoder, cfg.dino)
     dino_grads = 4 * sum(p.numel() for p in dino.student.parameters() if p.requires_grad)
     center = 4 * (cfg.dino.out_dim + 1)  # batch sum of the teacher logits and the count
-    gcfg = build_config(TrainGeneratorConfig, {"encoder": "x", "model.spec": "tiny", "model.block_out_channels": WIDTHS})
+    gcfg = build_config(TrainGeneratorConfig,
+                        {"encoder": "x", "model.spec": "tiny", "model.block_out_channels": WIDTHS})
     unet = build_unet(gcfg, 32, 3, encoder.embed_dim)
     unet_grads = 4 * sum(p.numel() for p in unet.parameters() if p.requires_grad)
     # Small all-reduces each step: NaN check, signal check (+ DINO's center sum and count).

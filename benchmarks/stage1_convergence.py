@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import gensis_scratch
+from _common import emit, header
+from _gensis_run import training_seconds
+
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.eval.convergence import convergence
@@ -30,9 +33,6 @@ from gensis.pipeline import stage_configs
 from gensis.pipeline.evaluate import evaluate_stage
 from gensis.pipeline.stages import stage3_variant
 from gensis.runtime.device import resolve_device
-
-from _common import emit, header
-from _gensis_run import training_seconds
 
 # Changes to the benchmark's stage 1, which already follows lightly's CIFAR-10 DINO recipe (BN head,
 # teacher momentum 0.996 -> 1, SGD 0.06 per 128 images, cosine; the cifar10 and 96px presets).
@@ -69,8 +69,8 @@ def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: 
     return {
         "candidate": name, "epochs": epochs, "overrides": overrides, "seconds": seconds, "steps": last,
         "uniform": round(math.log(out_dim), 3),
-        "knn": [(t, m["knn_top1_k20"]) for t, m in zip(clock, metrics) if "knn_top1_k20" in m],
-        "loss": [(t, m["loss"]) for t, m in zip(clock, metrics) if isinstance(m.get("loss"), float)],
+        "knn": [(t, m["knn_top1_k20"]) for t, m in zip(clock, metrics, strict=True) if "knn_top1_k20" in m],
+        "loss": [(t, m["loss"]) for t, m in zip(clock, metrics, strict=True) if isinstance(m.get("loss"), float)],
         "knn_end": next((m["knn_top1_k20"] for m in reversed(metrics) if "knn_top1_k20" in m), None),
         "eval": {"knn_top1": ev["knn_top1"], "linear_top1": ev.get("linear", {}).get("top1")},
         "convergence": {"status": conv.status, "loss_fall": conv.loss_fall, "loss_limit": conv.loss_limit,
@@ -91,10 +91,11 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
             continue
         label = f"{r['candidate']} {r['epochs']} ep ({r['convergence']['status']})"
         if r["knn"]:
-            ax_knn.plot(*zip(*r["knn"]), marker="o", ms=3, label=label)
+            ax_knn.plot(*zip(*r["knn"], strict=True), marker="o", ms=3, label=label)
         ax_loss.plot([t for t, _ in r["loss"]], [v / r["uniform"] for _, v in r["loss"]], label=label)
     ax_knn.set(xlabel="seconds on this machine", ylabel="online kNN k=20 (%)", title="kNN k=20 against seconds")
-    ax_loss.set(xlabel="seconds on this machine", ylabel="DINO loss / ln K", title="DINO loss against its uniform value")
+    ax_loss.set(xlabel="seconds on this machine", ylabel="DINO loss / ln K",
+                title="DINO loss against its uniform value")
     ax_knn.legend(fontsize=7)
     ax_loss.legend(fontsize=7)
     fig.tight_layout()

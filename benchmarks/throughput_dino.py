@@ -22,19 +22,18 @@ import os
 import time
 
 import torch
+from _common import emit, header
 from torch.utils.data import DataLoader, Dataset
 
 import gensis
 from gensis.augment import MultiCropAugment
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig
+from gensis.data.batches import step_generator
 from gensis.models.backbones import build_encoder
 from gensis.runtime.device import autocast, resolve_device
-from gensis.data.batches import step_generator
 from gensis.runtime.optim import build_optimizer, set_lr_wd
 from gensis.ssl.dino import DINO
-
-from _common import emit, header
 
 
 def _config(args: argparse.Namespace) -> PretrainConfig:

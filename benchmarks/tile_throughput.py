@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import emit, header
 from PIL import Image
 
 from gensis.tiling import Slide, tile
-
-from _common import emit, header
 
 TILE = 256  # TIFF tile side
 

@@ -32,9 +32,9 @@ import sys
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def image_folder(path: Path, n: int = 12) -> Path:
     imgs, labels = _images(n)
-    for i, (img, k) in enumerate(zip(imgs, labels)):
+    for i, (img, k) in enumerate(zip(imgs, labels, strict=True)):
         (path / f"c{k}").mkdir(parents=True, exist_ok=True)
         (path / f"c{k}" / f"{i:03d}.png").write_bytes(_png(img))
     return path
@@ -95,7 +95,7 @@ def image_folder(path: Path, n: int = 12) -> Path:
 def image_zip(path: Path, n: int = 12, extra: list[tuple[str, bytes]] = ()) -> Path:
     imgs, labels = _images(n)
     with zipfile.ZipFile(path, "w") as zf:
-        for i, (img, k) in enumerate(zip(imgs, labels)):
+        for i, (img, k) in enumerate(zip(imgs, labels, strict=True)):
             zf.writestr(f"c{k}/{i:03d}.png", _png(img))
         for name, data in extra:
             zf.writestr(name, data)
@@ -206,14 +206,17 @@ def run_cmd(*argv: str) -> list[str]:
 
 def variants() -> list[Variant]:
     V = Variant
-    EMB = lambda w, data, o: ["embed", f"encoder={w['enc']}", f"data_path={data}", f"out={o / 'e.npy'}", "cache_dir=null"]
+    EMB = lambda w, data, o: ["embed", f"encoder={w['enc']}", f"data_path={data}", f"out={o / 'e.npy'}",
+                              "cache_dir=null"]
     EVAL = lambda w, data, o: ["eval", f"encoder={w['enc']}", f"train_path={data}", f"test_path={data}", "linear=false",
                                "knn_k=[1]", "cache_dir=null", f"out={o / 'r.json'}"]
     PRE = lambda w, data, o: ["pretrain", *TINY_PRE, f"data.path={data}", f"out={o / 'run'}"]
-    GENERATE = lambda w, data, o: ["generate", f"generator={w['gen']}", f"data_path={data}", *TINY_BANK, f"out={o / 'bank'}"]
+    GENERATE = lambda w, data, o: ["generate", f"generator={w['gen']}", f"data_path={data}", *TINY_BANK,
+                                   f"out={o / 'bank'}"]
     FG = lambda w, data, o: ["foreground", f"encoder={w['enc']}", f"data_path={data}", f"out={o / 'fg'}"]
     SHOW = lambda w, data, o: ["show", f"generator={w['gen']}", f"data_path={data}", "steps=1", f"out={o / 'show'}"]
-    TG = lambda w, data, o: ["train-generator", *TINY_GEN, f"encoder={w['enc']}", f"data.path={data}", f"out={o / 'gen'}"]
+    TG = lambda w, data, o: ["train-generator", *TINY_GEN, f"encoder={w['enc']}", f"data.path={data}",
+                             f"out={o / 'gen'}"]
     EG = lambda w, bank, o: ["eval-generator", f"bank={bank}", f"encoder={w['enc']}", f"data_path={w['npz']}",
                              f"out={o / 'q.json'}"]
     out: list[Variant] = []
@@ -228,15 +231,17 @@ def variants() -> list[Variant]:
         out.append(V(f"{cmd}:data-link-dev-zero", "special files", lambda w, v, b=build: (
             b(w, folder_with(v, "zero.png", lambda p: link(p, "/dev/zero")), v / "o"), [v]), WORKS,
             lambda w, v, err: names_in(w, v, err, "zero.png")))
-    out.append(V("embed:data-link-to-zip", "special files", lambda w, v: (EMB(w, link(v / "d.zip", w["zip"]), v / "o"), [v]),
-                 WORKS))
+    out.append(V("embed:data-link-to-zip", "special files", lambda w, v: (
+        EMB(w, link(v / "d.zip", w["zip"]), v / "o"), [v]), WORKS))
     # 2. an input that is itself a special file: one line, no hang
     out += [
         V("embed:data-path-fifo", "special files", lambda w, v: (EMB(w, fifo(v / "d.npz"), v / "o"), [v])),
-        V("eval:data-path-dev-zero", "special files", lambda w, v: (EVAL(w, link(v / "d.npz", "/dev/zero"), v / "o"), [v])),
+        V("eval:data-path-dev-zero", "special files", lambda w, v: (
+            EVAL(w, link(v / "d.npz", "/dev/zero"), v / "o"), [v])),
         V("pretrain:data-path-fifo-zip", "special files", lambda w, v: (PRE(w, fifo(v / "d.zip"), v / "o"), [v])),
         V("embed:encoder-fifo", "special files", lambda w, v: (
-            ["embed", f"encoder={fifo(v / 'e.safetensors')}", f"data_path={w['npz']}", f"out={v / 'o' / 'e.npy'}"], [v])),
+            ["embed", f"encoder={fifo(v / 'e.safetensors')}", f"data_path={w['npz']}",
+             f"out={v / 'o' / 'e.npy'}"], [v])),
         V("eval:encoder-dev-zero", "special files", lambda w, v: (
             ["eval", f"encoder={link(v / 'e.safetensors', '/dev/zero')}", f"train_path={w['npz']}",
              f"test_path={w['npz']}", f"out={v / 'r.json'}"], [v])),
@@ -246,9 +251,12 @@ def variants() -> list[Variant]:
             EG(w, _bank_with(w, v, "index.json", fifo), v / "o"), [v])),
         V("eval-generator:shard-dev-zero", "special files", lambda w, v: (
             EG(w, _bank_with(w, v, "shard-00000.safetensors", lambda p: link(p, "/dev/zero")), v / "o"), [v])),
-        V("pretrain:config-fifo", "special files", lambda w, v: (["pretrain", "--config", str(fifo(v / "c.yaml"))], [v])),
-        V("eval:config-dev-zero", "special files", lambda w, v: (["eval", "--config", str(link(v / "c.yaml", "/dev/zero"))], [v])),
-        V("tile:slides-fifo", "special files", lambda w, v: (["tile", f"slides={fifo(v / 's.svs')}", f"out={v / 't.zip'}"], [v])),
+        V("pretrain:config-fifo", "special files", lambda w, v: (
+            ["pretrain", "--config", str(fifo(v / "c.yaml"))], [v])),
+        V("eval:config-dev-zero", "special files", lambda w, v: (
+            ["eval", "--config", str(link(v / "c.yaml", "/dev/zero"))], [v])),
+        V("tile:slides-fifo", "special files", lambda w, v: (
+            ["tile", f"slides={fifo(v / 's.svs')}", f"out={v / 't.zip'}"], [v])),
     ]
     # 3. outputs that are links, FIFOs or planted gensis names: nothing written through
     out += [
@@ -260,9 +268,12 @@ def variants() -> list[Variant]:
             ["export", f"encoder={w['enc']}", f"out={link(v / 'e.pt2', w.victim / 'notes.txt')}"], [v])),
         V("eval-generator:out-dangling-link", "links where gensis writes", lambda w, v: (
             EG(w, w["bank"], v)[:-1] + [f"out={link(v / 'q.json', w.victim / 'new.json')}"], [v]), EITHER),
-        V("embed:out-fifo", "special files", lambda w, v: (EMB(w, w["npz"], v)[:-2] + [f"out={fifo(v / 'e.npy')}"], [v])),
-        V("eval:out-fifo", "special files", lambda w, v: (EVAL(w, w["npz"], v)[:-1] + [f"out={fifo(v / 'r.json')}"], [v])),
-        V("tile:out-fifo", "special files", lambda w, v: (["tile", f"slides={w['slides']}", f"out={fifo(v / 't.zip')}"], [v])),
+        V("embed:out-fifo", "special files", lambda w, v: (
+            EMB(w, w["npz"], v)[:-2] + [f"out={fifo(v / 'e.npy')}"], [v])),
+        V("eval:out-fifo", "special files", lambda w, v: (
+            EVAL(w, w["npz"], v)[:-1] + [f"out={fifo(v / 'r.json')}"], [v])),
+        V("tile:out-fifo", "special files", lambda w, v: (
+            ["tile", f"slides={w['slides']}", f"out={fifo(v / 't.zip')}"], [v])),
         V("pretrain:resume-lock-link", "links where gensis writes", lambda w, v: (
             _resume(w, v, ".gensis.lock", lambda p: link(p, w.victim / "notes.txt")), [v]), EITHER),
         V("pretrain:resume-metrics-link", "links where gensis writes", lambda w, v: (
@@ -272,8 +283,8 @@ def variants() -> list[Variant]:
         V("pretrain:resume-export-link", "links where gensis writes", lambda w, v: (
             _resume(w, v, "exported/encoder.safetensors", lambda p: link(p, w.victim / "notes.txt")), [v]), EITHER),
         V("generate:bank-index-link", "links where gensis writes", lambda w, v: (
-            GENERATE(w, w["npz"], v)[:-1] + [f"out={_bank_with(w, v, 'index.json', lambda p: link(p, w.victim / 'notes.txt'))}"],
-            [v]), EITHER),
+            GENERATE(w, w["npz"], v)[:-1]
+            + [f"out={_bank_with(w, v, 'index.json', lambda p: link(p, w.victim / 'notes.txt'))}"], [v]), EITHER),
         V("pretrain:out-user-folder-with-lock", "ownership", lambda w, v: (
             PRE(w, w["npz"], v)[:-1] + [f"out={_user_folder(v, ['.gensis.lock', 'notes.txt'])}"], [v])),
     ]
@@ -286,17 +297,18 @@ def variants() -> list[Variant]:
           lambda w, v, err: _rows(v / "o" / "e.csv", 13)),
         V("embed:name-comma-quote", "names", lambda w, v: (EMB(w, _named(v, b'a,"b".png'), v / "o"), [v]), WORKS,
           lambda w, v, err: None if 'c0/a,"b".png' in csv_ids(v / "o" / "e.csv") else "the id is not read back"),
-        V("eval:out-not-utf8", "names", lambda w, v: (EVAL(w, w["npz"], v)[:-1] + ["out=" + os.fsdecode(bytes(v) + NOT_UTF8)],
-                                                       [v]), WORKS),
-        V("pretrain:data-path-spaces-unicode", "names", lambda w, v: (PRE(w, copy(w["npz"], v / "my données 1.npz"), v / "o"), [v]),
-          WORKS),
+        V("eval:out-not-utf8", "names", lambda w, v: (
+            EVAL(w, w["npz"], v)[:-1] + ["out=" + os.fsdecode(bytes(v) + NOT_UTF8)], [v]), WORKS),
+        V("pretrain:data-path-spaces-unicode", "names", lambda w, v: (
+            PRE(w, copy(w["npz"], v / "my données 1.npz"), v / "o"), [v]), WORKS),
     ]
     # 5. zips: a member twice, a member too large, a path out of the zip, a cut zip
     for cmd, build in (("embed", EMB), ("eval", EVAL), ("pretrain", PRE), ("generate", GENERATE), ("foreground", FG)):
         out.append(V(f"{cmd}:zip-dup-member", "zips", lambda w, v, b=build: (b(w, zip_twice(v), v / "o"), [v])))
     out += [
         V("pretrain:zip-member-over-cap", "zips", lambda w, v: (
-            PRE(w, image_zip(v / "big.zip", extra=[("c0/big.png", _png(np.zeros((300, 300, 3), np.uint8)) + b"\0" * 400_000)]),
+            PRE(w, image_zip(v / "big.zip",
+                             extra=[("c0/big.png", _png(np.zeros((300, 300, 3), np.uint8)) + b"\0" * 400_000)]),
                 v / "o") + ["data.max_image_bytes=100000"], [v]), WORKS,
             lambda w, v, err: names_in(w, v, err, "big.png")),
         V("embed:zip-member-dotdot", "zips", lambda w, v: (
@@ -307,7 +319,8 @@ def variants() -> list[Variant]:
     # 6. ownership: tables and folders of the user's
     out += [
         V("embed:user-label-csv-beside", "ownership", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "labels.npy", None, v / "labels.csv", USER_LABELS))], [])),
+            EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "labels.npy", None, v / "labels.csv", USER_LABELS))],
+            [])),
         V("embed:user-csv-file-class", "ownership", lambda w, v: (
             EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "e.csv", "file,class\na.png,cat\n"))], [])),
         V("embed:planted-sidecar", "ownership", lambda w, v: (
@@ -327,14 +340,17 @@ def variants() -> list[Variant]:
                                                                     f"out={v / 'b'}"], [])),
         V("tile:out-empty", "empty paths", lambda w, v: (["tile", f"slides={w['slides']}", "out="], [])),
         V("pretrain:config-section-int", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: 5\nout: {v / 'o'}\n"))], [])),
-        V("pretrain:config-epochs-text", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: {{epochs: ten}}\nout: {v / 'o'}\n"))],
+            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: 5\nout: {v / 'o'}\n"))],
             [])),
+        V("pretrain:config-epochs-text", "config types", lambda w, v: (
+            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: {{epochs: ten}}\n"
+                                                        f"out: {v / 'o'}\n"))], [])),
         V("eval:config-knn-mapping", "config types", lambda w, v: (
-            ["eval", "--config", str(config_file(v, f"encoder: {w['enc']}\ntrain_path: {w['npz']}\ntest_path: {w['npz']}\n"
-                                                    f"knn_k: {{a: 1}}\nout: {v / 'r.json'}\n"))], [])),
-        V("embed:config-list", "config types", lambda w, v: (["embed", "--config", str(config_file(v, "- 1\n- 2\n"))], [])),
+            ["eval", "--config", str(config_file(v, f"encoder: {w['enc']}\ntrain_path: {w['npz']}\n"
+                                                    f"test_path: {w['npz']}\nknn_k: {{a: 1}}\nout: {v / 'r.json'}\n"))],
+            [])),
+        V("embed:config-list", "config types", lambda w, v: (
+            ["embed", "--config", str(config_file(v, "- 1\n- 2\n"))], [])),
         V("pretrain:config-path-list", "config types", lambda w, v: (
             ["pretrain", "--config", str(config_file(v, f"data: {{path: [a, b]}}\nout: {v / 'o'}\n"))], [])),
         V("pretrain:config-bad-yaml", "config types", lambda w, v: (
@@ -362,17 +378,20 @@ def variants() -> list[Variant]:
     # 9. moved and copied folders resume and generate
     out += [
         V("generate:moved-generator-run", "moved folders", lambda w, v: (
-            GENERATE(w, w["npz"], v)[:1] + [f"generator={_moved(w['gen_run'], v)}"] + GENERATE(w, w["npz"], v)[2:], [v]), WORKS),
+            GENERATE(w, w["npz"], v)[:1] + [f"generator={_moved(w['gen_run'], v)}"] + GENERATE(w, w["npz"], v)[2:],
+            [v]), WORKS),
         V("export:moved-pretrain-run", "moved folders", lambda w, v: (
             ["export", f"encoder={_moved(w['pre'], v)}", f"out={v / 'e.pt2'}"], [v]), WORKS),
         V("pretrain:moved-run-resumes", "moved folders", lambda w, v: (
             ["pretrain", "--resume", *TINY_PRE, f"data.path={w['npz']}", f"out={_moved(w['pre'], v)}"], [v]), WORKS),
-        V("eval-generator:moved-bank", "moved folders", lambda w, v: (EG(w, _moved(w["bank"], v), v / "o"), [v]), WORKS),
+        V("eval-generator:moved-bank", "moved folders", lambda w, v: (
+            EG(w, _moved(w["bank"], v), v / "o"), [v]), WORKS),
         V("show:copied-generator-run", "moved folders", lambda w, v: (
-            SHOW(w, w["npz"], v)[:1] + [f"generator={copy(w['gen_run'], v / 'g')}"] + SHOW(w, w["npz"], v)[2:], [v]), WORKS),
+            SHOW(w, w["npz"], v)[:1] + [f"generator={copy(w['gen_run'], v / 'g')}"] + SHOW(w, w["npz"], v)[2:],
+            [v]), WORKS),
         V("train-generator:moved-encoder-run", "moved folders", lambda w, v: (
-            TG(w, w["npz"], v)[:-3] + [f"encoder={_moved(w['pre'], v)}", f"data.path={w['npz']}", f"out={v / 'gen'}"], [v]),
-          WORKS),
+            TG(w, w["npz"], v)[:-3] + [f"encoder={_moved(w['pre'], v)}", f"data.path={w['npz']}",
+                                       f"out={v / 'gen'}"], [v]), WORKS),
     ]
     # 10. data that changed under a run
     out += [
@@ -506,10 +525,12 @@ def run_variant(v: Variant, w: World, scratch: Path, timeout: float) -> dict:
     after = digest(w.root)
     own_s = [str(p) for p in own] + [str(folder)]
     changed = sorted(k for k in before if after.get(k) != before[k] and not k.startswith(tuple(own_s)))
-    outside = sorted(k for k, h in digest(w.victim).items() if victim.get(k) != h) + sorted(set(victim) - set(digest(w.victim)))
+    outside = (sorted(k for k, h in digest(w.victim).items() if victim.get(k) != h)
+               + sorted(set(victim) - set(digest(w.victim))))
     extra = v.check(w, folder, err) if v.check is not None and rc is not None else None
     verdict = judge(v, rc, err, changed, outside, extra)
-    said = next((ln for ln in err.splitlines() if ln.startswith("gensis: error:")), err.strip().splitlines()[-1] if err.strip() else "")
+    said = next((ln for ln in err.splitlines() if ln.startswith("gensis: error:")),
+                err.strip().splitlines()[-1] if err.strip() else "")
     return {"id": v.id, "class": v.what, "expect": v.expect, "rc": rc, "verdict": verdict, "seconds": round(seconds, 1),
             "said": said[:300], "changed": changed[:5], "outside": outside[:5], "check": extra}
 
@@ -518,7 +539,8 @@ def markdown(rows: list[dict]) -> str:
     counts = Counter(r["verdict"] for r in rows)
     head = (f"{len(rows)} variants: " + ", ".join(f"{k} {counts[k]}" for k in
             ("ok", "data loss", "security", "traceback", "silently wrong", "hang", "unclear")) + "\n\n")
-    table = ["| variant | class | expected | exit | verdict | what it said (or what is wrong) |", "|---|---|---|---:|---|---|"]
+    table = ["| variant | class | expected | exit | verdict | what it said (or what is wrong) |",
+             "|---|---|---|---:|---|---|"]
     for r in rows:
         what = r["check"] or (f"changed {r['changed']}" if r["changed"] else "") or r["said"]
         table.append(f"| {r['id']} | {r['class']} | {r['expect']} | {r['rc']} | {r['verdict']} | "
@@ -529,7 +551,8 @@ def markdown(rows: list[dict]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="a new folder for the world, the scratch and the table")
-    ap.add_argument("--only", default="", help="run only the variants whose id holds one of these texts (comma-separated)")
+    ap.add_argument("--only", default="",
+                    help="run only the variants whose id holds one of these texts (comma-separated)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a variant counts as a hang")
     args = ap.parse_args()
     if args.out.exists() and any(args.out.iterdir()):

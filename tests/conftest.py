@@ -31,7 +31,7 @@ def _labelled_zip(path: Path, n: int, names: tuple[str, ...] = ("a", "b", "c", "
 
     images, labels = shapes_dataset(n, size=8)
     with zipfile.ZipFile(path, "w") as zf:
-        for i, (img, k) in enumerate(zip(images, labels)):
+        for i, (img, k) in enumerate(zip(images, labels, strict=True)):
             if k < len(names):
                 buf = io.BytesIO()
                 Image.fromarray(img).save(buf, format="PNG")
@@ -80,9 +80,11 @@ def _build(root: Path) -> dict[str, Path]:
     enc = root / "encoder.safetensors"
     export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), META)
     vit = root / "vit.safetensors"  # another backbone, 192-d embeddings
-    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 4}), 8), META)
+    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224",
+                                                  backbone_kwargs={"patch_size": 4}), 8), META)
     data = write_npz(root / "images.npz", 12, size=8)
-    gen = gensis.train_generator({**GEN, "data.path": str(data), "encoder": str(enc), "out": str(root / "gen")}).generator_path
+    gen = gensis.train_generator({**GEN, "data.path": str(data), "encoder": str(enc),
+                                  "out": str(root / "gen")}).generator_path
     other_gen = gensis.train_generator({**GEN, "data.path": str(data), "train.seed": 1, "encoder": str(enc),
                                         "out": str(root / "gen2")}).generator_path
     gensis.generate({"generator": str(gen), "data_path": str(data), "out": str(root / "bank"), "views_per_image": 1,
@@ -141,7 +143,8 @@ def _runs(root: Path, w: dict[str, Path]) -> dict[str, Path]:
             "gen_run": root / "gen",
             "gen_swapped": _run_copy(root, "gen", "gen_swapped", swap),
             "gen_stripped": _run_copy(root, "gen", "gen_stripped", lambda d: shutil.rmtree(d / "checkpoints")),
-            "gen_empty_pt": _run_copy(root, "gen", "gen_empty_pt", lambda d: (d / "checkpoints" / "last.pt").write_bytes(b"")),
+            "gen_empty_pt": _run_copy(root, "gen", "gen_empty_pt",
+                                      lambda d: (d / "checkpoints" / "last.pt").write_bytes(b"")),
             "pre_stripped": _run_copy(root, "pre", "pre_stripped", lambda d: shutil.rmtree(d / "checkpoints"))}
 
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from _synthetic import tiny_generator, write_npz
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from _synthetic import tiny_generator, write_npz
 import gensis
 import gensis.api
 from gensis.bank import ViewBank

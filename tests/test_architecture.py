@@ -104,8 +104,10 @@ def test_functions_are_short_or_say_why() -> None:
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                if node.end_lineno - node.lineno + 1 > MAX_LINES and not lines[first - 2].strip().startswith("# long: "):
-                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+                if (node.end_lineno - node.lineno + 1 > MAX_LINES
+                        and not lines[first - 2].strip().startswith("# long: ")):
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
 
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from _synthetic import random_encoder, write_npz
 from diffusers import AutoencoderKL
 
-from _synthetic import random_encoder, write_npz
 import gensis
 from gensis.autoencoder import autoencoder_digest, build_autoencoder, save_autoencoder
+from gensis.autoencoder.latent import load_vae
 from gensis.autoencoder.quality import psnr, reconstruct
 from gensis.config.autoencoder import AutoencoderModelConfig
 from gensis.data import load_images
 from gensis.errors import GensisError
-from gensis.autoencoder.latent import load_vae
 
 SMALL = {"model.block_out_channels": [8, 16], "model.latent_channels": 4, "train.crop_size": 8,
          "train.batch_size": 8, "train.warmup_steps": 5, "train.log_every": 5, "train.eval_every": 0,
@@ -170,8 +170,8 @@ def test_the_generator_records_the_autoencoder_and_refuses_another(trained, late
 
 def test_a_latent_bank_decodes_to_the_pixel_banks_images(trained, latent_generator, tmp_path) -> None:
     from gensis.bank import ViewBank
-    from gensis.train.view_sources import BankViews
     from gensis.bank.store import shard_path
+    from gensis.train.view_sources import BankViews
 
     root, data, _, _ = trained
     gen, _ = latent_generator
@@ -201,8 +201,9 @@ def test_a_latent_bank_decodes_to_the_pixel_banks_images(trained, latent_generat
 def test_a_latent_bank_refuses_a_pixel_generator_and_another_decoder(trained, tmp_path) -> None:
     import json as _json
 
-    from gensis.bank import ViewBank
     from _synthetic import tiny_generator
+
+    from gensis.bank import ViewBank
 
     enc, data, gen = tiny_generator(tmp_path / "pixel")
     with pytest.raises(GensisError, match="storage=latents: the generator works in pixel space"):
@@ -212,7 +213,8 @@ def test_a_latent_bank_refuses_a_pixel_generator_and_another_decoder(trained, tm
     # A latent bank whose recorded decoder digest is not its autoencoder's: refused when read.
     root = tmp_path / "latents"
     root.mkdir()
-    (root / "index.json").write_text(_json.dumps({"format": "gensis.bank/1", "generator_sha256": "0" * 64, "encoder_sha256": "0" * 64,
+    (root / "index.json").write_text(_json.dumps({"format": "gensis.bank/1", "generator_sha256": "0" * 64,
+                                  "encoder_sha256": "0" * 64,
                                   "resolution": 16, "n_sources": 1, "shard_size": 1, "views_per_image": 1,
                                   "interpolations_per_image": 0, "shards": [], "storage": "latents",
                                   "vae": str(trained[3].autoencoder_path), "vae_sha256": "f" * 64}))

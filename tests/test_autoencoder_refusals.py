@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from _synthetic import random_encoder, write_npz
+
 import gensis
 from gensis.cli import main
 
@@ -21,8 +21,10 @@ def files(tmp_path_factory):
     data16 = write_npz(root / "a16.npz", 40, size=16)
     other16 = write_npz(root / "b16.npz", 40, size=16, seed=3)
     enc = random_encoder(root / "encoder.safetensors", 16)
-    ae16 = gensis.train_autoencoder({**SMALL, "data.path": str(data16), "data.resolution": 16, "out": str(root / "ae16")})
-    ae32 = gensis.train_autoencoder({**SMALL, "data.path": str(data16), "data.resolution": 32, "out": str(root / "ae32")})
+    ae16 = gensis.train_autoencoder({**SMALL, "data.path": str(data16), "data.resolution": 16,
+                                     "out": str(root / "ae16")})
+    ae32 = gensis.train_autoencoder({**SMALL, "data.path": str(data16), "data.resolution": 32,
+                                     "out": str(root / "ae32")})
     stage1 = root / "stage1" / "exported"
     stage1.mkdir(parents=True)
     shutil.copy(enc, stage1 / "encoder.safetensors")
@@ -75,9 +77,11 @@ def test_an_encoder_given_as_the_autoencoder_is_named(files, tmp_path, capsys) -
 
 
 def test_an_autoencoder_given_as_the_encoder_is_named(files, tmp_path, capsys) -> None:
-    for argv in (["train-autoencoder", f"encoder={files['ae16']}", f"data.path={files['data']}", f"out={tmp_path / 'a'}"],
+    for argv in (["train-autoencoder", f"encoder={files['ae16']}", f"data.path={files['data']}",
+                  f"out={tmp_path / 'a'}"],
                  ["embed", f"encoder={files['ae16']}", f"data_path={files['data']}", f"out={tmp_path / 'e.npy'}"],
-                 ["train-generator", f"encoder={files['ae16']}", f"data.path={files['data']}", f"out={tmp_path / 'g'}"]):
+                 ["train-generator", f"encoder={files['ae16']}", f"data.path={files['data']}",
+                  f"out={tmp_path / 'g'}"]):
         _refused(argv, capsys, str(files["ae16"]), "is an autoencoder (train-autoencoder), not a gensis encoder")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

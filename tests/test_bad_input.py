@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _refusal import assert_refused
+
 import gensis
 
 
@@ -26,15 +26,19 @@ CASES = [
     ("pretrain data.path={bad} out={out} data.cache_dir=null", "{bad}: 2 images, fewer than train.batch_size=256"),
     ("pretrain data.path={data} out={out} train.batch_sise=3", "unknown key 'train.batch_sise'"),
     ("pretrain data.path={data} out={out} train.epochs=0", "train.epochs"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4", "{vit}: weights do not fit"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4", "{garbage}: not a readable encoder file"),
-    ("pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4", "no view bank at {root}/missing_bank"),
+    ("pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4",
+     "{vit}: weights do not fit"),
+    ("pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4",
+     "{garbage}: not a readable encoder file"),
+    ("pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4",
+     "no view bank at {root}/missing_bank"),
     ("train-generator encoder={garbage} data.path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
     ("train-generator encoder={enc} data.path={data} out={out} model.p_uncond=2", "model.p_uncond"),
     ("generate generator={gen} data_path={data} out={out} alpha_range=[0.9,0.1]", "alpha_range"),
     ("generate generator={garbage} data_path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
     ("generate generator={gen} encoder={vit} data_path={data} out={out}", "{vit}: not the encoder the generator"),
-    ("generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1", "{bank}: bank written by another generator"),
+    ("generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1",
+     "{bank}: bank written by another generator"),
     ("generate generator={gen} data_path={data} out={out} shards=[7]", "shards: [7] outside [0, 1)"),
     ("eval-generator bank={bank} encoder={vit} data_path={data}", "{vit}: not the encoder"),
     ("eval-generator bank={root}/missing_bank encoder={enc} data_path={data}", "no view bank at {root}/missing_bank"),

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _refusal import assert_refused
+
 import gensis
 
 GEN = ("model.spec=tiny train.batch_size=6 train.epochs=1 data.cache_dir=null data.path={data} encoder={enc}")
 PRE = ("preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
        "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0 data.path={grow}")
-STAGE3 = ("preset=digits data.resolution=8 augment.global_crop_size=8 augment.local_crop_size=4 augment.n_local_crops=0 "
-          "model.backbone=resnet10t train.batch_size=4 data.cache_dir=null")
+STAGE3 = ("preset=digits data.resolution=8 augment.global_crop_size=8 augment.local_crop_size=4 "
+          "augment.n_local_crops=0 model.backbone=resnet10t train.batch_size=4 data.cache_dir=null")
 EVAL = "eval encoder={enc} train_path={data} linear=false knn_k=[1] cache_dir=null"
 
 
@@ -50,22 +50,29 @@ CASES = [
     ("run data.path={odd} out={odd}/run", "inside the input data.path"),
     ("tile slides={slides} out={slides}/tiles", "inside the input slides"),
     ("pretrain data.path={data} out={gen_run}", "holds a gensis generator run; this command writes a pretrain run"),
-    ("pretrain data.path={data} out={gen_stripped}", "holds a gensis generator run; this command writes a pretrain run"),
-    ("pretrain data.path={data} out={pre_stripped}", "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
+    ("pretrain data.path={data} out={gen_stripped}",
+     "holds a gensis generator run; this command writes a pretrain run"),
+    ("pretrain data.path={data} out={pre_stripped}",
+     "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
     ("train-generator " + GEN + " out={gen_stripped} train.seed=5", "already holds a run"),
-    ("train-generator " + GEN + " out={pre_stripped}", "holds a gensis pretrain run; this command writes a generator run"),
+    ("train-generator " + GEN + " out={pre_stripped}",
+     "holds a gensis pretrain run; this command writes a generator run"),
     ("pretrain data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
     ("train-generator " + GEN + " out={foreign}", "foreign is a folder of other files, not an output of this command"),
     ("run data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
     # 2. checkpoints, banks and resumes tied to their run and data
-    ("train-generator --resume " + GEN + " out={gen_swapped}", "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
+    ("train-generator --resume " + GEN + " out={gen_swapped}",
+     "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
     ("pretrain --resume " + PRE + " out={pre}", "pre/checkpoints/last.pt: trained on other data"),
     ("generate generator={gen} data_path={other} out={bank} views_per_image=1 interpolations_per_image=1 steps=1",
      "generated from other images than {other}"),
     ("eval-generator bank={bank} encoder={enc} data_path={other}", "generated from other images"),
-    ("pretrain " + STAGE3 + " data.path={other} gen.bank={bank} out={out}", "gen.bank: {bank} was generated from other images"),
-    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_missing} out={out}", "shard-00000.safetensors: listed in index.json but missing"),
-    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_trunc} out={out}", "shard-00000.safetensors: listed in index.json but truncated"),
+    ("pretrain " + STAGE3 + " data.path={other} gen.bank={bank} out={out}",
+     "gen.bank: {bank} was generated from other images"),
+    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_missing} out={out}",
+     "shard-00000.safetensors: listed in index.json but missing"),
+    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_trunc} out={out}",
+     "shard-00000.safetensors: listed in index.json but truncated"),
     # 4. every file read is validated before use
     (EVAL + " test_path={data} encoder={enc_kwargs}", "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
     (EVAL + " test_path={data} encoder={enc_negres}", "enc_negres.safetensors: metadata 'resolution'"),
@@ -73,7 +80,8 @@ CASES = [
     (EVAL + " test_path={data} encoder={enc_stem}", "enc_stem.safetensors: metadata 'cifar_stem'"),
     (EVAL + " test_path={data} encoder={enc_std0}", "enc_std0.safetensors: metadata 'std'"),
     (EVAL + " test_path={data} encoder={enc_dim}", "enc_dim.safetensors: metadata 'embed_dim' is not valid JSON"),
-    ("export encoder={enc_steps} out={out}.pt2", "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0"),
+    ("export encoder={enc_steps} out={out}.pt2",
+     "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0"),
     ("embed encoder={enc_mean2} data_path={data} out={out}.safetensors", "metadata 'mean'"),
     ("generate generator={gen_spec} data_path={data} out={out}", "gen_spec.safetensors: metadata 'spec'"),
     ("generate generator={gen_latent} data_path={data} out={out}", "gen_latent.safetensors: metadata 'vae'"),
@@ -86,9 +94,12 @@ CASES = [
     ("train-generator --resume " + GEN + " out={gen_empty_pt}", "gen_empty_pt/checkpoints/last.pt: empty file"),
     ("eval-generator bank={bank_missing} encoder={enc} data_path={data}", "bank_missing/shard-00000.safetensors"),
     ("eval-generator bank={bank_trunc} encoder={enc} data_path={data}", "bank_trunc/shard-00000.safetensors"),
-    ("eval-generator bank={bank} encoder={enc} data_path={data} max_images=6", "6 images, but the bank was generated from 12"),
-    ("foreground encoder={enc_kwargs} data_path={data} out={out}", "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
-    ("train-generator encoder={enc_negres} data.path={data} out={out}", "enc_negres.safetensors: metadata 'resolution'"),
+    ("eval-generator bank={bank} encoder={enc} data_path={data} max_images=6",
+     "6 images, but the bank was generated from 12"),
+    ("foreground encoder={enc_kwargs} data_path={data} out={out}",
+     "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
+    ("train-generator encoder={enc_negres} data.path={data} out={out}",
+     "enc_negres.safetensors: metadata 'resolution'"),
     ("pretrain data.path={text_npz} out={out}", "text.npz: not an .npz archive"),
     # 5. evaluation matches classes by name
     (EVAL + " test_path={disjoint}", "disjoint.npz: no class in common"),
@@ -191,7 +202,8 @@ def test_run_that_died_before_its_first_checkpoint_starts_over(world, tmp_path) 
     """Only config.yaml and a few metrics (gensis's, same settings): a fresh run may use the folder."""
     settings = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
                 "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"]), "out": str(tmp_path / "r")}
+                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"]),
+                "out": str(tmp_path / "r")}
     gensis.pretrain(settings)
     run = tmp_path / "r"
     import shutil
@@ -257,9 +269,9 @@ def test_generator_records_its_encoder_as_an_absolute_path(world, tmp_path, monk
     from safetensors import safe_open
 
     monkeypatch.chdir(world["root"])
-    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False,
-                                  "data.cache_dir": None, "data.path": "images.npz", "encoder": "encoder.safetensors",
-                                  "out": str(tmp_path / "gen")}).generator_path
+    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1,
+                                  "train.progress": False, "data.cache_dir": None, "data.path": "images.npz",
+                                  "encoder": "encoder.safetensors", "out": str(tmp_path / "gen")}).generator_path
     with safe_open(str(gen), framework="pt") as f:
         assert Path(f.metadata()["encoder"]) == world["enc"].resolve()
 
@@ -279,8 +291,8 @@ def test_unknown_vae_hub_id_offline_fails_at_once(monkeypatch) -> None:
     import socket
     import time
 
-    from gensis.errors import CheckpointError
     from gensis.autoencoder.latent import load_vae
+    from gensis.errors import CheckpointError
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -323,6 +335,7 @@ def test_sigterm_in_a_stage_stops_gensis_run_after_it(world, tmp_path) -> None:
 def test_encoder_resolution_outside_the_config_range_is_refused(world, capsys, tmp_path) -> None:
     """Encoder metadata is held to the config's own range (data.resolution: 8..1024)."""
     from conftest import _resave
+
     from gensis.cli import main
 
     for value in ("4096", "4"):
@@ -330,4 +343,5 @@ def test_encoder_resolution_outside_the_config_range_is_refused(world, capsys, t
         code = main(["embed", f"encoder={bad}", f"data_path={world['data']}",
                                 f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
         err = capsys.readouterr().err.strip()
-        assert code == 2 and err.count("\n") == 0 and "metadata 'resolution' must be an integer in [8, 1024]" in err, err
+        assert (code == 2 and err.count("\n") == 0
+                and "metadata 'resolution' must be an integer in [8, 1024]" in err), err

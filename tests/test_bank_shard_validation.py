@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from test_gen_dino import _write_bank
 
 from gensis.bank import ViewBank
-from gensis.train.view_sources import BankViews
 from gensis.bank.store import shard_path
 from gensis.errors import CheckpointError
-from test_gen_dino import _write_bank
+from gensis.train.view_sources import BankViews
 
 
 def _tampered(root, change) -> None:

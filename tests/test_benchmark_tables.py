@@ -45,8 +45,8 @@ def test_seed_mcnemar_pairs_each_seed_on_the_same_images(tmp_path: Path) -> None
 
 def _result(seeds: list[int], recipe: str = "r", data: str = "d") -> dict:
     return {"seeds": seeds, "recipe_sha256": recipe, "data_sha256": data,
-            "results": {"dino": _row(70.0), "gen-dino": _row(71.0), "dino-s%d" % seeds[1]: _row(69.0),
-                        "gen-dino-s%d" % seeds[1]: _row(69.5)},
+            "results": {"dino": _row(70.0), "gen-dino": _row(71.0), f"dino-s{seeds[1]}": _row(69.0),
+                        f"gen-dino-s{seeds[1]}": _row(69.5)},
             "summary": {"mcnemar": {"gen-dino - dino": [{"seed": 0, "figure": "kNN k=20", "p_value": 0.5},
                                                          {"seed": seeds[1], "figure": "kNN k=20", "p_value": 0.4}]}}}
 

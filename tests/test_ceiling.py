@@ -14,13 +14,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _synthetic import shapes_dataset
-from gensis.models.metadata import EncoderInfo
+
 from gensis.config.schema import ModelConfig
 from gensis.data import ImageData
 from gensis.eval.faithfulness import ceiling_and_chance
 from gensis.models.backbones import build_encoder
+from gensis.models.metadata import EncoderInfo
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 AUGMENT = {"global_crop_scale": [1.0, 1.0], "hflip_p": 1.0, "vflip_p": 0.0, "rot90_p": 0.0, "color_jitter_p": 0.0,
@@ -59,14 +59,15 @@ def _expected(view_emb, view_images, sources, real_emb, labels, originals) -> di
     """Every figure by loops over the views (one view per source here: two identical views)."""
     n = len(real_emb)
     ranks, agree = [], []
-    for v, s in zip(view_emb, sources.tolist()):
+    for v, s in zip(view_emb, sources.tolist(), strict=True):
         sims = [float(v @ real_emb[j]) for j in range(n)]
         ranks.append(sum(1 for j in range(n) if sims[j] > sims[s]))  # 0 = the source is nearest
         nearest = sorted(range(n), key=lambda j: -sims[j])[:10]
         votes = [sum(1 for j in nearest if labels[j] == c) for c in range(3)]
         agree.append(votes.index(max(votes)) == labels[s])
     ranks_sorted = sorted(ranks)
-    rmse = [float(((a.float() - b.float()) / 255).square().mean().sqrt()) for a, b in zip(view_images, originals)]
+    rmse = [float(((a.float() - b.float()) / 255).square().mean().sqrt())
+            for a, b in zip(view_images, originals, strict=True)]
     return {"retrieval_top1": 100 * sum(r == 0 for r in ranks) / len(ranks),
             "retrieval_top5": 100 * sum(r < 5 for r in ranks) / len(ranks),
             "retrieval_median_rank": ranks_sorted[(len(ranks) - 1) // 2] + 1,

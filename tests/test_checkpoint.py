@@ -117,7 +117,8 @@ def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
 
     base = {"backbone": "resnet10t", "cifar_stem": "true", "backbone_kwargs": "{}", "resolution": "16"}
     info = EncoderInfo.parse("e.safetensors", {**base, "embed_dim": "512", "trained_steps": "7", "method": "dino",
-                                               "mean": "[0, 0.5, 1]", "std": "[1, 2, 3]", "augment": '{"hflip_p": 0.5}'})
+                                               "mean": "[0, 0.5, 1]", "std": "[1, 2, 3]",
+                                               "augment": '{"hflip_p": 0.5}'})
     assert (info.backbone, info.cifar_stem, info.backbone_kwargs, info.resolution) == ("resnet10t", True, {}, 16)
     assert (info.embed_dim, info.trained_steps, info.method) == (512, 7, "dino")
     assert info.normalization() == ((0.0, 0.5, 1.0), (1.0, 2.0, 3.0)) and info.augment == {"hflip_p": 0.5}

@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from _refusal import digest
+from test_guard_sweep import BASES, OUT_NAME, _config, _inputs
+
 from gensis.cli import command_configs, main
 from gensis.config.overrides import flatten
 from gensis.runtime import guards
-from test_guard_sweep import BASES, OUT_NAME, _config, _inputs
 
 COMMANDS = sorted(BASES)
 # The data inputs (images read through the loader) by command; a zip twice is refused for each.
@@ -97,13 +97,15 @@ def test_every_input_that_is_no_file_is_named(bad_world, capsys, tmp_path, comma
         for key, path in _inputs(command, base, bad_world).items():
             fifo = tmp_path / f"{i}-{key.replace('.', '_')}-fifo{path.suffix}"
             os.mkfifo(fifo)
-            _one_line(capsys, _argv(command, bad_world, base, **{key: str(fifo), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
+            _one_line(capsys, _argv(command, bad_world, base,
+                                    **{key: str(fifo), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
                       f"{key}={fifo} is a FIFO", "not-a-file")
             n += 1
         key, path = next(iter(_inputs(command, base, bad_world).items()))
         zero = tmp_path / f"{i}-zero{path.suffix}"
         os.symlink("/dev/zero", zero)
-        _one_line(capsys, _argv(command, bad_world, base, **{key: str(zero), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
+        _one_line(capsys, _argv(command, bad_world, base,
+                                **{key: str(zero), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
                   "is a device", "not-a-file")
     assert n >= 1 and not (tmp_path / "o").exists()
     assert digest(bad_world["root"]) == before
@@ -114,7 +116,7 @@ def test_empty_paths_and_names_that_are_not_utf8_are_one_line(bad_world, capsys,
     """Every input key given an empty path is named; an out= whose name is not UTF-8, placed where
     a rule refuses it (inside an input), is refused in one line that shows the odd byte escaped."""
     before = digest(bad_world["root"])
-    for i, base in enumerate(BASES[command]):
+    for _i, base in enumerate(BASES[command]):
         inputs = _inputs(command, base, bad_world)
         for key in inputs:
             _one_line(capsys, _argv(command, bad_world, base, **{key: "", "out": str(tmp_path / "o" / "x")}),
@@ -146,7 +148,8 @@ def _wrong_types(command: str) -> list[dict]:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_config_file_of_the_wrong_type_is_one_line(bad_world, capsys, tmp_path, command) -> None:
     before = digest(bad_world["root"])
-    settings = {k: yaml.safe_load(v) for k, v in (t.format(**bad_world).split("=", 1) for t in BASES[command][-1].split())}
+    settings = {k: yaml.safe_load(v)
+                for k, v in (t.format(**bad_world).split("=", 1) for t in BASES[command][-1].split())}
     settings["out"] = str(tmp_path / "o" / OUT_NAME.get(command, "x"))
     for wrong in (*_wrong_types(command), {"out": [1, 2]}):
         path = tmp_path / "c.yaml"
@@ -207,7 +210,7 @@ def test_every_command_that_reads_images_takes_the_size_cap(bad_world, capsys, t
     cap = "data.max_image_bytes" if "data.path" in b_keys(base) else "max_image_bytes"
     assert cap in flatten(_config(command, base, bad_world).model_dump())
     folder = tmp_path / "images"  # a folder: the cap is per image file (an .npz is one array)
-    for i, (name, value) in enumerate(zip("abab", (10, 90, 170, 250))):
+    for i, (name, value) in enumerate(zip("abab", (10, 90, 170, 250), strict=True)):
         (folder / name).mkdir(parents=True, exist_ok=True)
         (folder / name / f"{i}.png").write_bytes(_png_bytes(value))
     data = {k: str(folder) for k in b_keys(base) if k in DATA_KEYS}

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from _synthetic import write_npz
+
 from gensis.cli import main
 
 
@@ -46,11 +46,13 @@ def test_bad_inputs(capsys, tmp_path, unlabelled) -> None:
         (["pretrain", f"out={tmp_path / 'r4'}"], "data.path: no training images given"),
         (["pretrain", "--resume", f"out={tmp_path / 'r5'}", f"data.path={unlabelled}"], "nothing to resume"),
         (
-            ["pretrain", "preset=digits", f"data.path={unlabelled}", f"data.eval_path={unlabelled}", f"out={tmp_path / 'r6'}"],
+            ["pretrain", "preset=digits", f"data.path={unlabelled}", f"data.eval_path={unlabelled}",
+             f"out={tmp_path / 'r6'}"],
             "has no labels",
         ),
         (
-            ["eval", f"encoder={tmp_path / 'bad_encoder.safetensors'}", f"train_path={unlabelled}", f"test_path={unlabelled}"],
+            ["eval", f"encoder={tmp_path / 'bad_encoder.safetensors'}", f"train_path={unlabelled}",
+             f"test_path={unlabelled}"],
             "bad_encoder.safetensors",
         ),
         (["eval", f"encoder={tmp_path}", "train_path=a", "test_path=b"], "encoder not found"),

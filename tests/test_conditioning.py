@@ -12,7 +12,6 @@ from safetensors.torch import save_file
 from gensis.augment import eval_transform
 from gensis.config.overrides import build_config
 from gensis.config.schema import GeneratorTrainConfig, PretrainConfig
-from gensis.generator.checkpoint import load_generator
 from gensis.eval.faithfulness import (
     ceiling_augment,
     class_consistency,
@@ -22,6 +21,7 @@ from gensis.eval.faithfulness import (
     versus_ceiling,
     view_figures,
 )
+from gensis.generator.checkpoint import load_generator
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
 from gensis.generator.target_augment import TargetAugment, resolve_target_augment
@@ -40,7 +40,8 @@ def _level_effects(**spec) -> dict[str, float]:
     acts: dict[str, list[torch.Tensor]] = {}
     for name, block in blocks.items():
         block.register_forward_hook(
-            lambda mod, inp, out, name=name: acts.setdefault(name, []).append(out[0] if isinstance(out, tuple) else out))
+            lambda mod, inp, out, name=name: acts.setdefault(name, []).append(
+                out[0] if isinstance(out, tuple) else out))
     x, t = torch.randn(8, 3, 8, 8), torch.full((8,), 500)
     keep = torch.zeros(8, dtype=torch.bool)
     with torch.no_grad():
@@ -99,7 +100,8 @@ def test_target_flips_follow_the_stage1_augmentation() -> None:
         aug = resolve_target_augment(GeneratorTrainConfig(), recorded)
         assert (aug.hflip_p, aug.vflip_p, aug.rot90_p) == expected, preset
     assert resolve_target_augment(GeneratorTrainConfig(hflip_p=0.3), recorded).hflip_p == 0.3  # explicit wins
-    assert resolve_target_augment(GeneratorTrainConfig(), recorded_augment({"mean": "[0.5, 0.5, 0.5]"})) == TargetAugment()
+    assert (resolve_target_augment(GeneratorTrainConfig(), recorded_augment({"mean": "[0.5, 0.5, 0.5]"}))
+            == TargetAugment())
     assert recorded_augment({"augment": "not json"}) is None and recorded_augment({"augment": "[1]"}) is None
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     assert torch.equal(TargetAugment()(x, torch.Generator().manual_seed(0)), x)

@@ -7,16 +7,16 @@ import json
 
 import pytest
 import torch
-
 from _synthetic import write_npz
 from test_gen_dino import _write_bank
+
 import gensis
-from gensis.models.metadata import EncoderInfo
 from gensis.config.schema import ModelConfig
 from gensis.errors import GensisError
 from gensis.foreground.pca import ForegroundPCA
 from gensis.foreground.quality import PairQuality
 from gensis.models.backbones import build_encoder
+from gensis.models.metadata import EncoderInfo
 from gensis.runtime.checkpoint import load_state
 from gensis.ssl.losses.dino_loss import DINOLoss
 

@@ -86,7 +86,7 @@ def test_too_few_points_say_unknown_and_why() -> None:
     for loss in ({10: 5.0, 20: 5.0, 30: 5.0, 100: 4.0}, {10: 5.0, 20: 5.0, 97: 3.0, 100: 3.0}):
         c = convergence(_points(loss, {}), K)
         assert c.loss_fall is None and c.status == "unknown"
-    assert convergence(_points({0: 5.0, 0: 5.0}, {}) * 4, K).loss_fall is None  # every point at step 0
+    assert convergence(_points({0: 5.0}, {}) * 4, K).loss_fall is None  # four points, every one at step 0
     c = convergence([], K)
     assert c.status == "unknown" and c.why == (
         "too few loss points in the last fifth (lower train.log_every); no online kNN near three quarters "

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _data_files import encode, put, px, solid, warnings_of, with_bad_files
 from PIL import Image
 
-from _data_files import encode, put, px, solid, warnings_of, with_bad_files
 from gensis.data import demo_digits, load_images
 from gensis.data.loader import subset_indices
 from gensis.errors import DataError
@@ -61,7 +61,7 @@ def test_pil_modes_become_rgb(tmp_path: Path) -> None:
     assert px(data, "i32.tif") == (255, 255, 255)
     assert px(data, "cmyk.tif") == (255, 0, 0)
     assert px(data, "one.png") == (255, 255, 255)
-    assert max(abs(a - b) for a, b in zip(px(data, "big.jpg", 8, 8), (9, 99, 199))) <= 3
+    assert max(abs(a - b) for a, b in zip(px(data, "big.jpg", 8, 8), (9, 99, 199), strict=True)) <= 3
     assert px(data, "gray.pgm") == (50, 50, 50)
     assert px(data, "w.webp") == (50, 60, 70)
 

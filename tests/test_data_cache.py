@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _data_files import encode, put, solid, warnings_of, with_bad_files, write_zip
 from PIL import Image
 
-from _data_files import encode, put, solid, warnings_of, with_bad_files, write_zip
-from gensis.data import load_images
 from gensis.data import decode as decode_mod
+from gensis.data import load_images
 from gensis.data.parallel import MIN_ITEMS_FOR_POOL, decode_many
 from gensis.data.sources import ItemReader, list_folder
 from gensis.errors import DataError
-
 
 # ---------------------------------------------------------------- cache
 

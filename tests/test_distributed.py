@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from _processes import losses, run_cli
 from _synthetic import write_npz
+
 from gensis.ssl.losses.dino_loss import DINOLoss
 
 # A ViT (LayerNorm only) and a head without BatchNorm: nothing depends on the per-process

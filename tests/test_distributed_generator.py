@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _synthetic import random_encoder, write_npz
+
 import gensis
 from gensis.bank import ViewBank
 from gensis.bank import store as bank_store
@@ -97,7 +97,7 @@ def test_two_processes_generate_the_one_process_bank(trained, tmp_path) -> None:
         assert int(((sources == i) & (partners >= 0)).sum()) == 1
     one = ViewBank(tmp_path / "one")
     assert one.index == two.index
-    for a, b in zip(_entries(one), _entries(two)):
+    for a, b in zip(_entries(one), _entries(two), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "two" / "quality.json").is_file()
 

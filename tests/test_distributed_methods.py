@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _grouped_bn import grouped_batch_norm
 from _processes import run_cli
 from _synthetic import write_npz
+from test_gen_dino import _write_bank
+
 import gensis
 from gensis.runtime.checkpoint import load_state
-from test_gen_dino import _write_bank
 
 # 48 images, global batch 16 (8 per process): 3 steps per epoch, 6 steps in all.
 SETTINGS = {

@@ -75,7 +75,7 @@ def test_knn_chunking_large_k_and_no_mutation() -> None:
     big = knn_predict(train, labels, test, k=(50, 500))
     assert set(big) == {50, 500} and torch.equal(big[500], big[50])
     # Caller tensors are untouched (no in-place normalisation).
-    assert all(torch.equal(a, b) for a, b in zip((train, labels, test), copies))
+    assert all(torch.equal(a, b) for a, b in zip((train, labels, test), copies, strict=True))
     assert knn_predict(train, labels, test, k=5)[5].shape == (37,)
 
 
@@ -135,7 +135,7 @@ def test_linear_probe_deterministic_and_blind_to_test_set() -> None:
     a = linear_probe(x_train, y_train, x_test, y_test, **FAST)
     b = linear_probe(x_train, y_train, x_test, y_test, **FAST)
     assert a == b
-    assert all(torch.equal(t, c) for t, c in zip((x_train, y_train, x_test, y_test), copies))
+    assert all(torch.equal(t, c) for t, c in zip((x_train, y_train, x_test, y_test), copies, strict=True))
     # All-wrong test labels: the selection must not move, only the reported test score.
     wrong = linear_probe(x_train, y_train, x_test, (y_test + 1) % 5, **FAST)
     keys = ("best_lr", "best_weight_decay", "val_top1", "selection")
@@ -158,7 +158,7 @@ def test_grid_training_matches_torch_adamw() -> None:
     mean, std = x.mean(0), (x.var(0, unbiased=False) + 1e-6).sqrt()
     xs = (x - mean) / std
     total = epochs * math.ceil(100 / bs)
-    for (lr, wd), probe in zip(grid, probes):
+    for (lr, wd), probe in zip(grid, probes, strict=True):
         w = torch.zeros(6, 3, requires_grad=True)
         b = torch.zeros(3, requires_grad=True)
         groups = [{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}]

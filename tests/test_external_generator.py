@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 import transformers  # noqa: F401  (the tiny CLIP parts; the test extra installs it)
-
 from _synthetic import random_encoder, write_npz
+
 import gensis
 from gensis.bank import ViewBank
 from gensis.cli import main

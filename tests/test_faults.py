@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from _processes import ENV, wait_for_step
 from _synthetic import write_npz
+from safetensors.torch import load_file
+
 import gensis
 from gensis.errors import GensisError
 from gensis.runtime.checkpoint import load_state
@@ -114,10 +114,10 @@ def test_full_disk_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch) -
 
 def test_sigterm_in_generator_training_saves_that_step(tmp_path, monkeypatch) -> None:
     from gensis.config.schema import ModelConfig
-    from gensis.train import generator as gen_train
     from gensis.models.backbones import build_encoder
     from gensis.runtime.checkpoint import export_encoder
     from gensis.runtime.signals import TrainingInterrupted
+    from gensis.train import generator as gen_train
 
     enc = tmp_path / "encoder.safetensors"
     export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),

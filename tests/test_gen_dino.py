@@ -7,13 +7,11 @@ import math
 
 import pytest
 import torch
+from _synthetic import write_npz
 from safetensors import safe_open
 
-from _synthetic import write_npz
 import gensis
 from gensis.augment import MultiCropAugment
-from gensis.train.gen_views import PairSampler
-from gensis.train.view_sources import BankViews, Interpolations
 from gensis.bank.store import BankIndex, write_index, write_shard
 from gensis.config.schema import AugmentConfig, DINOConfig, GenViewsConfig, ModelConfig
 from gensis.errors import ConfigError
@@ -21,6 +19,8 @@ from gensis.models.backbones import build_encoder
 from gensis.ssl.dino import DINO, DisentangleViews
 from gensis.ssl.losses.dino_loss import DINOLoss
 from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, target_entropy
+from gensis.train.gen_views import PairSampler
+from gensis.train.view_sources import BankViews, Interpolations
 
 PLAIN = AugmentConfig(global_crop_size=8, local_crop_size=4, n_local_crops=2, global_crop_scale=(1.0, 1.0),
                       color_jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0,
@@ -56,7 +56,8 @@ def test_target_entropy_is_the_floor_of_the_loss() -> None:
     loss = DisentanglementLoss(student_temp=0.1)
     q = loss.target(t1, t2, torch.full((6,), 0.4), center, 0.1)
     exact = [torch.log(q) * 0.1]  # a student that outputs the target itself reaches the floor
-    assert loss(t1, t2, torch.full((6,), 0.4), exact, center, 0.1).item() == pytest.approx(target_entropy(q).item(), rel=1e-5)
+    assert loss(t1, t2, torch.full((6,), 0.4), exact, center, 0.1).item() == pytest.approx(
+        target_entropy(q).item(), rel=1e-5)
     uniform = torch.full((6, 10), 0.1)
     assert target_entropy(uniform).item() == pytest.approx(math.log(10), rel=1e-6)
 
@@ -152,7 +153,7 @@ def test_same_seed_same_pairs() -> None:
     images = torch.randint(0, 255, (8, 3, 8, 8), dtype=torch.uint8)
     va = a(images, torch.arange(8), torch.Generator().manual_seed(3))
     vb = b(images, torch.arange(8), torch.Generator().manual_seed(3))
-    assert all(torch.equal(x, y) for x, y in zip(va.views, vb.views))
+    assert all(torch.equal(x, y) for x, y in zip(va.views, vb.views, strict=True))
 
 
 # ------------------------------------------------------------------ bank -> Gen-DINO run
@@ -179,7 +180,7 @@ def test_bank_views_in_memory_match_the_bank(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     idx = torch.tensor([0, 41, 89, 41])
     got = views.views(idx, g)[:, 0, 0, 0].long()
-    assert all(int(v) in {(i + 7 * k) % 256 for k in range(2)} for i, v in zip(idx.tolist(), got.tolist()))
+    assert all(int(v) in {(i + 7 * k) % 256 for k in range(2)} for i, v in zip(idx.tolist(), got.tolist(), strict=True))
     interp = views.interpolations(idx, g)
     assert torch.equal(interp.partner, (idx + 1) % 90) and torch.allclose(interp.alpha, torch.full((4,), 0.6))
     with pytest.raises(ConfigError, match="generated from 90 images"):
@@ -220,7 +221,8 @@ def test_gen_dino_rejects_a_bank_of_other_images(tmp_path) -> None:
     data = write_npz(tmp_path / "train.npz", 64, size=16)
     _write_bank(tmp_path / "bank", 96, 16)
     with pytest.raises(ConfigError, match="generated from 96 images"):
-        gensis.pretrain({**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"), "out": str(tmp_path / "r")})
+        gensis.pretrain({**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
+                         "out": str(tmp_path / "r")})
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="not both"):
         gensis.pretrain({**TINY, "gen.bank": "a", "gen.generator": "b"})

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 import torch
-
 from _synthetic import tiny_generator
+
 import gensis
 from gensis.bank import ViewBank
 from gensis.bank import store as bank_store
@@ -141,7 +141,8 @@ def test_quality_report_of_generate_and_eval_generator(tmp_path, trained) -> Non
         float((px[:, 0] - px[:, 1]).square().flatten(1).mean(1).sqrt().mean()), abs=2e-4)
     assert q["source_pixel_rmse"] == pytest.approx(
         float((px - real[:, None].float() / 255).square().flatten(2).mean(2).sqrt().mean()), abs=2e-4)
-    assert q["frechet_distance"] == pytest.approx(frechet_distance(real_emb, view_emb.flatten(0, 1)), rel=1e-3, abs=1e-3)
+    assert q["frechet_distance"] == pytest.approx(frechet_distance(real_emb, view_emb.flatten(0, 1)),
+                                                  rel=1e-3, abs=1e-3)
     assert q["chance"]["images"] == 12 and q["chance"]["retrieval_top1"] == round(100 / 12, 3)
     again = gensis.eval_generator(bank=str(tmp_path / "bank"), encoder=str(enc), data_path=str(data),
                                   cache_dir=None, out=str(tmp_path / "q.json"))

@@ -23,9 +23,9 @@ import gensis
 from gensis.config.schema import ModelConfig
 from gensis.data import load_images
 from gensis.data.demo import demo_digits
+from gensis.eval.faithfulness import as_data, retrieval
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.conditioning import EmbeddingConditioner
-from gensis.eval.faithfulness import as_data, retrieval
 from gensis.generator.monitor import ConditioningMonitor
 from gensis.generator.sampling import make_scheduler
 from gensis.generator.synthesizer import Synthesizer

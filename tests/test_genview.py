@@ -257,7 +257,7 @@ def _train_step(model, views):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    assert any(not torch.equal(b, p) for b, p in zip(before, params))
+    assert any(not torch.equal(b, p) for b, p in zip(before, params, strict=True))
 
 
 def _check_weights(model, views):
@@ -285,9 +285,10 @@ def test_mocov3_training_step_weights_and_momentum() -> None:
     momentum_before = [p.detach().clone() for p in model.momentum_projector.parameters()]
     _train_step(model, views)
     # Backprop does not touch the momentum network; the EMA moves it towards the online one.
-    assert all(torch.equal(a, b) for a, b in zip(momentum_before, model.momentum_projector.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(momentum_before, model.momentum_projector.parameters(), strict=True))
     model.update_momentum(0.5)
-    for old, new, online in zip(momentum_before, model.momentum_projector.parameters(), model.projector.parameters()):
+    for old, new, online in zip(momentum_before, model.momentum_projector.parameters(), model.projector.parameters(),
+                                strict=True):
         assert torch.allclose(new, 0.5 * old + 0.5 * online.detach())
     _check_weights(model, views)
 

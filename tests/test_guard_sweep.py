@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _refusal import digest
+
 from gensis.cli import command_configs, main
 from gensis.config.overrides import build_config, parse_overrides
 from gensis.config.paths import Role
@@ -214,7 +214,8 @@ def test_run_refuses_inputs_inside_its_out(bad_world, capsys, tmp_path) -> None:
     """`gensis run` writes anywhere in out: the data, the eval data and any stage input stay outside it."""
     out = tmp_path / "p"
     out.mkdir()
-    (out / "pipeline.json").write_text('{"stages": {}, "written_by": "gensis"}')  # a gensis pipeline folder: only the input rules apply
+    # a gensis pipeline folder: only the input rules apply
+    (out / "pipeline.json").write_text('{"stages": {}, "written_by": "gensis"}')
     for sub in ("pictures", "data"):
         (out / sub).mkdir()
         shutil.copy(bad_world["data"], out / sub / "images.npz")
@@ -255,8 +256,9 @@ def test_a_new_unmarked_path_field_is_guarded_by_default(tmp_path) -> None:
 
 def test_online_knn_is_named_by_the_k_it_used(tmp_path) -> None:
     """12 training images: the online kNN votes among 12, and says k=12, not k=20 or k=200."""
-    import gensis
     from _synthetic import write_npz
+
+    import gensis
 
     data = write_npz(tmp_path / "images.npz", 12, size=8)
     gensis.pretrain({"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
@@ -315,7 +317,8 @@ def test_bad_values_and_files_found_by_the_audit_are_one_line(bad_world, capsys,
     assert "metadata 'spec'" in _one_line(
         capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b'}", "cache_dir=null"])
     sched = json.loads(__import__("safetensors").safe_open(str(w["gen"]), "pt").metadata()["scheduler"])
-    gen = _resave(w["gen"], tmp_path / "gen_sched.safetensors", scheduler=json.dumps({**sched, "beta_schedule": "nope"}))
+    gen = _resave(w["gen"], tmp_path / "gen_sched.safetensors",
+                  scheduler=json.dumps({**sched, "beta_schedule": "nope"}))
     assert "metadata 'scheduler'" in _one_line(
         capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b2'}", "cache_dir=null"])
     assert not (tmp_path / "b2").exists()  # named before anything is written
@@ -335,9 +338,9 @@ def test_the_encoder_a_generator_records_is_an_input_too(bad_world, capsys, tmp_
     import gensis
 
     w = bad_world
-    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False,
-                                  "data.cache_dir": None, "data.path": str(w["data"]), "encoder": str(w["pre"]),
-                                  "out": str(tmp_path / "gen")}).generator_path
+    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1,
+                                  "train.progress": False, "data.cache_dir": None, "data.path": str(w["data"]),
+                                  "encoder": str(w["pre"]), "out": str(tmp_path / "gen")}).generator_path
     for argv, out in ((f"generate generator={gen} data_path={w['data']}", w["pre"] / "newbank"),
                       (f"show generator={gen} data_path={w['data']}", w["pre"] / "exported" / "pictures")):
         line = _refused(w, capsys, argv, str(out), "inside-run")

@@ -31,8 +31,10 @@ def world(tmp_path_factory):
     plain = root / "plain.safetensors"
     export_encoder(plain, _randomized(build_encoder(ModelConfig(backbone="resnet10t"), 32)), META)
     vit = root / "vit.safetensors"
-    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 8}), 32).eval(), META)
-    return {"root": root, "cifar": cifar, "plain": plain, "vit": vit, "images": write_npz(root / "images.npz", 10, size=8),
+    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224",
+                                                  backbone_kwargs={"patch_size": 8}), 32).eval(), META)
+    return {"root": root, "cifar": cifar, "plain": plain, "vit": vit,
+            "images": write_npz(root / "images.npz", 10, size=8),
             "images32": write_npz(root / "images32.npz", 6, size=32)}
 
 
@@ -181,7 +183,8 @@ def test_embed_npy_and_csv(world, tmp_path) -> None:
     # out=*.npy writes the same pair.
     assert main(["embed", f"encoder={world['cifar']}", f"data_path={world['images']}", f"out={tmp_path / 'f.npy'}",
                  "device=cpu", "cache_dir=null", "-q"]) == 0
-    assert np.array_equal(np.load(tmp_path / "f.npy"), ref) and (tmp_path / "f.csv").read_text() == (tmp_path / "e.csv").read_text()
+    assert (np.array_equal(np.load(tmp_path / "f.npy"), ref)
+            and (tmp_path / "f.csv").read_text() == (tmp_path / "e.csv").read_text())
 
 
 def test_embed_parquet(world, tmp_path) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from _processes import ENV, cli_argv, wait_for_step
 from _synthetic import write_npz
+from safetensors.torch import load_file
+
 from gensis.runtime.checkpoint import load_state
 
 # 48 images, batch 16: 3 steps per epoch; 40 epochs is far more than a test waits for.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _synthetic import write_npz
 from diffusers import AutoencoderKL
 
-from _synthetic import write_npz
 import gensis
 from gensis.bank import ViewBank
 from gensis.config.schema import ModelConfig

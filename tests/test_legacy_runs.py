@@ -23,7 +23,6 @@ LEGACY = Path(__file__).parent / "legacy"
 sys.path.insert(0, str(LEGACY))
 from make_fixtures import STAGE1  # noqa: E402  (the settings the runs were made with)
 
-
 THREADS = 2  # the expected files were made with 2 CPU threads; float sums split otherwise differ in the last bit
 
 

@@ -1,4 +1,6 @@
-"""Experiment loggers: TensorBoard, W&B (offline) and MLflow (a local store) for real, read back with\neach library's own reader; fakes only where the real library cannot go (a network that fails,\na logger that breaks mid-run); failures only warn."""
+"""Experiment loggers: TensorBoard, W&B (offline) and MLflow (a local store) for real, read back with
+each library's own reader; fakes only where the real library cannot go (a network that fails,
+a logger that breaks mid-run); failures only warn."""
 
 from __future__ import annotations
 
@@ -12,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _real_loggers import mlflow_run, wandb_history
 from _synthetic import write_npz
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the test extra installs it
+
 import gensis
 from gensis.config.loggers import LoggersConfig
 from gensis.errors import ConfigError
 from gensis.runtime import loggers
 from gensis.runtime.run_folder import RunFolder
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the test extra installs it
 
 TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
         "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 32, "train.epochs": 2,
@@ -176,7 +178,8 @@ def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path, shapes, monke
         result = gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0,
                                   "loggers.wandb.enabled": True, "loggers.mlflow.enabled": True})
     warnings = [r.getMessage() for r in caplog.records if r.name == "gensis" and r.levelno == logging.WARNING]
-    assert len([w for w in warnings if "logger wandb" in w]) == 1 and len([w for w in warnings if "logger mlflow" in w]) == 1
+    assert (len([w for w in warnings if "logger wandb" in w]) == 1
+            and len([w for w in warnings if "logger mlflow" in w]) == 1)
     assert any("network is unreachable" in w and "long trace" not in w for w in warnings)
     assert any("pip install 'gensis[mlflow]'" in w for w in warnings)
     assert result.encoder_path.is_file() and len(RunFolder(out).read_metrics()) == result.steps

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _synthetic import write_npz
+from test_tiling import _stained_tiles, make_canvas, write_slide
 
 import gensis
-from _synthetic import write_npz
 from gensis.cli import command_configs, main
 from gensis.runtime.run_folder import RunFolder
-from test_tiling import _stained_tiles, make_canvas, write_slide
 
 PRE = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
        "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,

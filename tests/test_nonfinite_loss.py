@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from _synthetic import write_npz
+
 import gensis
 from gensis.errors import GensisError
 from gensis.ssl.dino import DINO

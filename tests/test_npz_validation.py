@@ -54,7 +54,7 @@ def test_malformed_arrays_are_refused_with_one_line(tmp_path, arrays, message) -
 
 
 def test_valid_files_still_load(tmp_path) -> None:
-    np.savez_compressed(tmp_path / "ok.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([3, 3, 7, 7], np.uint64),
-                        class_names=np.array([str(i) for i in range(8)]))
+    np.savez_compressed(tmp_path / "ok.npz", images=np.zeros((4, 8, 8), np.uint8),
+                        labels=np.array([3, 3, 7, 7], np.uint64), class_names=np.array([str(i) for i in range(8)]))
     got = read_npz(tmp_path / "ok.npz")
     assert got.images.shape == (4, 8, 8, 1) and got.labels.tolist() == [0, 0, 1, 1] and got.class_names == ["3", "7"]

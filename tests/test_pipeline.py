@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-
 from _synthetic import SMALL_DINO, write_npz  # the `pipeline` fixture: tests/conftest.py
+
 import gensis
 from gensis.cli import main
 from gensis.errors import ConfigError
@@ -41,7 +40,8 @@ def test_every_stage_and_the_report(pipeline) -> None:
 
     assert [v["stage"] for v in result["verdicts"]] == ["stage 1", "stage 2", "stage 3"]
     for v in result["verdicts"]:
-        assert format_verdict(v, markdown=True) in report and html.escape(v["text"]) in (root / "report.html").read_text()
+        assert (format_verdict(v, markdown=True) in report
+                and html.escape(v["text"]) in (root / "report.html").read_text())
     # the figures in the verdicts and tables are the measured ones, not just their headings
     quality = json.loads((root / "bank" / "quality.json").read_text())
     stage2 = result["verdicts"][1]
@@ -49,7 +49,8 @@ def test_every_stage_and_the_report(pipeline) -> None:
             f"{quality['ceiling']['retrieval_top1']} %, chance {quality['chance']['retrieval_top1']:.2f} %), "
             f"median rank {quality['retrieval_median_rank']}") in stage2["text"]
     rows = [line for line in report.splitlines() if line.startswith("| source retrieval top-1 (%) |")]
-    assert rows == [f"| source retrieval top-1 (%) | {quality['retrieval_top1']} | {quality['ceiling']['retrieval_top1']} "
+    assert rows == [f"| source retrieval top-1 (%) | {quality['retrieval_top1']} "
+                    f"| {quality['ceiling']['retrieval_top1']} "
                     f"| {quality['ceiling_crop']['retrieval_top1']} | {quality['chance']['retrieval_top1']} "
                     f"| {quality['versus_ceiling'].get('retrieval_top1', '-')} |"]
     assert quality["sources"] == 64 and quality["chance"]["retrieval_top1"] == pytest.approx(100 / 64, abs=1e-3)

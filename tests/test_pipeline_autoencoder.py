@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from _synthetic import write_npz
+
 import gensis
 from gensis.errors import ConfigError
 
@@ -63,7 +63,8 @@ def test_rerun_skips_it_and_an_interrupted_one_resumes(latent_pipeline) -> None:
     shutil.rmtree(folder)  # as if stopped after its last checkpoint, before the export
     resumed = gensis.run(settings)
     assert resumed["stages"]["autoencoder"]["last"] == "resumed"
-    assert json.loads((folder / "gensis.json").read_text())["sha256"] == digest  # the same model: the generator accepts it
+    # the same model: the generator accepts it
+    assert json.loads((folder / "gensis.json").read_text())["sha256"] == digest
     assert resumed["stages"]["train-generator"]["last"] == "skipped"
 
 
@@ -76,7 +77,8 @@ def test_other_autoencoder_settings_are_refused_before_any_work(latent_pipeline)
     with pytest.raises(ConfigError, match="autoencoder: unknown key 'train.epoch'"):
         gensis.run({**settings, "autoencoder": {"train.epoch": 2}})
     with pytest.raises(ConfigError, match="autoencoder: settings given, but no autoencoder is trained"):
-        gensis.run({**settings, "out": str(Path(settings["out"]).parent / "pixel"), "generator": {"model.spec": "tiny"}})
+        gensis.run({**settings, "out": str(Path(settings["out"]).parent / "pixel"),
+                    "generator": {"model.spec": "tiny"}})
 
 
 @pytest.mark.parametrize("preset, generator, latent", [

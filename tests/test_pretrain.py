@@ -7,9 +7,9 @@ import logging
 
 import pytest
 import torch
+from _synthetic import write_npz
 from safetensors.torch import load_file
 
-from _synthetic import write_npz
 import gensis
 from gensis.errors import GensisError
 from gensis.runtime.checkpoint import load_state
@@ -96,7 +96,8 @@ def test_resume_continues_exactly(tmp_path, shapes, extra) -> None:
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
     assert torch.equal(a["center"], b["center"])
-    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())
+                        if "loss" in r]
     assert losses(tmp_path / "full") == losses(part)
 
 
@@ -116,19 +117,20 @@ def test_init_from_loads_weights_only(tmp_path, shapes) -> None:
     train, _ = shapes
     cfg = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 1}
     first = gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
-    second = gensis.pretrain({**cfg, "out": str(tmp_path / "b"), "init_from": str(first.encoder_path), "train.max_steps": 1})
+    second = gensis.pretrain({**cfg, "out": str(tmp_path / "b"), "init_from": str(first.encoder_path),
+                              "train.max_steps": 1})
     assert second.steps == 1  # a fresh run (step 0 -> 1), not a resumption of run a
     with pytest.raises(GensisError, match="do not fit backbone 'resnet18'"):
-        gensis.pretrain({**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18", "init_from": str(first.encoder_path)})
+        gensis.pretrain({**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18",
+                         "init_from": str(first.encoder_path)})
 
 
 def test_pretrain_on_large_images_uses_lazy_folder_loader(tmp_path) -> None:
+    from _synthetic import shapes_dataset
     from PIL import Image
 
-    from _synthetic import shapes_dataset
-
     images, labels = shapes_dataset(24, size=100)
-    for i, (img, lab) in enumerate(zip(images, labels)):
+    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
         (tmp_path / "tiles" / f"c{lab}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(tmp_path / "tiles" / f"c{lab}" / f"{i}.png")
     result = gensis.pretrain({
@@ -149,7 +151,8 @@ def test_init_full_continues_heads_teacher_and_center(tmp_path, shapes) -> None:
                      "init_full": True})
     gensis.pretrain({**cfg, **tiny_step, "out": str(tmp_path / "c"), "init_from": str(tmp_path / "a")})
     b, c = (load_state(tmp_path / p / "checkpoints" / "last.pt") for p in ("b", "c"))
-    head = [k for k in a["student"] if k.startswith("head.") and "running" not in k and a["student"][k].is_floating_point()]
+    head = [k for k in a["student"]
+            if k.startswith("head.") and "running" not in k and a["student"][k].is_floating_point()]
     gap = lambda x, net: max((x[net][k] - a[net][k]).abs().max().item() for k in head)
     assert gap(b, "student") < 0.01 * gap(c, "student")  # c starts its heads afresh
     assert gap(b, "teacher") < gap(c, "teacher")

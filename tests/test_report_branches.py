@@ -12,7 +12,8 @@ FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(1
 
 def _report(quality: dict | None, results: dict, dis_curve: list[dict] = FALLING) -> tuple[str, str]:
     sections = {"verdicts": [stage2(quality), stage3(results, dis_curve, 4096)], "facts": {},
-                "stages": _stage_rows({}, {}), "compute": {}, "eval": _eval_rows(results) if results else None, "quality": quality,
+                "stages": _stage_rows({}, {}), "compute": {}, "eval": _eval_rows(results) if results else None,
+                "quality": quality,
                 "reconstruction": None, "recon_pictures": [], "pictures": [], "plots": []}
     return _markdown(sections), _html(sections)
 
@@ -33,7 +34,8 @@ def test_a_negative_gen_sis_gain_is_a_warning_with_its_numbers() -> None:
     gen = [i < 700 for i in range(n)]  # 700 right, all of them also right for the control
     md, page = _report(QUALITY, {"gen-dino": _encoder(gen, 90), "control": _encoder(control, 90)})
     line = next(x for x in md.splitlines() if "**stage 3**" in x)
-    assert line.startswith("- **WARNING** **stage 3**: Gen-DINO minus control, one seed, same test images: kNN k=20 -6.00")
+    assert line.startswith("- **WARNING** **stage 3**: Gen-DINO minus control, one seed, same test images: "
+                           "kNN k=20 -6.00")
     assert "0 test images right only with Gen-DINO, 60 only with its control" in line
     assert "below its control beyond the noise" in line and "below its control beyond the noise" in page
     assert "| Gen-DINO (stage 3) | 90 | 70.00 | 69.00 |" in md

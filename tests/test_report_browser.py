@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-
 VIEWPORT = {"width": 1280, "height": 800}
 # Chromium on a machine without a network: no background connections, no sandbox as root.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -85,5 +84,6 @@ def test_the_report_in_a_real_browser(served) -> None:
     rows = {r[0]: r for r in cells if r}
     for name, label in (("dino", "DINO (stage 1)"), ("gen-dino", "Gen-DINO (stage 3)")):
         r = json.loads((root / "eval" / f"{name}.json").read_text())
-        expected = [label, str(r["trained_steps"])] + [f"{r['knn_top1'][k]:.2f}" for k in sorted(r["knn_top1"], key=int)]
+        expected = [label, str(r["trained_steps"])] + [f"{r['knn_top1'][k]:.2f}"
+                                                       for k in sorted(r["knn_top1"], key=int)]
         assert rows[label][:len(expected)] == expected and rows[label][-1] == f"{r['linear']['top1']:.2f}"

@@ -139,12 +139,14 @@ QUALITY = {"sources": 500, "retrieval_top1": 8.5, "retrieval_median_rank": 21, "
 def test_stage2_faithful_copying_and_unconditioned() -> None:
     rising_gap = [{"cond_gap_mid": g} for g in (0.7, 5.8, 8.7, 9.4, 10.8)]
     faithful = stage2(QUALITY, rising_gap)
-    assert faithful.ok and "8.5 %" in faithful.text and "12.6 %" in faithful.text and "0.210 (real views 0.250)" in faithful.text
+    assert (faithful.ok and "8.5 %" in faithful.text and "12.6 %" in faithful.text
+            and "0.210 (real views 0.250)" in faithful.text)
     assert "0.7 -> 10.8 (rises" in faithful.text
     # perfect retrieval, but each view is its source again
     copier = stage2({**QUALITY, "retrieval_top1": 100.0, "source_pixel_rmse": 0.01})
     assert copier.status == "warning" and "near copies" in copier.text and "0.010" in copier.text
-    twins = stage2({**QUALITY, "diversity_pixel_rmse": 0.002, "ceiling": {**QUALITY["ceiling"], "diversity_pixel_rmse": 0.2}})
+    twins = stage2({**QUALITY, "diversity_pixel_rmse": 0.002,
+                    "ceiling": {**QUALITY["ceiling"], "diversity_pixel_rmse": 0.2}})
     assert twins.status == "warning" and "from each other" in twins.text
     unconditioned = stage2({**QUALITY, "retrieval_top1": 0.3, "retrieval_median_rank": 650})
     assert unconditioned.status == "warning" and "not views of their source" in unconditioned.text
@@ -177,7 +179,8 @@ FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(1
 
 def test_stage3_gain_loss_and_tie() -> None:
     gain = stage3(_results(1000, 60, 20, 700, linear=(50, 15)), FALLING, 4096)
-    assert gain.status == "ok" and "beats its control" in gain.text and "60 test images right only with Gen-DINO" in gain.text
+    assert (gain.status == "ok" and "beats its control" in gain.text
+            and "60 test images right only with Gen-DINO" in gain.text)
     assert "kNN k=20 +4.00" in gain.text and "linear +3.50" in gain.text and "McNemar p = " in gain.text
     loss = stage3(_results(1000, 20, 60, 700), FALLING, 4096)
     assert loss.status == "warning" and "below its control beyond the noise" in loss.text

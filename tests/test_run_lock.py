@@ -11,8 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from _synthetic import tiny_generator, write_npz
+
 import gensis
 from gensis.cli import main
 from gensis.runtime import lock
@@ -70,7 +70,8 @@ def test_a_command_releases_its_locks_when_it_returns(tmp_path) -> None:
     data = write_npz(tmp_path / "d.npz", 32)
     gensis.pretrain({**TINY, "data.path": str(data), "out": str(tmp_path / "run")})
     assert (tmp_path / "run").resolve() not in lock._HELD
-    check = subprocess.run([sys.executable, "-c", f"from gensis.runtime import lock; lock.hold({str(tmp_path / 'run')!r})"],
+    check = subprocess.run([sys.executable, "-c",
+                            f"from gensis.runtime import lock; lock.hold({str(tmp_path / 'run')!r})"],
                            env=ENV, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
 

@@ -20,8 +20,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from _synthetic import tiny_generator
+
 import gensis
 from gensis.bank import ViewBank
 from gensis.data import load_images
@@ -101,9 +101,9 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
     """One real stage-3 step: every input of the disentanglement task and its target, by hand."""
     root, data_path, gen, emb, images = setting
     seen: dict = {}
-    from gensis.train.gen_views import PairSampler
     from gensis.ssl.dino import DINO
     from gensis.ssl.losses.disentangle_loss import DisentanglementLoss
+    from gensis.train.gen_views import PairSampler
 
     sample, forward, target = PairSampler.__call__, DINO.forward, DisentanglementLoss.target
 
@@ -171,7 +171,8 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
 def test_show_goes_from_the_left_source_to_the_right_one(setting, stand_in_sampler, monkeypatch, tmp_path) -> None:
     root, data_path, gen, emb, images = setting
     grids = {}
-    monkeypatch.setattr("gensis.generator.show.save_view_grid", lambda path, rows, tile: grids.__setitem__(path.name, rows))
+    monkeypatch.setattr("gensis.generator.show.save_view_grid",
+                        lambda path, rows, tile: grids.__setitem__(path.name, rows))
     gensis.show({"generator": str(gen), "data_path": str(data_path), "out": str(tmp_path / "show"), "rows": 3,
                  "views": 1, "alphas": 5, "steps": 2, "cache_dir": None})
     which = lambda img: next(k for k in range(12) if torch.equal(images[k], img))  # noqa: E731
@@ -180,7 +181,7 @@ def test_show_goes_from_the_left_source_to_the_right_one(setting, stand_in_sampl
     for (left,), mixed, (right,) in rows:
         i, j = which(left), which(right)
         assert i != j
-        for a, img in zip((1.0, 0.75, 0.5, 0.25, 0.0), mixed):
+        for a, img in zip((1.0, 0.75, 0.5, 0.25, 0.0), mixed, strict=True):
             cond = emb[i] if a == 1 else emb[j] if a == 0 else readme_slerp(emb[i], emb[j], a)
             assert _far(img, condition_to_pixels(cond[None])[0]) <= 1, (i, j, a)
         assert _far(mixed[1], condition_to_pixels(readme_slerp(emb[j], emb[i], 0.75)[None])[0]) > 20

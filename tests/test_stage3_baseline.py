@@ -4,8 +4,8 @@ scratch with stage 1's recipe (the paper's comparison; training a control would 
 from __future__ import annotations
 
 import pytest
-
 from _synthetic import write_npz
+
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.eval.significance import encode_correct

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import tifffile  # the test extra installs it (and tiffslide, which Slide reads with)
 import tiffslide  # noqa: F401
+from PIL import Image
 
 from gensis.errors import ConfigError, DataError
 from gensis.tiling import Slide, tile
@@ -188,7 +187,8 @@ def test_folder_and_zip_output_load_as_images(tmp_path, slide_dir):
 def test_rerun_skips_finished_slides(tmp_path, slide_dir, name):
     out = tmp_path / name
     first = tile(slides=str(slide_dir), out=str(out), tile_size=64)
-    files = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.csv", ".gensis.lock")]
+    files = [out] if out.is_file() else [p for p in out.rglob("*")
+                                         if p.is_file() and p.name not in ("manifest.csv", ".gensis.lock")]
     stamps = {p: p.stat().st_mtime_ns for p in files}
     second = tile(slides=str(slide_dir), out=str(out), tile_size=64)
     assert (second.n_skipped, second.n_tiles, second.n_tiles_total) == (2, 0, first.n_tiles)

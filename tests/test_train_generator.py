@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from _synthetic import write_npz
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from _synthetic import write_npz
 import gensis
 from gensis.cli import main
 from gensis.config.schema import ModelConfig
@@ -67,13 +67,14 @@ def test_train_generator_resume_is_exact(tmp_path, setup, extra) -> None:
     b = load_state(tmp_path / "part" / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 9
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert all(torch.equal(x, y) for x, y in zip(a["ema"], b["ema"]))
+    assert all(torch.equal(x, y) for x, y in zip(a["ema"], b["ema"], strict=True))
 
 
 def test_train_generator_bad_input(tmp_path, setup, capsys) -> None:
     enc, data = setup
     with pytest.raises(GensisError, match="encoder not found"):
-        gensis.train_generator({**TINY, "encoder": str(tmp_path / "none"), "data.path": str(data), "out": str(tmp_path / "x")})
+        gensis.train_generator({**TINY, "encoder": str(tmp_path / "none"), "data.path": str(data),
+                                "out": str(tmp_path / "x")})
     with pytest.raises(GensisError, match="<= 96 px"):
         gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "data.resolution": 128,
                                 "out": str(tmp_path / "y")})
@@ -107,9 +108,9 @@ def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> N
     raw = load_state(tmp_path / "e" / "checkpoints" / "last.pt")["model"]
     exported = Synthesizer(result.generator_path, torch.device("cpu")).unet.state_dict()
     torch.manual_seed(0)  # the initial weights of this run
-    from gensis.train.generator import build_unet
     from gensis.config.overrides import build_config
     from gensis.config.schema import TrainGeneratorConfig
+    from gensis.train.generator import build_unet
 
     cfg = build_config(TrainGeneratorConfig, {**TINY, "encoder": str(enc)})
     init = build_unet(cfg, 8, 3, 512).state_dict()

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import gensis
 from gensis.cli import main
 from gensis.data import load_images
 from gensis.errors import DataError, GensisError
@@ -94,8 +93,9 @@ def test_fifos_devices_and_oversize_files_are_skipped_unopened(tmp_path: Path, c
 def test_a_cached_zip_is_listed_again_under_another_size_cap(tmp_path: Path) -> None:
     """The cache's shortcut for an unchanged zip (its stat, not its listing) must not hand back
     the members of a run with a larger cap."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     archive = tmp_path / "d.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -188,7 +188,7 @@ def test_embed_stopped_at_any_rename_leaves_its_files_replaceable(tmp_path: Path
         embed_io.write_embeddings(out, torch.ones(2, 3), ["a.png", "b.png"], None, None, meta)
         calls = []
 
-        def replace(src, dst):
+        def replace(src, dst, *, calls=calls, stop_at=stop_at):
             calls.append(dst)
             if len(calls) == stop_at:
                 raise KeyboardInterrupt
@@ -243,8 +243,8 @@ def test_an_empty_out_and_a_folder_as_config_are_one_line(capsys, tmp_path: Path
 
 def test_an_unknown_backbone_leaves_no_folder(bad_world, capsys, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code = main(["pretrain", "preset=digits", f"out={out}", f"data.path={bad_world['data']}", "model.backbone=resnet_nope", "train.batch_size=4",
-                 "data.cache_dir=null", "-q"])
+    code = main(["pretrain", "preset=digits", f"out={out}", f"data.path={bad_world['data']}",
+                 "model.backbone=resnet_nope", "train.batch_size=4", "data.cache_dir=null", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "resnet_nope" in err[0], err
     assert not out.exists()

@@ -94,6 +94,7 @@ def test_the_report_judges_each_stage_on_its_own_metrics_and_out_dim() -> None:
     assert got[0].text.startswith("DINO loss 4.00 -> 5.00 (too few points, 3 points), against 4.61 ")  # ln 100
     assert got[1] == Verdict("autoencoder", "ok", "reconstructions of 30 held-out images: PSNR 25.00 dB")
     assert got[2].status == "warning" and "conditioning gap at mid noise (%) 40.0 -> 31.0 (falls" in got[2].text
-    assert got[3].text.startswith("disentanglement loss 5.00 -> 3.00 (too few points, 3 points) (uniform 6.91)")  # ln 1000
+    # uniform 6.91 = ln 1000
+    assert got[3].text.startswith("disentanglement loss 5.00 -> 3.00 (too few points, 3 points) (uniform 6.91)")
     no_ae = verdicts(SimpleNamespace(**{**vars(stages), "autoencoder": None}), quality, {}, metrics)
     assert [v.stage for v in no_ae] == ["stage 1", "stage 2", "stage 3"]

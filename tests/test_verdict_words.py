@@ -180,7 +180,7 @@ def _converging(knn_at_75: float) -> list[dict]:
 def test_stage1_converged_and_still_learning() -> None:
     done = stage1(_converging(70.0), "dino", 100)
     assert done.stage == "stage 1" and done.status == "ok", done
-    assert done.text.startswith(f"DINO loss 7.45 -> 3.00 (falls, noise ") and "; converged (" in done.text
+    assert done.text.startswith("DINO loss 7.45 -> 3.00 (falls, noise ") and "; converged (" in done.text
     moving = stage1(_converging(60.0), "dino", 100)
     assert moving.stage == "stage 1" and moving.status == "warning" and "; still learning (" in moving.text
     assert moving.text.endswith(": stage 2 and 3 stand on an encoder that is still changing, so a stage-3 "
@@ -294,6 +294,7 @@ def test_the_edges_of_stage1_and_the_autoencoder() -> None:
          "ceiling": {"retrieval_top1": 60.0}}
     assert "cosine <= 0" in autoencoder(q).text
     # a ceiling of 0 with no median ranks: top-1 decides (0 >= half of 0)
-    q = {"images": 40, "psnr_db": 20.0, "cosine_to_source": 0.5, "retrieval_top1": 0.0, "ceiling": {"retrieval_top1": 0}}
+    q = {"images": 40, "psnr_db": 20.0, "cosine_to_source": 0.5, "retrieval_top1": 0.0,
+         "ceiling": {"retrieval_top1": 0}}
     assert autoencoder(q).status == "ok" and "median rank decides" not in autoencoder(q).text
     assert "median rank decides" not in autoencoder({**q, "retrieval_median_rank": 3}).text

@@ -12,9 +12,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-
 from gensis.config.overrides import build_config
-from gensis.config.schema import EmbedConfig, EvalConfig, EvalGeneratorConfig, GenerateConfig, PretrainConfig, ShowConfig, TrainGeneratorConfig
+from gensis.config.schema import (
+    EmbedConfig,
+    EvalConfig,
+    EvalGeneratorConfig,
+    GenerateConfig,
+    PretrainConfig,
+    ShowConfig,
+    TrainGeneratorConfig,
+)
 from gensis.data import ImageData, load_images
 from gensis.errors import GensisError
 from gensis.eval.evaluate import evaluate_encoder, format_eval_table  # noqa: F401 (public API)
@@ -43,7 +50,9 @@ def _flatten_kwargs(kwargs: dict[str, Any], overrides: dict[str, Any] | None) ->
     return flat
 
 
-def pretrain_config(overrides: dict[str, Any] | None = None, config_file: str | None = None, **kwargs: Any) -> PretrainConfig:
+def pretrain_config(
+    overrides: dict[str, Any] | None = None, config_file: str | None = None, **kwargs: Any
+) -> PretrainConfig:
     """The resolved stage-1 config: preset < YAML file < keyword sections < dotted overrides."""
     return build_config(PretrainConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
 
@@ -123,7 +132,6 @@ def run(overrides: dict[str, Any] | None = None, *, config_file: str | None = No
     """The whole pipeline (``gensis run``): every stage in ``out``, skipped when already done."""
     from gensis.config.schema import PipelineConfig
     from gensis.pipeline import run_pipeline
-
     from gensis.runtime.loggers import experiment
 
     cfg = build_config(PipelineConfig, _flatten_kwargs(kwargs, overrides), use_presets=False, config_file=config_file)
@@ -143,12 +151,14 @@ def check_run_settings(settings: dict[str, Any]) -> None:
 
 
 @released_after
-def eval_generator(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
+def eval_generator(
+    overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any
+) -> dict[str, Any]:
     """Quality of a view bank in the encoder's space (see :mod:`gensis.generator.quality`)."""
     from gensis.bank import ViewBank
-    from gensis.runtime.io import file_sha256
     from gensis.generator.quality import bank_quality
     from gensis.runtime.checkpoint import resolve_encoder_path
+    from gensis.runtime.io import file_sha256
 
     cfg = build_config(EvalGeneratorConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)
@@ -161,7 +171,9 @@ def eval_generator(overrides: dict[str, Any] | None = None, *, config_file: str 
     data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
                        max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     if len(data) != bank.index.n_sources:
-        raise GensisError(f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}")
+        raise GensisError(
+            f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}"
+        )
     bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
     result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
     done, total = len(bank.index.shards), bank.index.n_shards
@@ -215,7 +227,9 @@ def _load_labelled(path: str, resolution: int, cfg: EvalConfig) -> ImageData:
 
 
 @released_after
-def evaluate(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> dict[str, Any]:
+def evaluate(
+    overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any
+) -> dict[str, Any]:
     """Frozen-feature evaluation: weighted kNN (DINO, cosine, T=0.07) and a linear probe."""
     cfg = build_config(EvalConfig, _flatten_kwargs(kwargs, overrides), config_file=config_file)
     guard_paths(cfg)

@@ -19,7 +19,7 @@ EPILOG = "Settings are key=value pairs with dotted keys, e.g. train.epochs=5 opt
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes end like every other bad input: one line, exit 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(2, f"gensis: error: {message} (see {self.prog} --help)\n")
 
 
@@ -31,7 +31,24 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, which: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         if which:
-            sp.add_argument("which", choices=["run", "tile", "pretrain", "train-autoencoder", "train-generator", "generate", "eval-generator", "show", "foreground", "eval", "embed", "export"], help="command whose config to show")
+            sp.add_argument(
+                "which",
+                choices=[
+                    "run",
+                    "tile",
+                    "pretrain",
+                    "train-autoencoder",
+                    "train-generator",
+                    "generate",
+                    "eval-generator",
+                    "show",
+                    "foreground",
+                    "eval",
+                    "embed",
+                    "export",
+                ],
+                help="command whose config to show",
+            )
         sp.add_argument("settings", nargs="*", metavar="key=value")
         sp.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
         if name not in ("demo", "config"):  # every command reads a YAML file the same way
@@ -41,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     add("run", "The whole pipeline: pretrain, embed, train-generator, generate, Gen-DINO, eval, report (data.path=).")
     pre = add("pretrain", "Stage 1: DINO pretraining with hand-crafted augmentations.")
     pre.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
-    ae = add("train-autoencoder", "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).")
+    ae = add(
+        "train-autoencoder",
+        "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).",
+    )
     ae.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
     gen = add("train-generator", "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).")
     gen.add_argument("--resume", action="store_true", help="continue the run in out= from checkpoints/last.pt")
@@ -115,9 +135,9 @@ def _run(args: argparse.Namespace) -> int:
         print(format_run(result))
         _print_tensorboard_hint(result["out"])
     elif args.command == "pretrain":
-        result = api.pretrain(settings, resume=args.resume, config_file=args.config)
-        print(f"encoder: {result.encoder_path}")
-        for k, v in result.final_metrics.items():
+        pretrained = api.pretrain(settings, resume=args.resume, config_file=args.config)
+        print(f"encoder: {pretrained.encoder_path}")
+        for k, v in pretrained.final_metrics.items():
             if k == "loss" or k.startswith("knn"):
                 print(f"{k}: {v:.4g}")
     elif args.command == "train-generator":
@@ -180,7 +200,11 @@ def _progress_keys(command: str) -> list[str]:
         return []
     keys = ["progress"] if "progress" in model.model_fields else []
     train = model.model_fields.get("train")
-    if train is not None and isinstance(train.annotation, type) and "progress" in getattr(train.annotation, "model_fields", {}):
+    if (
+        train is not None
+        and isinstance(train.annotation, type)
+        and "progress" in getattr(train.annotation, "model_fields", {})
+    ):
         keys.append("train.progress")
     return keys
 

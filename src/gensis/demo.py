@@ -50,11 +50,13 @@ DEMO_STAGES: dict[str, Any] = {
 def _write_npz(path: Path, data: ImageData) -> None:
     if path.exists():
         return
+    assert data.images is not None and data.labels is not None  # the demo digits: in memory, labelled
     images = data.images.permute(0, 2, 3, 1).numpy()  # npz sources are (N, H, W, 3)
+    labels = data.labels.numpy()
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=data.labels.numpy())
+            np.savez(f, images=images, labels=labels)
 
     atomic_write(path, write)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from gensis.data import ImageData
 from gensis.autoencoder.model import autoencoder_digest, exported_autoencoder, read_autoencoder_meta
+from gensis.data import ImageData
 from gensis.errors import CheckpointError, ConfigError, by_rule, first_line
 
 
@@ -50,7 +50,7 @@ def load_vae(name: str, device: torch.device | str = "cpu", *, key: str = "model
         return vae.to(device).eval().requires_grad_(False)
     try:  # a hub id: the local hub cache first, the network only if reachable
         return AutoencoderKL.from_pretrained(name, local_files_only=True).to(device).eval().requires_grad_(False)
-    except (OSError, ValueError, EnvironmentError):
+    except (OSError, ValueError):
         if not _hub_reachable():
             raise CheckpointError(f"{key}: cannot load an AutoencoderKL from {name!r}: no such folder, not "
                                   "in the local hub cache, and the hub is unreachable (offline); pass a folder "
@@ -69,7 +69,10 @@ def _check_autoencoder_folder(folder: Path, key: str) -> None:
         kind = " (a gensis encoder or generator file)" if folder.suffix == ".safetensors" else ""
         raise CheckpointError(f"{key}: {folder} is a file{kind}; an AutoencoderKL is a folder with config.json "
                               "and weights (save_pretrained output or a train-autoencoder run folder)")
-    for inner, kind in (("encoder", "a stage-1 run folder (an encoder)"), ("generator", "a train-generator run folder")):
+    for inner, kind in (
+        ("encoder", "a stage-1 run folder (an encoder)"),
+        ("generator", "a train-generator run folder"),
+    ):
         if (folder / "exported" / f"{inner}.safetensors").exists():
             raise CheckpointError(f"{key}: {folder} is {kind}, not an autoencoder; give a train-autoencoder "
                                   "run folder or an AutoencoderKL folder")
@@ -99,8 +102,10 @@ def check_vae_fits(name: str, resolution: int, data_fingerprint: str, data_sourc
     if meta is None:
         return
     if meta.get("resolution") != resolution:
-        raise ConfigError(f"{key}: {folder} was trained on {meta.get('resolution')}-px images, this run uses "
-                          f"{resolution} px; train one at this size (gensis train-autoencoder data.resolution={resolution})")
+        raise ConfigError(
+            f"{key}: {folder} was trained on {meta.get('resolution')}-px images, this run uses "
+            f"{resolution} px; train one at this size (gensis train-autoencoder data.resolution={resolution})"
+        )
     if meta.get("data_fingerprint") != data_fingerprint:
         raise ConfigError(by_rule("fingerprint", f"{key}: {folder} was trained on other images ({meta.get('data')}, "
                                   f"{meta.get('images')} images) than {data_source}; train one on these images"))

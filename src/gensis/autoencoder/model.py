@@ -97,7 +97,10 @@ def read_autoencoder_meta(folder: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupt gensis autoencoder metadata ({str(exc)[:80]})") from None
     if not isinstance(meta, dict) or meta.get("format") != AUTOENCODER_FORMAT:
-        raise CheckpointError(f"{path}: not gensis autoencoder metadata (format={str(meta.get('format') if isinstance(meta, dict) else None)!r})")
+        raise CheckpointError(
+            f"{path}: not gensis autoencoder metadata "
+            f"(format={str(meta.get('format') if isinstance(meta, dict) else None)!r})"
+        )
     return meta
 
 

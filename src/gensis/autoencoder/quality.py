@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from gensis.data import ImageData
-from gensis.eval.features import encoder_embeddings
 from gensis.eval.faithfulness import as_data, ceiling_and_chance, retrieval
+from gensis.eval.features import encoder_embeddings
 
 
 @torch.no_grad()

@@ -37,15 +37,14 @@ from gensis.autoencoder.model import autoencoder_digest, build_autoencoder, fit_
 from gensis.autoencoder.quality import psnr, reconstruct, reconstruction_quality, save_pairs_grid
 from gensis.config.autoencoder import TrainAutoencoderConfig
 from gensis.data import ImageData
-from gensis.data.loader import load_training_images
-from gensis.data.loader import subset_indices
+from gensis.data.batches import epoch_batches, step_generator
+from gensis.data.loader import load_training_images, subset_indices
 from gensis.errors import ConfigError, DataError
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
-from gensis.data.batches import epoch_batches, step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
 from gensis.ssl.schedules import cosine_schedule
@@ -64,7 +63,7 @@ class AutoencoderResult:
     quality: dict
 
 
-# long: set-up, loop and export of one short stage in reading order; its loop is not the shared skeleton's (no epochs of an index)
+# long: one short stage's set-up, loop and export in reading order (not the shared skeleton: no epochs of an index)
 def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                           data: ImageData | None = None) -> AutoencoderResult:
     run = RunFolder(cfg.out)
@@ -85,7 +84,9 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                           f"of model.block_out_channels {cfg.model.widths(resolution)}"
                           f"{'' if cfg.model.block_out_channels else ' (its default at this size)'}")
     if crop % factor or crop > resolution:
-        raise ConfigError(f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}")
+        raise ConfigError(
+            f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}"
+        )
     if data is None:
         data = load_training_images(cfg.data, resolution, progress=cfg.train.progress)
     held = torch.tensor(subset_indices(len(data), min(cfg.train.eval_images, len(data) // 10)), dtype=torch.long)
@@ -118,13 +119,23 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         quality, rec = reconstruction_quality(vae, held_images, held, encoder=encoder, data=data, device=device)
         digest = autoencoder_digest(vae)
         folder = run.root / "exported" / "autoencoder"
-        save_autoencoder(folder, vae.cpu(), {
-            "resolution": resolution, "data_fingerprint": data.fingerprint(), "data": str(data.source),
-            "images": len(data), "trained_steps": step, "sha256": digest,
-            "encoder_sha256": file_sha256(encoder_path) if encoder_path else None,
-            "downsampling": factor, "latent_shape": [cfg.model.latent_channels, resolution // factor, resolution // factor],
-            "scaling_factor": scale, "quality": quality,
-        })
+        save_autoencoder(
+            folder,
+            vae.cpu(),
+            {
+                "resolution": resolution,
+                "data_fingerprint": data.fingerprint(),
+                "data": str(data.source),
+                "images": len(data),
+                "trained_steps": step,
+                "sha256": digest,
+                "encoder_sha256": file_sha256(encoder_path) if encoder_path else None,
+                "downsampling": factor,
+                "latent_shape": [cfg.model.latent_channels, resolution // factor, resolution // factor],
+                "scaling_factor": scale,
+                "quality": quality,
+            },
+        )
         atomic_write_text(run.root / "reconstruction.json", json.dumps(quality, indent=1) + "\n")
         grid = save_pairs_grid(run.root / "reconstructions.png", held_images, rec, tile_px=min(resolution, 112))
         run.log_image("autoencoder/reconstructions", str(grid), step)
@@ -151,7 +162,7 @@ def _crops(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     if size == x.shape[-1]:
         return x
     corners = torch.randint(0, x.shape[-1] - size + 1, (len(x), 2), generator=gen).tolist()
-    return torch.stack([img[:, i : i + size, j : j + size] for img, (i, j) in zip(x, corners)])
+    return torch.stack([img[:, i : i + size, j : j + size] for img, (i, j) in zip(x, corners, strict=True)])
 
 
 def _loss(cfg: TrainAutoencoderConfig, vae, x: torch.Tensor, gen: torch.Generator, encoder) -> dict[str, torch.Tensor]:
@@ -163,6 +174,7 @@ def _loss(cfg: TrainAutoencoderConfig, vae, x: torch.Tensor, gen: torch.Generato
     pixel = diff.abs().mean() if cfg.train.pixel_loss == "l1" else diff.pow(2).mean()
     kl = post.kl().mean() / x[0].numel()
     terms = {"pixel": pixel, "kl": kl, "loss": pixel + cfg.train.kl_weight * kl}
+    assert cfg.train.perceptual_weight is not None  # resolved by the config's validator
     if cfg.train.perceptual_weight > 0:
         mean_std = encoder.info.normalization()
         mean = torch.tensor(mean_std[0], device=x.device).view(1, 3, 1, 1)
@@ -188,7 +200,7 @@ def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_i
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
         t0 = time.perf_counter()
         fetched = wait.timed((idx, _fetch(data, images, train_idx[idx])) for idx in bar)  # decoded when asked
-        for i, (idx, raw) in enumerate(fetched):
+        for i, (_idx, raw) in enumerate(fetched):
             gen = step_generator(tc.seed, step)
             x = _crops(raw, crop, gen).to(device).float() / 127.5 - 1
             lr = tc.lr * (step + 1) / tc.warmup_steps if step < tc.warmup_steps else \

@@ -101,7 +101,9 @@ def _check_index_fields(p: Path, data: dict) -> None:
         raise CheckpointError(f"{p}: field 'resolution' must be in [{lo}, {hi}] (data.resolution's range), "
                               f"got {json.dumps(data['resolution'])[:60]}")
     if data.get("storage", "pixels") not in STORAGES:
-        raise CheckpointError(f"{p}: field 'storage' must be one of {sorted(STORAGES)}, got {json.dumps(data['storage'])[:60]}")
+        raise CheckpointError(
+            f"{p}: field 'storage' must be one of {sorted(STORAGES)}, got {json.dumps(data['storage'])[:60]}"
+        )
     if data.get("storage") == "latents" and not (data.get("vae") and data.get("vae_sha256")):
         raise CheckpointError(f"{p}: a latent bank needs fields 'vae' and 'vae_sha256' (its decoder)")
     n_shards = -(-data.get("n_sources", 1) // data.get("shard_size", 1))
@@ -153,7 +155,8 @@ def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tenso
             return f"'{k}' is {t[k].dtype}, expected {dtypes[k]}"
     m = len(src)
     if any(x.dim() != 1 or len(x) != m for x in (src, partner, alpha, seed)):
-        return f"source, partner, alpha and seed must be 1-D of one length, got {[tuple(x.shape) for x in (src, partner, alpha, seed)]}"
+        shapes = [tuple(x.shape) for x in (src, partner, alpha, seed)]
+        return f"source, partner, alpha and seed must be 1-D of one length, got {shapes}"
     if payload.dim() != 4 or payload.shape[0] != m or (keys[0] == "images" and tuple(payload.shape[1:]) !=
                                                         (3, index.resolution, index.resolution)):
         return f"'{keys[0]}' shaped {tuple(payload.shape)} for {m} rows at {index.resolution} px"
@@ -275,8 +278,13 @@ class ViewBank:
         """Refuse sources other than the bank's images (a bank without a fingerprint is trusted)."""
         saved = self.index.data_fingerprint
         if saved and saved != fingerprint:
-            raise CheckpointError(by_rule("fingerprint", f"{key}: {self.root} was generated from other images than "
-                                          f"{source} (data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]})"))
+            raise CheckpointError(
+                by_rule(
+                    "fingerprint",
+                    f"{key}: {self.root} was generated from other images than "
+                    f"{source} (data fingerprint {saved[:12]}, {source} gives {fingerprint[:12]})",
+                )
+            )
 
     def _read_shard(self, shard: int) -> dict[str, torch.Tensor]:
         path = shard_path(self.root, shard)

@@ -9,10 +9,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gensis.config.paths import InputPath, OutputDir
-
-from gensis.config.loggers import LoggersConfig
 from gensis.config.base import DataConfig, StrictModel
+from gensis.config.loggers import LoggersConfig
+from gensis.config.paths import InputPath, OutputDir
 
 DEFAULT_PERCEPTUAL = 0.1  # the perceptual weight when an encoder is given (docs/RESULTS.md)
 
@@ -30,13 +29,15 @@ class AutoencoderModelConfig(StrictModel):
     mid_attention: bool = Field(True, description="self-attention in the latent-resolution middle block")
 
     @model_validator(mode="after")
-    def _widths(self) -> "AutoencoderModelConfig":
+    def _widths(self) -> AutoencoderModelConfig:
         if self.block_out_channels is None:
             return self
         groups = min(32, self.block_out_channels[0])
         bad = [w for w in self.block_out_channels if w < 1 or w % groups]
         if bad:
-            raise ValueError(f"block_out_channels: every width must be a multiple of {groups} (GroupNorm groups), got {bad}")
+            raise ValueError(
+                f"block_out_channels: every width must be a multiple of {groups} (GroupNorm groups), got {bad}"
+            )
         return self
 
     def widths(self, resolution: int) -> list[int]:
@@ -54,7 +55,9 @@ class AutoencoderModelConfig(StrictModel):
 
 class AutoencoderTrainConfig(StrictModel):
     epochs: int = Field(20, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (the lr schedule still spans train.epochs)")
+    max_steps: int | None = Field(
+        None, ge=1, description="stop after this many steps (the lr schedule still spans train.epochs)"
+    )
     batch_size: int = Field(16, ge=1)
     # Random crops: the autoencoder is convolutional, so it learns from crops and is used on
     # whole images; 4x fewer pixels per step than 224-px images, at the same images per step.
@@ -94,7 +97,7 @@ class TrainAutoencoderConfig(StrictModel):
     loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
     @model_validator(mode="after")
-    def _perceptual(self) -> "TrainAutoencoderConfig":
+    def _perceptual(self) -> TrainAutoencoderConfig:
         if self.train.perceptual_weight is None:  # resolved here, so config.yaml records the value used
             self.train.perceptual_weight = DEFAULT_PERCEPTUAL if self.encoder is not None else 0.0
         if self.train.perceptual_weight > 0 and self.encoder is None:

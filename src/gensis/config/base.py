@@ -49,7 +49,9 @@ class ForegroundFitConfig(StrictModel):
     """GenView's foreground maps from an encoder's own features (arXiv 2403.12003, Sec. 3.2):
     the first principal component of its feature map, fitted on a sample of the images."""
 
-    quantile: float = Field(0.65, ge=0, le=1, description="foreground threshold: this data-set quantile of the projection")
+    quantile: float = Field(
+        0.65, ge=0, le=1, description="foreground threshold: this data-set quantile of the projection"
+    )
     sign: Literal["auto", "positive", "negative"] = Field(
         "auto", description="foreground side of the component; auto: the side higher at the centre (foreground/pca.py)"
     )

@@ -6,16 +6,21 @@ unknown keys are rejected and ranges are checked before any work starts.
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
-
-from gensis.config.loggers import LoggersConfig
 from gensis.config.base import (
-    MAX_IMAGE_BYTES, DataConfig, ForegroundFitConfig, MaxImageBytes, StrictModel, _check_interval,
+    MAX_IMAGE_BYTES,
+    DataConfig,
+    ForegroundFitConfig,
+    MaxImageBytes,
+    StrictModel,
+    _check_interval,
 )
+from gensis.config.loggers import LoggersConfig
+from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 
 
 class GeneratorModelConfig(StrictModel):
@@ -156,7 +161,7 @@ class GenerateConfig(SamplingConfig):
     )
 
     @model_validator(mode="after")
-    def _alpha(self) -> "GenerateConfig":
+    def _alpha(self) -> GenerateConfig:
         _check_interval("alpha_range", self.alpha_range, 0.0, 1.0)
         if self.views_per_image + self.interpolations_per_image == 0:
             raise ValueError("views_per_image and interpolations_per_image are both 0: nothing to generate")
@@ -167,7 +172,7 @@ class GenerateConfig(SamplingConfig):
         edges, levels = self.noise_edges, self.noise_levels
         if len(edges) != len(levels) or not edges:
             raise ValueError(f"noise_edges and noise_levels need one level per bin, got {len(edges)} and {len(levels)}")
-        if any(b <= a for a, b in zip(edges[:-1], edges[1:])) or edges[-1] < 1.0:
+        if any(b <= a for a, b in itertools.pairwise(edges)) or edges[-1] < 1.0:
             raise ValueError(f"noise_edges must increase strictly and end at >= 1, got {list(edges)}")
         if any(v < 0 for v in levels):
             raise ValueError(f"noise_levels must be >= 0, got {list(levels)}")

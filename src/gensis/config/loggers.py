@@ -26,7 +26,8 @@ class WandbLoggerConfig(StrictModel):
     entity: str | None = None
     name: str | None = Field(None, description="run name; default: the run folder's name")
     mode: Literal["auto", "online", "offline"] = Field(
-        "auto", description="auto: online when logged in (WANDB_API_KEY or wandb login), else offline into the run folder"
+        "auto",
+        description="auto: online when logged in (WANDB_API_KEY or wandb login), else offline into the run folder",
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import stat
 from pathlib import Path
-from typing import Any, TypeVar, get_origin
+from typing import Any, TypeVar, cast, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -101,7 +101,7 @@ def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: A
         if not is_section:
             raise ConfigError(f"unknown key {key!r}: {'.'.join(parts[: i + 1])} has no sub-keys")
         node = node.setdefault(part, {})
-        cls = ann
+        cls = cast(type[BaseModel], ann)  # is_section: a BaseModel subclass
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -11,12 +11,10 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
-
 from gensis.config.base import (  # noqa: F401 (re-exported: every config is importable from here)
+    MAX_IMAGE_BYTES,
     DataConfig,
     ForegroundFitConfig,
-    MAX_IMAGE_BYTES,
     Interval,
     MaxImageBytes,
     StrictModel,
@@ -31,7 +29,9 @@ from gensis.config.generator import (  # noqa: F401 (re-exported)
     TrainGeneratorConfig,
 )
 from gensis.config.loggers import LoggersConfig
+from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
 from gensis.errors import ConfigError
+
 
 class AugmentConfig(StrictModel):
     """DINO multi-crop (Caron et al. 2021, Sec. 3 and App. D); probabilities per view."""
@@ -59,7 +59,7 @@ class AugmentConfig(StrictModel):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "AugmentConfig":
+    def _ranges(self) -> AugmentConfig:
         _check_interval("augment.global_crop_scale", self.global_crop_scale, 0.0, 1.0)
         _check_interval("augment.local_crop_scale", self.local_crop_scale, 0.0, 1.0)
         _check_interval("augment.blur_sigma", self.blur_sigma, 0.0, 50.0)
@@ -185,7 +185,10 @@ class GenViewsConfig(StrictModel):
     # uniform in 90 steps) while Gen-DINO's own DINO loss still falls, and disentanglement
     # without generated pairs (p_gen 0) was within the noise of the control (2026-12-01).
     lambda_dis: float = Field(
-        1.0, ge=0, le=100, description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it"
+        1.0,
+        ge=0,
+        le=100,
+        description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it",
     )
     dis_update_center: bool = Field(
         False, description="also update the DINO center with the mixed teacher logits"
@@ -196,7 +199,7 @@ class GenViewsConfig(StrictModel):
     guidance_scale: float = Field(1.0, ge=0, le=20, description="on-the-fly only")
 
     @model_validator(mode="after")
-    def _source(self) -> "GenViewsConfig":
+    def _source(self) -> GenViewsConfig:
         if self.bank is not None and self.generator is not None:
             raise ValueError("gen.bank and gen.generator: give one (pre-generated or on the fly), not both")
         _check_interval("gen.alpha_range", self.alpha_range, 0.0, 1.0)
@@ -235,7 +238,7 @@ class PretrainConfig(StrictModel):
     loggers: LoggersConfig = Field(default_factory=LoggersConfig)
 
     @model_validator(mode="after")
-    def _method(self) -> "PretrainConfig":
+    def _method(self) -> PretrainConfig:
         if self.method != "dino":
             if self.augment.n_local_crops:
                 raise ValueError(f"augment.n_local_crops={self.augment.n_local_crops}: {self.method} trains on two "
@@ -277,7 +280,9 @@ def embedding_paths(out: str | Path) -> list[Path]:
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in EMBED_SUFFIXES:
-        raise ConfigError(f"out: {out}: unknown embeddings format {out.suffix!r} (use one of {', '.join(EMBED_SUFFIXES)})")
+        raise ConfigError(
+            f"out: {out}: unknown embeddings format {out.suffix!r} (use one of {', '.join(EMBED_SUFFIXES)})"
+        )
     if suffix == ".safetensors":
         return [out]
     if suffix == ".npy":
@@ -300,7 +305,9 @@ class EmbedConfig(StrictModel):
 
     encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: InputPath = Field(..., description="images to embed")
-    out: OutputFile = Field(..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table")
+    out: OutputFile = Field(
+        ..., description=".safetensors, or .npy / .csv / .parquet: an array plus a one-row-per-image table"
+    )
     resolution: int | None = Field(None, ge=8, le=1024)
     batch_size: int = Field(256, ge=1)
     device: str = "auto"
@@ -342,7 +349,9 @@ StageOverrides = dict[str, int | float | str | bool | list | None]
 class PipelineDataConfig(DataConfig):
     """``data`` of ``gensis run``: as for pretrain, but the resolution defaults to the preset's."""
 
-    resolution: int | None = Field(None, ge=8, le=1024, description="default: the preset's resolution")
+    # None until the preset fills it in: wider than DataConfig's int on purpose.
+    resolution: int | None = Field(None, ge=8, le=1024,  # type: ignore[assignment]
+                                   description="default: the preset's resolution")
 
 
 class PipelineConfig(StrictModel):

@@ -65,7 +65,7 @@ def content_key(kind: str, ids: list[str], sizes: list[int], contents: list[str]
     the bytes in a folder (its mtimes change on a plain copy, so they cannot tell)."""
     version = FOLDER_CONTENT_VERSION if kind == "folder" else 1
     h = hashlib.sha256(f"gensis-content v{version}\n{kind}\n".encode())
-    for item_id, size, stamp in zip(ids, sizes, contents):
+    for item_id, size, stamp in zip(ids, sizes, contents, strict=True):
         h.update(f"{item_id}\0{size}\0{stamp}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 

@@ -105,7 +105,8 @@ class ImageData:
         if self.content_key is not None:
             h.update(self.content_key.encode())
         elif self.images is not None:
-            h.update(self.images.contiguous().numpy())  # buffer, no copy
+            # buffer, no copy (numpy types an array as a Buffer only for Python >= 3.12)
+            h.update(self.images.contiguous().numpy())  # type: ignore[arg-type]
         return h.hexdigest()
 
     def batch(self, indices: Indices) -> torch.Tensor:
@@ -119,7 +120,7 @@ class ImageData:
             out[k] = self._decode(self.ids[i])
         return torch.from_numpy(out)
 
-    def subset(self, indices: Indices) -> "ImageData":
+    def subset(self, indices: Indices) -> ImageData:
         """A new ImageData with only the items at ``indices`` (in that order)."""
         idx = _as_index(indices)
         return dataclasses.replace(
@@ -129,7 +130,7 @@ class ImageData:
             ids=[self.ids[i] for i in idx.tolist()],
         )
 
-    def as_dataset(self) -> "ImageDataset":
+    def as_dataset(self) -> ImageDataset:
         """A torch Dataset yielding ``(uint8 (3, R, R) tensor, index)``."""
         return ImageDataset(self)
 

@@ -119,6 +119,6 @@ def array_to_chw(hwc: np.ndarray, resolution: int) -> np.ndarray:
     return np.ascontiguousarray(hwc.transpose(2, 0, 1))
 
 
-def one_line(text: str) -> str:
-    """Collapse whitespace so a message prints on one line."""
+def one_line(text: object) -> str:
+    """Collapse whitespace so a message prints on one line (an exception: its str)."""
     return " ".join(str(text).split())

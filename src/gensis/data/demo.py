@@ -7,7 +7,6 @@ images are upsampled to the requested resolution and repeated to RGB.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,7 +69,7 @@ def stratified_split(
         per_class[k] += 1
     rng = np.random.default_rng(seed)
     test: list[np.ndarray] = []
-    for c, t in zip(classes, per_class):
+    for c, t in zip(classes, per_class, strict=True):
         members = np.flatnonzero(labels == c)
         test.append(rng.permutation(members)[:t])
     test_idx = np.sort(np.concatenate(test))

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.errors import DataError
+from gensis.runtime.io import file_sha256
 
 from . import cache, decode
 from .dataset import ImageData
-from gensis.runtime.io import file_sha256
-from gensis.runtime.trust import MAX_IMAGE_BYTES
-
 from .npz import npz_to_chw, read_npz
 from .parallel import decode_many
 from .sources import ItemReader, Listing, SourceKind, list_folder, list_zip, source_kind
@@ -142,7 +141,7 @@ def _lazy(src: Path, listing: Listing, resolution: int, strict: bool,
     before any run folder is written (not from a loader worker, mid-training)."""
     skipped = list(listing.skipped)
     keep: list[int] = []
-    for i, (item_id, size) in enumerate(zip(listing.ids, listing.sizes)):
+    for i, (item_id, size) in enumerate(zip(listing.ids, listing.sizes, strict=True)):
         if size > 0:
             keep.append(i)
             continue
@@ -173,7 +172,7 @@ def _scan(reader: ItemReader, listing: Listing, resolution: int, strict: bool) -
     if listing.kind == "zip" and not strict:
         return listing.stamps
     contents = []
-    for item_id, stamp in zip(listing.ids, listing.stamps):
+    for item_id, stamp in zip(listing.ids, listing.stamps, strict=True):
         try:
             try:
                 data = reader.read(item_id)
@@ -210,7 +209,7 @@ def _in_memory(
 
     listing = _list(src, kind, strict, require_labels, max_images, max_bytes)
     _check_not_empty(src, len(listing.ids), listing.skipped)
-    key = cache.cache_key(kind, resolution, zip(listing.ids, listing.sizes, listing.stamps))
+    key = cache.cache_key(kind, resolution, zip(listing.ids, listing.sizes, listing.stamps, strict=True))
     data = None
     if cache_root is not None and key != known:  # (a failed ref hit was this very entry)
         data = _from_cache(src, resolution, strict, cache_root, key, replay_notes=False)

@@ -97,7 +97,7 @@ def read_npz(path: Path) -> NpzContents:
                 )
             class_names = [all_names[int(v)] for v in values]
             seen: dict[str, int] = {}
-            for v, name in zip(values, class_names):
+            for v, name in zip(values, class_names, strict=True):
                 if name in seen:  # evaluation matches classes by name: they would merge
                     raise DataError(f"'class_names' in {path} names labels {seen[name]} and {int(v)} both {name!r}")
                 seen[name] = int(v)

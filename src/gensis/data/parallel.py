@@ -58,6 +58,7 @@ def decode_many(
         else:
             bad = _decode_in_pool(reader, ids, resolution, strict, workers, out, bar.update, hashes)
     if digests is not None:
+        assert hashes is not None  # made above whenever digests is given
         digests[:] = hashes
     if bad and strict:
         i, reason = bad[0]
@@ -124,7 +125,7 @@ def _decode_in_pool(
         futures = [
             pool.submit(_decode_chunk, ids[s : s + chunk], s, resolution, strict, hashes is not None) for s in starts
         ]
-        for s, fut in zip(starts, futures):  # in order, so "first bad" is the lowest id
+        for s, fut in zip(starts, futures, strict=True):  # in order, so "first bad" is the lowest id
             arr, chunk_bad, chunk_hashes = fut.result()
             out[s : s + len(arr)] = arr
             if hashes is not None:

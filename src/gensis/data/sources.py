@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.errors import DataError
-
-from gensis.runtime.trust import MAX_IMAGE_BYTES, display, read_regular, regular_file_problem
+from gensis.runtime.trust import display, read_regular, regular_file_problem
 
 from .decode import one_line
 
@@ -43,7 +43,7 @@ class Listing:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) at listing
     notes: list[str] = field(default_factory=list)  # layout warnings, logged by the loader
 
-    def take(self, keep: list[int]) -> "Listing":
+    def take(self, keep: list[int]) -> Listing:
         """A listing with only the items at positions ``keep``."""
         return Listing(
             kind=self.kind,

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES, embedding_paths  # noqa: F401 (re-exported)
-from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
+from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES  # noqa: F401 (re-exported)
+from gensis.config.schema import OWNERSHIP_FORMAT, embedding_paths, ownership_sidecar
 from gensis.errors import ConfigError
-from gensis.runtime.io import atomic_path, file_sha256, save_safetensors, write_result_json
 from gensis.runtime.guards import vouched_digests
+from gensis.runtime.io import atomic_path, file_sha256, save_safetensors, write_result_json
 from gensis.runtime.trust import display
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def read_embeddings_table(path: str | Path) -> tuple[list[dict], np.ndarray]:
     return [{k: v for k, v in r.items() if k not in dims} for r in rows], array
 
 
-def run_embed(cfg: "EmbedConfig") -> Path:
+def run_embed(cfg: EmbedConfig) -> Path:
     """``gensis embed``: embeddings (N, D) of ``cfg.data_path`` with their image ids (and labels
     when present) in the format ``cfg.out``'s suffix picks (see the module docstring)."""
     from gensis.data import load_images

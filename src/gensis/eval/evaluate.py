@@ -15,13 +15,14 @@ from gensis.eval.knn import knn_accuracy, knn_ks_used
 from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.eval.significance import encode_correct
+from gensis.models.backbones import Encoder
 from gensis.runtime.io import write_result_json
 
 log = logging.getLogger("gensis.eval")
 
 
 def evaluate_encoder(
-    encoder: torch.nn.Module,
+    encoder: Encoder,
     train: ImageData,
     test: ImageData,
     *,
@@ -43,7 +44,7 @@ def evaluate_encoder(
     if not bool(labels.keep.all()):
         test = test.subset(labels.keep)
     t0 = time.perf_counter()
-    kw = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
+    kw: dict[str, Any] = dict(mean=mean, std=std, batch_size=batch_size, device=device, progress=progress)
     train_f = extract_features(encoder, train, desc="train features", **kw)
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = labels.num_classes

@@ -133,8 +133,12 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
     geometric = cfg.model_copy(update={"color_jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": (0.0, 0.0, 0.0),
                                        "solarize_p": 0.0})
     n = real_emb.shape[0]
-    chance: dict[str, float] = {"images": n, "retrieval_top1": round(100 / n, 3), "retrieval_top5": round(min(500 / n, 100), 3),
-                                "retrieval_median_rank": (n + 1) // 2}
+    chance: dict[str, float] = {
+        "images": n,
+        "retrieval_top1": round(100 / n, 3),
+        "retrieval_top5": round(min(500 / n, 100), 3),
+        "retrieval_median_rank": (n + 1) // 2,
+    }
     if labels is not None:
         share = torch.bincount(labels).float() / len(labels)
         chance["class_consistency"] = round(float((share ** 2).sum() * 100), 2)

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from gensis.errors import GensisError
 
-
 log = logging.getLogger("gensis.eval")
 
 def _check_inputs(train_features: Tensor, train_labels: Tensor, test_features: Tensor) -> None:

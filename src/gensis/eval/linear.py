@@ -197,7 +197,7 @@ def _select(
     x_val = features[va_idx.to(features.device)]
     y_val = labels[va_idx].to(cands[0].weight.device)
     results = []
-    for (lr, wd), clf in zip(grid, cands):
+    for (lr, wd), clf in zip(grid, cands, strict=True):
         scores = clf.scores(x_val)
         results.append(dict(lr=lr, weight_decay=wd, val_top1=top_k_accuracy(scores, y_val, 1),
                             val_loss=F.cross_entropy(scores, y_val).item()))
@@ -234,8 +234,9 @@ def linear_probe(
     seen in training still has a (never-trained) output and counts as an error.
 
     Returns ``dict(top1, correct, top5, best_lr, best_weight_decay, val_top1, epochs, num_classes,
-    selection)``, plus ``auc`` and ``f1`` (positive class 1) for two classes; accuracies are percentages, ``top5`` is ``None`` below 5 classes and
-    ``selection`` lists ``{lr, weight_decay, val_top1, val_loss}`` for every grid point;
+    selection)``, plus ``auc`` and ``f1`` (positive class 1) for two classes; accuracies are
+    percentages, ``top5`` is ``None`` below 5 classes and ``selection`` lists
+    ``{lr, weight_decay, val_top1, val_loss}`` for every grid point;
     ``correct`` is one '1' or '0' per test image (:mod:`gensis.eval.significance`).
     Deterministic on CPU for a given ``seed``.
     """

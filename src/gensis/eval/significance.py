@@ -18,6 +18,7 @@ One rule for every verdict (the report, the demo's printout and the benchmarks' 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -39,8 +40,8 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[
     """
     if len(a_correct) != len(b_correct):
         raise ValueError(f"McNemar needs the same test images: {len(a_correct)} against {len(b_correct)} results")
-    only_a = sum(1 for a, b in zip(a_correct, b_correct) if a and not b)
-    only_b = sum(1 for a, b in zip(a_correct, b_correct) if b and not a)
+    only_a = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if a and not b)
+    only_b = sum(1 for a, b in zip(a_correct, b_correct, strict=True) if b and not a)
     n, k = only_a + only_b, min(only_a, only_b)
     if n == 0:
         return {"only_a": 0, "only_b": 0, "p_value": 1.0}
@@ -154,9 +155,10 @@ def trend(values: Sequence[float]) -> Trend:
     first, last = statistics.fmean(values[:tenth]), statistics.fmean(values[-tenth:])
     if n < MIN_POINTS:
         return Trend(first, last, None, n, "too few points")
-    steps = [b - a for a, b in zip(values, values[1:])]
+    steps = [b - a for a, b in itertools.pairwise(values)]
     sigma = statistics.stdev(steps) / math.sqrt(2)  # the noise of one value
     se = sigma * math.sqrt(2 / tenth)
     change = last - first
-    direction = "flat" if abs(change) <= 2 * se else ("falls" if change < 0 else "rises")
+    direction: Literal["falls", "rises", "flat"] = (
+        "flat" if abs(change) <= 2 * se else ("falls" if change < 0 else "rises"))
     return Trend(first, last, se, n, direction)

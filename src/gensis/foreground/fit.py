@@ -17,12 +17,13 @@ from gensis.augment import eval_transform
 from gensis.data import ImageData
 from gensis.foreground.pca import ForegroundPCA, spatial_features
 from gensis.models.backbones import Encoder
+from gensis.models.metadata import Triple
 from gensis.runtime.device import autocast
 
 SIGNS = {"auto": None, "positive": 1, "negative": -1}  # relative to ForegroundPCA's canonical axis
 
 
-def encoder_mean_std(encoder: Encoder) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def encoder_mean_std(encoder: Encoder) -> tuple[Triple, Triple]:
     """The normalization an exported encoder was trained with (its file's metadata)."""
     return encoder.info.normalization()
 

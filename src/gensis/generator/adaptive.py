@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,8 @@ from gensis.foreground.fit import feature_batches, fit_foreground, foreground_ra
 from gensis.foreground.pca import ForegroundPCA
 from gensis.generator.adaptive_noise import noise_bin, noise_level_for_ratio, perturb_embedding
 from gensis.models.backbones import Encoder
-from gensis.runtime.device import resolve_device
 from gensis.runtime import lock
+from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write, read_safetensors, save_safetensors
 from gensis.runtime.run_folder import RunFolder
 
@@ -51,8 +52,8 @@ def foreground_noise_levels(encoder: Encoder, data: ImageData, cfg: GenerateConf
                             device: torch.device) -> tuple[torch.Tensor, torch.Tensor, ForegroundPCA]:
     """(ratios, noise levels, fitted PCA) of the source images, by GenView's bins."""
     fg = cfg.foreground
-    kw = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision, progress=cfg.progress,
-              resolution=fg.resolution)
+    kw: dict[str, Any] = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision, progress=cfg.progress,
+                              resolution=fg.resolution)
     pca = fit_foreground(encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign, seed=cfg.seed,
                          **kw)
     ratios = foreground_ratios(encoder, data, pca, **kw)
@@ -88,7 +89,7 @@ def bank_noise_levels(root: Path, encoder: Encoder, data: ImageData, cfg: Genera
     log_foreground(RunFolder(root), encoder, data, pca, device=device, resolution=cfg.foreground.resolution)
     _write(path, {"ratio": ratios, "level": levels}, {"settings": settings})
     counts = torch.bincount(noise_bin(ratios, cfg.noise_edges), minlength=len(cfg.noise_edges)).tolist()
-    log.info("adaptive noise: sources per level %s", dict(zip(cfg.noise_levels, counts)))
+    log.info("adaptive noise: sources per level %s", dict(zip(cfg.noise_levels, counts, strict=True)))
     return levels
 
 
@@ -129,7 +130,8 @@ def run_foreground(cfg: ForegroundConfig) -> list[Path]:
     data = load_images(cfg.data_path, encoder.info.resolution,
                        cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
                        max_image_bytes=cfg.max_image_bytes)
-    kw = dict(device=device, batch_size=cfg.batch_size, progress=cfg.progress, resolution=cfg.resolution)
+    kw: dict[str, Any] = dict(device=device, batch_size=cfg.batch_size, progress=cfg.progress,
+                              resolution=cfg.resolution)
     pca = fit_foreground(encoder, data, fit_images=cfg.fit_images, quantile=cfg.quantile, sign=cfg.sign,
                          seed=cfg.seed, **kw)
     ratios = foreground_ratios(encoder, data, pca, **kw)

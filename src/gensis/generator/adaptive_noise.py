@@ -25,6 +25,7 @@ bin 1, ..., <= 1.0 -> last bin); ratios outside [0, 1] are clipped. (The referen
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -37,7 +38,7 @@ DEFAULT_LEVELS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
 def _check_bins(edges: Sequence[float], levels: Sequence[float]) -> None:
     if len(edges) != len(levels) or not edges:
         raise ValueError(f"need one level per bin: {len(edges)} edges, {len(levels)} levels")
-    if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+    if any(b <= a for a, b in itertools.pairwise(edges)):
         raise ValueError(f"edges must increase strictly, got {list(edges)}")
     if edges[-1] < 1.0:
         raise ValueError(f"the last edge must be >= 1 so that every ratio has a bin, got {edges[-1]}")

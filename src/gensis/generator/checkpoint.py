@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.generator.unet import LEGACY_SPEC_FIELDS, EmbeddingConditionedUNet, UNetSpec
@@ -32,12 +31,18 @@ def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: Trai
     meta = {
         "format": GENERATOR_FORMAT,
         "spec": json.dumps(asdict(model.spec)),
-        "scheduler": json.dumps({"num_train_timesteps": cfg.model.num_train_timesteps,
-                                 "beta_schedule": cfg.model.beta_schedule,
-                                 "prediction_type": cfg.model.prediction_type}),
+        "scheduler": json.dumps(
+            {
+                "num_train_timesteps": cfg.model.num_train_timesteps,
+                "beta_schedule": cfg.model.beta_schedule,
+                "prediction_type": cfg.model.prediction_type,
+            }
+        ),
         "space": cfg.model.space,
         # A local folder as an absolute path, like the encoder: the file is used from anywhere.
-        "vae": (str(Path(cfg.model.vae).resolve()) if Path(cfg.model.vae).exists() else cfg.model.vae) if cfg.model.vae else "",
+        "vae": (str(Path(cfg.model.vae).resolve()) if Path(cfg.model.vae).exists() else cfg.model.vae)
+        if cfg.model.vae
+        else "",
         # The autoencoder's content digest: sampling refuses any other (its latents mean other things).
         "vae_sha256": vae_sha256 or "",
         "encoder_sha256": file_sha256(encoder_path),
@@ -95,11 +100,20 @@ def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingCond
             if key in spec_fields:
                 spec_fields[key] = tuple(spec_fields[key])
         model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
-    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError, ArithmeticError, IndexError, AttributeError) as exc:
+    except (
+        TypeError,
+        ValueError,
+        RuntimeError,
+        KeyError,
+        AssertionError,
+        ArithmeticError,
+        IndexError,
+        AttributeError,
+    ) as exc:
         raise CheckpointError(f"{p}: metadata 'spec' does not build a UNet ({first_line(exc)})") from None
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
         raise CheckpointError(f"{p}: weights do not fit the recorded spec ({first_line(exc)})") from None
-    model.generator_sha256 = file_sha256(p)  # type: ignore[attr-defined]
+    model.generator_sha256 = file_sha256(p)
     return model.to(device).eval(), meta

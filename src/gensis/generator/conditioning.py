@@ -13,6 +13,8 @@ by :func:`guided`.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,8 +58,8 @@ class EmbeddingConditioner(nn.Module):
             nn.Linear(embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, cond_dim)
         )
         if zero_init:
-            nn.init.zeros_(self.proj[-1].weight)
-            nn.init.zeros_(self.proj[-1].bias)
+            nn.init.zeros_(cast(nn.Linear, self.proj[-1]).weight)
+            nn.init.zeros_(cast(nn.Linear, self.proj[-1]).bias)
         self.null_embedding = nn.Parameter(torch.zeros(embed_dim))
 
     def check_embedding(self, emb: torch.Tensor) -> None:

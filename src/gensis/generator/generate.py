@@ -21,21 +21,29 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
 
-from gensis.bank.store import (BankIndex, ViewBank, adopt_finished_shards, broken_shards, read_index, write_index,
-                               write_shard)
+from gensis.bank.store import (
+    BankIndex,
+    ViewBank,
+    adopt_finished_shards,
+    broken_shards,
+    read_index,
+    write_index,
+    write_shard,
+)
 from gensis.config.schema import GenerateConfig
 from gensis.data import load_images
 from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.adaptive import adaptive_settings, bank_noise_levels, perturb_views
-from gensis.generator.external import open_external
+from gensis.generator.external import ExternalGenerator, open_external
 from gensis.generator.quality import bank_quality
-from gensis.generator.synthesizer import Synthesizer
 from gensis.generator.slerp import slerp
+from gensis.generator.synthesizer import Synthesizer
 from gensis.runtime import distributed, lock
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
@@ -63,11 +71,14 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     device = distributed.setup(info, resolve_device(cfg.device))
     if not info.is_main:
         logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
-    synth = open_external(cfg, device) if cfg.external else Synthesizer(cfg.generator, device)
+    # GenerateConfig requires one of external and generator
+    synth = open_external(cfg, device) if cfg.external else Synthesizer(cast(str, cfg.generator), device)
     encoder_path = synth.encoder_path(cfg.encoder)
     encoder = load_encoder(encoder_path, device)
     if encoder.embed_dim != synth.embed_dim:
-        raise CheckpointError(f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}")
+        raise CheckpointError(
+            f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}"
+        )
     data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
                        max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
@@ -94,7 +105,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     emb = encoder_embeddings(encoder, data, device=device, progress=cfg.progress) if info.is_main else None
     emb = distributed.broadcast(emb, info).cpu()
     # An external pipeline is conditioned on its own image embeddings or on the images (external.py).
-    cond = synth.conditions(data, progress=cfg.progress) if cfg.external else emb
+    cond = cast(ExternalGenerator, synth).conditions(data, progress=cfg.progress) if cfg.external else emb
     levels = None  # GenView's adaptive noise: one level per source, rank 0's (adaptive.py)
     if cfg.adaptive_noise:
         levels = bank_noise_levels(root, encoder, data, cfg, device) if info.is_main else None
@@ -134,7 +145,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     return GenerateResult(root, made, rate, quality)
 
 
-def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer, data, settings: dict,
+def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer | ExternalGenerator, data, settings: dict,
                      info: distributed.Dist) -> BankIndex:
     """Rank 0 opens (or creates) the bank and sends the index; the others stop if it failed."""
     index, error = None, None
@@ -175,7 +186,7 @@ def bank_storage(cfg: GenerateConfig, synth, n_sources: int) -> str:
 
 
 def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, data, resolution: int,
-                settings: dict, decoder: dict[str, str] | None = None) -> BankIndex:
+                settings: dict, decoder: dict[str, Any] | None = None) -> BankIndex:
     index = read_index(root)
     n, fingerprint = len(data), data.fingerprint()
     interpolations = _interpolations_per_image(cfg, n)
@@ -190,8 +201,13 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
     if index.generator_sha256 != gen_sha:
         raise CheckpointError(f"{root}: bank written by another generator ({index.generator_sha256[:12]}); "
                               "use another out= (nothing was changed)")
-    same = (index.n_sources, index.shard_size, index.views_per_image, index.interpolations_per_image, index.settings) == \
-        (n, cfg.shard_size, cfg.views_per_image, interpolations, settings)
+    same = (
+        index.n_sources,
+        index.shard_size,
+        index.views_per_image,
+        index.interpolations_per_image,
+        index.settings,
+    ) == (n, cfg.shard_size, cfg.views_per_image, interpolations, settings)
     if not same:
         raise ConfigError(by_rule("finished-run", f"{root}: bank was started with other settings; use the same "
                                   "ones to resume, or another out="))
@@ -220,8 +236,8 @@ def _interpolations_per_image(cfg: GenerateConfig, n_sources: int) -> int:
 
 
 @torch.no_grad()
-def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, sources: range, shard: int,
-                    levels: torch.Tensor | None = None, *, latent: bool = False):
+def _generate_shard(cfg: GenerateConfig, synth: Synthesizer | ExternalGenerator, emb: torch.Tensor, sources: range,
+                    shard: int, levels: torch.Tensor | None = None, *, latent: bool = False):
     """One shard's views and interpolations: uint8 images, or fp16 latents (``latent``)."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
     n = emb.shape[0]
@@ -248,7 +264,7 @@ def _generate_shard(cfg: GenerateConfig, synth: Synthesizer, emb: torch.Tensor, 
         cond[interp] = slerp(e_src[interp], emb[partner[interp]], alpha[interp])
     if levels is not None:  # GenView: views only, on a stream of their own (see adaptive.py)
         cond = perturb_views(cond, src, ~interp, levels, cfg.seed, shard)
-    make = synth.latents if latent else synth.images
+    make = cast(Synthesizer, synth).latents if latent else synth.images  # latents: a latent Synthesizer's bank
     out = [
         make(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
              guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)

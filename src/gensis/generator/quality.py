@@ -21,8 +21,8 @@ import torch
 from gensis.bank.store import ViewBank
 from gensis.data import ImageData
 from gensis.data.loader import subset_indices
-from gensis.eval.features import encoder_embeddings
 from gensis.eval.faithfulness import as_data, ceiling_and_chance, versus_ceiling, view_figures
+from gensis.eval.features import encoder_embeddings
 from gensis.models.backbones import Encoder
 
 

@@ -6,18 +6,18 @@ the randomness and the guidance. Samplers: DDIM (Song et al. 2021, arXiv 2010.02
 DPM-Solver++ (Lu et al. 2022, arXiv 2211.01095), with classifier-free guidance (Ho & Salimans
 2022, arXiv 2207.12598). The loss is the DDPM objective (Ho et al. 2020) with condition
 dropout, as used by Gen-SIS (arXiv 2412.01672) for its embedding-conditioned generator, by
-default with the velocity as target and min-SNR-gamma weights (Hang et al. 2023). Images live in [-1, 1] inside the model; ``sample`` returns
-[0, 1].
+default with the velocity as target and min-SNR-gamma weights (Hang et al. 2023). Images live
+in [-1, 1] inside the model; ``sample`` returns [0, 1].
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from torch import nn
 
 from gensis.errors import ConfigError
 from gensis.generator.unet import EmbeddingConditionedUNet
@@ -26,6 +26,9 @@ from gensis.runtime.distributed import unwrap
 SchedulerName = Literal["ddim", "dpmsolver++", "ddpm"]
 BetaSchedule = Literal["squaredcos_cap_v2", "linear"]
 PredictionType = Literal["epsilon", "v_prediction"]
+# A diffusers noise scheduler (DDPM, DDIM, DPM-Solver++), typed as loosely as diffusers does: its
+# SchedulerMixin declares none of step/set_timesteps/add_noise, and types the config read here as a dict.
+Scheduler = Any
 
 
 def make_scheduler(
@@ -34,7 +37,7 @@ def make_scheduler(
     beta_schedule: BetaSchedule = "squaredcos_cap_v2",
     prediction_type: PredictionType = "epsilon",
     clip: bool = True,
-) -> SchedulerMixin:
+) -> Scheduler:
     """A diffusers scheduler from its name; nothing is downloaded.
 
     ``"ddpm"`` is for training (``add_noise``); ``"ddim"`` and ``"dpmsolver++"`` sample. Train
@@ -80,7 +83,7 @@ def _draw_device(generator: torch.Generator | None) -> torch.device:
 @torch.no_grad()
 def sample(
     unet: EmbeddingConditionedUNet,
-    scheduler: SchedulerMixin,
+    scheduler: Scheduler,
     emb: torch.Tensor,
     *,
     steps: int = 50,
@@ -139,7 +142,7 @@ def sample(
     return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def min_snr_weights(scheduler: SchedulerMixin, t: torch.Tensor, gamma: float) -> torch.Tensor:
+def min_snr_weights(scheduler: Scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Per-sample loss weights of min-SNR-gamma (Hang et al. 2023, arXiv 2303.09556).
 
     In terms of the x0 error every objective is ``w(t) ||x0 - x0_hat||^2``; min-SNR sets
@@ -153,7 +156,7 @@ def min_snr_weights(scheduler: SchedulerMixin, t: torch.Tensor, gamma: float) ->
     return (gamma / snr).clamp(max=1.0)  # min(SNR, gamma) / SNR, finite as SNR -> 0
 
 
-def predict_x0(scheduler: SchedulerMixin, x_t: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def predict_x0(scheduler: Scheduler, x_t: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The clean sample implied by one model output at ``t`` (per-sample ``t``, shape (B,))."""
     ac = scheduler.alphas_cumprod.to(x_t.device)[t].float().view(-1, 1, 1, 1)
     a, s = ac.sqrt(), (1 - ac).sqrt()
@@ -162,7 +165,9 @@ def predict_x0(scheduler: SchedulerMixin, x_t: torch.Tensor, t: torch.Tensor, ou
     return (x_t - s * out) / a
 
 
-def regression_target(scheduler: SchedulerMixin, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def regression_target(
+    scheduler: Scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """What the model regresses: the noise (epsilon) or the velocity (v-prediction)."""
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, t)
@@ -172,8 +177,8 @@ def regression_target(scheduler: SchedulerMixin, x0: torch.Tensor, noise: torch.
 
 
 def training_loss(
-    unet: EmbeddingConditionedUNet,
-    scheduler: SchedulerMixin,
+    unet: EmbeddingConditionedUNet | nn.Module,
+    scheduler: Scheduler,
     x0: torch.Tensor,
     emb: torch.Tensor,
     generator: torch.Generator | None = None,
@@ -193,7 +198,7 @@ def training_loss(
     trains on ``rows`` of it. Timesteps, noise and dropout are still drawn for the whole
     batch, then sliced, so N processes see exactly the draws of one. ``unet`` may be DDP.
     """
-    conditioner = unwrap(unet).conditioner
+    conditioner = cast(EmbeddingConditionedUNet, unwrap(unet)).conditioner  # unet may be DDP
     conditioner.check_embedding(emb)
     b = x0.shape[0]
     if emb.shape[0] != b:

@@ -18,9 +18,9 @@ from gensis.data.loader import subset_indices
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.slerp import slerp
 from gensis.generator.synthesizer import Synthesizer
+from gensis.runtime import lock
 from gensis.runtime.checkpoint import load_encoder
 from gensis.runtime.device import resolve_device
-from gensis.runtime import lock
 from gensis.runtime.io import atomic_write
 from gensis.runtime.run_folder import RunFolder
 
@@ -43,7 +43,7 @@ def run_show(cfg: ShowConfig) -> list[Path]:
 
     rows = min(cfg.rows, len(picked))
     views = gen(emb[:rows].repeat_interleave(cfg.views, dim=0)).view(rows, cfg.views, *real.shape[1:])
-    view_rows = [([real[i]], list(views[i]), []) for i in range(rows)]
+    view_rows: list[tuple[list, list, list]] = [([real[i]], list(views[i]), []) for i in range(rows)]
 
     pairs = [(i, i + 1) for i in range(0, len(picked) - 1, 2)][: cfg.rows]
     alphas = torch.linspace(1.0, 0.0, cfg.alphas)
@@ -51,7 +51,9 @@ def run_show(cfg: ShowConfig) -> list[Path]:
     if pairs:
         a_idx = torch.tensor([p[0] for p in pairs]).repeat_interleave(cfg.alphas)
         b_idx = torch.tensor([p[1] for p in pairs]).repeat_interleave(cfg.alphas)
-        mixed = gen(slerp(emb[a_idx], emb[b_idx], alphas.repeat(len(pairs)))).view(len(pairs), cfg.alphas, *real.shape[1:])
+        mixed = gen(slerp(emb[a_idx], emb[b_idx], alphas.repeat(len(pairs)))).view(
+            len(pairs), cfg.alphas, *real.shape[1:]
+        )
         interp_rows = [([real[a]], list(mixed[r]), [real[b]]) for r, (a, b) in enumerate(pairs)]
 
     out = Path(cfg.out)
@@ -76,8 +78,8 @@ def save_view_grid(path: Path, rows: list[tuple[list, list, list]], tile: int) -
     x_right = x_mid + n_mid * step + (GAP if n_right else 0)
     canvas = Image.new("RGB", (x_right + n_right * step, len(rows) * step), "white")
     for r, groups in enumerate(rows):
-        for x0, group in zip((0, x_mid, x_right), groups):
+        for x0, group in zip((0, x_mid, x_right), groups, strict=True):
             for k, img in enumerate(group):
-                pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((tile, tile), Image.NEAREST)
+                pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((tile, tile), Image.Resampling.NEAREST)
                 canvas.paste(pil, (x0 + k * step + 1, r * step + 1))
     atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))

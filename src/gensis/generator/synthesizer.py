@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from gensis.autoencoder.latent import decode_latents, downsample_factor, load_vae, vae_sha256
 from gensis.errors import CheckpointError, GensisError, first_line
 from gensis.generator.checkpoint import load_generator, resolve_generator_path
-from gensis.autoencoder.latent import decode_latents, downsample_factor, load_vae, vae_sha256
-from gensis.generator.sampling import make_scheduler, sample
+from gensis.generator.sampling import Scheduler, make_scheduler, sample
 from gensis.runtime.checkpoint import resolve_encoder_path
 from gensis.runtime.device import autocast
 from gensis.runtime.io import file_sha256, recorded_path
@@ -32,11 +32,12 @@ class Synthesizer:
         self.vae_sha256 = vae_sha256(self.vae) if self.vae is not None else None
         if self.vae is not None and self.meta.get("vae_sha256"):  # older generators recorded none
             digest = self.vae_sha256
+            assert digest is not None  # computed above for the VAE
             if digest != self.meta["vae_sha256"]:
                 raise CheckpointError(f"{self.vae_path}: not the autoencoder the generator was trained on "
                                       f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
         self._schedule = json.loads(self.meta["scheduler"])
-        self._schedulers: dict[str, object] = {}
+        self._schedulers: dict[str, Scheduler] = {}
         try:  # a bad recorded schedule is named now, before anything is sampled or written
             make_scheduler("ddim", **self._schedule)
         except (GensisError, TypeError, ValueError, KeyError, ArithmeticError, NotImplementedError) as exc:
@@ -45,7 +46,7 @@ class Synthesizer:
 
     @property
     def generator_sha256(self) -> str:
-        return self.unet.generator_sha256  # type: ignore[attr-defined]
+        return self.unet.generator_sha256
 
     @property
     def embed_dim(self) -> int:

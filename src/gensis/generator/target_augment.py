@@ -12,7 +12,6 @@ gets none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import torch

@@ -19,13 +19,17 @@ before the norm, unscaled embedding) is kept for generators trained with it
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import UNet2DModel
+from diffusers.models.unets.unet_2d import UNet2DModel  # its own module: diffusers' top level types it as a dummy
 from torch import nn
 
 from gensis.errors import ConfigError
 from gensis.generator.conditioning import EmbeddingConditioner, guided
+
+if TYPE_CHECKING:
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ class UNetSpec:
                 f"attention_resolutions {sorted(unknown)} not among the UNet's {self.resolutions}"
             )
         # diffusers gives a level channels // attention_head_dim heads: 0 heads divides by zero.
-        attended = [c for c, r in zip(self.block_out_channels, self.resolutions) if r in self.attention_resolutions]
+        attended = [
+            c for c, r in zip(self.block_out_channels, self.resolutions, strict=True) if r in self.attention_resolutions
+        ]
         for c in {*attended, self.block_out_channels[-1]}:  # the mid block attends at the last level
             if c < self.attention_head_dim:
                 raise ConfigError(f"block_out_channels {c} at an attention level (or the mid block) is below "
@@ -134,12 +140,12 @@ PRESETS: dict[str, UNetSpec] = {
 }
 
 
-def unet_spec(name: str, **overrides: object) -> UNetSpec:
+def unet_spec(name: str, **overrides: Any) -> UNetSpec:
     """A preset with fields replaced, e.g. ``unet_spec("pixel32", embed_dim=384)``."""
     if name not in PRESETS:
         raise ConfigError(f"unknown generator preset {name!r}; choose from {sorted(PRESETS)}")
     try:
-        return replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
+        return replace(PRESETS[name], **overrides)
     except TypeError as exc:  # an unknown field name
         raise ConfigError(f"generator preset {name!r}: {exc}") from None
 
@@ -152,11 +158,14 @@ LEGACY_SPEC_FIELDS: dict[str, object] = {"scale_shift": False, "standardize": Fa
 class EmbeddingConditionedUNet(nn.Module):
     """Predicts the noise (or velocity) of ``x_t`` given ``t`` and an embedding."""
 
+    generator_sha256: str  # the file's sha256, set when loaded from one (generator/checkpoint.py)
+
     def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
         self.spec = spec
         attn = [r in spec.attention_resolutions for r in spec.resolutions]
-        common = dict(
+        self.unet: UNet2DModel | UNet2DConditionModel
+        common: dict[str, Any] = dict(
             sample_size=spec.sample_size,
             in_channels=spec.channels,
             out_channels=spec.channels,
@@ -175,7 +184,7 @@ class EmbeddingConditionedUNet(nn.Module):
             cond_dim = self.unet.time_embedding.linear_2.out_features
         else:
             # LDM-style: the embedding becomes a few tokens that attention layers attend to.
-            from diffusers import UNet2DConditionModel
+            from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
             self.token_dim = spec.block_out_channels[0] * 2
             down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)

@@ -27,8 +27,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.resolution = resolution
-        self.backbone = _create_timm(cfg, resolution)
-        self.embed_dim: int = int(self.backbone.num_features)
+        # a timm model: num_features and forward_features are timm's, beyond nn.Module's
+        backbone: Any = _create_timm(cfg, resolution)
+        self.backbone = backbone
+        self.embed_dim: int = int(backbone.num_features)
         self._info: EncoderInfo | None = None
 
     @property

@@ -16,8 +16,8 @@ log = logging.getLogger("gensis.run")
 
 def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: Path, results: dict[str, Any]) -> bool:
     """Evaluate one exported encoder into ``folder/<name>.json``; False when already done."""
-    from gensis.eval.evaluate import evaluate_encoder
     from gensis.data import load_images
+    from gensis.eval.evaluate import evaluate_encoder
     from gensis.runtime.checkpoint import load_encoder
     from gensis.runtime.device import resolve_device
 
@@ -34,8 +34,10 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
     encoder = load_encoder(encoder_path, device)
     meta = encoder.info
     resolution = meta.resolution
-    kw = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress,
-              max_image_bytes=cfg.data.max_image_bytes)
+    kw: dict[str, Any] = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress,
+                              max_image_bytes=cfg.data.max_image_bytes)
+    # both set: stage_configs refuses a run without data.path, and the caller evaluates only with an eval_path
+    assert cfg.data.path is not None and cfg.data.eval_path is not None
     train = load_images(cfg.data.path, resolution, max_images=cfg.data.max_images, **kw)
     test = load_images(cfg.data.eval_path, resolution, **kw)
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import html
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name, pts in lines.items():
-            ax.plot(*zip(*pts), label=name, marker="o" if len(pts) < 20 else None)
+            ax.plot(*zip(*pts, strict=True), label=name, marker="o" if len(pts) < 20 else None)
         ax.set_xlabel("step (of that run)")
         ax.set_title(title)
         ax.legend()
@@ -114,7 +114,7 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         reconstruction = json.loads(read_text(path, "reconstruction report")) if path.exists() else None
         recon_pictures = [p for p in (ae_root / "reconstructions.png",) if p.exists()]
     facts = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, device={cfg.device}",
         "data": cfg.data.path,
         "eval data": cfg.data.eval_path or "(none)",
@@ -130,7 +130,7 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
                 **({"autoencoder": RunFolder(stages.autoencoder.out).read_metrics()}
                    if getattr(stages, "autoencoder", None) is not None else {})}
     waits = {name: w for name, records in by_stage.items() if (w := _mean_data_wait(records)) is not None}
-    sections = {
+    sections: dict[str, Any] = {
         "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
         "facts": facts,
         "stages": _stage_rows(state["stages"], waits),
@@ -211,12 +211,15 @@ def _html(s: dict[str, Any]) -> str:
         return f"<table><tr>{head}</tr>{body}</table>"
 
     # an empty icon: a browser would otherwise ask the server for /favicon.ico (a 404 in its console)
-    parts = ["<!doctype html><meta charset='utf-8'><title>gensis run report</title><link rel='icon' href='data:,'>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
-             "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}"
-             ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warning{background:#fde7e9}"
-             ".none{background:#eeeeee}</style>",
-             "<h1>gensis run report</h1>", "<h2>Did each stage do its job?</h2><ul class='verdicts'>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>gensis run report</title><link rel='icon' href='data:,'>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{border:1px solid #ccc;"
+        "padding:.2em .6em}table{border-collapse:collapse}img{max-width:100%}"
+        ".verdicts li{padding:.3em;margin:.2em 0;list-style:none}.ok{background:#e6f4ea}.warning{background:#fde7e9}"
+        ".none{background:#eeeeee}</style>",
+        "<h1>gensis run report</h1>",
+        "<h2>Did each stage do its job?</h2><ul class='verdicts'>",
+    ]
     parts += [f"<li class='{v.status}'><b>{v.label}, {e(v.stage)}</b>: {e(v.text)}</li>" for v in s["verdicts"]]
     parts += ["</ul><ul>"]
     parts += [f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in s["facts"].items()] + ["</ul>"]
@@ -233,7 +236,9 @@ def _html(s: dict[str, Any]) -> str:
                   table(*faithfulness_table(s["quality"])), "<p>All figures, in the stage-1 encoder's space:</p>",
                   f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>"]
     if s["pictures"]:
-        parts += ["<h2>What the generator makes</h2>"] + [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["pictures"]]
+        parts += ["<h2>What the generator makes</h2>"] + [
+            f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["pictures"]
+        ]
     if s["plots"]:
         parts += ["<h2>Training curves</h2>"] + [f"<img src='{e(p)}' alt='{e(p)}'>" for p in s["plots"]]
     return "\n".join(parts) + "\n"

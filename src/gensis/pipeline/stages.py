@@ -29,6 +29,7 @@ from typing import Any
 
 from gensis.config.autoencoder import TrainAutoencoderConfig
 from gensis.config.overrides import build_config, flatten
+from gensis.config.paths import Role
 from gensis.config.presets import GENERATOR_DEFAULTS
 from gensis.config.schema import (
     EmbedConfig,
@@ -40,9 +41,8 @@ from gensis.config.schema import (
 )
 from gensis.errors import ConfigError, DataError, by_rule
 from gensis.runtime import lock
-from gensis.runtime.io import RESULT_MARK, atomic_write_text, file_sha256
 from gensis.runtime.guards import config_paths, guard_paths, pipeline_state, refuse_inputs_inside
-from gensis.config.paths import Role
+from gensis.runtime.io import RESULT_MARK, atomic_write_text, file_sha256
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 from gensis.runtime.signals import GracefulStop, Interrupted
 
@@ -265,10 +265,10 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     from gensis.eval.embed_io import run_embed
     from gensis.generator.generate import run_generate
     from gensis.generator.show import run_show
-    from gensis.train.generator import run_train_generator
+    from gensis.models.backbones import check_model
     from gensis.pipeline.evaluate import evaluate_stage
     from gensis.pipeline.report import write_report
-    from gensis.models.backbones import check_model
+    from gensis.train.generator import run_train_generator
     from gensis.train.pretrain import run_pretrain
 
     for name, stage in (("pretrain", stages.pretrain), ("autoencoder", stages.autoencoder),
@@ -305,7 +305,9 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
             raise Interrupted(stop.signal, f"after stage {name} ({how}); rerun the same command to continue")
 
     pretrain_run = RunFolder(stages.pretrain.out)
-    record("pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain))
+    record(
+        "pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain)
+    )
     if stages.autoencoder is not None:
         from gensis.autoencoder.train import run_train_autoencoder
 

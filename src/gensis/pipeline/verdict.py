@@ -119,8 +119,12 @@ def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
     if short:
         return Verdict("stage 1", "warning", text + ": " + short)
     if not _fell(loss):
-        return Verdict("stage 1", "warning", text + f": the loss {'rose' if loss.direction == 'rises' else 'did not fall'}"
-                       " over training, so the encoder learned little; check the learning rate, or train longer")
+        return Verdict(
+            "stage 1",
+            "warning",
+            text + f": the loss {'rose' if loss.direction == 'rises' else 'did not fall'}"
+            " over training, so the encoder learned little; check the learning rate, or train longer",
+        )
     if loss.last >= BARELY * uniform:
         return Verdict("stage 1", "warning", text + ": the loss is still near its uniform value, so the encoder has "
                        "learned little of what DINO can teach it; train longer")
@@ -168,7 +172,9 @@ def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None
     for key, what in (("source_pixel_rmse", "pixel RMSE to the source"), ("diversity_pixel_rmse", "between views")):
         if isinstance(quality.get(key), (int, float)):
             real = quality.get("ceiling", {}).get(key)
-            text += f"; {what} {quality[key]:.3f}" + (f" (real views {real:.3f})" if isinstance(real, (int, float)) else "")
+            text += f"; {what} {quality[key]:.3f}" + (
+                f" (real views {real:.3f})" if isinstance(real, (int, float)) else ""
+            )
     copies = _copying(quality)
     if copies:
         problems.append(copies)
@@ -272,8 +278,12 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
         return Verdict("stage 3", "warning", text + ": " + dis_short)
     if not dis_learned:
         assert dis is not None
-        return Verdict("stage 3", "warning", text + f": the disentanglement loss {'rose' if dis.direction == 'rises' else 'did not fall'}"
-                       ", so the task teaches nothing")
+        return Verdict(
+            "stage 3",
+            "warning",
+            text + f": the disentanglement loss {'rose' if dis.direction == 'rises' else 'did not fall'}"
+            ", so the task teaches nothing",
+        )
     if not figures:
         return Verdict("stage 3", "none", text + ": no control was evaluated, so there is nothing to compare against")
     if "ok" in figures:

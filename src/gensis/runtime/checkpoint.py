@@ -134,9 +134,19 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         encoder = build_encoder(cfg, res).eval()
         with torch.no_grad():
             encoder(torch.zeros(1, 3, res, res))
-    except (TypeError, ValueError, RuntimeError, KeyError, AssertionError, ArithmeticError, IndexError, AttributeError) as exc:
-        raise CheckpointError(f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone "
-                              f"({first_line(exc)})") from None
+    except (
+        TypeError,
+        ValueError,
+        RuntimeError,
+        KeyError,
+        AssertionError,
+        ArithmeticError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise CheckpointError(
+            f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone ({first_line(exc)})"
+        ) from None
     try:
         tensors = load_file(str(p))
     except (SafetensorError, OSError) as exc:
@@ -152,6 +162,10 @@ def load_backbone_weights(encoder: Encoder, tensors: dict[str, torch.Tensor], so
     unexpected = sorted(set(tensors) - set(own))
     bad_shape = [k for k in own if k in tensors and tensors[k].shape != own[k].shape]
     if missing or unexpected or bad_shape:
-        detail = (missing[:2] and f"missing {missing[:2]}") or (unexpected[:2] and f"unexpected {unexpected[:2]}") or f"shape mismatch at {bad_shape[:2]}"
+        detail = (
+            (missing[:2] and f"missing {missing[:2]}")
+            or (unexpected[:2] and f"unexpected {unexpected[:2]}")
+            or f"shape mismatch at {bad_shape[:2]}"
+        )
         raise CheckpointError(f"{source}: weights do not fit backbone {encoder.cfg.backbone!r} ({detail})")
     encoder.backbone.load_state_dict(tensors)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -88,7 +89,7 @@ def mean(values: dict[str, torch.Tensor], info: Dist) -> dict[str, float]:
     if info.enabled:
         dist.all_reduce(stacked)
         stacked /= info.world_size
-    return dict(zip(values, stacked.tolist()))
+    return dict(zip(values, stacked.tolist(), strict=True))
 
 
 def any_rank(flag: bool, info: Dist) -> bool:
@@ -101,20 +102,22 @@ def any_rank(flag: bool, info: Dist) -> bool:
     return bool(t.item())
 
 
-def broadcast(tensor: torch.Tensor | None, info: Dist) -> torch.Tensor | None:
+def broadcast(tensor: torch.Tensor | None, info: Dist) -> torch.Tensor:
     """Rank 0's tensor on every rank (the others pass None): computed once, bit-identical everywhere.
 
     Other ranks get it on the communication device (their GPU with NCCL, else the CPU).
     """
     if not info.enabled:
-        return tensor
-    meta = [(tuple(tensor.shape), tensor.dtype) if info.is_main and tensor is not None else None]
+        return cast(torch.Tensor, tensor)  # one process: rank 0's own
+    # (shape, dtype): None until rank 0's broadcast fills it in on the other ranks
+    meta: list[Any] = [(tuple(tensor.shape), tensor.dtype) if info.is_main and tensor is not None else None]
     dist.broadcast_object_list(meta, src=0)
     shape, dtype = meta[0]
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    buf = tensor.to(device) if info.is_main else torch.empty(shape, dtype=dtype, device=device)
+    # rank 0 passed a tensor: its meta unpacked above
+    buf = cast(torch.Tensor, tensor).to(device) if info.is_main else torch.empty(shape, dtype=dtype, device=device)
     dist.broadcast(buf, src=0)
-    return tensor if info.is_main else buf
+    return cast(torch.Tensor, tensor) if info.is_main else buf
 
 
 def broadcast_object(obj, info: Dist):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,9 +31,15 @@ EXTRA_FILE = "gensis.json"
 FORMATS = {".pt": "torchscript", ".pt2": "torch.export", ".onnx": "onnx"}
 ONNX_OPSET = 18
 
+if TYPE_CHECKING:
+    import numpy  # only the type of run_onnx's result
+
 
 class NormalizedEncoder(nn.Module):
     """Images in [0, 1] -> (x - mean) / std -> backbone -> pooled embedding."""
+
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
 
     def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]) -> None:
         super().__init__()
@@ -61,11 +68,18 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
     mean, std = (list(v) for v in meta.normalization())
     model = NormalizedEncoder(encoder.backbone, mean, std).eval()
     res = meta.resolution
-    info = {"backbone": meta.backbone, "cifar_stem": meta.cifar_stem,
-            "backbone_kwargs": meta.backbone_kwargs, "resolution": res,
-            "embed_dim": encoder.embed_dim, "mean": mean, "std": std,
-            "input": "float images in [0, 1], shape (B, 3, H, W)", "output": "pooled embeddings (B, D), not L2-normalized",
-            "source": src.name}
+    info = {
+        "backbone": meta.backbone,
+        "cifar_stem": meta.cifar_stem,
+        "backbone_kwargs": meta.backbone_kwargs,
+        "resolution": res,
+        "embed_dim": encoder.embed_dim,
+        "mean": mean,
+        "std": std,
+        "input": "float images in [0, 1], shape (B, 3, H, W)",
+        "output": "pooled embeddings (B, D), not L2-normalized",
+        "source": src.name,
+    }
     example = torch.rand(2, 3, res, res)
     extra = {EXTRA_FILE: json.dumps(info, indent=1)}
     # torch >= 2.9 marks TorchScript deprecated; .pt stays for tools that still load it (.pt2 is the future).
@@ -123,6 +137,7 @@ def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) 
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
                                     output_names=["embeddings"], dynamic_shapes=({0: batch},), verbose=False)
+    assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
     meta = {EXTRA_FILE: json.dumps(info), "resolution": str(info["resolution"]), "embed_dim": str(info["embed_dim"]),
             "mean": json.dumps(info["mean"]), "std": json.dumps(info["std"]), "input": info["input"],
@@ -135,7 +150,7 @@ def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) 
     onnx.save(proto, str(path))
 
 
-def run_onnx(path: str | Path, images) -> "numpy.ndarray":  # noqa: F821 (numpy: only the type)
+def run_onnx(path: str | Path, images) -> numpy.ndarray:
     """The embeddings an ONNX encoder file gives for float images in [0, 1] (B, 3, H, W), in onnxruntime."""
     import onnxruntime
 

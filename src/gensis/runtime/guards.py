@@ -123,7 +123,7 @@ def _vouched_by_sidecar(path: Path) -> bool:
     """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
     written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
     written before the sidecar existed are no longer replaced (docs/refusals.md, "foreign-file")."""
-    recorded = vouched_digests(ownership_sidecar(path)).get(path.name)
+    recorded = vouched_digests(ownership_sidecar(path)).get(path.name, [])
     return bool(recorded) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) in recorded
 
 
@@ -193,7 +193,11 @@ def _marked_kind(root: Path) -> str | None:
     if pipeline_state(root) is not None:
         return "pipeline"
     try:
-        if json.loads(read_regular(root / "index.json", MAX_TEXT_BYTES, "JSON")).get("format", "").startswith("gensis."):
+        if (
+            json.loads(read_regular(root / "index.json", MAX_TEXT_BYTES, "JSON"))
+            .get("format", "")
+            .startswith("gensis.")
+        ):
             return "bank"
     except (OSError, ValueError, AttributeError, GensisError):
         pass
@@ -313,7 +317,9 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
                     f"choose another {key}=")
     elif target.is_dir():
         if not is_folder:
-            _refuse("foreign-folder", f"{key}={out} is a folder; this command writes a file there: choose another {key}=")
+            _refuse(
+                "foreign-folder", f"{key}={out} is a folder; this command writes a file there: choose another {key}="
+            )
         if any(target.iterdir()) and not folder_is_gensis(target):
             around = run_folder_of(target)
             what = f"a part of the gensis output {around}" if around is not None else "a folder of other files"

@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -167,7 +167,8 @@ class _TensorBoard:
     def __init__(self, session: Session) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self._cls, self._writers = SummaryWriter, {}
+        self._cls = SummaryWriter
+        self._writers: dict[Path, Any] = {}
 
     def _writer(self, run_dir: Path):
         w = self._writers.get(run_dir)
@@ -193,7 +194,7 @@ class _TensorBoard:
         self._writers = {}
 
 
-def _wandb_mode(mode: str) -> str | None:
+def _wandb_mode(mode: Literal["auto", "online", "offline"]) -> Literal["online", "offline"] | None:
     if mode != "auto":
         return mode
     if os.environ.get("WANDB_MODE"):
@@ -214,8 +215,9 @@ class _Wandb:
 
         c = session.cfg.wandb
         state = session.read_state()
-        kwargs = dict(project=c.project, entity=c.entity, name=c.name or session.name, dir=str(session.root),
-                      id=state.get("wandb_id"), resume="allow", config=session.config)
+        kwargs: dict[str, Any] = dict(project=c.project, entity=c.entity, name=c.name or session.name,
+                                      dir=str(session.root), id=state.get("wandb_id"), resume="allow",
+                                      config=session.config)
         mode = _wandb_mode(c.mode)
         try:
             self._run = wandb.init(mode=mode, **kwargs)
@@ -225,7 +227,8 @@ class _Wandb:
             log.info("wandb: online start failed (%s); logging offline into %s", _one_line(exc), session.root)
             self._run = wandb.init(mode="offline", **kwargs)  # `wandb sync` uploads it later
         session.save_state(wandb_id=self._run.id)
-        self._wandb, self._defined = wandb, set()
+        self._wandb = wandb
+        self._defined: set[str] = set()
 
     def _define(self, stage: str) -> str:
         step_key = _key(stage, "step")

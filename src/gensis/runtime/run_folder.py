@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
 from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
 from gensis.runtime import lock, trust
@@ -127,7 +128,9 @@ class RunFolder:
             return
         self._stale_metrics = bool(found)  # a run that died before its first checkpoint starts over
         if not self.config_is_gensis():
-            raise ConfigError(f"{self.config_path}: not written by gensis; it is never overwritten, choose another out=")
+            raise ConfigError(
+                f"{self.config_path}: not written by gensis; it is never overwritten, choose another out="
+            )
         changed = self.config_changes(cfg, mutable)
         if changed:
             raise ConfigError(by_rule("finished-run", f"{self.root} holds a run with other settings "
@@ -217,9 +220,9 @@ class RunFolder:
         line cut short by a crash mid-append is dropped: the resume redoes it)."""
         if not (self.metrics_path.exists() or self.metrics_path.is_symlink()):
             return []
-        raw = trust.read_owned(self.metrics_path, trust.MAX_IMAGE_BYTES)
+        raw = trust.read_owned(self.metrics_path, MAX_IMAGE_BYTES)
         lines = [line for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
-        records = []
+        records: list[dict[str, Any]] = []
         for n, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
@@ -270,7 +273,7 @@ class OwnedFileHandler(logging.FileHandler):
         super().__init__(path, mode="a", encoding="utf-8", delay=True, errors="backslashreplace")
         self.stream = self._open()
 
-    def _open(self):  # type: ignore[override]
+    def _open(self):
         fd = trust.open_owned(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
@@ -340,7 +343,7 @@ def setup_console_logging(level: int = logging.INFO) -> None:
     logger.setLevel(logging.INFO)
     console = [h for h in logger.handlers if getattr(h, "_gensis_console", False)]
     if not console:
-        h = logging.StreamHandler()
+        h: logging.Handler = logging.StreamHandler()
         h.setFormatter(logging.Formatter("%(message)s"))
         h._gensis_console = True  # type: ignore[attr-defined]
         logger.addHandler(h)

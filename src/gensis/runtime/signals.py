@@ -12,6 +12,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from gensis.errors import GensisError
 
@@ -34,7 +35,7 @@ class TrainingInterrupted(Interrupted):
 
 # Every GracefulStop block now open, innermost last: a signal is recorded in all of them, so
 # `gensis run` still knows of one that a stage caught (e.g. in its last step) and stops after it.
-_active: list["GracefulStop"] = []
+_active: list[GracefulStop] = []
 
 
 class GracefulStop:
@@ -42,9 +43,9 @@ class GracefulStop:
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # the handlers signal.signal returned
 
-    def __enter__(self) -> "GracefulStop":
+    def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():  # signal handlers: main thread only
             self._previous = {s: signal.signal(s, self._handle) for s in HANDLED}
             _active.append(self)
@@ -52,7 +53,7 @@ class GracefulStop:
 
     def __exit__(self, exc_type, *exc) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)  # type: ignore[arg-type]
+            signal.signal(s, handler)
         if self in _active:
             _active.remove(self)
         if exc_type is None and self.signal is not None and not _active and self._previous:

@@ -19,7 +19,6 @@ import os
 import stat
 from pathlib import Path
 
-from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.errors import DataError, GensisError, by_rule
 
 MAX_TEXT_BYTES = 16 << 20  # a config, an index or a result JSON

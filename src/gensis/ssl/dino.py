@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class DisentangleViews:
     alpha: torch.Tensor  # (B,) share of I1
     real_slot: torch.Tensor  # (B,) long: which global view (0 or 1) is the real I1 for the teacher
 
-    def narrow(self, rows: slice) -> "DisentangleViews":
+    def narrow(self, rows: slice) -> DisentangleViews:
         """The same inputs for a slice of the batch (one rank's share)."""
         return DisentangleViews(self.interpolated[rows], self.partner[rows], self.alpha[rows], self.real_slot[rows])
 
@@ -86,8 +87,9 @@ class DINO(nn.Module):
             batch_norm=cfg.head_batch_norm,
             norm_last_layer=cfg.norm_last_layer,
         )
-        self.student = MultiCropNet(encoder, head)
-        self.teacher = copy.deepcopy(self.student)
+        student = MultiCropNet(encoder, head)
+        self.student: nn.Module = student  # train/pretrain.py may wrap it in DDP
+        self.teacher = copy.deepcopy(student)
         for p in self.teacher.parameters():
             p.requires_grad = False
         self.criterion = DINOLoss(
@@ -118,14 +120,15 @@ class DINO(nn.Module):
         """
         with torch.no_grad():
             teacher_out, _ = self.teacher(views[:2])
-        use_dis = dis is not None and self.lambda_dis > 0
+        if not self.lambda_dis > 0:
+            dis = None  # the disentanglement task is off
         # One student call per step (DDP needs exactly one forward per backward).
-        student_out, student_emb = self.student(list(views) + ([dis.interpolated] if use_dis else []))
+        student_out, student_emb = self.student(list(views) + ([dis.interpolated] if dis is not None else []))
         # Both targets use this step's center; it moves only after both are built.
         loss = self.criterion(teacher_out, student_out[: len(views)], epoch, update_center=False, weights=weights)
         self.loss_parts = {"loss_dino": loss.detach()}
         center_logits = [t.detach() for t in teacher_out]
-        if use_dis:
+        if dis is not None:
             with torch.no_grad():
                 (t2,), _ = self.teacher([dis.partner])
             t1 = torch.where(dis.real_slot.view(-1, 1).bool(), teacher_out[1], teacher_out[0])
@@ -143,14 +146,14 @@ class DINO(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         s_params = list(unwrap(self.student).parameters())
-        t_params = list(self.teacher.parameters())
+        t_params: list[torch.Tensor] = list(self.teacher.parameters())
         torch._foreach_mul_(t_params, momentum)
         torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)
 
     @property
     def teacher_encoder(self) -> Encoder:
         """The teacher backbone: DINO evaluates and exports this one."""
-        return self.teacher.backbone  # type: ignore[return-value]
+        return self.teacher.backbone
 
     # The rest of SSLMethod, the contract the training loop relies on (ssl/methods.py).
     @property
@@ -159,7 +162,7 @@ class DINO(nn.Module):
 
     def after_backward(self, epoch: int) -> None:
         if epoch < self.cfg.freeze_last_layer_epochs:
-            unwrap(self.student).head.cancel_last_layer_gradients()
+            cast(MultiCropNet, unwrap(self.student)).head.cancel_last_layer_gradients()
 
     def extra_state(self) -> dict:
         return {"teacher": self.teacher.state_dict(), "center": self.criterion.center.detach().cpu()}

@@ -7,6 +7,8 @@ linear layer to ``out_dim`` prototypes whose norm is frozen at 1 (``norm_last_la
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +33,7 @@ class DINOHead(nn.Module):
         else:
             layers: list[nn.Module] = []
             dims = [in_dim] + [hidden_dim] * (n_layers - 1)
-            for d_in, d_out in zip(dims[:-1], dims[1:]):
+            for d_in, d_out in itertools.pairwise(dims):
                 layers.append(nn.Linear(d_in, d_out))
                 if batch_norm:
                     layers.append(nn.BatchNorm1d(d_out))

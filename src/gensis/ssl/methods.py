@@ -10,7 +10,7 @@ sees only :class:`SSLMethod`; a new method implements it and registers a builder
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -52,6 +52,10 @@ class SSLMethod(Protocol):
     def load_extra_state(self, state: dict) -> None: ...
 
     def log_values(self, epoch: int) -> dict[str, float]: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> SSLMethod:
+        """nn.Module's: every method is a module."""
+        ...
 
 
 def _dino(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float) -> SSLMethod:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
 from gensis.models.backbones import Encoder
+from gensis.runtime.distributed import unwrap
 from gensis.ssl.losses import InfoNCELoss, weighted_mean
 from gensis.ssl.projection import mocov3_predictor, mocov3_projector
-from gensis.runtime.distributed import unwrap
 from gensis.ssl.two_view import TwoViewMethod, TwoViewNet, check_two_views
 
 
@@ -50,14 +51,14 @@ class MoCoV3(TwoViewMethod):
 
     @property
     def projector(self) -> nn.Module:
-        return unwrap(self.student).head[0]
+        return cast(nn.Sequential, unwrap(self.student).head)[0]  # (projector, predictor)
 
     @property
     def momentum_projector(self) -> nn.Module:
         return self.momentum.head
 
     def _online_params(self) -> list[nn.Parameter]:
-        online = unwrap(self.student)
+        online = cast(TwoViewNet, unwrap(self.student))
         return list(online.backbone.parameters()) + list(self.projector.parameters())
 
     def forward(
@@ -77,7 +78,7 @@ class MoCoV3(TwoViewMethod):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """EMA: momentum_param = m * momentum_param + (1 - m) * online_param."""
-        m_params = list(self.momentum.parameters())
+        m_params: list[torch.Tensor] = list(self.momentum.parameters())
         torch._foreach_mul_(m_params, momentum)
         torch._foreach_add_(m_params, [p.detach() for p in self._online_params()], alpha=1.0 - momentum)
 

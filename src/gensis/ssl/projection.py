@@ -13,6 +13,7 @@ A Linear followed by BN gets no bias (BN's shift makes it redundant).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import nn
@@ -32,7 +33,7 @@ def build_mlp(
     if len(dims) < 2:
         raise ValueError(f"an MLP needs at least input and output dims, got {list(dims)}")
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(dims[:-2], dims[1:-1]):
+    for d_in, d_out in itertools.pairwise(dims[:-1]):
         layers.append(nn.Linear(d_in, d_out, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm1d(d_out))

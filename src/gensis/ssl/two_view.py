@@ -8,6 +8,7 @@ extra checkpoint state), and DINO implements all of it itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -48,7 +49,7 @@ class TwoViewMethod(nn.Module):
     @property
     def teacher_encoder(self) -> Encoder:
         """The online backbone: SimCLR has one network, MoCo v3 evaluates its base encoder."""
-        return unwrap(self.student).backbone  # type: ignore[return-value]
+        return cast(TwoViewNet, unwrap(self.student)).backbone
 
     def update_teacher(self, momentum: float) -> None:
         pass

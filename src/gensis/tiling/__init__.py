@@ -70,7 +70,7 @@ def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = N
     output = Output(cfg)
     output.prepare()
     done = output.done_ids()
-    jobs = [(p, i) for p, i in zip(paths, ids) if i not in done]
+    jobs = [(p, i) for p, i in zip(paths, ids, strict=True) if i not in done]
     if len(jobs) < len(paths):
         log.info("%d of %d slides already tiled in %s; skipping them", len(paths) - len(jobs), len(paths), cfg.out)
     outcomes = run_slides(jobs, cfg)

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gensis.config.paths import InputPath, OutputAny
 from gensis.config.base import StrictModel
+from gensis.config.paths import InputPath, OutputAny
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 
@@ -62,7 +62,7 @@ class TileConfig(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _overlap_below_tile(self) -> "TileConfig":
+    def _overlap_below_tile(self) -> TileConfig:
         if self.overlap >= self.tile_size:
             raise ValueError(f"overlap must be smaller than tile_size ({self.tile_size}), got {self.overlap}")
         return self

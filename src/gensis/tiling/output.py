@@ -17,8 +17,8 @@ to its own ``<slide_id>.zip`` (atomically) before its marker ``<slide_id>.done.c
 end of the run the previous ``out.zip`` and all part zips are merged into a new ``out.zip``
 (with ``manifest.csv`` inside, and a copy in ``out.zip.parts/``) that atomically replaces the
 old one, then the merged parts are deleted. A rerun thus rewrites the archive once (copying
-it), a cost paid for never appending to a zip in place. A merge interrupted after the rename is harmless: member names are unique, so a
-repeated merge skips what is already in the archive.
+it), a cost paid for never appending to a zip in place. A merge interrupted after the rename is
+harmless: member names are unique, so a repeated merge skips what is already in the archive.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class Output:
         return {p.name[: -len(DONE_SUFFIX)] for p in self.state.glob(f"*{DONE_SUFFIX}")}
 
     @contextlib.contextmanager
-    def slide_sink(self, slide_id: str) -> Iterator[Callable[[str, bytes], None]]:
+    def slide_sink(self, slide_id: str) -> Iterator[Callable[[str, bytes], object]]:
         """Yield ``add(name, data)`` for one slide's tiles; they become visible only on success."""
         if self.is_zip:
             with atomic_path(self.state / f"{slide_id}.zip") as tmp:

@@ -54,7 +54,7 @@ def slide_ids(paths: list[Path]) -> list[str]:
     """File stems made safe for file names; two slides with one id would overwrite each other."""
     ids = [re.sub(r"[^A-Za-z0-9._-]", "_", p.stem).lstrip(".") or "slide" for p in paths]
     first: dict[str, Path] = {}
-    for slide_id, path in zip(ids, paths):
+    for slide_id, path in zip(ids, paths, strict=True):
         if slide_id in first:
             raise ConfigError(f"slides {first[slide_id]} and {path} would share the id {slide_id!r}; rename one")
         first[slide_id] = path

@@ -51,7 +51,7 @@ class Slide:
         opener = require_backend()
         try:
             self._slide = opener(str(path))
-            self.dimensions: tuple[int, int] = tuple(self._slide.dimensions)  # type: ignore[assignment]
+            self.dimensions: tuple[int, int] = tuple(self._slide.dimensions)
             self.downsamples: list[float] = [float(d) for d in self._slide.level_downsamples]
         except GensisError:
             raise
@@ -61,7 +61,7 @@ class Slide:
     def close(self) -> None:
         self._slide.close()
 
-    def __enter__(self) -> "Slide":
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc: object) -> None:

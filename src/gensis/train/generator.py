@@ -29,18 +29,19 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file
 
+from gensis.autoencoder.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
 from gensis.config.schema import TrainGeneratorConfig
 from gensis.data import ImageData
+from gensis.data.batches import step_generator
 from gensis.data.loader import load_training_images
 from gensis.errors import ConfigError, DataError, GensisError
 from gensis.eval.features import encoder_embeddings
 from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
-from gensis.autoencoder.latent import check_vae_fits, downsample_factor, encode_images, load_vae, vae_sha256
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
@@ -48,13 +49,12 @@ from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
+from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.io import file_sha256, save_safetensors
-from gensis.data.batches import step_generator
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.signals import GracefulStop
 from gensis.ssl.schedules import cosine_schedule
-from gensis.runtime.data_wait import DataWait
 from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.generator")
@@ -69,7 +69,9 @@ class GeneratorResult:
     final_loss: float | None
 
 
-def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None) -> GeneratorResult:
+def run_train_generator(
+    cfg: TrainGeneratorConfig, *, resume: bool = False, data: ImageData | None = None
+) -> GeneratorResult:
     run = RunFolder(cfg.out)
     run.check_new_or_resume(cfg, resume)
     info = distributed.from_environment()
@@ -88,13 +90,13 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
             f"data.resolution={resolution}: the pixel-space generator handles <= 96 px; for larger "
             "images use model.space=latent model.vae=<AutoencoderKL folder or hub id>"
         )
-    vae = load_vae(cfg.model.vae, device) if latent else None
+    vae = load_vae(cast(str, cfg.model.vae), device) if latent else None  # with latent: set (checked above)
     if data is None:
         data = load_training_images(cfg.data, resolution, progress=cfg.train.progress)
     if not latent and not data.in_memory:
         raise DataError(f"{data.source}: the pixel-space generator trains on images held in memory (<= 96 px)")
     if latent:
-        check_vae_fits(cfg.model.vae, resolution, data.fingerprint(), f"data.path={data.source}")
+        check_vae_fits(cast(str, cfg.model.vae), resolution, data.fingerprint(), f"data.path={data.source}")
     if latent and resolution % downsample_factor(vae):
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
@@ -121,6 +123,7 @@ def run_train_generator(cfg: TrainGeneratorConfig, *, resume: bool = False, data
         # The monitor re-embeds one-step predictions, which needs pixels: latent space gets the loss gap only.
         monitor_encoder = encoder if (info.is_main and not latent and cfg.train.monitor_every > 0) else None
         del encoder
+        assert targets is not None  # pixel space holds its images in memory (checked above)
         with GracefulStop() as stop:
             return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
                           monitor_encoder=monitor_encoder, encoder_info=meta, vae_digest=vae_digest)
@@ -173,7 +176,9 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
     unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
     ema = [p.detach().clone() for p in unet.parameters()]
     optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = make_scheduler("ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type)
+    scheduler = make_scheduler(
+        "ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type
+    )
     schedule = Schedule(len(train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
     step = _restore(run, unet, ema, optimizer, device) if resume else 0
     if resume and info.is_main:
@@ -186,7 +191,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
     _describe(cfg, len(train_idx), len(held), targets, embeddings, schedule, unet, augment)
     loop = Loop(schedule, run, lambda at: _save(run, unet, ema, optimizer, at), tc.checkpoint_every, tc.progress,
                 info, stop)
-    last = {"loss": None, "t0": 0.0, "epoch": -1}
+    last: dict[str, Any] = {"loss": None, "t0": 0.0, "epoch": -1}
 
     def train_step(step: int, epoch: int, idx: torch.Tensor) -> float | None:
         if epoch != last["epoch"]:

@@ -23,6 +23,7 @@ import torch
 from gensis.augment import MultiCropAugment
 from gensis.config.schema import PretrainConfig
 from gensis.data import ImageData, load_images
+from gensis.data.batches import iterate_batches, step_generator
 from gensis.data.loader import load_training_images
 from gensis.errors import DataError
 from gensis.eval.features import extract_features
@@ -32,8 +33,13 @@ from gensis.models.backbones import build_encoder, check_model
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
-from gensis.data.batches import iterate_batches, step_generator
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
+from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.signals import GracefulStop
+from gensis.ssl.methods import build_method
+from gensis.ssl.schedules import cosine_schedule
+from gensis.train.gen_views import generated_source, stage3_views
+from gensis.train.loop import Loop, Schedule
 from gensis.train.state import (
     init_full_state,
     init_weights_state,
@@ -41,12 +47,6 @@ from gensis.train.state import (
     restore_pretrain_state,
     save_pretrain_state,
 )
-from gensis.runtime.run_folder import RunFolder
-from gensis.runtime.signals import GracefulStop
-from gensis.ssl.methods import build_method
-from gensis.ssl.schedules import cosine_schedule
-from gensis.train.gen_views import generated_source, stage3_views
-from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.pretrain")
 
@@ -74,7 +74,7 @@ def run_pretrain(
     data, eval_data = _load_data(cfg, data, eval_data)
     run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     generated = generated_source(cfg, data)
-    init = init_weights_state(cfg) if cfg.init_from is not None and not resume else None
+    init: dict[str, Any] | None = init_weights_state(cfg) if cfg.init_from is not None and not resume else None
     if init is not None and cfg.init_full:
         init = {"backbone": init, "full": init_full_state(cfg)}
     quality_encoder = _quality_encoder(cfg)
@@ -95,7 +95,9 @@ def _quality_encoder(cfg: PretrainConfig):
         return None
     from gensis.runtime.checkpoint import load_encoder
 
-    return load_encoder(cfg.quality.encoder or cfg.init_from, "cpu")
+    path = cfg.quality.encoder or cfg.init_from
+    assert path is not None  # the config's validator requires one of them
+    return load_encoder(path, "cpu")
 
 
 def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device, run: RunFolder):
@@ -159,7 +161,7 @@ class _Trainer:
                                  cfg.train.max_steps)
         self.loop = Loop(self.schedule, run, self.save, cfg.train.checkpoint_every, cfg.train.progress, info, stop)
         self.lr_base = cfg.optim.lr * cfg.train.batch_size / 256.0
-        self.resident = data.images.to(self.device) if data.in_memory else None
+        self.resident = data.images.to(self.device) if data.images is not None else None  # in memory
         self.generated = generated
         self.stage3 = stage3_views(cfg, generated, self.augment, self._fetch, self.lambda_dis)
         self.quality = _pair_quality(cfg, quality_encoder, data, self.device, run) \
@@ -213,7 +215,8 @@ class _Trainer:
 
     def batches(self, batches: list[torch.Tensor]):
         """(indices, uint8 images on the device) of each batch, decoded ahead by workers when not resident."""
-        return zip(batches, iterate_batches(self.data, batches, self.device, self.cfg.data.num_workers, self.resident))
+        return zip(batches, iterate_batches(self.data, batches, self.device, self.cfg.data.num_workers, self.resident),
+                   strict=False)  # one item per batch; strict would pull the iterator once more at a stop
 
     def step(self, step: int, epoch: int, batch) -> float | None:
         idx, images = batch

@@ -11,8 +11,7 @@ import torch
 from gensis.config.schema import PretrainConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import build_encoder
-from gensis.runtime import distributed
-from gensis.runtime import checkpoint
+from gensis.runtime import checkpoint, distributed
 from gensis.runtime.checkpoint import load_backbone_weights, load_state, resolve_encoder_path
 from gensis.runtime.run_folder import RunFolder
 from gensis.ssl.methods import build_method
@@ -21,6 +20,7 @@ from gensis.ssl.methods import build_method
 def init_full_state(cfg: PretrainConfig) -> dict:
     """The model part of the ``init_from`` run's last checkpoint (``init_full``), checked here,
     before the run folder exists, against this method and backbone."""
+    assert cfg.init_from is not None  # called with init_full, which needs init_from (train/pretrain.py)
     path = RunFolder(cfg.init_from).last_checkpoint
     if not path.is_file():
         raise CheckpointError(f"init_full: {cfg.init_from} is not a pretrain run folder with {path.name}")
@@ -46,6 +46,7 @@ def init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    assert cfg.init_from is not None  # called only with init_from set (train/pretrain.py)
     path = resolve_encoder_path(cfg.init_from)
     try:
         tensors = load_file(str(path))

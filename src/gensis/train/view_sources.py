@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -50,7 +50,9 @@ class BankViews:
         index = bank.index
         bank.check_complete()
         if index.n_sources != n_sources:
-            raise ConfigError(f"gen.bank: {root} was generated from {index.n_sources} images, the training data has {n_sources}")
+            raise ConfigError(
+                f"gen.bank: {root} was generated from {index.n_sources} images, the training data has {n_sources}"
+            )
         if index.resolution != resolution:
             raise ConfigError(f"gen.bank: {root} holds {index.resolution}-px images, data.resolution is {resolution}")
         if data is not None:  # the training images (ImageData): the bank's pairs must be of these
@@ -123,7 +125,8 @@ class OnTheFlyViews:
         self.embeddings = encoder_embeddings(encoder, data, device=device, progress=False)
         self.encoder_sha256 = self.synth.meta["encoder_sha256"]
         self.generator_sha256 = self.synth.generator_sha256
-        self._kw = dict(sampler=sampler, steps=steps, guidance_scale=guidance_scale, precision=precision)
+        self._kw: dict[str, Any] = dict(sampler=sampler, steps=steps, guidance_scale=guidance_scale,
+                                        precision=precision)
         self.alpha_range = alpha_range
 
     def views(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

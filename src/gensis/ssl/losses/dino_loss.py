@@ -21,6 +21,8 @@ from gensis.ssl.schedules import teacher_temperature
 
 
 class DINOLoss(nn.Module):
+    center: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(
         self,
         out_dim: int,

@@ -33,7 +33,7 @@ def rank_and_world() -> tuple[int, int]:
 
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
         out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
         dist.all_gather(out, x)
@@ -41,7 +41,7 @@ class _GatherWithGrad(torch.autograd.Function):
         return torch.cat(out, dim=0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = dist.get_rank() * ctx.rows

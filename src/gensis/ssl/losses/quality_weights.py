@@ -41,7 +41,7 @@ def masked_pool(feature_map: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6
             f"expected feature_map (B, C, H, W) and mask (B, 1, h, w), got "
             f"{tuple(feature_map.shape)} and {tuple(mask.shape)}"
         )
-    m = _resize_mask(mask.to(feature_map.dtype), tuple(feature_map.shape[-2:])).clamp(0, 1)
+    m = _resize_mask(mask.to(feature_map.dtype), (feature_map.shape[-2], feature_map.shape[-1])).clamp(0, 1)
     total = (feature_map * m).sum(dim=(2, 3))
     return total / (m.sum(dim=(2, 3)) + eps)
 
