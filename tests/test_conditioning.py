@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from gensis.eval.faithfulness import (
     view_figures,
 )
 from gensis.generator.checkpoint import load_generator
+from gensis.generator.conditioning import guided
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
 from gensis.generator.target_augment import TargetAugment, resolve_target_augment
@@ -90,6 +92,34 @@ def test_min_snr_weights_hand_computed() -> None:
     x0, noise, t = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4), torch.tensor([5, 500, 990])
     x_t = sch.add_noise(x0, noise, t)
     assert torch.allclose(predict_x0(sch, x_t, t, regression_target(sch, x0, noise, t)), x0, atol=1e-4)
+
+
+def test_predict_x0_hand_computed_for_both_targets() -> None:
+    # alphas_cumprod 0.36 and 0.64: sqrt(ac) = 0.6, 0.8 and sqrt(1 - ac) = 0.8, 0.6; x_t = 1, model output 0.5.
+    sch = SimpleNamespace(alphas_cumprod=torch.tensor([0.36, 0.64], dtype=torch.float64),
+                          config=SimpleNamespace(prediction_type="epsilon"))
+    x_t, out, t = torch.ones(2, 1, 1, 1), torch.full((2, 1, 1, 1), 0.5), torch.tensor([0, 1])
+    # epsilon: (x_t - s * eps) / a = (1 - 0.4) / 0.6 = 1.0 and (1 - 0.3) / 0.8 = 0.875
+    assert torch.allclose(predict_x0(sch, x_t, t, out).flatten(), torch.tensor([1.0, 0.875]), atol=1e-6)
+    sch.config.prediction_type = "v_prediction"  # a * x_t - s * v = 0.6 - 0.4 and 0.8 - 0.3
+    assert torch.allclose(predict_x0(sch, x_t, t, out).flatten(), torch.tensor([0.2, 0.5]), atol=1e-6)
+
+
+def test_predict_x0_follows_the_samples_device() -> None:
+    # The scheduler's table lives on the CPU; "meta" stands for the GPU the samples are on.
+    sch = make_scheduler("ddpm", prediction_type="epsilon")
+    x_t, t = torch.zeros(2, 3, 4, 4, device="meta"), torch.tensor([5, 500], device="meta")
+    assert predict_x0(sch, x_t, t, torch.zeros(2, 3, 4, 4, device="meta")).device.type == "meta"
+
+
+def test_guidance_on_hand_made_model_outputs() -> None:
+    cond, uncond = torch.tensor([1.0, 2.0]), torch.tensor([0.5, -1.0])
+    assert guided(cond, uncond, 3.0).tolist() == [2.0, 8.0]  # u + 3 (c - u) = (0.5 + 1.5, -1 + 9)
+    assert guided(cond, uncond, 2.0).tolist() == [1.5, 5.0]  # 2 c - u
+    assert guided(cond, uncond, 0.0).tolist() == [0.5, -1.0]  # scale 0: the unconditional model
+    # scale 1 is the conditional model bit for bit, even where u + (c - u) loses c in float32 (0.1 - 1e8 = -1e8)
+    c1, u1 = torch.tensor([0.1]), torch.tensor([1e8])
+    assert torch.equal(guided(c1, u1, 1.0), c1)
 
 
 def test_target_flips_follow_the_stage1_augmentation() -> None:
@@ -204,6 +234,15 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
     header, rows = faithfulness_table({"retrieval_top1": 20.0, "ceiling": {"retrieval_top1": 40.0},
                                        "chance": {"retrieval_top1": 0.1}, "versus_ceiling": {"retrieval_top1": 0.5}})
     assert rows == [["source retrieval top-1 (%)", "20.0", "40.0", "-", "0.1", "0.5"]]
+
+
+def test_the_faithfulness_table_header_and_a_report_without_chance_or_top1() -> None:
+    header, rows = faithfulness_table({"retrieval_top5": 60.0, "ceiling": {"retrieval_top5": 80.0},
+                                       "ceiling_crop": {"retrieval_top5": 90.0}})
+    assert header == ["figure", "generated views", "real stage-1 views (ceiling)", "real stage-1 crops", "chance",
+                      "generated / ceiling"]
+    # top-1 missing does not end the table; no chance and no ratio figures: "-"
+    assert rows == [["source retrieval top-5 (%)", "60.0", "80.0", "90.0", "-", "-"]]
 
 
 def test_ceiling_views_use_the_recorded_stage1_augmentation() -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from gensis.autoencoder.quality import reconstruction_table
 from gensis.data.dataset import ImageData
-from gensis.data.decode import _scale_to_uint8
+from gensis.data.decode import _scale_to_uint8, one_line
+from gensis.errors import ConfigError
 from gensis.generator.conditioning import EmbeddingConditioner
+from gensis.generator.slerp import slerp
 from gensis.pipeline.verdict import Verdict, verdicts
 from gensis.ssl.dino import DisentangleViews
 
@@ -35,6 +38,27 @@ def test_wide_and_float_gray_images_map_to_0_255_by_their_range() -> None:
     assert _u8([float("nan"), 1.0], "F") == [0, 255]  # NaN read as 0
     assert _u8([float("inf"), 0.5], "F") == [0, 128]
     assert _scale_to_uint8(np.zeros((0,)), "F").dtype == np.uint8
+
+
+def test_wide_gray_images_take_the_fixed_16_bit_scale_and_saturate() -> None:
+    # 16-bit scale: x * 255 / 65535 = x / 257; 51529 = 257 * 200 + 129 -> 200.502 -> 201, 65000 / 257 = 252.92 -> 253
+    # (a min-max stretch would give 51529 * 255 / 65000 = 202.2 -> 202; 256 / 65535 or 255 / 65536 give 254 or 200)
+    assert _u8([0, 51529, 65000], "I;16") == [0, 201, 253]
+    assert _u8([0, 51529, 65000], "I") == [0, 201, 253]  # 16-bit data in a 32-bit image: the same fixed scale
+    assert _u8([0, 100, 255], "I;16") == [0, 0, 1]  # a dark 16-bit image stays dark: 100 / 257 = 0.39, 255 / 257 = 0.99
+    assert _u8([1000, 65535], "I") == [4, 255]  # max exactly 65535 is still 16-bit data: 1000 / 257 = 3.89 -> 4
+    assert _u8([1000, 65536], "I") == [0, 255]  # one over 16 bits: min-max
+    assert _u8([0, 100, 256], "I") == [0, 0, 1]  # one over 8 bits: 16-bit scale, 256 / 257 = 0.996 -> 1
+    assert _u8([-1000, 70000], "I;16") == [0, 255]  # -3.89 and 272.4: saturate at 0 and 255, never wrap around
+    assert _u8([0.0, 0.75], "F") == [0, 191]  # 0..1 floats: 0.75 * 255 = 191.25
+    assert _u8([0.0, 1.5], "F") == [0, 2]  # over 1 and at most 255: kept (1.5 rounds to even 2), not times 255
+    assert _u8([-100.0, 50.0, 100.0], "F") == [0, 191, 255]  # min-max: 150 * 255 / 200 = 191.25
+    assert _u8([float("-inf"), 0.5], "F") == [0, 128]  # -inf read as 0, then 0..1 floats: 127.5 rounds to even 128
+
+
+def test_an_unreadable_files_reason_prints_on_one_line() -> None:
+    assert one_line("OSError: broken\n  data\tat byte 8 ") == "OSError: broken data at byte 8"
+    assert one_line(ValueError("bad  header")) == "bad header"
 
 
 def test_the_reconstruction_table_rows_and_headers() -> None:
@@ -98,3 +122,49 @@ def test_the_report_judges_each_stage_on_its_own_metrics_and_out_dim() -> None:
     assert got[3].text.startswith("disentanglement loss 5.00 -> 3.00 (too few points, 3 points) (uniform 6.91)")
     no_ae = verdicts(SimpleNamespace(**{**vars(stages), "autoencoder": None}), quality, {}, metrics)
     assert [v.stage for v in no_ae] == ["stage 1", "stage 2", "stage 3"]
+
+
+def test_the_unconditional_embedding_lands_on_the_device_asked_for() -> None:
+    # "meta" stands for a GPU here: the null embedding must follow the batch it is sampled with.
+    cond = EmbeddingConditioner(embed_dim=4, cond_dim=3)
+    assert cond.unconditional(2, device="meta").device.type == "meta"
+    assert cond.unconditional(2, device="meta").shape == (2, 3)
+    assert cond.unconditional(2).device.type == "cpu"  # no device: where the conditioner lives
+
+
+@pytest.mark.parametrize("alpha", [1.5, -0.25, 1 + 1e-9, [0.5, 1 + 1e-9], torch.tensor([0.0, 1.5]), float("nan")])
+def test_slerp_refuses_an_alpha_outside_0_1_even_by_a_hair(alpha) -> None:
+    # 1 + 1e-9 is 1.0 in float32: the check must read alpha in float64 to refuse it.
+    e1, e2 = torch.eye(3)[:2], torch.eye(3)[1:]
+    with pytest.raises(ConfigError, match=r"^alpha must lie in \[0, 1\]$"):
+        slerp(e1, e2, alpha)
+
+
+def test_slerp_on_a_quarter_circle_hand_computed() -> None:
+    # e1 = x, e2 = y: W = pi / 2 and SLERP(e1, e2, a) = cos((1 - a) W) x + sin((1 - a) W) y.
+    e1, e2 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64)
+    third = slerp(e1, e2, 1 / 3)  # (1 - 1/3) pi / 2 = pi / 3: (cos, sin) = (0.5, sqrt(3) / 2)
+    assert third.dtype == torch.float64
+    assert torch.allclose(third, torch.tensor([0.5, 0.8660254037844386, 0.0], dtype=torch.float64), rtol=0, atol=1e-12)
+    # alpha read in float64: 1 - 1e-12 still moves off e1 by about (pi / 2) * 1e-12 (float32 would round it to 1)
+    near = slerp(e1, e2, 1 - 1e-12)
+    assert near[0].item() == 1.0 and near[1].item() == pytest.approx(1.5707963e-12, rel=1e-3)
+    rows = slerp(e1.expand(2, 3), e2.expand(2, 3), [0.0, 1 / 3])  # a Python list: one alpha per row
+    assert torch.allclose(rows, torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.8660254037844386, 0.0]], dtype=torch.float64),
+                          rtol=0, atol=1e-12)
+
+
+def test_slerp_between_opposite_points_turns_towards_the_least_aligned_axis() -> None:
+    # e2 = -e1: W = pi, u = the axis least aligned with a = e1 / |e1|, orthogonalized and normalized.
+    # a = (3, 2, 1) / sqrt(14): axis z; z - (1 / sqrt(14)) a = (-3, -2, 13) / 14 -> u = (-3, -2, 13) / sqrt(182).
+    # a = (1, -4, 2) / sqrt(21): axis x; x - (1 / sqrt(21)) a = (20, 4, -2) / 21 -> u = (10, 2, -1) / sqrt(105).
+    e1 = torch.tensor([[3.0, 2.0, 1.0], [1.0, -4.0, 2.0]], dtype=torch.float64)
+    a = e1 / torch.tensor([[14.0], [21.0]], dtype=torch.float64).sqrt()
+    u = torch.tensor([[-3.0, -2.0, 13.0], [10.0, 2.0, -1.0]], dtype=torch.float64) / torch.tensor(
+        [[182.0], [105.0]], dtype=torch.float64).sqrt()
+    assert torch.allclose(slerp(e1, -2 * e1, 0.5), u, rtol=0, atol=1e-12)  # half way: theta = pi / 2, all u
+    # alpha 0.25: theta = 3 pi / 4, cos(theta) a + sin(theta) u = (u - a) / sqrt(2)
+    quarter = (u - a) / 2 ** 0.5
+    assert torch.allclose(slerp(e1, -e1, 0.25), quarter, rtol=0, atol=1e-12)
+    assert torch.allclose(slerp(e1[0], -e1[0], 0.25), quarter[0], rtol=0, atol=1e-12)  # one (D,) vector
+    assert torch.allclose(slerp(e1[1], -e1[1], 0.5), u[1], rtol=0, atol=1e-12)
