@@ -9,37 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "pretrain",
-    "train_autoencoder",
-    "train_generator",
-    "generate",
-    "eval_generator",
-    "show",
-    "evaluate",
-    "embed",
-    "export",
-    "demo",
-    "load_encoder",
-    "load_images",
-    "__version__",
-]
+# One function per CLI subcommand, imported from gensis.api on first use.
+_API = ("run", "pretrain", "train_autoencoder", "train_generator", "generate", "eval_generator", "show", "evaluate",
+        "embed", "export")
+__all__ = [*_API, "demo", "load_encoder", "load_images", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `gensis --version` and config errors should not wait for torch to import.
-    if name in (
-        "run",
-        "pretrain",
-        "train_autoencoder",
-        "train_generator",
-        "generate",
-        "eval_generator",
-        "show",
-        "evaluate",
-        "embed",
-        "export",
-    ):
+    if name in _API:
         from gensis import api
 
         return getattr(api, name)

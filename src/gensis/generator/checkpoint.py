@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gensis.config.schema import TrainGeneratorConfig
-from gensis.errors import CheckpointError, first_line
+from gensis.errors import BUILD_ERRORS, CheckpointError, first_line
 from gensis.generator.unet import LEGACY_SPEC_FIELDS, EmbeddingConditionedUNet, UNetSpec
 from gensis.runtime.checkpoint import resolve_exported
 from gensis.runtime.io import file_sha256, read_safetensors, relative_path, save_safetensors
@@ -100,16 +100,7 @@ def load_generator(path: str | Path, device: Any = "cpu") -> tuple[EmbeddingCond
             if key in spec_fields:
                 spec_fields[key] = tuple(spec_fields[key])
         model = EmbeddingConditionedUNet(UNetSpec(**spec_fields))
-    except (
-        TypeError,
-        ValueError,
-        RuntimeError,
-        KeyError,
-        AssertionError,
-        ArithmeticError,
-        IndexError,
-        AttributeError,
-    ) as exc:
+    except BUILD_ERRORS as exc:
         raise CheckpointError(f"{p}: metadata 'spec' does not build a UNet ({first_line(exc)})") from None
     try:
         model.load_state_dict(tensors)

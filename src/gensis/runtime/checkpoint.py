@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from gensis.errors import CheckpointError, first_line
+from gensis.errors import BUILD_ERRORS, CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime.guards import folder_kind
@@ -134,16 +134,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         encoder = build_encoder(cfg, res).eval()
         with torch.no_grad():
             encoder(torch.zeros(1, 3, res, res))
-    except (
-        TypeError,
-        ValueError,
-        RuntimeError,
-        KeyError,
-        AssertionError,
-        ArithmeticError,
-        IndexError,
-        AttributeError,
-    ) as exc:
+    except BUILD_ERRORS as exc:
         raise CheckpointError(
             f"{p}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone ({first_line(exc)})"
         ) from None
