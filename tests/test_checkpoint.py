@@ -59,7 +59,7 @@ def test_export_and_load_encoder_same_outputs(tmp_path) -> None:
     loaded = load_encoder(path)
     x = torch.randn(2, 3, 16, 16)
     assert torch.allclose(enc(x), loaded(x), atol=1e-6)
-    assert loaded.info.mean == (0.5, 0.5, 0.5) and loaded.info.raw["mean"] == "[0.5, 0.5, 0.5]"
+    assert loaded.info.mean == (0.5, 0.5, 0.5) and loaded.info.std == (0.5, 0.5, 0.5)
     assert loaded.info.resolution == 16 and loaded.info.embed_dim == enc.embed_dim and loaded.info.method is None
 
 

@@ -236,11 +236,11 @@ def evaluate(
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
     meta = encoder.info
-    resolution = cfg.resolution or meta.resolution
+    resolution, (mean, std) = cfg.resolution or meta.resolution, meta.normalization()  # before the data loads
     train = _load_labelled(cfg.train_path, resolution, cfg)
     test = _load_labelled(cfg.test_path, resolution, cfg)
     return evaluate_encoder(
-        encoder, train, test, mean=meta.normalization()[0], std=meta.normalization()[1],
+        encoder, train, test, mean=mean, std=std,
         knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
         linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
         out=cfg.out, extra={"encoder": str(cfg.encoder)}, progress=cfg.progress,

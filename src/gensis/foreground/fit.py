@@ -17,15 +17,9 @@ from gensis.augment import eval_transform
 from gensis.data import ImageData
 from gensis.foreground.pca import ForegroundPCA, spatial_features
 from gensis.models.backbones import Encoder
-from gensis.models.metadata import Triple
 from gensis.runtime.device import autocast
 
 SIGNS = {"auto": None, "positive": 1, "negative": -1}  # relative to ForegroundPCA's canonical axis
-
-
-def encoder_mean_std(encoder: Encoder) -> tuple[Triple, Triple]:
-    """The normalization an exported encoder was trained with (its file's metadata)."""
-    return encoder.info.normalization()
 
 
 def resize_for_encoder(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
@@ -41,7 +35,7 @@ def feature_batches(encoder: Encoder, data: ImageData, indices: list[int], *, de
                     resolution: int | None = None, desc: str = "foreground") -> Iterator[torch.Tensor]:
     """Spatial feature maps (B, C, h, w), float32 on the CPU, of ``data[indices]`` in batches,
     normalized with the encoder's own mean/std (as :func:`gensis.eval.features.extract_features`)."""
-    mean, std = encoder_mean_std(encoder)
+    mean, std = encoder.info.normalization()
     for start in tqdm(range(0, len(indices), batch_size), desc=desc, disable=not progress, leave=False):
         images = data.batch(torch.tensor(indices[start : start + batch_size])).to(device)
         with autocast(device, precision):

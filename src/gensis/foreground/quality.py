@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from gensis.foreground.fit import encoder_mean_std, resize_for_encoder
+from gensis.foreground.fit import resize_for_encoder
 from gensis.foreground.pca import ForegroundPCA, spatial_features
 from gensis.models.backbones import Encoder
 from gensis.ssl.losses.quality_weights import foreground_background_pool, quality_weights
@@ -33,7 +33,7 @@ class PairQuality:
         self.pca = pca
         self.gamma = gamma
         self.resolution = resolution
-        q_mean, q_std = encoder_mean_std(encoder)
+        q_mean, q_std = encoder.info.normalization()
         vm, vs, qm, qs = (torch.tensor(v).view(1, 3, 1, 1) for v in (view_mean, view_std, q_mean, q_std))
         self._scale, self._shift = vs / qs, (vm - qm) / qs  # x_q = x * scale + shift
 

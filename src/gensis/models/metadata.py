@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ Triple = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class EncoderInfo:
-    """What an exported encoder's file says about it (``raw``: the strings as written)."""
+    """What an exported encoder's file says about it."""
     source: str
     backbone: str
     cifar_stem: bool
@@ -37,7 +37,6 @@ class EncoderInfo:
     method: str | None = None
     trained_steps: int | None = None
     augment: dict[str, Any] | None = None  # stage 1's ``augment`` section, when it recorded one
-    raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def parse(cls, path: str | Path, meta: Mapping[str, str]) -> EncoderInfo:
@@ -59,7 +58,7 @@ class EncoderInfo:
         return cls(source=str(p), backbone=meta["backbone"], cifar_stem=cifar_stem, backbone_kwargs=kwargs,
                    resolution=resolution, embed_dim=_count(p, meta, "embed_dim", 1), mean=mean, std=std,
                    method=meta.get("method"), trained_steps=_count(p, meta, "trained_steps", 0),
-                   augment=recorded_augment(meta), raw=dict(meta))
+                   augment=recorded_augment(meta))
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(backbone=self.backbone, cifar_stem=self.cifar_stem, backbone_kwargs=self.backbone_kwargs)

@@ -33,7 +33,7 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
     device = resolve_device(cfg.device)
     encoder = load_encoder(encoder_path, device)
     meta = encoder.info
-    resolution = meta.resolution
+    resolution, (mean, std) = meta.resolution, meta.normalization()  # refused before the data loads
     kw: dict[str, Any] = dict(require_labels=True, cache_dir=cfg.data.cache_dir, progress=cfg.progress,
                               max_image_bytes=cfg.data.max_image_bytes)
     # both set: stage_configs refuses a run without data.path, and the caller evaluates only with an eval_path
@@ -42,7 +42,7 @@ def evaluate_stage(name: str, encoder_path: Path, cfg: PipelineConfig, folder: P
     test = load_images(cfg.data.eval_path, resolution, **kw)
     folder.mkdir(parents=True, exist_ok=True)
     result = evaluate_encoder(
-        encoder, train, test, mean=meta.normalization()[0], std=meta.normalization()[1],
+        encoder, train, test, mean=mean, std=std,
         knn_k=cfg.knn_k, linear=cfg.linear, linear_epochs=cfg.linear_epochs, device=device, seed=cfg.seed,
         progress=cfg.progress,
         extra={"encoder": str(encoder_path), "encoder_sha256": digest, "linear_epochs": cfg.linear_epochs,
