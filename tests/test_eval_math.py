@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from gensis.errors import GensisError
-from gensis.eval.knn import knn_accuracy, knn_predict
+from gensis.eval.knn import knn_accuracy, knn_ks_used, knn_predict
 from gensis.eval.linear import _fit_grid, linear_probe
 from gensis.eval.metrics import binary_auc, binary_f1, top_k_accuracy
 
@@ -104,6 +105,53 @@ def test_knn_rejects_bad_input() -> None:
         knn_predict(x, y, x, k=0)
     with pytest.raises(GensisError):
         knn_predict(x, y, x, temperature=0.0)
+
+
+def test_knn_refusals_name_the_shapes_they_got() -> None:
+    """Each bad shape is a GensisError whose message names what was given (train 5 x 3, so that
+    N and D differ): one 1-D input alone is refused, and labels of the wrong count or rank."""
+    x, y = torch.zeros(5, 3), torch.zeros(5, dtype=torch.long)
+    with pytest.raises(GensisError, match=r"^kNN needs 2-D features \(N, D\), got train \(5,\) and test \(2, 3\)$"):
+        knn_predict(torch.zeros(5), y, torch.zeros(2, 3))
+    with pytest.raises(GensisError, match=r"^kNN needs 2-D features \(N, D\), got train \(5, 3\) and test \(3,\)$"):
+        knn_predict(x, y, torch.zeros(3))
+    with pytest.raises(GensisError, match=r"^kNN train and test features differ in dimension: 3 vs 4$"):
+        knn_predict(x, y, torch.zeros(2, 4))
+    per_label = r"^kNN needs one label per train feature, got \({}\) labels for 5 features$"
+    with pytest.raises(GensisError, match=per_label.format("4,")):
+        knn_predict(x, torch.zeros(4, dtype=torch.long), x)
+    with pytest.raises(GensisError, match=per_label.format("5, 1")):
+        knn_predict(x, torch.zeros(5, 1, dtype=torch.long), x)
+
+
+def test_knn_needs_one_training_feature_and_one_is_enough() -> None:
+    """An empty memory bank is refused in words; a single train feature is every test row's only
+    neighbour, so k=5 (clipped to 1) predicts its label for all rows."""
+    with pytest.raises(GensisError, match=r"^kNN needs at least one training feature$"):
+        knn_predict(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), torch.ones(2, 3))
+    one = knn_predict(torch.tensor([[1.0, 0.0]]), torch.tensor([2]), torch.tensor([[0.0, 1.0], [-1.0, 0.0]]), k=5)
+    assert one[5].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize(("k", "shown"), [(0, "0"), ((5, -1), r"\(5, -1\)"), ([], r"\[\]")])
+def test_knn_refuses_a_k_below_1_and_shows_it(k, shown) -> None:
+    """The refusal of a bad k quotes the k given (repr), whatever its form."""
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(GensisError, match=rf"^kNN k must be a positive integer or a list of them, got {shown}$"):
+        knn_predict(x, y, x, k=k)
+
+
+def test_knn_ks_used_clips_to_the_train_set_and_warns_only_when_it_does(caplog) -> None:
+    """k equal to the train set is not too big (no warning); a k above it becomes n_train and is said
+    once, naming every clipped k; warn=False stays silent."""
+    with caplog.at_level(logging.WARNING, logger="gensis.eval"):
+        assert knn_ks_used((20, 200), 200, "x.zip") == (20, 200)
+        assert knn_ks_used((20,), 64, "x.zip") == (20,)
+        assert knn_ks_used((20, 200), 64, "x.zip", warn=False) == (20, 64)
+        assert caplog.records == []
+        assert knn_ks_used((500, 20, 200), 64, "x.zip") == (20, 64)
+    assert [r.getMessage() for r in caplog.records] == [
+        "knn_k=[200, 500]: x.zip only has 64 training images, so k=64 is used (and reported) instead"]
 
 
 # --------------------------------------------------------------------------- linear probe

@@ -12,10 +12,11 @@ import torch
 from gensis.autoencoder.quality import reconstruction_table
 from gensis.data.dataset import ImageData
 from gensis.data.decode import _scale_to_uint8, one_line
-from gensis.errors import ConfigError
+from gensis.errors import CheckpointError, ConfigError
 from gensis.generator.conditioning import EmbeddingConditioner
 from gensis.generator.slerp import slerp
 from gensis.pipeline.verdict import Verdict, verdicts
+from gensis.runtime.checkpoint import restore_state, save_state
 from gensis.ssl.dino import DisentangleViews
 
 
@@ -168,3 +169,37 @@ def test_slerp_between_opposite_points_turns_towards_the_least_aligned_axis() ->
     assert torch.allclose(slerp(e1, -e1, 0.25), quarter, rtol=0, atol=1e-12)
     assert torch.allclose(slerp(e1[0], -e1[0], 0.25), quarter[0], rtol=0, atol=1e-12)  # one (D,) vector
     assert torch.allclose(slerp(e1[1], -e1[1], 0.5), u[1], rtol=0, atol=1e-12)
+
+
+def _run_with_checkpoint(tmp_path, state: dict) -> SimpleNamespace:
+    path = tmp_path / "last.pt"
+    save_state(path, state)
+    return SimpleNamespace(last_checkpoint=path, check_stamp=lambda saved: None)
+
+
+def test_restore_state_loads_onto_the_cpu_unless_told_and_returns_the_saved_step(tmp_path) -> None:
+    """apply() gets the checkpoint's tensors on ``device``: the CPU by default, "meta" standing for a GPU
+    when asked (a checkpoint saved on a GPU must not stay there, nor ignore the device asked for)."""
+    run = _run_with_checkpoint(tmp_path, {"format": "gensis.test/1", "step": 7, "w": torch.ones(2)})
+    seen = []
+    assert restore_state(run, "gensis.test/1", "model", lambda state: seen.append(state["w"].device.type)) == 7
+    assert restore_state(run, "gensis.test/1", "model", lambda state: seen.append(state["w"].device.type),
+                         device="meta") == 7
+    assert seen == ["cpu", "meta"]
+
+
+def test_restore_state_refusals_name_the_file_the_model_and_the_reason(tmp_path) -> None:
+    """Another format, or weights that apply() rejects, is one CheckpointError line naming the
+    checkpoint, the kind of model and (for a misfit) the first line of apply()'s error."""
+    run = _run_with_checkpoint(tmp_path, {"format": "gensis.other/1", "step": 3})
+    where = str(tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as refused:
+        restore_state(run, "gensis.test/1", "generator", lambda state: None)
+    assert str(refused.value) == f"{where}: not a gensis generator checkpoint"
+
+    def misfit(state: dict) -> None:
+        raise RuntimeError("size mismatch for w\n  copying a param with shape [3]")
+
+    with pytest.raises(CheckpointError) as refused:
+        restore_state(run, "gensis.other/1", "autoencoder", misfit)
+    assert str(refused.value) == f"{where}: does not fit this autoencoder (size mismatch for w)"
