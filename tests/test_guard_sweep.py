@@ -23,8 +23,9 @@ from _refusal import digest
 from gensis.cli import command_configs, main
 from gensis.config.overrides import build_config, parse_overrides
 from gensis.config.paths import Role
-from gensis.runtime.guards import config_paths, run_folder_of
+from gensis.runtime.guards import config_paths
 from gensis.runtime.lock import LOCK_NAME
+from gensis.runtime.products import run_folder_of
 
 SMALL_PRE = ("preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
              "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0")

@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from gensis.cli import main
+from gensis.config.schema import PipelineConfig
 from gensis.data import load_images
 from gensis.errors import DataError, GensisError
-from gensis.runtime import guards, lock
+from gensis.runtime import guards, lock, products
 from gensis.runtime.run_folder import RunFolder
 
 
@@ -36,7 +37,7 @@ def test_a_planted_lock_link_never_writes_through_to_its_target(tmp_path: Path) 
     with pytest.raises(GensisError, match="symbolic link.*never followed"):
         lock.hold(out)
     assert user.read_text() == "my thesis\n"
-    assert not guards.folder_is_gensis(out)  # a link named like the lock proves nothing
+    assert not products.folder_is_gensis(out)  # a link named like the lock proves nothing
 
 
 def test_a_lock_name_alone_or_with_other_text_proves_nothing(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_a_lock_name_alone_or_with_other_text_proves_nothing(tmp_path: Path) -> 
     mine.mkdir()
     (mine / "notes.txt").write_text("x")
     (mine / lock.LOCK_NAME).write_text("my own text, not a lock line\n")
-    assert not guards.folder_is_gensis(mine)
+    assert not products.folder_is_gensis(mine)
     with pytest.raises(GensisError, match="not a lock gensis wrote"):
         lock.hold(mine)
     assert (mine / lock.LOCK_NAME).read_text() == "my own text, not a lock line\n"
@@ -57,7 +58,7 @@ def test_a_lock_name_alone_or_with_other_text_proves_nothing(tmp_path: Path) -> 
     ours = tmp_path / "ours"
     lock.hold(ours)
     try:
-        assert guards.folder_is_gensis(ours) and lock.is_gensis_lock(ours)
+        assert products.folder_is_gensis(ours) and lock.is_gensis_lock(ours)
     finally:
         lock.release(ours)
 
@@ -153,9 +154,9 @@ def test_a_zip_with_a_member_name_twice_is_refused(tmp_path: Path) -> None:
 def test_a_users_label_table_is_never_taken_for_an_embedding_table(tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("file,label\nx.png,1\n")  # the field's most common label format
-    assert not guards.file_is_gensis(labels)
+    assert not products.file_is_gensis(labels)
     np.save(tmp_path / "labels.npy", np.zeros((1, 2), np.float32))
-    assert not guards.file_is_gensis(tmp_path / "labels.npy")
+    assert not products.file_is_gensis(tmp_path / "labels.npy")
 
 
 def test_embed_proves_its_tables_by_a_sidecar_and_may_replace_them(tmp_path: Path) -> None:
@@ -164,9 +165,9 @@ def test_embed_proves_its_tables_by_a_sidecar_and_may_replace_them(tmp_path: Pat
     out = tmp_path / "e.csv"
     written = write_embeddings(out, torch.ones(2, 3), ["a.png", "b.png"], torch.tensor([0, 1]), ["x", "y"], {})
     assert [p.name for p in written] == ["e.npy", "e.csv", "e.gensis.json"]
-    assert guards.file_is_gensis(out) and guards.file_is_gensis(tmp_path / "e.npy")
+    assert products.file_is_gensis(out) and products.file_is_gensis(tmp_path / "e.npy")
     out.write_text(out.read_text() + "my,own,row\n")  # edited by hand: no longer the file gensis wrote
-    assert not guards.file_is_gensis(out)
+    assert not products.file_is_gensis(out)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -201,7 +202,7 @@ def test_embed_stopped_at_any_rename_leaves_its_files_replaceable(tmp_path: Path
         except KeyboardInterrupt:
             pass
         monkeypatch.undo()
-        assert guards.file_is_gensis(out) and guards.file_is_gensis(folder / "e.npy"), (stop_at, calls)
+        assert products.file_is_gensis(out) and products.file_is_gensis(folder / "e.npy"), (stop_at, calls)
         embed_io.write_embeddings(out, torch.zeros(2, 3), ["a.png", "b.png"], None, None, meta)
         assert np.load(folder / "e.npy").sum() == 0
         stop_at += 1
@@ -215,9 +216,10 @@ def test_a_file_named_pipeline_json_is_not_a_pipeline(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "pipeline.json").write_text("[1, 2]")
     (folder / "config.yaml").write_text("my: config\n")
-    assert guards.pipeline_state(folder) is None and not guards.folder_is_gensis(folder)
+    assert products.marker_state(folder, PipelineConfig.product) is None and not products.folder_is_gensis(folder)
     (folder / "pipeline.json").write_text(json.dumps({"stages": {"pretrain": {"seconds": 1.0, "last": "trained"}}}))
-    assert guards.pipeline_state(folder) is not None  # a folder from before the mark still resumes
+    # a folder from before the mark still resumes
+    assert products.marker_state(folder, PipelineConfig.product) is not None
 
 
 def test_an_out_that_is_a_fifo_is_refused_in_one_line(bad_world, capsys, tmp_path: Path) -> None:
@@ -289,7 +291,7 @@ def test_a_fifo_named_config_yaml_does_not_hang_the_guard(tmp_path: Path) -> Non
     folder.mkdir()
     os.mkfifo(folder / "config.yaml")
     os.mkfifo(folder / "index.json")
-    assert not guards.folder_is_gensis(folder) and not RunFolder(folder).config_is_gensis()
+    assert not products.folder_is_gensis(folder) and not RunFolder(folder).config_is_gensis()
 
 
 def test_a_zip_may_hold_a_non_image_twice(tmp_path: Path) -> None:

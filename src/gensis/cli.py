@@ -211,16 +211,9 @@ def _progress_keys(command: str) -> list[str]:
 
 def command_configs() -> dict:
     """Each subcommand's typed config (``gensis config``, and the output guard's sweep in the tests)."""
-    from gensis.config import schema as s
-    from gensis.config.autoencoder import TrainAutoencoderConfig
-    from gensis.config.export import ExportConfig
-    from gensis.tiling.config import TileConfig
+    from gensis.config.commands import COMMAND_CONFIGS
 
-    return {"pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig,
-            "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
-            "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig,
-            "eval": s.EvalConfig, "embed": s.EmbedConfig, "export": ExportConfig, "run": s.PipelineConfig,
-            "tile": TileConfig}
+    return dict(COMMAND_CONFIGS)
 
 
 def _show_config(which: str, settings: dict) -> None:

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from gensis.config.base import DataConfig, StrictModel
 from gensis.config.loggers import LoggersConfig
 from gensis.config.paths import InputPath, OutputDir
+from gensis.config.products import Product
 
 DEFAULT_PERCEPTUAL = 0.1  # the perceptual weight when an encoder is given (docs/RESULTS.md)
 
@@ -85,7 +86,9 @@ class AutoencoderTrainConfig(StrictModel):
 class TrainAutoencoderConfig(StrictModel):
     """``gensis train-autoencoder``: an AutoencoderKL from scratch on the user's own images."""
 
-    output_kind: ClassVar[str] = "autoencoder run"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product(
+        "autoencoder run", "an autoencoder (train-autoencoder)", exports=("autoencoder",), export_marker="gensis.json"
+    )
 
     out: OutputDir = Field("runs/autoencoder", description="run folder")
     encoder: InputPath | None = Field(

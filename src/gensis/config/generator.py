@@ -21,6 +21,7 @@ from gensis.config.base import (
 )
 from gensis.config.loggers import LoggersConfig
 from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
+from gensis.config.products import Product, format_is_gensis
 
 
 class GeneratorModelConfig(StrictModel):
@@ -91,7 +92,8 @@ class GeneratorTrainConfig(StrictModel):
 class TrainGeneratorConfig(StrictModel):
     """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
 
-    output_kind: ClassVar[str] = "generator run"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("generator run", "a train-generator run folder",
+                                          exports=("generator.safetensors",))
 
     out: OutputDir = Field("runs/generator", description="run folder")
     encoder: InputPath = Field(..., description="stage-1 run folder or exported encoder .safetensors")
@@ -119,7 +121,7 @@ class SamplingConfig(StrictModel):
 class GenerateConfig(SamplingConfig):
     """``gensis generate``: self-augmented views and SLERP interpolations into a view bank."""
 
-    output_kind: ClassVar[str] = "bank"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("bank", "a view bank", marker="index.json", accepts=format_is_gensis)
 
     generator: InputPath | None = Field(None, description="train-generator run folder or exported .safetensors")
     encoder: InputPath | None = Field(
@@ -197,7 +199,7 @@ class EvalGeneratorConfig(StrictModel):
 class ShowConfig(SamplingConfig):
     """``gensis show``: PNG grids of generated views and interpolations."""
 
-    output_kind: ClassVar[str] = "pictures"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("pictures", holds=("views.png", "interpolations.png"))
 
     generator: InputPath = Field(..., description="train-generator run folder or exported .safetensors")
     encoder: InputPath | None = Field(None, description="default: the encoder recorded in the generator")

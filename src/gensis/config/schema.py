@@ -6,8 +6,9 @@ Every section rejects unknown keys (``extra="forbid"``) and checks ranges, so a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,6 +31,7 @@ from gensis.config.generator import (  # noqa: F401 (re-exported)
 )
 from gensis.config.loggers import LoggersConfig
 from gensis.config.paths import InputPath, OutputDir, OutputFile, ScratchDir
+from gensis.config.products import RESULT_MARK, Product
 from gensis.errors import ConfigError
 
 
@@ -213,7 +215,8 @@ class GenViewsConfig(StrictModel):
 class PretrainConfig(StrictModel):
     """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
 
-    output_kind: ClassVar[str] = "pretrain run"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("pretrain run", "a stage-1 run folder (an encoder)",
+                                          exports=("encoder.safetensors",))
 
     out: OutputDir = Field("runs/pretrain", description="run folder")
     preset: str = "default"
@@ -303,6 +306,9 @@ def ownership_sidecar(path: str | Path) -> Path:
 class EmbedConfig(StrictModel):
     """``gensis embed``: embeddings with their image ids."""
 
+    # the table or array beside ``out`` is gensis's when its marked sidecar records its sha256
+    product: ClassVar[Product] = Product("embeddings", vouched_suffixes=(".csv", ".npy"))
+
     encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: InputPath = Field(..., description="images to embed")
     out: OutputFile = Field(
@@ -328,7 +334,7 @@ class EmbedConfig(StrictModel):
 class ForegroundConfig(ForegroundFitConfig):
     """``gensis foreground``: GenView's PCA foreground maps of an encoder (arXiv 2403.12003, Sec. 3.2)."""
 
-    output_kind: ClassVar[str] = "foreground"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("foreground", holds=("foreground.png", "foreground_pca.safetensors"))
 
     encoder: InputPath = Field(..., description="exported encoder .safetensors or a run folder")
     data_path: InputPath = Field(..., description="images")
@@ -354,6 +360,15 @@ class PipelineDataConfig(DataConfig):
                                    description="default: the preset's resolution")
 
 
+def pipeline_state_is_gensis(data: Mapping[str, Any]) -> bool:
+    """A ``pipeline.json`` gensis wrote: marked, or, from before the mark, one whose every stage
+    entry holds its seconds (a file of that name alone proves nothing)."""
+    if data.get(RESULT_MARK[0]) == RESULT_MARK[1]:
+        return True
+    stages = data.get("stages")
+    return isinstance(stages, dict) and all(isinstance(v, dict) and "seconds" in v for v in stages.values())
+
+
 class PipelineConfig(StrictModel):
     """``gensis run``: the whole Gen-SIS pipeline in one run folder.
 
@@ -362,7 +377,8 @@ class PipelineConfig(StrictModel):
     stage 1's settings, so ``gen_dino`` lists only what changes (``train.epochs``, ``gen.*``).
     """
 
-    output_kind: ClassVar[str] = "pipeline"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("pipeline", "a gensis run folder (one subfolder per stage)",
+                                          marker="pipeline.json", accepts=pipeline_state_is_gensis)
 
     out: OutputDir = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
     preset: str = Field("default", description="stage-1 (and stage-3) preset")

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from gensis.config.base import StrictModel
 from gensis.config.paths import InputPath, OutputAny
+from gensis.config.products import Product
 
 SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 
@@ -16,7 +17,8 @@ SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 class TileConfig(StrictModel):
     """Whole-slide images -> fixed-size tissue tiles plus a ``manifest.csv``."""
 
-    output_kind: ClassVar[str] = "tiles"  # what its out folder holds (runtime/guards.py)
+    product: ClassVar[Product] = Product("tiles", marker=".state/settings.json", archive_members=("manifest.csv",),
+                                          archive_suffixes=(".zip",), archive_state="settings.json")
 
     slides: InputPath = Field(
         description="a slide file, a folder searched (recursively) for "

@@ -22,8 +22,8 @@ import torch
 from gensis.config.schema import EMBED_SUFFIXES as SUFFIXES  # noqa: F401 (re-exported)
 from gensis.config.schema import OWNERSHIP_FORMAT, embedding_paths, ownership_sidecar
 from gensis.errors import ConfigError
-from gensis.runtime.guards import vouched_digests
 from gensis.runtime.io import atomic_path, file_sha256, save_safetensors, write_result_json
+from gensis.runtime.products import vouched_digests
 from gensis.runtime.trust import display
 
 if TYPE_CHECKING:

@@ -41,8 +41,9 @@ from gensis.config.schema import (
 )
 from gensis.errors import ConfigError, DataError, by_rule
 from gensis.runtime import lock
-from gensis.runtime.guards import config_paths, guard_paths, pipeline_state, refuse_inputs_inside
+from gensis.runtime.guards import config_paths, guard_paths, refuse_inputs_inside
 from gensis.runtime.io import RESULT_MARK, atomic_write_text, file_sha256
+from gensis.runtime.products import exported_path, marker_state
 from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 from gensis.runtime.signals import GracefulStop, Interrupted
 
@@ -125,8 +126,8 @@ def stage_configs(cfg: PipelineConfig) -> StageConfigs:
             **images, **resolution, **train, **cfg.autoencoder,
             "encoder": str(root / "pretrain"), "out": str(root / "autoencoder"),
         })
-        generator = _build("generator", TrainGeneratorConfig, {
-            **generator_keys, "model.vae": str(root / "autoencoder" / "exported" / "autoencoder")})
+        vae = exported_path(root / "autoencoder", TrainAutoencoderConfig.product).parent
+        generator = _build("generator", TrainGeneratorConfig, {**generator_keys, "model.vae": str(vae)})
     elif cfg.autoencoder:
         raise ConfigError("autoencoder: settings given, but no autoencoder is trained (the generator is in pixel "
                           "space or generator.model.vae is set)")
@@ -192,7 +193,7 @@ def _refuse_other_settings(name: str, cfg) -> None:
 def _refuse_foreign_config(root: Path) -> None:
     """A pipeline folder's config.yaml is gensis's (marked, or next to its pipeline.json)."""
     path = root / "config.yaml"
-    if path.exists() and not RunFolder(root).config_is_gensis() and pipeline_state(root) is None:
+    if path.exists() and not RunFolder(root).config_is_gensis() and marker_state(root, PipelineConfig.product) is None:
         raise ConfigError(f"{path}: not written by gensis; it is never overwritten, choose another out=")
 
 
@@ -282,8 +283,9 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     data_now = _data_now(cfg, stages)
     root = Path(cfg.out)
     lock.hold(root)  # one pipeline per folder; each stage also locks its own
-    state_path = root / "pipeline.json"
-    state = pipeline_state(root) if state_path.exists() or state_path.is_symlink() else {}
+    product = PipelineConfig.product
+    state_path = root / str(product.marker)
+    state = marker_state(root, product) if state_path.exists() or state_path.is_symlink() else {}
     if state is None:
         raise ConfigError(by_rule("foreign-file", f"{state_path}: not a pipeline state gensis wrote; it is never "
                                   "overwritten, choose another out="))
@@ -311,10 +313,10 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     if stages.autoencoder is not None:
         from gensis.autoencoder.train import run_train_autoencoder
 
-        done = Path(stages.autoencoder.out) / "exported" / "autoencoder" / "gensis.json"
+        done = exported_path(stages.autoencoder.out, TrainAutoencoderConfig.product)
         record("autoencoder", lambda: _training_stage("autoencoder", stages.autoencoder, done, run_train_autoencoder))
     record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, run_embed))
-    gen_export = Path(stages.generator.out) / "exported" / "generator.safetensors"
+    gen_export = exported_path(stages.generator.out, TrainGeneratorConfig.product)
     record("train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export,
                                                       run_train_generator))
     record("generate", lambda: "skipped" if run_generate(stages.generate).n_images == 0 else "ran")
@@ -360,7 +362,7 @@ def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> s
 def _show_stage(cfg: ShowConfig, generator: Path, run_show) -> str:
     marker = Path(cfg.out) / "generator.sha256"
     digest = file_sha256(generator)
-    if marker.exists() and marker.read_text().strip() == digest and (Path(cfg.out) / "views.png").exists():
+    if marker.exists() and marker.read_text().strip() == digest and (Path(cfg.out) / cfg.product.holds[0]).exists():
         return "skipped"
     run_show(cfg)
     atomic_write_text(marker, digest + "\n")

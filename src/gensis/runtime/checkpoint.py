@@ -23,8 +23,8 @@ from safetensors.torch import load_file
 from gensis.errors import BUILD_ERRORS, CheckpointError, first_line
 from gensis.models.backbones import Encoder, build_encoder
 from gensis.models.metadata import EncoderInfo
-from gensis.runtime.guards import folder_kind
 from gensis.runtime.io import atomic_write, save_safetensors
+from gensis.runtime.products import described_kind
 
 ENCODER_FORMAT = "gensis.encoder/1"
 
@@ -89,17 +89,10 @@ def resolve_exported(path: str | Path, what: str) -> Path:
     return p
 
 
-_KIND_NAMES = {"autoencoder run": "an autoencoder (train-autoencoder)", "bank": "a view bank",
-               "pretrain run": "a stage-1 run folder (an encoder)", "generator run": "a train-generator run folder",
-               "pipeline": "a gensis run folder (one subfolder per stage)"}
-
-
 def _folder_kind(folder: Path) -> str | None:
-    """What gensis folder ``folder`` is (runtime/guards.py: folder_kind), to name it when another
-    kind was expected; also an exported autoencoder and a diffusers model folder."""
-    if (folder / "gensis.json").is_file():
-        return _KIND_NAMES["autoencoder run"]
-    kind = _KIND_NAMES.get(folder_kind(folder) or "")
+    """What gensis folder ``folder`` is (runtime/products.py), to name it when another kind was
+    expected; also a diffusers model folder."""
+    kind = described_kind(folder)
     if kind is None and (folder / "config.json").is_file():
         return "a diffusers model folder"
     return kind

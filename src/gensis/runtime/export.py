@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gensis.config.export import EXTRA_FILE
 from gensis.errors import ConfigError, GensisError
 from gensis.runtime.io import atomic_write
 
-EXTRA_FILE = "gensis.json"
 FORMATS = {".pt": "torchscript", ".pt2": "torch.export", ".onnx": "onnx"}
 ONNX_OPSET = 18
 

@@ -20,24 +20,20 @@ first writes into it (runtime/lock.py); the lock file also marks the folder as g
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import typing
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from safetensors import SafetensorError
 
+from gensis.config.commands import product_of
 from gensis.config.paths import Role
-from gensis.config.schema import OWNERSHIP_FORMAT, ownership_sidecar
 from gensis.errors import ConfigError, GensisError, by_rule
-from gensis.runtime import lock
-from gensis.runtime.io import RESULT_MARK, file_sha256
-from gensis.runtime.run_folder import CONFIG_MARK
-from gensis.runtime.trust import MAX_TEXT_BYTES, read_regular, what_it_is
+from gensis.runtime.products import file_is_gensis, folder_is_gensis, folder_kind, run_folder_of, safetensors_metadata
+from gensis.runtime.trust import what_it_is
 
 
 def path_role(field: Any) -> Role | None:
@@ -81,18 +77,7 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-# ---- what gensis wrote --------------------------------------------------------------------------
-
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        return f.metadata() or {}
-
-
-def _safetensors_format(path: Path) -> str:
-    return str(_safetensors_metadata(path).get("format", ""))
-
+# ---- what gensis wrote (runtime/products.py) -------------------------------------------------------
 
 def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     """Inputs a command reads without naming them: the encoder a generator records, used when
@@ -103,153 +88,14 @@ def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     from gensis.runtime.checkpoint import resolve_exported  # torch: only generate and show get here
 
     try:
-        recorded = _safetensors_metadata(resolve_exported(generator, "generator")).get("encoder")
+        recorded = safetensors_metadata(resolve_exported(generator, "generator")).get("encoder")
     except (GensisError, OSError, ValueError, SafetensorError):
         return {}
     return {"encoder (recorded in the generator)": recorded} if isinstance(recorded, str) and recorded else {}
 
 
-def vouched_digests(sidecar: Path) -> dict[str, list[str]]:
-    """The sha256s an embed sidecar (``<stem>.gensis.json``, marked as gensis's) vouches for, by
-    file name: one per file, or old and new while embed replaces them (eval/embed_io.py)."""
-    data = _marked_json(sidecar)
-    if not data or data.get("format") != OWNERSHIP_FORMAT or not isinstance(data.get("files"), dict):
-        return {}
-    return {name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
-            for name, digests in data["files"].items()}
-
-
-def _vouched_by_sidecar(path: Path) -> bool:
-    """An embeddings table or array is gensis's when its marked sidecar (``<stem>.gensis.json``,
-    written by ``embed``) holds its sha256: a header like ``file,label`` proves nothing. Tables
-    written before the sidecar existed are no longer replaced (docs/refusals.md, "foreign-file")."""
-    recorded = vouched_digests(ownership_sidecar(path)).get(path.name, [])
-    return bool(recorded) and stat.S_ISREG(path.lstat().st_mode) and file_sha256(path) in recorded
-
-
-def _json_object(path: Path) -> dict | None:
-    """A JSON object read from a regular file under a cap; None for anything else."""
-    try:
-        data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
-    except (GensisError, OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _marked_json(path: Path) -> dict | None:
-    """A JSON object gensis marked as its own, or None."""
-    data = _json_object(path)
-    return data if data is not None and data.get(RESULT_MARK[0]) == RESULT_MARK[1] else None
-
-
-def _zip_is_ours(path: Path) -> bool:
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    if "manifest.csv" in names or Path(f"{path}.parts", "settings.json").is_file():
-        return True  # a gensis tile archive
-    return any(n.endswith("/extra/gensis.json") or n == "extra/gensis.json" for n in names)  # an export
-
-
-def file_is_gensis(path: str | Path) -> bool:
-    """Whether gensis wrote the file ``path`` (it may then be replaced by a rerun)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return False  # a link, a FIFO or a device is never gensis's to replace
-        if suffix == ".json":
-            return _marked_json(path) is not None
-        if suffix == ".safetensors":
-            return _safetensors_format(path).startswith("gensis.")
-        if suffix in (".csv", ".npy"):  # embed's table and array: its marked sidecar holds their sha256
-            return _vouched_by_sidecar(path)
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            meta = pq.read_schema(path).metadata or {}
-            return meta.get(b"format", b"").startswith(b"gensis.")
-        if suffix in (".zip", ".pt", ".pt2"):
-            return zipfile.is_zipfile(path) and _zip_is_ours(path)
-    except (OSError, ValueError, UnicodeDecodeError, SafetensorError, zipfile.BadZipFile, ImportError):
-        return False
-    return False
-
-
-def pipeline_state(root: Path) -> dict | None:
-    """A pipeline folder's ``pipeline.json`` when gensis wrote it (marked; or, from before the mark,
-    a JSON object whose every stage entry holds its seconds), else None: a file of that name alone
-    proves nothing."""
-    data = _json_object(root / "pipeline.json")
-    if data is None or data.get(RESULT_MARK[0]) == RESULT_MARK[1]:
-        return data
-    stages = data.get("stages")
-    legacy = isinstance(stages, dict) and all(isinstance(v, dict) and "seconds" in v for v in stages.values())
-    return data if legacy else None
-
-
-def _marked_kind(root: Path) -> str | None:
-    """The kind a gensis marker file names: pipeline.json, a bank's index.json, tiling state or
-    the marked first line of a run's config.yaml ("run"); None without one."""
-    if pipeline_state(root) is not None:
-        return "pipeline"
-    try:
-        if (
-            json.loads(read_regular(root / "index.json", MAX_TEXT_BYTES, "JSON"))
-            .get("format", "")
-            .startswith("gensis.")
-        ):
-            return "bank"
-    except (OSError, ValueError, AttributeError, GensisError):
-        pass
-    if (root / ".state" / "settings.json").is_file():
-        return "tiles"
-    try:  # read as a regular file under a cap: a FIFO named config.yaml must not hang the guard
-        head = read_regular(root / "config.yaml", MAX_TEXT_BYTES, "config").decode("utf-8", "replace")
-    except (OSError, GensisError):
-        return None
-    return "run" if head.startswith(CONFIG_MARK) else None
-
-
-def folder_is_gensis(path: str | Path) -> bool:
-    """Whether ``path`` is a folder gensis writes: a locked output, a run, a bank, a pipeline, tiles."""
-    root = Path(path)
-    if lock.is_gensis_lock(root) or (root.name.endswith(".parts") and (root / "settings.json").is_file()):
-        return True  # every output folder is locked while written; a tile archive's state beside it
-    return _marked_kind(root) is not None
-
-
-def folder_kind(path: str | Path) -> str | None:
-    """What a gensis folder holds (a command's ``output_kind``), "run" for a run that has not
-    exported yet, or None when it holds nothing of a known kind (empty, or only its lock)."""
-    root = Path(path)
-    marked = _marked_kind(root)
-    if marked in ("pipeline", "bank", "tiles"):
-        return marked
-    exported = root / "exported"
-    for name, kind in (("generator.safetensors", "generator run"), ("autoencoder", "autoencoder run"),
-                       ("encoder.safetensors", "pretrain run")):
-        if (exported / name).exists():
-            return kind
-    if marked == "run":
-        return "run"
-    if (root / "views.png").is_file() or (root / "interpolations.png").is_file():
-        return "pictures"
-    if (root / "foreground.png").is_file() or (root / "foreground_pca.safetensors").is_file():
-        return "foreground"
-    return None
-
-
 def _same_kind(found: str, wanted: str) -> bool:
     return found == wanted or (found == "run" and (wanted.endswith(" run") or wanted == "pipeline"))
-
-
-def run_folder_of(path: str | Path) -> Path | None:
-    """The nearest gensis folder holding ``path`` (itself when it is one), or None."""
-    p = _resolved(path)
-    for folder in ([p] if p.is_dir() else []) + list(p.parents):
-        if folder_is_gensis(folder):
-            return folder
-    return None
 
 
 # ---- the guard ----------------------------------------------------------------------------------
@@ -351,7 +197,8 @@ def guard_paths(cfg: BaseModel) -> None:
     paths = config_paths(cfg)
     inputs = {k: v for k, (role, v) in paths.items() if role is Role.INPUT} | _recorded_inputs(cfg)
     check_inputs_are_files(inputs)
-    kind = getattr(type(cfg), "output_kind", None)
+    product = product_of(type(cfg))
+    kind = product.kind if product is not None else None
     for key, out, is_folder in _outputs(cfg, paths):
         check_output(key, out, is_folder, inputs, kind if is_folder and out == getattr(cfg, "out", None) else None)
 

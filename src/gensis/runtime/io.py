@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from gensis.config.products import RESULT_MARK
 from gensis.errors import GensisError
 
 
@@ -64,7 +65,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
-RESULT_MARK = ("written_by", "gensis")  # in every result JSON: a rerun may replace the file (runtime/guards.py)
 
 
 def write_result_json(path: str | Path, result: dict) -> None:

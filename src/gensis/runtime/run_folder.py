@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from gensis.config.base import MAX_IMAGE_BYTES
 from gensis.config.overrides import flatten, load_yaml, to_yaml, validate
+from gensis.config.schema import PretrainConfig
 from gensis.errors import CheckpointError, ConfigError, GensisError, by_rule
 from gensis.runtime import lock, trust
 from gensis.runtime import loggers as _loggers
@@ -41,6 +42,7 @@ RESUME_MUTABLE = frozenset({"out", "train.progress", "train.device", "train.max_
                             "data.max_image_bytes", "data.cache_dir", "data.path"})
 # First line of every config.yaml gensis writes: a config.yaml without it is the user's, never overwritten.
 CONFIG_MARK = "# written by gensis: the resolved config of this run\n"
+EXPORTED = "exported"  # the folder of a run's exported files
 
 
 class RunFolder:
@@ -73,14 +75,14 @@ class RunFolder:
 
     @property
     def exported_encoder(self) -> Path:
-        return self.root / "exported" / "encoder.safetensors"
+        return self.root / EXPORTED / PretrainConfig.product.exports[0]
 
     def create(self) -> None:
         """Make the folder and take its lock (runtime/lock.py): one writing process at a time."""
         try:
             lock.hold(self.root)
             (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.root / "exported").mkdir(parents=True, exist_ok=True)
+            (self.root / EXPORTED).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise GensisError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
         if self._stale_metrics:
@@ -110,7 +112,7 @@ class RunFolder:
     def written_files(self) -> list[str]:
         """The files of a run (checkpoint, exports, metrics) present in the folder, relative to it."""
         found = ["checkpoints/last.pt"] if self.last_checkpoint.is_file() else []
-        exported = self.root / "exported"
+        exported = self.root / EXPORTED
         if exported.is_dir():
             found += [f"exported/{p.name}" for p in sorted(exported.iterdir()) if p.is_file()]
         return found + (["metrics.jsonl"] if self.metrics_path.is_file() else [])

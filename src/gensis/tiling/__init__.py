@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gensis.config.overrides import build_config
+from gensis.config.tiling import TileConfig
 from gensis.errors import DataError
 from gensis.runtime.guards import guard_paths
 from gensis.runtime.lock import released_after
-from gensis.tiling.config import TileConfig
 from gensis.tiling.output import Output
 from gensis.tiling.run import SlideOutcome, find_slides, run_slides, slide_ids
 from gensis.tiling.slide import Slide, require_backend

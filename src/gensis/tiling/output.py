@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gensis.config.tiling import TileConfig
 from gensis.errors import ConfigError
 from gensis.runtime import lock
 from gensis.runtime.io import atomic_path, atomic_write, atomic_write_text
 from gensis.runtime.trust import read_text
-from gensis.tiling.config import TileConfig
 
 MANIFEST = "manifest.csv"
 DONE_SUFFIX = ".done.csv"

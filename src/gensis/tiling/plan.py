@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gensis.config.tiling import TileConfig
 from gensis.errors import DataError
-from gensis.tiling.config import TileConfig
 from gensis.tiling.slide import Slide
 from gensis.tiling.tissue import TissueFraction, tissue_mask
 

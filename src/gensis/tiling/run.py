@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from gensis.config.tiling import SLIDE_EXTENSIONS, TileConfig
 from gensis.errors import ConfigError, DataError, GensisError
-from gensis.tiling.config import SLIDE_EXTENSIONS, TileConfig
 from gensis.tiling.output import ManifestRow, Output
 from gensis.tiling.plan import plan_slide
 from gensis.tiling.slide import Slide
