@@ -39,13 +39,13 @@ def _labelled_zip(path: Path, n: int, names: tuple[str, ...] = ("a", "b", "c", "
     return path
 
 
-def _resave(src: Path, dst: Path, **meta: str) -> Path:
-    """A copy of a safetensors file with some metadata fields replaced (crafted bad files)."""
+def _resave(src: Path, dst: Path, drop: tuple[str, ...] = (), **meta: str) -> Path:
+    """A copy of a safetensors file with some metadata fields replaced or dropped (crafted bad files)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     with safe_open(str(src), framework="pt") as f:
-        old = f.metadata()
+        old = {k: v for k, v in f.metadata().items() if k not in drop}
     save_file(load_file(str(src)), str(dst), metadata={**old, **meta})
     return dst
 
@@ -162,6 +162,8 @@ def _crafted(root: Path, w: dict[str, Path]) -> dict[str, Path]:
         "enc_std0": _resave(enc, root / "enc_std0.safetensors", std="[0.5, 0.0, 0.5]"),
         "enc_dim": _resave(enc, root / "enc_dim.safetensors", embed_dim="x"),
         "enc_steps": _resave(enc, root / "enc_steps.safetensors", trained_steps="-3"),
+        "enc_bare": _resave(enc, root / "enc_bare.safetensors", drop=("mean", "std")),
+        "absent": root / "absent.npz",  # never written: a command that reads it first names it
         "gen_spec": _resave(gen, root / "gen_spec.safetensors", spec="{not json"),
         "gen_latent": _resave(gen, root / "gen_latent.safetensors", space="latent", vae=""),
         "gen_space": _resave(gen, root / "gen_space.safetensors", space="voxel"),

@@ -83,6 +83,12 @@ CASES = [
     ("export encoder={enc_steps} out={out}.pt2",
      "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0"),
     ("embed encoder={enc_mean2} data_path={data} out={out}.safetensors", "metadata 'mean'"),
+    # an encoder without mean/std: refused by every command that embeds images, before its data is read
+    ("embed encoder={enc_bare} data_path={absent} out={out}.safetensors", "enc_bare.safetensors: no mean/std"),
+    ("foreground encoder={enc_bare} data_path={absent} out={out}", "enc_bare.safetensors: no mean/std"),
+    ("eval encoder={enc_bare} train_path={absent} test_path={absent}", "enc_bare.safetensors: no mean/std"),
+    ("train-generator encoder={enc_bare} data.path={absent} out={out}", "enc_bare.safetensors: no mean/std"),
+    ("export encoder={enc_bare} out={out}.pt", "enc_bare.safetensors: no mean/std"),
     ("generate generator={gen_spec} data_path={data} out={out}", "gen_spec.safetensors: metadata 'spec'"),
     ("generate generator={gen_latent} data_path={data} out={out}", "gen_latent.safetensors: metadata 'vae'"),
     ("show generator={gen_space} data_path={data} out={out}", "gen_space.safetensors: metadata 'space'"),

@@ -118,10 +118,16 @@ def read_encoder_metadata(path: str | Path) -> EncoderInfo:
     return EncoderInfo.parse(p, meta)
 
 
-def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-    """Rebuild the backbone from the file's metadata and load its weights."""
+def load_encoder(path: str | Path, device: str | torch.device = "cpu", *, need_normalization: bool = True) -> Encoder:
+    """Rebuild the backbone from the file's metadata and load its weights.
+
+    Every command embeds images, so a file without the mean/std it was trained with is refused
+    here, in one line, before any data loads; ``need_normalization=False`` loads one anyway (the
+    caller then normalizes images itself)."""
     p = resolve_encoder_path(path)
     info = read_encoder_metadata(p)
+    if need_normalization:
+        info.normalization()
     cfg, res = info.model_config(), info.resolution
     try:  # timm on odd kwargs fails at build or only in forward (a drop rate of "x"): try both here
         encoder = build_encoder(cfg, res).eval()
