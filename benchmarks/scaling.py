@@ -39,10 +39,10 @@ from _common import emit, header
 
 from gensis.config.overrides import build_config
 from gensis.config.schema import PretrainConfig, TrainGeneratorConfig
+from gensis.generator.unet import build_unet
 from gensis.models.backbones import build_encoder
 from gensis.runtime.device import resolve_device
 from gensis.ssl.dino import DINO
-from gensis.train.generator import build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train.zip"

@@ -81,3 +81,16 @@ def test_exported_path_is_what_the_pipeline_waits_for(tmp_path: Path) -> None:
     assert products.exported_path(tmp_path, TrainAutoencoderConfig.product) == (
         tmp_path / "exported" / "autoencoder" / "gensis.json")
     assert products.exported_path(tmp_path, PretrainConfig.product).name == "encoder.safetensors"
+
+
+def test_the_command_table_and_the_config_table_name_the_same_commands() -> None:
+    """One row per command in each (gensis/commands.py drives the parser, the dispatch and the API)."""
+    from gensis import api
+    from gensis.commands import COMMANDS
+
+    assert list(COMMANDS) == list(COMMAND_CONFIGS)
+    for name, command in COMMANDS.items():
+        module, function = command.runner.split(":")
+        assert callable(command.public_function()), name
+        assert module.startswith("gensis.") and function.startswith("run"), name
+    assert COMMANDS["eval"].public_function() is api.evaluate

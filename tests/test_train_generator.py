@@ -110,7 +110,7 @@ def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> N
     torch.manual_seed(0)  # the initial weights of this run
     from gensis.config.overrides import build_config
     from gensis.config.schema import TrainGeneratorConfig
-    from gensis.train.generator import build_unet
+    from gensis.generator.unet import build_unet
 
     cfg = build_config(TrainGeneratorConfig, {**TINY, "encoder": str(enc)})
     init = build_unet(cfg, 8, 3, 512).state_dict()

@@ -9,12 +9,11 @@ from gensis.config.export import ExportConfig
 from gensis.config.products import Product
 from gensis.config.tiling import TileConfig
 
-COMMAND_CONFIGS: dict[str, type[StrictModel]] = {
-    "pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig,
-    "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig,
-    "eval-generator": s.EvalGeneratorConfig, "show": s.ShowConfig, "foreground": s.ForegroundConfig,
-    "eval": s.EvalConfig, "embed": s.EmbedConfig, "export": ExportConfig, "run": s.PipelineConfig,
-    "tile": TileConfig,
+COMMAND_CONFIGS: dict[str, type[StrictModel]] = {  # in the order the command line lists them
+    "run": s.PipelineConfig, "pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig,
+    "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig, "show": s.ShowConfig,
+    "foreground": s.ForegroundConfig, "eval-generator": s.EvalGeneratorConfig, "eval": s.EvalConfig,
+    "export": ExportConfig, "embed": s.EmbedConfig, "tile": TileConfig,
 }
 
 # In the order a folder is recognised (config/products.py): a run folder that exported a

@@ -9,13 +9,16 @@ from typing import Any
 
 import torch
 
-from gensis.data import ImageData
+from gensis.config.schema import EvalConfig
+from gensis.data import ImageData, load_images
 from gensis.eval.features import extract_features
 from gensis.eval.knn import knn_accuracy, knn_ks_used
 from gensis.eval.labels import align_labels
 from gensis.eval.linear import linear_probe
 from gensis.eval.significance import encode_correct
 from gensis.models.backbones import Encoder
+from gensis.runtime.checkpoint import load_encoder
+from gensis.runtime.device import resolve_device
 from gensis.runtime.io import write_result_json
 
 log = logging.getLogger("gensis.eval")
@@ -82,3 +85,24 @@ def format_eval_table(result: dict[str, Any]) -> str:
     lines = [f"{a:<{width}}  {b:>8}" for a, b in rows]
     lines.insert(1, "-" * (width + 10))
     return "\n".join(lines)
+
+
+def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """``gensis eval``: weighted kNN (DINO, cosine, T=0.07) and a linear probe of a frozen encoder."""
+    device = resolve_device(cfg.device)
+    encoder = load_encoder(cfg.encoder, device)
+    meta = encoder.info
+    resolution, (mean, std) = cfg.resolution or meta.resolution, meta.normalization()  # before the data loads
+    train = _load_labelled(cfg.train_path, resolution, cfg)
+    test = _load_labelled(cfg.test_path, resolution, cfg)
+    return evaluate_encoder(
+        encoder, train, test, mean=mean, std=std,
+        knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
+        linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
+        out=cfg.out, extra={"encoder": str(cfg.encoder)}, progress=cfg.progress,
+    )
+
+
+def _load_labelled(path: str, resolution: int, cfg: EvalConfig) -> ImageData:
+    return load_images(path, resolution, require_labels=True, cache_dir=cfg.cache_dir, max_images=cfg.max_images,
+                       progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)

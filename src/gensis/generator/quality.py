@@ -14,16 +14,22 @@ was conditioned on (the L2-normalized embeddings it produces):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
 from gensis.bank.store import ViewBank
-from gensis.data import ImageData
+from gensis.config.schema import EvalGeneratorConfig
+from gensis.data import ImageData, load_images
 from gensis.data.loader import subset_indices
+from gensis.errors import GensisError
 from gensis.eval.faithfulness import as_data, ceiling_and_chance, versus_ceiling, view_figures
 from gensis.eval.features import encoder_embeddings
 from gensis.models.backbones import Encoder
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path
+from gensis.runtime.device import resolve_device
+from gensis.runtime.io import file_sha256, write_result_json
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -78,4 +84,32 @@ def bank_quality(
     result.update(ceiling_and_chance(encoder, real, src, real_emb, views=max(k, 2), device=device, seed=seed,
                                      originals=originals))
     result["versus_ceiling"] = versus_ceiling(generated, result["ceiling"])
+    return result
+
+
+def run_eval_generator(cfg: EvalGeneratorConfig) -> dict[str, Any]:
+    """``gensis eval-generator``: :func:`bank_quality` of a bank with the encoder its generator was
+    conditioned on and the images it was generated from (both checked before the measure)."""
+    device = resolve_device(cfg.device)
+    bank = ViewBank(cfg.bank)
+    enc_path = resolve_encoder_path(cfg.encoder)
+    if file_sha256(enc_path) != bank.index.encoder_sha256:
+        raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
+    encoder = load_encoder(enc_path, device)
+    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
+                       max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
+    if len(data) != bank.index.n_sources:
+        raise GensisError(
+            f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}"
+        )
+    bank.check_data(data.fingerprint(), cfg.data_path, "data_path")
+    result = bank_quality(bank, encoder, data, max_sources=cfg.max_sources, device=device)
+    done, total = len(bank.index.shards), bank.index.n_shards
+    result["bank_shards"] = {"done": done, "total": total}
+    if done < total:  # measured on what is there, and said so (stage 3 refuses such a bank)
+        logging.getLogger("gensis.generate").warning(
+            "%s is incomplete (%d of %d shards): these figures are of the finished shards' %d sources only",
+            cfg.bank, done, total, result.get("sources", 0))
+    if cfg.out:
+        write_result_json(cfg.out, result)
     return result

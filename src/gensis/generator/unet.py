@@ -25,6 +25,7 @@ import torch
 from diffusers.models.unets.unet_2d import UNet2DModel  # its own module: diffusers' top level types it as a dummy
 from torch import nn
 
+from gensis.config.generator import TrainGeneratorConfig
 from gensis.errors import ConfigError
 from gensis.generator.conditioning import EmbeddingConditioner, guided
 
@@ -233,3 +234,21 @@ class EmbeddingConditionedUNet(nn.Module):
         out = self.forward(torch.cat([x_t, x_t]), t, torch.cat([emb, emb]), drop=drop)
         eps_cond, eps_uncond = out.chunk(2)
         return guided(eps_cond, eps_uncond, scale)
+
+
+def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_dim: int) -> EmbeddingConditionedUNet:
+    """The UNet a ``train-generator`` config asks for, at this image (or latent) size and width."""
+    base = PRESETS[cfg.model.spec]
+    # Keep attention at the same levels of the UNet when the image size differs from the preset.
+    levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
+    overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
+                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning,
+                                 "scale_shift": cfg.model.scale_shift, "standardize": cfg.model.standardize,
+                                 "zero_init": cfg.model.zero_init}
+    if cfg.model.block_out_channels is not None:
+        overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
+    if cfg.model.layers_per_block is not None:
+        overrides["layers_per_block"] = cfg.model.layers_per_block
+    n_levels = len(overrides.get("block_out_channels", base.block_out_channels))
+    overrides["attention_resolutions"] = tuple(resolution // 2**i for i in levels if i < n_levels)
+    return EmbeddingConditionedUNet(unet_spec(cfg.model.spec, **overrides))

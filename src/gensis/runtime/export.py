@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from gensis.config.export import EXTRA_FILE
+from gensis.config.export import EXTRA_FILE, ExportConfig
 from gensis.errors import ConfigError, GensisError
 from gensis.runtime.io import atomic_write
 
@@ -156,3 +156,8 @@ def run_onnx(path: str | Path, images) -> numpy.ndarray:
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(["embeddings"], {"images": images})[0]
+
+
+def run_export(cfg: ExportConfig) -> Path:
+    """``gensis export``: the encoder of ``cfg.encoder`` as the one file ``cfg.out``."""
+    return export_self_contained(cfg.encoder, cfg.out)

@@ -26,7 +26,7 @@ from gensis.tiling.output import Output
 from gensis.tiling.run import SlideOutcome, find_slides, run_slides, slide_ids
 from gensis.tiling.slide import Slide, require_backend
 
-__all__ = ["TileConfig", "TileResult", "Slide", "tile", "tile_config"]
+__all__ = ["TileConfig", "TileResult", "Slide", "run_tile", "tile", "tile_config"]
 
 log = logging.getLogger("gensis.tile")
 
@@ -63,6 +63,11 @@ def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = N
     """Tile the slides ``slides`` into ``out`` (folder, or .zip) and write ``manifest.csv``."""
     cfg = tile_config(overrides, config_file, **kwargs)
     guard_paths(cfg)
+    return run_tile(cfg)
+
+
+def run_tile(cfg: TileConfig) -> TileResult:
+    """``gensis tile`` on a resolved config (the output guard has passed)."""
     t0 = time.perf_counter()
     paths = find_slides(cfg.slides)
     ids = slide_ids(paths)

@@ -45,7 +45,7 @@ from gensis.generator.checkpoint import GENERATOR_FORMAT, export_generator
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
 from gensis.generator.sampling import make_scheduler, training_loss
 from gensis.generator.target_augment import resolve_target_augment
-from gensis.generator.unet import PRESETS, EmbeddingConditionedUNet, unet_spec
+from gensis.generator.unet import build_unet
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
@@ -144,23 +144,6 @@ def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progr
     info = {"encoder_sha256": digest, "encoder": str(encoder_path), "ids": json.dumps(data.ids)}
     save_safetensors(path, {"embeddings": emb}, info)
     return emb
-
-
-def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_dim: int) -> EmbeddingConditionedUNet:
-    base = PRESETS[cfg.model.spec]
-    # Keep attention at the same levels of the UNet when the image size differs from the preset.
-    levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
-    overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
-                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning,
-                                 "scale_shift": cfg.model.scale_shift, "standardize": cfg.model.standardize,
-                                 "zero_init": cfg.model.zero_init}
-    if cfg.model.block_out_channels is not None:
-        overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
-    if cfg.model.layers_per_block is not None:
-        overrides["layers_per_block"] = cfg.model.layers_per_block
-    n_levels = len(overrides.get("block_out_channels", base.block_out_channels))
-    overrides["attention_resolutions"] = tuple(resolution // 2**i for i in levels if i < n_levels)
-    return EmbeddingConditionedUNet(unet_spec(cfg.model.spec, **overrides))
 
 
 def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
