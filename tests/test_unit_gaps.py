@@ -3,6 +3,7 @@ modules that decide results, each now checked against values worked out by hand.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +14,7 @@ from gensis.autoencoder.quality import reconstruction_table
 from gensis.data.dataset import ImageData
 from gensis.data.decode import _scale_to_uint8, one_line
 from gensis.errors import CheckpointError, ConfigError
+from gensis.eval.faithfulness import class_consistency, diversity, source_distance, versus_ceiling
 from gensis.generator.conditioning import EmbeddingConditioner
 from gensis.generator.slerp import slerp
 from gensis.pipeline.verdict import Verdict, verdicts
@@ -169,6 +171,102 @@ def test_slerp_between_opposite_points_turns_towards_the_least_aligned_axis() ->
     assert torch.allclose(slerp(e1, -e1, 0.25), quarter, rtol=0, atol=1e-12)
     assert torch.allclose(slerp(e1[0], -e1[0], 0.25), quarter[0], rtol=0, atol=1e-12)  # one (D,) vector
     assert torch.allclose(slerp(e1[1], -e1[1], 0.5), u[1], rtol=0, atol=1e-12)
+
+
+def test_class_consistency_is_a_percentage_to_two_decimals() -> None:
+    """Three views all nearest to image 0 (label 0), from sources of labels 0, 1, 2: one in three
+    agrees, 100 / 3 % shown as 33.33 (two decimals, as every percentage in the report)."""
+    real, labels = torch.eye(3), torch.tensor([0, 1, 2])
+    assert class_consistency(torch.eye(3)[[0, 0, 0]], torch.tensor([0, 1, 2]), real, labels, k=1) == 33.33
+
+
+def test_diversity_is_the_mean_over_pairs_of_distinct_views_to_four_decimals() -> None:
+    """Views e0, e0, e1 of one source: of the six ordered pairs of distinct views four are orthogonal
+    (cosine distance 1) and two identical (0), 4 / 6 = 0.6667; likewise in pixels for black, black,
+    white (RMSE 1 on the 0-1 scale). Four decimals: neither 1 nor 0.66667."""
+    images = torch.zeros(1, 3, 3, 2, 2, dtype=torch.uint8)
+    images[0, 2] = 255
+    assert diversity(torch.eye(2)[[0, 0, 1]][None], images) == {"diversity_cosine": 0.6667,
+                                                                "diversity_pixel_rmse": 0.6667}
+
+
+def test_source_distance_is_the_mean_view_rmse_to_four_decimals() -> None:
+    """Two views of a source at 85 everywhere: itself (RMSE 0) and black (85 / 255 = 1/3), mean 1/6."""
+    source = torch.full((1, 3, 2, 2), 85, dtype=torch.uint8)
+    views = torch.stack([source, torch.zeros_like(source)], dim=1)
+    assert source_distance(views, source) == 0.1667
+
+
+def test_versus_ceiling_covers_every_figure_where_more_is_better_to_three_decimals() -> None:
+    """Generated / ceiling for top-1, class consistency, both diversities and the distance to the
+    source (three decimals); top-5 has no ratio, nor a figure whose ceiling is 0 or missing."""
+    generated = {"retrieval_top1": 10.0, "retrieval_top5": 20.0, "class_consistency": 30.0, "diversity_cosine": 0.2,
+                 "diversity_pixel_rmse": 0.1, "source_pixel_rmse": 0.3}
+    ceiling = {"retrieval_top1": 30.0, "retrieval_top5": 40.0, "class_consistency": 60.0, "diversity_cosine": 0.4,
+               "diversity_pixel_rmse": 0.05, "source_pixel_rmse": 0.9}
+    assert versus_ceiling(generated, ceiling) == {"retrieval_top1": 0.333, "class_consistency": 0.5,
+                                                  "diversity_cosine": 0.5, "diversity_pixel_rmse": 2.0,
+                                                  "source_pixel_rmse": 0.333}
+    assert versus_ceiling(generated, {"retrieval_top1": 0.0, "class_consistency": 60.0}) == {"class_consistency": 0.5}
+
+
+def test_slerp_computes_in_float32_at_least_and_returns_the_inputs_dtype() -> None:
+    """Half-precision inputs are normalized in float32, not in half (whose ~1e-4 rounding would show in a float32
+    result), whichever side they come in on; the result has the promoted input dtype, half for two halves."""
+    x16 = torch.tensor([3.0, 4.0], dtype=torch.float16)  # exact in half; x / |x| = (0.6, 0.8) is not
+    y = torch.tensor([-4.0, 3.0])
+    first = torch.tensor([0.6, 0.8])
+    assert slerp(x16, y, 1.0).dtype == torch.float32
+    assert torch.allclose(slerp(x16, y, 1.0), first, rtol=0, atol=1e-6)  # alpha 1: all e1
+    assert torch.allclose(slerp(y, x16, 0.0), first, rtol=0, atol=1e-6)  # alpha 0: all e2
+    assert slerp(x16, y.half(), 0.5).dtype == torch.float16
+
+
+def test_slerp_below_the_small_angle_cutoff_still_moves_along_the_arc() -> None:
+    """Below W = 1e-4 the normalized lerp alpha e1 + (1 - alpha) e2 stands in for SLERP (the same to O(W^3)):
+    the point still lies at the angle (1 - alpha) W from e1, and e1 = e2 gives e1 back."""
+    t = 2e-5
+    e1, e2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([1.0, t], dtype=torch.float64)
+    w = math.atan(t)  # the angle between e1 and e2
+    for alpha in (0.25, 0.5):
+        angle = (1 - alpha) * w
+        expected = torch.tensor([math.cos(angle), math.sin(angle)], dtype=torch.float64)
+        assert torch.allclose(slerp(e1, e2, alpha), expected, rtol=0, atol=1e-12)
+    same = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+    assert torch.allclose(slerp(same, 2 * same, 0.3), torch.tensor([[0.6, 0.8]], dtype=torch.float64),
+                          rtol=0, atol=1e-12)
+
+
+def test_slerp_makes_a_list_of_alphas_on_the_inputs_device() -> None:
+    # "meta" stands for a GPU: one alpha per row, given as a list, must meet the embeddings on their device.
+    e = torch.zeros(2, 3, device="meta")
+    out = slerp(e, e, [0.5, 0.25])
+    assert out.device.type == "meta" and out.shape == (2, 3)
+
+
+def test_slerp_takes_one_alpha_per_row_of_a_grid_of_embeddings() -> None:
+    """(2, 2, D) embeddings with a (2, 2) alpha: alpha[i, j] goes with row (i, j), as it does for (B, D) and (B,)."""
+    x = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    y = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    alpha = torch.tensor([[0.0, 1.0], [0.5, 1 / 3]], dtype=torch.float64)
+    # quarter circle from x to y: angle (1 - alpha) pi / 2 from x -> y, x, 45 degrees, 60 degrees
+    r = 0.5 ** 0.5
+    expected = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], [[r, r, 0.0], [0.5, 0.8660254037844386, 0.0]]],
+                            dtype=torch.float64)
+    got = slerp(x.expand(2, 2, 3), y.expand(2, 2, 3), alpha)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_slerp_takes_a_perpendicular_part_of_exactly_1e_minus_6_as_no_direction() -> None:
+    """Near-opposite inputs turn towards e2's part orthogonal to e1 only when its norm is above 1e-6; at exactly
+    1e-6 the fixed least-aligned axis is used, as for e2 = -e1. Pins the strict threshold."""
+    x = torch.tensor([1.0, 0.0, 0.0])
+    # In float32 |(-1, 0, h)| rounds to 1 for these h: e2 is unit as given and its orthogonal part is (0, 0, h).
+    # W = pi - h, so alpha 0.5 turns by about pi / 2: the result is (about) the turning direction u.
+    at = slerp(x, torch.tensor([-1.0, 0.0, 1e-6]), 0.5)  # u = x's least-aligned axis: y (the first zero entry)
+    assert torch.allclose(at, torch.tensor([0.0, 1.0, 0.0]), rtol=0, atol=1e-5)
+    above = slerp(x, torch.tensor([-1.0, 0.0, 2e-6]), 0.5)  # u = z, towards e2
+    assert torch.allclose(above, torch.tensor([0.0, 0.0, 1.0]), rtol=0, atol=1e-5)
 
 
 def _run_with_checkpoint(tmp_path, state: dict) -> SimpleNamespace:
