@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from gensis.runtime.schedules import cosine_schedule
 from gensis.ssl.heads import DINOHead
 from gensis.ssl.losses import DINOLoss
-from gensis.ssl.schedules import cosine_schedule, teacher_temperature
+from gensis.ssl.schedules import teacher_temperature
 
 
 def test_dino_loss_hand_computed_value() -> None:
@@ -114,3 +115,15 @@ def test_dino_head_prototypes_frozen_norm_and_shape() -> None:
     out.sum().backward()
     head.cancel_last_layer_gradients()
     assert all(p.grad is None for p in head.last_layer.parameters())
+
+
+def test_warmup_cosine_of_stage_2_and_the_autoencoder() -> None:
+    """A linear ramp that reaches ``base`` at the last warm-up step, then a half cosine to 0 over the
+    rest (hand-computed: 0.5 * (1 + cos(pi * i / 4)) for i = 0..3), or ``base`` held."""
+    from gensis.runtime.schedules import warmup_cosine
+
+    got = [warmup_cosine(s, 8, 1.0, 4) for s in range(8)]
+    want = [0.25, 0.5, 0.75, 1.0, 1.0, 0.8535533905932737, 0.5, 0.14644660940672627]
+    assert got == pytest.approx(want, abs=1e-12)
+    assert [warmup_cosine(s, 8, 2.0, 4, cosine=False) for s in (0, 3, 4, 7)] == [0.5, 2.0, 2.0, 2.0]
+    assert warmup_cosine(0, 1, 3.0, 0) == 3.0  # no warm-up, one step: the cosine's first value is base

@@ -46,8 +46,8 @@ from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
-from gensis.ssl.schedules import cosine_schedule
 
 log = logging.getLogger("gensis.autoencoder")
 
@@ -203,8 +203,7 @@ def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_i
         for i, (_idx, raw) in enumerate(fetched):
             gen = step_generator(tc.seed, step)
             x = _crops(raw, crop, gen).to(device).float() / 127.5 - 1
-            lr = tc.lr * (step + 1) / tc.warmup_steps if step < tc.warmup_steps else \
-                cosine_schedule(step - tc.warmup_steps, max(total - tc.warmup_steps, 1), tc.lr, 0.0)
+            lr = warmup_cosine(step, total, tc.lr, tc.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             terms = _loss(cfg, vae, x, gen, encoder)

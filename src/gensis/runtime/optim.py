@@ -45,6 +45,5 @@ def clip_gradients_per_param(model: nn.Module, clip: float) -> None:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads or clip <= 0:
         return
-    norms = torch._foreach_norm(grads)
-    coefs = [torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms]
-    torch._foreach_mul_(grads, coefs)
+    for grad in grads:  # as facebookresearch/dino's utils.clip_gradients, with public ops only
+        grad.mul_(torch.clamp(clip / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0))

@@ -20,6 +20,7 @@ from torch import nn
 from gensis.config.schema import DINOConfig
 from gensis.models.backbones import Encoder
 from gensis.runtime.distributed import unwrap
+from gensis.runtime.ema import ema_update_
 from gensis.ssl.heads import DINOHead
 from gensis.ssl.losses.dino_loss import DINOLoss
 from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, mixed_teacher_logits, target_entropy
@@ -145,10 +146,7 @@ class DINO(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        s_params = list(unwrap(self.student).parameters())
-        t_params: list[torch.Tensor] = list(self.teacher.parameters())
-        torch._foreach_mul_(t_params, momentum)
-        torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)
+        ema_update_(self.teacher.parameters(), unwrap(self.student).parameters(), momentum)
 
     @property
     def teacher_encoder(self) -> Encoder:

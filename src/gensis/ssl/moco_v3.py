@@ -21,6 +21,7 @@ from torch import nn
 
 from gensis.models.backbones import Encoder
 from gensis.runtime.distributed import unwrap
+from gensis.runtime.ema import ema_update_
 from gensis.ssl.losses import InfoNCELoss, weighted_mean
 from gensis.ssl.projection import mocov3_predictor, mocov3_projector
 from gensis.ssl.two_view import TwoViewMethod, TwoViewNet, check_two_views
@@ -78,9 +79,7 @@ class MoCoV3(TwoViewMethod):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """EMA: momentum_param = m * momentum_param + (1 - m) * online_param."""
-        m_params: list[torch.Tensor] = list(self.momentum.parameters())
-        torch._foreach_mul_(m_params, momentum)
-        torch._foreach_add_(m_params, [p.detach() for p in self._online_params()], alpha=1.0 - momentum)
+        ema_update_(self.momentum.parameters(), self._online_params(), momentum)
 
     update_momentum = update_teacher
 

@@ -51,10 +51,11 @@ from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
 from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.ema import ema_update_
 from gensis.runtime.io import file_sha256, save_safetensors
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop
-from gensis.ssl.schedules import cosine_schedule
 from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.generator")
@@ -195,8 +196,7 @@ def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings:
         if tc.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
         optimizer.step()
-        with torch.no_grad():  # EMA of the weights; the exported generator uses it
-            torch._foreach_lerp_(ema, [p.detach() for p in unet.parameters()], 1.0 - ema_decay(tc.ema_decay, step))
+        ema_update_(ema, unet.parameters(), ema_decay(tc.ema_decay, step))  # the exported generator uses it
         last["done"] += 1
         shown = _log_step(run, info, step + 1, epoch, loss, lr, last, tc, schedule.last_step, loop.data_wait)
         if monitor is not None and ((step + 1) % tc.monitor_every == 0 or step + 1 == schedule.last_step):
@@ -268,11 +268,7 @@ def ema_decay(decay: float, step: int) -> float:
 
 def _lr(cfg: TrainGeneratorConfig, step: int, total: int) -> float:
     tc = cfg.train
-    if step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
-    if tc.lr_schedule == "constant":
-        return tc.lr
-    return cosine_schedule(step - tc.warmup_steps, max(total - tc.warmup_steps, 1), tc.lr, 0.0)
+    return warmup_cosine(step, total, tc.lr, tc.warmup_steps, cosine=tc.lr_schedule != "constant")
 
 
 def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:

@@ -35,9 +35,9 @@ from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.run_folder import RunFolder
+from gensis.runtime.schedules import cosine_schedule
 from gensis.runtime.signals import GracefulStop
 from gensis.ssl.methods import build_method
-from gensis.ssl.schedules import cosine_schedule
 from gensis.train.gen_views import generated_source, stage3_views
 from gensis.train.loop import Loop, Schedule
 from gensis.train.state import (
