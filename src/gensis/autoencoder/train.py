@@ -96,10 +96,7 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
     if len(train_idx) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(train_idx)} training images, fewer than train.batch_size="
                         f"{cfg.train.batch_size}")
-    run.bind(cfg, data.fingerprint())
-    run.create()
-    run.write_config(cfg)
-    with run.logging_to_file(), GracefulStop() as stop:
+    with run.started(cfg, data.fingerprint()), GracefulStop() as stop:
         images = _resident(data)
         torch.manual_seed(cfg.train.seed)  # the initialization, the same for every run of these settings
         vae = build_autoencoder(cfg.model, resolution).to(device)

@@ -245,6 +245,21 @@ class RunFolder:
         _loggers.resumed_at(self.root, step)
 
     @contextlib.contextmanager
+    def started(self, cfg: BaseModel, data_fingerprint: str, *, is_main: bool = True) -> Iterator[None]:
+        """The preamble every trainer runs once its inputs are read and checked (bad input leaves no
+        folder): bind the run to its settings and data; then rank 0 creates the folder, writes the
+        config and logs to ``train.log`` while the block runs, and other ranks log warnings only."""
+        self.bind(cfg, data_fingerprint)
+        if not is_main:
+            logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)  # one console log, rank 0's
+            yield
+            return
+        self.create()
+        self.write_config(cfg)
+        with self.logging_to_file():
+            yield
+
+    @contextlib.contextmanager
     def logging_to_file(self) -> Iterator[None]:
         """Everything gensis logs goes to ``train.log`` while the block runs."""
         handler = self.attach_log()

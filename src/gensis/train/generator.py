@@ -23,7 +23,6 @@ distribution only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -102,13 +101,7 @@ def run_train_generator(
         raise ConfigError(f"data.resolution={resolution} is not divisible by the VAE's factor {downsample_factor(vae)}")
     if len(data) < cfg.train.batch_size:
         raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
-    run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
-    if info.is_main:  # only rank 0 writes the run folder
-        run.create()
-        run.write_config(cfg)
-    else:
-        logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
-    with run.logging_to_file() if info.is_main else contextlib.nullcontext():
+    with run.started(cfg, data.fingerprint(), is_main=info.is_main):
         # Rank 0 embeds (and encodes latents) once and sends the result: every rank then
         # conditions on bit-identical tensors, whatever its GPU's kernels would round to.
         embeddings = _embeddings(run, encoder, encoder_path, data, device, cfg.train.progress) if info.is_main else None

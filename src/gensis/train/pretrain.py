@@ -10,7 +10,6 @@ the trajectory of an uninterrupted run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -72,20 +71,14 @@ def run_pretrain(
     distributed.check_batch(info, cfg.train.batch_size)
     # Read the data before touching the run folder: bad input leaves nothing behind.
     data, eval_data = _load_data(cfg, data, eval_data)
-    run.bind(cfg, data.fingerprint())  # checkpoints carry it; resume refuses another run's or data's
     generated = generated_source(cfg, data)
     init: dict[str, Any] | None = init_weights_state(cfg) if cfg.init_from is not None and not resume else None
     if init is not None and cfg.init_full:
         init = {"backbone": init, "full": init_full_state(cfg)}
     quality_encoder = _quality_encoder(cfg)
     check_model(cfg.model, cfg.data.resolution)  # an unknown backbone leaves no folder behind
-    if info.is_main:  # only rank 0 writes the run folder
-        run.create()
-        run.write_config(cfg)
-    else:
-        logging.getLogger("gensis").setLevel(logging.WARNING)  # one console log, rank 0's
-    log_to_file = run.logging_to_file() if info.is_main else contextlib.nullcontext()
-    with log_to_file, GracefulStop() as stop:
+    # Checkpoints carry the run's settings and data; resume refuses another run's or data's.
+    with run.started(cfg, data.fingerprint(), is_main=info.is_main), GracefulStop() as stop:
         return _train(cfg, run, resume, data, eval_data, generated, stop, init, info, quality_encoder)
 
 
