@@ -29,6 +29,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -45,6 +46,7 @@ from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restor
 from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
+from gensis.runtime.job import Job
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop, TrainingInterrupted
@@ -109,7 +111,8 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                  resolution // factor, resolution // factor, factor, sum(p.numel() for p in vae.parameters()) / 1e6,
                  f", perceptual weight {cfg.train.perceptual_weight}" if cfg.train.perceptual_weight else "")
         held_images = data.batch(held)
-        step = _train(cfg, run, vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device, stop)
+        step = _train(Job(cfg, run, resume, stop=stop),
+                      _Parts(vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device))
         vae.eval()
         scale = fit_scaling_factor(vae, _fetch(data, images, train_idx[: 256 if len(train_idx) > 256 else None]))
         vae.register_to_config(scaling_factor=scale)
@@ -183,8 +186,30 @@ def _loss(cfg: TrainAutoencoderConfig, vae, x: torch.Tensor, gen: torch.Generato
     return terms
 
 
-def _train(cfg, run: RunFolder, vae, optimizer, step: int, data, images, train_idx, held_images, crop: int,
-           encoder, device, stop: GracefulStop) -> int:
+@dataclass(frozen=True)
+class _Parts:
+    """The model, its optimizer and the step it starts from, the images (``images``: held in memory,
+    or None to decode each batch), which of them train, the held-out ones, the crop size and the
+    frozen encoder of the perceptual loss (None without it)."""
+
+    vae: Any
+    optimizer: torch.optim.Optimizer
+    step: int
+    data: Any
+    images: Any
+    train_idx: torch.Tensor
+    held_images: torch.Tensor
+    crop: int
+    encoder: Any
+    device: torch.device
+
+
+def _train(job: Job[TrainAutoencoderConfig], parts: _Parts) -> int:
+    cfg, run, stop = job.cfg, job.run, job.stop
+    assert stop is not None  # run_train_autoencoder always listens for a stop
+    vae, optimizer, step, data, images = parts.vae, parts.optimizer, parts.step, parts.data, parts.images
+    train_idx, held_images, crop, encoder, device = (parts.train_idx, parts.held_images, parts.crop, parts.encoder,
+                                                     parts.device)
     tc = cfg.train
     steps_per_epoch = len(train_idx) // tc.batch_size
     total = tc.epochs * steps_per_epoch

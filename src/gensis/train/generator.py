@@ -52,6 +52,7 @@ from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.ema import ema_update_
 from gensis.runtime.io import file_sha256, save_safetensors
+from gensis.runtime.job import Job
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop
@@ -119,8 +120,8 @@ def run_train_generator(
         del encoder
         assert targets is not None  # pixel space holds its images in memory (checked above)
         with GracefulStop() as stop:
-            return _train(cfg, run, resume, targets, embeddings, device, encoder_path, stop, info,
-                          monitor_encoder=monitor_encoder, encoder_info=meta, vae_digest=vae_digest)
+            return _train(Job(cfg, run, resume, info, stop),
+                          _Inputs(targets, embeddings, device, encoder_path, monitor_encoder, meta, vae_digest))
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -140,11 +141,24 @@ def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progr
     return emb
 
 
-def _train(cfg, run: RunFolder, resume: bool, targets: torch.Tensor, embeddings: torch.Tensor, device,
-           encoder_path, stop: GracefulStop | None = None,
-           info: distributed.Dist = distributed.Dist(), *, monitor_encoder=None,
-           encoder_info: EncoderInfo | None = None, vae_digest: str | None = None) -> GeneratorResult:
-    """``targets``: uint8 images (pixel space) or float latents (latent space), (N, C, S, S)."""
+@dataclass(frozen=True)
+class _Inputs:
+    """What run_train_generator prepared: ``targets`` are uint8 images (pixel space) or float
+    latents (latent space), (N, C, S, S); ``embeddings`` their conditions, the same on every rank."""
+
+    targets: torch.Tensor
+    embeddings: torch.Tensor
+    device: torch.device
+    encoder_path: Path
+    monitor_encoder: Any = None  # rank 0, pixel space, monitor on: the encoder that re-embeds predictions
+    encoder_info: EncoderInfo | None = None
+    vae_digest: str | None = None
+
+
+def _train(job: Job[TrainGeneratorConfig], inputs: _Inputs) -> GeneratorResult:
+    cfg, run, resume, stop, info = job.cfg, job.run, job.resume, job.stop, job.info
+    targets, embeddings, device, encoder_path = inputs.targets, inputs.embeddings, inputs.device, inputs.encoder_path
+    monitor_encoder, encoder_info, vae_digest = inputs.monitor_encoder, inputs.encoder_info, inputs.vae_digest
     tc = cfg.train
     torch.manual_seed(tc.seed)
     augment = resolve_target_augment(tc, encoder_info.augment if encoder_info else None)

@@ -32,6 +32,7 @@ from gensis.models.backbones import build_encoder, check_model
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import export_encoder
 from gensis.runtime.device import autocast, resolve_device
+from gensis.runtime.job import Job
 from gensis.runtime.optim import build_optimizer, clip_gradients_per_param, set_lr_wd
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import cosine_schedule
@@ -79,7 +80,7 @@ def run_pretrain(
     check_model(cfg.model, cfg.data.resolution)  # an unknown backbone leaves no folder behind
     # Checkpoints carry the run's settings and data; resume refuses another run's or data's.
     with run.started(cfg, data.fingerprint(), is_main=info.is_main), GracefulStop() as stop:
-        return _train(cfg, run, resume, data, eval_data, generated, stop, init, info, quality_encoder)
+        return _train(Job(cfg, run, resume, info, stop), _Inputs(data, eval_data, generated, init, quality_encoder))
 
 
 def _quality_encoder(cfg: PretrainConfig):
@@ -141,10 +142,10 @@ class _Trainer:
     """One stage-1/3 run: the model, its optimizer and views, and the step in four parts
     (views, loss, optimizer step, log); :class:`~gensis.train.loop.Loop` runs the steps."""
 
-    def __init__(self, cfg: PretrainConfig, run: RunFolder, data: ImageData, eval_data: ImageData | None,
-                 generated, init: dict | None, info: distributed.Dist, quality_encoder,
-                 stop: GracefulStop | None) -> None:
-        self.cfg, self.run, self.data, self.eval_data, self.info = cfg, run, data, eval_data, info
+    def __init__(self, job: Job[PretrainConfig], inputs: _Inputs) -> None:
+        cfg, run, data, info, stop = job.cfg, job.run, inputs.data, job.info, job.stop
+        generated, init, quality_encoder = inputs.generated, inputs.init, inputs.quality_encoder
+        self.cfg, self.run, self.data, self.eval_data, self.info = cfg, run, data, inputs.eval_data, info
         self.device = distributed.setup(info, resolve_device(cfg.train.device))
         torch.manual_seed(cfg.train.seed)
         self.model = self._build_model(init, generated)
@@ -307,11 +308,20 @@ class _Trainer:
         return PretrainResult(self.run.root, self.run.exported_encoder, step, self.metrics)
 
 
-def _train(cfg: PretrainConfig, run: RunFolder, resume: bool, data: ImageData, eval_data: ImageData | None,
-           generated=None, stop: GracefulStop | None = None, init: dict | None = None,
-           info: distributed.Dist = distributed.Dist(), quality_encoder=None) -> PretrainResult:
-    trainer = _Trainer(cfg, run, data, eval_data, generated, init, info, quality_encoder, stop)
-    step = trainer.loop.run_steps(trainer.start(resume), trainer.step, trainer.batches, trainer.end_of_epoch)
+@dataclass(frozen=True)
+class _Inputs:
+    """What run_pretrain read and checked before the run folder exists."""
+
+    data: ImageData
+    eval_data: ImageData | None = None
+    generated: Any = None  # stage 3's generated views (train/view_sources.py), None in stage 1
+    init: dict | None = None  # init_from's weights (weights only, not a resume)
+    quality_encoder: Any = None  # GenView's frozen quality encoder
+
+
+def _train(job: Job[PretrainConfig], inputs: _Inputs) -> PretrainResult:
+    trainer = _Trainer(job, inputs)
+    step = trainer.loop.run_steps(trainer.start(job.resume), trainer.step, trainer.batches, trainer.end_of_epoch)
     return trainer.finish(step)
 
 
