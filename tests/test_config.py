@@ -101,3 +101,14 @@ def test_a_nested_yaml_stage_section_means_what_key_value_means(tmp_path) -> Non
     from_keys = build_config(PipelineConfig, {"pretrain.train.epochs": 5,
                                               "pretrain.model.backbone_kwargs.drop_path_rate": 0.1}, use_presets=False)
     assert from_file.pretrain == from_keys.pretrain == {"train.epochs": 5, "model.backbone_kwargs.drop_path_rate": 0.1}
+
+
+def test_backbone_kwargs_stay_one_value_however_they_are_given() -> None:
+    """A ``backbone_kwargs`` dict replaces the preset's whether it comes nested or as a dotted key
+    (the API and the command line then agree; a merge would keep the preset's patch_size)."""
+    from gensis.config.overrides import flatten
+
+    kwargs = {"drop_path_rate": 0.2}
+    assert flatten({"model": {"backbone_kwargs": kwargs}}) == {"model.backbone_kwargs": kwargs}
+    assert flatten({"model.backbone_kwargs": kwargs}) == {"model.backbone_kwargs": kwargs}
+    assert flatten({"model": {"backbone": "vit_tiny_patch16_224"}}) == {"model.backbone": "vit_tiny_patch16_224"}

@@ -105,10 +105,11 @@ def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: A
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested sections -> dotted keys (``backbone_kwargs`` stays one value)."""
+    """Nested sections -> dotted keys (``backbone_kwargs`` stays one value, also when given as a
+    dotted key such as ``model.backbone_kwargs``: it replaces the preset's, never merges into it)."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
-        if isinstance(v, dict) and k != "backbone_kwargs":
+        if isinstance(v, dict) and k.rsplit(".", 1)[-1] != "backbone_kwargs":
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
