@@ -301,3 +301,13 @@ def test_restore_state_refusals_name_the_file_the_model_and_the_reason(tmp_path)
     with pytest.raises(CheckpointError) as refused:
         restore_state(run, "gensis.other/1", "autoencoder", misfit)
     assert str(refused.value) == f"{where}: does not fit this autoencoder (size mismatch for w)"
+
+
+def test_class_consistency_refuses_k_below_1() -> None:
+    """With no neighbour there is no vote, so no figure: k = 0 is refused, not answered."""
+    from gensis.eval.faithfulness import class_consistency
+
+    emb = torch.eye(2)
+    with pytest.raises(ValueError, match=r"^class_consistency: k must be >= 1, got 0$"):
+        class_consistency(emb, torch.tensor([0, 1]), emb, torch.tensor([0, 1]), k=0)
+    assert class_consistency(emb, torch.tensor([0, 1]), emb, torch.tensor([0, 1]), k=1) == 100.0

@@ -48,6 +48,8 @@ def retrieval(view_emb: torch.Tensor, view_src: torch.Tensor, real_emb: torch.Te
 def class_consistency(view_emb: torch.Tensor, view_src: torch.Tensor, real_emb: torch.Tensor,
                       labels: torch.Tensor, k: int = CLASS_K) -> float:
     """% of views whose k nearest real images mostly carry the source's label."""
+    if k < 1:  # no neighbour casts a vote: the figure would mean nothing
+        raise ValueError(f"class_consistency: k must be >= 1, got {k}")
     k = min(k, real_emb.shape[0])
     nearest = (view_emb @ real_emb.T).topk(k, dim=1).indices
     votes = torch.nn.functional.one_hot(labels[nearest], int(labels.max()) + 1).sum(1)
