@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from gensis.config.autoencoder import AutoencoderModelConfig
+from gensis.config.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
 from gensis.errors import CheckpointError, GensisError
 
 AUTOENCODER_FORMAT = "gensis.autoencoder/1"
-META_FILE = "gensis.json"
+META_FILE = str(TrainAutoencoderConfig.product.export_marker)  # declared with the product (the guard reads it)
 
 
 def build_autoencoder(cfg: AutoencoderModelConfig, resolution: int):

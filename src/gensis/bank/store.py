@@ -12,6 +12,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from gensis.config.base import DataConfig
+from gensis.config.generator import GenerateConfig
 from gensis.config.overrides import config_range
 from gensis.errors import CheckpointError, DataError, by_rule, first_line
 from gensis.runtime.io import atomic_write_text, recorded_path, save_safetensors
@@ -51,7 +52,7 @@ class BankIndex:
 
 
 def index_path(root: Path) -> Path:
-    return root / "index.json"
+    return root / str(GenerateConfig.product.marker)  # the declared marker: the guard reads the same name
 
 
 def shard_path(root: Path, shard: int) -> Path:

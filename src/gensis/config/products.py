@@ -40,11 +40,6 @@ class Product:
     archive_state: str | None = None
     vouched_suffixes: tuple[str, ...] = ()
 
-    @property
-    def is_run(self) -> bool:
-        """Written into a run folder (runtime/run_folder.py) and named by what it exported."""
-        return bool(self.exports)
-
 
 RESULT_MARK = ("written_by", "gensis")  # in every result JSON: a rerun may replace the file
 

@@ -58,7 +58,7 @@ def run_show(cfg: ShowConfig) -> list[Path]:
 
     out = Path(cfg.out)
     lock.hold(out)  # one writer per folder (runtime/lock.py); also marks it as gensis's
-    paths = [out / "views.png", out / "interpolations.png"]
+    paths = [out / name for name in cfg.product.holds]  # views.png, interpolations.png
     save_view_grid(paths[0], view_rows, cfg.tile_px)
     if interp_rows:
         save_view_grid(paths[1], interp_rows, cfg.tile_px)

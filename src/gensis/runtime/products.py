@@ -29,7 +29,7 @@ from gensis.runtime.run_folder import CONFIG_MARK, EXPORTED
 from gensis.runtime.trust import MAX_TEXT_BYTES, read_regular
 
 
-def json_object(path: Path) -> dict | None:
+def _json_object(path: Path) -> dict | None:
     """A JSON object read from a regular file under a cap; None for anything else."""
     try:
         data = json.loads(read_regular(path, MAX_TEXT_BYTES, "JSON").decode("utf-8"))
@@ -40,7 +40,7 @@ def json_object(path: Path) -> dict | None:
 
 def _marked_json(path: Path) -> dict | None:
     """A JSON object gensis marked as its own, or None."""
-    data = json_object(path)
+    data = _json_object(path)
     return data if data is not None and data.get(RESULT_MARK[0]) == RESULT_MARK[1] else None
 
 
@@ -123,7 +123,7 @@ def marker_state(root: Path, product: Product) -> dict | None:
         return None
     if product.accepts is None:
         return {} if (root / product.marker).is_file() else None
-    data = json_object(root / product.marker)
+    data = _json_object(root / product.marker)
     return data if data is not None and product.accepts(data) else None
 
 

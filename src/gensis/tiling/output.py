@@ -40,7 +40,7 @@ from gensis.runtime import lock
 from gensis.runtime.io import atomic_path, atomic_write, atomic_write_text
 from gensis.runtime.trust import read_text
 
-MANIFEST = "manifest.csv"
+MANIFEST = TileConfig.product.archive_members[0]  # declared with the product (the guard reads it)
 DONE_SUFFIX = ".done.csv"
 # Settings that change every tile; mixing two of them in one output is refused. slide_mpp is
 # not one: it is how a rerun tiles the slides that failed for lack of resolution metadata.
@@ -100,7 +100,7 @@ class Output:
             kind = "a file" if self.root.is_file() else "a folder"
             raise ConfigError(f"out {self.root} exists and is {kind}; choose another out")
         settings = json.dumps({k: getattr(self.cfg, k) for k in SETTINGS_KEYS}, sort_keys=True)
-        marker = self.state / "settings.json"
+        marker = self.state / str(TileConfig.product.archive_state)  # also the folder's declared marker
         found = read_text(marker, "tile settings").strip() if marker.exists() else settings
         if found != settings:
             raise ConfigError(

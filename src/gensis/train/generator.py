@@ -53,6 +53,7 @@ from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.ema import ema_update_
 from gensis.runtime.io import file_sha256, save_safetensors
 from gensis.runtime.job import Job
+from gensis.runtime.products import exported_path
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop
@@ -216,7 +217,7 @@ def _train(job: Job[TrainGeneratorConfig], inputs: _Inputs) -> GeneratorResult:
 
 
 def _export(run: RunFolder, info, unet, ema, cfg, encoder_path, step: int, vae_digest: str | None) -> Path:
-    path = run.root / "exported" / "generator.safetensors"
+    path = exported_path(run.root, TrainGeneratorConfig.product)
     if info.is_main:
         export_generator(path, unet, ema, cfg, encoder_path, step, vae_sha256=vae_digest)
         log.info("exported EMA generator to %s", path)
