@@ -101,7 +101,7 @@ COMMANDS: dict[str, Command] = {
         "gensis.train.pretrain:run_pretrain", _show_pretrain, "gensis.api:pretrain", resume=True),
     "train-autoencoder": Command(
         "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).",
-        "gensis.autoencoder.train:run_train_autoencoder", _show_autoencoder, "gensis.api:train_autoencoder",
+        "gensis.train.autoencoder:run_train_autoencoder", _show_autoencoder, "gensis.api:train_autoencoder",
         resume=True),
     "train-generator": Command(
         "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).",

@@ -311,7 +311,7 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         "pretrain", lambda: _training_stage("pretrain", stages.pretrain, pretrain_run.exported_encoder, run_pretrain)
     )
     if stages.autoencoder is not None:
-        from gensis.autoencoder.train import run_train_autoencoder
+        from gensis.train.autoencoder import run_train_autoencoder
 
         done = exported_path(stages.autoencoder.out, TrainAutoencoderConfig.product)
         record("autoencoder", lambda: _training_stage("autoencoder", stages.autoencoder, done, run_train_autoencoder))

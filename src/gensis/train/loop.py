@@ -1,4 +1,4 @@
-"""The loop skeleton every training stage shares (stage 1/3 in pretrain.py, stage 2 in generator.py).
+"""The loop skeleton every trainer shares (stages 1/3 in pretrain.py, stage 2 in generator.py, the autoencoder).
 
 As facebookresearch/dino's ``train_one_epoch``, one readable loop: epochs of seeded batches
 (the order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees the batches the

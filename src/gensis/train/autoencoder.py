@@ -24,32 +24,30 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from gensis.autoencoder.model import autoencoder_digest, build_autoencoder, fit_scaling_factor, save_autoencoder
 from gensis.autoencoder.quality import psnr, reconstruct, reconstruction_quality, save_pairs_grid
 from gensis.config.autoencoder import TrainAutoencoderConfig
 from gensis.data import ImageData
-from gensis.data.batches import epoch_batches, step_generator
+from gensis.data.batches import step_generator
 from gensis.data.loader import load_training_images, subset_indices
 from gensis.errors import ConfigError, DataError
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
-from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.job import Job
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import warmup_cosine
-from gensis.runtime.signals import GracefulStop, TrainingInterrupted
+from gensis.runtime.signals import GracefulStop
+from gensis.train.loop import Loop, Schedule
 
 log = logging.getLogger("gensis.autoencoder")
 
@@ -111,8 +109,8 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                  resolution // factor, resolution // factor, factor, sum(p.numel() for p in vae.parameters()) / 1e6,
                  f", perceptual weight {cfg.train.perceptual_weight}" if cfg.train.perceptual_weight else "")
         held_images = data.batch(held)
-        step = _train(Job(cfg, run, resume, stop=stop),
-                      _Parts(vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device))
+        parts = _Parts(vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device)
+        step = _Trainer(Job(cfg, run, resume, stop=stop), parts).train()
         vae.eval()
         scale = fit_scaling_factor(vae, _fetch(data, images, train_idx[: 256 if len(train_idx) > 256 else None]))
         vae.register_to_config(scaling_factor=scale)
@@ -204,58 +202,60 @@ class _Parts:
     device: torch.device
 
 
-def _train(job: Job[TrainAutoencoderConfig], parts: _Parts) -> int:
-    cfg, run, stop = job.cfg, job.run, job.stop
-    assert stop is not None  # run_train_autoencoder always listens for a stop
-    vae, optimizer, step, data, images = parts.vae, parts.optimizer, parts.step, parts.data, parts.images
-    train_idx, held_images, crop, encoder, device = (parts.train_idx, parts.held_images, parts.crop, parts.encoder,
-                                                     parts.device)
-    tc = cfg.train
-    steps_per_epoch = len(train_idx) // tc.batch_size
-    total = tc.epochs * steps_per_epoch
-    last = min(total, tc.max_steps) if tc.max_steps else total
-    vae.train()
-    wait = DataWait()
-    while step < last:
-        epoch = step // steps_per_epoch
-        batches = epoch_batches(len(train_idx), tc.batch_size, tc.seed, epoch)[step % steps_per_epoch:][: last - step]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress, leave=False)
-        t0 = time.perf_counter()
-        fetched = wait.timed((idx, _fetch(data, images, train_idx[idx])) for idx in bar)  # decoded when asked
-        for i, (_idx, raw) in enumerate(fetched):
-            gen = step_generator(tc.seed, step)
-            x = _crops(raw, crop, gen).to(device).float() / 127.5 - 1
-            lr = warmup_cosine(step, total, tc.lr, tc.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            terms = _loss(cfg, vae, x, gen, encoder)
-            if not math.isfinite(terms["loss"].item()):
-                raise run.non_finite_loss(terms["loss"].item(), f"step {step}", "lower train.lr")
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            if step % tc.log_every == 0 or step == last:
-                record = {"step": step, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
-                          "images_per_s": (i + 1) * tc.batch_size / (time.perf_counter() - t0),
-                          "data_wait": wait.share()}
-                run.log_metrics(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", data_wait=f"{record['data_wait']:.0%}")
-            if tc.eval_every and (step % tc.eval_every == 0 or step == last):
-                vae.eval()
-                value = float(psnr(reconstruct(vae, held_images), held_images).mean())
-                vae.train()
-                run.log_metrics({"step": step, "psnr_db": round(value, 3)})
-                log.info("step %d: held-out PSNR %.2f dB", step, value)
-            if stop.signal is not None and step < last:
-                bar.close()
-                _save(run, vae, optimizer, step)
-                raise TrainingInterrupted(stop.signal or signal.SIGTERM, step, run.last_checkpoint)
-        bar.close()
-        if step >= last or (step % steps_per_epoch == 0 and (step // steps_per_epoch) % tc.checkpoint_every == 0):
-            _save(run, vae, optimizer, step)
-    return step
+class _Trainer:
+    """One autoencoder step (crops -> loss -> optimizer step -> log); :class:`~gensis.train.loop.Loop`
+    runs the steps, as it does for stages 1-3."""
+
+    def __init__(self, job: Job[TrainAutoencoderConfig], parts: _Parts) -> None:
+        self.cfg, self.run, self.parts = job.cfg, job.run, parts
+        tc = job.cfg.train
+        self.schedule = Schedule(len(parts.train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
+        self.loop = Loop(self.schedule, job.run, self.save, tc.checkpoint_every, tc.progress, job.info, job.stop)
+        self.epoch, self.epoch_t0, self.epoch_steps = -1, 0.0, 0
+
+    def train(self) -> int:
+        p = self.parts
+        p.vae.train()
+
+        def fetch(batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:  # decoded when the loop asks
+            return (_fetch(p.data, p.images, p.train_idx[idx]) for idx in batches)
+
+        return self.loop.run_steps(p.step, self.step, fetch)
+
+    def step(self, step: int, epoch: int, raw: torch.Tensor) -> float | None:
+        cfg, tc, p = self.cfg, self.cfg.train, self.parts
+        if epoch != self.epoch:  # images_per_s counts from the epoch's first step
+            self.epoch, self.epoch_t0, self.epoch_steps = epoch, time.perf_counter(), 0
+        gen = step_generator(tc.seed, step)
+        x = _crops(raw, p.crop, gen).to(p.device).float() / 127.5 - 1
+        lr = warmup_cosine(step, self.schedule.total_steps, tc.lr, tc.warmup_steps)
+        for group in p.optimizer.param_groups:
+            group["lr"] = lr
+        terms = _loss(cfg, p.vae, x, gen, p.encoder)
+        self.loop.check_finite(terms["loss"], f"step {step}", "lower train.lr")
+        p.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(p.vae.parameters(), 1.0)
+        p.optimizer.step()
+        self.epoch_steps += 1
+        done, last = step + 1, self.schedule.last_step
+        shown = None
+        if done % tc.log_every == 0 or done == last:
+            record = {"step": done, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
+                      "images_per_s": self.epoch_steps * tc.batch_size / (time.perf_counter() - self.epoch_t0),
+                      "data_wait": self.loop.data_wait.share()}
+            self.run.log_metrics(record)
+            shown = record["loss"]
+        if tc.eval_every and (done % tc.eval_every == 0 or done == last):
+            p.vae.eval()
+            value = float(psnr(reconstruct(p.vae, p.held_images), p.held_images).mean())
+            p.vae.train()
+            self.run.log_metrics({"step": done, "psnr_db": round(value, 3)})
+            log.info("step %d: held-out PSNR %.2f dB", done, value)
+        return shown
+
+    def save(self, step: int) -> None:
+        _save(self.run, self.parts.vae, self.parts.optimizer, step)
 
 
 def _save(run: RunFolder, vae, optimizer, step: int) -> None:
