@@ -48,7 +48,6 @@ from gensis.generator.unet import build_unet
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime import distributed
 from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
-from gensis.runtime.data_wait import DataWait
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.ema import ema_update_
 from gensis.runtime.io import file_sha256, save_safetensors
@@ -156,64 +155,93 @@ class _Inputs:
     vae_digest: str | None = None
 
 
-def _train(job: Job[TrainGeneratorConfig], inputs: _Inputs) -> GeneratorResult:
-    cfg, run, resume, stop, info = job.cfg, job.run, job.resume, job.stop, job.info
-    targets, embeddings, device, encoder_path = inputs.targets, inputs.embeddings, inputs.device, inputs.encoder_path
-    monitor_encoder, encoder_info, vae_digest = inputs.monitor_encoder, inputs.encoder_info, inputs.vae_digest
-    tc = cfg.train
-    torch.manual_seed(tc.seed)
-    augment = resolve_target_augment(tc, encoder_info.augment if encoder_info else None)
-    requested = tc.monitor_images if tc.monitor_every > 0 else 0
-    train_idx, held = holdout_split(len(targets), requested, tc.batch_size, tc.seed)
-    unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(device)
-    ema = [p.detach().clone() for p in unet.parameters()]
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = make_scheduler(
-        "ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type
-    )
-    schedule = Schedule(len(train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
-    step = _restore(run, unet, ema, optimizer, device) if resume else 0
-    if resume and info.is_main:
-        run.truncate_metrics_after(step)
-    model = distributed.wrap_ddp(unet, info, device)  # the forward/backward path; `unet` is the same weights
-    share = info.local_slice(tc.batch_size) if info.enabled else None
-    targets, embeddings = targets.to(device), embeddings.to(device)
-    monitor = _monitor(targets, embeddings, held, scheduler, monitor_encoder, encoder_info, tc.seed) \
-        if info.is_main and len(held) else None
-    _describe(cfg, len(train_idx), len(held), targets, embeddings, schedule, unet, augment)
-    loop = Loop(schedule, run, lambda at: _save(run, unet, ema, optimizer, at), tc.checkpoint_every, tc.progress,
-                info, stop)
-    last: dict[str, Any] = {"loss": None, "t0": 0.0, "epoch": -1}
+class _Trainer:
+    """One stage-2 step (target flips -> noise -> denoising loss -> optimizer step -> EMA -> log);
+    :class:`~gensis.train.loop.Loop` runs the steps, as it does for stages 1/3 and the autoencoder."""
 
-    def train_step(step: int, epoch: int, idx: torch.Tensor) -> float | None:
-        if epoch != last["epoch"]:
-            last.update(epoch=epoch, t0=time.perf_counter(), done=0)
-        lr = _lr(cfg, step, schedule.total_steps)
-        for group in optimizer.param_groups:
+    def __init__(self, job: Job[TrainGeneratorConfig], inputs: _Inputs) -> None:
+        cfg, run, info, tc = job.cfg, job.run, job.info, job.cfg.train
+        self.cfg, self.run, self.info, self.device = cfg, run, info, inputs.device
+        torch.manual_seed(tc.seed)
+        encoder_info = inputs.encoder_info
+        self.augment = resolve_target_augment(tc, encoder_info.augment if encoder_info else None)
+        requested = tc.monitor_images if tc.monitor_every > 0 else 0
+        self.train_idx, held = holdout_split(len(inputs.targets), requested, tc.batch_size, tc.seed)
+        targets, embeddings = inputs.targets, inputs.embeddings
+        self.unet = build_unet(cfg, targets.shape[-1], targets.shape[1], embeddings.shape[1]).to(self.device)
+        self.ema = [p.detach().clone() for p in self.unet.parameters()]
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = make_scheduler(
+            "ddpm", cfg.model.num_train_timesteps, cfg.model.beta_schedule, cfg.model.prediction_type
+        )
+        self.schedule = Schedule(len(self.train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
+        self.start = _restore(run, self.unet, self.ema, self.optimizer, self.device) if job.resume else 0
+        if job.resume and info.is_main:
+            run.truncate_metrics_after(self.start)
+        self.model = distributed.wrap_ddp(self.unet, info, self.device)  # forward/backward path; same weights
+        self.share = info.local_slice(tc.batch_size) if info.enabled else None
+        self.targets, self.embeddings = targets.to(self.device), embeddings.to(self.device)
+        self.monitor = _monitor(self.targets, self.embeddings, held, self.scheduler, inputs.monitor_encoder,
+                                encoder_info, tc.seed) if info.is_main and len(held) else None
+        _describe(cfg, len(self.train_idx), len(held), self.targets, self.embeddings, self.schedule, self.unet,
+                  self.augment)
+        self.loop = Loop(self.schedule, run, self.save, tc.checkpoint_every, tc.progress, info, job.stop)
+        self.loss: float | None = None  # the last logged loss (mean over ranks)
+        self.epoch, self.epoch_t0, self.epoch_steps = -1, 0.0, 0
+
+    def train(self) -> int:
+        return self.loop.run_steps(self.start, self.step)
+
+    def step(self, step: int, epoch: int, idx: torch.Tensor) -> float | None:
+        tc, info = self.cfg.train, self.info
+        if epoch != self.epoch:  # images_per_s counts from the epoch's first step
+            self.epoch, self.epoch_t0, self.epoch_steps = epoch, time.perf_counter(), 0
+        lr = _lr(self.cfg, step, self.schedule.total_steps)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
         gen = step_generator(tc.seed, step)
-        x0 = targets[train_idx[idx].to(device)]
-        x0 = augment(x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0, gen)
+        rows = self.train_idx[idx].to(self.device)
+        x0 = self.targets[rows]
+        x0 = self.augment(x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0, gen)
         torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
-        with autocast(device, tc.precision):  # `share`: the global batch's draws, this rank's rows
-            loss = training_loss(model, scheduler, x0, embeddings[train_idx[idx].to(device)], gen, rows=share,
+        with autocast(self.device, tc.precision):  # `share`: the global batch's draws, this rank's rows
+            loss = training_loss(self.model, self.scheduler, x0, self.embeddings[rows], gen, rows=self.share,
                                  min_snr_gamma=tc.min_snr_gamma)
-        loop.check_finite(loss, f"step {step}", "lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
+        self.loop.check_finite(loss, f"step {step}", "lower train.lr")
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
-        optimizer.step()
-        ema_update_(ema, unet.parameters(), ema_decay(tc.ema_decay, step))  # the exported generator uses it
-        last["done"] += 1
-        shown = _log_step(run, info, step + 1, epoch, loss, lr, last, tc, schedule.last_step, loop.data_wait)
-        if monitor is not None and ((step + 1) % tc.monitor_every == 0 or step + 1 == schedule.last_step):
-            _run_monitor(monitor, unet, run, step + 1, schedule.total_steps)
+            torch.nn.utils.clip_grad_norm_(self.unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
+        self.optimizer.step()
+        ema_update_(self.ema, self.unet.parameters(), ema_decay(tc.ema_decay, step))  # the exported generator uses it
+        self.epoch_steps += 1
+        done = step + 1
+        shown = self._log(done, epoch, loss, lr)
+        if self.monitor is not None and (done % tc.monitor_every == 0 or done == self.schedule.last_step):
+            _run_monitor(self.monitor, self.unet, self.run, done, self.schedule.total_steps)
         return shown
 
-    step = loop.run_steps(step, train_step)
-    return GeneratorResult(run.root, _export(run, info, unet, ema, cfg, encoder_path, step, vae_digest), step,
-                           last["loss"])
+    def _log(self, step: int, epoch: int, loss: torch.Tensor, lr: float) -> float | None:
+        """Every ``log_every`` steps: the global batch's loss (mean over ranks) to metrics.jsonl; returns it."""
+        tc = self.cfg.train
+        if step % tc.log_every != 0 and step != self.schedule.last_step:
+            return None
+        self.loss = distributed.mean({"loss": loss}, self.info)["loss"]
+        if self.info.is_main:
+            rate = self.epoch_steps * tc.batch_size / (time.perf_counter() - self.epoch_t0)
+            self.run.log_metrics({"step": step, "epoch": epoch, "loss": self.loss, "lr": lr, "images_per_s": rate,
+                                  "data_wait": self.loop.data_wait.share()})
+        return self.loss
+
+    def save(self, step: int) -> None:
+        _save(self.run, self.unet, self.ema, self.optimizer, step)
+
+
+def _train(job: Job[TrainGeneratorConfig], inputs: _Inputs) -> GeneratorResult:
+    trainer = _Trainer(job, inputs)
+    step = trainer.train()
+    path = _export(job.run, job.info, trainer.unet, trainer.ema, job.cfg, inputs.encoder_path, step, inputs.vae_digest)
+    return GeneratorResult(job.run.root, path, step, trainer.loss)
 
 
 def _export(run: RunFolder, info, unet, ema, cfg, encoder_path, step: int, vae_digest: str | None) -> Path:
@@ -230,19 +258,6 @@ def _describe(cfg, n: int, n_held: int, targets, embeddings, schedule: Schedule,
              "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f", n, n_held, cfg.model.space,
              tuple(targets.shape[1:]), embeddings.shape[1], schedule.total_steps,
              sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
-
-
-def _log_step(run: RunFolder, info, step: int, epoch: int, loss, lr: float, last: dict, tc, last_step: int,
-              data_wait: DataWait):
-    """Every ``log_every`` steps: the global batch's loss (mean over ranks) to metrics.jsonl; returns it."""
-    if step % tc.log_every != 0 and step != last_step:
-        return None
-    last["loss"] = distributed.mean({"loss": loss}, info)["loss"]
-    if info.is_main:
-        run.log_metrics({"step": step, "epoch": epoch, "loss": last["loss"], "lr": lr,
-                         "images_per_s": last["done"] * tc.batch_size / (time.perf_counter() - last["t0"]),
-                         "data_wait": data_wait.share()})
-    return last["loss"]
 
 
 def _monitor(targets, embeddings, held, scheduler, encoder, info: EncoderInfo | None, seed) -> ConditioningMonitor:
