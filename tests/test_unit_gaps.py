@@ -303,6 +303,34 @@ def test_restore_state_refusals_name_the_file_the_model_and_the_reason(tmp_path)
     assert str(refused.value) == f"{where}: does not fit this autoencoder (size mismatch for w)"
 
 
+def test_every_trainer_checkpoint_has_one_shape_and_its_optimizer_is_refused_on_its_own_line(tmp_path) -> None:
+    """save_training_state writes format, step, the model's parts, the optimizer and the run's stamp;
+    restore_state loads the optimizer after the model, and an optimizer that does not fit is named as such."""
+    from gensis.runtime.checkpoint import load_state, save_training_state
+
+    w = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.AdamW([w], lr=0.1)
+    w.grad = torch.ones(2)
+    optimizer.step()
+    path = tmp_path / "last.pt"
+    run = SimpleNamespace(last_checkpoint=path, stamp="run-1", check_stamp=lambda saved: None)
+    save_training_state(run, "gensis.test/1", 5, {"w": w.detach().clone()}, optimizer)
+    state = load_state(path)
+    assert list(state) == ["format", "step", "w", "optimizer", "run"]
+    assert (state["format"], state["step"], state["run"]) == ("gensis.test/1", 5, "run-1")
+    save_training_state(SimpleNamespace(last_checkpoint=path, stamp=None), "gensis.test/1", 6, {}, optimizer)
+    assert "run" not in load_state(path)
+
+    fresh = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    assert restore_state(run, "gensis.test/1", "model", lambda state: None, optimizer=fresh) == 6
+    assert fresh.state_dict()["state"][0]["step"] == 1  # the saved optimizer state, loaded
+    two_groups = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(2))]},
+                                    {"params": [torch.nn.Parameter(torch.zeros(1))]}])
+    with pytest.raises(CheckpointError) as refused:
+        restore_state(run, "gensis.test/1", "model", lambda state: None, optimizer=two_groups)
+    assert str(refused.value).startswith(f"{path}: does not fit this optimizer (")
+
+
 def test_class_consistency_refuses_k_below_1() -> None:
     """With no neighbour there is no vote, so no figure: k = 0 is refused, not answered."""
     from gensis.eval.faithfulness import class_consistency

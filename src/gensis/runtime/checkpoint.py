@@ -56,18 +56,33 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     return state
 
 
-def restore_state(run, fmt: str, what: str, apply, device: str | torch.device = "cpu") -> int:
-    """Load ``run``'s last checkpoint of format ``fmt`` into a model via ``apply(state)``; the
-    step it was saved at. Another run's checkpoint or one that does not fit is one line."""
+def save_training_state(run, fmt: str, step: int, model: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
+    """Every trainer's ``checkpoints/last.pt`` has one shape: its format, the step, the model's
+    parts (``model``: state dicts and plain values), the optimizer, and the run's stamp."""
+    stamp = {"run": run.stamp} if run.stamp is not None else {}
+    state = {"format": fmt, "step": step, **model, "optimizer": optimizer.state_dict(), **stamp}
+    save_state(run.last_checkpoint, state)
+
+
+def restore_state(run, fmt: str, what: str, apply, device: str | torch.device = "cpu",
+                  optimizer: torch.optim.Optimizer | None = None) -> int:
+    """Load ``run``'s last checkpoint of format ``fmt`` into a model via ``apply(state)`` and into
+    ``optimizer``; the step it was saved at. Another run's checkpoint or one that does not fit is one line."""
     state = load_state(run.last_checkpoint, map_location=device)
     if state.get("format") != fmt:
         raise CheckpointError(f"{run.last_checkpoint}: not a gensis {what} checkpoint")
     run.check_stamp(state)
-    try:
-        apply(state)
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{run.last_checkpoint}: does not fit this {what} ({first_line(exc)})") from None
+    _fits(run.last_checkpoint, what, lambda: apply(state))
+    if optimizer is not None:
+        _fits(run.last_checkpoint, "optimizer", lambda: optimizer.load_state_dict(state["optimizer"]))
     return int(state["step"])
+
+
+def _fits(path: Path, what: str, load) -> None:
+    try:
+        load()
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: does not fit this {what} ({first_line(exc)})") from None
 
 
 def export_encoder(path: str | Path, encoder: Encoder, extra: dict[str, str] | None = None) -> None:

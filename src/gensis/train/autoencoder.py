@@ -40,7 +40,7 @@ from gensis.data.batches import step_generator
 from gensis.data.loader import load_training_images, subset_indices
 from gensis.errors import ConfigError, DataError
 from gensis.runtime import distributed
-from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_training_state
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.job import Job
@@ -259,13 +259,9 @@ class _Trainer:
 
 
 def _save(run: RunFolder, vae, optimizer, step: int) -> None:
-    save_state(run.last_checkpoint, {"format": AUTOENCODER_STATE, "step": step, "model": vae.state_dict(),
-                                     "optimizer": optimizer.state_dict(), **({"run": run.stamp} if run.stamp else {})})
+    save_training_state(run, AUTOENCODER_STATE, step, {"model": vae.state_dict()}, optimizer)
 
 
 def _restore(run: RunFolder, vae, optimizer, device) -> int:
-    def apply(state: dict) -> None:
-        vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-
-    return restore_state(run, AUTOENCODER_STATE, "autoencoder", apply, device)
+    return restore_state(run, AUTOENCODER_STATE, "autoencoder", lambda state: vae.load_state_dict(state["model"]),
+                         device, optimizer)

@@ -47,7 +47,7 @@ from gensis.generator.target_augment import resolve_target_augment
 from gensis.generator.unet import build_unet
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime import distributed
-from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_state
+from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restore_state, save_training_state
 from gensis.runtime.device import autocast, resolve_device
 from gensis.runtime.ema import ema_update_
 from gensis.runtime.io import file_sha256, save_safetensors
@@ -295,10 +295,7 @@ def _lr(cfg: TrainGeneratorConfig, step: int, total: int) -> float:
 
 
 def _save(run: RunFolder, model, ema, optimizer, step: int) -> None:
-    save_state(run.last_checkpoint, {
-        "format": GENERATOR_FORMAT, "step": step, "model": model.state_dict(),
-        "ema": list(ema), "optimizer": optimizer.state_dict(), **({"run": run.stamp} if run.stamp else {}),
-    })
+    save_training_state(run, GENERATOR_FORMAT, step, {"model": model.state_dict(), "ema": list(ema)}, optimizer)
 
 
 def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
@@ -306,6 +303,5 @@ def _restore(run: RunFolder, model, ema, optimizer, device) -> int:
         model.load_state_dict(state["model"])
         for dst, src in zip(ema, state["ema"], strict=True):
             dst.copy_(src)
-        optimizer.load_state_dict(state["optimizer"])
 
-    return restore_state(run, GENERATOR_FORMAT, "generator", apply, device)
+    return restore_state(run, GENERATOR_FORMAT, "generator", apply, device, optimizer)

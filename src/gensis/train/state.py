@@ -11,10 +11,18 @@ import torch
 from gensis.config.schema import PretrainConfig
 from gensis.errors import CheckpointError, first_line
 from gensis.models.backbones import build_encoder
-from gensis.runtime import checkpoint, distributed
-from gensis.runtime.checkpoint import load_backbone_weights, load_state, resolve_encoder_path
+from gensis.runtime import distributed
+from gensis.runtime.checkpoint import (
+    load_backbone_weights,
+    load_state,
+    resolve_encoder_path,
+    restore_state,
+    save_training_state,
+)
 from gensis.runtime.run_folder import RunFolder
 from gensis.ssl.methods import build_method
+
+PRETRAIN_FORMAT = "gensis.pretrain/1"
 
 
 def init_full_state(cfg: PretrainConfig) -> dict:
@@ -25,7 +33,7 @@ def init_full_state(cfg: PretrainConfig) -> dict:
     if not path.is_file():
         raise CheckpointError(f"init_full: {cfg.init_from} is not a pretrain run folder with {path.name}")
     state = load_state(path)
-    if state.get("format") != "gensis.pretrain/1" or state.get("method", "dino") != cfg.method:
+    if state.get("format") != PRETRAIN_FORMAT or state.get("method", "dino") != cfg.method:
         raise CheckpointError(f"init_full: {path} is not a gensis {cfg.method} checkpoint")
     model = build_method(cfg, build_encoder(cfg.model, cfg.data.resolution))
     full = {k: v for k, v in state.items() if k not in ("optimizer", "backbone", "method")}
@@ -58,29 +66,15 @@ def init_weights_state(cfg: PretrainConfig) -> dict[str, torch.Tensor]:
 
 
 def save_pretrain_state(run: RunFolder, model, optimizer, step: int, cfg: PretrainConfig) -> None:
-    state = {
-        "format": "gensis.pretrain/1",
-        "step": step,
+    parts = {
         "method": cfg.method,
         "student": distributed.unwrap(model.student).state_dict(),
         **model.extra_state(),  # DINO: teacher and center; MoCo v3: the momentum network
-        "optimizer": optimizer.state_dict(),
         "backbone": cfg.model.backbone,
-        **({"run": run.stamp} if run.stamp is not None else {}),
     }
-    checkpoint.save_state(run.last_checkpoint, state)  # looked up at call time: fault tests replace it
+    save_training_state(run, PRETRAIN_FORMAT, step, parts, optimizer)
 
 
 def restore_pretrain_state(run: RunFolder, model, optimizer, device: torch.device) -> int:
-    state = load_state(run.last_checkpoint, map_location=device)
-    if state.get("format") != "gensis.pretrain/1":
-        raise CheckpointError(f"{run.last_checkpoint}: not a gensis pretrain checkpoint")
-    run.check_stamp(state)
-    load_model_state(model, state, str(run.last_checkpoint))
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{run.last_checkpoint}: does not fit this optimizer ({first_line(exc)})"
-        ) from None
-    return int(state["step"])
+    return restore_state(run, PRETRAIN_FORMAT, "pretrain",
+                         lambda state: load_model_state(model, state, str(run.last_checkpoint)), device, optimizer)
