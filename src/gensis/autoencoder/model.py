@@ -24,6 +24,7 @@ import torch
 
 from gensis.config.autoencoder import AutoencoderModelConfig, TrainAutoencoderConfig
 from gensis.errors import CheckpointError, GensisError
+from gensis.runtime.run_folder import EXPORTED
 
 AUTOENCODER_FORMAT = "gensis.autoencoder/1"
 META_FILE = str(TrainAutoencoderConfig.product.export_marker)  # declared with the product (the guard reads it)
@@ -107,5 +108,5 @@ def read_autoencoder_meta(folder: str | Path) -> dict[str, Any] | None:
 def exported_autoencoder(path: str | Path) -> Path:
     """A train-autoencoder run folder (-> its ``exported/autoencoder``) or the autoencoder folder itself."""
     p = Path(path)
-    inner = p / "exported" / "autoencoder"
+    inner = p / EXPORTED / TrainAutoencoderConfig.product.exports[0]
     return inner if inner.is_dir() else p

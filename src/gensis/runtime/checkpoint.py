@@ -25,6 +25,7 @@ from gensis.models.backbones import Encoder, build_encoder
 from gensis.models.metadata import EncoderInfo
 from gensis.runtime.io import atomic_write, save_safetensors
 from gensis.runtime.products import described_kind
+from gensis.runtime.run_folder import EXPORTED
 
 ENCODER_FORMAT = "gensis.encoder/1"
 
@@ -96,7 +97,7 @@ def resolve_exported(path: str | Path, what: str) -> Path:
     p = Path(path)
     if p.is_dir():
         kind = _folder_kind(p)
-        p = p / "exported" / f"{what}.safetensors"
+        p = p / EXPORTED / f"{what}.safetensors"
         if not p.is_file() and kind is not None:
             raise CheckpointError(f"{what} not found: {path} is {kind}, not a gensis {what}")
     if not p.is_file():

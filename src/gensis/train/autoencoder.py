@@ -44,6 +44,7 @@ from gensis.runtime.checkpoint import load_encoder, resolve_encoder_path, restor
 from gensis.runtime.device import resolve_device
 from gensis.runtime.io import atomic_write_text, file_sha256
 from gensis.runtime.job import Job
+from gensis.runtime.products import exported_path
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.schedules import warmup_cosine
 from gensis.runtime.signals import GracefulStop
@@ -116,7 +117,7 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         vae.register_to_config(scaling_factor=scale)
         quality, rec = reconstruction_quality(vae, held_images, held, encoder=encoder, data=data, device=device)
         digest = autoencoder_digest(vae)
-        folder = run.root / "exported" / "autoencoder"
+        folder = exported_path(run.root, TrainAutoencoderConfig.product).parent  # <run>/exported/autoencoder
         save_autoencoder(
             folder,
             vae.cpu(),
