@@ -46,7 +46,7 @@ def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, floa
     for name, st in status.items():
         c = per[module_of(name)]
         c["all"] += 1
-        if name in equivalent:
+        if name in equivalent and st not in KILLED:  # a killed one is a stale entry (see stale())
             c["equivalent"] += 1
         elif st in KILLED:
             c["killed"] += 1
@@ -64,6 +64,12 @@ def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, floa
     rows.append(_row("**all**", total))
     denom = total["all"] - total["equivalent"] - total["not checked"]
     return "\n".join(rows), (100.0 * total["killed"] / denom if denom else 0.0)
+
+
+def stale(status: dict[str, str], equivalent: dict[str, str]) -> list[str]:
+    """Listed as equivalent but killed or gone: mutmut renumbers a function's mutants when its code
+    changes, so such an entry now names another mutant (or none) and must be checked again."""
+    return sorted(n for n in equivalent if status.get(n, "gone") in KILLED | {"gone"})
 
 
 def _row(name: str, c: Counter) -> str:
@@ -92,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     md, score = table(status, equivalent)
     print(md)
     print(f"\nscore {score:.1f} % of non-equivalent mutants killed")
+    for name in stale(status, equivalent):
+        print(f"mutation_score: stale equivalent entry {name} ({status.get(name, 'not in the results')}): "
+              "check its diff (mutmut show) and fix the name", file=sys.stderr)
     if args.out:
         args.out.write_text(md + f"\n\nscore {score:.1f} % of non-equivalent mutants killed\n", encoding="utf-8")
     if args.survivors:

@@ -69,3 +69,17 @@ def test_the_recipe_leaves_out_where_it_ran() -> None:
     a = {"out": "x", "device": "cpu", "data.path": "a.zip", "pretrain": {"train.epochs": 120}}
     assert recipe_digest(a) == recipe_digest({**a, "out": "y", "device": "cuda", "data.path": "b.npz"})
     assert recipe_digest(a) != recipe_digest({**a, "pretrain": {"train.epochs": 60}})
+
+
+def test_the_mutation_score_leaves_out_only_equivalents_that_still_survive() -> None:
+    """mutmut renumbers a function's mutants when its code changes: an entry of the equivalents list
+    that now names a killed mutant (or none) is stale, is not taken out of the score, and is reported."""
+    from mutation_score import stale, table
+
+    status = {"gensis.a.x_f__mutmut_1": "killed", "gensis.a.x_f__mutmut_2": "survived",
+              "gensis.a.x_f__mutmut_3": "survived", "gensis.a.x_f__mutmut_4": "killed"}
+    equivalent = {"gensis.a.x_f__mutmut_2": "why", "gensis.a.x_f__mutmut_4": "stale", "gensis.a.x_f__mutmut_9": "gone"}
+    md, score = table(status, equivalent)
+    assert "| gensis.a | 4 | 1 | 2 | 1 | 0 | 66.7 % |" in md  # 2 killed of 4 - 1 equivalent
+    assert score == pytest.approx(200 / 3)
+    assert stale(status, equivalent) == ["gensis.a.x_f__mutmut_4", "gensis.a.x_f__mutmut_9"]

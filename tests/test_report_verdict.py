@@ -24,6 +24,16 @@ def test_mcnemar_exact_against_hand_computed_binomial_tails() -> None:
     assert mcnemar_exact([True] * 5 + [False] * 5, [False] * 5 + [True] * 5)["p_value"] == 1.0  # an even split
 
 
+def test_per_image_correctness_is_stored_one_character_per_image() -> None:
+    """An eval JSON stores per-image correctness as one '1' or '0' per test image and nothing
+    between them, so that a later report reads the same images back."""
+    from gensis.eval.significance import decode_correct
+
+    assert encode_correct([True, False, True, True]) == "1011"
+    assert encode_correct([False]) == "0" and encode_correct([]) == ""
+    assert decode_correct("1011") == [True, False, True, True]
+
+
 def test_paired_seeds_use_a_student_t_interval_on_n_minus_1_degrees_of_freedom() -> None:
     # PCam linear (2026-12-01): -0.70 with SE 0.29 passed the old "2 SE" rule; t(0.975, 2) = 4.3027
     d = paired_seeds([-0.53, -0.30, -1.27])

@@ -159,6 +159,15 @@ def test_stage3_word_for_word() -> None:
     assert stage3({}, [], 100) == Verdict("stage 3", "warning", "not evaluated")
 
 
+def test_stage3_with_a_flat_disentanglement_loss_word_for_word() -> None:
+    """A disentanglement loss that did not move (ten equal values: flat, noise 0) is a warning
+    that says it did not fall, whatever the comparison says."""
+    flat = [{"loss_dis": 4.0} for _ in range(10)]
+    assert stage3({}, flat, 100) == Verdict(
+        "stage 3", "warning", f"disentanglement loss 4.00 -> 4.00 (flat, noise 0.00, 10 points) (uniform {UNIFORM_100}"
+        "): the disentanglement loss did not fall, so the task teaches nothing")
+
+
 def test_format_verdict_word_for_word() -> None:
     v = Verdict("stage 2", "warning", "x")
     assert format_verdict(v) == "WARNING stage 2: x"
