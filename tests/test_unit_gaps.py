@@ -339,3 +339,84 @@ def test_class_consistency_refuses_k_below_1() -> None:
     with pytest.raises(ValueError, match=r"^class_consistency: k must be >= 1, got 0$"):
         class_consistency(emb, torch.tensor([0, 1]), emb, torch.tensor([0, 1]), k=0)
     assert class_consistency(emb, torch.tensor([0, 1]), emb, torch.tensor([0, 1]), k=1) == 100.0
+
+
+def test_the_latent_downsample_factor_halves_once_per_level_but_the_last() -> None:
+    """An AutoencoderKL with L levels of block_out_channels downsamples L - 1 times: a factor 2^(L - 1),
+    1, 2, 4, 8 for 1 to 4 levels (a 64-px image has 8-px latents with 4 levels, not 64 / 6)."""
+    from gensis.autoencoder.latent import downsample_factor
+
+    for levels, factor in ((1, 1), (2, 2), (3, 4), (4, 8)):
+        vae = SimpleNamespace(config=SimpleNamespace(block_out_channels=[8] * levels))
+        assert downsample_factor(vae) == factor
+
+
+def test_a_subset_of_unlabelled_images_stays_unlabelled() -> None:
+    """subset() of images without labels keeps no labels (in memory or lazy), the ids in the order asked."""
+    images = torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 2, 2).contiguous()
+    sub = ImageData(images, None, None, ["a", "b", "c"], "x.npz", 2).subset([2, 0])
+    assert sub.labels is None and sub.ids == ["c", "a"] and sub.images[:, 0, 0, 0].tolist() == [2, 0]
+    lazy = ImageData(None, None, None, ["a", "b", "c"], "d", 2, reader=lambda i: b"").subset([1])
+    assert lazy.labels is None and lazy.images is None and lazy.ids == ["b"]
+
+
+def _fake_autoencoder_loader(monkeypatch, fail: Exception | None = None) -> list:
+    """AutoencoderKL.from_pretrained replaced by one that records its arguments and returns a small
+    trainable module (or raises ``fail``)."""
+    import diffusers
+
+    calls = []
+
+    def from_pretrained(name, **kwargs):
+        calls.append((name, kwargs))
+        if fail is not None:
+            raise fail
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", from_pretrained)
+    return calls
+
+
+def _autoencoder_folder(folder):
+    folder.mkdir()
+    (folder / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
+    return folder
+
+
+def test_load_vae_freezes_the_autoencoder_on_the_device_asked_for_and_looks_in_the_cache_only(
+        tmp_path, monkeypatch) -> None:
+    """A folder loads with low_cpu_mem_usage=False (no accelerate needed, none of diffusers' warnings
+    about it), a hub id from the local hub cache only (local_files_only=True: no network); either way the
+    model comes back on ``device`` ("meta" standing for a GPU), in eval mode, with no parameter trained."""
+    from gensis.autoencoder.latent import load_vae
+
+    calls = _fake_autoencoder_loader(monkeypatch)
+    folder = _autoencoder_folder(tmp_path / "vae")
+    for name, kwargs in ((str(folder), {"low_cpu_mem_usage": False}), ("org/vae", {"local_files_only": True})):
+        calls.clear()
+        vae = load_vae(name, "meta")
+        assert [(str(n), k) for n, k in calls] == [(name, kwargs)]
+        assert not vae.training and all(p.device.type == "meta" and not p.requires_grad for p in vae.parameters())
+
+
+def test_load_vae_refusals_name_the_key_and_the_weights_file(tmp_path, monkeypatch) -> None:
+    """A folder that is not an autoencoder, or whose weights diffusers cannot load, is one CheckpointError
+    line naming model.vae (the default key), the weights file (the folder when it has none) and the first
+    line of diffusers' error."""
+    from gensis.autoencoder.latent import load_vae
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError) as refused:
+        load_vae(str(empty))
+    assert str(refused.value) == f"model.vae: {empty} holds no config.json: not an AutoencoderKL folder"
+    _fake_autoencoder_loader(monkeypatch, fail=RuntimeError("bad weights\n  at byte 8"))
+    folder = _autoencoder_folder(tmp_path / "vae")
+    with pytest.raises(CheckpointError) as refused:
+        load_vae(str(folder))
+    assert str(refused.value) == f"model.vae: {folder}: not loadable as an AutoencoderKL (bad weights)"
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError) as refused:
+        load_vae(str(folder))
+    assert str(refused.value) == (f"model.vae: {folder / 'diffusion_pytorch_model.safetensors'}: "
+                                  "not loadable as an AutoencoderKL (bad weights)")
