@@ -4,17 +4,25 @@
 #   pip install -e ".[test,mutation]"
 #   bash benchmarks/mutation.sh                      # every listed module ([tool.mutmut] in pyproject.toml)
 #   bash benchmarks/mutation.sh 'gensis.eval.knn*'   # only these mutants (mutmut's name globs)
+#   bash benchmarks/mutation.sh --rerun-survivors    # again, every mutant that survived or met no test
 #
 # mutmut copies src/ into ./mutants, runs the selected test files once to learn which tests reach
 # which function, then runs each mutant against only those tests. It resumes where it stopped;
 # delete ./mutants to start over. Writes mutants/score.md (per-module table) and
 # mutants/survivors.tsv (what no test caught); equivalent mutants are listed, with the reason,
-# in benchmarks/mutation_equivalent.tsv.
+# in benchmarks/mutation_equivalent.tsv. A resumed run lets every recorded result stand, so a
+# survivor killed by a test written later counts as killed only after --rerun-survivors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutation.sh: mutmut is not installed (pip install -e '.[test,mutation]')" >&2; exit 2; }
 start=$(date +%s)
+if [ "${1:-}" = "--rerun-survivors" ]; then
+  shift
+  mapfile -t again < <("$PY" -m mutmut results --all true | sed -n 's/^ *\([^ ]*__mutmut_[0-9]*\): \(survived\|no tests\)$/\1/p')
+  [ "${#again[@]}" -gt 0 ] || { echo "mutation.sh: no survivors to run again" >&2; exit 0; }
+  set -- "${again[@]}" "$@"
+fi
 "$PY" -m mutmut run --max-children "${MUTATION_JOBS:-2}" "$@" || true   # mutmut exits non-zero when mutants survive
 echo "mutation.sh: mutmut ran $(( $(date +%s) - start )) s"
 "$PY" -m mutmut results --all true > mutants/results.txt
