@@ -420,3 +420,69 @@ def test_load_vae_refusals_name_the_key_and_the_weights_file(tmp_path, monkeypat
         load_vae(str(folder))
     assert str(refused.value) == (f"model.vae: {folder / 'diffusion_pytorch_model.safetensors'}: "
                                   "not loadable as an AutoencoderKL (bad weights)")
+
+
+def test_load_vae_refuses_a_file_a_run_folder_of_another_kind_and_a_corrupt_config(tmp_path) -> None:
+    """What is not an autoencoder folder is refused in one line naming model.vae and the path: a file
+    (a .safetensors one called a gensis encoder or generator file), a stage-1 or train-generator run folder
+    (told apart by exported/encoder.safetensors or exported/generator.safetensors), and a config.json that
+    is not JSON (with the first line of the parser's error)."""
+    from gensis.autoencoder.latent import load_vae
+
+    def refusal(path) -> str:
+        with pytest.raises(CheckpointError) as refused:
+            load_vae(str(path))
+        return str(refused.value)
+
+    folder_rule = ("an AutoencoderKL is a folder with config.json and weights "
+                   "(save_pretrained output or a train-autoencoder run folder)")
+    for name, kind in (("enc.safetensors", " (a gensis encoder or generator file)"), ("vae.bin", "")):
+        (tmp_path / name).write_bytes(b"x")
+        assert refusal(tmp_path / name) == f"model.vae: {tmp_path / name} is a file{kind}; {folder_rule}"
+    for inner, kind in (("encoder", "a stage-1 run folder (an encoder)"),
+                        ("generator", "a train-generator run folder")):
+        run = tmp_path / inner
+        (run / "exported").mkdir(parents=True)
+        (run / "exported" / f"{inner}.safetensors").write_bytes(b"x")
+        assert refusal(run) == (f"model.vae: {run} is {kind}, not an autoencoder; give a train-autoencoder "
+                                "run folder or an AutoencoderKL folder")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("not json")
+    assert refusal(broken) == (f"model.vae: {broken / 'config.json'}: corrupt "
+                               "(Expecting value: line 1 column 1 (char 0))")
+
+
+def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, monkeypatch) -> None:
+    """A hub id missing from the local cache is refused at once, in one line saying so, when the hub is
+    unreachable; when reachable it is downloaded (a second from_pretrained with no local_files_only) and
+    comes back frozen on the device asked for, and a failed download is one line with diffusers' first line."""
+    import diffusers
+
+    from gensis.autoencoder import latent
+
+    calls = []
+
+    def from_pretrained(name, **kwargs):
+        calls.append((name, kwargs))
+        if kwargs.get("local_files_only") or name == "org/missing":
+            raise OSError("no such repo\n  details")
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(latent, "_hub_reachable", lambda: False)
+    with pytest.raises(CheckpointError) as refused:
+        latent.load_vae("org/vae")
+    assert str(refused.value) == ("model.vae: cannot load an AutoencoderKL from 'org/vae': no such folder, not in "
+                                  "the local hub cache, and the hub is unreachable (offline); pass a folder written "
+                                  "by save_pretrained, or train one: gensis train-autoencoder")
+    assert calls == [("org/vae", {"local_files_only": True})]
+    monkeypatch.setattr(latent, "_hub_reachable", lambda: True)
+    calls.clear()
+    vae = latent.load_vae("org/vae", "meta")
+    assert calls == [("org/vae", {"local_files_only": True}), ("org/vae", {})]
+    assert not vae.training and all(p.device.type == "meta" and not p.requires_grad for p in vae.parameters())
+    with pytest.raises(CheckpointError) as refused:
+        latent.load_vae("org/missing")
+    assert str(refused.value) == ("model.vae: cannot load an AutoencoderKL from 'org/missing' as a folder or hub id "
+                                  "(a hub id needs a network): no such repo")
