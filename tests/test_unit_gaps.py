@@ -486,3 +486,39 @@ def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, m
         latent.load_vae("org/missing")
     assert str(refused.value) == ("model.vae: cannot load an AutoencoderKL from 'org/missing' as a folder or hub id "
                                   "(a hub id needs a network): no such repo")
+
+
+def test_the_hub_is_asked_once_on_port_443_unless_the_user_said_offline(monkeypatch) -> None:
+    """HF_HUB_OFFLINE=1/true/yes (any case) means no connection at all; otherwise one connection to
+    huggingface.co:443 with the given timeout decides, closed at once, and any OSError means offline."""
+    from gensis.autoencoder import latent
+
+    calls = []
+
+    class _Connection:
+        def close(self) -> None:
+            calls.append("closed")
+
+    def connect(address, timeout):
+        calls.append((address, timeout))
+        if address != ("huggingface.co", 443):
+            raise OSError("wrong address")
+        return _Connection()
+
+    monkeypatch.setattr("socket.create_connection", connect)
+    for offline in ("1", "TRUE", "Yes"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        assert latent._hub_reachable() is False
+    assert calls == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert latent._hub_reachable(timeout=0.5) is True
+    assert calls == [(("huggingface.co", 443), 0.5), "closed"]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    calls.clear()
+    assert latent._hub_reachable() is True and calls == [(("huggingface.co", 443), 3.0), "closed"]
+
+    def refused(address, timeout):
+        raise ConnectionRefusedError("no route")
+
+    monkeypatch.setattr("socket.create_connection", refused)
+    assert latent._hub_reachable() is False
