@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ class AutoencoderResult:
     quality: dict
 
 
-# long: one short stage's set-up, loop and export in reading order (not the shared skeleton: no epochs of an index)
+# long: the stage's checks, set-up and export in reading order; its steps run in _Trainer on the shared Loop
 def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
                           data: ImageData | None = None) -> AutoencoderResult:
     run = RunFolder(cfg.out)
@@ -212,7 +211,6 @@ class _Trainer:
         tc = job.cfg.train
         self.schedule = Schedule(len(parts.train_idx), tc.batch_size, tc.epochs, tc.seed, tc.max_steps)
         self.loop = Loop(self.schedule, job.run, self.save, tc.checkpoint_every, tc.progress, job.info, job.stop)
-        self.epoch, self.epoch_t0, self.epoch_steps = -1, 0.0, 0
 
     def train(self) -> int:
         p = self.parts
@@ -225,8 +223,6 @@ class _Trainer:
 
     def step(self, step: int, epoch: int, raw: torch.Tensor) -> float | None:
         cfg, tc, p = self.cfg, self.cfg.train, self.parts
-        if epoch != self.epoch:  # images_per_s counts from the epoch's first step
-            self.epoch, self.epoch_t0, self.epoch_steps = epoch, time.perf_counter(), 0
         gen = step_generator(tc.seed, step)
         x = _crops(raw, p.crop, gen).to(p.device).float() / 127.5 - 1
         lr = warmup_cosine(step, self.schedule.total_steps, tc.lr, tc.warmup_steps)
@@ -238,12 +234,11 @@ class _Trainer:
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(p.vae.parameters(), 1.0)
         p.optimizer.step()
-        self.epoch_steps += 1
         done, last = step + 1, self.schedule.last_step
         shown = None
         if done % tc.log_every == 0 or done == last:
             record = {"step": done, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
-                      "images_per_s": self.epoch_steps * tc.batch_size / (time.perf_counter() - self.epoch_t0),
+                      "images_per_s": self.loop.images_per_s(done),
                       "data_wait": self.loop.data_wait.share()}
             self.run.log_metrics(record)
             shown = record["loss"]

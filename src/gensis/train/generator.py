@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -187,15 +186,12 @@ class _Trainer:
                   self.augment)
         self.loop = Loop(self.schedule, run, self.save, tc.checkpoint_every, tc.progress, info, job.stop)
         self.loss: float | None = None  # the last logged loss (mean over ranks)
-        self.epoch, self.epoch_t0, self.epoch_steps = -1, 0.0, 0
 
     def train(self) -> int:
         return self.loop.run_steps(self.start, self.step)
 
     def step(self, step: int, epoch: int, idx: torch.Tensor) -> float | None:
         tc, info = self.cfg.train, self.info
-        if epoch != self.epoch:  # images_per_s counts from the epoch's first step
-            self.epoch, self.epoch_t0, self.epoch_steps = epoch, time.perf_counter(), 0
         lr = _lr(self.cfg, step, self.schedule.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -214,7 +210,6 @@ class _Trainer:
             torch.nn.utils.clip_grad_norm_(self.unet.parameters(), tc.clip_grad)  # DDP: on the averaged gradients
         self.optimizer.step()
         ema_update_(self.ema, self.unet.parameters(), ema_decay(tc.ema_decay, step))  # the exported generator uses it
-        self.epoch_steps += 1
         done = step + 1
         shown = self._log(done, epoch, loss, lr)
         if self.monitor is not None and (done % tc.monitor_every == 0 or done == self.schedule.last_step):
@@ -228,8 +223,8 @@ class _Trainer:
             return None
         self.loss = distributed.mean({"loss": loss}, self.info)["loss"]
         if self.info.is_main:
-            rate = self.epoch_steps * tc.batch_size / (time.perf_counter() - self.epoch_t0)
-            self.run.log_metrics({"step": step, "epoch": epoch, "loss": self.loss, "lr": lr, "images_per_s": rate,
+            self.run.log_metrics({"step": step, "epoch": epoch, "loss": self.loss, "lr": lr,
+                                  "images_per_s": self.loop.images_per_s(step),
                                   "data_wait": self.loop.data_wait.share()})
         return self.loss
 

@@ -12,6 +12,7 @@ one step and what it does at an epoch's end; the loop owns nothing else.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,12 @@ class Loop:
     info: distributed.Dist = distributed.Dist()
     stop: GracefulStop | None = None
     data_wait: DataWait = field(default_factory=DataWait)  # stages log data_wait.share() with their metrics
+    _epoch_start: tuple[int, float] = field(default=(0, 0.0), init=False, repr=False)  # (step, time)
+
+    def images_per_s(self, done: int) -> float:
+        """Images trained per second since this epoch began, ``done`` steps into the run (stages log it)."""
+        first, t0 = self._epoch_start
+        return (done - first) * self.schedule.batch_size / max(time.perf_counter() - t0, 1e-9)
 
     def check_finite(self, loss: torch.Tensor, where: str, hint: str) -> None:
         """A non-finite loss on any rank stops every rank, naming the step (and a checkpoint if one exists)."""
@@ -81,6 +88,7 @@ class Loop:
             batches = batches[: s.last_step - step]
             bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{s.epochs}",
                        disable=not (self.progress and self.info.is_main), leave=False)
+            self._epoch_start = (step, time.perf_counter())
             for item in self.data_wait.timed(fetch(batches)):
                 shown = step_fn(step, epoch, item)
                 step += 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +160,6 @@ class _Trainer:
         self.quality = _pair_quality(cfg, quality_encoder, data, self.device, run) \
             if quality_encoder is not None else None
         self.metrics: dict[str, Any] = {}
-        self._epoch, self._t0, self._seen = -1, 0.0, 0  # this epoch's throughput
 
     def _build_model(self, init: dict | None, generated):
         cfg = self.cfg
@@ -214,8 +212,6 @@ class _Trainer:
 
     def step(self, step: int, epoch: int, batch) -> float | None:
         idx, images = batch
-        if epoch != self._epoch:
-            self._epoch, self._t0, self._seen = epoch, time.perf_counter(), 0
         tc, oc, s = self.cfg.train, self.cfg.optim, self.schedule
         lr = cosine_schedule(step, s.total_steps, self.lr_base, oc.min_lr, oc.warmup_epochs * s.steps_per_epoch)
         wd = cosine_schedule(step, s.total_steps, oc.weight_decay, oc.weight_decay_end)
@@ -228,7 +224,6 @@ class _Trainer:
             loss, student_emb = self.forward(views, epoch, dis, weights)
         self.loop.check_finite(loss, f"step {step} (epoch {epoch})", "lower optim.lr or check the data")
         self.optimize(loss, epoch, momentum)
-        self._seen += images.shape[0]
         if (step + 1) % tc.log_every == 0 or step + 1 == s.last_step:
             return self.log(step + 1, epoch, loss, student_emb, gen_views, weights, lr=lr, weight_decay=wd,
                             momentum=momentum)
@@ -271,7 +266,7 @@ class _Trainer:
             **self.model.log_values(epoch),
             # Collapse signal: ~1/sqrt(D) when healthy, -> 0 when all embeddings coincide.
             "embedding_std": emb.std(dim=0).mean().item(),
-            "images_per_s": self._seen / max(time.perf_counter() - self._t0, 1e-9),
+            "images_per_s": self.loop.images_per_s(step),
             "data_wait": self.loop.data_wait.share(),  # of the wall time since the last record
         }
         if weights is not None:  # how far the quality weights are from uniform
