@@ -1,4 +1,4 @@
-"""The figures behind tests/test_generator_follows_condition.py: the trained and the
+"""The figures behind tests/generator/test_generator_follows_condition.py: the trained and the
 zeroed-condition generator's source retrieval, loss gap and monitor curve, printed.
 
     python benchmarks/condition_test_figures.py --out runs/condition_test

@@ -32,7 +32,7 @@ if [ -n "${GPU_CHECK_DRY:-}" ]; then DEV=cpu; PREC=fp32; BATCH=32; STEPS=2; else
 rc=0
 if [[ $PARTS == *,tests,* && -z "${GPU_CHECK_DRY:-}" ]]; then
   echo "== tests $(date -u +%T)" | log
-  timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_augment.py tests/test_eval_math.py 2>&1 | log
+  timeout 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/augment/test_augment.py tests/eval/test_eval_math.py 2>&1 | log
 fi
 if [[ $PARTS == *,throughput,* ]]; then
   echo "== throughput $(date -u +%T)" | log

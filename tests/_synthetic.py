@@ -56,3 +56,24 @@ def tiny_generator(root: Path, n_images: int = 12) -> tuple[Path, Path, Path]:
 # A tiny DINO stage for `gensis run` tests (the `pipeline` fixture in conftest.py, and others).
 SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
               "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
+
+
+def write_bank(root, n: int, res: int, k: int = 2, m: int = 1, shard_size: int = 40) -> None:
+    """A bank whose view v of source i has the pixel value (i + 7 v) % 256."""
+    import torch
+
+    from gensis.bank.store import BankIndex, write_index, write_shard
+
+    index = BankIndex("g" * 64, "e" * 64, res, n, shard_size, k, m, {"sampler": "test"})
+    root.mkdir(parents=True)
+    write_index(root, index)
+    for shard in range(index.n_shards):
+        rows = [(i, v) for i in index.shard_range(shard) for v in range(k)]
+        rows_i = [(i, -1 - j) for i in index.shard_range(shard) for j in range(m)]
+        src = torch.tensor([r[0] for r in rows + rows_i])
+        tag = torch.tensor([r[1] for r in rows + rows_i])
+        images = ((src + 7 * tag) % 256).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, res, res).clone()
+        partner = torch.where(tag < 0, (src + 1) % n, torch.full_like(src, -1))
+        alpha = torch.where(tag < 0, 0.6, 1.0)
+        write_shard(root, index, shard, {"images": images, "source": src, "partner": partner, "alpha": alpha,
+                                         "seed": torch.zeros_like(src)})

@@ -20,7 +20,7 @@ from gensis.generator import generate as generate_module
 from gensis.generator import make_scheduler, training_loss
 from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
 # The tiny UNet (GroupNorm, no dropout): nothing depends on the per-process batch.
 TRAIN = ["-q", "model.spec=tiny", "train.batch_size=8", "train.epochs=2", "train.warmup_steps=2",
          "train.log_every=1", "train.progress=false", "train.ema_decay=0.9", "data.cache_dir=null"]

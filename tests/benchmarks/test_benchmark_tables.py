@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _gensis_table import markdown, seed_mcnemar, summarize  # noqa: E402
 from gensis_scratch import merge, recipe_digest  # noqa: E402

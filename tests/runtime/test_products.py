@@ -11,7 +11,7 @@ from gensis.config.commands import COMMAND_CONFIGS, PRODUCTS, product_of
 from gensis.config.schema import GenerateConfig, PipelineConfig, PretrainConfig, ShowConfig, TrainGeneratorConfig
 from gensis.runtime import products
 
-RUNTIME = Path(__file__).resolve().parents[1] / "src" / "gensis" / "runtime"
+RUNTIME = Path(__file__).resolve().parents[2] / "src" / "gensis" / "runtime"
 
 
 def _file_names(product) -> set[str]:

@@ -3,7 +3,7 @@ bank, tiles) is built, then renamed, so that no file is left at any path recorde
 command must then work from the moved folder: outputs record what they depend on relative to
 themselves (or by content), never only by the absolute path they had.
 
-``gensis run`` has its own case: tests/test_pipeline.py::test_a_moved_pipeline_folder_reruns_as_a_no_op.
+``gensis run`` has its own case: tests/pipeline/test_pipeline.py::test_a_moved_pipeline_folder_reruns_as_a_no_op.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _slides import make_canvas, stained_tiles, write_slide
 from _synthetic import write_npz
-from test_tiling import _stained_tiles, make_canvas, write_slide
 
 import gensis
 from gensis.cli import command_configs, main
@@ -41,7 +41,7 @@ def moved(tmp_path_factory) -> Path:
     gensis.train_generator({**GEN, "data.path": str(data), "encoder": str(a / "pre"), "out": str(a / "gen")})
     gensis.generate({"generator": str(a / "gen"), "data_path": str(data), "out": str(a / "bank"), "views_per_image": 1,
                      "interpolations_per_image": 1, "steps": 1, "progress": False, "cache_dir": None})
-    write_slide(a / "slide.tif", make_canvas(_stained_tiles()))
+    write_slide(a / "slide.tif", make_canvas(stained_tiles()))
     from gensis.tiling import tile
 
     tile(slides=str(a / "slide.tif"), out=str(a / "tiles"), tile_size=64)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _synthetic import write_bank
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from test_gen_dino import _write_bank
 
 from gensis.bank import ViewBank
 from gensis.bank.store import shard_path
@@ -42,7 +42,7 @@ CASES = [
 
 @pytest.mark.parametrize("change, message", CASES)
 def test_a_shard_with_wrong_contents_is_refused(tmp_path, change, message) -> None:
-    _write_bank(tmp_path / "bank", 60, 8)
+    write_bank(tmp_path / "bank", 60, 8)
     _tampered(tmp_path / "bank", change)
     with pytest.raises(CheckpointError) as err:
         ViewBank(tmp_path / "bank").entries(3)
@@ -53,5 +53,5 @@ def test_a_shard_with_wrong_contents_is_refused(tmp_path, change, message) -> No
 
 
 def test_an_untouched_bank_reads(tmp_path) -> None:
-    _write_bank(tmp_path / "bank", 60, 8)
+    write_bank(tmp_path / "bank", 60, 8)
     assert ViewBank(tmp_path / "bank").views_of(45).shape == (2, 3, 8, 8)

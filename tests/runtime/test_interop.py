@@ -78,7 +78,7 @@ def test_timm_one_liner_matches_gensis_embed(world, tmp_path, which) -> None:
 
 
 def test_readme_snippet_loads_a_cifar_stem_encoder(world, tmp_path) -> None:
-    page = (Path(__file__).parents[1] / "docs" / "encoder-api.md").read_text()
+    page = (Path(__file__).parents[2] / "docs" / "encoder-api.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "timm.create_model" in b)
     code = block.replace("runs/demo/pretrain/exported/encoder.safetensors", str(world["cifar"]))
     assert code != block

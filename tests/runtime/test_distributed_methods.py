@@ -24,8 +24,7 @@ import pytest
 import torch
 from _grouped_bn import grouped_batch_norm
 from _processes import run_cli
-from _synthetic import write_npz
-from test_gen_dino import _write_bank
+from _synthetic import write_bank, write_npz
 
 import gensis
 from gensis.runtime.checkpoint import load_state
@@ -112,7 +111,7 @@ def test_mocov3_two_processes_stopped_and_resumed_follow_the_one_process_traject
 def test_gen_dino_two_processes_follow_the_one_process_trajectory(data, tmp_path) -> None:
     """Stage 3 from a view bank: every rank draws the global batch's generated pairs and
     interpolations and keeps its share; the DINO center is all-reduced over the ranks."""
-    _write_bank(tmp_path / "bank", 48, 16)
+    write_bank(tmp_path / "bank", 48, 16)
     run = {"data.path": str(data), "gen.bank": str(tmp_path / "bank"), "gen.lambda_dis": 0.5}
     _two_processes({**run, "out": tmp_path / "two"})
     _one_process({**run, "out": str(tmp_path / "one")})

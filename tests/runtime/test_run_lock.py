@@ -18,7 +18,7 @@ from gensis.cli import main
 from gensis.runtime import lock
 from gensis.runtime.lock import FolderBusy
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
 TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 32,
         "dino.hidden_dim": 32, "dino.bottleneck_dim": 16, "train.batch_size": 16, "train.epochs": 1,
         "train.knn_every": 0, "train.progress": False}

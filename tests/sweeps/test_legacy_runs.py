@@ -1,6 +1,6 @@
 """Runs written before the training loop moved to gensis.train (issue 25) resume as before.
 
-tests/legacy holds a stage-1 and a stage-3 run made by the earlier code (tests/legacy/README.md),
+tests/sweeps/legacy holds a stage-1 and a stage-3 run made by the earlier code (tests/sweeps/legacy/README.md),
 each stopped after 2 of its 4 steps, and the sha256 of the encoder that the earlier code exported
 when the same runs were not stopped. Resumed now, each must export that very file.
 """

@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
-from _synthetic import write_npz
+from _synthetic import write_bank, write_npz
 from safetensors import safe_open
 
 import gensis
 from gensis.augment import MultiCropAugment
-from gensis.bank.store import BankIndex, write_index, write_shard
 from gensis.config.schema import AugmentConfig, DINOConfig, GenViewsConfig, ModelConfig
 from gensis.errors import ConfigError
 from gensis.models.backbones import build_encoder
@@ -157,25 +156,9 @@ def test_same_seed_same_pairs() -> None:
 
 
 # ------------------------------------------------------------------ bank -> Gen-DINO run
-def _write_bank(root, n: int, res: int, k: int = 2, m: int = 1, shard_size: int = 40) -> None:
-    """A bank whose view v of source i has the pixel value (i + 7 v) % 256."""
-    index = BankIndex("g" * 64, "e" * 64, res, n, shard_size, k, m, {"sampler": "test"})
-    root.mkdir(parents=True)
-    write_index(root, index)
-    for shard in range(index.n_shards):
-        rows = [(i, v) for i in index.shard_range(shard) for v in range(k)]
-        rows_i = [(i, -1 - j) for i in index.shard_range(shard) for j in range(m)]
-        src = torch.tensor([r[0] for r in rows + rows_i])
-        tag = torch.tensor([r[1] for r in rows + rows_i])
-        images = ((src + 7 * tag) % 256).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, res, res).clone()
-        partner = torch.where(tag < 0, (src + 1) % n, torch.full_like(src, -1))
-        alpha = torch.where(tag < 0, 0.6, 1.0)
-        write_shard(root, index, shard, {"images": images, "source": src, "partner": partner, "alpha": alpha,
-                                         "seed": torch.zeros_like(src)})
-
 
 def test_bank_views_in_memory_match_the_bank(tmp_path) -> None:
-    _write_bank(tmp_path / "bank", 90, 8, k=3, m=2)
+    write_bank(tmp_path / "bank", 90, 8, k=3, m=2)
     views = BankViews(str(tmp_path / "bank"), 90, 8, views_per_image=2)
     g = torch.Generator().manual_seed(0)
     idx = torch.tensor([0, 41, 89, 41])
@@ -198,7 +181,7 @@ TINY = {
 
 def test_gen_dino_pretrain_from_a_bank_resumes_exactly(tmp_path) -> None:
     data = write_npz(tmp_path / "train.npz", 96, size=16)
-    _write_bank(tmp_path / "bank", 96, 16)
+    write_bank(tmp_path / "bank", 96, 16)
     gen = {**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"), "gen.lambda_dis": 0.5}
     full = gensis.pretrain({**gen, "out": str(tmp_path / "full")})
     records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
@@ -219,7 +202,7 @@ def test_gen_dino_pretrain_from_a_bank_resumes_exactly(tmp_path) -> None:
 
 def test_gen_dino_rejects_a_bank_of_other_images(tmp_path) -> None:
     data = write_npz(tmp_path / "train.npz", 64, size=16)
-    _write_bank(tmp_path / "bank", 96, 16)
+    write_bank(tmp_path / "bank", 96, 16)
     with pytest.raises(ConfigError, match="generated from 96 images"):
         gensis.pretrain({**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
                          "out": str(tmp_path / "r")})

@@ -1,8 +1,8 @@
-"""Make the run folders that tests/test_legacy_runs.py resumes (issue 25: runs written before the
+"""Make the run folders that tests/sweeps/test_legacy_runs.py resumes (issue 25: runs written before the
 training loop moved out of runtime/ must load and resume as before).
 
-Run once, with the code of the revision named in tests/legacy/README.md:
-    python tests/legacy/make_fixtures.py tests/legacy
+Run once, with the code of the revision named in tests/sweeps/legacy/README.md:
+    python tests/sweeps/legacy/make_fixtures.py tests/sweeps/legacy
 It writes tiny stage-1 and stage-3 runs, each stopped after 2 of its 4 steps, plus the sha256
 of the encoder that the same runs export when they are not stopped.
 """

@@ -7,8 +7,7 @@ import json
 
 import pytest
 import torch
-from _synthetic import write_npz
-from test_gen_dino import _write_bank
+from _synthetic import write_bank, write_npz
 
 import gensis
 from gensis.config.schema import ModelConfig
@@ -62,7 +61,7 @@ def test_contrastive_method_trains_and_resumes_exactly(tmp_path, data, method) -
 def test_gen_simclr_uses_generated_views_and_quality_weights(tmp_path, data) -> None:
     enc = gensis.pretrain({**TINY, "data.path": str(data), "dino.out_dim": 32, "dino.hidden_dim": 32,
                            "dino.bottleneck_dim": 16, "train.epochs": 1, "out": str(tmp_path / "stage1")})
-    _write_bank(tmp_path / "bank", 48, 16, k=2, m=1)
+    write_bank(tmp_path / "bank", 48, 16, k=2, m=1)
     out = tmp_path / "gen-simclr"
     gensis.pretrain({**TINY, "method": "simclr", "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
                      "gen.p_gen": 1.0, "quality.enabled": True, "quality.encoder": str(enc.encoder_path),

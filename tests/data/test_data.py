@@ -19,7 +19,7 @@ from gensis.data import demo_digits, load_images
 from gensis.data.loader import subset_indices
 from gensis.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 # ---------------------------------------------------------------- decoding

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "gensis"
+SRC = Path(__file__).resolve().parents[2] / "src" / "gensis"
 RUNTIME_MAY_IMPORT = {"errors", "config", "models"}
 MAX_LINES = 60
 

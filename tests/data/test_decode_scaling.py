@@ -1,0 +1,56 @@
+"""Gray and wide images scaled to 0-255, and an unreadable file's reason on one line.
+
+Each is checked against values worked out by hand; the mutation run (issue 39, benchmarks/mutation.sh)
+found these functions reached by no test of the modules that decide results."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gensis.data.decode import _scale_to_uint8, one_line
+
+
+def _u8(values, mode: str) -> list[int]:
+    return _scale_to_uint8(np.array(values), mode).tolist()
+
+
+
+def test_wide_and_float_gray_images_map_to_0_255_by_their_range() -> None:
+    assert _u8([0, 32768, 65535], "I;16") == [0, 128, 255]  # 32768 * 255 / 65535 = 127.502
+    assert _u8([0, 1000, 65535], "I;16B") == [0, 4, 255]  # 3.89 -> 4
+    assert _u8([0.0, 0.5, 1.0], "F") == [0, 128, 255]  # 0..1 floats: times 255 (127.5 rounds to even 128)
+    assert _u8([0.0, 0.2, 1.0], "F") == [0, 51, 255]
+    assert _u8([0.0, 100.0, 255.0], "F") == [0, 100, 255]  # already 0..255: kept
+    assert _u8([0, 100, 255], "I") == [0, 100, 255]  # 8-bit data stored wide: kept
+    assert _u8([0, 1000, 65535], "I") == [0, 4, 255]  # 16-bit data in a 32-bit image
+    assert _u8([-10, 0, 10], "I") == [0, 128, 255]  # out of every range: min-max
+    assert _u8([0, 70000], "I") == [0, 255]
+    assert _u8([2.0, 3.0], "F") == [2, 3]  # over 1 and at most 255: kept as it is
+    assert _u8([300.0, 300.0], "F") == [0, 0]  # constant out of range: black, no division by zero
+    assert _u8([float("nan"), 1.0], "F") == [0, 255]  # NaN read as 0
+    assert _u8([float("inf"), 0.5], "F") == [0, 128]
+    assert _scale_to_uint8(np.zeros((0,)), "F").dtype == np.uint8
+
+
+
+def test_wide_gray_images_take_the_fixed_16_bit_scale_and_saturate() -> None:
+    # 16-bit scale: x * 255 / 65535 = x / 257; 51529 = 257 * 200 + 129 -> 200.502 -> 201, 65000 / 257 = 252.92 -> 253
+    # (a min-max stretch would give 51529 * 255 / 65000 = 202.2 -> 202; 256 / 65535 or 255 / 65536 give 254 or 200)
+    assert _u8([0, 51529, 65000], "I;16") == [0, 201, 253]
+    assert _u8([0, 51529, 65000], "I") == [0, 201, 253]  # 16-bit data in a 32-bit image: the same fixed scale
+    assert _u8([0, 100, 255], "I;16") == [0, 0, 1]  # a dark 16-bit image stays dark: 100 / 257 = 0.39, 255 / 257 = 0.99
+    assert _u8([1000, 65535], "I") == [4, 255]  # max exactly 65535 is still 16-bit data: 1000 / 257 = 3.89 -> 4
+    assert _u8([1000, 65536], "I") == [0, 255]  # one over 16 bits: min-max
+    assert _u8([0, 100, 256], "I") == [0, 0, 1]  # one over 8 bits: 16-bit scale, 256 / 257 = 0.996 -> 1
+    assert _u8([-1000, 70000], "I;16") == [0, 255]  # -3.89 and 272.4: saturate at 0 and 255, never wrap around
+    assert _u8([0.0, 0.75], "F") == [0, 191]  # 0..1 floats: 0.75 * 255 = 191.25
+    assert _u8([0.0, 1.5], "F") == [0, 2]  # over 1 and at most 255: kept (1.5 rounds to even 2), not times 255
+    assert _u8([-100.0, 50.0, 100.0], "F") == [0, 191, 255]  # min-max: 150 * 255 / 200 = 191.25
+    assert _u8([float("-inf"), 0.5], "F") == [0, 128]  # -inf read as 0, then 0..1 floats: 127.5 rounds to even 128
+
+
+
+def test_an_unreadable_files_reason_prints_on_one_line() -> None:
+    assert one_line("OSError: broken\n  data\tat byte 8 ") == "OSError: broken data at byte 8"
+    assert one_line(ValueError("bad  header")) == "bad header"
+
