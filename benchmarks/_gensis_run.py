@@ -56,22 +56,30 @@ def logged_seconds(folder: str | Path) -> float:
     return training_seconds(records)[-1] if records else 0.0
 
 
-LABELS = {"dino": "DINO, stage 1", "control": "control: DINO, equal epochs", "gen-dino": "Gen-DINO",
-          "gen-dino-nodis": "Gen-DINO without disentanglement", "dino-compute-fair": "DINO, compute-fair"}
+LABELS = {
+    "dino": "DINO, stage 1",
+    "control": "control: DINO, equal epochs",
+    "gen-dino": "Gen-DINO",
+    "gen-dino-nodis": "Gen-DINO without disentanglement",
+    "dino-compute-fair": "DINO, compute-fair",
+}
 VERSUS = [("gen-dino", "control"), ("gen-dino", "dino"), ("control", "dino"), ("gen-dino", "dino-compute-fair")]
 
 
-def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True,
-             stage3_seeds: int = 1) -> dict[str, Any]:
+def run_seed(
+    settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True, stage3_seeds: int = 1
+) -> dict[str, Any]:
     """``stage3_seeds > 1`` repeats Gen-DINO and the control from the same stage 1 and bank
     with other training seeds (``gen-dino-s1``, ``control-s1``, ...): the spread of stage 3."""
     result = gensis.run(settings)
     cfg = build_config(PipelineConfig, settings, use_presets=False)
     stages = stage_configs(cfg)
     secs = {k: v["seconds"] for k, v in result["stages"].items()}
-    encoders = {"dino": Path(stages.pretrain.out) / "exported" / "encoder.safetensors",
-                "control": Path(stages.control.out) / "exported" / "encoder.safetensors",
-                "gen-dino": Path(stages.gen_dino.out) / "exported" / "encoder.safetensors"}
+    encoders = {
+        "dino": Path(stages.pretrain.out) / "exported" / "encoder.safetensors",
+        "control": Path(stages.control.out) / "exported" / "encoder.safetensors",
+        "gen-dino": Path(stages.gen_dino.out) / "exported" / "encoder.safetensors",
+    }
     fair_epochs = None
     for s in range(1, stage3_seeds):
         for name, base in (("gen-dino", stages.gen_dino), ("control", stages.control)):
@@ -87,8 +95,9 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
         extra = secs["train-generator"] + secs["generate"] + secs["gen-dino"]
         fair_epochs = max(1, round(extra / per_epoch))
         t0 = time.perf_counter()
-        encoders["dino-compute-fair"] = stage3_variant(cfg, stages.control, "dino-compute-fair",
-                                                       {"train.epochs": fair_epochs})
+        encoders["dino-compute-fair"] = stage3_variant(
+            cfg, stages.control, "dino-compute-fair", {"train.epochs": fair_epochs}
+        )
         secs["dino-compute-fair"] = round(time.perf_counter() - t0, 1)
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
@@ -96,9 +105,15 @@ def run_seed(settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool
     extra = bank_and_loss_notes(summary, encoders, quality, stages.gen_dino.dino.out_dim)
     table = write_table(Path(cfg.out), summary, LABELS, extra)
     print(table.read_text())
-    return {"seed": settings.get("seed", 0), "seconds": secs, "compute_fair_epochs": fair_epochs,
-            "stage3_epochs": stages.gen_dino.train.epochs, "results": rows, "summary": summary,
-            "generator_quality": quality}
+    return {
+        "seed": settings.get("seed", 0),
+        "seconds": secs,
+        "compute_fair_epochs": fair_epochs,
+        "stage3_epochs": stages.gen_dino.train.epochs,
+        "results": rows,
+        "summary": summary,
+        "generator_quality": quality,
+    }
 
 
 def run_folder(encoder: Path) -> Path:
@@ -114,41 +129,65 @@ def evaluate_all(encoders: dict[str, Path], cfg: PipelineConfig) -> tuple[dict[s
     rows = {}
     for name, r in evals.items():
         lin = r.get("linear", {})
-        rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": lin.get("top1"),
-                      "trained_steps": r.get("trained_steps"),
-                      **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin}}
+        rows[name] = {
+            "knn_top1": r["knn_top1"],
+            "linear_top1": lin.get("top1"),
+            "trained_steps": r.get("trained_steps"),
+            **{f"linear_{k}": lin[k] for k in ("auc", "f1") if k in lin},
+        }
     return rows, next(iter(evals.values()))["n_test"]
 
 
 def faithfulness_md(quality: dict[str, Any], title: str = "Generated views") -> str:
     """A bank's quality.json as a markdown table, beside real stage-1 views (the ceiling) and chance."""
     head, body = faithfulness_table(quality)
-    return (f"\n{title}, beside real stage-1 views (the ceiling) and chance:\n\n| " + " | ".join(head)
-            + " |\n|" + "---|" * len(head) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
+    return (
+        f"\n{title}, beside real stage-1 views (the ceiling) and chance:\n\n| "
+        + " | ".join(head)
+        + " |\n|"
+        + "---|" * len(head)
+        + "\n"
+        + "".join("| " + " | ".join(r) + " |\n" for r in body)
+    )
 
 
-def bank_and_loss_notes(summary: dict[str, Any], encoders: dict[str, Path], quality: dict[str, Any],
-                        out_dim: int) -> str:
+def bank_and_loss_notes(
+    summary: dict[str, Any], encoders: dict[str, Path], quality: dict[str, Any], out_dim: int
+) -> str:
     """Where a gain can be lost, added to ``summary`` and as markdown: the bank's faithfulness
     against the real-view ceiling, and each Gen-DINO run's disentanglement loss beside its floor."""
-    summary["disentanglement_loss"] = {name: dis_curve(run_folder(path), out_dim) for name, path in encoders.items()
-                                       if name.startswith("gen-dino")}
-    summary["faithfulness"] = {k: quality.get(k) for k in ("retrieval_top1", "retrieval_median_rank",
-                                                           "class_consistency", "diversity_cosine", "ceiling",
-                                                           "ceiling_crop", "chance")}
+    summary["disentanglement_loss"] = {
+        name: dis_curve(run_folder(path), out_dim) for name, path in encoders.items() if name.startswith("gen-dino")
+    }
+    summary["faithfulness"] = {
+        k: quality.get(k)
+        for k in (
+            "retrieval_top1",
+            "retrieval_median_rank",
+            "class_consistency",
+            "diversity_cosine",
+            "ceiling",
+            "ceiling_crop",
+            "chance",
+        )
+    }
     extra = faithfulness_md(quality)
     curves = {n: c for n, c in summary["disentanglement_loss"].items() if c}
     if curves:
         extra += "\nDisentanglement loss, mean of the first and last tenth of each run (uniform = ln K):\n\n"
-        extra += "".join(f"- {n}: {c['first']:.2f} -> {c['last']:.2f} "
-                         f"({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
-                         + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")") + "\n"
-                         for n, c in curves.items())
+        extra += "".join(
+            f"- {n}: {c['first']:.2f} -> {c['last']:.2f} "
+            f"({c.get('direction', '?')}, uniform {c['uniform']:.2f}"
+            + (f", floor {c['floor_last']:.2f})" if "floor_last" in c else ")")
+            + "\n"
+            for n, c in curves.items()
+        )
     return extra
 
 
-def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data: Path, *, preset: str,
-                    **run_kw: Any) -> None:
+def experiment_main(
+    name: str, doc: str, scales: dict[str, dict[str, Any]], data: Path, *, preset: str, **run_kw: Any
+) -> None:
     """The command line shared by the experiments: ``--scale``, data, seeds, device, output."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--scale", choices=sorted(scales), default="cpu")
@@ -162,8 +201,12 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
     p.add_argument("--stage3-seeds", type=int, default=3, help="repeat stage 3 with this many training seeds")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
     p.add_argument("--no-nodis", action="store_true", help="skip Gen-DINO without disentanglement")
-    p.add_argument("--stage1-epochs", type=int, default=None,
-                   help="stage 1 this long instead of the scale's (does Gen-SIS pay on a converged encoder?)")
+    p.add_argument(
+        "--stage1-epochs",
+        type=int,
+        default=None,
+        help="stage 1 this long instead of the scale's (does Gen-SIS pay on a converged encoder?)",
+    )
     args = p.parse_args()
     if args.no_compute_fair:
         run_kw["compute_fair"] = False
@@ -175,8 +218,16 @@ def experiment_main(name: str, doc: str, scales: dict[str, dict[str, Any]], data
         settings = json.loads(json.dumps(scales[args.scale]))
         if args.stage1_epochs is not None:
             settings["pretrain"]["train.epochs"] = args.stage1_epochs
-        settings.update({"out": str(Path(args.out) / f"seed{seed}"), "preset": preset, "seed": seed,
-                         "device": args.device, "data.path": args.train, "data.eval_path": args.test,
-                         "progress": not args.quiet})
+        settings.update(
+            {
+                "out": str(Path(args.out) / f"seed{seed}"),
+                "preset": preset,
+                "seed": seed,
+                "device": args.device,
+                "data.path": args.train,
+                "data.eval_path": args.test,
+                "progress": not args.quiet,
+            }
+        )
         result["runs"].append(run_seed(settings, stage3_seeds=args.stage3_seeds, **run_kw))
     emit(result, args.json)

@@ -19,8 +19,13 @@ from typing import Any
 
 from gensis.eval.significance import decode_correct, mcnemar_exact, paired_seeds, trend
 
-METRICS = [("knn_k20", "kNN k=20"), ("knn_k200", "kNN k=200"), ("linear", "linear"),
-           ("auc", "linear AUC"), ("f1", "linear F1")]
+METRICS = [
+    ("knn_k20", "kNN k=20"),
+    ("knn_k200", "kNN k=200"),
+    ("linear", "linear"),
+    ("auc", "linear AUC"),
+    ("f1", "linear F1"),
+]
 ACCURACIES = {"knn_k20", "knn_k200", "linear"}  # percent of test images (AUC and F1 are not)
 _SEED = re.compile(r"^(.*)-s(\d+)$")
 
@@ -43,12 +48,17 @@ def figures(row: dict[str, Any]) -> dict[str, float]:
 def spread(values: list[float]) -> dict[str, Any]:
     n = len(values)
     sd = statistics.stdev(values) if n > 1 else None
-    return {"values": [round(v, 2) for v in values], "n": n, "mean": round(statistics.fmean(values), 3),
-            "sd": None if sd is None else round(sd, 3)}
+    return {
+        "values": [round(v, 2) for v in values],
+        "n": n,
+        "mean": round(statistics.fmean(values), 3),
+        "sd": None if sd is None else round(sd, 3),
+    }
 
 
-def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]],
-           keys: tuple[str, ...] = tuple(k for k, _ in METRICS)) -> dict[str, Any]:
+def paired(
+    a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], keys: tuple[str, ...] = tuple(k for k, _ in METRICS)
+) -> dict[str, Any]:
     """Per figure in ``keys``: a - b for every seed both have, its mean, sd, standard error and verdict."""
     seeds = sorted(set(a) & set(b))
     out: dict[str, Any] = {}
@@ -67,16 +77,22 @@ def paired(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]],
     return out
 
 
-def summarize(rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]],
-              n_test: int | None = None) -> dict[str, Any]:
+def summarize(
+    rows: dict[str, dict[str, Any]], versus: list[tuple[str, str]], n_test: int | None = None
+) -> dict[str, Any]:
     """``rows``: encoder name -> its eval row; ``versus``: (group, reference group) pairs to difference."""
     groups: dict[str, dict[int, dict[str, float]]] = {}
     for name, row in rows.items():
         group, seed = split_name(name)
         groups.setdefault(group, {})[seed] = figures(row)
-    table = {g: {key: spread([by_seed[s][key] for s in sorted(by_seed) if key in by_seed[s]])
-                 for key, _ in METRICS if any(key in f for f in by_seed.values())}
-             for g, by_seed in groups.items()}
+    table = {
+        g: {
+            key: spread([by_seed[s][key] for s in sorted(by_seed) if key in by_seed[s]])
+            for key, _ in METRICS
+            if any(key in f for f in by_seed.values())
+        }
+        for g, by_seed in groups.items()
+    }
     diffs = {}
     for a, b in versus:
         if a in groups and b in groups:
@@ -108,8 +124,13 @@ def seed_mcnemar(eval_dir: Path, names: list[str], versus: list[tuple[str, str]]
             pairs.append(("linear", ea.get("linear", {}).get("correct"), eb.get("linear", {}).get("correct")))
             for figure, bits_a, bits_b in pairs:
                 if bits_a and bits_b and len(bits_a) == len(bits_b):
-                    tests.append({"seed": seed, "figure": figure,
-                                  **mcnemar_exact(decode_correct(bits_a), decode_correct(bits_b))})
+                    tests.append(
+                        {
+                            "seed": seed,
+                            "figure": figure,
+                            **mcnemar_exact(decode_correct(bits_a), decode_correct(bits_b)),
+                        }
+                    )
         out[f"{a} - {b}"] = tests
     return out
 
@@ -119,11 +140,20 @@ def mcnemar_md(tests: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for pair, rows in tests.items():
         for figure in dict.fromkeys(r["figure"] for r in rows):
-            cells = [f"seed {r['seed']}: p = {r['p_value']:.2g} ({r['only_a']} vs {r['only_b']})"
-                     for r in rows if r["figure"] == figure]
+            cells = [
+                f"seed {r['seed']}: p = {r['p_value']:.2g} ({r['only_a']} vs {r['only_b']})"
+                for r in rows
+                if r["figure"] == figure
+            ]
             lines.append(f"- {pair}, {figure}: " + "; ".join(cells))
-    return ("\nMcNemar's exact test per seed on the same test images (images right only with the first, "
-            "only with the second):\n\n" + "\n".join(lines) + "\n") if lines else ""
+    return (
+        (
+            "\nMcNemar's exact test per seed on the same test images (images right only with the first, "
+            "only with the second):\n\n" + "\n".join(lines) + "\n"
+        )
+        if lines
+        else ""
+    )
 
 
 def _logged(folder: Path) -> list[dict[str, Any]]:
@@ -137,8 +167,13 @@ def loss_trend(folder: Path, key: str = "loss") -> dict[str, Any] | None:
     if not loss:
         return None
     t = trend(loss)
-    return {"first": round(t.first, 3), "last": round(t.last, 3), "direction": t.direction,
-            "noise": None if t.noise is None else round(t.noise, 3), "points": len(loss)}
+    return {
+        "first": round(t.first, 3),
+        "last": round(t.last, 3),
+        "direction": t.direction,
+        "noise": None if t.noise is None else round(t.noise, 3),
+        "points": len(loss),
+    }
 
 
 def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
@@ -149,7 +184,7 @@ def dis_curve(folder: Path, out_dim: int) -> dict[str, Any] | None:
     out["uniform"] = round(math.log(out_dim), 3)
     floor = [r["loss_dis_floor"] for r in _logged(folder) if isinstance(r.get("loss_dis_floor"), (int, float))]
     if floor:
-        out["floor_last"] = round(statistics.fmean(floor[-max(1, len(floor) // 10):]), 3)
+        out["floor_last"] = round(statistics.fmean(floor[-max(1, len(floor) // 10) :]), 3)
     return out
 
 
@@ -167,19 +202,25 @@ def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = S
     keys = [(k, lab) for k, lab in METRICS if any(k in t for t in enc.values())]
     lines = []
     if summary.get("n_test"):
-        lines += [f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points. The "
-                  f"interval covers {se_covers}, so a difference of a few test images with sd 0 is decided without "
-                  "being general.", ""]
-    lines += ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
+        lines += [
+            f"{summary['n_test']} test images: one image is {100 / summary['n_test']:.2f} points. The "
+            f"interval covers {se_covers}, so a difference of a few test images with sd 0 is decided without "
+            "being general.",
+            "",
+        ]
+    lines += ["| encoder | seeds | " + " | ".join(lab for _, lab in keys) + " |", "|---|---|" + "---|" * len(keys)]
     for g, t in enc.items():
         n = max(s["n"] for s in t.values())
         lines.append(f"| {labels.get(g, g)} | {n} | " + " | ".join(_cell(t.get(k)) for k, _ in keys) + " |")
     for name, d in summary["differences"].items():
-        lines += ["", f"Paired difference, {name} (per seed; mean; sd; Student-t 95 % interval, n-1 df; "
-                  "two-sided p of the t-test and of the exact sign-flip test):", "",
-                  "| figure | per seed | mean | sd | 95 % interval | p (t) | p (sign-flip) | decided? |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Paired difference, {name} (per seed; mean; sd; Student-t 95 % interval, n-1 df; "
+            "two-sided p of the t-test and of the exact sign-flip test):",
+            "",
+            "| figure | per seed | mean | sd | 95 % interval | p (t) | p (sign-flip) | decided? |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for k, lab in keys:
             if k not in d:
                 continue
@@ -195,17 +236,28 @@ def markdown(summary: dict[str, Any], labels: dict[str, str], se_covers: str = S
             if summary.get("n_test") and k in ACCURACIES:  # in test images: a 0.28-point "yes" reads as one image
                 images = abs(s["mean"]) * summary["n_test"] / 100
                 verdict += f" ({images:.1f} test image{'' if round(images, 1) == 1 else 's'})"
-            lines.append(f"| {lab} | {', '.join(f'{v:+.2f}' for v in s['values'])} | {s['mean']:+.2f} | {sd} | "
-                         f"{ci} | {p_t} | {p_sf} | {verdict} |")
+            lines.append(
+                f"| {lab} | {', '.join(f'{v:+.2f}' for v in s['values'])} | {s['mean']:+.2f} | {sd} | "
+                f"{ci} | {p_t} | {p_sf} | {verdict} |"
+            )
         n = max((d[k]["n"] for k, _ in keys if k in d), default=0)
         if 1 < n <= 5:
-            lines += ["", f"With {n} seeds the sign-flip test's smallest possible p is {2 / 2 ** n:.3g}: no result "
-                      "of this table can reach p < 0.05 by it."]
+            lines += [
+                "",
+                f"With {n} seeds the sign-flip test's smallest possible p is {2 / 2**n:.3g}: no result "
+                "of this table can reach p < 0.05 by it.",
+            ]
     return "\n".join(lines) + "\n"
 
 
-def write_table(folder: Path, summary: dict[str, Any], labels: dict[str, str], extra_md: str = "",
-                se_covers: str = SE_COVERS, head: str = "") -> Path:
+def write_table(
+    folder: Path,
+    summary: dict[str, Any],
+    labels: dict[str, str],
+    extra_md: str = "",
+    se_covers: str = SE_COVERS,
+    head: str = "",
+) -> Path:
     """``table.md`` and ``table.json`` in ``folder``; returns the markdown's path."""
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / "table.md"

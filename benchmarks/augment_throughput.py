@@ -35,8 +35,9 @@ def main() -> None:
 
     device = resolve_device(args.device)
     data = gensis.load_images(args.data, 32, max_images=args.batch_size * args.batches)
-    cfg = build_config(PretrainConfig, {"preset": "cifar10", "augment.n_local_crops": args.n_local,
-                                        "augment.local_crop_size": 16})
+    cfg = build_config(
+        PretrainConfig, {"preset": "cifar10", "augment.n_local_crops": args.n_local, "augment.local_crop_size": 16}
+    )
     augment = MultiCropAugment(cfg.augment)
     images = data.images.to(device)
     batches = images.split(args.batch_size)
@@ -53,8 +54,13 @@ def main() -> None:
     from lightly.transforms.dino_transform import DINOTransform
     from PIL import Image
 
-    transform = DINOTransform(global_crop_size=32, global_crop_scale=cfg.augment.global_crop_scale,
-                              local_crop_size=16, n_local_views=args.n_local, gaussian_blur=(0.0, 0.0, 0.0))
+    transform = DINOTransform(
+        global_crop_size=32,
+        global_crop_scale=cfg.augment.global_crop_scale,
+        local_crop_size=16,
+        n_local_views=args.n_local,
+        gaussian_blur=(0.0, 0.0, 0.0),
+    )
     pil = [Image.fromarray(a) for a in data.images.permute(0, 2, 3, 1).numpy()]
     t0 = time.perf_counter()
     for im in pil:

@@ -38,10 +38,14 @@ def variant_settings(name: str) -> dict:
     pixel, *extra = name.split("+")
     out: dict = {"train.pixel_loss": pixel}
     for term in extra:
-        for key, field, kind in (("perceptual", "train.perceptual_weight", float), ("kl", "train.kl_weight", float),
-                                 ("seed", "train.seed", int), ("epochs", "train.epochs", int)):
+        for key, field, kind in (
+            ("perceptual", "train.perceptual_weight", float),
+            ("kl", "train.kl_weight", float),
+            ("seed", "train.seed", int),
+            ("epochs", "train.epochs", int),
+        ):
             if term.startswith(key):
-                out[field] = kind(term[len(key):])
+                out[field] = kind(term[len(key) :])
                 break
         else:
             raise SystemExit(f"--variants: unknown term {term!r} in {name!r}")
@@ -73,25 +77,46 @@ def main() -> None:
         out = Path(args.out) / name
         t0 = time.perf_counter()
         if not (out / "exported" / "autoencoder" / "gensis.json").exists():
-            gensis.train_autoencoder({
-                "data.path": args.data, "data.resolution": args.resolution, "encoder": args.encoder, "out": str(out),
-                "model.block_out_channels": [int(w) for w in args.widths.split(",")], "train.epochs": args.epochs,
-                "train.batch_size": args.batch_size, "train.crop_size": args.crop, "train.eval_every": 150,
-                "train.eval_images": args.eval_images, "train.progress": False, "train.device": args.device,
-                **variant_settings(name)})
+            gensis.train_autoencoder(
+                {
+                    "data.path": args.data,
+                    "data.resolution": args.resolution,
+                    "encoder": args.encoder,
+                    "out": str(out),
+                    "model.block_out_channels": [int(w) for w in args.widths.split(",")],
+                    "train.epochs": args.epochs,
+                    "train.batch_size": args.batch_size,
+                    "train.crop_size": args.crop,
+                    "train.eval_every": 150,
+                    "train.eval_images": args.eval_images,
+                    "train.progress": False,
+                    "train.device": args.device,
+                    **variant_settings(name),
+                }
+            )
         # The same held-out tiles for every variant (train-autoencoder's spread choice).
         held = subset_indices(len(data), min(args.eval_images, len(data) // 10))
         import torch
 
         held_t = torch.tensor(held)
-        quality, _ = reconstruction_quality(load_vae(str(out), device), data.batch(held_t), held_t, encoder=encoder,
-                                            data=data, real_embeddings=real_emb, device=device)
+        quality, _ = reconstruction_quality(
+            load_vae(str(out), device),
+            data.batch(held_t),
+            held_t,
+            encoder=encoder,
+            data=data,
+            real_embeddings=real_emb,
+            device=device,
+        )
         curve = [(r["step"], r["psnr_db"]) for r in RunFolder(out).read_metrics() if "psnr_db" in r]
         train_s = [r["time"] for r in RunFolder(out).read_metrics() if "time" in r]
-        result["variants"][name] = {**quality, "psnr_curve": curve,
-                                    "train_seconds": round(train_s[-1] - train_s[0], 1) if train_s else None,
-                                    "settings": variant_settings(name),
-                                    "seconds_here": round(time.perf_counter() - t0, 1)}
+        result["variants"][name] = {
+            **quality,
+            "psnr_curve": curve,
+            "train_seconds": round(train_s[-1] - train_s[0], 1) if train_s else None,
+            "settings": variant_settings(name),
+            "seconds_here": round(time.perf_counter() - t0, 1),
+        }
         print(name, json.dumps({k: quality[k] for k in quality if k not in ("ceiling", "chance")}), flush=True)
     emit(result, args.json)
 

@@ -41,10 +41,20 @@ def main() -> None:
         for storage in ("pixels", "latents"):
             out = Path(tmp) / storage
             t0 = time.perf_counter()
-            made = gensis.generate(generator=args.generator, data_path=args.data, out=str(out), storage=storage,
-                                   views_per_image=1, interpolations_per_image=1, max_images=args.images,
-                                   shard_size=args.images, device=args.device, progress=False, steps=10,
-                                   quality_sources=8)
+            made = gensis.generate(
+                generator=args.generator,
+                data_path=args.data,
+                out=str(out),
+                storage=storage,
+                views_per_image=1,
+                interpolations_per_image=1,
+                max_images=args.images,
+                shard_size=args.images,
+                device=args.device,
+                progress=False,
+                steps=10,
+                quality_sources=8,
+            )
             seconds = time.perf_counter() - t0
             bank = ViewBank(out)
             views = bank.index.n_sources * 2

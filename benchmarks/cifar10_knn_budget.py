@@ -42,8 +42,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--results", default=None, help="append the JSON result to this file")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--random-baseline", action="store_true",
-                   help="also report kNN of the same backbone at random initialization")
+    p.add_argument(
+        "--random-baseline", action="store_true", help="also report kNN of the same backbone at random initialization"
+    )
     p.add_argument("set", nargs="*", metavar="key=value", help="extra pretrain settings")
     args = p.parse_args()
 
@@ -71,11 +72,19 @@ def main() -> None:
     train = gensis.load_images(args.train, 32, require_labels=True)
     test = gensis.load_images(args.test, 32, require_labels=True)
     t1 = time.perf_counter()
-    res = evaluate_encoder(encoder, train, test, mean=tuple(json.loads(meta["mean"])),
-                           std=tuple(json.loads(meta["std"])), batch_size=512, device=device)
+    res = evaluate_encoder(
+        encoder,
+        train,
+        test,
+        mean=tuple(json.loads(meta["mean"])),
+        std=tuple(json.loads(meta["std"])),
+        batch_size=512,
+        device=device,
+    )
     eval_s = time.perf_counter() - t1
-    eval_kw = dict(mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])),
-                   batch_size=512, device=device)
+    eval_kw = dict(
+        mean=tuple(json.loads(meta["mean"])), std=tuple(json.loads(meta["std"])), batch_size=512, device=device
+    )
     baseline = None
     if args.random_baseline:
         from gensis.models.backbones import build_encoder

@@ -35,9 +35,12 @@ def main() -> None:
     result = header("condition_test_figures", torch.device("cpu"))
     for name, zero in (("conditioned", False), ("zeroed", True)):
         path, run, warnings = t._train(root, name, zero_condition=zero)
-        result[name] = {**t._follows(root, path), "chance_top1": round(100 / t.N, 2),
-                        "monitor": [(r["step"], r["cond_gap_mid"]) for r in t._monitor_rows(run)],
-                        "warnings": warnings}
+        result[name] = {
+            **t._follows(root, path),
+            "chance_top1": round(100 / t.N, 2),
+            "monitor": [(r["step"], r["cond_gap_mid"]) for r in t._monitor_rows(run)],
+            "warnings": warnings,
+        }
     emit(result, args.json)
 
 

@@ -54,37 +54,71 @@ def main() -> None:
     for variant in args.variants.split(","):
         out = Path(args.out) / variant
         t0 = time.perf_counter()
-        run = gensis.train_generator({
-            "encoder": args.encoder, "data.path": args.train, "out": str(out / "generator"),
-            "model.conditioning": variant, "model.block_out_channels": [int(w) for w in args.widths.split(",")],
-            "model.layers_per_block": 1, "train.batch_size": args.batch_size, "train.epochs": args.epochs,
-            "train.lr": args.lr, "train.warmup_steps": args.warmup, "train.device": args.device,
-            "train.progress": False,
-            **({"train.max_steps": args.max_steps} if args.max_steps else {}), **limit,
-        }, resume=(out / "generator" / "checkpoints" / "last.pt").exists())
+        run = gensis.train_generator(
+            {
+                "encoder": args.encoder,
+                "data.path": args.train,
+                "out": str(out / "generator"),
+                "model.conditioning": variant,
+                "model.block_out_channels": [int(w) for w in args.widths.split(",")],
+                "model.layers_per_block": 1,
+                "train.batch_size": args.batch_size,
+                "train.epochs": args.epochs,
+                "train.lr": args.lr,
+                "train.warmup_steps": args.warmup,
+                "train.device": args.device,
+                "train.progress": False,
+                **({"train.max_steps": args.max_steps} if args.max_steps else {}),
+                **limit,
+            },
+            resume=(out / "generator" / "checkpoints" / "last.pt").exists(),
+        )
         train_min = (time.perf_counter() - t0) / 60
-        gen = gensis.generate({
-            "generator": str(run.out), "data_path": args.train, "out": str(out / "bank"),
-            "views_per_image": args.views, "interpolations_per_image": 1, "steps": args.steps,
-            "guidance_scale": args.guidance, "shard_size": args.sources, "shards": [0],
-            "quality_sources": args.sources, "device": args.device, "progress": False,
-            **({"max_images": args.max_images} if args.max_images else {}),
-        })
-        gensis.show(generator=str(run.out), data_path=args.train, out=str(out / "pics"), rows=8, views=6,
-                    alphas=7, steps=args.steps, guidance_scale=args.guidance, device=args.device, tile_px=48)
-        emit({
-            **header("generator_cifar10", device),
-            "conditioning": variant,
-            "train_images": args.max_images or 50000,
-            "unet_widths": args.widths,
-            "train_steps": run.steps,
-            "train_minutes": round(train_min, 2),
-            "final_loss": round(run.final_loss, 4) if run.final_loss is not None else None,
-            "sampler": f"dpmsolver++, {args.steps} steps, guidance {args.guidance}",
-            "generated_images": gen.n_images,
-            "generation_images_per_s": round(gen.images_per_s, 2) if gen.images_per_s else None,
-            "quality": gen.quality,
-        }, args.results)
+        gen = gensis.generate(
+            {
+                "generator": str(run.out),
+                "data_path": args.train,
+                "out": str(out / "bank"),
+                "views_per_image": args.views,
+                "interpolations_per_image": 1,
+                "steps": args.steps,
+                "guidance_scale": args.guidance,
+                "shard_size": args.sources,
+                "shards": [0],
+                "quality_sources": args.sources,
+                "device": args.device,
+                "progress": False,
+                **({"max_images": args.max_images} if args.max_images else {}),
+            }
+        )
+        gensis.show(
+            generator=str(run.out),
+            data_path=args.train,
+            out=str(out / "pics"),
+            rows=8,
+            views=6,
+            alphas=7,
+            steps=args.steps,
+            guidance_scale=args.guidance,
+            device=args.device,
+            tile_px=48,
+        )
+        emit(
+            {
+                **header("generator_cifar10", device),
+                "conditioning": variant,
+                "train_images": args.max_images or 50000,
+                "unet_widths": args.widths,
+                "train_steps": run.steps,
+                "train_minutes": round(train_min, 2),
+                "final_loss": round(run.final_loss, 4) if run.final_loss is not None else None,
+                "sampler": f"dpmsolver++, {args.steps} steps, guidance {args.guidance}",
+                "generated_images": gen.n_images,
+                "generation_images_per_s": round(gen.images_per_s, 2) if gen.images_per_s else None,
+                "quality": gen.quality,
+            },
+            args.results,
+        )
 
 
 if __name__ == "__main__":

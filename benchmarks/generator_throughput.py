@@ -47,13 +47,27 @@ def main() -> None:
         for r in range(args.rounds):
             for name in train:
                 out = Path(tmp) / f"{name}-{r}"
-                run = gensis.train_generator({
-                    **DEMO_STAGES["generator"], **DESIGNS[name], "train.max_steps": args.steps + 20,
-                    "train.epochs": 10_000, "train.log_every": 10, "train.monitor_every": 0,
-                    "train.progress": False, "train.device": args.device, "encoder": args.encoder,
-                    "data.path": args.data, "data.cache_dir": None, "out": str(out)})
-                rates = [m["images_per_s"] for m in RunFolder(run.out).read_metrics()
-                         if "images_per_s" in m and m["step"] > 20]
+                run = gensis.train_generator(
+                    {
+                        **DEMO_STAGES["generator"],
+                        **DESIGNS[name],
+                        "train.max_steps": args.steps + 20,
+                        "train.epochs": 10_000,
+                        "train.log_every": 10,
+                        "train.monitor_every": 0,
+                        "train.progress": False,
+                        "train.device": args.device,
+                        "encoder": args.encoder,
+                        "data.path": args.data,
+                        "data.cache_dir": None,
+                        "out": str(out),
+                    }
+                )
+                rates = [
+                    m["images_per_s"]
+                    for m in RunFolder(run.out).read_metrics()
+                    if "images_per_s" in m and m["step"] > 20
+                ]
                 train[name].append(statistics.fmean(rates))
                 unet, meta = load_generator(run.generator_path, device)
                 sch = make_scheduler("dpmsolver++", **json.loads(meta["scheduler"]))
@@ -61,10 +75,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 sample(unet, sch, emb, steps=10, generator=torch.Generator().manual_seed(0))
                 gen[name].append(args.samples / (time.perf_counter() - t0))
-    emit({**header("generator_throughput", device), "unet": DEMO_STAGES["generator"]["model.block_out_channels"],
-          "batch_size": DEMO_STAGES["generator"]["train.batch_size"], "rounds": args.rounds,
-          "train_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in train.items()},
-          "generate_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in gen.items()}}, args.results)
+    emit(
+        {
+            **header("generator_throughput", device),
+            "unet": DEMO_STAGES["generator"]["model.block_out_channels"],
+            "batch_size": DEMO_STAGES["generator"]["train.batch_size"],
+            "rounds": args.rounds,
+            "train_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in train.items()},
+            "generate_images_per_s": {k: [round(v, 1) for v in vs] for k, vs in gen.items()},
+        },
+        args.results,
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,12 @@ def variants(run: Path, stage1_epochs: int) -> dict[str, dict[str, Any]]:
         # Views drawn from the generator during training instead of the bank (alpha from
         # gen.alpha_range, here wider than the bank's).
         "on_the_fly": {"gen.bank": None, "gen.generator": generator, "gen.steps": 10},
-        "on_the_fly_alpha=0.1-0.9": {"gen.bank": None, "gen.generator": generator, "gen.steps": 10,
-                                     "gen.alpha_range": [0.1, 0.9]},
+        "on_the_fly_alpha=0.1-0.9": {
+            "gen.bank": None,
+            "gen.generator": generator,
+            "gen.steps": 10,
+            "gen.alpha_range": [0.1, 0.9],
+        },
         # Stage 3 from a random init for as many epochs as stage 1: compare with stage 1.
         "from_scratch": {"init_from": None, "init_full": False, "train.epochs": stage1_epochs},
     }
@@ -99,8 +103,9 @@ def main() -> None:
     summary["disentanglement_loss"] = {key: dis_curve(run / "ablations" / key, out_dim) for key in evals}
     summary["overrides"] = {n: table[n] for n in names}
     summary["train_seconds"] = seconds
-    md = write_table(run / "ablations", summary,
-                     {"gen-dino": "Gen-DINO (full)", "control": "control (no generated views)"})
+    md = write_table(
+        run / "ablations", summary, {"gen-dino": "Gen-DINO (full)", "control": "control (no generated views)"}
+    )
     print(md.read_text())
     result["summary"] = summary
     emit(result, args.json)

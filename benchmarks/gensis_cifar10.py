@@ -33,13 +33,25 @@ SCALES: dict[str, dict[str, Any]] = {
     # standard stem (10x cheaper than the CIFAR stem on the CPU) and a small UNet.
     "cpu": {
         "data.max_images": 5000,
-        "pretrain": {"model.backbone": "resnet10t", "model.cifar_stem": False, "train.epochs": 40,
-                     "train.knn_every": 0, "train.log_every": 5},
+        "pretrain": {
+            "model.backbone": "resnet10t",
+            "model.cifar_stem": False,
+            "train.epochs": 40,
+            "train.knn_every": 0,
+            "train.log_every": 5,
+        },
         # 1,560 steps of 64; EMA 0.995, since 0.999 still averages in the first, unconditioned
         # weights after 1,500 steps (measured on PCam, 2026-11-30).
-        "generator": {"model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
-                      "train.epochs": 20, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.995,
-                      "train.log_every": 20},
+        "generator": {
+            "model.spec": "tiny",
+            "model.block_out_channels": [32, 64, 64],
+            "train.batch_size": 64,
+            "train.epochs": 20,
+            "train.lr": 5e-4,
+            "train.warmup_steps": 50,
+            "train.ema_decay": 0.995,
+            "train.log_every": 20,
+        },
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10, "batch_size": 500},
         # Stage 3 continues stage 1 (heads, teacher, center too) for half its length: 90 steps
         # moved neither encoder on PCam, so this is long enough to move both.

@@ -38,8 +38,12 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO control")
-    p.add_argument("--stage1-epochs", type=int, default=None,
-                   help="stage 1 this long instead of the demo's 12 epochs (does Gen-SIS pay on a stronger encoder?)")
+    p.add_argument(
+        "--stage1-epochs",
+        type=int,
+        default=None,
+        help="stage 1 this long instead of the demo's 12 epochs (does Gen-SIS pay on a stronger encoder?)",
+    )
     args = p.parse_args()
     out = Path(args.out) / "seed0"
     train, test = demo_digits(resolution=16)
@@ -48,12 +52,21 @@ def main() -> None:
     settings["gen_dino"]["gen.views_per_image"] = 2
     if args.stage1_epochs is not None:
         settings["pretrain"]["train.epochs"] = args.stage1_epochs
-    settings.update({"out": str(out), "seed": 0, "device": args.device, "progress": not args.quiet,
-                     "data.path": str(write_demo_data(out.parent / "data", train, test)),
-                     "data.eval_path": str(out.parent / "data" / "digits_test.npz")})
+    settings.update(
+        {
+            "out": str(out),
+            "seed": 0,
+            "device": args.device,
+            "progress": not args.quiet,
+            "data.path": str(write_demo_data(out.parent / "data", train, test)),
+            "data.eval_path": str(out.parent / "data" / "digits_test.npz"),
+        }
+    )
     result = header("gensis_digits", resolve_device(args.device))
-    result.update(settings=settings, runs=[run_seed(settings, stage3_seeds=args.stage3_seeds,
-                                                  compute_fair=not args.no_compute_fair)])
+    result.update(
+        settings=settings,
+        runs=[run_seed(settings, stage3_seeds=args.stage3_seeds, compute_fair=not args.no_compute_fair)],
+    )
     emit(result, args.json)
 
 

@@ -34,15 +34,29 @@ SCALES: dict[str, dict[str, Any]] = {
     "cpu": {
         "data.max_images": 4000,
         "data.resolution": 32,
-        "pretrain": {"model.backbone": "resnet10t", "augment.global_crop_size": 32, "augment.n_local_crops": 0,
-                     "augment.blur_p": [0.0, 0.0, 0.0],  # as lightly's 32-px recipe: blur erases nuclei
-                     "train.epochs": 30, "train.knn_every": 0, "train.log_every": 5},
+        "pretrain": {
+            "model.backbone": "resnet10t",
+            "augment.global_crop_size": 32,
+            "augment.n_local_crops": 0,
+            "augment.blur_p": [0.0, 0.0, 0.0],  # as lightly's 32-px recipe: blur erases nuclei
+            "train.epochs": 30,
+            "train.knn_every": 0,
+            "train.log_every": 5,
+        },
         # The demo's measured stage-2 budget scaled to 4k tiles (1,500 steps); EMA 0.995, since
         # 0.999 still averages in the first, unconditioned weights after 1,500 steps. Pixel space
         # (the preset's latent space is for 96-px tiles; these are downscaled to 32 px).
-        "generator": {"model.space": "pixel", "model.spec": "tiny", "model.block_out_channels": [32, 64, 64],
-                      "train.batch_size": 64, "train.epochs": 25, "train.lr": 5e-4, "train.warmup_steps": 50,
-                      "train.ema_decay": 0.995, "train.log_every": 20},
+        "generator": {
+            "model.space": "pixel",
+            "model.spec": "tiny",
+            "model.block_out_channels": [32, 64, 64],
+            "train.batch_size": 64,
+            "train.epochs": 25,
+            "train.lr": 5e-4,
+            "train.warmup_steps": 50,
+            "train.ema_decay": 0.995,
+            "train.log_every": 20,
+        },
         # Guidance 1: guidance doubles the sampler's cost (8,000 tiles at 32 px: ~17 min more
         # with the compute-fair control), which does not fit one 2-hour session here.
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10, "batch_size": 500},
@@ -50,7 +64,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "gen_dino": {"train.epochs": 6, "optim.warmup_epochs": 1},
         "show": {"steps": 10},
         "linear_epochs": 100,
-    },
+    }
 }
 _CPU = SCALES["cpu"]
 SCALES |= {
@@ -60,8 +74,12 @@ SCALES |= {
     # merge with these only when recipe and pixels are identical).
     "converged": {
         **{k: v for k, v in _CPU.items() if k != "pretrain"},
-        "pretrain": {**_CPU["pretrain"], "train.epochs": CONVERGED_EPOCHS, "train.knn_every": CONVERGED_EPOCHS // 20,
-                     "train.precision": "fp32"},
+        "pretrain": {
+            **_CPU["pretrain"],
+            "train.epochs": CONVERGED_EPOCHS,
+            "train.knn_every": CONVERGED_EPOCHS // 20,
+            "train.precision": "fp32",
+        },
     },
     # One GPU: all 20k training tiles at 96 px, the histology preset as is: its own autoencoder
     # (4x, 24x24x4 latents) and the latent UNet.

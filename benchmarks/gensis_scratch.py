@@ -52,34 +52,58 @@ from gensis.runtime.device import resolve_device
 from gensis.runtime.run_folder import RunFolder
 
 # Each set's own benchmark settings (the same data, generator and bank), stage 3 from scratch.
-DATASETS = {"pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
-            "cifar10": (gensis_cifar10.DATA, "cifar10", {
-                **gensis_cifar10.SCALES,
-                # benchmarks/gpu_scratch.sh: one H200, the 10k/5k subset of gpu_check.py prepare, in
-                # about 9 minutes with 3 seeds (the cifar10 preset: ResNet-18, CIFAR stem; pixel32).
-                "device-check": {
-                    "pretrain": {"train.epochs": 20, "train.knn_every": 0, "train.log_every": 10},
-                    "generator": {"model.spec": "pixel32", "train.batch_size": 256, "train.epochs": 30,
-                                  "train.log_every": 20},
-                    "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10,
-                                 "batch_size": 1000},
-                    "show": {"steps": 10},
-                    "linear_epochs": 100,
+DATASETS = {
+    "pcam": (gensis_pcam.DATA, "histology", gensis_pcam.SCALES),
+    "cifar10": (
+        gensis_cifar10.DATA,
+        "cifar10",
+        {
+            **gensis_cifar10.SCALES,
+            # benchmarks/gpu_scratch.sh: one H200, the 10k/5k subset of gpu_check.py prepare, in
+            # about 9 minutes with 3 seeds (the cifar10 preset: ResNet-18, CIFAR stem; pixel32).
+            "device-check": {
+                "pretrain": {"train.epochs": 20, "train.knn_every": 0, "train.log_every": 10},
+                "generator": {
+                    "model.spec": "pixel32",
+                    "train.batch_size": 256,
+                    "train.epochs": 30,
+                    "train.log_every": 20,
                 },
-                # GPU_CHECK_DRY=1 bash benchmarks/gpu_scratch.sh: every step of it on the CPU, in minutes.
-                "dry": {
-                    "pretrain": {"model.backbone": "resnet10t", "model.cifar_stem": False, "train.epochs": 1,
-                                 "train.batch_size": 128, "train.knn_every": 0, "train.log_every": 1},
-                    "generator": {"model.spec": "tiny", "model.block_out_channels": [32, 64, 64],
-                                  "train.batch_size": 64, "train.epochs": 2, "train.log_every": 2},
-                    "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
-                    "show": {"steps": 2},
-                    "linear_epochs": 5,
+                "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 10, "batch_size": 1000},
+                "show": {"steps": 10},
+                "linear_epochs": 100,
+            },
+            # GPU_CHECK_DRY=1 bash benchmarks/gpu_scratch.sh: every step of it on the CPU, in minutes.
+            "dry": {
+                "pretrain": {
+                    "model.backbone": "resnet10t",
+                    "model.cifar_stem": False,
+                    "train.epochs": 1,
+                    "train.batch_size": 128,
+                    "train.knn_every": 0,
+                    "train.log_every": 1,
                 },
-            })}
+                "generator": {
+                    "model.spec": "tiny",
+                    "model.block_out_channels": [32, 64, 64],
+                    "train.batch_size": 64,
+                    "train.epochs": 2,
+                    "train.log_every": 2,
+                },
+                "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
+                "show": {"steps": 2},
+                "linear_epochs": 5,
+            },
+        },
+    ),
+}
 LABELS = {"dino-compute-fair": "DINO, compute-fair (seed 0's DINO continued)"}
-VERSUS = [("gen-dino", "dino"), ("gen-dino-dial", "dino"), ("gen-dino-dial", "gen-dino"),
-          ("gen-dino", "dino-compute-fair")]
+VERSUS = [
+    ("gen-dino", "dino"),
+    ("gen-dino-dial", "dino"),
+    ("gen-dino-dial", "gen-dino"),
+    ("gen-dino", "dino-compute-fair"),
+]
 SE_COVERS = "the training seeds of both arms (with --bank shared, the generator, the bank and the test set are shared)"
 
 
@@ -87,8 +111,9 @@ def scratch_settings(scale: dict[str, Any]) -> dict[str, Any]:
     """A benchmark scale turned into the from-scratch protocol: Gen-DINO takes stage 1's recipe
     and length (its own epochs and warm-up were for continuing stage 1), so stage 1 is its control."""
     settings = json.loads(json.dumps(scale))
-    settings["gen_dino"] = {k: v for k, v in settings.get("gen_dino", {}).items()
-                            if k not in ("train.epochs", "optim.warmup_epochs")}
+    settings["gen_dino"] = {
+        k: v for k, v in settings.get("gen_dino", {}).items() if k not in ("train.epochs", "optim.warmup_epochs")
+    }
     settings["stage3_init"] = "scratch"
     return settings
 
@@ -104,9 +129,14 @@ def _timed(secs: dict[str, float], name: str, cfg: PipelineConfig, train: Any, e
         secs[name] = max(round(time.perf_counter() - t0, 1), logged_seconds(Path(cfg.out) / name))
 
 
-def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, compute_fair: bool,
-               dial: dict[str, Any] | None = None, after_seed: Callable[..., Any] | None = None
-               ) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any, dict[str, Any] | None]:
+def train_arms(
+    settings: dict[str, Any],
+    seeds: list[int],
+    per_seed_bank: bool,
+    compute_fair: bool,
+    dial: dict[str, Any] | None = None,
+    after_seed: Callable[..., Any] | None = None,
+) -> tuple[PipelineConfig, dict[str, Path], dict[str, float], Any, dict[str, Any] | None]:
     """Every encoder of the table (``dino``, ``gen-dino``, ``dino-s1``, ...) and its seconds, seed by
     seed (with ``dial``, each seed's third arm right after its first two, so that a run stopped early
     still holds whole paired seeds), and the dial bank's quality report. ``after_seed(cfg, stages,
@@ -127,19 +157,27 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
             first = first or (cfg, stages, result)
             encoders[f"dino{suffix}"] = RunFolder(stages.pretrain.out).exported_encoder
             encoders[f"gen-dino{suffix}"] = RunFolder(stages.gen_dino.out).exported_encoder
-            for stage, name, folder in (("pretrain", "dino", stages.pretrain.out),
-                                        ("gen-dino", "gen-dino", stages.gen_dino.out),
-                                        ("train-generator", "generator", stages.generator.out),
-                                        ("generate", "bank", None)):
+            for stage, name, folder in (
+                ("pretrain", "dino", stages.pretrain.out),
+                ("gen-dino", "gen-dino", stages.gen_dino.out),
+                ("train-generator", "generator", stages.generator.out),
+                ("generate", "bank", None),
+            ):
                 # A stage killed without a word never recorded its seconds: its logged clock still has them.
                 logged = logged_seconds(folder) if folder is not None else 0.0
                 secs[f"{name}{suffix}"] = max(result["stages"][stage]["seconds"], logged)
         else:
             cfg, stages, _ = first  # the shared bank: only the two arms' training seed changes
             for name, base in (("dino", stages.pretrain), ("gen-dino", stages.gen_dino)):
-                _timed(secs, f"{name}{suffix}", cfg,
-                       lambda cfg=cfg, base=base, name=name, suffix=suffix, seed=seed:
-                           stage3_variant(cfg, base, f"{name}{suffix}", {"train.seed": seed}), encoders)
+                _timed(
+                    secs,
+                    f"{name}{suffix}",
+                    cfg,
+                    lambda cfg=cfg, base=base, name=name, suffix=suffix, seed=seed: stage3_variant(
+                        cfg, base, f"{name}{suffix}", {"train.seed": seed}
+                    ),
+                    encoders,
+                )
         if dial:
             quality = dial_arm(cfg, stages, seed, suffix, dial, encoders, secs)
             dial_quality = dial_quality or quality
@@ -150,13 +188,30 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
         extra = secs["generator"] + secs["bank"] + secs["gen-dino"]
         epochs = stages.pretrain.train.epochs + max(1, round(extra / per_epoch))
-        _timed(secs, "dino-compute-fair", cfg, lambda: stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
-            "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True}), encoders)
+        _timed(
+            secs,
+            "dino-compute-fair",
+            cfg,
+            lambda: stage3_variant(
+                cfg,
+                stages.pretrain,
+                "dino-compute-fair",
+                {"train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True},
+            ),
+            encoders,
+        )
     return cfg, encoders, secs, stages, dial_quality
 
 
-def dial_arm(cfg: PipelineConfig, stages: Any, seed: int, suffix: str, dial: dict[str, Any],
-             encoders: dict[str, Path], secs: dict[str, float]) -> dict[str, Any]:
+def dial_arm(
+    cfg: PipelineConfig,
+    stages: Any,
+    seed: int,
+    suffix: str,
+    dial: dict[str, Any],
+    encoders: dict[str, Path],
+    secs: dict[str, float],
+) -> dict[str, Any]:
     """Gen-DINO (training seed ``seed``) from a second bank of the run's generator with one setting
     changed (the diversity dial, e.g. ``guidance_scale=2``); makes that bank on first use and returns
     its quality report."""
@@ -166,8 +221,13 @@ def dial_arm(cfg: PipelineConfig, stages: Any, seed: int, suffix: str, dial: dic
         gensis.generate({**flatten(stages.generate.model_dump()), **dial, "out": str(bank)})
         secs[f"bank-dial{suffix}"] = round(time.perf_counter() - t0, 1)
     name = f"gen-dino-dial{suffix}"
-    _timed(secs, name, cfg, lambda: stage3_variant(cfg, stages.gen_dino, name,
-                                                   {"train.seed": seed, "gen.bank": str(bank)}), encoders)
+    _timed(
+        secs,
+        name,
+        cfg,
+        lambda: stage3_variant(cfg, stages.gen_dino, name, {"train.seed": seed, "gen.bank": str(bank)}),
+        encoders,
+    )
     return json.loads((bank / "quality.json").read_text())
 
 
@@ -176,34 +236,51 @@ def stage1_convergence(folder: Path, out_dim: int) -> str:
     return convergence(RunFolder(folder).read_metrics(), out_dim).words()
 
 
-def report(seeds: list[int], dial: dict[str, Any] | None, cfg: PipelineConfig, stages: Any,
-           encoders: dict[str, Path], secs: dict[str, float], dial_quality: dict[str, Any] | None
-           ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def report(
+    seeds: list[int],
+    dial: dict[str, Any] | None,
+    cfg: PipelineConfig,
+    stages: Any,
+    encoders: dict[str, Path],
+    secs: dict[str, float],
+    dial_quality: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Evaluate what is trained so far (cached by the encoder's sha256) and write the running table:
     ``table.md`` names how many of the asked seeds are in."""
     rows, n_test = evaluate_all(encoders, cfg)
     summary = summarize(rows, VERSUS, n_test=n_test)
     summary["mcnemar"] = seed_mcnemar(Path(cfg.out) / "eval", list(encoders), VERSUS)
     quality = json.loads((Path(stages.generate.out) / "quality.json").read_text())
-    extra = mcnemar_md(summary["mcnemar"]) + bank_and_loss_notes(summary, encoders, quality,
-                                                                  stages.gen_dino.dino.out_dim)
+    extra = mcnemar_md(summary["mcnemar"]) + bank_and_loss_notes(
+        summary, encoders, quality, stages.gen_dino.dino.out_dim
+    )
     if dial and dial_quality:
         summary["faithfulness_dial"] = {"settings": dial, **dial_quality}
         extra += faithfulness_md(dial_quality, f"Views of the dial's bank ({dial})")
     # Each arm's own movement: its DINO loss over the run (Gen-DINO logs the DINO part apart),
     # and whether stage 1 converged by the report's rule.
-    summary["dino_loss"] = {name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
-                            for name, path in encoders.items()}
-    summary["convergence"] = {name: stage1_convergence(run_folder(path), stages.pretrain.dino.out_dim)
-                              for name, path in encoders.items() if name.split("-s")[0] == "dino"}
+    summary["dino_loss"] = {
+        name: loss_trend(run_folder(path), "loss_dino" if name.startswith("gen") else "loss")
+        for name, path in encoders.items()
+    }
+    summary["convergence"] = {
+        name: stage1_convergence(run_folder(path), stages.pretrain.dino.out_dim)
+        for name, path in encoders.items()
+        if name.split("-s")[0] == "dino"
+    }
     extra += "\nDINO loss, mean of the first and last tenth of each run:\n\n" + "".join(
-        f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n"
-        for n, c in summary["dino_loss"].items() if c)
+        f"- {n}: {c['first']:.2f} -> {c['last']:.2f} ({c['direction']})\n" for n, c in summary["dino_loss"].items() if c
+    )
     extra += "\nStage 1 (the DINO arm) by the report's convergence rule:\n\n" + "".join(
-        f"- {n}: {c}\n" for n, c in summary["convergence"].items())
+        f"- {n}: {c}\n" for n, c in summary["convergence"].items()
+    )
     n = stages.pretrain.train.epochs
-    labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
-              "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})"}
+    labels = {
+        **LABELS,
+        "dino": f"DINO from scratch, {n} epochs",
+        "gen-dino": f"Gen-DINO from scratch, {n} epochs",
+        "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})",
+    }
     if "dino-compute-fair" in secs or "dino-compute-fair" in encoders:
         labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
     seeds_in = len([e for e in encoders if split_name(e)[0] == "gen-dino"])
@@ -240,8 +317,10 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
     other = json.loads(lines[-1])
     for key in ("recipe_sha256", "data_sha256"):
         if other.get(key) != result[key]:
-            raise SystemExit(f"--merge {path}: another {key.split('_')[0]} than this run's, so its seeds do not "
-                             "join this table (only an identical recipe on identical pixels merges)")
+            raise SystemExit(
+                f"--merge {path}: another {key.split('_')[0]} than this run's, so its seeds do not "
+                "join this table (only an identical recipe on identical pixels merges)"
+            )
     clash = set(other["seeds"]) & set(result["seeds"])
     if clash:
         raise SystemExit(f"--merge {path}: seeds {sorted(clash)} are in both runs; give the other run other seeds")
@@ -255,8 +334,10 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
     def renumbered(run: dict[str, Any], pair: str) -> list[dict[str, Any]]:
         first = run["seeds"][0]  # a run's first seed is named without a suffix, read back as seed 0
-        return [{**t, "seed": first if t["seed"] == 0 else t["seed"]}
-                for t in run["summary"].get("mcnemar", {}).get(pair, [])]
+        return [
+            {**t, "seed": first if t["seed"] == 0 else t["seed"]}
+            for t in run["summary"].get("mcnemar", {}).get(pair, [])
+        ]
 
     pairs = dict.fromkeys([*result["summary"].get("mcnemar", {}), *other["summary"].get("mcnemar", {})])
     tests = {pair: [*renumbered(result, pair), *renumbered(other, pair)] for pair in pairs}
@@ -265,15 +346,20 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
 def fair_epochs(cfg: PipelineConfig) -> int:
     """The compute-fair run's epochs, as it recorded them."""
-    return build_config(PretrainConfig, {}, use_presets=False,
-                        config_file=Path(cfg.out) / "dino-compute-fair" / "config.yaml").train.epochs
+    return build_config(
+        PretrainConfig, {}, use_presets=False, config_file=Path(cfg.out) / "dino-compute-fair" / "config.yaml"
+    ).train.epochs
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", choices=sorted(DATASETS), default="pcam")
-    p.add_argument("--scale", choices=("cpu", "converged", "gpu", "device-check", "dry"), default="cpu",
-                   help="device-check and dry: cifar10 only (benchmarks/gpu_scratch.sh)")
+    p.add_argument(
+        "--scale",
+        choices=("cpu", "converged", "gpu", "device-check", "dry"),
+        default="cpu",
+        help="device-check and dry: cifar10 only (benchmarks/gpu_scratch.sh)",
+    )
     p.add_argument("--train", default=None, help="training images (default: the set's train.zip)")
     p.add_argument("--test", default=None, help="test images (default: the set's test.zip)")
     p.add_argument("--out", default=None, help="default: runs/gensis_scratch_<data>")
@@ -282,13 +368,23 @@ def main() -> None:
     p.add_argument("--max-images", type=int, default=None, help="training images (the low-data point)")
     p.add_argument("--generator-epochs", type=int, default=None, help="stage 2 this long instead of the scale's")
     p.add_argument("--bank", choices=("shared", "per-seed"), default="shared")
-    p.add_argument("--dial", type=settings_arg, default=None, metavar="KEY=VALUE[;KEY=VALUE]",
-                   help="also Gen-DINO from a second bank with these generate settings (e.g. guidance_scale=2)")
+    p.add_argument(
+        "--dial",
+        type=settings_arg,
+        default=None,
+        metavar="KEY=VALUE[;KEY=VALUE]",
+        help="also Gen-DINO from a second bank with these generate settings (e.g. guidance_scale=2)",
+    )
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also append the result here")
-    p.add_argument("--merge", type=Path, default=None, metavar="RESULT_JSONL",
-                   help="also write table-merged.md with the seeds of another machine's run of the same recipe")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="RESULT_JSONL",
+        help="also write table-merged.md with the seeds of another machine's run of the same recipe",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     data, preset, scales = DATASETS[args.data]
@@ -301,28 +397,53 @@ def main() -> None:
         settings["data.max_images"] = args.max_images
     if args.generator_epochs is not None:
         settings["generator"]["train.epochs"] = args.generator_epochs
-    settings.update({"out": args.out or f"runs/gensis_scratch_{args.data}", "preset": preset, "device": args.device,
-                     "data.path": args.train or str(data / "train.zip"),
-                     "data.eval_path": args.test or str(data / "test.zip"), "progress": not args.quiet})
+    settings.update(
+        {
+            "out": args.out or f"runs/gensis_scratch_{args.data}",
+            "preset": preset,
+            "device": args.device,
+            "data.path": args.train or str(data / "train.zip"),
+            "data.eval_path": args.test or str(data / "test.zip"),
+            "progress": not args.quiet,
+        }
+    )
     seeds = [int(s) for s in args.seeds.split(",")]
     if stage_configs(build_config(PipelineConfig, settings, use_presets=False)).baseline != "dino":
         p.error("gen_dino: stage 3's recipe differs from stage 1's beyond gen.*, so DINO is not its control")
     dial = args.dial
 
-    cfg, encoders, secs, stages, dial_quality = train_arms(settings, seeds, args.bank == "per-seed",
-                                                           not args.no_compute_fair, dial, partial(report, seeds, dial))
+    cfg, encoders, secs, stages, dial_quality = train_arms(
+        settings, seeds, args.bank == "per-seed", not args.no_compute_fair, dial, partial(report, seeds, dial)
+    )
     summary, rows, quality = report(seeds, dial, cfg, stages, encoders, secs, dial_quality)
     result = header("gensis_scratch", resolve_device(args.device))
-    result.update(data=args.data, scale=args.scale, bank=args.bank, dial=dial, seeds=seeds, settings=settings,
-                  epochs=stages.pretrain.train.epochs, seconds=secs, results=rows, summary=summary,
-                  generator_quality=quality, recipe_sha256=recipe_digest(settings),
-                  data_sha256=data_digest(cfg, stages.pretrain.data.resolution))
+    result.update(
+        data=args.data,
+        scale=args.scale,
+        bank=args.bank,
+        dial=dial,
+        seeds=seeds,
+        settings=settings,
+        epochs=stages.pretrain.train.epochs,
+        seconds=secs,
+        results=rows,
+        summary=summary,
+        generator_quality=quality,
+        recipe_sha256=recipe_digest(settings),
+        data_sha256=data_digest(cfg, stages.pretrain.data.resolution),
+    )
     if args.merge:
         rows, tests = merge(result, args.merge)
         merged = summarize(rows, VERSUS, n_test=summary["n_test"])
         merged["mcnemar"] = tests
-        md = write_table(Path(cfg.out) / "merged", merged, {}, mcnemar_md(tests), se_covers=SE_COVERS,
-                         head=f"Seeds of {cfg.out} and of {args.merge} (the same recipe and pixels).\n\n")
+        md = write_table(
+            Path(cfg.out) / "merged",
+            merged,
+            {},
+            mcnemar_md(tests),
+            se_covers=SE_COVERS,
+            head=f"Seeds of {cfg.out} and of {args.merge} (the same recipe and pixels).\n\n",
+        )
         print(md.read_text())
     emit(result, args.json)
 

@@ -65,24 +65,45 @@ def main() -> None:
     t0 = time.perf_counter()
     base_bank = json.loads((run / "bank" / "index.json").read_text())["settings"]
     adaptive_bank = out / "bank-adaptive"
-    gensis.generate(generator=str(run / "generator"), data_path=pipeline.data.path, out=str(adaptive_bank),
-                    max_images=pipeline.data.max_images, views_per_image=1, interpolations_per_image=0,
-                    steps=base_bank["steps"], sampler=base_bank["sampler"], seed=pipeline.seed,
-                    adaptive_noise=True, foreground={"resolution": args.fg_resolution}, device=args.device,
-                    progress=not args.quiet)
+    gensis.generate(
+        generator=str(run / "generator"),
+        data_path=pipeline.data.path,
+        out=str(adaptive_bank),
+        max_images=pipeline.data.max_images,
+        views_per_image=1,
+        interpolations_per_image=0,
+        steps=base_bank["steps"],
+        sampler=base_bank["sampler"],
+        seed=pipeline.seed,
+        adaptive_noise=True,
+        foreground={"resolution": args.fg_resolution},
+        device=args.device,
+        progress=not args.quiet,
+    )
     seconds["adaptive bank"] = round(time.perf_counter() - t0, 1)
 
     stage1 = run / "pretrain"
     common = {
-        "preset": pipeline.preset, "method": args.method, "data.path": pipeline.data.path,
-        "data.max_images": pipeline.data.max_images, "data.resolution": pipeline.data.resolution,
-        **pipeline.pretrain, "train.epochs": args.epochs, "train.seed": pipeline.seed, "train.device": args.device,
+        "preset": pipeline.preset,
+        "method": args.method,
+        "data.path": pipeline.data.path,
+        "data.max_images": pipeline.data.max_images,
+        "data.resolution": pipeline.data.resolution,
+        **pipeline.pretrain,
+        "train.epochs": args.epochs,
+        "train.seed": pipeline.seed,
+        "train.device": args.device,
         "train.progress": not args.quiet,
     }
     gen = {"gen.bank": str(run / "bank"), "gen.p_gen": args.p_gen}
     adaptive = {"gen.bank": str(adaptive_bank), "gen.p_gen": args.p_gen}
-    quality = {**adaptive, "quality.enabled": True, "quality.encoder": str(stage1),
-               "quality.foreground.resolution": args.fg_resolution, "quality.gamma": args.gamma}
+    quality = {
+        **adaptive,
+        "quality.enabled": True,
+        "quality.encoder": str(stage1),
+        "quality.foreground.resolution": args.fg_resolution,
+        "quality.gamma": args.gamma,
+    }
     variants = {args.method: {}, "+gen": gen, "+adaptive": adaptive, "+quality": quality}
     rows: dict[str, Any] = {}
     for name, keys in variants.items():
@@ -90,12 +111,22 @@ def main() -> None:
         evals: dict[str, Any] = {}
         evaluate_stage(name.strip("+"), encoder, pipeline, out / "eval", evals)
         r = evals[name.strip("+")]
-        rows[name] = {"knn_top1": r["knn_top1"], "linear_top1": r["linear"]["top1"],
-                      "trained_steps": r["trained_steps"]}
+        rows[name] = {
+            "knn_top1": r["knn_top1"],
+            "linear_top1": r["linear"]["top1"],
+            "trained_steps": r["trained_steps"],
+        }
     levels = json.loads((adaptive_bank / "index.json").read_text())["settings"]
-    result.update(run=str(run), method=args.method, epochs=args.epochs, p_gen=args.p_gen, adaptive_settings=levels,
-                  seconds=seconds, results=rows,
-                  adaptive_bank_quality=json.loads((adaptive_bank / "quality.json").read_text()))
+    result.update(
+        run=str(run),
+        method=args.method,
+        epochs=args.epochs,
+        p_gen=args.p_gen,
+        adaptive_settings=levels,
+        seconds=seconds,
+        results=rows,
+        adaptive_bank_quality=json.loads((adaptive_bank / "quality.json").read_text()),
+    )
     emit(result, args.json)
 
 

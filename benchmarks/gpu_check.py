@@ -76,8 +76,13 @@ def _epochs_in(budget_s: float, calib_s: float, calib_steps: int, steps_per_epoc
 
 
 def stage1(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> dict[str, Any]:
-    base = {"preset": "cifar10", "train.device": device, "data.path": str(data / "cifar10_train.npz"),
-            "train.knn_every": 0, "train.progress": False}
+    base = {
+        "preset": "cifar10",
+        "train.device": device,
+        "data.path": str(data / "cifar10_train.npz"),
+        "train.knn_every": 0,
+        "train.progress": False,
+    }
     if dry:  # the CPU can afford only a small backbone
         base.update({"model.backbone": "resnet10t", "model.cifar_stem": False, "train.batch_size": 64})
     calib_steps = 3 if dry else 20
@@ -90,16 +95,33 @@ def stage1(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> di
     t0 = time.perf_counter()
     gensis.pretrain({**base, "out": str(out / "stage1"), "train.epochs": epochs})
     seconds = time.perf_counter() - t0
-    ev = gensis.evaluate({"encoder": str(out / "stage1" / "exported" / "encoder.safetensors"),
-                          "train_path": base["data.path"], "test_path": str(data / "cifar10_test.npz"),
-                          "linear": False, "device": device})
-    return {"epochs": epochs, "images": n, "seconds": round(seconds, 1), "knn_top1": ev["knn_top1"],
-            "calibration_s_per_step": round(calib / calib_steps, 3)}
+    ev = gensis.evaluate(
+        {
+            "encoder": str(out / "stage1" / "exported" / "encoder.safetensors"),
+            "train_path": base["data.path"],
+            "test_path": str(data / "cifar10_test.npz"),
+            "linear": False,
+            "device": device,
+        }
+    )
+    return {
+        "epochs": epochs,
+        "images": n,
+        "seconds": round(seconds, 1),
+        "knn_top1": ev["knn_top1"],
+        "calibration_s_per_step": round(calib / calib_steps, 3),
+    }
 
 
 def stage2(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> dict[str, Any]:
-    base = {"encoder": str(out / "stage1"), "train.device": device, "data.path": str(data / "cifar10_train.npz"),
-            "model.spec": "tiny" if dry else "pixel32", "train.progress": False, "train.monitor_every": 0}
+    base = {
+        "encoder": str(out / "stage1"),
+        "train.device": device,
+        "data.path": str(data / "cifar10_train.npz"),
+        "model.spec": "tiny" if dry else "pixel32",
+        "train.progress": False,
+        "train.monitor_every": 0,
+    }
     if dry:
         base.update({"model.block_out_channels": [32, 64, 64], "train.batch_size": 32})
     calib_steps = 3 if dry else 50
@@ -110,9 +132,18 @@ def stage2(data: Path, out: Path, device: str, budget_s: float, dry: bool) -> di
     t0 = time.perf_counter()
     gensis.train_generator({**base, "out": str(out / "generator"), "train.max_steps": steps, "train.epochs": 10_000})
     seconds = time.perf_counter() - t0
-    gensis.generate({"generator": str(out / "generator"), "data_path": base["data.path"], "out": str(out / "bank"),
-                     "views_per_image": 1, "interpolations_per_image": 0, "steps": 10, "device": device,
-                     "progress": False})
+    gensis.generate(
+        {
+            "generator": str(out / "generator"),
+            "data_path": base["data.path"],
+            "out": str(out / "bank"),
+            "views_per_image": 1,
+            "interpolations_per_image": 0,
+            "steps": 10,
+            "device": device,
+            "progress": False,
+        }
+    )
     quality = json.loads((out / "bank" / "quality.json").read_text())  # faithfulness of <= 500 sources
     keep = ("retrieval_top1", "retrieval_median_rank", "class_consistency", "ceiling", "chance", "versus_ceiling")
     return {"steps": steps, "seconds": round(seconds, 1), "faithfulness": {k: quality.get(k) for k in keep}}
@@ -126,13 +157,28 @@ def run(data: Path, out: Path, device: str, dry: bool) -> dict[str, Any]:
     result = header("gpu_check", resolve_device(device))
     result["budgets"] = b
     t0 = time.perf_counter()
-    cmd = [sys.executable, str(HERE / "throughput_dino.py"), "--data", str(data / "cifar10_train.npz"),
-           "--device", device, "--precision", "fp32" if dry else "bf16",  # bf16 convolutions crawl on CPUs
-           "--batch-size", str(b["throughput_batch"]),
-           "--steps", str(b["throughput_steps"]), "--out", str(out / "throughput.jsonl")]
+    cmd = [
+        sys.executable,
+        str(HERE / "throughput_dino.py"),
+        "--data",
+        str(data / "cifar10_train.npz"),
+        "--device",
+        device,
+        "--precision",
+        "fp32" if dry else "bf16",  # bf16 convolutions crawl on CPUs
+        "--batch-size",
+        str(b["throughput_batch"]),
+        "--steps",
+        str(b["throughput_steps"]),
+        "--out",
+        str(out / "throughput.jsonl"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    result["throughput"] = (json.loads((out / "throughput.jsonl").read_text().splitlines()[-1])
-                            if done.returncode == 0 else {"error": done.stderr.strip().splitlines()[-1:]})
+    result["throughput"] = (
+        json.loads((out / "throughput.jsonl").read_text().splitlines()[-1])
+        if done.returncode == 0
+        else {"error": done.stderr.strip().splitlines()[-1:]}
+    )
     _write(out, "result.json", result)
     result["stage1"] = stage1(data, out, device, b["stage1_s"], dry)
     _write(out, "result.json", result)
@@ -150,8 +196,11 @@ def main() -> None:
     prep.add_argument("--to", default=".gpu_data")
     prep.add_argument("--train-images", type=int, default=10000, help="CIFAR-10; 0: none")
     prep.add_argument("--test-images", type=int, default=5000)
-    prep.add_argument("--pcam", default=str(HERE.parents[1] / "shared" / "data" / "pcam"),
-                      help="also the converged comparison's PCam tiles (gpu_scratch.sh converged)")
+    prep.add_argument(
+        "--pcam",
+        default=str(HERE.parents[1] / "shared" / "data" / "pcam"),
+        help="also the converged comparison's PCam tiles (gpu_scratch.sh converged)",
+    )
     prep.add_argument("--pcam-images", type=int, default=4000, help="0: no PCam")
     r = sub.add_parser("run")
     r.add_argument("--data", default=".gpu_data")

@@ -55,10 +55,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300, help="generator steps, both spaces")
     p.add_argument("--latent-steps", type=int, default=None, help="the latent generator's steps (default: --steps)")
     p.add_argument("--sources", type=int, default=500)
-    p.add_argument("--seeds", default="0",
-                   help="comma-separated generator training seeds (one stage 1 and autoencoder)")
-    p.add_argument("--pixel-time", choices=("steps", "total"), default="steps",
-                   help="total: pixel96 trains for the latent generator's seconds plus the autoencoder's")
+    p.add_argument(
+        "--seeds", default="0", help="comma-separated generator training seeds (one stage 1 and autoencoder)"
+    )
+    p.add_argument(
+        "--pixel-time",
+        choices=("steps", "total"),
+        default="steps",
+        help="total: pixel96 trains for the latent generator's seconds plus the autoencoder's",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/latent_vs_pixel96")
     p.add_argument("--json", default=None)
@@ -70,34 +75,63 @@ def main() -> None:
     if encoder is None:
         encoder = str(out / "stage1")
         if not RunFolder(encoder).exported_encoder.exists():
-            gensis.pretrain({**common, "preset": "histology", "out": encoder, "model.backbone": "resnet10t",
-                             "augment.n_local_crops": 0, "train.epochs": args.stage1_epochs,
-                             "optim.warmup_epochs": 1, "train.knn_every": 0, "train.progress": False})
+            gensis.pretrain(
+                {
+                    **common,
+                    "preset": "histology",
+                    "out": encoder,
+                    "model.backbone": "resnet10t",
+                    "augment.n_local_crops": 0,
+                    "train.epochs": args.stage1_epochs,
+                    "optim.warmup_epochs": 1,
+                    "train.knn_every": 0,
+                    "train.progress": False,
+                }
+            )
     t0 = time.perf_counter()
     ae = out / "autoencoder"
     if args.pixel_time == "total" and (ae / "exported" / "autoencoder" / "gensis.json").exists():
-        p.error(f"--pixel-time total: {ae} was trained by an earlier call, so its seconds are not known here; "
-                "use a new --out")  # pixel96's budget is the latent side's seconds, measured in this call
+        p.error(
+            f"--pixel-time total: {ae} was trained by an earlier call, so its seconds are not known here; "
+            "use a new --out"
+        )  # pixel96's budget is the latent side's seconds, measured in this call
     if not (ae / "exported" / "autoencoder" / "gensis.json").exists():
-        gensis.train_autoencoder({**common, "encoder": encoder, "out": str(ae), "train.epochs": args.ae_epochs,
-                                  "model.block_out_channels": [int(w) for w in args.ae_widths.split(",")],
-                                  "train.crop_size": 48, "train.eval_every": 0, "train.progress": False})
+        gensis.train_autoencoder(
+            {
+                **common,
+                "encoder": encoder,
+                "out": str(ae),
+                "train.epochs": args.ae_epochs,
+                "model.block_out_channels": [int(w) for w in args.ae_widths.split(",")],
+                "train.crop_size": 48,
+                "train.eval_every": 0,
+                "train.progress": False,
+            }
+        )
     result["autoencoder_seconds"] = round(time.perf_counter() - t0, 1)
     result["autoencoder"] = json.loads((ae / "reconstruction.json").read_text())
     widths = [int(w) for w in args.widths.split(",")]
-    spaces = {"pixel96": {"model.spec": "pixel96", "model.block_out_channels": [widths[0], *widths]},
-              "latent": {"model.spec": "latent", "model.space": "latent", "model.vae": str(ae),
-                         "model.block_out_channels": widths}}
+    spaces = {
+        "pixel96": {"model.spec": "pixel96", "model.block_out_channels": [widths[0], *widths]},
+        "latent": {
+            "model.spec": "latent",
+            "model.space": "latent",
+            "model.vae": str(ae),
+            "model.block_out_channels": widths,
+        },
+    }
     seeds = [int(x) for x in args.seeds.split(",")]
     result["spaces"], result["seeds"] = {}, seeds
     for seed in seeds:
         suffix = "" if seed == seeds[0] else f"-s{seed}"
-        latent = _space(args, out, common, encoder, spaces["latent"], f"latent{suffix}", seed,
-                        args.latent_steps or args.steps)
+        latent = _space(
+            args, out, common, encoder, spaces["latent"], f"latent{suffix}", seed, args.latent_steps or args.steps
+        )
         pixel_steps = args.steps
         if args.pixel_time == "total":  # the latent side's whole time: its generator and the autoencoder
             pixel_steps = lambda per_step, latent=latent: max(
-                1, round((latent["train_seconds"] + result["autoencoder_seconds"]) / per_step))
+                1, round((latent["train_seconds"] + result["autoencoder_seconds"]) / per_step)
+            )
         pixel = _space(args, out, common, encoder, spaces["pixel96"], f"pixel96{suffix}", seed, pixel_steps)
         result["spaces"][f"latent{suffix}"], result["spaces"][f"pixel96{suffix}"] = latent, pixel
     s = result["spaces"]
@@ -109,15 +143,35 @@ def main() -> None:
     emit(result, args.json)
 
 
-def _space(args: argparse.Namespace, out: Path, common: dict[str, Any], encoder: str, model: dict[str, Any],
-           name: str, seed: int, steps: Any) -> dict[str, Any]:
+def _space(
+    args: argparse.Namespace,
+    out: Path,
+    common: dict[str, Any],
+    encoder: str,
+    model: dict[str, Any],
+    name: str,
+    seed: int,
+    steps: Any,
+) -> dict[str, Any]:
     """Train one generator (``steps``: a number, or a function of its seconds per step, measured
     on a separate 20-step run), make its bank, and measure."""
     gen_out = out / f"generator-{name}"
-    settings = {**common, **model, "encoder": encoder, "out": str(gen_out), "train.seed": seed,
-                "train.batch_size": args.batch_size, "train.epochs": 1000, "train.lr": 5e-4,
-                "train.warmup_steps": 50, "train.ema_decay": 0.995, "train.log_every": 10,
-                "train.monitor_every": 0, "train.progress": False, "train.device": args.device}
+    settings = {
+        **common,
+        **model,
+        "encoder": encoder,
+        "out": str(gen_out),
+        "train.seed": seed,
+        "train.batch_size": args.batch_size,
+        "train.epochs": 1000,
+        "train.lr": 5e-4,
+        "train.warmup_steps": 50,
+        "train.ema_decay": 0.995,
+        "train.log_every": 10,
+        "train.monitor_every": 0,
+        "train.progress": False,
+        "train.device": args.device,
+    }
     if callable(steps):  # seconds per step from a separate 20-step run (steps 11-20), once per space
         calibration = out / f"calibration-{name.split('-s')[0]}"
         if not (calibration / "exported" / "generator.safetensors").exists():
@@ -129,14 +183,24 @@ def _space(args: argparse.Namespace, out: Path, common: dict[str, Any], encoder:
     t_train_done = time.perf_counter()  # 0 s when an earlier run's generator was reused
     rate = _median_rate(gen_out)
     t1 = time.perf_counter()
-    bank = gensis.generate(generator=str(gen_out), data_path=args.train, out=str(out / f"bank-{name}"),
-                           max_images=args.sources, views_per_image=2, interpolations_per_image=0,
-                           quality_sources=args.sources, seed=seed, device=args.device, progress=False)
+    bank = gensis.generate(
+        generator=str(gen_out),
+        data_path=args.train,
+        out=str(out / f"bank-{name}"),
+        max_images=args.sources,
+        views_per_image=2,
+        interpolations_per_image=0,
+        quality_sources=args.sources,
+        seed=seed,
+        device=args.device,
+        progress=False,
+    )
     q = bank.quality or json.loads((out / f"bank-{name}" / "quality.json").read_text())
     return {
         "steps": max(r.get("step", 0) for r in RunFolder(gen_out).read_metrics()),  # as trained, also when reused
         "train_seconds": round(t_train_done - t_train, 1),
-        "train_images_per_s": round(rate, 2), "seconds_per_step": round(args.batch_size / rate, 3),
+        "train_images_per_s": round(rate, 2),
+        "seconds_per_step": round(args.batch_size / rate, 3),
         "sample_images_per_s": round(bank.images_per_s, 2) if bank.images_per_s else None,
         "generate_seconds": round(time.perf_counter() - t1, 1),
         **{k: q.get(k) for k in (*FIGURES, "diversity_cosine", "fidelity_cosine")},
@@ -171,21 +235,29 @@ def _median_rate(gen_out: Path) -> float:
 def _summary(spaces: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """Each space's figures over the seeds, and latent - pixel96 per seed with its SE."""
     names = {seed: "" if seed == seeds[0] else f"-s{seed}" for seed in seeds}
-    by_seed = {space: {s: {k: float(spaces[space + names[s]][k]) for k in (*FIGURES, "steps", "train_seconds")}
-                       for s in seeds} for space in ("pixel96", "latent")}
-    table = {space: {k: spread([runs[s][k] for s in seeds]) for k in (*FIGURES, "steps", "train_seconds")}
-             for space, runs in by_seed.items()}
+    by_seed = {
+        space: {s: {k: float(spaces[space + names[s]][k]) for k in (*FIGURES, "steps", "train_seconds")} for s in seeds}
+        for space in ("pixel96", "latent")
+    }
+    table = {
+        space: {k: spread([runs[s][k] for s in seeds]) for k in (*FIGURES, "steps", "train_seconds")}
+        for space, runs in by_seed.items()
+    }
     return {"spaces": table, "latent - pixel96": paired(by_seed["latent"], by_seed["pixel96"], FIGURES)}
 
 
 def _table(summary: dict[str, Any]) -> str:
-    rows = ["| figure | pixel96 | latent | latent - pixel96 (per seed) | 95 % t-interval | decided? |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| figure | pixel96 | latent | latent - pixel96 (per seed) | 95 % t-interval | decided? |",
+        "|---|---|---|---|---|---|",
+    ]
     for k in FIGURES:
         a, b, d = summary["spaces"]["pixel96"][k], summary["spaces"]["latent"][k], summary["latent - pixel96"][k]
-        rows.append(f"| {k} | {a['mean']:.2f} +- {a['sd']:.2f} | {b['mean']:.2f} +- {b['sd']:.2f} | "
-                    f"{', '.join(f'{v:+.2f}' for v in d['values'])} | {d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f} | "
-                    f"{'yes' if d['decided'] else 'no'} |")
+        rows.append(
+            f"| {k} | {a['mean']:.2f} +- {a['sd']:.2f} | {b['mean']:.2f} +- {b['sd']:.2f} | "
+            f"{', '.join(f'{v:+.2f}' for v in d['values'])} | {d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f} | "
+            f"{'yes' if d['decided'] else 'no'} |"
+        )
     return "\n".join(rows)
 
 

@@ -54,8 +54,10 @@ def table(status: dict[str, str], equivalent: dict[str, str]) -> tuple[str, floa
             c["not checked"] += 1
         else:
             c["survived"] += 1
-    rows = ["| module | mutants | equivalent | killed | survived | not checked | score |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| module | mutants | equivalent | killed | survived | not checked | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     total = Counter()
     for mod in sorted(per):
         c = per[mod]
@@ -75,8 +77,9 @@ def stale(status: dict[str, str], equivalent: dict[str, str]) -> list[str]:
 def _row(name: str, c: Counter) -> str:
     denom = c["all"] - c["equivalent"] - c["not checked"]
     score = f"{100.0 * c['killed'] / denom:.1f} %" if denom else "-"
-    return (f"| {name} | {c['all']} | {c['equivalent']} | {c['killed']} | {c['survived']} | {c['not checked']} "
-            f"| {score} |")
+    return (
+        f"| {name} | {c['all']} | {c['equivalent']} | {c['killed']} | {c['survived']} | {c['not checked']} | {score} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     print(f"\nscore {score:.1f} % of non-equivalent mutants killed")
     for name in stale(status, equivalent):
-        print(f"mutation_score: stale equivalent entry {name} ({status.get(name, 'not in the results')}): "
-              "check its diff (mutmut show) and fix the name", file=sys.stderr)
+        print(
+            f"mutation_score: stale equivalent entry {name} ({status.get(name, 'not in the results')}): "
+            "check its diff (mutmut show) and fix the name",
+            file=sys.stderr,
+        )
     if args.out:
         args.out.write_text(md + f"\n\nscore {score:.1f} % of non-equivalent mutants killed\n", encoding="utf-8")
     if args.survivors:

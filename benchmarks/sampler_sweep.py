@@ -40,8 +40,14 @@ def main() -> None:
     p.add_argument("--steps", default="5,10,20")
     p.add_argument("--guidance", default="1,2")
     p.add_argument("--sources", type=int, default=500)
-    p.add_argument("--variant", type=settings_arg, action="append", default=[], metavar="KEY=VALUE[;KEY=VALUE]",
-                   help="one more generate setting, at the first steps and guidance (repeatable)")
+    p.add_argument(
+        "--variant",
+        type=settings_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[;KEY=VALUE]",
+        help="one more generate setting, at the first steps and guidance (repeatable)",
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args()
     run = Path(args.run)
@@ -57,20 +63,36 @@ def main() -> None:
         settings.append((name, {"steps": steps_list[0], "guidance_scale": guidances[0], **keys}))
     for name, extra in settings:
         t0 = time.perf_counter()
-        made = gensis.generate({"generator": gen.generator, "data_path": gen.data_path,
-                                "max_images": gen.max_images, "out": str(run / "sampler_sweep" / name),
-                                "views_per_image": 2, "interpolations_per_image": 0, "shard_size": args.sources,
-                                "shards": [0], "quality_sources": args.sources, "device": cfg.device,
-                                "progress": False, **extra})
+        made = gensis.generate(
+            {
+                "generator": gen.generator,
+                "data_path": gen.data_path,
+                "max_images": gen.max_images,
+                "out": str(run / "sampler_sweep" / name),
+                "views_per_image": 2,
+                "interpolations_per_image": 0,
+                "shard_size": args.sources,
+                "shards": [0],
+                "quality_sources": args.sources,
+                "device": cfg.device,
+                "progress": False,
+                **extra,
+            }
+        )
         seconds = time.perf_counter() - t0
         out = run / "sampler_sweep" / name
         q = made.quality or json.loads((out / "quality.json").read_text())  # a rerun reuses a done setting
         done = made.n_images > 0 and made.images_per_s is not None  # the timing is this run's only
-        row = {"setting": name, "steps": extra["steps"], "guidance": extra["guidance_scale"],
-               **{k: v for k, v in extra.items() if k not in ("steps", "guidance_scale")},
-               "images_per_s": round(made.images_per_s, 1) if done else None,
-               "seconds": round(seconds, 1) if done else None,
-               **{k: q.get(k) for k in KEEP}, "ceiling": {k: q.get("ceiling", {}).get(k) for k in KEEP}}
+        row = {
+            "setting": name,
+            "steps": extra["steps"],
+            "guidance": extra["guidance_scale"],
+            **{k: v for k, v in extra.items() if k not in ("steps", "guidance_scale")},
+            "images_per_s": round(made.images_per_s, 1) if done else None,
+            "seconds": round(seconds, 1) if done else None,
+            **{k: q.get(k) for k in KEEP},
+            "ceiling": {k: q.get("ceiling", {}).get(k) for k in KEEP},
+        }
         result["settings"].append(row)
         print(row, flush=True)
     emit(result, args.json)

@@ -67,14 +67,24 @@ def run_candidate(cfg: PipelineConfig, base, name: str, epochs: int, knn_every: 
     evaluate_stage(folder.name, folder / "exported" / "encoder.safetensors", cfg, Path(cfg.out) / "eval", evals)
     ev = evals[folder.name]
     return {
-        "candidate": name, "epochs": epochs, "overrides": overrides, "seconds": seconds, "steps": last,
+        "candidate": name,
+        "epochs": epochs,
+        "overrides": overrides,
+        "seconds": seconds,
+        "steps": last,
         "uniform": round(math.log(out_dim), 3),
         "knn": [(t, m["knn_top1_k20"]) for t, m in zip(clock, metrics, strict=True) if "knn_top1_k20" in m],
         "loss": [(t, m["loss"]) for t, m in zip(clock, metrics, strict=True) if isinstance(m.get("loss"), float)],
         "knn_end": next((m["knn_top1_k20"] for m in reversed(metrics) if "knn_top1_k20" in m), None),
         "eval": {"knn_top1": ev["knn_top1"], "linear_top1": ev.get("linear", {}).get("top1")},
-        "convergence": {"status": conv.status, "loss_fall": conv.loss_fall, "loss_limit": conv.loss_limit,
-                        "knn_change": conv.knn_change, "knn_at": conv.knn_at, "why": conv.why},
+        "convergence": {
+            "status": conv.status,
+            "loss_fall": conv.loss_fall,
+            "loss_limit": conv.loss_limit,
+            "knn_change": conv.knn_change,
+            "knn_at": conv.knn_at,
+            "why": conv.why,
+        },
     }
 
 
@@ -94,8 +104,9 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
             ax_knn.plot(*zip(*r["knn"], strict=True), marker="o", ms=3, label=label)
         ax_loss.plot([t for t, _ in r["loss"]], [v / r["uniform"] for _, v in r["loss"]], label=label)
     ax_knn.set(xlabel="seconds on this machine", ylabel="online kNN k=20 (%)", title="kNN k=20 against seconds")
-    ax_loss.set(xlabel="seconds on this machine", ylabel="DINO loss / ln K",
-                title="DINO loss against its uniform value")
+    ax_loss.set(
+        xlabel="seconds on this machine", ylabel="DINO loss / ln K", title="DINO loss against its uniform value"
+    )
     ax_knn.legend(fontsize=7)
     ax_loss.legend(fontsize=7)
     fig.tight_layout()
@@ -104,24 +115,31 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 
 def markdown(runs: list[dict[str, Any]]) -> str:
-    lines = ["| candidate | epochs | steps | seconds | loss end / ln K | kNN k=20 | kNN k=200 | linear | "
-             "loss fall, last fifth (limit) | kNN change, last quarter | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| candidate | epochs | steps | seconds | loss end / ln K | kNN k=20 | kNN k=200 | linear | "
+        "loss fall, last fifth (limit) | kNN change, last quarter | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         c = r["convergence"]
         fall = "-" if c["loss_fall"] is None else f"{c['loss_fall']:.3f} ({c['loss_limit']:.3f})"
         knn = "-" if c["knn_change"] is None else f"{c['knn_change']:+.2f}"
         knn_k = r["eval"]["knn_top1"]
         lin = r["eval"]["linear_top1"]
-        tail = [v for _, v in r["loss"][-max(1, len(r["loss"]) // 20):]]
-        lines.append(f"| {r['candidate']} | {r['epochs']} | {r['steps']} | {r['seconds']:.0f} | "
-                     f"{sum(tail) / len(tail) / r['uniform']:.3f} | {knn_k.get('20', float('nan')):.2f} | "
-                     f"{knn_k.get('200', float('nan')):.2f} | {'-' if lin is None else f'{lin:.2f}'} | "
-                     f"{fall} | {knn} | {c['status']} |")
+        tail = [v for _, v in r["loss"][-max(1, len(r["loss"]) // 20) :]]
+        lines.append(
+            f"| {r['candidate']} | {r['epochs']} | {r['steps']} | {r['seconds']:.0f} | "
+            f"{sum(tail) / len(tail) / r['uniform']:.3f} | {knn_k.get('20', float('nan')):.2f} | "
+            f"{knn_k.get('200', float('nan')):.2f} | {'-' if lin is None else f'{lin:.2f}'} | "
+            f"{fall} | {knn} | {c['status']} |"
+        )
     done = [r for r in runs if r["convergence"]["status"] == "converged"]
     best = min(done, key=lambda r: r["seconds"]) if done else None
-    lines += ["", f"Cheapest converged: {best['candidate']}, {best['epochs']} epochs, {best['seconds']:.0f} s."
-              if best else "", "No candidate converged." if not best else ""]
+    lines += [
+        "",
+        f"Cheapest converged: {best['candidate']}, {best['epochs']} epochs, {best['seconds']:.0f} s." if best else "",
+        "No candidate converged." if not best else "",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -146,8 +164,16 @@ def main() -> None:
     if args.max_images is not None:
         settings["data.max_images"] = args.max_images
     out = Path(args.out or f"runs/stage1_convergence_{args.data}")
-    settings.update({"out": str(out), "preset": preset, "device": args.device, "progress": not args.quiet,
-                     "data.path": str(data / "train.zip"), "data.eval_path": str(data / "test.zip")})
+    settings.update(
+        {
+            "out": str(out),
+            "preset": preset,
+            "device": args.device,
+            "progress": not args.quiet,
+            "data.path": str(data / "train.zip"),
+            "data.eval_path": str(data / "test.zip"),
+        }
+    )
     cfg = build_config(PipelineConfig, settings, use_presets=False)
     base = stage_configs(cfg).pretrain
     runs = []

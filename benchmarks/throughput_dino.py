@@ -103,9 +103,15 @@ def bench_lightly(images: torch.Tensor, cfg: PretrainConfig, device: torch.devic
         gaussian_blur=(0.0, 0.0, 0.0),
     )
     loader = DataLoader(
-        _PILDataset(images, transform), batch_size=args.batch_size, shuffle=True, drop_last=True,
-        num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+        _PILDataset(images, transform),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
     )
+
     def make() -> torch.nn.Module:
         backbone = build_encoder(cfg.model, 32)
         return torch.nn.Sequential(backbone, DINOProjectionHead(backbone.embed_dim, 2048, 256, 2048, batch_norm=True))

@@ -63,9 +63,19 @@ def write_slide(path: Path, mosaic: np.ndarray, size: int, mpp: float, tissue_ar
         for i, f in enumerate(factors):
             level = math.ceil(size / f)
             extra = dict(subifds=len(factors) - 1) if i == 0 else dict(subfiletype=1)
-            tw.write(level_tiles(mosaic, size, f, tissue_area), shape=(level, level, 3), dtype=np.uint8,
-                     tile=(TILE, TILE), photometric="rgb", compression="jpeg", compressionargs={"level": 90},
-                     resolution=(1e4 / (mpp * f),) * 2, resolutionunit="CENTIMETER", metadata=None, **extra)
+            tw.write(
+                level_tiles(mosaic, size, f, tissue_area),
+                shape=(level, level, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": 90},
+                resolution=(1e4 / (mpp * f),) * 2,
+                resolutionunit="CENTIMETER",
+                metadata=None,
+                **extra,
+            )
 
 
 def main() -> None:
@@ -91,19 +101,22 @@ def main() -> None:
         result = tile(slides=str(slide), out=str(out), tile_size=224, mpp=0.5, format=args.format)
         out_bytes = out.stat().st_size if args.zip else sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
 
-    emit({
-        **header("tile_throughput", torch.device("cpu")),
-        "slide": args.slide or f"synthetic {args.size}x{args.size} px, real PCam tissue on 60%, JPEG q90",
-        "slide_px": list(dims),
-        "slide_mpp": slide_mpp,
-        "level_downsamples": downsamples,
-        "slide_write_s": round(write_s, 1),
-        "request": f"224 px tiles at 0.5 mpp, min_tissue 0.5, {args.format}, {'zip' if args.zip else 'folder'}",
-        "tiles": result.n_tiles,
-        "seconds": result.seconds,
-        "tiles_per_s": result.tiles_per_s,
-        "output_mb": round(out_bytes / 1e6, 1),
-    }, args.out)
+    emit(
+        {
+            **header("tile_throughput", torch.device("cpu")),
+            "slide": args.slide or f"synthetic {args.size}x{args.size} px, real PCam tissue on 60%, JPEG q90",
+            "slide_px": list(dims),
+            "slide_mpp": slide_mpp,
+            "level_downsamples": downsamples,
+            "slide_write_s": round(write_s, 1),
+            "request": f"224 px tiles at 0.5 mpp, min_tissue 0.5, {args.format}, {'zip' if args.zip else 'folder'}",
+            "tiles": result.n_tiles,
+            "seconds": result.seconds,
+            "tiles_per_s": result.tiles_per_s,
+            "output_mb": round(out_bytes / 1e6, 1),
+        },
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-TINY_PRE = ["preset=digits", "data.cache_dir=null", "model.backbone=resnet10t", "dino.out_dim=64", "dino.hidden_dim=64",
-            "dino.bottleneck_dim=32", "train.batch_size=6", "train.epochs=1", "train.knn_every=0"]
+TINY_PRE = [
+    "preset=digits",
+    "data.cache_dir=null",
+    "model.backbone=resnet10t",
+    "dino.out_dim=64",
+    "dino.hidden_dim=64",
+    "dino.bottleneck_dim=32",
+    "train.batch_size=6",
+    "train.epochs=1",
+    "train.knn_every=0",
+]
 TINY_GEN = ["model.spec=tiny", "train.batch_size=6", "train.epochs=1", "data.cache_dir=null"]
 TINY_BANK = ["views_per_image=1", "interpolations_per_image=1", "steps=1", "cache_dir=null"]
 REFUSE, WORKS, EITHER = "refuse", "works", "either"
@@ -67,6 +76,7 @@ class Variant:
 
 
 # ---- the world --------------------------------------------------------------------------------------
+
 
 def _png(img: np.ndarray) -> bytes:
     from PIL import Image
@@ -118,17 +128,30 @@ def build_world(root: Path) -> World:
     w.p["npz"] = w.root / "data.npz"
     w.p["folder"] = image_folder(w.root / "folder")
     w.p["zip"] = image_zip(w.root / "data.zip")
-    w.p["pre"] = gensis.pretrain(kv(TINY_PRE) | {
-        "data.path": str(w["npz"]), "out": str(w.root / "pre"), "train.progress": False}).encoder_path.parents[1]
+    w.p["pre"] = gensis.pretrain(
+        kv(TINY_PRE) | {"data.path": str(w["npz"]), "out": str(w.root / "pre"), "train.progress": False}
+    ).encoder_path.parents[1]
     w.p["enc"] = w["pre"] / "exported" / "encoder.safetensors"
-    gensis.pretrain(kv(TINY_PRE) | {"train.epochs": 2, "train.max_steps": 1, "data.path": str(w["npz"]),
-                                    "out": str(w.root / "pre_stopped"), "train.progress": False})
+    gensis.pretrain(
+        kv(TINY_PRE)
+        | {
+            "train.epochs": 2,
+            "train.max_steps": 1,
+            "data.path": str(w["npz"]),
+            "out": str(w.root / "pre_stopped"),
+            "train.progress": False,
+        }
+    )
     w.p["pre_stopped"] = w.root / "pre_stopped"  # stopped after one step: --resume continues it
-    gen = gensis.train_generator(kv(TINY_GEN) | {
-        "data.path": str(w["npz"]), "encoder": str(w["enc"]), "out": str(w.root / "gen"), "train.progress": False})
+    gen = gensis.train_generator(
+        kv(TINY_GEN)
+        | {"data.path": str(w["npz"]), "encoder": str(w["enc"]), "out": str(w.root / "gen"), "train.progress": False}
+    )
     w.p["gen_run"], w.p["gen"] = w.root / "gen", gen.generator_path
-    gensis.generate(kv(TINY_BANK) | {
-        "generator": str(w["gen"]), "data_path": str(w["npz"]), "out": str(w.root / "bank"), "progress": False})
+    gensis.generate(
+        kv(TINY_BANK)
+        | {"generator": str(w["gen"]), "data_path": str(w["npz"]), "out": str(w.root / "bank"), "progress": False}
+    )
     w.p["bank"] = w.root / "bank"
     (w.root / "slides").mkdir()
     w.p["slides"] = w.root / "slides"
@@ -146,6 +169,7 @@ def digest(root: Path) -> dict[str, str]:
 
 
 # ---- helpers for the variants --------------------------------------------------------------------
+
 
 def fifo(path: Path) -> Path:
     os.mkfifo(path)
@@ -204,199 +228,533 @@ def run_cmd(*argv: str) -> list[str]:
 
 # ---- the variants ----------------------------------------------------------------------------------
 
+
 def variants() -> list[Variant]:
     V = Variant
-    EMB = lambda w, data, o: ["embed", f"encoder={w['enc']}", f"data_path={data}", f"out={o / 'e.npy'}",
-                              "cache_dir=null"]
-    EVAL = lambda w, data, o: ["eval", f"encoder={w['enc']}", f"train_path={data}", f"test_path={data}", "linear=false",
-                               "knn_k=[1]", "cache_dir=null", f"out={o / 'r.json'}"]
+    EMB = lambda w, data, o: [
+        "embed",
+        f"encoder={w['enc']}",
+        f"data_path={data}",
+        f"out={o / 'e.npy'}",
+        "cache_dir=null",
+    ]
+    EVAL = lambda w, data, o: [
+        "eval",
+        f"encoder={w['enc']}",
+        f"train_path={data}",
+        f"test_path={data}",
+        "linear=false",
+        "knn_k=[1]",
+        "cache_dir=null",
+        f"out={o / 'r.json'}",
+    ]
     PRE = lambda w, data, o: ["pretrain", *TINY_PRE, f"data.path={data}", f"out={o / 'run'}"]
-    GENERATE = lambda w, data, o: ["generate", f"generator={w['gen']}", f"data_path={data}", *TINY_BANK,
-                                   f"out={o / 'bank'}"]
+    GENERATE = lambda w, data, o: [
+        "generate",
+        f"generator={w['gen']}",
+        f"data_path={data}",
+        *TINY_BANK,
+        f"out={o / 'bank'}",
+    ]
     FG = lambda w, data, o: ["foreground", f"encoder={w['enc']}", f"data_path={data}", f"out={o / 'fg'}"]
     SHOW = lambda w, data, o: ["show", f"generator={w['gen']}", f"data_path={data}", "steps=1", f"out={o / 'show'}"]
-    TG = lambda w, data, o: ["train-generator", *TINY_GEN, f"encoder={w['enc']}", f"data.path={data}",
-                             f"out={o / 'gen'}"]
-    EG = lambda w, bank, o: ["eval-generator", f"bank={bank}", f"encoder={w['enc']}", f"data_path={w['npz']}",
-                             f"out={o / 'q.json'}"]
+    TG = lambda w, data, o: [
+        "train-generator",
+        *TINY_GEN,
+        f"encoder={w['enc']}",
+        f"data.path={data}",
+        f"out={o / 'gen'}",
+    ]
+    EG = lambda w, bank, o: [
+        "eval-generator",
+        f"bank={bank}",
+        f"encoder={w['enc']}",
+        f"data_path={w['npz']}",
+        f"out={o / 'q.json'}",
+    ]
     out: list[Variant] = []
 
     # 1. special files inside a data folder: skipped with a warning naming them, never read
-    for cmd, build in (("embed", EMB), ("eval", EVAL), ("pretrain", PRE), ("generate", GENERATE),
-                       ("foreground", FG), ("show", SHOW), ("train-generator", TG)):
-        out.append(V(f"{cmd}:data-fifo", "special files", lambda w, v, b=build: (
-            b(w, folder_with(v, "pipe.png", fifo), v / "o"), [v]), WORKS,
-            lambda w, v, err: names_in(w, v, err, "pipe.png")))
+    for cmd, build in (
+        ("embed", EMB),
+        ("eval", EVAL),
+        ("pretrain", PRE),
+        ("generate", GENERATE),
+        ("foreground", FG),
+        ("show", SHOW),
+        ("train-generator", TG),
+    ):
+        out.append(
+            V(
+                f"{cmd}:data-fifo",
+                "special files",
+                lambda w, v, b=build: (b(w, folder_with(v, "pipe.png", fifo), v / "o"), [v]),
+                WORKS,
+                lambda w, v, err: names_in(w, v, err, "pipe.png"),
+            )
+        )
     for cmd, build in (("embed", EMB), ("eval", EVAL), ("foreground", FG)):
-        out.append(V(f"{cmd}:data-link-dev-zero", "special files", lambda w, v, b=build: (
-            b(w, folder_with(v, "zero.png", lambda p: link(p, "/dev/zero")), v / "o"), [v]), WORKS,
-            lambda w, v, err: names_in(w, v, err, "zero.png")))
-    out.append(V("embed:data-link-to-zip", "special files", lambda w, v: (
-        EMB(w, link(v / "d.zip", w["zip"]), v / "o"), [v]), WORKS))
+        out.append(
+            V(
+                f"{cmd}:data-link-dev-zero",
+                "special files",
+                lambda w, v, b=build: (b(w, folder_with(v, "zero.png", lambda p: link(p, "/dev/zero")), v / "o"), [v]),
+                WORKS,
+                lambda w, v, err: names_in(w, v, err, "zero.png"),
+            )
+        )
+    out.append(
+        V(
+            "embed:data-link-to-zip",
+            "special files",
+            lambda w, v: (EMB(w, link(v / "d.zip", w["zip"]), v / "o"), [v]),
+            WORKS,
+        )
+    )
     # 2. an input that is itself a special file: one line, no hang
     out += [
         V("embed:data-path-fifo", "special files", lambda w, v: (EMB(w, fifo(v / "d.npz"), v / "o"), [v])),
-        V("eval:data-path-dev-zero", "special files", lambda w, v: (
-            EVAL(w, link(v / "d.npz", "/dev/zero"), v / "o"), [v])),
+        V(
+            "eval:data-path-dev-zero",
+            "special files",
+            lambda w, v: (EVAL(w, link(v / "d.npz", "/dev/zero"), v / "o"), [v]),
+        ),
         V("pretrain:data-path-fifo-zip", "special files", lambda w, v: (PRE(w, fifo(v / "d.zip"), v / "o"), [v])),
-        V("embed:encoder-fifo", "special files", lambda w, v: (
-            ["embed", f"encoder={fifo(v / 'e.safetensors')}", f"data_path={w['npz']}",
-             f"out={v / 'o' / 'e.npy'}"], [v])),
-        V("eval:encoder-dev-zero", "special files", lambda w, v: (
-            ["eval", f"encoder={link(v / 'e.safetensors', '/dev/zero')}", f"train_path={w['npz']}",
-             f"test_path={w['npz']}", f"out={v / 'r.json'}"], [v])),
-        V("generate:generator-dev-null", "special files", lambda w, v: (
-            ["generate", "generator=/dev/null", f"data_path={w['npz']}", f"out={v / 'bank'}"], [v])),
-        V("eval-generator:index-fifo", "special files", lambda w, v: (
-            EG(w, _bank_with(w, v, "index.json", fifo), v / "o"), [v])),
-        V("eval-generator:shard-dev-zero", "special files", lambda w, v: (
-            EG(w, _bank_with(w, v, "shard-00000.safetensors", lambda p: link(p, "/dev/zero")), v / "o"), [v])),
-        V("pretrain:config-fifo", "special files", lambda w, v: (
-            ["pretrain", "--config", str(fifo(v / "c.yaml"))], [v])),
-        V("eval:config-dev-zero", "special files", lambda w, v: (
-            ["eval", "--config", str(link(v / "c.yaml", "/dev/zero"))], [v])),
-        V("tile:slides-fifo", "special files", lambda w, v: (
-            ["tile", f"slides={fifo(v / 's.svs')}", f"out={v / 't.zip'}"], [v])),
+        V(
+            "embed:encoder-fifo",
+            "special files",
+            lambda w, v: (
+                ["embed", f"encoder={fifo(v / 'e.safetensors')}", f"data_path={w['npz']}", f"out={v / 'o' / 'e.npy'}"],
+                [v],
+            ),
+        ),
+        V(
+            "eval:encoder-dev-zero",
+            "special files",
+            lambda w, v: (
+                [
+                    "eval",
+                    f"encoder={link(v / 'e.safetensors', '/dev/zero')}",
+                    f"train_path={w['npz']}",
+                    f"test_path={w['npz']}",
+                    f"out={v / 'r.json'}",
+                ],
+                [v],
+            ),
+        ),
+        V(
+            "generate:generator-dev-null",
+            "special files",
+            lambda w, v: (["generate", "generator=/dev/null", f"data_path={w['npz']}", f"out={v / 'bank'}"], [v]),
+        ),
+        V(
+            "eval-generator:index-fifo",
+            "special files",
+            lambda w, v: (EG(w, _bank_with(w, v, "index.json", fifo), v / "o"), [v]),
+        ),
+        V(
+            "eval-generator:shard-dev-zero",
+            "special files",
+            lambda w, v: (
+                EG(w, _bank_with(w, v, "shard-00000.safetensors", lambda p: link(p, "/dev/zero")), v / "o"),
+                [v],
+            ),
+        ),
+        V(
+            "pretrain:config-fifo",
+            "special files",
+            lambda w, v: (["pretrain", "--config", str(fifo(v / "c.yaml"))], [v]),
+        ),
+        V(
+            "eval:config-dev-zero",
+            "special files",
+            lambda w, v: (["eval", "--config", str(link(v / "c.yaml", "/dev/zero"))], [v]),
+        ),
+        V(
+            "tile:slides-fifo",
+            "special files",
+            lambda w, v: (["tile", f"slides={fifo(v / 's.svs')}", f"out={v / 't.zip'}"], [v]),
+        ),
     ]
     # 3. outputs that are links, FIFOs or planted gensis names: nothing written through
     out += [
-        V("eval:out-link-to-user-file", "links where gensis writes", lambda w, v: (
-            EVAL(w, w["npz"], v)[:-1] + [f"out={link(v / 'r.json', w.victim / 'notes.txt')}"], [v])),
-        V("embed:out-link-to-user-npy", "links where gensis writes", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + [f"out={link(v / 'e.npy', w.victim / 'mine.npy')}"], [v])),
-        V("export:out-link-to-user-file", "links where gensis writes", lambda w, v: (
-            ["export", f"encoder={w['enc']}", f"out={link(v / 'e.pt2', w.victim / 'notes.txt')}"], [v])),
-        V("eval-generator:out-dangling-link", "links where gensis writes", lambda w, v: (
-            EG(w, w["bank"], v)[:-1] + [f"out={link(v / 'q.json', w.victim / 'new.json')}"], [v]), EITHER),
-        V("embed:out-fifo", "special files", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + [f"out={fifo(v / 'e.npy')}"], [v])),
-        V("eval:out-fifo", "special files", lambda w, v: (
-            EVAL(w, w["npz"], v)[:-1] + [f"out={fifo(v / 'r.json')}"], [v])),
-        V("tile:out-fifo", "special files", lambda w, v: (
-            ["tile", f"slides={w['slides']}", f"out={fifo(v / 't.zip')}"], [v])),
-        V("pretrain:resume-lock-link", "links where gensis writes", lambda w, v: (
-            _resume(w, v, ".gensis.lock", lambda p: link(p, w.victim / "notes.txt")), [v]), EITHER),
-        V("pretrain:resume-metrics-link", "links where gensis writes", lambda w, v: (
-            _resume(w, v, "metrics.jsonl", lambda p: link(p, w.victim / "notes.txt")), [v]), EITHER),
-        V("pretrain:resume-train-log-hardlink", "links where gensis writes", lambda w, v: (
-            _resume(w, v, "train.log", lambda p: os.link(w.victim / "notes.txt", p)), [v]), EITHER),
-        V("pretrain:resume-export-link", "links where gensis writes", lambda w, v: (
-            _resume(w, v, "exported/encoder.safetensors", lambda p: link(p, w.victim / "notes.txt")), [v]), EITHER),
-        V("generate:bank-index-link", "links where gensis writes", lambda w, v: (
-            GENERATE(w, w["npz"], v)[:-1]
-            + [f"out={_bank_with(w, v, 'index.json', lambda p: link(p, w.victim / 'notes.txt'))}"], [v]), EITHER),
-        V("pretrain:out-user-folder-with-lock", "ownership", lambda w, v: (
-            PRE(w, w["npz"], v)[:-1] + [f"out={_user_folder(v, ['.gensis.lock', 'notes.txt'])}"], [v])),
+        V(
+            "eval:out-link-to-user-file",
+            "links where gensis writes",
+            lambda w, v: (EVAL(w, w["npz"], v)[:-1] + [f"out={link(v / 'r.json', w.victim / 'notes.txt')}"], [v]),
+        ),
+        V(
+            "embed:out-link-to-user-npy",
+            "links where gensis writes",
+            lambda w, v: (EMB(w, w["npz"], v)[:-2] + [f"out={link(v / 'e.npy', w.victim / 'mine.npy')}"], [v]),
+        ),
+        V(
+            "export:out-link-to-user-file",
+            "links where gensis writes",
+            lambda w, v: (["export", f"encoder={w['enc']}", f"out={link(v / 'e.pt2', w.victim / 'notes.txt')}"], [v]),
+        ),
+        V(
+            "eval-generator:out-dangling-link",
+            "links where gensis writes",
+            lambda w, v: (EG(w, w["bank"], v)[:-1] + [f"out={link(v / 'q.json', w.victim / 'new.json')}"], [v]),
+            EITHER,
+        ),
+        V(
+            "embed:out-fifo",
+            "special files",
+            lambda w, v: (EMB(w, w["npz"], v)[:-2] + [f"out={fifo(v / 'e.npy')}"], [v]),
+        ),
+        V(
+            "eval:out-fifo",
+            "special files",
+            lambda w, v: (EVAL(w, w["npz"], v)[:-1] + [f"out={fifo(v / 'r.json')}"], [v]),
+        ),
+        V(
+            "tile:out-fifo",
+            "special files",
+            lambda w, v: (["tile", f"slides={w['slides']}", f"out={fifo(v / 't.zip')}"], [v]),
+        ),
+        V(
+            "pretrain:resume-lock-link",
+            "links where gensis writes",
+            lambda w, v: (_resume(w, v, ".gensis.lock", lambda p: link(p, w.victim / "notes.txt")), [v]),
+            EITHER,
+        ),
+        V(
+            "pretrain:resume-metrics-link",
+            "links where gensis writes",
+            lambda w, v: (_resume(w, v, "metrics.jsonl", lambda p: link(p, w.victim / "notes.txt")), [v]),
+            EITHER,
+        ),
+        V(
+            "pretrain:resume-train-log-hardlink",
+            "links where gensis writes",
+            lambda w, v: (_resume(w, v, "train.log", lambda p: os.link(w.victim / "notes.txt", p)), [v]),
+            EITHER,
+        ),
+        V(
+            "pretrain:resume-export-link",
+            "links where gensis writes",
+            lambda w, v: (
+                _resume(w, v, "exported/encoder.safetensors", lambda p: link(p, w.victim / "notes.txt")),
+                [v],
+            ),
+            EITHER,
+        ),
+        V(
+            "generate:bank-index-link",
+            "links where gensis writes",
+            lambda w, v: (
+                GENERATE(w, w["npz"], v)[:-1]
+                + [f"out={_bank_with(w, v, 'index.json', lambda p: link(p, w.victim / 'notes.txt'))}"],
+                [v],
+            ),
+            EITHER,
+        ),
+        V(
+            "pretrain:out-user-folder-with-lock",
+            "ownership",
+            lambda w, v: (PRE(w, w["npz"], v)[:-1] + [f"out={_user_folder(v, ['.gensis.lock', 'notes.txt'])}"], [v]),
+        ),
     ]
     # 4. names: not UTF-8, newlines, commas and quotes, spaces
     out += [
-        V("embed:name-not-utf8", "names", lambda w, v: (EMB(w, _named(v, b"caf\xe9.png"), v / "o"), [v]), WORKS,
-          lambda w, v, err: _rows(v / "o" / "e.csv", 13)),
+        V(
+            "embed:name-not-utf8",
+            "names",
+            lambda w, v: (EMB(w, _named(v, b"caf\xe9.png"), v / "o"), [v]),
+            WORKS,
+            lambda w, v, err: _rows(v / "o" / "e.csv", 13),
+        ),
         V("eval:class-not-utf8", "names", lambda w, v: (EVAL(w, _named(v, b"\xff/x.png"), v / "o"), [v]), WORKS),
-        V("embed:name-newline", "names", lambda w, v: (EMB(w, _named(v, b"a\nb.png"), v / "o"), [v]), WORKS,
-          lambda w, v, err: _rows(v / "o" / "e.csv", 13)),
-        V("embed:name-comma-quote", "names", lambda w, v: (EMB(w, _named(v, b'a,"b".png'), v / "o"), [v]), WORKS,
-          lambda w, v, err: None if 'c0/a,"b".png' in csv_ids(v / "o" / "e.csv") else "the id is not read back"),
-        V("eval:out-not-utf8", "names", lambda w, v: (
-            EVAL(w, w["npz"], v)[:-1] + ["out=" + os.fsdecode(bytes(v) + NOT_UTF8)], [v]), WORKS),
-        V("pretrain:data-path-spaces-unicode", "names", lambda w, v: (
-            PRE(w, copy(w["npz"], v / "my données 1.npz"), v / "o"), [v]), WORKS),
+        V(
+            "embed:name-newline",
+            "names",
+            lambda w, v: (EMB(w, _named(v, b"a\nb.png"), v / "o"), [v]),
+            WORKS,
+            lambda w, v, err: _rows(v / "o" / "e.csv", 13),
+        ),
+        V(
+            "embed:name-comma-quote",
+            "names",
+            lambda w, v: (EMB(w, _named(v, b'a,"b".png'), v / "o"), [v]),
+            WORKS,
+            lambda w, v, err: None if 'c0/a,"b".png' in csv_ids(v / "o" / "e.csv") else "the id is not read back",
+        ),
+        V(
+            "eval:out-not-utf8",
+            "names",
+            lambda w, v: (EVAL(w, w["npz"], v)[:-1] + ["out=" + os.fsdecode(bytes(v) + NOT_UTF8)], [v]),
+            WORKS,
+        ),
+        V(
+            "pretrain:data-path-spaces-unicode",
+            "names",
+            lambda w, v: (PRE(w, copy(w["npz"], v / "my données 1.npz"), v / "o"), [v]),
+            WORKS,
+        ),
     ]
     # 5. zips: a member twice, a member too large, a path out of the zip, a cut zip
     for cmd, build in (("embed", EMB), ("eval", EVAL), ("pretrain", PRE), ("generate", GENERATE), ("foreground", FG)):
         out.append(V(f"{cmd}:zip-dup-member", "zips", lambda w, v, b=build: (b(w, zip_twice(v), v / "o"), [v])))
     out += [
-        V("pretrain:zip-member-over-cap", "zips", lambda w, v: (
-            PRE(w, image_zip(v / "big.zip",
-                             extra=[("c0/big.png", _png(np.zeros((300, 300, 3), np.uint8)) + b"\0" * 400_000)]),
-                v / "o") + ["data.max_image_bytes=100000"], [v]), WORKS,
-            lambda w, v, err: names_in(w, v, err, "big.png")),
-        V("embed:zip-member-dotdot", "zips", lambda w, v: (
-            EMB(w, image_zip(v / "dd.zip", extra=[("../evil.png", _png(_images(1)[0][0]))]), v / "o"), [v]), EITHER,
-            lambda w, v, err: "a file was written outside" if (v.parent / "evil.png").exists() else None),
+        V(
+            "pretrain:zip-member-over-cap",
+            "zips",
+            lambda w, v: (
+                PRE(
+                    w,
+                    image_zip(
+                        v / "big.zip", extra=[("c0/big.png", _png(np.zeros((300, 300, 3), np.uint8)) + b"\0" * 400_000)]
+                    ),
+                    v / "o",
+                )
+                + ["data.max_image_bytes=100000"],
+                [v],
+            ),
+            WORKS,
+            lambda w, v, err: names_in(w, v, err, "big.png"),
+        ),
+        V(
+            "embed:zip-member-dotdot",
+            "zips",
+            lambda w, v: (
+                EMB(w, image_zip(v / "dd.zip", extra=[("../evil.png", _png(_images(1)[0][0]))]), v / "o"),
+                [v],
+            ),
+            EITHER,
+            lambda w, v, err: "a file was written outside" if (v.parent / "evil.png").exists() else None,
+        ),
         V("eval:zip-cut-short", "zips", lambda w, v: (EVAL(w, _cut(image_zip(v / "cut.zip")), v / "o"), [v])),
     ]
     # 6. ownership: tables and folders of the user's
     out += [
-        V("embed:user-label-csv-beside", "ownership", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "labels.npy", None, v / "labels.csv", USER_LABELS))],
-            [])),
-        V("embed:user-csv-file-class", "ownership", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "e.csv", "file,class\na.png,cat\n"))], [])),
-        V("embed:planted-sidecar", "ownership", lambda w, v: (
-            EMB(w, w["npz"], v)[:-2] + [f"out={_planted_sidecar(v)}"], [])),
-        V("eval:user-json", "ownership", lambda w, v: (
-            EVAL(w, w["npz"], v)[:-1] + [f"out={_write(v / 'r.json', json.dumps({'mine': 1}))}"], [])),
-        V("pretrain:user-config-yaml", "ownership", lambda w, v: (
-            PRE(w, w["npz"], v)[:-1] + [f"out={_user_folder(v, ['config.yaml'])}"], [])),
-        V("run:user-pipeline-json", "ownership", lambda w, v: (
-            ["run", f"data.path={w['npz']}", f"out={_user_folder(v, ['pipeline.json'])}"], [])),
+        V(
+            "embed:user-label-csv-beside",
+            "ownership",
+            lambda w, v: (
+                EMB(w, w["npz"], v)[:-2]
+                + ["out=" + str(_write(v / "labels.npy", None, v / "labels.csv", USER_LABELS))],
+                [],
+            ),
+        ),
+        V(
+            "embed:user-csv-file-class",
+            "ownership",
+            lambda w, v: (
+                EMB(w, w["npz"], v)[:-2] + ["out=" + str(_write(v / "e.csv", "file,class\na.png,cat\n"))],
+                [],
+            ),
+        ),
+        V(
+            "embed:planted-sidecar",
+            "ownership",
+            lambda w, v: (EMB(w, w["npz"], v)[:-2] + [f"out={_planted_sidecar(v)}"], []),
+        ),
+        V(
+            "eval:user-json",
+            "ownership",
+            lambda w, v: (EVAL(w, w["npz"], v)[:-1] + [f"out={_write(v / 'r.json', json.dumps({'mine': 1}))}"], []),
+        ),
+        V(
+            "pretrain:user-config-yaml",
+            "ownership",
+            lambda w, v: (PRE(w, w["npz"], v)[:-1] + [f"out={_user_folder(v, ['config.yaml'])}"], []),
+        ),
+        V(
+            "run:user-pipeline-json",
+            "ownership",
+            lambda w, v: (["run", f"data.path={w['npz']}", f"out={_user_folder(v, ['pipeline.json'])}"], []),
+        ),
     ]
     # 7. empty paths and --config sections of the wrong type
     out += [
         V("eval:out-empty", "empty paths", lambda w, v: (EVAL(w, w["npz"], v)[:-1] + ["out="], [])),
         V("embed:data-path-empty", "empty paths", lambda w, v: (EMB(w, "", v / "o"), [])),
-        V("generate:generator-empty", "empty paths", lambda w, v: (["generate", "generator=", f"data_path={w['npz']}",
-                                                                    f"out={v / 'b'}"], [])),
+        V(
+            "generate:generator-empty",
+            "empty paths",
+            lambda w, v: (["generate", "generator=", f"data_path={w['npz']}", f"out={v / 'b'}"], []),
+        ),
         V("tile:out-empty", "empty paths", lambda w, v: (["tile", f"slides={w['slides']}", "out="], [])),
-        V("pretrain:config-section-int", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: 5\nout: {v / 'o'}\n"))],
-            [])),
-        V("pretrain:config-epochs-text", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: {{epochs: ten}}\n"
-                                                        f"out: {v / 'o'}\n"))], [])),
-        V("eval:config-knn-mapping", "config types", lambda w, v: (
-            ["eval", "--config", str(config_file(v, f"encoder: {w['enc']}\ntrain_path: {w['npz']}\n"
-                                                    f"test_path: {w['npz']}\nknn_k: {{a: 1}}\nout: {v / 'r.json'}\n"))],
-            [])),
-        V("embed:config-list", "config types", lambda w, v: (
-            ["embed", "--config", str(config_file(v, "- 1\n- 2\n"))], [])),
-        V("pretrain:config-path-list", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, f"data: {{path: [a, b]}}\nout: {v / 'o'}\n"))], [])),
-        V("pretrain:config-bad-yaml", "config types", lambda w, v: (
-            ["pretrain", "--config", str(config_file(v, "data: {path: [\n"))], [])),
+        V(
+            "pretrain:config-section-int",
+            "config types",
+            lambda w, v: (
+                [
+                    "pretrain",
+                    "--config",
+                    str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: 5\nout: {v / 'o'}\n")),
+                ],
+                [],
+            ),
+        ),
+        V(
+            "pretrain:config-epochs-text",
+            "config types",
+            lambda w, v: (
+                [
+                    "pretrain",
+                    "--config",
+                    str(config_file(v, f"data: {{path: {w['npz']}}}\ntrain: {{epochs: ten}}\nout: {v / 'o'}\n")),
+                ],
+                [],
+            ),
+        ),
+        V(
+            "eval:config-knn-mapping",
+            "config types",
+            lambda w, v: (
+                [
+                    "eval",
+                    "--config",
+                    str(
+                        config_file(
+                            v,
+                            f"encoder: {w['enc']}\ntrain_path: {w['npz']}\n"
+                            f"test_path: {w['npz']}\nknn_k: {{a: 1}}\nout: {v / 'r.json'}\n",
+                        )
+                    ),
+                ],
+                [],
+            ),
+        ),
+        V(
+            "embed:config-list",
+            "config types",
+            lambda w, v: (["embed", "--config", str(config_file(v, "- 1\n- 2\n"))], []),
+        ),
+        V(
+            "pretrain:config-path-list",
+            "config types",
+            lambda w, v: (
+                ["pretrain", "--config", str(config_file(v, f"data: {{path: [a, b]}}\nout: {v / 'o'}\n"))],
+                [],
+            ),
+        ),
+        V(
+            "pretrain:config-bad-yaml",
+            "config types",
+            lambda w, v: (["pretrain", "--config", str(config_file(v, "data: {path: [\n"))], []),
+        ),
     ]
     # 8. checks before side effects: nothing created on a refusal
     no_folder = lambda w, v, err: "a folder was created" if (v / "o").exists() else None
     out += [
-        V("pretrain:unknown-backbone", "before side effects", lambda w, v: (
-            PRE(w, w["npz"], v)[:-1] + ["model.backbone=resnet_nope", f"out={v / 'o'}"], []), REFUSE, no_folder),
-        V("train-generator:unknown-spec", "before side effects", lambda w, v: (
-            TG(w, w["npz"], v)[:-1] + ["model.spec=huge_nope", f"out={v / 'o'}"], []), REFUSE, no_folder),
-        V("generate:negative-views", "before side effects", lambda w, v: (
-            GENERATE(w, w["npz"], v)[:-1] + ["views_per_image=-1", f"out={v / 'o'}"], []), REFUSE, no_folder),
-        V("pretrain:out-dim-zero", "before side effects", lambda w, v: (
-            PRE(w, w["npz"], v)[:-1] + ["dino.out_dim=0", f"out={v / 'o'}"], []), REFUSE, no_folder),
-        V("run:stage-key-typo", "before side effects", lambda w, v: (
-            ["run", f"data.path={w['npz']}", "pretrian.train.epochs=1", f"out={v / 'o'}"], []), REFUSE, no_folder),
-        V("foreground:missing-encoder", "before side effects", lambda w, v: (
-            ["foreground", f"encoder={v / 'nope.safetensors'}", f"data_path={w['npz']}", f"out={v / 'o'}"], []), REFUSE,
-          no_folder),
-        V("pretrain:missing-data", "before side effects", lambda w, v: (
-            PRE(w, v / "nope.npz", v)[:-1] + [f"out={v / 'o'}"], []), REFUSE, no_folder),
+        V(
+            "pretrain:unknown-backbone",
+            "before side effects",
+            lambda w, v: (PRE(w, w["npz"], v)[:-1] + ["model.backbone=resnet_nope", f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "train-generator:unknown-spec",
+            "before side effects",
+            lambda w, v: (TG(w, w["npz"], v)[:-1] + ["model.spec=huge_nope", f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "generate:negative-views",
+            "before side effects",
+            lambda w, v: (GENERATE(w, w["npz"], v)[:-1] + ["views_per_image=-1", f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "pretrain:out-dim-zero",
+            "before side effects",
+            lambda w, v: (PRE(w, w["npz"], v)[:-1] + ["dino.out_dim=0", f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "run:stage-key-typo",
+            "before side effects",
+            lambda w, v: (["run", f"data.path={w['npz']}", "pretrian.train.epochs=1", f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "foreground:missing-encoder",
+            "before side effects",
+            lambda w, v: (
+                ["foreground", f"encoder={v / 'nope.safetensors'}", f"data_path={w['npz']}", f"out={v / 'o'}"],
+                [],
+            ),
+            REFUSE,
+            no_folder,
+        ),
+        V(
+            "pretrain:missing-data",
+            "before side effects",
+            lambda w, v: (PRE(w, v / "nope.npz", v)[:-1] + [f"out={v / 'o'}"], []),
+            REFUSE,
+            no_folder,
+        ),
     ]
     # 9. moved and copied folders resume and generate
     out += [
-        V("generate:moved-generator-run", "moved folders", lambda w, v: (
-            GENERATE(w, w["npz"], v)[:1] + [f"generator={_moved(w['gen_run'], v)}"] + GENERATE(w, w["npz"], v)[2:],
-            [v]), WORKS),
-        V("export:moved-pretrain-run", "moved folders", lambda w, v: (
-            ["export", f"encoder={_moved(w['pre'], v)}", f"out={v / 'e.pt2'}"], [v]), WORKS),
-        V("pretrain:moved-run-resumes", "moved folders", lambda w, v: (
-            ["pretrain", "--resume", *TINY_PRE, f"data.path={w['npz']}", f"out={_moved(w['pre'], v)}"], [v]), WORKS),
-        V("eval-generator:moved-bank", "moved folders", lambda w, v: (
-            EG(w, _moved(w["bank"], v), v / "o"), [v]), WORKS),
-        V("show:copied-generator-run", "moved folders", lambda w, v: (
-            SHOW(w, w["npz"], v)[:1] + [f"generator={copy(w['gen_run'], v / 'g')}"] + SHOW(w, w["npz"], v)[2:],
-            [v]), WORKS),
-        V("train-generator:moved-encoder-run", "moved folders", lambda w, v: (
-            TG(w, w["npz"], v)[:-3] + [f"encoder={_moved(w['pre'], v)}", f"data.path={w['npz']}",
-                                       f"out={v / 'gen'}"], [v]), WORKS),
+        V(
+            "generate:moved-generator-run",
+            "moved folders",
+            lambda w, v: (
+                GENERATE(w, w["npz"], v)[:1] + [f"generator={_moved(w['gen_run'], v)}"] + GENERATE(w, w["npz"], v)[2:],
+                [v],
+            ),
+            WORKS,
+        ),
+        V(
+            "export:moved-pretrain-run",
+            "moved folders",
+            lambda w, v: (["export", f"encoder={_moved(w['pre'], v)}", f"out={v / 'e.pt2'}"], [v]),
+            WORKS,
+        ),
+        V(
+            "pretrain:moved-run-resumes",
+            "moved folders",
+            lambda w, v: (
+                ["pretrain", "--resume", *TINY_PRE, f"data.path={w['npz']}", f"out={_moved(w['pre'], v)}"],
+                [v],
+            ),
+            WORKS,
+        ),
+        V(
+            "eval-generator:moved-bank",
+            "moved folders",
+            lambda w, v: (EG(w, _moved(w["bank"], v), v / "o"), [v]),
+            WORKS,
+        ),
+        V(
+            "show:copied-generator-run",
+            "moved folders",
+            lambda w, v: (
+                SHOW(w, w["npz"], v)[:1] + [f"generator={copy(w['gen_run'], v / 'g')}"] + SHOW(w, w["npz"], v)[2:],
+                [v],
+            ),
+            WORKS,
+        ),
+        V(
+            "train-generator:moved-encoder-run",
+            "moved folders",
+            lambda w, v: (
+                TG(w, w["npz"], v)[:-3]
+                + [f"encoder={_moved(w['pre'], v)}", f"data.path={w['npz']}", f"out={v / 'gen'}"],
+                [v],
+            ),
+            WORKS,
+        ),
     ]
     # 10. data that changed under a run
     out += [
-        V("pretrain:resume-data-grew", "data changes", lambda w, v: (_grown(w, v), [v]), REFUSE,
-          lambda w, v, err: None if "other data" in err else "the refusal does not say the data changed"),
+        V(
+            "pretrain:resume-data-grew",
+            "data changes",
+            lambda w, v: (_grown(w, v), [v]),
+            REFUSE,
+            lambda w, v, err: None if "other data" in err else "the refusal does not say the data changed",
+        )
     ]
     return out
 
@@ -415,8 +773,15 @@ def _resume(w: World, v: Path, name: str, make: Callable[[Path], object]) -> lis
     if target.exists() or target.is_symlink():
         target.unlink()
     make(target)
-    return ["pretrain", "--resume", *TINY_PRE[:-2], "train.epochs=2", "train.knn_every=0", f"data.path={w['npz']}",
-            f"out={run}"]
+    return [
+        "pretrain",
+        "--resume",
+        *TINY_PRE[:-2],
+        "train.epochs=2",
+        "train.knn_every=0",
+        f"data.path={w['npz']}",
+        f"out={run}",
+    ]
 
 
 def _user_folder(v: Path, names: list[str]) -> Path:
@@ -476,14 +841,18 @@ def _moved(src: Path, v: Path) -> Path:
 def _grown(w: World, v: Path) -> list[str]:
     data = copy(w["npz"], v / "d.npz")
     run_out = v / "run"
-    subprocess.run([sys.executable, "-m", "gensis", "pretrain", *TINY_PRE, f"data.path={data}", f"out={run_out}", "-q"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "gensis", "pretrain", *TINY_PRE, f"data.path={data}", f"out={run_out}", "-q"],
+        check=True,
+        capture_output=True,
+    )
     imgs, labels = _images(13)
     np.savez(data, images=imgs, labels=labels)
     return ["pretrain", "--resume", *TINY_PRE, f"data.path={data}", f"out={run_out}"]
 
 
 # ---- running and judging ---------------------------------------------------------------------------
+
 
 def judge(v: Variant, rc: int | None, err: str, changed: list[str], outside: list[str], extra: str | None) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("INFO", "WARNING"))]
@@ -516,8 +885,13 @@ def run_variant(v: Variant, w: World, scratch: Path, timeout: float) -> dict:
     before, victim = digest(w.root), digest(w.victim)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "gensis", *argv, *quiet], capture_output=True, timeout=timeout,
-                              cwd=folder, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gensis", *argv, *quiet],
+            capture_output=True,
+            timeout=timeout,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+        )
         rc, err = proc.returncode, proc.stderr.decode(errors="replace")
     except subprocess.TimeoutExpired as exc:
         rc, err = None, (exc.stderr or b"").decode(errors="replace")
@@ -525,34 +899,58 @@ def run_variant(v: Variant, w: World, scratch: Path, timeout: float) -> dict:
     after = digest(w.root)
     own_s = [str(p) for p in own] + [str(folder)]
     changed = sorted(k for k in before if after.get(k) != before[k] and not k.startswith(tuple(own_s)))
-    outside = (sorted(k for k, h in digest(w.victim).items() if victim.get(k) != h)
-               + sorted(set(victim) - set(digest(w.victim))))
+    outside = sorted(k for k, h in digest(w.victim).items() if victim.get(k) != h) + sorted(
+        set(victim) - set(digest(w.victim))
+    )
     extra = v.check(w, folder, err) if v.check is not None and rc is not None else None
     verdict = judge(v, rc, err, changed, outside, extra)
-    said = next((ln for ln in err.splitlines() if ln.startswith("gensis: error:")),
-                err.strip().splitlines()[-1] if err.strip() else "")
-    return {"id": v.id, "class": v.what, "expect": v.expect, "rc": rc, "verdict": verdict, "seconds": round(seconds, 1),
-            "said": said[:300], "changed": changed[:5], "outside": outside[:5], "check": extra}
+    said = next(
+        (ln for ln in err.splitlines() if ln.startswith("gensis: error:")),
+        err.strip().splitlines()[-1] if err.strip() else "",
+    )
+    return {
+        "id": v.id,
+        "class": v.what,
+        "expect": v.expect,
+        "rc": rc,
+        "verdict": verdict,
+        "seconds": round(seconds, 1),
+        "said": said[:300],
+        "changed": changed[:5],
+        "outside": outside[:5],
+        "check": extra,
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     counts = Counter(r["verdict"] for r in rows)
-    head = (f"{len(rows)} variants: " + ", ".join(f"{k} {counts[k]}" for k in
-            ("ok", "data loss", "security", "traceback", "silently wrong", "hang", "unclear")) + "\n\n")
-    table = ["| variant | class | expected | exit | verdict | what it said (or what is wrong) |",
-             "|---|---|---|---:|---|---|"]
+    head = (
+        f"{len(rows)} variants: "
+        + ", ".join(
+            f"{k} {counts[k]}"
+            for k in ("ok", "data loss", "security", "traceback", "silently wrong", "hang", "unclear")
+        )
+        + "\n\n"
+    )
+    table = [
+        "| variant | class | expected | exit | verdict | what it said (or what is wrong) |",
+        "|---|---|---|---:|---|---|",
+    ]
     for r in rows:
         what = r["check"] or (f"changed {r['changed']}" if r["changed"] else "") or r["said"]
-        table.append(f"| {r['id']} | {r['class']} | {r['expect']} | {r['rc']} | {r['verdict']} | "
-                     f"{what.replace('|', '/').replace(chr(10), ' ')[:160]} |")
+        table.append(
+            f"| {r['id']} | {r['class']} | {r['expect']} | {r['rc']} | {r['verdict']} | "
+            f"{what.replace('|', '/').replace(chr(10), ' ')[:160]} |"
+        )
     return head + "\n".join(table) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="a new folder for the world, the scratch and the table")
-    ap.add_argument("--only", default="",
-                    help="run only the variants whose id holds one of these texts (comma-separated)")
+    ap.add_argument(
+        "--only", default="", help="run only the variants whose id holds one of these texts (comma-separated)"
+    )
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before a variant counts as a hang")
     args = ap.parse_args()
     if args.out.exists() and any(args.out.iterdir()):

@@ -42,10 +42,7 @@ def px(data: ImageData, item_id: str, y: int = 0, x: int = 0) -> tuple[int, ...]
 
 
 def warnings_of(caplog) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records
-        if r.name == "gensis.data" and r.levelno == logging.WARNING
-    ]
+    return [r.getMessage() for r in caplog.records if r.name == "gensis.data" and r.levelno == logging.WARNING]
 
 
 def labelled_tree(tmp_path: Path) -> Path:

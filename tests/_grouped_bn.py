@@ -30,8 +30,9 @@ def grouped_batch_norm(groups: int) -> Iterator[dict[str, int]]:
         if input.shape[0] % groups:
             raise AssertionError(f"a BatchNorm batch of {input.shape[0]} rows does not split into {groups} processes")
         calls["grouped"] += 1
-        return torch.cat([plain(x, running_mean, running_var, weight, bias, training, momentum, eps)
-                          for x in input.chunk(groups)])
+        return torch.cat(
+            [plain(x, running_mean, running_var, weight, bias, training, momentum, eps) for x in input.chunk(groups)]
+        )
 
     F.batch_norm = grouped  # nn.BatchNorm*d look F.batch_norm up at call time
     try:

@@ -25,14 +25,23 @@ def cli_argv(*args: str, processes: int = 1) -> list[str]:
     """``python -m gensis.cli <args>``, or the same under ``torchrun --nproc_per_node=<processes>``."""
     if processes == 1:
         return [sys.executable, "-m", "gensis.cli", *args]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-            f"--master_port={free_port()}", "-m", "gensis.cli", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={processes}",
+        f"--master_port={free_port()}",
+        "-m",
+        "gensis.cli",
+        *args,
+    ]
 
 
 def run_cli(*args: str, processes: int = 1, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the command to its end; it must succeed."""
-    proc = subprocess.run(cli_argv(*args, processes=processes), env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cli_argv(*args, processes=processes), env=ENV, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -22,8 +22,8 @@ def wandb_records(run_file: Path):
         if BLOCK - pos % BLOCK < HEADER:  # a block's tail too short for a header is padding
             pos += BLOCK - pos % BLOCK
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        chunk, pos = data[pos + HEADER:pos + HEADER + length], pos + HEADER + length
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk, pos = data[pos + HEADER : pos + HEADER + length], pos + HEADER + length
         if kind == 0:  # zero padding up to the block's end
             pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
             continue

@@ -11,8 +11,11 @@ from gensis.runtime.lock import LOCK_NAME  # a run folder's lock holds no data: 
 
 def digest(root: Path) -> dict[str, str]:
     """Content hash of every file under ``root`` (to prove nothing was touched)."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts and p.name != LOCK_NAME}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "cache" not in p.parts and p.name != LOCK_NAME
+    }
 
 
 def assert_refused(world: dict, capsys, out: Path, argv: str, fragment: str) -> str:

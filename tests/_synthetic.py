@@ -36,8 +36,11 @@ def random_encoder(path: Path, resolution: int = 8) -> Path:
     from gensis.runtime.checkpoint import export_encoder
 
     torch.manual_seed(0)
-    export_encoder(path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), resolution),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    export_encoder(
+        path,
+        build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), resolution),
+        {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"},
+    )
     return path
 
 
@@ -47,15 +50,32 @@ def tiny_generator(root: Path, n_images: int = 12) -> tuple[Path, Path, Path]:
 
     enc_path = random_encoder(root / "encoder.safetensors")
     data = write_npz(root / "images.npz", n_images, size=8)
-    gen = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc_path), "data.path": str(data),
-                                  "out": str(root / "gen"), "train.batch_size": 6, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None})
+    gen = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "encoder": str(enc_path),
+            "data.path": str(data),
+            "out": str(root / "gen"),
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+        }
+    )
     return enc_path, data, gen.generator_path
 
 
 # A tiny DINO stage for `gensis run` tests (the `pipeline` fixture in conftest.py, and others).
-SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
-              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
+SMALL_DINO = {
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 32,
+    "train.epochs": 1,
+    "train.knn_every": 0,
+    "train.log_every": 1,
+}
 
 
 def write_bank(root, n: int, res: int, k: int = 2, m: int = 1, shard_size: int = 40) -> None:
@@ -75,5 +95,9 @@ def write_bank(root, n: int, res: int, k: int = 2, m: int = 1, shard_size: int =
         images = ((src + 7 * tag) % 256).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, res, res).clone()
         partner = torch.where(tag < 0, (src + 1) % n, torch.full_like(src, -1))
         alpha = torch.where(tag < 0, 0.6, 1.0)
-        write_shard(root, index, shard, {"images": images, "source": src, "partner": partner, "alpha": alpha,
-                                         "seed": torch.zeros_like(src)})
+        write_shard(
+            root,
+            index,
+            shard,
+            {"images": images, "source": src, "partner": partner, "alpha": alpha, "seed": torch.zeros_like(src)},
+        )

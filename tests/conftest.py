@@ -20,9 +20,18 @@ from _data_files import labelled_tree  # noqa: E402
 from _synthetic import SMALL_DINO, shapes_dataset, write_npz  # noqa: E402
 
 META = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
-PRETRAIN = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-            "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-            "train.knn_every": 0, "train.progress": False}
+PRETRAIN = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 6,
+    "train.epochs": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
+}
 GEN = {"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False, "data.cache_dir": None}
 
 
@@ -80,15 +89,28 @@ def _build(root: Path) -> dict[str, Path]:
     enc = root / "encoder.safetensors"
     export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), META)
     vit = root / "vit.safetensors"  # another backbone, 192-d embeddings
-    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224",
-                                                  backbone_kwargs={"patch_size": 4}), 8), META)
+    export_encoder(
+        vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 4}), 8), META
+    )
     data = write_npz(root / "images.npz", 12, size=8)
-    gen = gensis.train_generator({**GEN, "data.path": str(data), "encoder": str(enc),
-                                  "out": str(root / "gen")}).generator_path
-    other_gen = gensis.train_generator({**GEN, "data.path": str(data), "train.seed": 1, "encoder": str(enc),
-                                        "out": str(root / "gen2")}).generator_path
-    gensis.generate({"generator": str(gen), "data_path": str(data), "out": str(root / "bank"), "views_per_image": 1,
-                     "interpolations_per_image": 1, "steps": 1, "progress": False, "cache_dir": None})
+    gen = gensis.train_generator(
+        {**GEN, "data.path": str(data), "encoder": str(enc), "out": str(root / "gen")}
+    ).generator_path
+    other_gen = gensis.train_generator(
+        {**GEN, "data.path": str(data), "train.seed": 1, "encoder": str(enc), "out": str(root / "gen2")}
+    ).generator_path
+    gensis.generate(
+        {
+            "generator": str(gen),
+            "data_path": str(data),
+            "out": str(root / "bank"),
+            "views_per_image": 1,
+            "interpolations_per_image": 1,
+            "steps": 1,
+            "progress": False,
+            "cache_dir": None,
+        }
+    )
     w = {"root": root, "enc": enc, "vit": vit, "data": data, "gen": gen, "other_gen": other_gen, "bank": root / "bank"}
     w.update(_images(root))
     w.update(_runs(root, w))
@@ -120,9 +142,17 @@ def _images(root: Path) -> dict[str, Path]:
     images, _ = shapes_dataset(4, size=8)
     disjoint = root / "disjoint.npz"  # classes "10" and "11": none in common with images.npz
     np.savez(disjoint, images=images, labels=np.array([10, 11, 10, 11]))
-    return {"odd": odd, "bad": bad, "empty": root / "empty", "garbage": root / "garbage.safetensors",
-            "text_npz": root / "text.npz", "slides": root / "slides", "zip": _labelled_zip(root / "images.zip", 12),
-            "other": write_npz(root / "other.npz", 12, size=8, seed=1), "disjoint": disjoint}
+    return {
+        "odd": odd,
+        "bad": bad,
+        "empty": root / "empty",
+        "garbage": root / "garbage.safetensors",
+        "text_npz": root / "text.npz",
+        "slides": root / "slides",
+        "zip": _labelled_zip(root / "images.zip", 12),
+        "other": write_npz(root / "other.npz", 12, size=8, seed=1),
+        "disjoint": disjoint,
+    }
 
 
 def _runs(root: Path, w: dict[str, Path]) -> dict[str, Path]:
@@ -139,13 +169,18 @@ def _runs(root: Path, w: dict[str, Path]) -> dict[str, Path]:
     def swap(d: Path) -> None:
         shutil.copy(root / "gen2" / "checkpoints" / "last.pt", d / "checkpoints" / "last.pt")
 
-    return {"grow": grow, "pre": root / "pre", "foreign": foreign,
-            "gen_run": root / "gen",
-            "gen_swapped": _run_copy(root, "gen", "gen_swapped", swap),
-            "gen_stripped": _run_copy(root, "gen", "gen_stripped", lambda d: shutil.rmtree(d / "checkpoints")),
-            "gen_empty_pt": _run_copy(root, "gen", "gen_empty_pt",
-                                      lambda d: (d / "checkpoints" / "last.pt").write_bytes(b"")),
-            "pre_stripped": _run_copy(root, "pre", "pre_stripped", lambda d: shutil.rmtree(d / "checkpoints"))}
+    return {
+        "grow": grow,
+        "pre": root / "pre",
+        "foreign": foreign,
+        "gen_run": root / "gen",
+        "gen_swapped": _run_copy(root, "gen", "gen_swapped", swap),
+        "gen_stripped": _run_copy(root, "gen", "gen_stripped", lambda d: shutil.rmtree(d / "checkpoints")),
+        "gen_empty_pt": _run_copy(
+            root, "gen", "gen_empty_pt", lambda d: (d / "checkpoints" / "last.pt").write_bytes(b"")
+        ),
+        "pre_stripped": _run_copy(root, "pre", "pre_stripped", lambda d: shutil.rmtree(d / "checkpoints")),
+    }
 
 
 def _truncate(path: Path) -> None:
@@ -197,9 +232,12 @@ def pipeline(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipe")
     settings = {
-        "out": str(root / "run"), "preset": "digits", "progress": False,
+        "out": str(root / "run"),
+        "preset": "digits",
+        "progress": False,
         "data.path": str(write_npz(root / "train.npz", 64, seed=0)),
-        "data.eval_path": str(write_npz(root / "test.npz", 32, seed=1)), "data.cache_dir": None,
+        "data.eval_path": str(write_npz(root / "test.npz", 32, seed=1)),
+        "data.cache_dir": None,
         "pretrain": SMALL_DINO,
         "generator": {"model.spec": "tiny", "train.batch_size": 16, "train.epochs": 1, "train.log_every": 1},
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2, "shard_size": 40},

@@ -10,8 +10,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 # One function per CLI subcommand, imported from gensis.api on first use.
-_API = ("run", "pretrain", "train_autoencoder", "train_generator", "generate", "eval_generator", "show", "evaluate",
-        "embed", "export")
+_API = (
+    "run",
+    "pretrain",
+    "train_autoencoder",
+    "train_generator",
+    "generate",
+    "eval_generator",
+    "show",
+    "evaluate",
+    "embed",
+    "export",
+)
 __all__ = [*_API, "demo", "load_encoder", "load_images", "__version__"]
 
 

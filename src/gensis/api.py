@@ -35,12 +35,14 @@ def _settings(kwargs: dict[str, Any], overrides: dict[str, Any] | None) -> dict[
     return {**flatten(kwargs), **(overrides or {})}
 
 
-def _call(name: str, overrides: dict[str, Any] | None, config_file: str | None, kwargs: dict[str, Any],
-          **extras: Any) -> Any:
+def _call(
+    name: str, overrides: dict[str, Any] | None, config_file: str | None, kwargs: dict[str, Any], **extras: Any
+) -> Any:
     """The one body of every public function: config, guard, run (``extras``: resume, in-memory data)."""
     command = COMMANDS[name]
-    cfg = build_config(COMMAND_CONFIGS[name], _settings(kwargs, overrides), use_presets=command.presets,
-                       config_file=config_file)
+    cfg = build_config(
+        COMMAND_CONFIGS[name], _settings(kwargs, overrides), use_presets=command.presets, config_file=config_file
+    )
     if command.guarded:
         guard_paths(cfg)
     return command.run(cfg, **extras)
@@ -76,15 +78,27 @@ def pretrain(
 
 
 @released_after
-def train_generator(overrides: dict[str, Any] | None = None, *, resume: bool = False, config_file: str | None = None,
-                    data: ImageData | None = None, **kwargs: Any):
+def train_generator(
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    config_file: str | None = None,
+    data: ImageData | None = None,
+    **kwargs: Any,
+):
     """Stage 2: train the embedding-conditioned diffusion generator (run folder ``out``)."""
     return _call("train-generator", overrides, config_file, kwargs, resume=resume, data=data)
 
 
 @released_after
-def train_autoencoder(overrides: dict[str, Any] | None = None, *, resume: bool = False,
-                      config_file: str | None = None, data: ImageData | None = None, **kwargs: Any):
+def train_autoencoder(
+    overrides: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    config_file: str | None = None,
+    data: ImageData | None = None,
+    **kwargs: Any,
+):
     """The latent space of stage 2, trained on the user's own images: a diffusers ``AutoencoderKL``
     from scratch, written with ``save_pretrained`` to ``<out>/exported/autoencoder``."""
     return _call("train-autoencoder", overrides, config_file, kwargs, resume=resume, data=data)
@@ -106,7 +120,7 @@ def check_run_settings(settings: dict[str, Any]) -> None:
     """Every stage's settings of ``gensis run``, checked without data (for callers that write
     the data themselves, like ``gensis demo``): bad ones are refused before anything is written."""
     from gensis.config.schema import PipelineConfig
-    from gensis.pipeline.stages import stage_configs
+    from gensis.pipeline.stage_configs import stage_configs
 
     flat = {**_settings(settings, None), "data.path": ".", "data.eval_path": None}
     stage_configs(build_config(PipelineConfig, flat, use_presets=False))

@@ -165,5 +165,6 @@ def _print_fields(model, prefix: str = "", values: dict | None = None) -> None:
             default = "<required>" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
         print(f"{prefix}{name}: {default}    # {field.description or ''}".rstrip(" #"))
 
+
 if __name__ == "__main__":
     sys.exit(main())

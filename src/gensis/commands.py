@@ -56,9 +56,15 @@ def _show_pretrain(result: Any) -> None:
 def _show_autoencoder(result: Any) -> None:
     q = result.quality
     print(f"autoencoder: {result.autoencoder_path}")
-    print(f"reconstructions of {q['images']} held-out images: PSNR {q['psnr_db']:.2f} dB"
-          + (f", source top-1 {q['retrieval_top1']:.1f} % (real views {q['ceiling']['retrieval_top1']:.1f} %), "
-             f"median rank {q['retrieval_median_rank']}" if "retrieval_top1" in q else ""))
+    print(
+        f"reconstructions of {q['images']} held-out images: PSNR {q['psnr_db']:.2f} dB"
+        + (
+            f", source top-1 {q['retrieval_top1']:.1f} % (real views {q['ceiling']['retrieval_top1']:.1f} %), "
+            f"median rank {q['retrieval_median_rank']}"
+            if "retrieval_top1" in q
+            else ""
+        )
+    )
 
 
 def _show_generate(result: Any) -> None:
@@ -72,6 +78,7 @@ def _show_paths(label: str) -> Callable[[Any], None]:
     def show(paths: Any) -> None:
         for path in paths:
             print(f"{label}: {path}")
+
     return show
 
 
@@ -82,8 +89,10 @@ def _show_eval(result: dict[str, Any]) -> None:
 
 
 def _show_tiles(r: Any) -> None:
-    print(f"tiles: {r.out}: {r.n_tiles} new tiles from {r.n_tiled} slides ({r.tiles_per_s:.1f} tiles/s), "
-          f"{r.n_skipped} slides already done, {r.n_failed} failed; manifest {r.manifest}")
+    print(
+        f"tiles: {r.out}: {r.n_tiles} new tiles from {r.n_tiled} slides ({r.tiles_per_s:.1f} tiles/s), "
+        f"{r.n_skipped} slides already done, {r.n_failed} failed; manifest {r.manifest}"
+    )
 
 
 def _show_embed(out: Path) -> None:
@@ -95,41 +104,79 @@ def _show_embed(out: Path) -> None:
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "The whole pipeline: pretrain, embed, train-generator, generate, Gen-DINO, eval, report (data.path=).",
-        "gensis.pipeline.command:run_command", _show_run, "gensis.api:run", guarded=False, presets=False),
+        "gensis.pipeline.command:run_command",
+        _show_run,
+        "gensis.api:run",
+        guarded=False,
+        presets=False,
+    ),
     "pretrain": Command(
         "Stage 1: DINO pretraining with hand-crafted augmentations.",
-        "gensis.train.pretrain:run_pretrain", _show_pretrain, "gensis.api:pretrain", resume=True),
+        "gensis.train.pretrain:run_pretrain",
+        _show_pretrain,
+        "gensis.api:pretrain",
+        resume=True,
+    ),
     "train-autoencoder": Command(
         "The latent space for large images: an AutoencoderKL trained on your images (data.path= out=).",
-        "gensis.train.autoencoder:run_train_autoencoder", _show_autoencoder, "gensis.api:train_autoencoder",
-        resume=True),
+        "gensis.train.autoencoder:run_train_autoencoder",
+        _show_autoencoder,
+        "gensis.api:train_autoencoder",
+        resume=True,
+    ),
     "train-generator": Command(
         "Stage 2: diffusion model conditioned on a stage-1 encoder (encoder= data.path=).",
-        "gensis.train.generator:run_train_generator", lambda r: print(f"generator: {r.generator_path}"),
-        "gensis.api:train_generator", resume=True),
+        "gensis.train.generator:run_train_generator",
+        lambda r: print(f"generator: {r.generator_path}"),
+        "gensis.api:train_generator",
+        resume=True,
+    ),
     "generate": Command(
         "Stage 2: self-augmented views and interpolations into a view bank (generator= data_path= out=).",
-        "gensis.generator.generate:run_generate", _show_generate, "gensis.api:generate"),
+        "gensis.generator.generate:run_generate",
+        _show_generate,
+        "gensis.api:generate",
+    ),
     "show": Command(
         "PNG grids of generated views and interpolations (generator= data_path= out=).",
-        "gensis.generator.show:run_show", _show_paths("picture"), "gensis.api:show"),
+        "gensis.generator.show:run_show",
+        _show_paths("picture"),
+        "gensis.api:show",
+    ),
     "foreground": Command(
         "GenView's PCA foreground maps and ratios of an encoder (encoder= data_path= out=).",
-        "gensis.foreground.command:run_foreground", _show_paths("foreground"), "gensis.api:foreground"),
+        "gensis.foreground.command:run_foreground",
+        _show_paths("foreground"),
+        "gensis.api:foreground",
+    ),
     "eval-generator": Command(
         "Fidelity, diversity and Frechet distance of a view bank (bank= encoder= data_path=).",
-        "gensis.generator.quality:run_eval_generator", lambda r: print(json.dumps(r, indent=2)),
-        "gensis.api:eval_generator"),
+        "gensis.generator.quality:run_eval_generator",
+        lambda r: print(json.dumps(r, indent=2)),
+        "gensis.api:eval_generator",
+    ),
     "eval": Command(
         "kNN and linear-probe accuracy of a frozen encoder (encoder= train_path= test_path=).",
-        "gensis.eval.evaluate:run_evaluate", _show_eval, "gensis.api:evaluate"),
+        "gensis.eval.evaluate:run_evaluate",
+        _show_eval,
+        "gensis.api:evaluate",
+    ),
     "export": Command(
         "An encoder as one self-contained file: TorchScript or torch.export (encoder= out=<.pt|.pt2>).",
-        "gensis.runtime.export:run_export", lambda path: print(f"encoder: {path}"), "gensis.api:export"),
+        "gensis.runtime.export:run_export",
+        lambda path: print(f"encoder: {path}"),
+        "gensis.api:export",
+    ),
     "embed": Command(
         "Write embeddings with their image ids (encoder= data_path= out=<.safetensors|.npy|.csv|.parquet>).",
-        "gensis.eval.embed_io:run_embed", _show_embed, "gensis.api:embed"),
+        "gensis.eval.embed_io:run_embed",
+        _show_embed,
+        "gensis.api:embed",
+    ),
     "tile": Command(  # its function needs no torch: gensis.tiling, not gensis.api
         "Whole-slide images to tissue tiles with a manifest (slides= out= tile_size= mpp=).",
-        "gensis.tiling:run_tile", _show_tiles, "gensis.tiling:tile"),
+        "gensis.tiling:run_tile",
+        _show_tiles,
+        "gensis.tiling:tile",
+    ),
 }

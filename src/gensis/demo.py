@@ -36,12 +36,22 @@ DEMO_STAGES: dict[str, Any] = {
     "preset": "digits",
     "pretrain": {"train.epochs": 12},
     "generator": {
-        "model.spec": "tiny", "model.block_out_channels": [32, 64, 64], "train.batch_size": 64,
-        "train.epochs": 57, "train.lr": 5e-4, "train.warmup_steps": 50, "train.ema_decay": 0.995,
+        "model.spec": "tiny",
+        "model.block_out_channels": [32, 64, 64],
+        "train.batch_size": 64,
+        "train.epochs": 57,
+        "train.lr": 5e-4,
+        "train.warmup_steps": 50,
+        "train.ema_decay": 0.995,
         "train.log_every": 10,
     },
-    "generate": {"views_per_image": 2, "interpolations_per_image": 1, "steps": 10, "batch_size": 512,
-                 "guidance_scale": 2.0},
+    "generate": {
+        "views_per_image": 2,
+        "interpolations_per_image": 1,
+        "steps": 10,
+        "batch_size": 512,
+        "guidance_scale": 2.0,
+    },
     "show": {"rows": 8, "views": 6, "alphas": 7, "steps": 10, "guidance_scale": 2.0},
     "gen_dino": {"train.epochs": 3, "gen.p_gen": 0.5, "gen.lambda_dis": 1.0},
 }
@@ -93,8 +103,10 @@ def format_demo(result: dict[str, Any]) -> str:
     ev = result["eval"]
     ks = list(next(iter(ev.values()))["knn_top1"])
     width = max(len(LABELS.get(n, n)) for n in ev) + 2
-    lines = ["gensis demo: Gen-SIS on real handwritten digits (16 px), tested on held-out digits",
-             f"{'encoder':<{width}}" + "".join(f"{'kNN k=' + k:>12}" for k in ks) + f"{'linear':>10}"]
+    lines = [
+        "gensis demo: Gen-SIS on real handwritten digits (16 px), tested on held-out digits",
+        f"{'encoder':<{width}}" + "".join(f"{'kNN k=' + k:>12}" for k in ks) + f"{'linear':>10}",
+    ]
     for name, r in ev.items():
         lin = f"{r['linear']['top1']:>9.2f}%" if "linear" in r else f"{'-':>10}"
         lines.append(f"{LABELS.get(name, name):<{width}}" + "".join(f"{r['knn_top1'][k]:>11.2f}%" for k in ks) + lin)

@@ -44,5 +44,13 @@ def first_line(exc: BaseException | str, limit: int = 160) -> str:
 
 # What building a model from a file's recorded settings may raise on odd values (timm on a drop rate
 # of "x", a UNet spec of the wrong shapes): each becomes one CheckpointError line naming the file.
-BUILD_ERRORS = (TypeError, ValueError, RuntimeError, KeyError, AssertionError, ArithmeticError, IndexError,
-                AttributeError)
+BUILD_ERRORS = (
+    TypeError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    AssertionError,
+    ArithmeticError,
+    IndexError,
+    AttributeError,
+)

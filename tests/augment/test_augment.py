@@ -29,15 +29,21 @@ def float_images(b: int, size: int = 16, seed: int = 0) -> torch.Tensor:
 
 def plain_cfg(**kw: object) -> AugmentConfig:
     """Every random op off and no normalization; tests switch on what they need."""
-    off = dict(hflip_p=0.0, color_jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0, 0.0),
-               solarize_p=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    off = dict(
+        hflip_p=0.0,
+        color_jitter_p=0.0,
+        grayscale_p=0.0,
+        blur_p=(0.0, 0.0, 0.0),
+        solarize_p=0.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
     return AugmentConfig(**(off | kw))  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- MultiCropAugment
 @pytest.mark.parametrize(
-    ("res", "gsize", "lsize", "n_local", "b"),
-    [(32, 32, 16, 6, 8), (96, 96, 48, 2, 2), (224, 224, 96, 2, 2)],
+    ("res", "gsize", "lsize", "n_local", "b"), [(32, 32, 16, 6, 8), (96, 96, 48, 2, 2), (224, 224, 96, 2, 2)]
 )
 def test_view_shapes_and_dtypes(res: int, gsize: int, lsize: int, n_local: int, b: int) -> None:
     cfg = AugmentConfig(global_crop_size=gsize, local_crop_size=lsize, n_local_crops=n_local)
@@ -53,9 +59,18 @@ def test_view_shapes_and_dtypes(res: int, gsize: int, lsize: int, n_local: int, 
 
 
 def test_values_in_unit_range_before_normalization() -> None:
-    cfg = plain_cfg(n_local_crops=2, hflip_p=0.5, color_jitter_p=1.0, grayscale_p=0.5,
-                    blur_p=(1.0, 1.0, 1.0), solarize_p=1.0, brightness=1.0, contrast=1.0,
-                    saturation=1.0, hue=0.5)
+    cfg = plain_cfg(
+        n_local_crops=2,
+        hflip_p=0.5,
+        color_jitter_p=1.0,
+        grayscale_p=0.5,
+        blur_p=(1.0, 1.0, 1.0),
+        solarize_p=1.0,
+        brightness=1.0,
+        contrast=1.0,
+        saturation=1.0,
+        hue=0.5,
+    )
     for v in MultiCropAugment(cfg)(uint8_images(16), gen()):
         assert v.min() >= 0.0 and v.max() <= 1.0
 
@@ -195,9 +210,7 @@ def test_blur_matches_torchvision() -> None:
         torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    ("h", "w", "scale"), [(224, 224, (0.05, 0.4)), (224, 224, (0.4, 1.0)), (100, 180, (0.2, 1.0))]
-)
+@pytest.mark.parametrize(("h", "w", "scale"), [(224, 224, (0.05, 0.4)), (224, 224, (0.4, 1.0)), (100, 180, (0.2, 1.0))])
 def test_crop_boxes_in_image_and_scale(h: int, w: int, scale: tuple[float, float]) -> None:
     boxes = A.sample_crop_boxes(500, h, w, scale, generator=gen())
     x0, y0, x1, y1 = boxes.unbind(1)

@@ -20,9 +20,18 @@ from gensis.config.autoencoder import AutoencoderModelConfig
 from gensis.data import load_images
 from gensis.errors import GensisError
 
-SMALL = {"model.block_out_channels": [8, 16], "model.latent_channels": 4, "train.crop_size": 8,
-         "train.batch_size": 8, "train.warmup_steps": 5, "train.log_every": 5, "train.eval_every": 0,
-         "train.progress": False, "data.cache_dir": None, "data.resolution": 16}
+SMALL = {
+    "model.block_out_channels": [8, 16],
+    "model.latent_channels": 4,
+    "train.crop_size": 8,
+    "train.batch_size": 8,
+    "train.warmup_steps": 5,
+    "train.log_every": 5,
+    "train.eval_every": 0,
+    "train.progress": False,
+    "data.cache_dir": None,
+    "data.resolution": 16,
+}
 
 
 def digits_npz(path: Path, n: int) -> Path:
@@ -41,8 +50,16 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ae")
     data = digits_npz(root / "images.npz", 96)
     enc = random_encoder(root / "encoder.safetensors", 16)
-    result = gensis.train_autoencoder({**SMALL, "data.path": str(data), "encoder": str(enc), "out": str(root / "ae"),
-                                       "train.epochs": 12, "train.lr": 3e-3})
+    result = gensis.train_autoencoder(
+        {
+            **SMALL,
+            "data.path": str(data),
+            "encoder": str(enc),
+            "out": str(root / "ae"),
+            "train.epochs": 12,
+            "train.lr": 3e-3,
+        }
+    )
     return root, data, enc, result
 
 
@@ -86,8 +103,9 @@ def test_default_levels_follow_the_resolution(tmp_path) -> None:
 
     data = digits_npz(tmp_path / "images.npz", 40)
     settings = {k: v for k, v in SMALL.items() if k != "model.block_out_channels"}
-    result = gensis.train_autoencoder({**settings, "data.path": str(data), "out": str(tmp_path / "ae"),
-                                       "train.max_steps": 1})
+    result = gensis.train_autoencoder(
+        {**settings, "data.path": str(data), "out": str(tmp_path / "ae"), "train.max_steps": 1}
+    )
     meta = json.loads((result.autoencoder_path / "gensis.json").read_text())
     assert meta["downsampling"] == 4 and meta["latent_shape"] == [4, 4, 4]
     assert AutoencoderKL.from_pretrained(result.autoencoder_path).config.block_out_channels == [16, 32, 64]
@@ -133,10 +151,20 @@ def test_resume_continues_exactly(tmp_path) -> None:
 def latent_generator(trained, tmp_path_factory):
     root, data, enc, result = trained
     out = tmp_path_factory.mktemp("gen")
-    gen = gensis.train_generator({"model.spec": "tiny", "model.space": "latent", "model.vae": str(root / "ae"),
-                                  "encoder": str(enc), "data.path": str(data), "out": str(out / "g"),
-                                  "train.batch_size": 16, "train.epochs": 1, "train.progress": False,
-                                  "data.cache_dir": None})
+    gen = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "model.space": "latent",
+            "model.vae": str(root / "ae"),
+            "encoder": str(enc),
+            "data.path": str(data),
+            "out": str(out / "g"),
+            "train.batch_size": 16,
+            "train.epochs": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+        }
+    )
     return gen, out
 
 
@@ -149,8 +177,17 @@ def test_the_generator_records_the_autoencoder_and_refuses_another(trained, late
         meta = f.metadata()
     recorded = json.loads((result.autoencoder_path / "gensis.json").read_text())["sha256"]
     assert meta["vae_sha256"] == recorded and Path(meta["vae"]).is_absolute()
-    ok = gensis.generate(generator=str(gen.out), data_path=str(data), out=str(tmp_path / "bank"), views_per_image=1,
-                         interpolations_per_image=0, steps=2, progress=False, cache_dir=None, max_images=8)
+    ok = gensis.generate(
+        generator=str(gen.out),
+        data_path=str(data),
+        out=str(tmp_path / "bank"),
+        views_per_image=1,
+        interpolations_per_image=0,
+        steps=2,
+        progress=False,
+        cache_dir=None,
+        max_images=8,
+    )
     assert ok.n_images == 8
     # Another autoencoder in the recorded folder (retrained, or copied over): refused by digest.
     backup = tmp_path / "backup"
@@ -160,8 +197,16 @@ def test_the_generator_records_the_autoencoder_and_refuses_another(trained, late
         other = build_autoencoder(AutoencoderModelConfig(block_out_channels=[8, 16]), 16)
         save_autoencoder(result.autoencoder_path, other, {"resolution": 16})
         with pytest.raises(GensisError, match="not the autoencoder the generator was trained on"):
-            gensis.generate(generator=str(gen.out), data_path=str(data), out=str(tmp_path / "bank2"),
-                            views_per_image=1, interpolations_per_image=0, steps=2, progress=False, cache_dir=None)
+            gensis.generate(
+                generator=str(gen.out),
+                data_path=str(data),
+                out=str(tmp_path / "bank2"),
+                views_per_image=1,
+                interpolations_per_image=0,
+                steps=2,
+                progress=False,
+                cache_dir=None,
+            )
         assert not (tmp_path / "bank2").exists()
     finally:
         shutil.rmtree(result.autoencoder_path)
@@ -175,8 +220,16 @@ def test_a_latent_bank_decodes_to_the_pixel_banks_images(trained, latent_generat
 
     root, data, _, _ = trained
     gen, _ = latent_generator
-    common = dict(generator=str(gen.out), data_path=str(data), views_per_image=2, interpolations_per_image=1,
-                  steps=2, progress=False, cache_dir=None, shard_size=50)
+    common = dict(
+        generator=str(gen.out),
+        data_path=str(data),
+        views_per_image=2,
+        interpolations_per_image=1,
+        steps=2,
+        progress=False,
+        cache_dir=None,
+        shard_size=50,
+    )
     gensis.generate(**common, out=str(tmp_path / "pixels"))
     gensis.generate(**common, out=str(tmp_path / "latents"), storage="latents")
     pixels, latents = ViewBank(tmp_path / "pixels"), ViewBank(tmp_path / "latents")
@@ -207,17 +260,37 @@ def test_a_latent_bank_refuses_a_pixel_generator_and_another_decoder(trained, tm
 
     enc, data, gen = tiny_generator(tmp_path / "pixel")
     with pytest.raises(GensisError, match="storage=latents: the generator works in pixel space"):
-        gensis.generate(generator=str(gen), data_path=str(data), out=str(tmp_path / "b"), storage="latents",
-                        steps=1, progress=False, cache_dir=None)
+        gensis.generate(
+            generator=str(gen),
+            data_path=str(data),
+            out=str(tmp_path / "b"),
+            storage="latents",
+            steps=1,
+            progress=False,
+            cache_dir=None,
+        )
     assert not (tmp_path / "b").exists()
     # A latent bank whose recorded decoder digest is not its autoencoder's: refused when read.
     root = tmp_path / "latents"
     root.mkdir()
-    (root / "index.json").write_text(_json.dumps({"format": "gensis.bank/1", "generator_sha256": "0" * 64,
-                                  "encoder_sha256": "0" * 64,
-                                  "resolution": 16, "n_sources": 1, "shard_size": 1, "views_per_image": 1,
-                                  "interpolations_per_image": 0, "shards": [], "storage": "latents",
-                                  "vae": str(trained[3].autoencoder_path), "vae_sha256": "f" * 64}))
+    (root / "index.json").write_text(
+        _json.dumps(
+            {
+                "format": "gensis.bank/1",
+                "generator_sha256": "0" * 64,
+                "encoder_sha256": "0" * 64,
+                "resolution": 16,
+                "n_sources": 1,
+                "shard_size": 1,
+                "views_per_image": 1,
+                "interpolations_per_image": 0,
+                "shards": [],
+                "storage": "latents",
+                "vae": str(trained[3].autoencoder_path),
+                "vae_sha256": "f" * 64,
+            }
+        )
+    )
     bank = ViewBank(root)
     with pytest.raises(GensisError, match="its latents need the autoencoder"):
         bank.decode(torch.zeros(1, 4, 8, 8))
@@ -251,8 +324,10 @@ def test_check_vae_fits_refuses_another_resolution_in_one_line(tmp_path) -> None
     folder = _gensis_vae_folder(tmp_path / "vae", resolution=32, data_fingerprint="f1", data="digits.npz", images=96)
     with pytest.raises(ConfigError) as err:
         check_vae_fits(str(folder), 16, "f1", "data.path=digits.npz")
-    assert str(err.value) == (f"model.vae: {folder} was trained on 32-px images, this run uses 16 px; train one at "
-                              "this size (gensis train-autoencoder data.resolution=16)")
+    assert str(err.value) == (
+        f"model.vae: {folder} was trained on 32-px images, this run uses 16 px; train one at "
+        "this size (gensis train-autoencoder data.resolution=16)"
+    )
 
 
 def test_check_vae_fits_refuses_other_images_naming_the_rule(tmp_path) -> None:
@@ -262,9 +337,11 @@ def test_check_vae_fits_refuses_other_images_naming_the_rule(tmp_path) -> None:
     folder = _gensis_vae_folder(tmp_path / "vae", resolution=16, data_fingerprint="f1", data="digits.npz", images=96)
     with pytest.raises(ConfigError) as err:
         check_vae_fits(str(folder), 16, "f2", "data.path=faces.npz")
-    assert str(err.value) == (f"model.vae: {folder} was trained on other images (digits.npz, 96 images) than "
-                              "data.path=faces.npz; train one on these images "
-                              "[rule fingerprint: README, 'What gensis refuses and why']")
+    assert str(err.value) == (
+        f"model.vae: {folder} was trained on other images (digits.npz, 96 images) than "
+        "data.path=faces.npz; train one on these images "
+        "[rule fingerprint: README, 'What gensis refuses and why']"
+    )
 
 
 def test_check_vae_fits_passes_a_matching_or_an_outside_autoencoder(tmp_path) -> None:

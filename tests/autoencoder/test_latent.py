@@ -23,7 +23,6 @@ def test_the_latent_downsample_factor_halves_once_per_level_but_the_last() -> No
         assert downsample_factor(vae) == factor
 
 
-
 def _fake_autoencoder_loader(monkeypatch, fail: Exception | None = None) -> list:
     """AutoencoderKL.from_pretrained replaced by one that records its arguments and returns a small
     trainable module (or raises ``fail``)."""
@@ -41,16 +40,15 @@ def _fake_autoencoder_loader(monkeypatch, fail: Exception | None = None) -> list
     return calls
 
 
-
 def _autoencoder_folder(folder):
     folder.mkdir()
     (folder / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
     return folder
 
 
-
 def test_load_vae_freezes_the_autoencoder_on_the_device_asked_for_and_looks_in_the_cache_only(
-        tmp_path, monkeypatch) -> None:
+    tmp_path, monkeypatch
+) -> None:
     """A folder loads with low_cpu_mem_usage=False (no accelerate needed, none of diffusers' warnings
     about it), a hub id from the local hub cache only (local_files_only=True: no network); either way the
     model comes back on ``device`` ("meta" standing for a GPU), in eval mode, with no parameter trained."""
@@ -63,7 +61,6 @@ def test_load_vae_freezes_the_autoencoder_on_the_device_asked_for_and_looks_in_t
         vae = load_vae(name, "meta")
         assert [(str(n), k) for n, k in calls] == [(name, kwargs)]
         assert not vae.training and all(p.device.type == "meta" and not p.requires_grad for p in vae.parameters())
-
 
 
 def test_load_vae_refusals_name_the_key_and_the_weights_file(tmp_path, monkeypatch) -> None:
@@ -85,9 +82,9 @@ def test_load_vae_refusals_name_the_key_and_the_weights_file(tmp_path, monkeypat
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError) as refused:
         load_vae(str(folder))
-    assert str(refused.value) == (f"model.vae: {folder / 'diffusion_pytorch_model.safetensors'}: "
-                                  "not loadable as an AutoencoderKL (bad weights)")
-
+    assert str(refused.value) == (
+        f"model.vae: {folder / 'diffusion_pytorch_model.safetensors'}: not loadable as an AutoencoderKL (bad weights)"
+    )
 
 
 def test_load_vae_refuses_a_file_a_run_folder_of_another_kind_and_a_corrupt_config(tmp_path) -> None:
@@ -102,24 +99,30 @@ def test_load_vae_refuses_a_file_a_run_folder_of_another_kind_and_a_corrupt_conf
             load_vae(str(path))
         return str(refused.value)
 
-    folder_rule = ("an AutoencoderKL is a folder with config.json and weights "
-                   "(save_pretrained output or a train-autoencoder run folder)")
+    folder_rule = (
+        "an AutoencoderKL is a folder with config.json and weights "
+        "(save_pretrained output or a train-autoencoder run folder)"
+    )
     for name, kind in (("enc.safetensors", " (a gensis encoder or generator file)"), ("vae.bin", "")):
         (tmp_path / name).write_bytes(b"x")
         assert refusal(tmp_path / name) == f"model.vae: {tmp_path / name} is a file{kind}; {folder_rule}"
-    for inner, kind in (("encoder", "a stage-1 run folder (an encoder)"),
-                        ("generator", "a train-generator run folder")):
+    for inner, kind in (
+        ("encoder", "a stage-1 run folder (an encoder)"),
+        ("generator", "a train-generator run folder"),
+    ):
         run = tmp_path / inner
         (run / "exported").mkdir(parents=True)
         (run / "exported" / f"{inner}.safetensors").write_bytes(b"x")
-        assert refusal(run) == (f"model.vae: {run} is {kind}, not an autoencoder; give a train-autoencoder "
-                                "run folder or an AutoencoderKL folder")
+        assert refusal(run) == (
+            f"model.vae: {run} is {kind}, not an autoencoder; give a train-autoencoder "
+            "run folder or an AutoencoderKL folder"
+        )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("not json")
-    assert refusal(broken) == (f"model.vae: {broken / 'config.json'}: corrupt "
-                               "(Expecting value: line 1 column 1 (char 0))")
-
+    assert refusal(broken) == (
+        f"model.vae: {broken / 'config.json'}: corrupt (Expecting value: line 1 column 1 (char 0))"
+    )
 
 
 def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, monkeypatch) -> None:
@@ -142,9 +145,11 @@ def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, m
     monkeypatch.setattr(latent, "_hub_reachable", lambda: False)
     with pytest.raises(CheckpointError) as refused:
         latent.load_vae("org/vae")
-    assert str(refused.value) == ("model.vae: cannot load an AutoencoderKL from 'org/vae': no such folder, not in "
-                                  "the local hub cache, and the hub is unreachable (offline); pass a folder written "
-                                  "by save_pretrained, or train one: gensis train-autoencoder")
+    assert str(refused.value) == (
+        "model.vae: cannot load an AutoencoderKL from 'org/vae': no such folder, not in "
+        "the local hub cache, and the hub is unreachable (offline); pass a folder written "
+        "by save_pretrained, or train one: gensis train-autoencoder"
+    )
     assert calls == [("org/vae", {"local_files_only": True})]
     monkeypatch.setattr(latent, "_hub_reachable", lambda: True)
     calls.clear()
@@ -153,9 +158,10 @@ def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, m
     assert not vae.training and all(p.device.type == "meta" and not p.requires_grad for p in vae.parameters())
     with pytest.raises(CheckpointError) as refused:
         latent.load_vae("org/missing")
-    assert str(refused.value) == ("model.vae: cannot load an AutoencoderKL from 'org/missing' as a folder or hub id "
-                                  "(a hub id needs a network): no such repo")
-
+    assert str(refused.value) == (
+        "model.vae: cannot load an AutoencoderKL from 'org/missing' as a folder or hub id "
+        "(a hub id needs a network): no such repo"
+    )
 
 
 def test_the_hub_is_asked_once_on_port_443_unless_the_user_said_offline(monkeypatch) -> None:
@@ -192,4 +198,3 @@ def test_the_hub_is_asked_once_on_port_443_unless_the_user_said_offline(monkeypa
 
     monkeypatch.setattr("socket.create_connection", refused)
     assert latent._hub_reachable() is False
-

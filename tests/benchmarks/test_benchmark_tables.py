@@ -20,8 +20,14 @@ def _row(knn: float) -> dict:
 
 
 def test_the_paired_table_gives_the_t_interval_and_says_what_few_seeds_cannot_show() -> None:
-    rows = {"dino": _row(70.0), "dino-s1": _row(71.0), "dino-s2": _row(70.5),
-            "gen-dino": _row(70.5), "gen-dino-s1": _row(71.6), "gen-dino-s2": _row(70.8)}
+    rows = {
+        "dino": _row(70.0),
+        "dino-s1": _row(71.0),
+        "dino-s2": _row(70.5),
+        "gen-dino": _row(70.5),
+        "gen-dino-s1": _row(71.6),
+        "gen-dino-s2": _row(70.8),
+    }
     s = summarize(rows, [("gen-dino", "dino")], n_test=3000)
     d = s["differences"]["gen-dino - dino"]["knn_k20"]
     # +0.5, +0.6, +0.3: mean 0.4667, sd 0.1528, t(0.975, 2) = 4.3027 -> half-width 0.3795
@@ -44,22 +50,47 @@ def test_seed_mcnemar_pairs_each_seed_on_the_same_images(tmp_path: Path) -> None
 
 
 def _result(seeds: list[int], recipe: str = "r", data: str = "d") -> dict:
-    return {"seeds": seeds, "recipe_sha256": recipe, "data_sha256": data,
-            "results": {"dino": _row(70.0), "gen-dino": _row(71.0), f"dino-s{seeds[1]}": _row(69.0),
-                        f"gen-dino-s{seeds[1]}": _row(69.5)},
-            "summary": {"mcnemar": {"gen-dino - dino": [{"seed": 0, "figure": "kNN k=20", "p_value": 0.5},
-                                                         {"seed": seeds[1], "figure": "kNN k=20", "p_value": 0.4}]}}}
+    return {
+        "seeds": seeds,
+        "recipe_sha256": recipe,
+        "data_sha256": data,
+        "results": {
+            "dino": _row(70.0),
+            "gen-dino": _row(71.0),
+            f"dino-s{seeds[1]}": _row(69.0),
+            f"gen-dino-s{seeds[1]}": _row(69.5),
+        },
+        "summary": {
+            "mcnemar": {
+                "gen-dino - dino": [
+                    {"seed": 0, "figure": "kNN k=20", "p_value": 0.5},
+                    {"seed": seeds[1], "figure": "kNN k=20", "p_value": 0.4},
+                ]
+            }
+        },
+    }
 
 
 def test_merge_takes_another_machines_seeds_only_for_the_same_recipe_and_pixels(tmp_path: Path) -> None:
     other = tmp_path / "gpu.jsonl"
     other.write_text(json.dumps(_result([100, 101])) + "\n")
     rows, tests = merge(_result([0, 1]), other)
-    assert sorted(rows) == ["dino-s0", "dino-s1", "dino-s100", "dino-s101",
-                            "gen-dino-s0", "gen-dino-s1", "gen-dino-s100", "gen-dino-s101"]
+    assert sorted(rows) == [
+        "dino-s0",
+        "dino-s1",
+        "dino-s100",
+        "dino-s101",
+        "gen-dino-s0",
+        "gen-dino-s1",
+        "gen-dino-s100",
+        "gen-dino-s101",
+    ]
     assert [t["seed"] for t in tests["gen-dino - dino"]] == [0, 1, 100, 101]
-    for bad, word in ((_result([100, 101], recipe="x"), "recipe"), (_result([100, 101], data="x"), "data"),
-                      (_result([1, 101]), "seeds")):
+    for bad, word in (
+        (_result([100, 101], recipe="x"), "recipe"),
+        (_result([100, 101], data="x"), "data"),
+        (_result([1, 101]), "seeds"),
+    ):
         other.write_text(json.dumps(bad) + "\n")
         with pytest.raises(SystemExit, match=word):
             merge(_result([0, 1]), other)
@@ -76,8 +107,12 @@ def test_the_mutation_score_leaves_out_only_equivalents_that_still_survive() -> 
     that now names a killed mutant (or none) is stale, is not taken out of the score, and is reported."""
     from mutation_score import stale, table
 
-    status = {"gensis.a.x_f__mutmut_1": "killed", "gensis.a.x_f__mutmut_2": "survived",
-              "gensis.a.x_f__mutmut_3": "survived", "gensis.a.x_f__mutmut_4": "killed"}
+    status = {
+        "gensis.a.x_f__mutmut_1": "killed",
+        "gensis.a.x_f__mutmut_2": "survived",
+        "gensis.a.x_f__mutmut_3": "survived",
+        "gensis.a.x_f__mutmut_4": "killed",
+    }
     equivalent = {"gensis.a.x_f__mutmut_2": "why", "gensis.a.x_f__mutmut_4": "stale", "gensis.a.x_f__mutmut_9": "gone"}
     md, score = table(status, equivalent)
     assert "| gensis.a | 4 | 1 | 2 | 1 | 0 | 66.7 % |" in md  # 2 killed of 4 - 1 equivalent

@@ -46,13 +46,22 @@ def test_bad_inputs(capsys, tmp_path, unlabelled) -> None:
         (["pretrain", f"out={tmp_path / 'r4'}"], "data.path: no training images given"),
         (["pretrain", "--resume", f"out={tmp_path / 'r5'}", f"data.path={unlabelled}"], "nothing to resume"),
         (
-            ["pretrain", "preset=digits", f"data.path={unlabelled}", f"data.eval_path={unlabelled}",
-             f"out={tmp_path / 'r6'}"],
+            [
+                "pretrain",
+                "preset=digits",
+                f"data.path={unlabelled}",
+                f"data.eval_path={unlabelled}",
+                f"out={tmp_path / 'r6'}",
+            ],
             "has no labels",
         ),
         (
-            ["eval", f"encoder={tmp_path / 'bad_encoder.safetensors'}", f"train_path={unlabelled}",
-             f"test_path={unlabelled}"],
+            [
+                "eval",
+                f"encoder={tmp_path / 'bad_encoder.safetensors'}",
+                f"train_path={unlabelled}",
+                f"test_path={unlabelled}",
+            ],
             "bad_encoder.safetensors",
         ),
         (["eval", f"encoder={tmp_path}", "train_path=a", "test_path=b"], "encoder not found"),
@@ -73,7 +82,9 @@ def test_config_command_prints_resolved_yaml(capsys) -> None:
 def test_real_process_exit_code_and_no_traceback(tmp_path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gensis", "pretrain", f"data.path={tmp_path / 'nope.zip'}", f"out={tmp_path / 'r'}"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"gensis: error: no such file or folder: {tmp_path / 'nope.zip'}"]
@@ -82,8 +93,17 @@ def test_real_process_exit_code_and_no_traceback(tmp_path) -> None:
 def test_pretrain_cli_writes_run_and_prints_encoder(capsys, tmp_path) -> None:
     data = write_npz(tmp_path / "d.npz", 64)
     code, out, _ = _run(
-        capsys, "pretrain", "-q", "preset=digits", f"data.path={data}", f"out={tmp_path / 'run'}",
-        "train.epochs=1", "train.batch_size=32", "dino.out_dim=32", "dino.hidden_dim=32", "dino.bottleneck_dim=16",
+        capsys,
+        "pretrain",
+        "-q",
+        "preset=digits",
+        f"data.path={data}",
+        f"out={tmp_path / 'run'}",
+        "train.epochs=1",
+        "train.batch_size=32",
+        "dino.out_dim=32",
+        "dino.hidden_dim=32",
+        "dino.bottleneck_dim=16",
         "data.cache_dir=null",
     )
     assert code == 0 and f"encoder: {tmp_path / 'run' / 'exported' / 'encoder.safetensors'}" in out

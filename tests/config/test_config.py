@@ -10,8 +10,9 @@ from gensis.errors import ConfigError
 
 
 def test_presets_and_overrides_resolve() -> None:
-    cfg = build_config(PretrainConfig,
-                       parse_overrides(["preset=cifar10", "optim.lr=0.3", "augment.global_crop_scale=[0.2,1]"]))
+    cfg = build_config(
+        PretrainConfig, parse_overrides(["preset=cifar10", "optim.lr=0.3", "augment.global_crop_scale=[0.2,1]"])
+    )
     assert cfg.preset == "cifar10" and cfg.model.backbone == "resnet18" and cfg.model.cifar_stem
     assert cfg.optim.lr == 0.3 and cfg.augment.global_crop_scale == (0.2, 1.0)
     default = build_config(PretrainConfig, {})
@@ -95,11 +96,15 @@ def test_a_nested_yaml_stage_section_means_what_key_value_means(tmp_path) -> Non
     from gensis.config.schema import PipelineConfig
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"pretrain": {"train": {"epochs": 5},
-                                                 "model": {"backbone_kwargs": {"drop_path_rate": 0.1}}}}))
+    path.write_text(
+        yaml.safe_dump({"pretrain": {"train": {"epochs": 5}, "model": {"backbone_kwargs": {"drop_path_rate": 0.1}}}})
+    )
     from_file = build_config(PipelineConfig, {}, use_presets=False, config_file=path)
-    from_keys = build_config(PipelineConfig, {"pretrain.train.epochs": 5,
-                                              "pretrain.model.backbone_kwargs.drop_path_rate": 0.1}, use_presets=False)
+    from_keys = build_config(
+        PipelineConfig,
+        {"pretrain.train.epochs": 5, "pretrain.model.backbone_kwargs.drop_path_rate": 0.1},
+        use_presets=False,
+    )
     assert from_file.pretrain == from_keys.pretrain == {"train.epochs": 5, "model.backbone_kwargs.drop_path_rate": 0.1}
 
 

@@ -8,16 +8,24 @@ from gensis.cli import _parse, main
 from gensis.config.overrides import parse_overrides, parse_value
 
 
-@pytest.mark.parametrize("raw, value", [
-    ("/x/run #1", "/x/run #1"),  # YAML would cut at the comment: /x/run
-    ("a\nb", "a\nb"),  # YAML would fold the newline into a space
-    ("0.1 #note", "0.1 #note"),  # not silently 0.1: the key's validation names it
-    ("  padded ", "  padded "),
-    ("x: y", "x: y"),  # YAML would make a mapping of it
-    ("0.5", 0.5), ("3", 3), ("true", True), ("null", None), ("[0.2, 1]", [0.2, 1]), ("", ""),
-    ("{patch_size: 4}", {"patch_size": 4}),
-    ("'quoted #1'", "quoted #1"),  # quotes ask for YAML's string
-])
+@pytest.mark.parametrize(
+    "raw, value",
+    [
+        ("/x/run #1", "/x/run #1"),  # YAML would cut at the comment: /x/run
+        ("a\nb", "a\nb"),  # YAML would fold the newline into a space
+        ("0.1 #note", "0.1 #note"),  # not silently 0.1: the key's validation names it
+        ("  padded ", "  padded "),
+        ("x: y", "x: y"),  # YAML would make a mapping of it
+        ("0.5", 0.5),
+        ("3", 3),
+        ("true", True),
+        ("null", None),
+        ("[0.2, 1]", [0.2, 1]),
+        ("", ""),
+        ("{patch_size: 4}", {"patch_size": 4}),
+        ("'quoted #1'", "quoted #1"),  # quotes ask for YAML's string
+    ],
+)
 def test_values(raw, value) -> None:
     assert parse_value(raw) == value
     assert parse_overrides([f"k={raw}"]) == {"k": value}

@@ -147,8 +147,7 @@ def test_labelled_zip(tmp_path: Path) -> None:
 def test_npz_sources(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    np.savez(tmp_path / "l.npz", images=rgb, labels=np.array([2, 0, 1, 2, 0]),
-             class_names=np.array(["a", "b", "c"]))
+    np.savez(tmp_path / "l.npz", images=rgb, labels=np.array([2, 0, 1, 2, 0]), class_names=np.array(["a", "b", "c"]))
     data = load_images(tmp_path / "l.npz", 8, cache_dir=None, require_labels=True)
     assert data.ids == [f"npz:{i}" for i in range(5)] and data.class_names == ["a", "b", "c"]
     assert data.labels.tolist() == [2, 0, 1, 2, 0]
@@ -197,10 +196,7 @@ def test_unreadable_files_are_skipped_with_one_warning(tmp_path: Path, caplog) -
     data = load_images(tmp_path / "bad", 8, cache_dir=None, progress=False)
     assert data.ids == ["a/good.png", "b/good.jpg"] and data.labels.tolist() == [0, 1]
     (msg,) = warnings_of(caplog)
-    assert msg == (
-        f"skipped 4 unreadable images in {tmp_path / 'bad'}: "
-        "a/empty.png, a/text.jpg, b/trunc.jpg, ..."
-    )
+    assert msg == (f"skipped 4 unreadable images in {tmp_path / 'bad'}: a/empty.png, a/text.jpg, b/trunc.jpg, ...")
 
 
 def test_strict_raises_on_first_unreadable(tmp_path: Path) -> None:
@@ -242,12 +238,15 @@ def test_data_errors(tmp_path: Path) -> None:
         ({"images": np.zeros((2, 4, 4, 2), np.uint8)}, r"'images' .* got \(2, 4, 4, 2\)"),
         ({"images": np.zeros((4, 4), np.uint8)}, r"'images' .* got \(4, 4\)"),
         ({"images": np.zeros((0, 4, 4), np.uint8)}, "no images found in"),
-        ({"images": np.zeros((3, 4, 4), np.uint8), "labels": np.array([0, 1])},
-         "'labels' .* has 2 entries for 3 images"),
-        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0.5, 1])},
-         "'labels' .* integer"),
-        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]),
-          "class_names": np.array(["a", "b"])}, "'class_names' .* 2 names"),
+        (
+            {"images": np.zeros((3, 4, 4), np.uint8), "labels": np.array([0, 1])},
+            "'labels' .* has 2 entries for 3 images",
+        ),
+        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0.5, 1])}, "'labels' .* integer"),
+        (
+            {"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]), "class_names": np.array(["a", "b"])},
+            "'class_names' .* 2 names",
+        ),
     ],
 )
 def test_npz_errors(tmp_path: Path, arrays: dict, match: str) -> None:
@@ -329,8 +328,10 @@ def test_zip_members_outside_the_archive_tree_are_skipped_and_named(tmp_path, ca
     with caplog.at_level(logging.WARNING):
         data = load_images(path, 8, cache_dir=None, progress=False)
     assert data.ids == ["cat/a.png", "dog/b.png"] and data.class_names == ["cat", "dog"]  # no class named ""
-    assert any("skipped 4 member(s) whose path leaves the archive's tree" in r.getMessage() and "/abs/c.png" in
-               r.getMessage() for r in caplog.records)
+    assert any(
+        "skipped 4 member(s) whose path leaves the archive's tree" in r.getMessage() and "/abs/c.png" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_strict_above_96_px_names_an_unreadable_file_at_load_not_mid_training(tmp_path, capsys) -> None:
@@ -345,9 +346,22 @@ def test_strict_above_96_px_names_an_unreadable_file_at_load_not_mid_training(tm
     with pytest.raises(DataError, match=f"unreadable image {folder / '9.png'}: not an image"):
         load_images(folder, 128, strict=True, cache_dir=None, progress=False)
     assert len(load_images(folder, 128, cache_dir=None, progress=False)) == 5  # lazy: found per batch
-    code = main(["pretrain", "-q", "preset=digits", f"data.path={folder}", "data.resolution=128", "data.strict=true",
-                 "train.batch_size=2", f"out={tmp_path / 'run'}"])
+    code = main(
+        [
+            "pretrain",
+            "-q",
+            "preset=digits",
+            f"data.path={folder}",
+            "data.resolution=128",
+            "data.strict=true",
+            "train.batch_size=2",
+            f"out={tmp_path / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and err.strip().splitlines()[-1].startswith("gensis: error: unreadable image") and \
-        "Traceback" not in err
+    assert (
+        code == 2
+        and err.strip().splitlines()[-1].startswith("gensis: error: unreadable image")
+        and "Traceback" not in err
+    )
     assert not (tmp_path / "run").exists()

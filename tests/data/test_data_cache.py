@@ -220,5 +220,3 @@ def test_process_pool_matches_serial(tmp_path: Path) -> None:
     assert bad == bad0 and [b[0] for b in bad] == ["00007.png"]
     with pytest.raises(DataError, match="00007.png"):
         decode_many(reader, ids, 4, num_workers=2, progress=False, strict=True)
-
-

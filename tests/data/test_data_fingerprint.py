@@ -47,8 +47,10 @@ def test_same_names_and_sizes_other_pixels_is_other_data(tmp_path, resolution, c
 def test_copied_folder_is_the_same_data(tmp_path) -> None:
     a = _folder(tmp_path / "a", seed=0)
     shutil.copytree(a, tmp_path / "copy")
-    assert load_images(a, 16, cache_dir=None, progress=False).fingerprint() == \
-        load_images(tmp_path / "copy", 16, cache_dir=None, progress=False).fingerprint()
+    assert (
+        load_images(a, 16, cache_dir=None, progress=False).fingerprint()
+        == load_images(tmp_path / "copy", 16, cache_dir=None, progress=False).fingerprint()
+    )
 
 
 def test_a_folder_cached_before_content_hashing_is_decoded_once_more(tmp_path) -> None:
@@ -66,10 +68,21 @@ def test_a_folder_cached_before_content_hashing_is_decoded_once_more(tmp_path) -
 
 def test_resume_after_every_image_was_swapped_is_refused(tmp_path) -> None:
     data = _folder(tmp_path / "data", seed=0, n=48)
-    settings = {"preset": "digits", "data.path": str(data), "data.resolution": 16, "data.cache_dir": None,
-                "model.backbone": "resnet10t", "dino.out_dim": 32, "dino.hidden_dim": 32, "dino.bottleneck_dim": 16,
-                "train.batch_size": 16, "train.epochs": 2, "train.knn_every": 0, "train.progress": False,
-                "out": str(tmp_path / "run")}
+    settings = {
+        "preset": "digits",
+        "data.path": str(data),
+        "data.resolution": 16,
+        "data.cache_dir": None,
+        "model.backbone": "resnet10t",
+        "dino.out_dim": 32,
+        "dino.hidden_dim": 32,
+        "dino.bottleneck_dim": 16,
+        "train.batch_size": 16,
+        "train.epochs": 2,
+        "train.knn_every": 0,
+        "train.progress": False,
+        "out": str(tmp_path / "run"),
+    }
     gensis.pretrain({**settings, "train.max_steps": 3})
     shutil.rmtree(data)
     _folder(tmp_path / "data", seed=5, n=48)  # same names and sizes, other pixels

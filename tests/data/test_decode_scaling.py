@@ -14,7 +14,6 @@ def _u8(values, mode: str) -> list[int]:
     return _scale_to_uint8(np.array(values), mode).tolist()
 
 
-
 def test_wide_and_float_gray_images_map_to_0_255_by_their_range() -> None:
     assert _u8([0, 32768, 65535], "I;16") == [0, 128, 255]  # 32768 * 255 / 65535 = 127.502
     assert _u8([0, 1000, 65535], "I;16B") == [0, 4, 255]  # 3.89 -> 4
@@ -30,7 +29,6 @@ def test_wide_and_float_gray_images_map_to_0_255_by_their_range() -> None:
     assert _u8([float("nan"), 1.0], "F") == [0, 255]  # NaN read as 0
     assert _u8([float("inf"), 0.5], "F") == [0, 128]
     assert _scale_to_uint8(np.zeros((0,)), "F").dtype == np.uint8
-
 
 
 def test_wide_gray_images_take_the_fixed_16_bit_scale_and_saturate() -> None:
@@ -49,8 +47,6 @@ def test_wide_gray_images_take_the_fixed_16_bit_scale_and_saturate() -> None:
     assert _u8([float("-inf"), 0.5], "F") == [0, 128]  # -inf read as 0, then 0..1 floats: 127.5 rounds to even 128
 
 
-
 def test_an_unreadable_files_reason_prints_on_one_line() -> None:
     assert one_line("OSError: broken\n  data\tat byte 8 ") == "OSError: broken data at byte 8"
     assert one_line(ValueError("bad  header")) == "bad header"
-

@@ -11,12 +11,17 @@ from gensis.data.dataset import ImageData
 
 
 def test_image_data_says_what_it_holds() -> None:
-    data = ImageData(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0]), ["a", "b"],
-                     ["a/1", "b/2", "a/3"], "x.zip", 8)
+    data = ImageData(
+        torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
+        torch.tensor([0, 1, 0]),
+        ["a", "b"],
+        ["a/1", "b/2", "a/3"],
+        "x.zip",
+        8,
+    )
     assert repr(data) == "ImageData(3 images, 8px, 2 classes, in memory, source='x.zip')"
     lazy = ImageData(None, None, None, ["1"], "d", 16, reader=lambda i: b"")
     assert repr(lazy) == "ImageData(1 images, 16px, unlabelled, lazy, source='d')"
-
 
 
 def test_a_subset_of_unlabelled_images_stays_unlabelled() -> None:
@@ -26,4 +31,3 @@ def test_a_subset_of_unlabelled_images_stays_unlabelled() -> None:
     assert sub.labels is None and sub.ids == ["c", "a"] and sub.images[:, 0, 0, 0].tolist() == [2, 0]
     lazy = ImageData(None, None, None, ["a", "b", "c"], "d", 2, reader=lambda i: b"").subset([1])
     assert lazy.labels is None and lazy.images is None and lazy.ids == ["b"]
-

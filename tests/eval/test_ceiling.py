@@ -23,21 +23,42 @@ from gensis.models.backbones import build_encoder
 from gensis.models.metadata import EncoderInfo
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-AUGMENT = {"global_crop_scale": [1.0, 1.0], "hflip_p": 1.0, "vflip_p": 0.0, "rot90_p": 0.0, "color_jitter_p": 0.0,
-           "grayscale_p": 1.0, "blur_p": [0.0, 0.0, 0.0], "solarize_p": 0.0, "mean": list(MEAN), "std": list(STD)}
+AUGMENT = {
+    "global_crop_scale": [1.0, 1.0],
+    "hflip_p": 1.0,
+    "vflip_p": 0.0,
+    "rot90_p": 0.0,
+    "color_jitter_p": 0.0,
+    "grayscale_p": 1.0,
+    "blur_p": [0.0, 0.0, 0.0],
+    "solarize_p": 0.0,
+    "mean": list(MEAN),
+    "std": list(STD),
+}
 
 
 @pytest.fixture(scope="module")
 def setup():
     torch.manual_seed(0)
     encoder = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8).eval()
-    encoder.info = EncoderInfo.parse("mem.safetensors", {
-        **encoder.metadata(), "mean": json.dumps(list(MEAN)), "std": json.dumps(list(STD)),
-        "augment": json.dumps(AUGMENT)})
+    encoder.info = EncoderInfo.parse(
+        "mem.safetensors",
+        {
+            **encoder.metadata(),
+            "mean": json.dumps(list(MEAN)),
+            "std": json.dumps(list(STD)),
+            "augment": json.dumps(AUGMENT),
+        },
+    )
     images, labels = shapes_dataset(20, size=8, n_classes=3, seed=3)  # 7, 7, 6 images per class
-    real = ImageData(images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-                     labels=torch.from_numpy(labels), class_names=["a", "b", "c"],
-                     ids=[str(i) for i in range(20)], source="mem", resolution=8)
+    real = ImageData(
+        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        labels=torch.from_numpy(labels),
+        class_names=["a", "b", "c"],
+        ids=[str(i) for i in range(20)],
+        source="mem",
+        resolution=8,
+    )
     return encoder, real
 
 
@@ -66,13 +87,17 @@ def _expected(view_emb, view_images, sources, real_emb, labels, originals) -> di
         votes = [sum(1 for j in nearest if labels[j] == c) for c in range(3)]
         agree.append(votes.index(max(votes)) == labels[s])
     ranks_sorted = sorted(ranks)
-    rmse = [float(((a.float() - b.float()) / 255).square().mean().sqrt())
-            for a, b in zip(view_images, originals, strict=True)]
-    return {"retrieval_top1": 100 * sum(r == 0 for r in ranks) / len(ranks),
-            "retrieval_top5": 100 * sum(r < 5 for r in ranks) / len(ranks),
-            "retrieval_median_rank": ranks_sorted[(len(ranks) - 1) // 2] + 1,
-            "class_consistency": 100 * sum(agree) / len(agree),
-            "source_pixel_rmse": sum(rmse) / len(rmse)}
+    rmse = [
+        float(((a.float() - b.float()) / 255).square().mean().sqrt())
+        for a, b in zip(view_images, originals, strict=True)
+    ]
+    return {
+        "retrieval_top1": 100 * sum(r == 0 for r in ranks) / len(ranks),
+        "retrieval_top5": 100 * sum(r < 5 for r in ranks) / len(ranks),
+        "retrieval_median_rank": ranks_sorted[(len(ranks) - 1) // 2] + 1,
+        "class_consistency": 100 * sum(agree) / len(agree),
+        "source_pixel_rmse": sum(rmse) / len(rmse),
+    }
 
 
 def _check(figures: dict, expected: dict) -> None:
@@ -108,9 +133,20 @@ def test_chance_figures(setup) -> None:
     # A random image among 20: its source is first with p = 1/20, in the top 5 with p = 5/20, and
     # its median rank is the middle one; its nearest images carry class c with p = share(c),
     # so it agrees with its source's class with p = sum over c of share(c)^2.
-    assert chance == {"images": 20, "retrieval_top1": 5.0, "retrieval_top5": 25.0, "retrieval_median_rank": 10,
-                      "class_consistency": round(100 * ((7 / 20) ** 2 + (7 / 20) ** 2 + (6 / 20) ** 2), 2)}
-    few = ceiling_and_chance(encoder, ImageData(images=real.images[:3], labels=None, class_names=None,
-                                                ids=["0", "1", "2"], source="mem", resolution=8),
-                             torch.tensor([0]), real_emb[:3], views=2)["chance"]
+    assert chance == {
+        "images": 20,
+        "retrieval_top1": 5.0,
+        "retrieval_top5": 25.0,
+        "retrieval_median_rank": 10,
+        "class_consistency": round(100 * ((7 / 20) ** 2 + (7 / 20) ** 2 + (6 / 20) ** 2), 2),
+    }
+    few = ceiling_and_chance(
+        encoder,
+        ImageData(
+            images=real.images[:3], labels=None, class_names=None, ids=["0", "1", "2"], source="mem", resolution=8
+        ),
+        torch.tensor([0]),
+        real_emb[:3],
+        views=2,
+    )["chance"]
     assert few == {"images": 3, "retrieval_top1": 33.333, "retrieval_top5": 100.0, "retrieval_median_rank": 2}

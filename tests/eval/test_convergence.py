@@ -90,4 +90,5 @@ def test_too_few_points_say_unknown_and_why() -> None:
     c = convergence([], K)
     assert c.status == "unknown" and c.why == (
         "too few loss points in the last fifth (lower train.log_every); no online kNN near three quarters "
-        "and at the end (set train.knn_every so one falls between 65 and 85 % of the epochs)")
+        "and at the end (set train.knn_every so one falls between 65 and 85 % of the epochs)"
+    )

@@ -155,7 +155,8 @@ def test_knn_ks_used_clips_to_the_train_set_and_warns_only_when_it_does(caplog) 
         assert caplog.records == []
         assert knn_ks_used((500, 20, 200), 64, "x.zip") == (20, 64)
     assert [r.getMessage() for r in caplog.records] == [
-        "knn_k=[200, 500]: x.zip only has 64 training images, so k=64 is used (and reported) instead"]
+        "knn_k=[200, 500]: x.zip only has 64 training images, so k=64 is used (and reported) instead"
+    ]
 
 
 # --------------------------------------------------------------------------- linear probe
@@ -273,8 +274,10 @@ def test_eval_math_on_cuda_matches_cpu() -> None:
     b = linear_probe(x_train, y_train, x_test, y_test, **FAST, device="cuda")
     assert abs(a["top1"] - b["top1"]) < 2.0
     # Labels that arrive on the GPU (train or test) give the probe of labels on the CPU.
-    on_gpu = [linear_probe(x_train, y_train.cuda(), x_test, y_test, **FAST, device="cuda"),
-              linear_probe(x_train, y_train, x_test, y_test.cuda(), **FAST, device="cuda")]
+    on_gpu = [
+        linear_probe(x_train, y_train.cuda(), x_test, y_test, **FAST, device="cuda"),
+        linear_probe(x_train, y_train, x_test, y_test.cuda(), **FAST, device="cuda"),
+    ]
     assert [r["correct"] for r in on_gpu] == [b["correct"]] * 2
 
 
@@ -297,8 +300,9 @@ def test_linear_probe_reports_auc_and_f1_for_two_classes() -> None:
     y = (x[:, 0] > 0).long()
     r = linear_probe(x[:150], y[:150], x[150:], y[150:], epochs=30, lrs=(0.1,), weight_decays=(0.0,))
     assert r["auc"] > 95 and r["f1"] > 85
-    three = linear_probe(x[:150], y[:150] + (x[:150, 1] > 1), x[150:], y[150:], epochs=2, lrs=(0.1,),
-                         weight_decays=(0.0,))
+    three = linear_probe(
+        x[:150], y[:150] + (x[:150, 1] > 1), x[150:], y[150:], epochs=2, lrs=(0.1,), weight_decays=(0.0,)
+    )
     assert "auc" not in three
 
 
@@ -327,15 +331,29 @@ def test_linear_probe_refusals_say_what_is_wrong() -> None:
         (dict(lrs=(0.0,)), lr_wd),
         (dict(lrs=(0.5,), weight_decays=(2.0,)), lr_wd),
         (dict(weight_decays=(-0.1,)), lr_wd),
-        (dict(train_labels=torch.zeros(6, dtype=torch.long)),
-         "linear probe needs at least 2 classes in the training labels"),
+        (
+            dict(train_labels=torch.zeros(6, dtype=torch.long)),
+            "linear probe needs at least 2 classes in the training labels",
+        ),
         (dict(test_labels=torch.tensor([0, 1, 0, 1, 0, -1])), "linear probe labels must be >= 0"),
-        (dict(lrs=(0.1, 0.01), val_fraction=0.0),
-         "linear probe validation split is empty: raise val_fraction or give a single lr and weight decay"),
+        (
+            dict(lrs=(0.1, 0.01), val_fraction=0.0),
+            "linear probe validation split is empty: raise val_fraction or give a single lr and weight decay",
+        ),
     ]
     for change, message in cases:
-        args = dict(train_features=x, train_labels=y, test_features=x, test_labels=y, epochs=1, lrs=(0.1,),
-                    weight_decays=(0.0,)) | change
+        args = (
+            dict(
+                train_features=x,
+                train_labels=y,
+                test_features=x,
+                test_labels=y,
+                epochs=1,
+                lrs=(0.1,),
+                weight_decays=(0.0,),
+            )
+            | change
+        )
         with pytest.raises(GensisError, match=f"^{re.escape(message)}$"):
             linear_probe(**args)
 
@@ -380,8 +398,12 @@ def test_select_scores_every_candidate_on_the_held_out_images() -> None:
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])[labels]
     ln = math.log
     # a: logits (ln 4, 0, ln 2), (0, ln 4, ln 2), (0, 0, ln 2): all right, p(true) = 4/7, 4/7, 2/4.
-    a = LinearClassifier(torch.zeros(2), torch.ones(2), torch.tensor([[ln(4), 0.0, 0.0], [0.0, ln(4), 0.0]]),
-                         torch.tensor([0.0, 0.0, ln(2)]))
+    a = LinearClassifier(
+        torch.zeros(2),
+        torch.ones(2),
+        torch.tensor([[ln(4), 0.0, 0.0], [0.0, ln(4), 0.0]]),
+        torch.tensor([0.0, 0.0, ln(2)]),
+    )
     # b: logits (0, ln 2, ln 5) for every image: always class 2 (top-2: 2 and 1), p = 1/8, 2/8, 5/8.
     b = LinearClassifier(torch.zeros(2), torch.ones(2), torch.zeros(2, 3), torch.tensor([0.0, ln(2), ln(5)]))
     seen = []
@@ -395,8 +417,12 @@ def test_select_scores_every_candidate_on_the_held_out_images() -> None:
     assert seen == [(9, [3, 3, 3], grid)]
     assert res == [
         dict(lr=0.1, weight_decay=0.0, val_top1=100.0, val_loss=pytest.approx((2 * ln(7 / 4) + ln(2)) / 3, rel=1e-5)),
-        dict(lr=0.01, weight_decay=0.5, val_top1=pytest.approx(100 / 3),
-             val_loss=pytest.approx((ln(8) + ln(4) + ln(8 / 5)) / 3, rel=1e-5)),
+        dict(
+            lr=0.01,
+            weight_decay=0.5,
+            val_top1=pytest.approx(100 / 3),
+            val_loss=pytest.approx((ln(8) + ln(4) + ln(8 / 5)) / 3, rel=1e-5),
+        ),
     ]
 
 
@@ -497,8 +523,17 @@ def test_grid_training_keeps_every_tensor_on_the_requested_device() -> None:
     device, under a mode that refuses mixing as CUDA does; the probes come back on that device."""
     x, y = torch.randn(20, 3), torch.arange(20) % 2
     with _OneDevice():
-        probes = _fit_grid(x, y, 2, [(1e-2, 0.0), (1e-2, 0.1)], epochs=2, batch_size=8, seed=0,
-                           device=torch.device("meta"), bar=tqdm(disable=True))
+        probes = _fit_grid(
+            x,
+            y,
+            2,
+            [(1e-2, 0.0), (1e-2, 0.1)],
+            epochs=2,
+            batch_size=8,
+            seed=0,
+            device=torch.device("meta"),
+            bar=tqdm(disable=True),
+        )
     assert len(probes) == 2
     for p in probes:
         assert {t.device.type for t in (p.mean, p.std, p.weight, p.bias)} == {"meta"}

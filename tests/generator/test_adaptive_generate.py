@@ -33,9 +33,20 @@ def trained(tmp_path_factory):
 
 def _generate(trained, out, **extra):
     _, data, gen = trained
-    settings = {"generator": str(gen), "data_path": str(data), "out": str(out), "views_per_image": 2,
-                "interpolations_per_image": 1, "shard_size": 5, "steps": 2, "batch_size": 7,
-                "progress": False, "cache_dir": None, "quality_sources": 4, **extra}
+    settings = {
+        "generator": str(gen),
+        "data_path": str(data),
+        "out": str(out),
+        "views_per_image": 2,
+        "interpolations_per_image": 1,
+        "shard_size": 5,
+        "steps": 2,
+        "batch_size": 7,
+        "progress": False,
+        "cache_dir": None,
+        "quality_sources": 4,
+        **extra,
+    }
     return gensis.generate(settings)
 
 
@@ -106,13 +117,15 @@ def test_generate_config_of_adaptive_noise_and_external() -> None:
     cfg = GenerateConfig(**base)
     assert cfg.noise_edges == adaptive_noise.DEFAULT_EDGES and cfg.noise_levels == adaptive_noise.DEFAULT_LEVELS
     assert cfg.adaptive_noise is False and cfg.foreground.quantile == 0.65
-    for bad, match in [({"noise_levels": [0.0, 0.1]}, "one level per bin"),
-                       ({"noise_edges": [0.5, 0.4, 0.6, 0.8, 1.0]}, "increase strictly"),
-                       ({"noise_edges": [0.2, 0.4, 0.6, 0.8, 0.9]}, "end at >= 1"),
-                       ({"noise_levels": [0.0, -0.1, 0.2, 0.3, 0.4]}, ">= 0"),
-                       ({"external": "pipe", "encoder": "e"}, "exactly one"),
-                       ({"generator": None}, "exactly one"),
-                       ({"generator": None, "external": "pipe"}, "needs encoder=")]:
+    for bad, match in [
+        ({"noise_levels": [0.0, 0.1]}, "one level per bin"),
+        ({"noise_edges": [0.5, 0.4, 0.6, 0.8, 1.0]}, "increase strictly"),
+        ({"noise_edges": [0.2, 0.4, 0.6, 0.8, 0.9]}, "end at >= 1"),
+        ({"noise_levels": [0.0, -0.1, 0.2, 0.3, 0.4]}, ">= 0"),
+        ({"external": "pipe", "encoder": "e"}, "exactly one"),
+        ({"generator": None}, "exactly one"),
+        ({"generator": None, "external": "pipe"}, "needs encoder="),
+    ]:
         with pytest.raises(ValueError, match=match):
             GenerateConfig(**{**base, **bad})
 
@@ -120,12 +133,26 @@ def test_generate_config_of_adaptive_noise_and_external() -> None:
 def test_foreground_command_writes_pca_ratios_and_picture(tmp_path, capsys) -> None:
     torch.manual_seed(0)
     enc = tmp_path / "encoder.safetensors"  # 32 px: 4x4 feature maps
-    export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 32),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    export_encoder(
+        enc,
+        build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 32),
+        {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"},
+    )
     data = write_npz(tmp_path / "images.npz", 10, size=32)
     out = tmp_path / "fg"
-    code = main(["foreground", f"encoder={enc}", f"data_path={data}", f"out={out}", "rows=4", "fit_images=6",
-                 "progress=false", "device=cpu", "cache_dir=null"])
+    code = main(
+        [
+            "foreground",
+            f"encoder={enc}",
+            f"data_path={data}",
+            f"out={out}",
+            "rows=4",
+            "fit_images=6",
+            "progress=false",
+            "device=cpu",
+            "cache_dir=null",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for name in ("foreground_pca.safetensors", "foreground.safetensors", "foreground.png"):
@@ -139,6 +166,14 @@ def test_foreground_command_writes_pca_ratios_and_picture(tmp_path, capsys) -> N
     pca = ForegroundPCA.load(out / "foreground_pca.safetensors")
     assert pca.mean.shape == pca.component.shape == (512,)
     assert ForegroundConfig(encoder="e", data_path="d", out="o").quantile == 0.65
-    flipped = gensis.api.foreground(encoder=str(enc), data_path=str(data), out=str(tmp_path / "neg"), rows=2,
-                                     sign="negative", progress=False, device="cpu", cache_dir=None)
+    flipped = gensis.api.foreground(
+        encoder=str(enc),
+        data_path=str(data),
+        out=str(tmp_path / "neg"),
+        rows=2,
+        sign="negative",
+        progress=False,
+        device="cpu",
+        cache_dir=None,
+    )
     assert ForegroundPCA.load(flipped[0]).sign == -1

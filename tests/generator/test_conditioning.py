@@ -37,13 +37,16 @@ def _level_effects(**spec) -> dict[str, float]:
     torch.manual_seed(0)
     model = EmbeddingConditionedUNet(unet_spec("tiny", embed_dim=512, **spec)).eval()
     unet = model.unet
-    blocks = {**{f"down{i}": b for i, b in enumerate(unet.down_blocks)}, "mid": unet.mid_block,
-              **{f"up{i}": b for i, b in enumerate(unet.up_blocks)}}
+    blocks = {
+        **{f"down{i}": b for i, b in enumerate(unet.down_blocks)},
+        "mid": unet.mid_block,
+        **{f"up{i}": b for i, b in enumerate(unet.up_blocks)},
+    }
     acts: dict[str, list[torch.Tensor]] = {}
     for name, block in blocks.items():
         block.register_forward_hook(
-            lambda mod, inp, out, name=name: acts.setdefault(name, []).append(
-                out[0] if isinstance(out, tuple) else out))
+            lambda mod, inp, out, name=name: acts.setdefault(name, []).append(out[0] if isinstance(out, tuple) else out)
+        )
     x, t = torch.randn(8, 3, 8, 8), torch.full((8,), 500)
     keep = torch.zeros(8, dtype=torch.bool)
     with torch.no_grad():
@@ -65,11 +68,22 @@ def test_condition_reaches_every_unet_level_from_the_start() -> None:
 def test_old_generators_load_as_the_design_they_were_trained_in(tmp_path) -> None:
     spec = unet_spec("tiny", scale_shift=False, standardize=False)
     model = EmbeddingConditionedUNet(spec)
-    fields = {k: v for k, v in json.loads(json.dumps(spec.__dict__)).items()
-              if k not in ("scale_shift", "standardize", "zero_init")}  # as written before these existed
-    meta = {"format": "gensis.generator/1", "spec": json.dumps(fields), "space": "pixel", "vae": "",
-            "scheduler": json.dumps({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
-                                     "prediction_type": "epsilon"}), "encoder_sha256": "0" * 64, "encoder": "/e"}
+    fields = {
+        k: v
+        for k, v in json.loads(json.dumps(spec.__dict__)).items()
+        if k not in ("scale_shift", "standardize", "zero_init")
+    }  # as written before these existed
+    meta = {
+        "format": "gensis.generator/1",
+        "spec": json.dumps(fields),
+        "space": "pixel",
+        "vae": "",
+        "scheduler": json.dumps(
+            {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
+        ),
+        "encoder_sha256": "0" * 64,
+        "encoder": "/e",
+    }
     path = tmp_path / "old.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
     loaded, _ = load_generator(path)
@@ -96,8 +110,10 @@ def test_min_snr_weights_hand_computed() -> None:
 
 def test_predict_x0_hand_computed_for_both_targets() -> None:
     # alphas_cumprod 0.36 and 0.64: sqrt(ac) = 0.6, 0.8 and sqrt(1 - ac) = 0.8, 0.6; x_t = 1, model output 0.5.
-    sch = SimpleNamespace(alphas_cumprod=torch.tensor([0.36, 0.64], dtype=torch.float64),
-                          config=SimpleNamespace(prediction_type="epsilon"))
+    sch = SimpleNamespace(
+        alphas_cumprod=torch.tensor([0.36, 0.64], dtype=torch.float64),
+        config=SimpleNamespace(prediction_type="epsilon"),
+    )
     x_t, out, t = torch.ones(2, 1, 1, 1), torch.full((2, 1, 1, 1), 0.5), torch.tensor([0, 1])
     # epsilon: (x_t - s * eps) / a = (1 - 0.4) / 0.6 = 1.0 and (1 - 0.3) / 0.8 = 0.875
     assert torch.allclose(predict_x0(sch, x_t, t, out).flatten(), torch.tensor([1.0, 0.875]), atol=1e-6)
@@ -123,15 +139,19 @@ def test_guidance_on_hand_made_model_outputs() -> None:
 
 
 def test_target_flips_follow_the_stage1_augmentation() -> None:
-    for preset, expected in (("digits", (0.0, 0.0, 0.0)), ("cifar10", (0.5, 0.0, 0.0)),
-                             ("histology", (0.5, 0.5, 0.75))):
+    for preset, expected in (
+        ("digits", (0.0, 0.0, 0.0)),
+        ("cifar10", (0.5, 0.0, 0.0)),
+        ("histology", (0.5, 0.5, 0.75)),
+    ):
         cfg = build_config(PretrainConfig, {"preset": preset})
         recorded = recorded_augment(_export_meta(cfg, 1))
         aug = resolve_target_augment(GeneratorTrainConfig(), recorded)
         assert (aug.hflip_p, aug.vflip_p, aug.rot90_p) == expected, preset
     assert resolve_target_augment(GeneratorTrainConfig(hflip_p=0.3), recorded).hflip_p == 0.3  # explicit wins
-    assert (resolve_target_augment(GeneratorTrainConfig(), recorded_augment({"mean": "[0.5, 0.5, 0.5]"}))
-            == TargetAugment())
+    assert (
+        resolve_target_augment(GeneratorTrainConfig(), recorded_augment({"mean": "[0.5, 0.5, 0.5]"})) == TargetAugment()
+    )
     assert recorded_augment({"augment": "not json"}) is None and recorded_augment({"augment": "[1]"}) is None
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     assert torch.equal(TargetAugment()(x, torch.Generator().manual_seed(0)), x)
@@ -218,29 +238,47 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
     # Top-5 among 8 images, so that a source can miss it: the sources of views 0..3 have
     # 0, 1, 5 and 4 other images nearer (ranks 0, 1, 5, 4).
     e = torch.eye(8)
-    ranked = F.normalize(torch.stack([e[0], 0.5 * e[1] + 0.6 * e[2], 0.3 * e[2] + 0.5 * e[3:].sum(0),
-                                      0.3 * e[3] + 0.5 * e[4:].sum(0)]), dim=-1)
-    assert retrieval(ranked, torch.arange(4), e) == {"retrieval_top1": 25.0, "retrieval_top5": 75.0,
-                                                     "retrieval_median_rank": 2}  # lower median of 0, 1, 4, 5, plus 1
+    ranked = F.normalize(
+        torch.stack([e[0], 0.5 * e[1] + 0.6 * e[2], 0.3 * e[2] + 0.5 * e[3:].sum(0), 0.3 * e[3] + 0.5 * e[4:].sum(0)]),
+        dim=-1,
+    )
+    assert retrieval(ranked, torch.arange(4), e) == {
+        "retrieval_top1": 25.0,
+        "retrieval_top5": 75.0,
+        "retrieval_median_rank": 2,
+    }  # lower median of 0, 1, 4, 5, plus 1
     assert class_consistency(views, src, real, labels, k=1) == 100.0  # image 3 has view 2's label
     figures = view_figures(views, torch.zeros(4, 1, 3, 2, 2, dtype=torch.uint8), src, real, labels)
     assert "diversity_cosine" not in figures  # one view per source
     two = torch.stack([torch.zeros(3, 2, 2), torch.full((3, 2, 2), 255.0)]).to(torch.uint8)
     figures = view_figures(torch.eye(4)[[0, 1]], two[None], src[:1], real, None)
     assert figures["diversity_cosine"] == 1.0 and figures["diversity_pixel_rmse"] == 1.0
-    assert versus_ceiling({"retrieval_top1": 20.0, "class_consistency": 45.0},
-                          {"retrieval_top1": 40.0, "class_consistency": 90.0}) == \
-        {"retrieval_top1": 0.5, "class_consistency": 0.5}
-    header, rows = faithfulness_table({"retrieval_top1": 20.0, "ceiling": {"retrieval_top1": 40.0},
-                                       "chance": {"retrieval_top1": 0.1}, "versus_ceiling": {"retrieval_top1": 0.5}})
+    assert versus_ceiling(
+        {"retrieval_top1": 20.0, "class_consistency": 45.0}, {"retrieval_top1": 40.0, "class_consistency": 90.0}
+    ) == {"retrieval_top1": 0.5, "class_consistency": 0.5}
+    header, rows = faithfulness_table(
+        {
+            "retrieval_top1": 20.0,
+            "ceiling": {"retrieval_top1": 40.0},
+            "chance": {"retrieval_top1": 0.1},
+            "versus_ceiling": {"retrieval_top1": 0.5},
+        }
+    )
     assert rows == [["source retrieval top-1 (%)", "20.0", "40.0", "-", "0.1", "0.5"]]
 
 
 def test_the_faithfulness_table_header_and_a_report_without_chance_or_top1() -> None:
-    header, rows = faithfulness_table({"retrieval_top5": 60.0, "ceiling": {"retrieval_top5": 80.0},
-                                       "ceiling_crop": {"retrieval_top5": 90.0}})
-    assert header == ["figure", "generated views", "real stage-1 views (ceiling)", "real stage-1 crops", "chance",
-                      "generated / ceiling"]
+    header, rows = faithfulness_table(
+        {"retrieval_top5": 60.0, "ceiling": {"retrieval_top5": 80.0}, "ceiling_crop": {"retrieval_top5": 90.0}}
+    )
+    assert header == [
+        "figure",
+        "generated views",
+        "real stage-1 views (ceiling)",
+        "real stage-1 crops",
+        "chance",
+        "generated / ceiling",
+    ]
     # top-1 missing does not end the table; no chance and no ratio figures: "-"
     assert rows == [["source retrieval top-5 (%)", "60.0", "80.0", "90.0", "-", "-"]]
 

@@ -27,16 +27,37 @@ def _parts():
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[32, 32], in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
-    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=16, projection_dim=EMBED, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        image_size=16, patch_size=8))
+    vae = AutoencoderKL(
+        block_out_channels=[32, 32],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    vision = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            projection_dim=EMBED,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=16,
+            patch_size=8,
+        )
+    )
     processor = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False)
-    unet_kw = dict(block_out_channels=(32, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-                   down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                   up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=4)
+    unet_kw = dict(
+        block_out_channels=(32, 32),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=4,
+    )
     return vae, vision, processor, scheduler, unet_kw, UNet2DConditionModel
 
 
@@ -46,9 +67,15 @@ def _variation_pipeline(folder):
 
     vae, vision, processor, scheduler, unet_kw, unet_cls = _parts()
     unet = unet_cls(**unet_kw, cross_attention_dim=EMBED)
-    pipe = StableDiffusionImageVariationPipeline(vae=vae, image_encoder=vision, unet=unet, scheduler=scheduler,
-                                                 safety_checker=None, feature_extractor=processor,
-                                                 requires_safety_checker=False)
+    pipe = StableDiffusionImageVariationPipeline(
+        vae=vae,
+        image_encoder=vision,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=processor,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder)
     return folder
 
@@ -64,17 +91,40 @@ def _unclip_pipeline(folder):
     vocab.mkdir()
     (vocab / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2}))
     (vocab / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(vocab_file=str(vocab / "vocab.json"), merges_file=str(vocab / "merges.txt"),
-                              model_max_length=8)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                        intermediate_size=32, max_position_embeddings=8, projection_dim=EMBED,
-                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    unet = unet_cls(**unet_kw, cross_attention_dim=16, class_embed_type="projection",
-                    projection_class_embeddings_input_dim=2 * EMBED)
+    tokenizer = CLIPTokenizer(
+        vocab_file=str(vocab / "vocab.json"), merges_file=str(vocab / "merges.txt"), model_max_length=8
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=3,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=8,
+            projection_dim=EMBED,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    unet = unet_cls(
+        **unet_kw,
+        cross_attention_dim=16,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=2 * EMBED,
+    )
     pipe = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=processor, image_encoder=vision, image_normalizer=StableUnCLIPImageNormalizer(EMBED),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"), tokenizer=tokenizer,
-        text_encoder=text, unet=unet, scheduler=scheduler, vae=vae)
+        feature_extractor=processor,
+        image_encoder=vision,
+        image_normalizer=StableUnCLIPImageNormalizer(EMBED),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=tokenizer,
+        text_encoder=text,
+        unet=unet,
+        scheduler=scheduler,
+        vae=vae,
+    )
     pipe.save_pretrained(folder)
     return folder
 
@@ -87,9 +137,22 @@ def sources(tmp_path_factory):
 
 def _settings(sources, pipe, out, **extra):
     enc, data = sources
-    return {"external": str(pipe), "encoder": str(enc), "data_path": str(data), "out": str(out),
-            "views_per_image": 2, "interpolations_per_image": 0, "shard_size": 3, "steps": 2, "batch_size": 4,
-            "progress": False, "cache_dir": None, "quality_sources": 5, "device": "cpu", **extra}
+    return {
+        "external": str(pipe),
+        "encoder": str(enc),
+        "data_path": str(data),
+        "out": str(out),
+        "views_per_image": 2,
+        "interpolations_per_image": 0,
+        "shard_size": 3,
+        "steps": 2,
+        "batch_size": 4,
+        "progress": False,
+        "cache_dir": None,
+        "quality_sources": 5,
+        "device": "cpu",
+        **extra,
+    }
 
 
 def test_image_variation_pipeline_fills_the_bank(tmp_path, sources, capsys) -> None:
@@ -121,8 +184,9 @@ def test_image_variation_pipeline_fills_the_bank(tmp_path, sources, capsys) -> N
 
 def test_unclip_pipeline_interpolates_on_its_image_embeddings(tmp_path, sources) -> None:
     pipe = _unclip_pipeline(tmp_path / "pipe")
-    result = gensis.generate(_settings(sources, pipe, tmp_path / "bank", views_per_image=1,
-                                       interpolations_per_image=1, sampler="ddim"))
+    result = gensis.generate(
+        _settings(sources, pipe, tmp_path / "bank", views_per_image=1, interpolations_per_image=1, sampler="ddim")
+    )
     assert result.n_images == 10
     bank = ViewBank(tmp_path / "bank")
     assert bank.index.generator_sha256 == pipeline_sha256(pipe)

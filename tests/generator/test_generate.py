@@ -26,9 +26,19 @@ def trained(tmp_path_factory):
 
 def _generate(trained, out, **extra):
     root, _, data, gen = trained
-    settings = {"generator": str(gen), "data_path": str(data), "out": str(out), "views_per_image": 2,
-                "interpolations_per_image": 1, "shard_size": 5, "steps": 2, "batch_size": 7,
-                "progress": False, "cache_dir": None, **extra}
+    settings = {
+        "generator": str(gen),
+        "data_path": str(data),
+        "out": str(out),
+        "views_per_image": 2,
+        "interpolations_per_image": 1,
+        "shard_size": 5,
+        "steps": 2,
+        "batch_size": 7,
+        "progress": False,
+        "cache_dir": None,
+        **extra,
+    }
     return gensis.generate(settings)
 
 
@@ -75,17 +85,30 @@ def test_bank_from_another_generator_and_bad_settings(tmp_path, trained) -> None
     before = (tmp_path / "bank" / "index.json").read_text()
     with pytest.raises(CheckpointError, match="written by another generator"):
         ViewBank(tmp_path / "bank", generator_sha256="0" * 64)
-    other = gensis.train_generator({"model.spec": "tiny", "encoder": str(enc), "data.path": str(data),
-                                    "out": str(tmp_path / "gen2"), "train.batch_size": 6, "train.epochs": 1,
-                                    "train.seed": 1, "train.progress": False, "data.cache_dir": None})
+    other = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "encoder": str(enc),
+            "data.path": str(data),
+            "out": str(tmp_path / "gen2"),
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.seed": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+        }
+    )
     with pytest.raises(CheckpointError, match="bank written by another generator"):
         _generate(trained, tmp_path / "bank", generator=str(other.generator_path))
     assert (tmp_path / "bank" / "index.json").read_text() == before  # nothing lost
     with pytest.raises(ConfigError, match="alpha_range must satisfy 0.0 <= min <= max <= 1.0"):
         _generate(trained, tmp_path / "b2", alpha_range=[0.5, 1.2])
     wrong = tmp_path / "other_encoder.safetensors"
-    export_encoder(wrong, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    export_encoder(
+        wrong,
+        build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
+        {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"},
+    )
     with pytest.raises(CheckpointError, match="not the encoder the generator was trained on"):
         _generate(trained, tmp_path / "b3", encoder=str(wrong))
 
@@ -134,18 +157,23 @@ def test_quality_report_of_generate_and_eval_generator(tmp_path, trained) -> Non
     nearest = (view_emb @ real_emb.T).argmax(-1)  # (12, 2): the real image each view is nearest to
     px = views.float() / 255
     assert q["fidelity_cosine"] == pytest.approx(float((view_emb * src_emb).sum(-1).mean()), abs=2e-4)
-    assert q["retrieval_top1"] == pytest.approx(float((nearest == torch.arange(12)[:, None]).float().mean() * 100),
-                                                abs=0.01)
+    assert q["retrieval_top1"] == pytest.approx(
+        float((nearest == torch.arange(12)[:, None]).float().mean() * 100), abs=0.01
+    )
     assert q["diversity_cosine"] == pytest.approx(float(1 - (view_emb[:, 0] * view_emb[:, 1]).sum(-1).mean()), abs=2e-4)
     assert q["diversity_pixel_rmse"] == pytest.approx(
-        float((px[:, 0] - px[:, 1]).square().flatten(1).mean(1).sqrt().mean()), abs=2e-4)
+        float((px[:, 0] - px[:, 1]).square().flatten(1).mean(1).sqrt().mean()), abs=2e-4
+    )
     assert q["source_pixel_rmse"] == pytest.approx(
-        float((px - real[:, None].float() / 255).square().flatten(2).mean(2).sqrt().mean()), abs=2e-4)
-    assert q["frechet_distance"] == pytest.approx(frechet_distance(real_emb, view_emb.flatten(0, 1)),
-                                                  rel=1e-3, abs=1e-3)
+        float((px - real[:, None].float() / 255).square().flatten(2).mean(2).sqrt().mean()), abs=2e-4
+    )
+    assert q["frechet_distance"] == pytest.approx(
+        frechet_distance(real_emb, view_emb.flatten(0, 1)), rel=1e-3, abs=1e-3
+    )
     assert q["chance"]["images"] == 12 and q["chance"]["retrieval_top1"] == round(100 / 12, 3)
-    again = gensis.eval_generator(bank=str(tmp_path / "bank"), encoder=str(enc), data_path=str(data),
-                                  cache_dir=None, out=str(tmp_path / "q.json"))
+    again = gensis.eval_generator(
+        bank=str(tmp_path / "bank"), encoder=str(enc), data_path=str(data), cache_dir=None, out=str(tmp_path / "q.json")
+    )
     assert again.pop("bank_shards") == {"done": 3, "total": 3}
     assert again == q == json.loads((tmp_path / "bank" / "quality.json").read_text())
 
@@ -157,15 +185,25 @@ def test_eval_generator_says_when_the_bank_is_incomplete(tmp_path, trained, capl
         q = gensis.eval_generator(bank=str(tmp_path / "part"), encoder=str(enc), data_path=str(data), cache_dir=None)
     assert q["bank_shards"] == {"done": 1, "total": 3} and q["sources"] == 5
     assert [r.getMessage() for r in caplog.records if r.name == "gensis.generate" and r.levelno == logging.WARNING] == [
-        f"{tmp_path / 'part'} is incomplete (1 of 3 shards): these figures are of the finished shards' 5 sources only"]
+        f"{tmp_path / 'part'} is incomplete (1 of 3 shards): these figures are of the finished shards' 5 sources only"
+    ]
 
 
 def test_show_writes_view_and_interpolation_grids(tmp_path, trained) -> None:
     from PIL import Image
 
     _, _, data, gen = trained
-    paths = gensis.show(generator=str(gen), data_path=str(data), out=str(tmp_path / "pics"), rows=3, views=4,
-                        alphas=5, steps=2, tile_px=16, cache_dir=None)
+    paths = gensis.show(
+        generator=str(gen),
+        data_path=str(data),
+        out=str(tmp_path / "pics"),
+        rows=3,
+        views=4,
+        alphas=5,
+        steps=2,
+        tile_px=16,
+        cache_dir=None,
+    )
     assert [p.name for p in paths] == ["views.png", "interpolations.png"]
     views = Image.open(paths[0])
     assert views.size == (5 * 18 + 6, 3 * 18)  # 1 real + gap + 4 generated, 3 rows

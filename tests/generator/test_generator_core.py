@@ -206,8 +206,7 @@ def test_sample_ddim_eta_and_mode_restored(tiny: EmbeddingConditionedUNet) -> No
     tiny.train()
     try:
         a, b = (
-            sample(tiny, sched, emb, steps=3, eta=1.0, generator=torch.Generator().manual_seed(0))
-            for _ in range(2)
+            sample(tiny, sched, emb, steps=3, eta=1.0, generator=torch.Generator().manual_seed(0)) for _ in range(2)
         )
         assert tiny.training and torch.equal(a, b)
     finally:

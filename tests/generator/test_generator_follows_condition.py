@@ -34,19 +34,32 @@ from gensis.runtime.checkpoint import export_encoder, load_encoder
 
 N = 96  # the monitor holds out 9 (10 %), so it runs: fewer than 8 held-out images turn it off
 CPU = torch.device("cpu")
-MONITOR_KEYS = {"cond_gap_low", "cond_gap_mid", "cond_gap_high", "monitor_top1", "monitor_top1_shuffled",
-                "monitor_median_rank"}
+MONITOR_KEYS = {
+    "cond_gap_low",
+    "cond_gap_mid",
+    "cond_gap_high",
+    "monitor_top1",
+    "monitor_top1_shuffled",
+    "monitor_median_rank",
+}
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("follows")
     train, _ = demo_digits(8)
-    np.savez(root / "digits.npz", images=train.batch(torch.arange(N)).permute(0, 2, 3, 1).numpy(),
-             labels=train.labels[:N].numpy())
+    np.savez(
+        root / "digits.npz",
+        images=train.batch(torch.arange(N)).permute(0, 2, 3, 1).numpy(),
+        labels=train.labels[:N].numpy(),
+    )
     torch.manual_seed(0)
-    encoder = build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", cifar_stem=False,
-                                        backbone_kwargs={"patch_size": 8, "global_pool": "avg"}), 8)
+    encoder = build_encoder(
+        ModelConfig(
+            backbone="vit_tiny_patch16_224", cifar_stem=False, backbone_kwargs={"patch_size": 8, "global_pool": "avg"}
+        ),
+        8,
+    )
     export_encoder(root / "encoder.safetensors", encoder, {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
     return root
 
@@ -69,14 +82,29 @@ def _train(root, name: str, *, zero_condition: bool):
     try:
         with pytest.MonkeyPatch.context() as mp:
             if zero_condition:  # the embedding never reaches the network while it learns
-                mp.setattr(EmbeddingConditioner, "forward",
-                           lambda self, emb, drop=None, generator=None: forward(self, emb * 0, drop, generator))
-            result = gensis.train_generator({
-                "model.spec": "tiny", "encoder": str(root / "encoder.safetensors"),
-                "data.path": str(root / "digits.npz"), "data.cache_dir": None, "out": str(root / name),
-                "train.batch_size": 16, "train.epochs": 72, "train.lr": 2e-3, "train.warmup_steps": 20,
-                "train.ema_decay": 0.99, "train.monitor_every": 60, "train.monitor_images": 9,
-                "train.log_every": 30, "train.progress": False})
+                mp.setattr(
+                    EmbeddingConditioner,
+                    "forward",
+                    lambda self, emb, drop=None, generator=None: forward(self, emb * 0, drop, generator),
+                )
+            result = gensis.train_generator(
+                {
+                    "model.spec": "tiny",
+                    "encoder": str(root / "encoder.safetensors"),
+                    "data.path": str(root / "digits.npz"),
+                    "data.cache_dir": None,
+                    "out": str(root / name),
+                    "train.batch_size": 16,
+                    "train.epochs": 72,
+                    "train.lr": 2e-3,
+                    "train.warmup_steps": 20,
+                    "train.ema_decay": 0.99,
+                    "train.monitor_every": 60,
+                    "train.monitor_images": 9,
+                    "train.log_every": 30,
+                    "train.progress": False,
+                }
+            )
     finally:
         logger.removeHandler(caught)
     return result.generator_path, root / name, caught.messages
@@ -84,8 +112,10 @@ def _train(root, name: str, *, zero_condition: bool):
 
 @pytest.fixture(scope="module")
 def generators(digits):
-    return {"conditioned": _train(digits, "conditioned", zero_condition=False),
-            "zeroed": _train(digits, "zeroed", zero_condition=True)}
+    return {
+        "conditioned": _train(digits, "conditioned", zero_condition=False),
+        "zeroed": _train(digits, "zeroed", zero_condition=True),
+    }
 
 
 def _follows(root, generator_path) -> dict[str, float]:
@@ -95,8 +125,9 @@ def _follows(root, generator_path) -> dict[str, float]:
     data = load_images(str(root / "digits.npz"), 8, cache_dir=None)
     emb = encoder_embeddings(encoder, data)
     synth = Synthesizer(generator_path, CPU)
-    views = synth.images(emb, sampler="dpmsolver++", steps=10, guidance_scale=1.0,
-                         generator=torch.Generator().manual_seed(0))
+    views = synth.images(
+        emb, sampler="dpmsolver++", steps=10, guidance_scale=1.0, generator=torch.Generator().manual_seed(0)
+    )
     found = retrieval(encoder_embeddings(encoder, as_data(views)), torch.arange(N), emb)
     x0 = data.batch(torch.arange(N)).float() / 127.5 - 1
     schedule = json.loads(synth.meta["scheduler"])

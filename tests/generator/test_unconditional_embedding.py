@@ -23,11 +23,9 @@ def test_the_unconditional_embedding_is_the_null_vectors_projection_repeated() -
     assert cond.unconditional(2, device="cpu").device.type == "cpu"
 
 
-
 def test_the_unconditional_embedding_lands_on_the_device_asked_for() -> None:
     # "meta" stands for a GPU here: the null embedding must follow the batch it is sampled with.
     cond = EmbeddingConditioner(embed_dim=4, cond_dim=3)
     assert cond.unconditional(2, device="meta").device.type == "meta"
     assert cond.unconditional(2, device="meta").shape == (2, 3)
     assert cond.unconditional(2).device.type == "cpu"  # no device: where the conditioner lives
-

@@ -19,12 +19,27 @@ def test_every_stage_and_the_report(pipeline) -> None:
     from pathlib import Path
 
     root = Path(root)
-    for rel in ("pretrain/exported/encoder.safetensors", "embeddings.safetensors",
-                "generator/exported/generator.safetensors", "bank/index.json", "bank/quality.json",
-                "pictures/views.png", "pictures/interpolations.png", "gen-dino/exported/encoder.safetensors",
-                "control/exported/encoder.safetensors", "eval/dino.json", "eval/gen-dino.json", "eval/control.json",
-                "report.md", "report.html", "plots/loss.png", "plots/loss_dis.png", "plots/generator_loss.png",
-                "pipeline.json", "config.yaml"):
+    for rel in (
+        "pretrain/exported/encoder.safetensors",
+        "embeddings.safetensors",
+        "generator/exported/generator.safetensors",
+        "bank/index.json",
+        "bank/quality.json",
+        "pictures/views.png",
+        "pictures/interpolations.png",
+        "gen-dino/exported/encoder.safetensors",
+        "control/exported/encoder.safetensors",
+        "eval/dino.json",
+        "eval/gen-dino.json",
+        "eval/control.json",
+        "report.md",
+        "report.html",
+        "plots/loss.png",
+        "plots/loss_dis.png",
+        "plots/generator_loss.png",
+        "pipeline.json",
+        "config.yaml",
+    ):
         assert (root / rel).is_file(), rel
     assert set(result["eval"]) == {"dino", "control", "gen-dino"}
     assert result["eval"]["gen-dino"]["method"] == "gen-dino" and result["eval"]["control"]["method"] == "dino"
@@ -40,24 +55,32 @@ def test_every_stage_and_the_report(pipeline) -> None:
 
     assert [v["stage"] for v in result["verdicts"]] == ["stage 1", "stage 2", "stage 3"]
     for v in result["verdicts"]:
-        assert (format_verdict(v, markdown=True) in report
-                and html.escape(v["text"]) in (root / "report.html").read_text())
+        assert (
+            format_verdict(v, markdown=True) in report and html.escape(v["text"]) in (root / "report.html").read_text()
+        )
     # the figures in the verdicts and tables are the measured ones, not just their headings
     quality = json.loads((root / "bank" / "quality.json").read_text())
     stage2 = result["verdicts"][1]
-    assert (f"find their source {quality['retrieval_top1']:.1f} % of the time (real stage-1 views "
-            f"{quality['ceiling']['retrieval_top1']} %, chance {quality['chance']['retrieval_top1']:.2f} %), "
-            f"median rank {quality['retrieval_median_rank']}") in stage2["text"]
+    assert (
+        f"find their source {quality['retrieval_top1']:.1f} % of the time (real stage-1 views "
+        f"{quality['ceiling']['retrieval_top1']} %, chance {quality['chance']['retrieval_top1']:.2f} %), "
+        f"median rank {quality['retrieval_median_rank']}"
+    ) in stage2["text"]
     rows = [line for line in report.splitlines() if line.startswith("| source retrieval top-1 (%) |")]
-    assert rows == [f"| source retrieval top-1 (%) | {quality['retrieval_top1']} "
-                    f"| {quality['ceiling']['retrieval_top1']} "
-                    f"| {quality['ceiling_crop']['retrieval_top1']} | {quality['chance']['retrieval_top1']} "
-                    f"| {quality['versus_ceiling'].get('retrieval_top1', '-')} |"]
+    assert rows == [
+        f"| source retrieval top-1 (%) | {quality['retrieval_top1']} "
+        f"| {quality['ceiling']['retrieval_top1']} "
+        f"| {quality['ceiling_crop']['retrieval_top1']} | {quality['chance']['retrieval_top1']} "
+        f"| {quality['versus_ceiling'].get('retrieval_top1', '-')} |"
+    ]
     assert quality["sources"] == 64 and quality["chance"]["retrieval_top1"] == pytest.approx(100 / 64, abs=1e-3)
     for name, label in (("dino", "DINO (stage 1)"), ("gen-dino", "Gen-DINO (stage 3)")):
         r = result["eval"][name]
-        row = f"| {label} | {r['trained_steps']} | " + " | ".join(
-            f"{r['knn_top1'][k]:.2f}" for k in sorted(r["knn_top1"], key=int)) + f" | {r['linear']['top1']:.2f} |"
+        row = (
+            f"| {label} | {r['trained_steps']} | "
+            + " | ".join(f"{r['knn_top1'][k]:.2f}" for k in sorted(r["knn_top1"], key=int))
+            + f" | {r['linear']['top1']:.2f} |"
+        )
         assert row in report, row
     stage3 = result["verdicts"][-1]
     assert "Gen-DINO minus control, one seed, same test images: kNN k=20" in stage3["text"]
@@ -111,11 +134,20 @@ def test_changed_data_is_named_as_changed_data(pipeline, tmp_path) -> None:
     assert (Path(settings["out"]) / "pipeline.json").read_text() == state
 
 
-@pytest.mark.parametrize("section, key, value", [
-    ("pretrain", "out", "elsewhere"), ("generator", "encoder", "other.safetensors"), ("generate", "out", "b"),
-    ("generate", "data_path", "other.npz"), ("show", "generator", "g"), ("gen_dino", "gen.bank", "b"),
-    ("gen_dino", "data.path", "other.npz"), ("gen_dino", "init_from", "x"), ("autoencoder", "encoder", "e"),
-])
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("pretrain", "out", "elsewhere"),
+        ("generator", "encoder", "other.safetensors"),
+        ("generate", "out", "b"),
+        ("generate", "data_path", "other.npz"),
+        ("show", "generator", "g"),
+        ("gen_dino", "gen.bank", "b"),
+        ("gen_dino", "data.path", "other.npz"),
+        ("gen_dino", "init_from", "x"),
+        ("autoencoder", "encoder", "e"),
+    ],
+)
 def test_keys_the_pipeline_sets_itself_are_refused_before_any_work(tmp_path, capsys, section, key, value) -> None:
     data = write_npz(tmp_path / "d.npz", 16)
     code = main(["run", "-q", f"out={tmp_path / 'run'}", f"data.path={data}", f"{section}.{key}={value}"])
@@ -130,9 +162,20 @@ def test_gen_dino_on_the_fly_from_the_pipelines_generator(pipeline, tmp_path) ->
     from pathlib import Path
 
     gen = Path(result["out"]) / "generator"
-    run = gensis.pretrain({"preset": "digits", **SMALL_DINO, "data.path": settings["data.path"],
-                           "data.cache_dir": None, "train.progress": False, "out": str(tmp_path / "fly"),
-                           "gen.generator": str(gen), "gen.steps": 2, "gen.p_gen": 1.0, "train.max_steps": 1})
+    run = gensis.pretrain(
+        {
+            "preset": "digits",
+            **SMALL_DINO,
+            "data.path": settings["data.path"],
+            "data.cache_dir": None,
+            "train.progress": False,
+            "out": str(tmp_path / "fly"),
+            "gen.generator": str(gen),
+            "gen.steps": 2,
+            "gen.p_gen": 1.0,
+            "train.max_steps": 1,
+        }
+    )
     records = [json.loads(x) for x in (tmp_path / "fly" / "metrics.jsonl").read_text().splitlines()]
     assert run.steps == 1 and records[0]["generated_fraction"] == 1.0 and "loss_dis" in records[0]
 
@@ -147,8 +190,9 @@ def test_the_saved_config_rebuilds_the_same_stages(pipeline) -> None:
 
     settings, result = pipeline
     direct = stage_configs(build_config(PipelineConfig, settings, use_presets=False))
-    saved = stage_configs(build_config(PipelineConfig, {}, use_presets=False,
-                                       config_file=Path(result["out"]) / "config.yaml"))
+    saved = stage_configs(
+        build_config(PipelineConfig, {}, use_presets=False, config_file=Path(result["out"]) / "config.yaml")
+    )
     assert saved == direct and saved.pretrain.data.resolution == 16
 
 

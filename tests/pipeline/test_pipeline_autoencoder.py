@@ -14,19 +14,39 @@ from _synthetic import write_npz
 import gensis
 from gensis.errors import ConfigError
 
-SMALL_DINO = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
-              "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
-AE = {"model.block_out_channels": [8, 16], "train.crop_size": 8, "train.batch_size": 8, "train.epochs": 1,
-      "train.log_every": 1, "train.eval_every": 4}
+SMALL_DINO = {
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 32,
+    "train.epochs": 1,
+    "train.knn_every": 0,
+    "train.log_every": 1,
+}
+AE = {
+    "model.block_out_channels": [8, 16],
+    "train.crop_size": 8,
+    "train.batch_size": 8,
+    "train.epochs": 1,
+    "train.log_every": 1,
+    "train.eval_every": 4,
+}
 
 
 @pytest.fixture(scope="module")
 def latent_pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("latent-pipe")
     settings = {
-        "out": str(root / "run"), "preset": "digits", "progress": False,
-        "data.path": str(write_npz(root / "train.npz", 64, seed=0)), "data.cache_dir": None,
-        "pretrain": SMALL_DINO, "autoencoder": AE, "control": False, "pictures": False,
+        "out": str(root / "run"),
+        "preset": "digits",
+        "progress": False,
+        "data.path": str(write_npz(root / "train.npz", 64, seed=0)),
+        "data.cache_dir": None,
+        "pretrain": SMALL_DINO,
+        "autoencoder": AE,
+        "control": False,
+        "pictures": False,
         "generator": {"model.spec": "tiny", "model.space": "latent", "train.batch_size": 16, "train.epochs": 1},
         "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
         "gen_dino": {"train.epochs": 1, "gen.lambda_dis": 0.5},
@@ -77,24 +97,31 @@ def test_other_autoencoder_settings_are_refused_before_any_work(latent_pipeline)
     with pytest.raises(ConfigError, match="autoencoder: unknown key 'train.epoch'"):
         gensis.run({**settings, "autoencoder": {"train.epoch": 2}})
     with pytest.raises(ConfigError, match="autoencoder: settings given, but no autoencoder is trained"):
-        gensis.run({**settings, "out": str(Path(settings["out"]).parent / "pixel"),
-                    "generator": {"model.spec": "tiny"}})
+        gensis.run(
+            {**settings, "out": str(Path(settings["out"]).parent / "pixel"), "generator": {"model.spec": "tiny"}}
+        )
 
 
-@pytest.mark.parametrize("preset, generator, latent", [
-    ("histology", {}, True),  # H&E at 96 px: latent, by measurement (docs/RESULTS.md)
-    ("histology-224", {}, True),
-    ("96px", {}, False),
-    ("histology", {"model.space": "pixel", "model.spec": "pixel96"}, False),  # pixel96 on request
-])
+@pytest.mark.parametrize(
+    "preset, generator, latent",
+    [
+        ("histology", {}, True),  # H&E at 96 px: latent, by measurement (docs/RESULTS.md)
+        ("histology-224", {}, True),
+        ("96px", {}, False),
+        ("histology", {"model.space": "pixel", "model.spec": "pixel96"}, False),  # pixel96 on request
+    ],
+)
 def test_which_presets_train_their_own_autoencoder(tmp_path, preset, generator, latent) -> None:
     from gensis.config.overrides import build_config
     from gensis.config.schema import PipelineConfig
     from gensis.pipeline import stage_configs
 
     data = write_npz(tmp_path / "d.npz", 16)
-    cfg = build_config(PipelineConfig, {"preset": preset, "out": str(tmp_path / "run"), "data.path": str(data),
-                                        "generator": generator}, use_presets=False)
+    cfg = build_config(
+        PipelineConfig,
+        {"preset": preset, "out": str(tmp_path / "run"), "data.path": str(data), "generator": generator},
+        use_presets=False,
+    )
     stages = stage_configs(cfg)
     assert (stages.autoencoder is not None, stages.generator.model.space == "latent") == (latent, latent)
     if latent:

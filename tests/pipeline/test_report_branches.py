@@ -11,21 +11,39 @@ FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(1
 
 
 def _report(quality: dict | None, results: dict, dis_curve: list[dict] = FALLING) -> tuple[str, str]:
-    sections = {"verdicts": [stage2(quality), stage3(results, dis_curve, 4096)], "facts": {},
-                "stages": _stage_rows({}, {}), "compute": {}, "eval": _eval_rows(results) if results else None,
-                "quality": quality,
-                "reconstruction": None, "recon_pictures": [], "pictures": [], "plots": []}
+    sections = {
+        "verdicts": [stage2(quality), stage3(results, dis_curve, 4096)],
+        "facts": {},
+        "stages": _stage_rows({}, {}),
+        "compute": {},
+        "eval": _eval_rows(results) if results else None,
+        "quality": quality,
+        "reconstruction": None,
+        "recon_pictures": [],
+        "pictures": [],
+        "plots": [],
+    }
     return _markdown(sections), _html(sections)
 
 
 def _encoder(right: list[bool], steps: int) -> dict:
     top1 = 100 * sum(right) / len(right)
-    return {"trained_steps": steps, "knn_top1": {"20": top1}, "knn_correct": {"20": encode_correct(right)},
-            "linear": {"top1": top1 - 1, "correct": encode_correct(right)}}
+    return {
+        "trained_steps": steps,
+        "knn_top1": {"20": top1},
+        "knn_correct": {"20": encode_correct(right)},
+        "linear": {"top1": top1 - 1, "correct": encode_correct(right)},
+    }
 
 
-QUALITY = {"sources": 500, "retrieval_top1": 7.0, "retrieval_median_rank": 4, "ceiling": {"retrieval_top1": 8.0},
-           "chance": {"retrieval_top1": 0.2}, "versus_ceiling": {"retrieval_top1": 0.875}}
+QUALITY = {
+    "sources": 500,
+    "retrieval_top1": 7.0,
+    "retrieval_median_rank": 4,
+    "ceiling": {"retrieval_top1": 8.0},
+    "chance": {"retrieval_top1": 0.2},
+    "versus_ceiling": {"retrieval_top1": 0.875},
+}
 
 
 def test_a_negative_gen_sis_gain_is_a_warning_with_its_numbers() -> None:
@@ -34,8 +52,9 @@ def test_a_negative_gen_sis_gain_is_a_warning_with_its_numbers() -> None:
     gen = [i < 700 for i in range(n)]  # 700 right, all of them also right for the control
     md, page = _report(QUALITY, {"gen-dino": _encoder(gen, 90), "control": _encoder(control, 90)})
     line = next(x for x in md.splitlines() if "**stage 3**" in x)
-    assert line.startswith("- **WARNING** **stage 3**: Gen-DINO minus control, one seed, same test images: "
-                           "kNN k=20 -6.00")
+    assert line.startswith(
+        "- **WARNING** **stage 3**: Gen-DINO minus control, one seed, same test images: kNN k=20 -6.00"
+    )
     assert "0 test images right only with Gen-DINO, 60 only with its control" in line
     assert "below its control beyond the noise" in line and "below its control beyond the noise" in page
     assert "| Gen-DINO (stage 3) | 90 | 70.00 | 69.00 |" in md
@@ -59,6 +78,8 @@ def test_a_faithfulness_table_without_a_ceiling() -> None:
     assert "| source retrieval top-1 (%) | 0.5 | - | - | 0.1 | - |" in md
     assert "<td>0.5</td><td>-</td><td>-</td><td>0.1</td><td>-</td>" in page.replace("\n", "")
     line = next(x for x in md.splitlines() if "**stage 2**" in x)
-    assert line.startswith("- **WARNING** **stage 2**: generated views find their source 0.5 % of the time "
-                           "(real stage-1 views ? %, chance 0.10 %), median rank 40")
+    assert line.startswith(
+        "- **WARNING** **stage 2**: generated views find their source 0.5 % of the time "
+        "(real stage-1 views ? %, chance 0.10 %), median rank 40"
+    )
     assert "no real-view ceiling was measured" in line

@@ -21,8 +21,16 @@ import pytest
 
 VIEWPORT = {"width": 1280, "height": 800}
 # Chromium on a machine without a network: no background connections, no sandbox as root.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str:
@@ -63,8 +71,10 @@ def test_the_report_in_a_real_browser(served) -> None:
         page.goto(url, wait_until="load")
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.naturalWidth])")
         banners = page.eval_on_selector_all(
-            ".verdicts li", "els => els.map(e => {const r = e.getBoundingClientRect(); "
-            "return [e.className, e.innerText, r.top, r.bottom, r.height]})")
+            ".verdicts li",
+            "els => els.map(e => {const r = e.getBoundingClientRect(); "
+            "return [e.className, e.innerText, r.top, r.bottom, r.height]})",
+        )
         cells = page.eval_on_selector_all("table tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
         shot = os.environ.get("GENSIS_REPORT_SCREENSHOT")  # docs/images/report_browser.png is made so
         if shot:
@@ -84,6 +94,7 @@ def test_the_report_in_a_real_browser(served) -> None:
     rows = {r[0]: r for r in cells if r}
     for name, label in (("dino", "DINO (stage 1)"), ("gen-dino", "Gen-DINO (stage 3)")):
         r = json.loads((root / "eval" / f"{name}.json").read_text())
-        expected = [label, str(r["trained_steps"])] + [f"{r['knn_top1'][k]:.2f}"
-                                                       for k in sorted(r["knn_top1"], key=int)]
-        assert rows[label][:len(expected)] == expected and rows[label][-1] == f"{r['linear']['top1']:.2f}"
+        expected = [label, str(r["trained_steps"])] + [
+            f"{r['knn_top1'][k]:.2f}" for k in sorted(r["knn_top1"], key=int)
+        ]
+        assert rows[label][: len(expected)] == expected and rows[label][-1] == f"{r['linear']['top1']:.2f}"

@@ -142,27 +142,39 @@ def test_stage1_with_too_few_loss_points_is_no_evidence() -> None:
     assert rising.status == "warning" and "rose" in rising.text and "rises" in rising.text
 
 
-QUALITY = {"sources": 500, "retrieval_top1": 8.5, "retrieval_median_rank": 21, "source_pixel_rmse": 0.21,
-           "ceiling": {"retrieval_top1": 12.6, "source_pixel_rmse": 0.25}, "chance": {"retrieval_top1": 0.07}}
+QUALITY = {
+    "sources": 500,
+    "retrieval_top1": 8.5,
+    "retrieval_median_rank": 21,
+    "source_pixel_rmse": 0.21,
+    "ceiling": {"retrieval_top1": 12.6, "source_pixel_rmse": 0.25},
+    "chance": {"retrieval_top1": 0.07},
+}
 
 
 def test_stage2_faithful_copying_and_unconditioned() -> None:
     rising_gap = [{"cond_gap_mid": g} for g in (0.7, 5.8, 8.7, 9.4, 10.8)]
     faithful = stage2(QUALITY, rising_gap)
-    assert (faithful.ok and "8.5 %" in faithful.text and "12.6 %" in faithful.text
-            and "0.210 (real views 0.250)" in faithful.text)
+    assert (
+        faithful.ok
+        and "8.5 %" in faithful.text
+        and "12.6 %" in faithful.text
+        and "0.210 (real views 0.250)" in faithful.text
+    )
     assert "0.7 -> 10.8 (rises" in faithful.text
     # perfect retrieval, but each view is its source again
     copier = stage2({**QUALITY, "retrieval_top1": 100.0, "source_pixel_rmse": 0.01})
     assert copier.status == "warning" and "near copies" in copier.text and "0.010" in copier.text
-    twins = stage2({**QUALITY, "diversity_pixel_rmse": 0.002,
-                    "ceiling": {**QUALITY["ceiling"], "diversity_pixel_rmse": 0.2}})
+    twins = stage2(
+        {**QUALITY, "diversity_pixel_rmse": 0.002, "ceiling": {**QUALITY["ceiling"], "diversity_pixel_rmse": 0.2}}
+    )
     assert twins.status == "warning" and "from each other" in twins.text
     unconditioned = stage2({**QUALITY, "retrieval_top1": 0.3, "retrieval_median_rank": 650})
     assert unconditioned.status == "warning" and "not views of their source" in unconditioned.text
     # PCam from a converged stage 1: 296x chance, under half of the real views' 16.4 %
-    weaker = stage2({**QUALITY, "retrieval_top1": 7.4, "ceiling": {"retrieval_top1": 16.4},
-                     "chance": {"retrieval_top1": 0.025}})
+    weaker = stage2(
+        {**QUALITY, "retrieval_top1": 7.4, "ceiling": {"retrieval_top1": 16.4}, "chance": {"retrieval_top1": 0.025}}
+    )
     assert not weaker.ok and "less closely than real stage-1 views" in weaker.text
     losing = stage2(QUALITY, [{"cond_gap_mid": g} for g in (12.0, 11.5, 9.0, 6.1, 3.0)])
     assert losing.status == "warning" and "losing its condition" in losing.text
@@ -171,12 +183,15 @@ def test_stage2_faithful_copying_and_unconditioned() -> None:
 
 def _results(n: int, gen_right: int, control_right: int, shared: int, linear: tuple[int, int] | None = None) -> dict:
     """Two encoders on ``n`` test images: ``shared`` right for both, then each one's own."""
+
     def bits(own: int, offset: int) -> list[bool]:
         return [i < shared or offset <= i < offset + own for i in range(n)]
 
     gen, ctl = bits(gen_right, shared), bits(control_right, shared + gen_right)
-    out = {"gen-dino": {"knn_top1": {"20": 100 * sum(gen) / n}, "knn_correct": {"20": encode_correct(gen)}},
-           "control": {"knn_top1": {"20": 100 * sum(ctl) / n}, "knn_correct": {"20": encode_correct(ctl)}}}
+    out = {
+        "gen-dino": {"knn_top1": {"20": 100 * sum(gen) / n}, "knn_correct": {"20": encode_correct(gen)}},
+        "control": {"knn_top1": {"20": 100 * sum(ctl) / n}, "knn_correct": {"20": encode_correct(ctl)}},
+    }
     if linear is not None:
         lg, lc = bits(linear[0], shared), bits(linear[1], shared + linear[0])
         out["gen-dino"]["linear"] = {"top1": 100 * sum(lg) / n, "correct": encode_correct(lg)}
@@ -189,8 +204,11 @@ FALLING = [{"loss_dis": 7.3 - 0.006 * i, "loss_dis_floor": 6.1} for i in range(1
 
 def test_stage3_gain_loss_and_tie() -> None:
     gain = stage3(_results(1000, 60, 20, 700, linear=(50, 15)), FALLING, 4096)
-    assert (gain.status == "ok" and "beats its control" in gain.text
-            and "60 test images right only with Gen-DINO" in gain.text)
+    assert (
+        gain.status == "ok"
+        and "beats its control" in gain.text
+        and "60 test images right only with Gen-DINO" in gain.text
+    )
     assert "kNN k=20 +4.00" in gain.text and "linear +3.50" in gain.text and "McNemar p = " in gain.text
     loss = stage3(_results(1000, 20, 60, 700), FALLING, 4096)
     assert loss.status == "warning" and "below its control beyond the noise" in loss.text
@@ -231,8 +249,14 @@ def test_the_clothing_run_is_not_ok() -> None:
 def test_autoencoder_with_a_ceiling_of_zero_is_judged_by_rank() -> None:
     """The 224-px lung run: neither reconstructions nor real views were found first (0 %), so
     top-1 cannot tell; the median rank can."""
-    q = {"images": 32, "psnr_db": 20.58, "cosine_to_source": 0.834, "retrieval_top1": 0.0,
-         "retrieval_median_rank": 115, "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 140}}
+    q = {
+        "images": 32,
+        "psnr_db": 20.58,
+        "cosine_to_source": 0.834,
+        "retrieval_top1": 0.0,
+        "retrieval_median_rank": 115,
+        "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 140},
+    }
     v = autoencoder(q)
     assert v.ok and "median rank decides: 115 against 140" in v.text
     lost = autoencoder({**q, "retrieval_median_rank": 900})
@@ -250,8 +274,14 @@ def test_stage2_without_a_ceiling_is_judged_against_chance() -> None:
 
 def test_a_verdict_needs_evidence_to_say_ok() -> None:
     # issue 38: 24 hidden 224-px tiles left 2 held-out images; rank 5 against 7 said OK with a negative cosine
-    broken = {"images": 2, "psnr_db": 7.99, "cosine_to_source": -0.482, "retrieval_top1": 0.0,
-              "retrieval_median_rank": 5, "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 7}}
+    broken = {
+        "images": 2,
+        "psnr_db": 7.99,
+        "cosine_to_source": -0.482,
+        "retrieval_top1": 0.0,
+        "retrieval_median_rank": 5,
+        "ceiling": {"retrieval_top1": 0.0, "retrieval_median_rank": 7},
+    }
     v = autoencoder(broken)
     assert v.status == "warning" and "only 2 held-out images" in v.text and "at least 20" in v.text
     assert "cosine <= 0" in v.text and "PSNR under 10 dB" in v.text

@@ -116,9 +116,18 @@ def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
     from gensis.models.metadata import EncoderInfo
 
     base = {"backbone": "resnet10t", "cifar_stem": "true", "backbone_kwargs": "{}", "resolution": "16"}
-    info = EncoderInfo.parse("e.safetensors", {**base, "embed_dim": "512", "trained_steps": "7", "method": "dino",
-                                               "mean": "[0, 0.5, 1]", "std": "[1, 2, 3]",
-                                               "augment": '{"hflip_p": 0.5}'})
+    info = EncoderInfo.parse(
+        "e.safetensors",
+        {
+            **base,
+            "embed_dim": "512",
+            "trained_steps": "7",
+            "method": "dino",
+            "mean": "[0, 0.5, 1]",
+            "std": "[1, 2, 3]",
+            "augment": '{"hflip_p": 0.5}',
+        },
+    )
     assert (info.backbone, info.cifar_stem, info.backbone_kwargs, info.resolution) == ("resnet10t", True, {}, 16)
     assert (info.embed_dim, info.trained_steps, info.method) == (512, 7, "dino")
     assert info.normalization() == ((0.0, 0.5, 1.0), (1.0, 2.0, 3.0)) and info.augment == {"hflip_p": 0.5}
@@ -127,9 +136,11 @@ def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
     assert (bare.mean, bare.embed_dim, bare.trained_steps, bare.augment) == (None, None, None, None)
     with pytest.raises(CheckpointError, match=r"^e\.safetensors: no mean/std in its metadata"):
         bare.normalization()
-    for key, value, words in (("embed_dim", "0", "must be an integer >= 1, got '0'"),
-                              ("embed_dim", "true", "must be an integer >= 1"),
-                              ("trained_steps", "2.5", "must be an integer >= 0, got '2.5'"),
-                              ("resolution", "16.0", "must be an integer in")):
+    for key, value, words in (
+        ("embed_dim", "0", "must be an integer >= 1, got '0'"),
+        ("embed_dim", "true", "must be an integer >= 1"),
+        ("trained_steps", "2.5", "must be an integer >= 0, got '2.5'"),
+        ("resolution", "16.0", "must be an integer in"),
+    ):
         with pytest.raises(CheckpointError, match=rf"^e\.safetensors: metadata '{key}' {words}"):
             EncoderInfo.parse("e.safetensors", {**base, key: value})

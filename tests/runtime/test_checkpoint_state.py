@@ -20,17 +20,17 @@ def _run_with_checkpoint(tmp_path, state: dict) -> SimpleNamespace:
     return SimpleNamespace(last_checkpoint=path, check_stamp=lambda saved: None)
 
 
-
 def test_restore_state_loads_onto_the_cpu_unless_told_and_returns_the_saved_step(tmp_path) -> None:
     """apply() gets the checkpoint's tensors on ``device``: the CPU by default, "meta" standing for a GPU
     when asked (a checkpoint saved on a GPU must not stay there, nor ignore the device asked for)."""
     run = _run_with_checkpoint(tmp_path, {"format": "gensis.test/1", "step": 7, "w": torch.ones(2)})
     seen = []
     assert restore_state(run, "gensis.test/1", "model", lambda state: seen.append(state["w"].device.type)) == 7
-    assert restore_state(run, "gensis.test/1", "model", lambda state: seen.append(state["w"].device.type),
-                         device="meta") == 7
+    assert (
+        restore_state(run, "gensis.test/1", "model", lambda state: seen.append(state["w"].device.type), device="meta")
+        == 7
+    )
     assert seen == ["cpu", "meta"]
-
 
 
 def test_restore_state_refusals_name_the_file_the_model_and_the_reason(tmp_path) -> None:
@@ -48,7 +48,6 @@ def test_restore_state_refusals_name_the_file_the_model_and_the_reason(tmp_path)
     with pytest.raises(CheckpointError) as refused:
         restore_state(run, "gensis.other/1", "autoencoder", misfit)
     assert str(refused.value) == f"{where}: does not fit this autoencoder (size mismatch for w)"
-
 
 
 def test_every_trainer_checkpoint_has_one_shape_and_its_optimizer_is_refused_on_its_own_line(tmp_path) -> None:
@@ -72,9 +71,9 @@ def test_every_trainer_checkpoint_has_one_shape_and_its_optimizer_is_refused_on_
     fresh = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     assert restore_state(run, "gensis.test/1", "model", lambda state: None, optimizer=fresh) == 6
     assert fresh.state_dict()["state"][0]["step"] == 1  # the saved optimizer state, loaded
-    two_groups = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(2))]},
-                                    {"params": [torch.nn.Parameter(torch.zeros(1))]}])
+    two_groups = torch.optim.AdamW(
+        [{"params": [torch.nn.Parameter(torch.zeros(2))]}, {"params": [torch.nn.Parameter(torch.zeros(1))]}]
+    )
     with pytest.raises(CheckpointError) as refused:
         restore_state(run, "gensis.test/1", "model", lambda state: None, optimizer=two_groups)
     assert str(refused.value).startswith(f"{path}: does not fit this optimizer (")
-

@@ -15,10 +15,24 @@ from gensis.ssl.losses.dino_loss import DINOLoss
 
 # A ViT (LayerNorm only) and a head without BatchNorm: nothing depends on the per-process
 # batch, so 2 processes must reproduce 1 process up to the order of float sums.
-ARGS = ["-q", "preset=digits", "data.cache_dir=null", "train.device=cpu", "model.backbone=vit_tiny_patch16_224",
-        "model.backbone_kwargs.patch_size=4", "model.cifar_stem=false", "dino.out_dim=64",
-        "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.head_batch_norm=false", "train.batch_size=32",
-        "train.epochs=2", "train.log_every=1", "train.knn_every=0", "train.progress=false"]
+ARGS = [
+    "-q",
+    "preset=digits",
+    "data.cache_dir=null",
+    "train.device=cpu",
+    "model.backbone=vit_tiny_patch16_224",
+    "model.backbone_kwargs.patch_size=4",
+    "model.cifar_stem=false",
+    "dino.out_dim=64",
+    "dino.hidden_dim=64",
+    "dino.bottleneck_dim=32",
+    "dino.head_batch_norm=false",
+    "train.batch_size=32",
+    "train.epochs=2",
+    "train.log_every=1",
+    "train.knn_every=0",
+    "train.progress=false",
+]
 
 
 def test_two_processes_follow_the_one_process_trajectory(tmp_path) -> None:
@@ -60,11 +74,29 @@ def test_two_gpus_with_sync_batchnorm_follow_one_gpu(method, tmp_path) -> None:
     momentum network too), so a BatchNorm model (ResNet-10t, BatchNorm heads) on 2 GPUs follows
     the 1-GPU run with no per-process statistics (on the CPU see test_distributed_methods.py)."""
     data = write_npz(tmp_path / "d.npz", 48)
-    common = ["-q", "preset=digits", "data.cache_dir=null", "train.device=cuda", "train.precision=fp32",
-              f"method={method}", "model.backbone=resnet10t", "train.batch_size=16", "train.epochs=2",
-              "train.log_every=1", "train.knn_every=0", "train.progress=false", "dino.out_dim=32", "dino.hidden_dim=32",
-              "dino.bottleneck_dim=16", "simclr.hidden_dim=64", "simclr.out_dim=32", "mocov3.hidden_dim=32",
-              "mocov3.out_dim=16", "mocov3.predictor_hidden_dim=32", f"data.path={data}"]
+    common = [
+        "-q",
+        "preset=digits",
+        "data.cache_dir=null",
+        "train.device=cuda",
+        "train.precision=fp32",
+        f"method={method}",
+        "model.backbone=resnet10t",
+        "train.batch_size=16",
+        "train.epochs=2",
+        "train.log_every=1",
+        "train.knn_every=0",
+        "train.progress=false",
+        "dino.out_dim=32",
+        "dino.hidden_dim=32",
+        "dino.bottleneck_dim=16",
+        "simclr.hidden_dim=64",
+        "simclr.out_dim=32",
+        "mocov3.hidden_dim=32",
+        "mocov3.out_dim=16",
+        "mocov3.predictor_hidden_dim=32",
+        f"data.path={data}",
+    ]
     run_cli("pretrain", *common, f"out={tmp_path / 'one'}")
     run_cli("pretrain", *common, f"out={tmp_path / 'two'}", processes=2)
     a, b = losses(tmp_path / "one"), losses(tmp_path / "two")

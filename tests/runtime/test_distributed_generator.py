@@ -22,10 +22,28 @@ from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
 # The tiny UNet (GroupNorm, no dropout): nothing depends on the per-process batch.
-TRAIN = ["-q", "model.spec=tiny", "train.batch_size=8", "train.epochs=2", "train.warmup_steps=2",
-         "train.log_every=1", "train.progress=false", "train.ema_decay=0.9", "data.cache_dir=null"]
-GENERATE = ["-q", "views_per_image=2", "interpolations_per_image=1", "shard_size=3", "steps=2", "batch_size=4",
-            "progress=false", "cache_dir=null", "quality_sources=4"]
+TRAIN = [
+    "-q",
+    "model.spec=tiny",
+    "train.batch_size=8",
+    "train.epochs=2",
+    "train.warmup_steps=2",
+    "train.log_every=1",
+    "train.progress=false",
+    "train.ema_decay=0.9",
+    "data.cache_dir=null",
+]
+GENERATE = [
+    "-q",
+    "views_per_image=2",
+    "interpolations_per_image=1",
+    "shard_size=3",
+    "steps=2",
+    "batch_size=4",
+    "progress=false",
+    "cache_dir=null",
+    "quality_sources=4",
+]
 
 
 def _gensis(args: list[str], processes: int = 1) -> None:
@@ -35,8 +53,16 @@ def _gensis(args: list[str], processes: int = 1) -> None:
         with socket.socket() as sock:  # a free port for the rendezvous (port 0 hangs)
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-               f"--master_port={port}", "-m", "gensis.cli", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={port}",
+            "-m",
+            "gensis.cli",
+            *args,
+        ]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -46,8 +72,9 @@ def test_training_loss_rows_take_their_share_of_the_global_draws() -> None:
     model, sched = EmbeddingConditionedUNet(unet_spec("tiny", p_uncond=0.5)), make_scheduler("ddpm")
     x0, emb = torch.rand(8, 3, 8, 8) * 2 - 1, torch.randn(8, 16)
     full = training_loss(model, sched, x0, emb, torch.Generator().manual_seed(1))
-    halves = [training_loss(model, sched, x0, emb, torch.Generator().manual_seed(1), rows=slice(i, i + 4))
-              for i in (0, 4)]
+    halves = [
+        training_loss(model, sched, x0, emb, torch.Generator().manual_seed(1), rows=slice(i, i + 4)) for i in (0, 4)
+    ]
     assert torch.allclose((halves[0] + halves[1]) / 2, full, rtol=1e-5)
     own = training_loss(model, sched, x0[4:], emb[4:], torch.Generator().manual_seed(1))
     assert not torch.allclose(own, halves[1])  # rank 1 drawing for its rows alone would differ
@@ -104,9 +131,19 @@ def test_two_processes_generate_the_one_process_bank(trained, tmp_path) -> None:
 
 def test_shard_file_outside_the_index_is_adopted_not_regenerated(trained, tmp_path, monkeypatch) -> None:
     root, data = trained
-    settings = {"generator": str(root / "one"), "data_path": str(data), "out": str(tmp_path / "bank"),
-                "views_per_image": 1, "interpolations_per_image": 0, "shard_size": 12, "steps": 1,
-                "progress": False, "cache_dir": None, "quality_sources": 4, "shards": [0]}
+    settings = {
+        "generator": str(root / "one"),
+        "data_path": str(data),
+        "out": str(tmp_path / "bank"),
+        "views_per_image": 1,
+        "interpolations_per_image": 0,
+        "shard_size": 12,
+        "steps": 1,
+        "progress": False,
+        "cache_dir": None,
+        "quality_sources": 4,
+        "shards": [0],
+    }
     gensis.generate(settings)
     index_file = tmp_path / "bank" / "index.json"
     index = json.loads(index_file.read_text())

@@ -31,18 +31,33 @@ from gensis.runtime.checkpoint import load_state
 
 # 48 images, global batch 16 (8 per process): 3 steps per epoch, 6 steps in all.
 SETTINGS = {
-    "preset": "digits", "data.cache_dir": None, "train.device": "cpu", "model.backbone": "resnet10t",
-    "train.batch_size": 16, "train.epochs": 2, "train.log_every": 1, "train.knn_every": 0, "train.progress": False,
-    "simclr.hidden_dim": 64, "simclr.out_dim": 32, "mocov3.hidden_dim": 32, "mocov3.out_dim": 16,
-    "mocov3.predictor_hidden_dim": 32, "dino.out_dim": 32, "dino.hidden_dim": 32, "dino.bottleneck_dim": 16,
+    "preset": "digits",
+    "data.cache_dir": None,
+    "train.device": "cpu",
+    "model.backbone": "resnet10t",
+    "train.batch_size": 16,
+    "train.epochs": 2,
+    "train.log_every": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
+    "simclr.hidden_dim": 64,
+    "simclr.out_dim": 32,
+    "mocov3.hidden_dim": 32,
+    "mocov3.out_dim": 16,
+    "mocov3.predictor_hidden_dim": 32,
+    "dino.out_dim": 32,
+    "dino.hidden_dim": 32,
+    "dino.bottleneck_dim": 16,
 }
 PART = {"simclr": "loss_ntxent", "mocov3": "loss_mocov3"}
 
 
 def _two_processes(settings: dict, *flags: str) -> None:
     """``torchrun --nproc_per_node=2 -m gensis.cli pretrain`` with ``settings``."""
-    args = [f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
-            for k, v in {**SETTINGS, **settings}.items()]
+    args = [
+        f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in {**SETTINGS, **settings}.items()
+    ]
     run_cli("pretrain", "-q", *flags, *args, processes=2)
 
 

@@ -23,14 +23,29 @@ from gensis.errors import GensisError
 from gensis.runtime.checkpoint import load_state
 
 # 96 images, batch 32: 3 steps per epoch; 40 epochs is far more than a test waits for.
-ARGS = ["preset=digits", "data.cache_dir=null", "model.backbone=resnet10t", "dino.out_dim=64", "dino.hidden_dim=64",
-        "dino.bottleneck_dim=32", "train.batch_size=32", "train.epochs=40", "train.log_every=1",
-        "train.knn_every=0", "train.progress=false"]
+ARGS = [
+    "preset=digits",
+    "data.cache_dir=null",
+    "model.backbone=resnet10t",
+    "dino.out_dim=64",
+    "dino.hidden_dim=64",
+    "dino.bottleneck_dim=32",
+    "train.batch_size=32",
+    "train.epochs=40",
+    "train.log_every=1",
+    "train.knn_every=0",
+    "train.progress=false",
+]
 
 
 def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gensis.cli", "pretrain", "-q", *ARGS, *args], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gensis.cli", "pretrain", "-q", *ARGS, *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -120,8 +135,11 @@ def test_sigterm_in_generator_training_saves_that_step(tmp_path, monkeypatch) ->
     from gensis.train import generator as gen_train
 
     enc = tmp_path / "encoder.safetensors"
-    export_encoder(enc, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
-                   {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"})
+    export_encoder(
+        enc,
+        build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8),
+        {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"},
+    )
     calls = {"n": 0}
     real_loss = gen_train.training_loss
 
@@ -134,9 +152,18 @@ def test_sigterm_in_generator_training_saves_that_step(tmp_path, monkeypatch) ->
     monkeypatch.setattr(gen_train, "training_loss", loss_then_signal)
     out = tmp_path / "gen"
     with pytest.raises(TrainingInterrupted, match="SIGTERM after step 2") as exc:
-        gensis.train_generator({"model.spec": "tiny", "encoder": str(enc), "out": str(out), "train.batch_size": 8,
-                                "train.epochs": 5, "train.progress": False, "data.cache_dir": None,
-                                "data.path": str(write_npz(tmp_path / "d.npz", 24, size=8))})
+        gensis.train_generator(
+            {
+                "model.spec": "tiny",
+                "encoder": str(enc),
+                "out": str(out),
+                "train.batch_size": 8,
+                "train.epochs": 5,
+                "train.progress": False,
+                "data.cache_dir": None,
+                "data.path": str(write_npz(tmp_path / "d.npz", 24, size=8)),
+            }
+        )
     assert exc.value.exit_code == 128 + signal.SIGTERM
     assert load_state(out / "checkpoints" / "last.pt")["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again

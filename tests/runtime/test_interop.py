@@ -31,11 +31,19 @@ def world(tmp_path_factory):
     plain = root / "plain.safetensors"
     export_encoder(plain, _randomized(build_encoder(ModelConfig(backbone="resnet10t"), 32)), META)
     vit = root / "vit.safetensors"
-    export_encoder(vit, build_encoder(ModelConfig(backbone="vit_tiny_patch16_224",
-                                                  backbone_kwargs={"patch_size": 8}), 32).eval(), META)
-    return {"root": root, "cifar": cifar, "plain": plain, "vit": vit,
-            "images": write_npz(root / "images.npz", 10, size=8),
-            "images32": write_npz(root / "images32.npz", 6, size=32)}
+    export_encoder(
+        vit,
+        build_encoder(ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 8}), 32).eval(),
+        META,
+    )
+    return {
+        "root": root,
+        "cifar": cifar,
+        "plain": plain,
+        "vit": vit,
+        "images": write_npz(root / "images.npz", 10, size=8),
+        "images32": write_npz(root / "images32.npz", 6, size=32),
+    }
 
 
 def _randomized(enc):
@@ -54,8 +62,9 @@ def _images(path) -> torch.Tensor:
 def _embed(enc, data, out, **kw) -> torch.Tensor:
     from safetensors.torch import load_file
 
-    gensis.embed(encoder=str(enc), data_path=str(data), out=str(out), device="cpu", progress=False,
-                 cache_dir=None, **kw)
+    gensis.embed(
+        encoder=str(enc), data_path=str(data), out=str(out), device="cpu", progress=False, cache_dir=None, **kw
+    )
     return load_file(str(out))["embeddings"]
 
 
@@ -67,8 +76,14 @@ def test_timm_one_liner_matches_gensis_embed(world, tmp_path, which) -> None:
     if which == "plain":
         model = timm.create_model("resnet10t", num_classes=0, checkpoint_path=str(world["plain"]))
     else:
-        model = timm.create_model("vit_tiny_patch16_224", num_classes=0, patch_size=8, img_size=32,
-                                  dynamic_img_size=True, checkpoint_path=str(world["vit"]))
+        model = timm.create_model(
+            "vit_tiny_patch16_224",
+            num_classes=0,
+            patch_size=8,
+            img_size=32,
+            dynamic_img_size=True,
+            checkpoint_path=str(world["vit"]),
+        )
     x = _images(world["images32"])
     mean, std = (torch.tensor(json.loads(META[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
     with torch.no_grad():
@@ -139,8 +154,11 @@ def test_export_onnx_runs_in_onnxruntime_at_any_batch_size(world, tmp_path, caps
     meta = {p.key: p.value for p in proto.metadata_props}
     info = json.loads(meta["gensis.json"])
     assert int(meta["resolution"]) == info["resolution"] and json.loads(meta["mean"]) == json.loads(META["mean"])
-    assert [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][1:] == \
-        [3, info["resolution"], info["resolution"]]
+    assert [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim][1:] == [
+        3,
+        info["resolution"],
+        info["resolution"],
+    ]
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     images = world["images"] if encoder == "cifar" else world["images32"]  # each at its encoder's resolution
     x = _images(images)
@@ -173,26 +191,52 @@ def test_export_bad_suffix_is_one_line(world, tmp_path, capsys) -> None:
 
 def test_embed_npy_and_csv(world, tmp_path) -> None:
     ref = _embed(world["cifar"], world["images"], tmp_path / "e.safetensors").numpy()
-    gensis.embed(encoder=str(world["cifar"]), data_path=str(world["images"]), out=str(tmp_path / "e.csv"),
-                 device="cpu", progress=False, cache_dir=None)
+    gensis.embed(
+        encoder=str(world["cifar"]),
+        data_path=str(world["images"]),
+        out=str(tmp_path / "e.csv"),
+        device="cpu",
+        progress=False,
+        cache_dir=None,
+    )
     arr = np.load(tmp_path / "e.npy")
     rows, table = read_embeddings_table(tmp_path / "e.csv")
     assert arr.dtype == np.float32 and np.array_equal(arr, ref) and np.array_equal(table, ref)
     labels = np.load(world["images"])["labels"]
     assert [int(r["label"]) for r in rows] == labels.tolist() and len({r["file"] for r in rows}) == len(rows)
     # out=*.npy writes the same pair.
-    assert main(["embed", f"encoder={world['cifar']}", f"data_path={world['images']}", f"out={tmp_path / 'f.npy'}",
-                 "device=cpu", "cache_dir=null", "-q"]) == 0
-    assert (np.array_equal(np.load(tmp_path / "f.npy"), ref)
-            and (tmp_path / "f.csv").read_text() == (tmp_path / "e.csv").read_text())
+    assert (
+        main(
+            [
+                "embed",
+                f"encoder={world['cifar']}",
+                f"data_path={world['images']}",
+                f"out={tmp_path / 'f.npy'}",
+                "device=cpu",
+                "cache_dir=null",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        np.array_equal(np.load(tmp_path / "f.npy"), ref)
+        and (tmp_path / "f.csv").read_text() == (tmp_path / "e.csv").read_text()
+    )
 
 
 def test_embed_parquet(world, tmp_path) -> None:
     import pyarrow.parquet as pq  # the test extra installs it
 
     out = tmp_path / "e.parquet"
-    gensis.embed(encoder=str(world["cifar"]), data_path=str(world["images"]), out=str(out), device="cpu",
-                 progress=False, cache_dir=None)
+    gensis.embed(
+        encoder=str(world["cifar"]),
+        data_path=str(world["images"]),
+        out=str(out),
+        device="cpu",
+        progress=False,
+        cache_dir=None,
+    )
     table = pq.read_table(str(out)).to_pydict()
     assert np.allclose(np.array(table["embedding"], dtype=np.float32), np.load(tmp_path / "e.npy"))
     assert table["label"] == np.load(world["images"])["labels"].tolist()

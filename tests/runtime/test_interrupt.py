@@ -19,9 +19,21 @@ from safetensors.torch import load_file
 from gensis.runtime.checkpoint import load_state
 
 # 48 images, batch 16: 3 steps per epoch; 40 epochs is far more than a test waits for.
-ARGS = ["-q", "preset=digits", "data.cache_dir=null", "train.device=cpu", "model.backbone=resnet10t",
-        "dino.out_dim=32", "dino.hidden_dim=32", "dino.bottleneck_dim=16", "train.batch_size=16", "train.epochs=40",
-        "train.log_every=1", "train.knn_every=0", "train.progress=false"]
+ARGS = [
+    "-q",
+    "preset=digits",
+    "data.cache_dir=null",
+    "train.device=cpu",
+    "model.backbone=resnet10t",
+    "dino.out_dim=32",
+    "dino.hidden_dim=32",
+    "dino.bottleneck_dim=16",
+    "train.batch_size=16",
+    "train.epochs=40",
+    "train.log_every=1",
+    "train.knn_every=0",
+    "train.progress=false",
+]
 STEPS = 12  # the reference's length; the run is interrupted before
 
 
@@ -43,8 +55,14 @@ def launch():
 
 def _pretrain(*args: str, processes: int = 1) -> subprocess.Popen:
     # A session of its own, as a terminal's foreground job: Ctrl-C goes to all its processes.
-    return subprocess.Popen(cli_argv("pretrain", *ARGS, *args, processes=processes), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        cli_argv("pretrain", *ARGS, *args, processes=processes),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _stopped(proc: subprocess.Popen, timeout: float = 60) -> str:

@@ -24,9 +24,19 @@ from gensis.errors import ConfigError
 from gensis.runtime import loggers
 from gensis.runtime.run_folder import RunFolder
 
-TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-        "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 32, "train.epochs": 2,
-        "train.log_every": 1, "train.knn_every": 1, "train.progress": False}
+TINY = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 32,
+    "train.epochs": 2,
+    "train.log_every": 1,
+    "train.knn_every": 1,
+    "train.progress": False,
+}
 
 
 def _events(folder: Path) -> EventAccumulator:
@@ -95,8 +105,16 @@ def test_pretrain_logs_every_metric_to_tensorboard_wandb_and_mlflow(tmp_path, sh
     each read back with the library's own reader, hold every value of metrics.jsonl at its step."""
     train, test = shapes
     out = tmp_path / "run"
-    gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "data.eval_path": str(test),
-                     "loggers.wandb.enabled": True, "loggers.mlflow.enabled": True})
+    gensis.pretrain(
+        {
+            **TINY,
+            "out": str(out),
+            "data.path": str(train),
+            "data.eval_path": str(test),
+            "loggers.wandb.enabled": True,
+            "loggers.mlflow.enabled": True,
+        }
+    )
     records = RunFolder(out).read_metrics()
     expected: dict[str, dict[int, float]] = {}
     for r in records:
@@ -148,8 +166,12 @@ def test_experiment_prefixes_stages_and_takes_images(tmp_path, offline) -> None:
     rows, config = wandb_history(tmp_path)
     assert config["out"] == str(tmp_path)
     loss = {(k, row[k.replace("loss", "step")]): row[k] for row in rows for k in row if k.endswith("/loss")}
-    assert loss == {("pretrain/loss", 1): 2.0, ("pretrain/loss", 2): 1.0, ("gen-dino/loss", 1): 1.0,
-                    ("gen-dino/loss", 2): 0.5}
+    assert loss == {
+        ("pretrain/loss", 1): 2.0,
+        ("pretrain/loss", 2): 1.0,
+        ("gen-dino/loss", 1): 1.0,
+        ("gen-dino/loss", 2): 0.5,
+    }
     views = [row["pictures/views"] for row in rows if "pictures/views" in row]
     assert len(views) == 1 and (views[0]["_type"], views[0]["width"], views[0]["height"]) == ("image-file", 6, 4)
     assert not any("nan" in k for row in rows for k in row)
@@ -175,11 +197,21 @@ def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path, shapes, monke
     train, _ = shapes
     out = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="gensis"):
-        result = gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0,
-                                  "loggers.wandb.enabled": True, "loggers.mlflow.enabled": True})
+        result = gensis.pretrain(
+            {
+                **TINY,
+                "out": str(out),
+                "data.path": str(train),
+                "train.knn_every": 0,
+                "loggers.wandb.enabled": True,
+                "loggers.mlflow.enabled": True,
+            }
+        )
     warnings = [r.getMessage() for r in caplog.records if r.name == "gensis" and r.levelno == logging.WARNING]
-    assert (len([w for w in warnings if "logger wandb" in w]) == 1
-            and len([w for w in warnings if "logger mlflow" in w]) == 1)
+    assert (
+        len([w for w in warnings if "logger wandb" in w]) == 1
+        and len([w for w in warnings if "logger mlflow" in w]) == 1
+    )
     assert any("network is unreachable" in w and "long trace" not in w for w in warnings)
     assert any("pip install 'gensis[mlflow]'" in w for w in warnings)
     assert result.encoder_path.is_file() and len(RunFolder(out).read_metrics()) == result.steps
@@ -202,8 +234,16 @@ def test_a_logger_failing_mid_run_is_dropped_after_one_warning(tmp_path, fake_wa
 def test_tensorboard_off_and_no_loggers_outside_training(tmp_path, shapes) -> None:
     train, _ = shapes
     out = tmp_path / "run"
-    gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0, "train.max_steps": 2,
-                     "loggers.tensorboard.enabled": False})
+    gensis.pretrain(
+        {
+            **TINY,
+            "out": str(out),
+            "data.path": str(train),
+            "train.knn_every": 0,
+            "train.max_steps": 2,
+            "loggers.tensorboard.enabled": False,
+        }
+    )
     assert not list(out.glob("events.out.tfevents.*"))
     plain = RunFolder(tmp_path / "plain")  # no loggers config (e.g. gensis show alone): the PNG is the record
     plain.create()
@@ -218,8 +258,10 @@ def test_loggers_config_is_strict_and_may_change_on_resume(tmp_path, shapes) -> 
     train, _ = shapes
     out = tmp_path / "run"
     gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0, "train.max_steps": 2})
-    result = gensis.pretrain({**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0,
-                              "loggers.tensorboard.enabled": False}, resume=True)
+    result = gensis.pretrain(
+        {**TINY, "out": str(out), "data.path": str(train), "train.knn_every": 0, "loggers.tensorboard.enabled": False},
+        resume=True,
+    )
     assert result.steps == 4
     # TensorBoard was switched off for the resumed part: the events hold the first two steps.
     assert sorted(_scalars(_events(out))["loss"]) == [1, 2]
@@ -239,15 +281,34 @@ def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, offline, capsys
 
     from gensis.cli import main
 
-    small = {"model.backbone": "resnet10t", "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32,
-             "train.batch_size": 32, "train.epochs": 1, "train.knn_every": 0, "train.log_every": 1}
-    stages = {"pretrain": small, "generator": {"model.spec": "tiny", "train.batch_size": 32, "train.epochs": 1},
-              "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
-              "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16}, "gen_dino": {"train.epochs": 1}}
+    small = {
+        "model.backbone": "resnet10t",
+        "dino.out_dim": 64,
+        "dino.hidden_dim": 64,
+        "dino.bottleneck_dim": 32,
+        "train.batch_size": 32,
+        "train.epochs": 1,
+        "train.knn_every": 0,
+        "train.log_every": 1,
+    }
+    stages = {
+        "pretrain": small,
+        "generator": {"model.spec": "tiny", "train.batch_size": 32, "train.epochs": 1},
+        "generate": {"views_per_image": 1, "interpolations_per_image": 1, "steps": 2},
+        "show": {"rows": 2, "views": 2, "alphas": 3, "steps": 2, "tile_px": 16},
+        "gen_dino": {"train.epochs": 1},
+    }
     root = tmp_path / "run"
-    args = [f"out={root}", "preset=digits", "progress=false", "data.cache_dir=null", "control=false",
-            f"data.path={write_npz(tmp_path / 'train.npz', 64, seed=0)}", "loggers.wandb.enabled=true",
-            "loggers.mlflow.enabled=true"]
+    args = [
+        f"out={root}",
+        "preset=digits",
+        "progress=false",
+        "data.cache_dir=null",
+        "control=false",
+        f"data.path={write_npz(tmp_path / 'train.npz', 64, seed=0)}",
+        "loggers.wandb.enabled=true",
+        "loggers.mlflow.enabled=true",
+    ]
     args += [f"{stage}.{k}={v}" for stage, kv in stages.items() for k, v in kv.items()]
     assert main(["run", *args, "-q"]) == 0
     assert f"curves: tensorboard --logdir {root}" in capsys.readouterr().out
@@ -265,7 +326,9 @@ def test_gensis_run_is_one_experiment_with_every_stage(tmp_path, offline, capsys
     assert {"pretrain/loss", "generator/loss", "gen-dino/loss"} <= set(run.data.metrics)
     assert run.data.params["preset"] == "digits"
     assert {f.path for f in client.list_artifacts(run.info.run_id, "pictures")} == {
-        "pictures/views_step0.png", "pictures/interpolations_step0.png"}
+        "pictures/views_step0.png",
+        "pictures/interpolations_step0.png",
+    }
 
 
 def test_foreground_maps_go_in_as_an_image(tmp_path) -> None:

@@ -15,8 +15,18 @@ RUNTIME = Path(__file__).resolve().parents[2] / "src" / "gensis" / "runtime"
 
 
 def _file_names(product) -> set[str]:
-    return {n for n in (product.marker, product.export_marker, product.archive_state, *product.exports,
-                        *product.holds, *product.archive_members) if n}
+    return {
+        n
+        for n in (
+            product.marker,
+            product.export_marker,
+            product.archive_state,
+            *product.exports,
+            *product.holds,
+            *product.archive_members,
+        )
+        if n
+    }
 
 
 def test_every_declared_product_is_in_the_table_once() -> None:
@@ -31,9 +41,14 @@ def test_runtime_names_no_product_file() -> None:
     found = []
     for path in sorted(RUNTIME.glob("*.py")):
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree)  # prose may name what it explains
-                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
-                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)  # prose may name what it explains
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 found += [f"{path.name}:{node.lineno} {n}" for n in names if n in node.value]
@@ -77,9 +92,11 @@ def test_exported_path_is_what_the_pipeline_waits_for(tmp_path: Path) -> None:
     from gensis.config.autoencoder import TrainAutoencoderConfig
 
     assert products.exported_path(tmp_path, TrainGeneratorConfig.product) == (
-        tmp_path / "exported" / "generator.safetensors")
+        tmp_path / "exported" / "generator.safetensors"
+    )
     assert products.exported_path(tmp_path, TrainAutoencoderConfig.product) == (
-        tmp_path / "exported" / "autoencoder" / "gensis.json")
+        tmp_path / "exported" / "autoencoder" / "gensis.json"
+    )
     assert products.exported_path(tmp_path, PretrainConfig.product).name == "encoder.safetensors"
 
 

@@ -19,9 +19,18 @@ from gensis.runtime import lock
 from gensis.runtime.lock import FolderBusy
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 32,
-        "dino.hidden_dim": 32, "dino.bottleneck_dim": 16, "train.batch_size": 16, "train.epochs": 1,
-        "train.knn_every": 0, "train.progress": False}
+TINY = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 32,
+    "dino.hidden_dim": 32,
+    "dino.bottleneck_dim": 16,
+    "train.batch_size": 16,
+    "train.epochs": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
+}
 
 
 def _holder(folder: Path):
@@ -70,20 +79,44 @@ def test_a_command_releases_its_locks_when_it_returns(tmp_path) -> None:
     data = write_npz(tmp_path / "d.npz", 32)
     gensis.pretrain({**TINY, "data.path": str(data), "out": str(tmp_path / "run")})
     assert (tmp_path / "run").resolve() not in lock._HELD
-    check = subprocess.run([sys.executable, "-c",
-                            f"from gensis.runtime import lock; lock.hold({str(tmp_path / 'run')!r})"],
-                           env=ENV, capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, "-c", f"from gensis.runtime import lock; lock.hold({str(tmp_path / 'run')!r})"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stderr
 
 
 def test_generate_and_the_pipeline_take_the_lock_too(tmp_path) -> None:
     _, data, gen = tiny_generator(tmp_path)
     for folder, call in (
-        (tmp_path / "bank", lambda: gensis.generate({"generator": str(gen), "data_path": str(data), "steps": 1,
-                                                     "out": str(tmp_path / "bank"), "progress": False,
-                                                     "cache_dir": None})),
-        (tmp_path / "pipe", lambda: gensis.run({"out": str(tmp_path / "pipe"), "preset": "digits", "progress": False,
-                                                "data.path": str(data), "data.cache_dir": None})),
+        (
+            tmp_path / "bank",
+            lambda: gensis.generate(
+                {
+                    "generator": str(gen),
+                    "data_path": str(data),
+                    "steps": 1,
+                    "out": str(tmp_path / "bank"),
+                    "progress": False,
+                    "cache_dir": None,
+                }
+            ),
+        ),
+        (
+            tmp_path / "pipe",
+            lambda: gensis.run(
+                {
+                    "out": str(tmp_path / "pipe"),
+                    "preset": "digits",
+                    "progress": False,
+                    "data.path": str(data),
+                    "data.cache_dir": None,
+                }
+            ),
+        ),
     ):
         holder = _holder(folder)
         try:

@@ -74,7 +74,6 @@ def test_metrics_never_append_through_a_link(tmp_path: Path) -> None:
     assert user.read_text() == "keep\n"
 
 
-
 def test_fifos_devices_and_oversize_files_are_skipped_unopened(tmp_path: Path, caplog) -> None:
     root = tmp_path / "data"
     for i in range(3):
@@ -245,21 +244,35 @@ def test_an_empty_out_and_a_folder_as_config_are_one_line(capsys, tmp_path: Path
 
 def test_an_unknown_backbone_leaves_no_folder(bad_world, capsys, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code = main(["pretrain", "preset=digits", f"out={out}", f"data.path={bad_world['data']}",
-                 "model.backbone=resnet_nope", "train.batch_size=4", "data.cache_dir=null", "-q"])
+    code = main(
+        [
+            "pretrain",
+            "preset=digits",
+            f"out={out}",
+            f"data.path={bad_world['data']}",
+            "model.backbone=resnet_nope",
+            "train.batch_size=4",
+            "data.cache_dir=null",
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "resnet_nope" in err[0], err
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command, argv", [
-    ("generate", "generator={gen} encoder={enc} data_path={data}"),
-    ("show", "generator={gen} encoder={enc} data_path={data}"),
-    ("foreground", "encoder={enc} data_path={data}"),
-    ("pretrain", "preset=digits data.path={data}"),
-])
-def test_a_read_only_out_is_refused_before_any_work(bad_world, capsys, tmp_path: Path, monkeypatch, command,
-                                                      argv) -> None:
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("generate", "generator={gen} encoder={enc} data_path={data}"),
+        ("show", "generator={gen} encoder={enc} data_path={data}"),
+        ("foreground", "encoder={enc} data_path={data}"),
+        ("pretrain", "preset=digits data.path={data}"),
+    ],
+)
+def test_a_read_only_out_is_refused_before_any_work(
+    bad_world, capsys, tmp_path: Path, monkeypatch, command, argv
+) -> None:
     """Tests run as root, whom chmod does not stop: the guard's permission check is made to say no."""
     locked = tmp_path / "ro"
     locked.mkdir()
@@ -281,8 +294,16 @@ def test_quiet_means_no_bar_in_every_command(command) -> None:
 
 
 def test_quiet_embed_of_a_zip_prints_nothing_but_its_result(bad_world, capsys, tmp_path: Path) -> None:
-    code = main(["embed", f"encoder={bad_world['enc']}", f"data_path={bad_world['zip']}",
-                 f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
+    code = main(
+        [
+            "embed",
+            f"encoder={bad_world['enc']}",
+            f"data_path={bad_world['zip']}",
+            f"out={tmp_path / 'e.npy'}",
+            "cache_dir=null",
+            "-q",
+        ]
+    )
     assert code == 0 and capsys.readouterr().err == ""
 
 
@@ -308,8 +329,16 @@ def test_a_fifo_under_a_name_gensis_reads_in_a_folder_is_one_line(bad_world, cap
     shutil.copytree(bad_world["bank"], bank)
     (bank / "index.json").unlink()
     os.mkfifo(bank / "index.json")
-    code = main(["eval-generator", f"bank={bank}", f"encoder={bad_world['enc']}", f"data_path={bad_world['data']}",
-                 f"out={tmp_path / 'q.json'}", "-q"])
+    code = main(
+        [
+            "eval-generator",
+            f"bank={bank}",
+            f"encoder={bad_world['enc']}",
+            f"data_path={bad_world['data']}",
+            f"out={tmp_path / 'q.json'}",
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "a FIFO" in err[0] and "index.json" in err[0], err
     run = RunFolder(tmp_path / "run")

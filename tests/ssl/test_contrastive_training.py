@@ -20,9 +20,18 @@ from gensis.runtime.checkpoint import load_state
 from gensis.ssl.losses.dino_loss import DINOLoss
 
 TINY = {
-    "preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "train.batch_size": 16,
-    "train.epochs": 2, "train.log_every": 1, "train.knn_every": 0, "train.progress": False,
-    "simclr.hidden_dim": 32, "simclr.out_dim": 16, "mocov3.hidden_dim": 32, "mocov3.out_dim": 16,
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "train.batch_size": 16,
+    "train.epochs": 2,
+    "train.log_every": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
+    "simclr.hidden_dim": 32,
+    "simclr.out_dim": 16,
+    "mocov3.hidden_dim": 32,
+    "mocov3.out_dim": 16,
     "mocov3.predictor_hidden_dim": 32,
 }
 
@@ -59,13 +68,33 @@ def test_contrastive_method_trains_and_resumes_exactly(tmp_path, data, method) -
 
 
 def test_gen_simclr_uses_generated_views_and_quality_weights(tmp_path, data) -> None:
-    enc = gensis.pretrain({**TINY, "data.path": str(data), "dino.out_dim": 32, "dino.hidden_dim": 32,
-                           "dino.bottleneck_dim": 16, "train.epochs": 1, "out": str(tmp_path / "stage1")})
+    enc = gensis.pretrain(
+        {
+            **TINY,
+            "data.path": str(data),
+            "dino.out_dim": 32,
+            "dino.hidden_dim": 32,
+            "dino.bottleneck_dim": 16,
+            "train.epochs": 1,
+            "out": str(tmp_path / "stage1"),
+        }
+    )
     write_bank(tmp_path / "bank", 48, 16, k=2, m=1)
     out = tmp_path / "gen-simclr"
-    gensis.pretrain({**TINY, "method": "simclr", "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
-                     "gen.p_gen": 1.0, "quality.enabled": True, "quality.encoder": str(enc.encoder_path),
-                     "quality.foreground.fit_images": 32, "quality.foreground.resolution": 64, "out": str(out)})
+    gensis.pretrain(
+        {
+            **TINY,
+            "method": "simclr",
+            "data.path": str(data),
+            "gen.bank": str(tmp_path / "bank"),
+            "gen.p_gen": 1.0,
+            "quality.enabled": True,
+            "quality.encoder": str(enc.encoder_path),
+            "quality.foreground.fit_images": 32,
+            "quality.foreground.resolution": 64,
+            "out": str(out),
+        }
+    )
     recs = _records(out)
     assert all(r["generated_fraction"] == 1.0 for r in recs)
     assert all("loss_dis" not in r for r in recs)  # the disentanglement task is DINO's
@@ -90,8 +119,12 @@ def test_pair_quality_prefers_pairs_with_matching_foregrounds() -> None:
     pca.component = pca.component * 0  # a fixed centre-square foreground, independent of the random weights
     square = torch.zeros(2, 2)
     square[...] = 0
-    pca.masks = lambda f: torch.nn.functional.pad(torch.ones(f.shape[0], 1, f.shape[2] // 2, f.shape[3] // 2),
-                                                  (f.shape[3] // 4,) * 2 + (f.shape[2] // 4,) * 2) > 0
+    pca.masks = lambda f: (
+        torch.nn.functional.pad(
+            torch.ones(f.shape[0], 1, f.shape[2] // 2, f.shape[3] // 2), (f.shape[3] // 4,) * 2 + (f.shape[2] // 4,) * 2
+        )
+        > 0
+    )
     w = PairQuality(enc, pca, gamma=5.0, view_mean=(0, 0, 0), view_std=(1, 1, 1))(view1, view2)
     assert w.mean().item() == pytest.approx(1.0, abs=1e-5) and not w.requires_grad
     assert w[0] > w[1]
@@ -107,11 +140,14 @@ def test_dino_loss_with_unit_weights_is_the_plain_loss() -> None:
     assert loss(t, s, 0, update_center=False, weights=skew).item() != pytest.approx(plain.item(), rel=1e-3)
 
 
-@pytest.mark.parametrize("keys, match", [
-    ({"method": "simclr", "augment.n_local_crops": 2}, "augment.n_local_crops"),
-    ({"quality.enabled": True}, "quality.encoder"),
-    ({"method": "byol"}, "method"),
-])
+@pytest.mark.parametrize(
+    "keys, match",
+    [
+        ({"method": "simclr", "augment.n_local_crops": 2}, "augment.n_local_crops"),
+        ({"quality.enabled": True}, "quality.encoder"),
+        ({"method": "byol"}, "method"),
+    ],
+)
 def test_contrastive_config_errors_name_the_key(tmp_path, data, keys, match) -> None:
     with pytest.raises(GensisError, match=match):
         gensis.pretrain({**TINY, "data.path": str(data), "out": str(tmp_path / "r"), **keys})

@@ -16,8 +16,9 @@ from gensis.ssl.schedules import teacher_temperature
 
 def test_dino_loss_hand_computed_value() -> None:
     # Uniform student logits: every cross-entropy term equals log(2), whatever the teacher says.
-    loss_fn = DINOLoss(out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0,
-                       student_temp=1.0)
+    loss_fn = DINOLoss(
+        out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0, student_temp=1.0
+    )
     t = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])]
     s = [torch.zeros(1, 2), torch.zeros(1, 2)]
     loss = loss_fn(t, s, epoch=0)
@@ -29,8 +30,9 @@ def test_dino_loss_hand_computed_value() -> None:
 def test_dino_loss_two_by_two_by_hand() -> None:
     # One teacher view that matters per student view (2 globals): q1 = softmax([2,0]/1),
     # student 2 logits [0, ln 3] -> p2 = [1/4, 3/4]; term(q1, p2) = -(a ln(1/4) + b ln(3/4)).
-    loss_fn = DINOLoss(out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0,
-                       student_temp=1.0)
+    loss_fn = DINOLoss(
+        out_dim=2, warmup_teacher_temp=1.0, teacher_temp=1.0, warmup_teacher_temp_epochs=0, student_temp=1.0
+    )
     t = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])]
     s = [torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, math.log(3.0)]])]
     a = math.exp(2) / (math.exp(2) + 1)

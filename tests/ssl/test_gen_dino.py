@@ -21,9 +21,19 @@ from gensis.ssl.losses.disentangle_loss import DisentanglementLoss, target_entro
 from gensis.train.gen_views import PairSampler
 from gensis.train.view_sources import BankViews, Interpolations
 
-PLAIN = AugmentConfig(global_crop_size=8, local_crop_size=4, n_local_crops=2, global_crop_scale=(1.0, 1.0),
-                      color_jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0,
-                      hflip_p=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+PLAIN = AugmentConfig(
+    global_crop_size=8,
+    local_crop_size=4,
+    n_local_crops=2,
+    global_crop_scale=(1.0, 1.0),
+    color_jitter_p=0.0,
+    grayscale_p=0.0,
+    blur_p=(0.0, 0.0, 0.0),
+    solarize_p=0.0,
+    hflip_p=0.0,
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
+)
 
 
 # ------------------------------------------------------------------ the loss
@@ -56,7 +66,8 @@ def test_target_entropy_is_the_floor_of_the_loss() -> None:
     q = loss.target(t1, t2, torch.full((6,), 0.4), center, 0.1)
     exact = [torch.log(q) * 0.1]  # a student that outputs the target itself reaches the floor
     assert loss(t1, t2, torch.full((6,), 0.4), exact, center, 0.1).item() == pytest.approx(
-        target_entropy(q).item(), rel=1e-5)
+        target_entropy(q).item(), rel=1e-5
+    )
     uniform = torch.full((6, 10), 0.1)
     assert target_entropy(uniform).item() == pytest.approx(math.log(10), rel=1e-6)
 
@@ -70,8 +81,9 @@ def _tiny_dino(**kw) -> DINO:
 def test_center_ignores_mixed_logits_unless_asked() -> None:
     torch.manual_seed(1)
     views = [torch.randn(4, 3, 8, 8) for _ in range(2)]
-    dis = DisentangleViews(torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.full((4,), 0.5),
-                           torch.tensor([0, 1, 0, 1]))
+    dis = DisentangleViews(
+        torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.full((4,), 0.5), torch.tensor([0, 1, 0, 1])
+    )
     plain = _tiny_dino()
     plain(views, 0)
     gen = _tiny_dino(lambda_dis=1.0)
@@ -101,8 +113,9 @@ class _WhiteViews:
 
     def interpolations(self, indices, generator):
         n = len(indices)
-        return Interpolations(torch.full((n, 3, 8, 8), 128, dtype=torch.uint8), (indices + 1) % 64,
-                              torch.full((n,), 0.4))
+        return Interpolations(
+            torch.full((n, 3, 8, 8), 128, dtype=torch.uint8), (indices + 1) % 64, torch.full((n,), 0.4)
+        )
 
 
 def _sampler(p_gen: float, **kw) -> tuple[PairSampler, _WhiteViews]:
@@ -157,6 +170,7 @@ def test_same_seed_same_pairs() -> None:
 
 # ------------------------------------------------------------------ bank -> Gen-DINO run
 
+
 def test_bank_views_in_memory_match_the_bank(tmp_path) -> None:
     write_bank(tmp_path / "bank", 90, 8, k=3, m=2)
     views = BankViews(str(tmp_path / "bank"), 90, 8, views_per_image=2)
@@ -173,9 +187,18 @@ def test_bank_views_in_memory_match_the_bank(tmp_path) -> None:
 
 
 TINY = {
-    "preset": "digits", "data.cache_dir": None, "data.resolution": 16, "model.backbone": "resnet10t",
-    "dino.out_dim": 64, "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 32,
-    "train.epochs": 2, "train.log_every": 1, "train.knn_every": 0, "train.progress": False,
+    "preset": "digits",
+    "data.cache_dir": None,
+    "data.resolution": 16,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 32,
+    "train.epochs": 2,
+    "train.log_every": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
 }
 
 
@@ -204,8 +227,9 @@ def test_gen_dino_rejects_a_bank_of_other_images(tmp_path) -> None:
     data = write_npz(tmp_path / "train.npz", 64, size=16)
     write_bank(tmp_path / "bank", 96, 16)
     with pytest.raises(ConfigError, match="generated from 96 images"):
-        gensis.pretrain({**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"),
-                         "out": str(tmp_path / "r")})
+        gensis.pretrain(
+            {**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"), "out": str(tmp_path / "r")}
+        )
     assert not (tmp_path / "r").exists()
     with pytest.raises(ConfigError, match="not both"):
         gensis.pretrain({**TINY, "gen.bank": "a", "gen.generator": "b"})

@@ -58,6 +58,7 @@ def test_ntxent_matches_hand_written_reference() -> None:
 @pytest.mark.parametrize("temperature", [0.5, 0.1])
 def test_ntxent_mean_matches_lightly(temperature: float) -> None:
     from lightly import loss as lightly_loss
+
     g = torch.Generator().manual_seed(1)
     z0, z1 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
     ours = NTXentLoss(temperature=temperature)(z0, z1)
@@ -191,9 +192,7 @@ def test_spatial_features_cnn_and_vit_grid() -> None:
     out = spatial_features(cnn, torch.randn(2, 3, 16, 16))
     assert out.shape[:2] == (2, cnn.embed_dim) and out.dim() == 4
     assert cnn.training  # mode restored
-    vit_cfg = ModelConfig(
-        backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 8, "depth": 1}
-    )
+    vit_cfg = ModelConfig(backbone="vit_tiny_patch16_224", backbone_kwargs={"patch_size": 8, "depth": 1})
     vit = build_encoder(vit_cfg, 32)
     out = spatial_features(vit, torch.randn(2, 3, 48, 32))  # non-square: 6 x 4 patches
     assert out.shape == (2, vit.embed_dim, 6, 4)
@@ -287,8 +286,9 @@ def test_mocov3_training_step_weights_and_momentum() -> None:
     # Backprop does not touch the momentum network; the EMA moves it towards the online one.
     assert all(torch.equal(a, b) for a, b in zip(momentum_before, model.momentum_projector.parameters(), strict=True))
     model.update_momentum(0.5)
-    for old, new, online in zip(momentum_before, model.momentum_projector.parameters(), model.projector.parameters(),
-                                strict=True):
+    for old, new, online in zip(
+        momentum_before, model.momentum_projector.parameters(), model.projector.parameters(), strict=True
+    ):
         assert torch.allclose(new, 0.5 * old + 0.5 * online.detach())
     _check_weights(model, views)
 

@@ -62,7 +62,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(v)
         for w in sorted(graph.get(v, ())):
             if state.get(w) == 1:
-                return stack[stack.index(w):] + [w]
+                return stack[stack.index(w) :] + [w]
             if w not in state and (found := visit(w)):
                 return found
         state[v] = 2
@@ -85,8 +85,10 @@ def test_no_import_cycle_between_packages() -> None:
 
 def _file_graph(module_level_only: bool) -> dict[str, set[str]]:
     modules = _modules()
-    graph = {name: {m for m in _imports(tree, module_level_only) if m in modules and m != name}
-             for name, tree in modules.items()}
+    graph = {
+        name: {m for m in _imports(tree, module_level_only) if m in modules and m != name}
+        for name, tree in modules.items()
+    }
     # A package's __init__ re-exporting its own modules is not a cycle between files.
     return {name: {m for m in found if not m.startswith(name + ".")} for name, found in graph.items()}
 
@@ -110,8 +112,13 @@ def test_the_file_cycle_check_sees_a_lazy_import() -> None:
 
 
 def test_runtime_imports_only_what_is_below_it() -> None:
-    bad = {f"{name} imports {m}" for name, tree in _modules().items() if _package(name) == "runtime"
-           for m in _imports(tree, False) if _package(m) not in RUNTIME_MAY_IMPORT | {"runtime"}}
+    bad = {
+        f"{name} imports {m}"
+        for name, tree in _modules().items()
+        if _package(name) == "runtime"
+        for m in _imports(tree, False)
+        if _package(m) not in RUNTIME_MAY_IMPORT | {"runtime"}
+    }
     assert not bad, sorted(bad)
 
 
@@ -122,10 +129,12 @@ def test_functions_are_short_or_say_why() -> None:
         for node in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                if (node.end_lineno - node.lineno + 1 > MAX_LINES
-                        and not lines[first - 2].strip().startswith("# long: ")):
-                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} "
-                                f"({node.end_lineno - node.lineno + 1} lines)")
+                if node.end_lineno - node.lineno + 1 > MAX_LINES and not lines[first - 2].strip().startswith(
+                    "# long: "
+                ):
+                    long.append(
+                        f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                    )
     assert not long, long
 
 
@@ -147,8 +156,14 @@ def test_the_contract_check_names_what_a_method_lacks() -> None:
 
     lacks = missing_members(Partial())
     assert "student" not in lacks and "loss_parts" not in lacks and "update_teacher" not in lacks
-    assert {"teacher_encoder", "momentum_start", "extra_state", "load_extra_state", "log_values",
-            "after_backward"} <= set(lacks)
+    assert {
+        "teacher_encoder",
+        "momentum_start",
+        "extra_state",
+        "load_extra_state",
+        "log_values",
+        "after_backward",
+    } <= set(lacks)
 
 
 def test_every_registered_method_implements_the_contract() -> None:
@@ -159,8 +174,12 @@ def test_every_registered_method_implements_the_contract() -> None:
 
     assert set(METHODS) == {"dino", "simclr", "mocov3"}
     for name in METHODS:
-        cfg = PretrainConfig(method=name, model=ModelConfig(backbone="resnet10t", cifar_stem=True),
-                             augment={"n_local_crops": 0}, dino={"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8})
+        cfg = PretrainConfig(
+            method=name,
+            model=ModelConfig(backbone="resnet10t", cifar_stem=True),
+            augment={"n_local_crops": 0},
+            dino={"out_dim": 16, "hidden_dim": 16, "bottleneck_dim": 8},
+        )
         method = build_method(cfg, build_encoder(cfg.model, 8))
         assert missing_members(method) == [], name
         assert method.teacher_encoder is not None and isinstance(method.extra_state(), dict)

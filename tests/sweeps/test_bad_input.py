@@ -26,19 +26,27 @@ CASES = [
     ("pretrain data.path={bad} out={out} data.cache_dir=null", "{bad}: 2 images, fewer than train.batch_size=256"),
     ("pretrain data.path={data} out={out} train.batch_sise=3", "unknown key 'train.batch_sise'"),
     ("pretrain data.path={data} out={out} train.epochs=0", "train.epochs"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4",
-     "{vit}: weights do not fit"),
-    ("pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4",
-     "{garbage}: not a readable encoder file"),
-    ("pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4",
-     "no view bank at {root}/missing_bank"),
+    (
+        "pretrain data.path={data} out={out} preset=digits init_from={vit} train.batch_size=4",
+        "{vit}: weights do not fit",
+    ),
+    (
+        "pretrain data.path={data} out={out} preset=digits init_from={garbage} train.batch_size=4",
+        "{garbage}: not a readable encoder file",
+    ),
+    (
+        "pretrain data.path={data} out={out} gen.bank={root}/missing_bank train.batch_size=4",
+        "no view bank at {root}/missing_bank",
+    ),
     ("train-generator encoder={garbage} data.path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
     ("train-generator encoder={enc} data.path={data} out={out} model.p_uncond=2", "model.p_uncond"),
     ("generate generator={gen} data_path={data} out={out} alpha_range=[0.9,0.1]", "alpha_range"),
     ("generate generator={garbage} data_path={data} out={out}", "{garbage}: corrupt or not a safetensors"),
     ("generate generator={gen} encoder={vit} data_path={data} out={out}", "{vit}: not the encoder the generator"),
-    ("generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1",
-     "{bank}: bank written by another generator"),
+    (
+        "generate generator={other_gen} data_path={data} out={bank} views_per_image=1 steps=1",
+        "{bank}: bank written by another generator",
+    ),
     ("generate generator={gen} data_path={data} out={out} shards=[7]", "shards: [7] outside [0, 1)"),
     ("eval-generator bank={bank} encoder={vit} data_path={data}", "{vit}: not the encoder"),
     ("eval-generator bank={root}/missing_bank encoder={enc} data_path={data}", "no view bank at {root}/missing_bank"),
@@ -61,6 +69,7 @@ def test_awkward_but_readable_images_are_used(world, tmp_path) -> None:
     """1x1 px, 8000x8000 px, 16-bit, CMYK and palette images all become RGB at the resolution."""
     data = gensis.load_images(str(world["odd"]), 16, cache_dir=None)
     assert data.images.shape == (5, 3, 16, 16) and data.images.dtype == torch.uint8
-    out = gensis.embed(encoder=str(world["enc"]), data_path=str(world["odd"]), out=str(tmp_path / "e.safetensors"),
-                       cache_dir=None)
+    out = gensis.embed(
+        encoder=str(world["enc"]), data_path=str(world["odd"]), out=str(tmp_path / "e.safetensors"), cache_dir=None
+    )
     assert out.is_file()

@@ -15,11 +15,15 @@ from _refusal import assert_refused
 
 import gensis
 
-GEN = ("model.spec=tiny train.batch_size=6 train.epochs=1 data.cache_dir=null data.path={data} encoder={enc}")
-PRE = ("preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
-       "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0 data.path={grow}")
-STAGE3 = ("preset=digits data.resolution=8 augment.global_crop_size=8 augment.local_crop_size=4 "
-          "augment.n_local_crops=0 model.backbone=resnet10t train.batch_size=4 data.cache_dir=null")
+GEN = "model.spec=tiny train.batch_size=6 train.epochs=1 data.cache_dir=null data.path={data} encoder={enc}"
+PRE = (
+    "preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
+    "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0 data.path={grow}"
+)
+STAGE3 = (
+    "preset=digits data.resolution=8 augment.global_crop_size=8 augment.local_crop_size=4 "
+    "augment.n_local_crops=0 model.backbone=resnet10t train.batch_size=4 data.cache_dir=null"
+)
 EVAL = "eval encoder={enc} train_path={data} linear=false knn_k=[1] cache_dir=null"
 
 
@@ -50,29 +54,45 @@ CASES = [
     ("run data.path={odd} out={odd}/run", "inside the input data.path"),
     ("tile slides={slides} out={slides}/tiles", "inside the input slides"),
     ("pretrain data.path={data} out={gen_run}", "holds a gensis generator run; this command writes a pretrain run"),
-    ("pretrain data.path={data} out={gen_stripped}",
-     "holds a gensis generator run; this command writes a pretrain run"),
-    ("pretrain data.path={data} out={pre_stripped}",
-     "already holds a run (exported/encoder.safetensors, metrics.jsonl"),
+    (
+        "pretrain data.path={data} out={gen_stripped}",
+        "holds a gensis generator run; this command writes a pretrain run",
+    ),
+    (
+        "pretrain data.path={data} out={pre_stripped}",
+        "already holds a run (exported/encoder.safetensors, metrics.jsonl",
+    ),
     ("train-generator " + GEN + " out={gen_stripped} train.seed=5", "already holds a run"),
-    ("train-generator " + GEN + " out={pre_stripped}",
-     "holds a gensis pretrain run; this command writes a generator run"),
+    (
+        "train-generator " + GEN + " out={pre_stripped}",
+        "holds a gensis pretrain run; this command writes a generator run",
+    ),
     ("pretrain data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
     ("train-generator " + GEN + " out={foreign}", "foreign is a folder of other files, not an output of this command"),
     ("run data.path={data} out={foreign}", "foreign is a folder of other files, not an output of this command"),
     # 2. checkpoints, banks and resumes tied to their run and data
-    ("train-generator --resume " + GEN + " out={gen_swapped}",
-     "gen_swapped/checkpoints/last.pt: saved by a run with other settings"),
+    (
+        "train-generator --resume " + GEN + " out={gen_swapped}",
+        "gen_swapped/checkpoints/last.pt: saved by a run with other settings",
+    ),
     ("pretrain --resume " + PRE + " out={pre}", "pre/checkpoints/last.pt: trained on other data"),
-    ("generate generator={gen} data_path={other} out={bank} views_per_image=1 interpolations_per_image=1 steps=1",
-     "generated from other images than {other}"),
+    (
+        "generate generator={gen} data_path={other} out={bank} views_per_image=1 interpolations_per_image=1 steps=1",
+        "generated from other images than {other}",
+    ),
     ("eval-generator bank={bank} encoder={enc} data_path={other}", "generated from other images"),
-    ("pretrain " + STAGE3 + " data.path={other} gen.bank={bank} out={out}",
-     "gen.bank: {bank} was generated from other images"),
-    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_missing} out={out}",
-     "shard-00000.safetensors: listed in index.json but missing"),
-    ("pretrain " + STAGE3 + " data.path={data} gen.bank={bank_trunc} out={out}",
-     "shard-00000.safetensors: listed in index.json but truncated"),
+    (
+        "pretrain " + STAGE3 + " data.path={other} gen.bank={bank} out={out}",
+        "gen.bank: {bank} was generated from other images",
+    ),
+    (
+        "pretrain " + STAGE3 + " data.path={data} gen.bank={bank_missing} out={out}",
+        "shard-00000.safetensors: listed in index.json but missing",
+    ),
+    (
+        "pretrain " + STAGE3 + " data.path={data} gen.bank={bank_trunc} out={out}",
+        "shard-00000.safetensors: listed in index.json but truncated",
+    ),
     # 4. every file read is validated before use
     (EVAL + " test_path={data} encoder={enc_kwargs}", "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
     (EVAL + " test_path={data} encoder={enc_negres}", "enc_negres.safetensors: metadata 'resolution'"),
@@ -80,8 +100,10 @@ CASES = [
     (EVAL + " test_path={data} encoder={enc_stem}", "enc_stem.safetensors: metadata 'cifar_stem'"),
     (EVAL + " test_path={data} encoder={enc_std0}", "enc_std0.safetensors: metadata 'std'"),
     (EVAL + " test_path={data} encoder={enc_dim}", "enc_dim.safetensors: metadata 'embed_dim' is not valid JSON"),
-    ("export encoder={enc_steps} out={out}.pt2",
-     "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0"),
+    (
+        "export encoder={enc_steps} out={out}.pt2",
+        "enc_steps.safetensors: metadata 'trained_steps' must be an integer >= 0",
+    ),
     ("embed encoder={enc_mean2} data_path={data} out={out}.safetensors", "metadata 'mean'"),
     # an encoder without mean/std: refused by every command that embeds images, before its data is read
     ("embed encoder={enc_bare} data_path={absent} out={out}.safetensors", "enc_bare.safetensors: no mean/std"),
@@ -100,12 +122,18 @@ CASES = [
     ("train-generator --resume " + GEN + " out={gen_empty_pt}", "gen_empty_pt/checkpoints/last.pt: empty file"),
     ("eval-generator bank={bank_missing} encoder={enc} data_path={data}", "bank_missing/shard-00000.safetensors"),
     ("eval-generator bank={bank_trunc} encoder={enc} data_path={data}", "bank_trunc/shard-00000.safetensors"),
-    ("eval-generator bank={bank} encoder={enc} data_path={data} max_images=6",
-     "6 images, but the bank was generated from 12"),
-    ("foreground encoder={enc_kwargs} data_path={data} out={out}",
-     "enc_kwargs.safetensors: metadata 'backbone_kwargs'"),
-    ("train-generator encoder={enc_negres} data.path={data} out={out}",
-     "enc_negres.safetensors: metadata 'resolution'"),
+    (
+        "eval-generator bank={bank} encoder={enc} data_path={data} max_images=6",
+        "6 images, but the bank was generated from 12",
+    ),
+    (
+        "foreground encoder={enc_kwargs} data_path={data} out={out}",
+        "enc_kwargs.safetensors: metadata 'backbone_kwargs'",
+    ),
+    (
+        "train-generator encoder={enc_negres} data.path={data} out={out}",
+        "enc_negres.safetensors: metadata 'resolution'",
+    ),
     ("pretrain data.path={text_npz} out={out}", "text.npz: not an .npz archive"),
     # 5. evaluation matches classes by name
     (EVAL + " test_path={disjoint}", "disjoint.npz: no class in common"),
@@ -144,9 +172,19 @@ def test_moved_finished_run_resumes_as_a_no_op(world, tmp_path) -> None:
     """A finished run moved elsewhere resumes; its export keeps its bytes (generators and banks check them)."""
     import shutil
 
-    settings = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-                "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"])}
+    settings = {
+        "preset": "digits",
+        "data.cache_dir": None,
+        "model.backbone": "resnet10t",
+        "dino.out_dim": 64,
+        "dino.hidden_dim": 64,
+        "dino.bottleneck_dim": 32,
+        "train.batch_size": 6,
+        "train.epochs": 1,
+        "train.knn_every": 0,
+        "train.progress": False,
+        "data.path": str(world["data"]),
+    }
     first = gensis.pretrain({**settings, "out": str(tmp_path / "a")})
     exported = first.encoder_path.read_bytes()
     shutil.move(tmp_path / "a", tmp_path / "b")
@@ -197,19 +235,38 @@ def test_generate_remakes_a_listed_shard_that_is_missing_or_cut_short(world, tmp
         shutil.copytree(world["bank"], bank)
         damage(bank / "shard-00000.safetensors")
         assert not ViewBank(bank).complete
-        result = gensis.generate({"generator": str(world["gen"]), "data_path": str(world["data"]), "out": str(bank),
-                                  "views_per_image": 1, "interpolations_per_image": 1, "steps": 1, "progress": False,
-                                  "cache_dir": None})
+        result = gensis.generate(
+            {
+                "generator": str(world["gen"]),
+                "data_path": str(world["data"]),
+                "out": str(bank),
+                "views_per_image": 1,
+                "interpolations_per_image": 1,
+                "steps": 1,
+                "progress": False,
+                "cache_dir": None,
+            }
+        )
         assert result.n_images > 0 and ViewBank(bank).complete
         assert (bank / "shard-00000.safetensors").read_bytes() == original  # the same shard, remade exactly
 
 
 def test_run_that_died_before_its_first_checkpoint_starts_over(world, tmp_path) -> None:
     """Only config.yaml and a few metrics (gensis's, same settings): a fresh run may use the folder."""
-    settings = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-                "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-                "train.knn_every": 0, "train.progress": False, "data.path": str(world["data"]),
-                "out": str(tmp_path / "r")}
+    settings = {
+        "preset": "digits",
+        "data.cache_dir": None,
+        "model.backbone": "resnet10t",
+        "dino.out_dim": 64,
+        "dino.hidden_dim": 64,
+        "dino.bottleneck_dim": 32,
+        "train.batch_size": 6,
+        "train.epochs": 1,
+        "train.knn_every": 0,
+        "train.progress": False,
+        "data.path": str(world["data"]),
+        "out": str(tmp_path / "r"),
+    }
     gensis.pretrain(settings)
     run = tmp_path / "r"
     import shutil
@@ -261,11 +318,22 @@ def test_sigterm_during_generate_stops_after_the_shard_with_a_message(world, tmp
         "from gensis.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    args = [f"generator={world['gen']}", f"data_path={world['data']}", f"out={bank}", "shard_size=6", "steps=1",
-            "views_per_image=1", "interpolations_per_image=0", "cache_dir=null", "progress=false", "-q"]
+    args = [
+        f"generator={world['gen']}",
+        f"data_path={world['data']}",
+        f"out={bank}",
+        "shard_size=6",
+        "steps=1",
+        "views_per_image=1",
+        "interpolations_per_image=0",
+        "cache_dir=null",
+        "progress=false",
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(gensis.__file__).parents[1])}
-    done = subprocess.run([sys.executable, "-c", script, "generate", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, "generate", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 143 and len(lines) == 1, done.stderr
     assert lines[0].startswith("gensis: stopped by SIGTERM after shard 0") and read_index(bank).shards == [0]
@@ -275,17 +343,35 @@ def test_generator_records_its_encoder_as_an_absolute_path(world, tmp_path, monk
     from safetensors import safe_open
 
     monkeypatch.chdir(world["root"])
-    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None, "data.path": "images.npz",
-                                  "encoder": "encoder.safetensors", "out": str(tmp_path / "gen")}).generator_path
+    gen = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+            "data.path": "images.npz",
+            "encoder": "encoder.safetensors",
+            "out": str(tmp_path / "gen"),
+        }
+    ).generator_path
     with safe_open(str(gen), framework="pt") as f:
         assert Path(f.metadata()["encoder"]) == world["enc"].resolve()
 
 
 def test_eval_generator_takes_the_banks_max_images(world, tmp_path) -> None:
     common = {"data_path": str(world["data"]), "max_images": 6, "cache_dir": None}
-    gensis.generate({**common, "generator": str(world["gen"]), "out": str(tmp_path / "b"), "views_per_image": 1,
-                     "interpolations_per_image": 0, "steps": 1, "progress": False})
+    gensis.generate(
+        {
+            **common,
+            "generator": str(world["gen"]),
+            "out": str(tmp_path / "b"),
+            "views_per_image": 1,
+            "interpolations_per_image": 0,
+            "steps": 1,
+            "progress": False,
+        }
+    )
     result = gensis.eval_generator({**common, "bank": str(tmp_path / "b"), "encoder": str(world["enc"])})
     # All 6 sources measured (one view each), the same figures generate wrote for that bank.
     assert (result["sources"], result["views"], result["chance"]["images"]) == (6, 6, 6)
@@ -326,15 +412,27 @@ def test_sigterm_in_a_stage_stops_gensis_run_after_it(world, tmp_path) -> None:
         "from gensis.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    args = ["run", f"data.path={world['data']}", f"out={tmp_path / 'run'}", "preset=digits", "data.cache_dir=null",
-            "pretrain.model.backbone=resnet10t", "pretrain.dino.out_dim=64", "pretrain.dino.hidden_dim=64",
-            "pretrain.dino.bottleneck_dim=32", "pretrain.train.batch_size=6", "pretrain.train.epochs=1",
-            "pretrain.train.knn_every=0", "-q"]
+    args = [
+        "run",
+        f"data.path={world['data']}",
+        f"out={tmp_path / 'run'}",
+        "preset=digits",
+        "data.cache_dir=null",
+        "pretrain.model.backbone=resnet10t",
+        "pretrain.dino.out_dim=64",
+        "pretrain.dino.hidden_dim=64",
+        "pretrain.dino.bottleneck_dim=32",
+        "pretrain.train.batch_size=6",
+        "pretrain.train.epochs=1",
+        "pretrain.train.knn_every=0",
+        "-q",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(gensis.__file__).parents[1])}
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300)
     lines = [line for line in done.stderr.splitlines() if line.strip() and "Warning" not in line]
-    assert done.returncode == 143 and lines == ["gensis: stopped by SIGTERM after stage embed (ran); rerun the same "
-                                                "command to continue"], done.stderr
+    assert done.returncode == 143 and lines == [
+        "gensis: stopped by SIGTERM after stage embed (ran); rerun the same command to continue"
+    ], done.stderr
     assert (tmp_path / "run" / "embeddings.safetensors").is_file() and not (tmp_path / "run" / "generator").exists()
 
 
@@ -346,8 +444,17 @@ def test_encoder_resolution_outside_the_config_range_is_refused(world, capsys, t
 
     for value in ("4096", "4"):
         bad = _resave(world["enc"], tmp_path / f"enc_{value}.safetensors", resolution=value)
-        code = main(["embed", f"encoder={bad}", f"data_path={world['data']}",
-                                f"out={tmp_path / 'e.npy'}", "cache_dir=null", "-q"])
+        code = main(
+            [
+                "embed",
+                f"encoder={bad}",
+                f"data_path={world['data']}",
+                f"out={tmp_path / 'e.npy'}",
+                "cache_dir=null",
+                "-q",
+            ]
+        )
         err = capsys.readouterr().err.strip()
-        assert (code == 2 and err.count("\n") == 0
-                and "metadata 'resolution' must be an integer in [8, 1024]" in err), err
+        assert code == 2 and err.count("\n") == 0 and "metadata 'resolution' must be an integer in [8, 1024]" in err, (
+            err
+        )

@@ -97,16 +97,29 @@ def test_every_input_that_is_no_file_is_named(bad_world, capsys, tmp_path, comma
         for key, path in _inputs(command, base, bad_world).items():
             fifo = tmp_path / f"{i}-{key.replace('.', '_')}-fifo{path.suffix}"
             os.mkfifo(fifo)
-            _one_line(capsys, _argv(command, bad_world, base,
-                                    **{key: str(fifo), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
-                      f"{key}={fifo} is a FIFO", "not-a-file")
+            _one_line(
+                capsys,
+                _argv(
+                    command,
+                    bad_world,
+                    base,
+                    **{key: str(fifo), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))},
+                ),
+                f"{key}={fifo} is a FIFO",
+                "not-a-file",
+            )
             n += 1
         key, path = next(iter(_inputs(command, base, bad_world).items()))
         zero = tmp_path / f"{i}-zero{path.suffix}"
         os.symlink("/dev/zero", zero)
-        _one_line(capsys, _argv(command, bad_world, base,
-                                **{key: str(zero), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}),
-                  "is a device", "not-a-file")
+        _one_line(
+            capsys,
+            _argv(
+                command, bad_world, base, **{key: str(zero), "out": str(tmp_path / "o" / OUT_NAME.get(command, "x"))}
+            ),
+            "is a device",
+            "not-a-file",
+        )
     assert n >= 1 and not (tmp_path / "o").exists()
     assert digest(bad_world["root"]) == before
 
@@ -119,8 +132,12 @@ def test_empty_paths_and_names_that_are_not_utf8_are_one_line(bad_world, capsys,
     for _i, base in enumerate(BASES[command]):
         inputs = _inputs(command, base, bad_world)
         for key in inputs:
-            _one_line(capsys, _argv(command, bad_world, base, **{key: "", "out": str(tmp_path / "o" / "x")}),
-                      key, "an empty path")
+            _one_line(
+                capsys,
+                _argv(command, bad_world, base, **{key: "", "out": str(tmp_path / "o" / "x")}),
+                key,
+                "an empty path",
+            )
         key, path = next(iter(inputs.items()))
         odd = os.fsdecode(os.fsencode(path) + b"/r\xff" + OUT_NAME.get(command, "x").encode()[1:])
         _one_line(capsys, _argv(command, bad_world, base, out=odd), "\\xff")
@@ -133,8 +150,11 @@ def _wrong_types(command: str) -> list[dict]:
     from pydantic import BaseModel
 
     model = command_configs()[command]
-    sections = [{name: 5} for name, field in model.model_fields.items()
-                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)]
+    sections = [
+        {name: 5}
+        for name, field in model.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ]
     if sections:
         return sections
     for name, field in model.model_fields.items():
@@ -148,8 +168,9 @@ def _wrong_types(command: str) -> list[dict]:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_config_file_of_the_wrong_type_is_one_line(bad_world, capsys, tmp_path, command) -> None:
     before = digest(bad_world["root"])
-    settings = {k: yaml.safe_load(v)
-                for k, v in (t.format(**bad_world).split("=", 1) for t in BASES[command][-1].split())}
+    settings = {
+        k: yaml.safe_load(v) for k, v in (t.format(**bad_world).split("=", 1) for t in BASES[command][-1].split())
+    }
     settings["out"] = str(tmp_path / "o" / OUT_NAME.get(command, "x"))
     for wrong in (*_wrong_types(command), {"out": [1, 2]}):
         path = tmp_path / "c.yaml"
@@ -177,8 +198,9 @@ def _zip_twice(path: Path, size: int = 8) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if any(k in DATA_KEYS for b in BASES[c]
-                                                                  for k in b.replace("=", " ").split())])
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if any(k in DATA_KEYS for b in BASES[c] for k in b.replace("=", " ").split())]
+)
 def test_a_zip_with_an_image_twice_is_refused_for_every_data_input(bad_world, capsys, tmp_path, command) -> None:
     before = digest(bad_world["root"])
     twice = _zip_twice(tmp_path / "twice.zip")
@@ -186,8 +208,12 @@ def test_a_zip_with_an_image_twice_is_refused_for_every_data_input(bad_world, ca
     key = next(k for k in b_keys(base) if k in DATA_KEYS)
     out = tmp_path / "o" / OUT_NAME.get(command, "x")
     fit = {k: v.format(**bad_world) for k, v in FITTING.get(command, {}).items()}
-    _one_line(capsys, _argv(command, bad_world, base, **fit, **{key: str(twice), "out": str(out)}), "'a/0.png'",
-              "more than once")
+    _one_line(
+        capsys,
+        _argv(command, bad_world, base, **fit, **{key: str(twice), "out": str(out)}),
+        "'a/0.png'",
+        "more than once",
+    )
     assert not out.exists() and digest(bad_world["root"]) == before
 
 
@@ -199,8 +225,9 @@ def b_keys(base: str) -> list[str]:
     return [t.split("=", 1)[0] for t in base.split() if "=" in t]
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if any(k in DATA_KEYS for b in BASES[c]
-                                                                  for k in b.replace("=", " ").split())])
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if any(k in DATA_KEYS for b in BASES[c] for k in b.replace("=", " ").split())]
+)
 def test_every_command_that_reads_images_takes_the_size_cap(bad_world, capsys, tmp_path, command) -> None:
     """``max_image_bytes`` (``data.max_image_bytes`` where a data section holds it) reaches the
     loader of every command: at 1 byte every image is over it, so the command refuses in one
@@ -216,6 +243,10 @@ def test_every_command_that_reads_images_takes_the_size_cap(bad_world, capsys, t
     data = {k: str(folder) for k in b_keys(base) if k in DATA_KEYS}
     out = tmp_path / "o" / OUT_NAME.get(command, "x")
     fit = {k: v.format(**bad_world) for k, v in FITTING.get(command, {}).items()}
-    _one_line(capsys, _argv(command, bad_world, base, **fit, **data, **{cap: "1", "out": str(out)}),
-              "no images found", "over the size cap max_image_bytes=1")
+    _one_line(
+        capsys,
+        _argv(command, bad_world, base, **fit, **data, **{cap: "1", "out": str(out)}),
+        "no images found",
+        "over the size cap max_image_bytes=1",
+    )
     assert not out.exists() and digest(bad_world["root"]) == before

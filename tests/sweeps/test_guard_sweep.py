@@ -27,17 +27,23 @@ from gensis.runtime.guards import config_paths
 from gensis.runtime.lock import LOCK_NAME
 from gensis.runtime.products import run_folder_of
 
-SMALL_PRE = ("preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
-             "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0")
+SMALL_PRE = (
+    "preset=digits data.cache_dir=null model.backbone=resnet10t dino.out_dim=64 dino.hidden_dim=64 "
+    "dino.bottleneck_dim=32 train.batch_size=6 train.epochs=1 train.knn_every=0"
+)
 ENC_IN_RUN = "{pre}/exported/encoder.safetensors"  # a file input inside a run folder
 # Every subcommand with its inputs set; several bases where one config cannot hold them all.
 BASES: dict[str, list[str]] = {
-    "pretrain": [SMALL_PRE + " data.path={data} data.eval_path={zip} init_from={pre} gen.bank={bank} "
-                 "quality.encoder=" + ENC_IN_RUN,
-                 SMALL_PRE + " data.path={data} gen.generator={gen}"],
+    "pretrain": [
+        SMALL_PRE + " data.path={data} data.eval_path={zip} init_from={pre} gen.bank={bank} "
+        "quality.encoder=" + ENC_IN_RUN,
+        SMALL_PRE + " data.path={data} gen.generator={gen}",
+    ],
     "train-autoencoder": ["data.path={data} data.eval_path={zip} encoder=" + ENC_IN_RUN],
-    "train-generator": ["model.spec=tiny data.path={data} data.eval_path={zip} encoder=" + ENC_IN_RUN,
-                        "model.spec=tiny model.space=latent data.path={data} encoder={enc} model.vae={bank}"],
+    "train-generator": [
+        "model.spec=tiny data.path={data} data.eval_path={zip} encoder=" + ENC_IN_RUN,
+        "model.spec=tiny model.space=latent data.path={data} encoder={enc} model.vae={bank}",
+    ],
     "generate": ["generator={gen} encoder={enc} data_path={data}"],
     "eval-generator": ["bank={bank} encoder=" + ENC_IN_RUN + " data_path={data}"],
     "show": ["generator={gen} encoder={enc} data_path={data}"],
@@ -91,8 +97,11 @@ def _cases(world: dict) -> list[tuple[str, str, str]]:
 
 def _stamps(root: Path) -> dict[str, tuple[int, int]]:
     """Size and mtime of every file: cheap enough for each case (the sweeps also compare sha256 once)."""
-    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != LOCK_NAME}
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def _refused(world: dict, capsys, argv: str, out: str, rule: str) -> str:
@@ -115,8 +124,12 @@ def test_every_command_and_every_input_is_in_the_sweep(bad_world) -> None:
     for command, bases in BASES.items():
         model = command_configs()[command]
         covered = {k for argv in bases for k in _inputs(command, argv, bad_world)}
-        declared = {k for argv in bases for k, (role, _) in config_paths(_config(command, argv, bad_world)).items()
-                    if role is Role.INPUT}
+        declared = {
+            k
+            for argv in bases
+            for k, (role, _) in config_paths(_config(command, argv, bad_world)).items()
+            if role is Role.INPUT
+        }
         assert covered == declared, (command, declared - covered)
         # Every field marked as an input in the config class is set by some base.
         marked = _marked_inputs(model)
@@ -167,8 +180,14 @@ def _foreign(tmp_path: Path, world: dict) -> dict[str, Path]:
     (tmp_path / "mine.pt2").write_bytes(b"my model")
     shutil.copy(world["zip"], tmp_path / "mine.zip")  # a dataset zip: tile out= would merge into it
     (tmp_path / "pair.csv").write_text("name,value\nx,1\n")  # embed out=pair.npy also writes pair.csv
-    return {"folder": mine, "json": tmp_path / "mine.json", "npy": tmp_path / "mine.npy", "pt2": tmp_path / "mine.pt2",
-            "zip": tmp_path / "mine.zip", "companion": tmp_path / "pair.npy"}
+    return {
+        "folder": mine,
+        "json": tmp_path / "mine.json",
+        "npy": tmp_path / "mine.npy",
+        "pt2": tmp_path / "mine.pt2",
+        "zip": tmp_path / "mine.zip",
+        "companion": tmp_path / "pair.npy",
+    }
 
 
 FOREIGN = {  # command -> (which of the user's things out= points at, rule)
@@ -201,14 +220,26 @@ def test_gensis_outputs_may_be_replaced(bad_world, tmp_path) -> None:
     """The rules refuse only what they name: a rerun into gensis's own file or folder goes ahead."""
     import gensis
 
-    kw = dict(encoder=str(bad_world["enc"]), train_path=str(bad_world["data"]), test_path=str(bad_world["data"]),
-              knn_k=[1], linear=False, cache_dir=None, out=str(tmp_path / "eval.json"))
+    kw = dict(
+        encoder=str(bad_world["enc"]),
+        train_path=str(bad_world["data"]),
+        test_path=str(bad_world["data"]),
+        knn_k=[1],
+        linear=False,
+        cache_dir=None,
+        out=str(tmp_path / "eval.json"),
+    )
     gensis.evaluate(**kw)
     gensis.evaluate(**kw)
     for out in ("e.npy", "e.csv", "e.safetensors"):
         for _ in range(2):
-            gensis.embed(encoder=str(bad_world["enc"]), data_path=str(bad_world["data"]), out=str(tmp_path / out),
-                         cache_dir=None, progress=False)
+            gensis.embed(
+                encoder=str(bad_world["enc"]),
+                data_path=str(bad_world["data"]),
+                out=str(tmp_path / out),
+                cache_dir=None,
+                progress=False,
+            )
 
 
 def test_run_refuses_inputs_inside_its_out(bad_world, capsys, tmp_path) -> None:
@@ -262,10 +293,23 @@ def test_online_knn_is_named_by_the_k_it_used(tmp_path) -> None:
     import gensis
 
     data = write_npz(tmp_path / "images.npz", 12, size=8)
-    gensis.pretrain({"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-                     "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-                     "train.knn_every": 1, "train.progress": False, "data.path": str(data),
-                     "data.eval_path": str(data), "out": str(tmp_path / "run")})
+    gensis.pretrain(
+        {
+            "preset": "digits",
+            "data.cache_dir": None,
+            "model.backbone": "resnet10t",
+            "dino.out_dim": 64,
+            "dino.hidden_dim": 64,
+            "dino.bottleneck_dim": 32,
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.knn_every": 1,
+            "train.progress": False,
+            "data.path": str(data),
+            "data.eval_path": str(data),
+            "out": str(tmp_path / "run"),
+        }
+    )
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     knn = [r for r in records if any(k.startswith("knn_top1") for k in r)]
     assert knn and all({k for k in r if k.startswith("knn_top1")} == {"knn_top1_k12"} for r in knn), knn
@@ -312,25 +356,39 @@ def test_bad_values_and_files_found_by_the_audit_are_one_line(bad_world, capsys,
     w = bad_world
     enc = _resave(w["enc"], tmp_path / "enc_drop.safetensors", backbone_kwargs='{"drop_rate": "x"}')
     assert "metadata 'backbone'/'backbone_kwargs'" in _one_line(
-        capsys, ["embed", f"encoder={enc}", f"data_path={w['data']}", f"out={tmp_path / 'e.npy'}", "cache_dir=null"])
+        capsys, ["embed", f"encoder={enc}", f"data_path={w['data']}", f"out={tmp_path / 'e.npy'}", "cache_dir=null"]
+    )
     spec = json.loads(__import__("safetensors").safe_open(str(w["gen"]), "pt").metadata()["spec"])
     gen = _resave(w["gen"], tmp_path / "gen_heads.safetensors", spec=json.dumps({**spec, "attention_head_dim": 0}))
     assert "metadata 'spec'" in _one_line(
-        capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b'}", "cache_dir=null"])
+        capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b'}", "cache_dir=null"]
+    )
     sched = json.loads(__import__("safetensors").safe_open(str(w["gen"]), "pt").metadata()["scheduler"])
-    gen = _resave(w["gen"], tmp_path / "gen_sched.safetensors",
-                  scheduler=json.dumps({**sched, "beta_schedule": "nope"}))
+    gen = _resave(
+        w["gen"], tmp_path / "gen_sched.safetensors", scheduler=json.dumps({**sched, "beta_schedule": "nope"})
+    )
     assert "metadata 'scheduler'" in _one_line(
-        capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b2'}", "cache_dir=null"])
+        capsys, ["generate", f"generator={gen}", f"data_path={w['data']}", f"out={tmp_path / 'b2'}", "cache_dir=null"]
+    )
     assert not (tmp_path / "b2").exists()  # named before anything is written
     bank = _bank_copy(w["root"], "bank_res_audit", edit=lambda i: {**i, "resolution": 10**12})
     assert "field 'resolution' must be in [8, 1024]" in _one_line(
-        capsys, ["generate", f"generator={w['gen']}", f"data_path={w['data']}", f"out={bank}", "cache_dir=null"])
+        capsys, ["generate", f"generator={w['gen']}", f"data_path={w['data']}", f"out={bank}", "cache_dir=null"]
+    )
     shutil.rmtree(bank)
-    assert "knn_k" in _one_line(capsys, ["eval", f"encoder={w['enc']}", f"train_path={w['data']}",
-                                        f"test_path={w['data']}", "knn_k=[0]"])
-    assert "seed" in _one_line(capsys, ["eval", f"encoder={w['enc']}", f"train_path={w['data']}",
-                                       f"test_path={w['data']}", "seed=99999999999999999999999"])
+    assert "knn_k" in _one_line(
+        capsys, ["eval", f"encoder={w['enc']}", f"train_path={w['data']}", f"test_path={w['data']}", "knn_k=[0]"]
+    )
+    assert "seed" in _one_line(
+        capsys,
+        [
+            "eval",
+            f"encoder={w['enc']}",
+            f"train_path={w['data']}",
+            f"test_path={w['data']}",
+            "seed=99999999999999999999999",
+        ],
+    )
     assert "unrecognized arguments: --force" in _one_line(capsys, ["embed", "--force", f"encoder={w['enc']}"])
 
 
@@ -339,10 +397,21 @@ def test_the_encoder_a_generator_records_is_an_input_too(bad_world, capsys, tmp_
     import gensis
 
     w = bad_world
-    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None, "data.path": str(w["data"]),
-                                  "encoder": str(w["pre"]), "out": str(tmp_path / "gen")}).generator_path
-    for argv, out in ((f"generate generator={gen} data_path={w['data']}", w["pre"] / "newbank"),
-                      (f"show generator={gen} data_path={w['data']}", w["pre"] / "exported" / "pictures")):
+    gen = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "train.batch_size": 6,
+            "train.epochs": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+            "data.path": str(w["data"]),
+            "encoder": str(w["pre"]),
+            "out": str(tmp_path / "gen"),
+        }
+    ).generator_path
+    for argv, out in (
+        (f"generate generator={gen} data_path={w['data']}", w["pre"] / "newbank"),
+        (f"show generator={gen} data_path={w['data']}", w["pre"] / "exported" / "pictures"),
+    ):
         line = _refused(w, capsys, argv, str(out), "inside-run")
         assert "encoder (recorded in the generator)" in line, line

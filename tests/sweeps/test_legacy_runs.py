@@ -41,8 +41,9 @@ def legacy(tmp_path, monkeypatch) -> Iterator[Path]:
 def test_a_run_of_the_earlier_code_resumes_to_the_same_encoder(legacy: Path, run: str) -> None:
     settings = {**STAGE1, "data.path": "images.npz", "out": run}
     if run == "stage3":
-        settings.update({"init_from": "source", "init_full": True, "gen.bank": "bank", "gen.p_gen": 0.5,
-                         "gen.lambda_dis": 1.0})
+        settings.update(
+            {"init_from": "source", "init_full": True, "gen.bank": "bank", "gen.p_gen": 0.5, "gen.lambda_dis": 1.0}
+        )
     result = gensis.pretrain(settings, resume=True)
     expected = json.loads((legacy / "expected.json").read_text())[run]
     assert result.steps == 4

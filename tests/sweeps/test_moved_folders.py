@@ -20,13 +20,32 @@ import gensis
 from gensis.cli import command_configs, main
 from gensis.runtime.run_folder import RunFolder
 
-PRE = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 64,
-       "dino.hidden_dim": 64, "dino.bottleneck_dim": 32, "train.batch_size": 6, "train.epochs": 1,
-       "train.knn_every": 0, "train.progress": False}
+PRE = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 6,
+    "train.epochs": 1,
+    "train.knn_every": 0,
+    "train.progress": False,
+}
 GEN = {"model.spec": "tiny", "train.batch_size": 6, "train.epochs": 1, "train.progress": False, "data.cache_dir": None}
-AE = {"model.block_out_channels": [8, 16], "model.latent_channels": 4, "train.crop_size": 8, "train.batch_size": 8,
-      "train.warmup_steps": 1, "train.log_every": 1, "train.eval_every": 0, "train.epochs": 2, "train.progress": False,
-      "data.cache_dir": None, "data.resolution": 16}
+AE = {
+    "model.block_out_channels": [8, 16],
+    "model.latent_channels": 4,
+    "train.crop_size": 8,
+    "train.batch_size": 8,
+    "train.warmup_steps": 1,
+    "train.log_every": 1,
+    "train.eval_every": 0,
+    "train.epochs": 2,
+    "train.progress": False,
+    "data.cache_dir": None,
+    "data.resolution": 16,
+}
 STOPPED = {"train.epochs": 2, "train.max_steps": 1}  # the training runs stop early: the moved ones resume
 
 
@@ -39,8 +58,18 @@ def moved(tmp_path_factory) -> Path:
     gensis.pretrain({**PRE, **STOPPED, "data.path": str(data), "out": str(a / "pre")})
     gensis.train_autoencoder({**AE, **STOPPED, "data.path": str(data), "out": str(a / "ae")})
     gensis.train_generator({**GEN, "data.path": str(data), "encoder": str(a / "pre"), "out": str(a / "gen")})
-    gensis.generate({"generator": str(a / "gen"), "data_path": str(data), "out": str(a / "bank"), "views_per_image": 1,
-                     "interpolations_per_image": 1, "steps": 1, "progress": False, "cache_dir": None})
+    gensis.generate(
+        {
+            "generator": str(a / "gen"),
+            "data_path": str(data),
+            "out": str(a / "bank"),
+            "views_per_image": 1,
+            "interpolations_per_image": 1,
+            "steps": 1,
+            "progress": False,
+            "cache_dir": None,
+        }
+    )
     write_slide(a / "slide.tif", make_canvas(stained_tiles()))
     from gensis.tiling import tile
 
@@ -65,39 +94,84 @@ def _pretrain_continues(b: Path, out: Path) -> None:
     before = RunFolder(b / "pre").read_metrics()[-1]["step"]
     moved_run = out / "pre"
     shutil.copytree(b / "pre", moved_run)
-    _gensis("pretrain", "--resume", *_kv(PRE, "train.epochs"), "train.epochs=2",
-            f"data.path={b / 'data.npz'}", f"out={moved_run}")  # data moved too: checked by content
+    _gensis(
+        "pretrain",
+        "--resume",
+        *_kv(PRE, "train.epochs"),
+        "train.epochs=2",
+        f"data.path={b / 'data.npz'}",
+        f"out={moved_run}",
+    )  # data moved too: checked by content
     assert RunFolder(moved_run).read_metrics()[-1]["step"] > before
 
 
 def _autoencoder_continues(b: Path, out: Path) -> None:
     run = out / "ae"
     shutil.copytree(b / "ae", run)
-    _gensis("train-autoencoder", "--resume", *_kv(AE, "train.epochs"),
-            "train.epochs=2", f"data.path={b / 'data.npz'}", f"out={run}")
+    _gensis(
+        "train-autoencoder",
+        "--resume",
+        *_kv(AE, "train.epochs"),
+        "train.epochs=2",
+        f"data.path={b / 'data.npz'}",
+        f"out={run}",
+    )
 
 
 MOVED = {  # command -> what it does with the moved project folder
     "pretrain": _pretrain_continues,
     "train-autoencoder": _autoencoder_continues,
-    "train-generator": lambda b, out: _gensis("train-generator", *_kv(GEN),
-                                              "model.space=latent", f"model.vae={b / 'ae'}", f"encoder={b / 'pre'}",
-                                              f"data.path={b / 'data.npz'}", f"out={out / 'g'}"),
-    "generate": lambda b, out: _gensis("generate", f"generator={b / 'gen'}", f"data_path={b / 'data.npz'}",
-                                       "views_per_image=1", "interpolations_per_image=0", "steps=1", "cache_dir=null",
-                                       f"out={out / 'bank'}"),
-    "show": lambda b, out: _gensis("show", f"generator={b / 'gen'}", f"data_path={b / 'data.npz'}", "steps=1",
-                                   "cache_dir=null", f"out={out / 'show'}"),
-    "eval-generator": lambda b, out: _gensis("eval-generator", f"bank={b / 'bank'}", f"encoder={b / 'pre'}",
-                                             f"data_path={b / 'data.npz'}",
-                                             "cache_dir=null", f"out={out / 'q.json'}"),
-    "foreground": lambda b, out: _gensis("foreground", f"encoder={b / 'pre'}", f"data_path={b / 'data.npz'}",
-                                         "cache_dir=null", f"out={out / 'fg'}"),
-    "eval": lambda b, out: _gensis("eval", f"encoder={b / 'pre'}", f"train_path={b / 'data.npz'}",
-                                   f"test_path={b / 'data.npz'}", "linear=false", "knn_k=[1]", "cache_dir=null",
-                                   f"out={out / 'r.json'}"),
-    "embed": lambda b, out: _gensis("embed", f"encoder={b / 'pre'}", f"data_path={b / 'data.npz'}", "cache_dir=null",
-                                    f"out={out / 'e.npy'}"),
+    "train-generator": lambda b, out: _gensis(
+        "train-generator",
+        *_kv(GEN),
+        "model.space=latent",
+        f"model.vae={b / 'ae'}",
+        f"encoder={b / 'pre'}",
+        f"data.path={b / 'data.npz'}",
+        f"out={out / 'g'}",
+    ),
+    "generate": lambda b, out: _gensis(
+        "generate",
+        f"generator={b / 'gen'}",
+        f"data_path={b / 'data.npz'}",
+        "views_per_image=1",
+        "interpolations_per_image=0",
+        "steps=1",
+        "cache_dir=null",
+        f"out={out / 'bank'}",
+    ),
+    "show": lambda b, out: _gensis(
+        "show",
+        f"generator={b / 'gen'}",
+        f"data_path={b / 'data.npz'}",
+        "steps=1",
+        "cache_dir=null",
+        f"out={out / 'show'}",
+    ),
+    "eval-generator": lambda b, out: _gensis(
+        "eval-generator",
+        f"bank={b / 'bank'}",
+        f"encoder={b / 'pre'}",
+        f"data_path={b / 'data.npz'}",
+        "cache_dir=null",
+        f"out={out / 'q.json'}",
+    ),
+    "foreground": lambda b, out: _gensis(
+        "foreground", f"encoder={b / 'pre'}", f"data_path={b / 'data.npz'}", "cache_dir=null", f"out={out / 'fg'}"
+    ),
+    "eval": lambda b, out: _gensis(
+        "eval",
+        f"encoder={b / 'pre'}",
+        f"train_path={b / 'data.npz'}",
+        f"test_path={b / 'data.npz'}",
+        "linear=false",
+        "knn_k=[1]",
+        "cache_dir=null",
+        f"out={out / 'r.json'}",
+    ),
+    "embed": lambda b, out: _gensis(
+        "embed", f"encoder={b / 'pre'}", f"data_path={b / 'data.npz'}", "cache_dir=null", f"out={out / 'e.npy'}"
+    ),
     "export": lambda b, out: _gensis("export", f"encoder={b / 'pre'}", f"out={out / 'e.pt2'}"),
     "tile": lambda b, out: _gensis("tile", f"slides={b / 'slide.tif'}", f"out={b / 'tiles'}", "tile_size=64"),
 }
@@ -113,8 +187,9 @@ def test_a_moved_project_folder_works_for(moved, tmp_path, command) -> None:
 
 
 def test_a_gen_dino_run_reads_a_moved_bank(moved, tmp_path) -> None:
-    _gensis("pretrain", *_kv(PRE), f"data.path={moved / 'data.npz'}",
-            f"gen.bank={moved / 'bank'}", f"out={tmp_path / 'gd'}")
+    _gensis(
+        "pretrain", *_kv(PRE), f"data.path={moved / 'data.npz'}", f"gen.bank={moved / 'bank'}", f"out={tmp_path / 'gd'}"
+    )
     assert np.isfinite(RunFolder(tmp_path / "gd").read_metrics()[-1]["loss"])
 
 
@@ -127,16 +202,49 @@ def test_interrupted_runs_whose_inputs_moved_with_them_resume(tmp_path) -> None:
     data = write_npz(a / "data.npz", 12, size=16)
     gensis.pretrain({**PRE, "data.path": str(data), "out": str(a / "pre")})
     gensis.train_generator({**GEN, **STOPPED, "data.path": str(data), "encoder": str(a / "pre"), "out": str(a / "gen")})
-    gensis.generate({"generator": str(a / "gen"), "data_path": str(data), "out": str(a / "bank"), "views_per_image": 1,
-                     "interpolations_per_image": 1, "steps": 1, "progress": False, "cache_dir": None})
-    gensis.pretrain({**PRE, **STOPPED, "data.path": str(data), "gen.bank": str(a / "bank"),
-                     "init_from": str(a / "pre"), "out": str(a / "gd")})
+    gensis.generate(
+        {
+            "generator": str(a / "gen"),
+            "data_path": str(data),
+            "out": str(a / "bank"),
+            "views_per_image": 1,
+            "interpolations_per_image": 1,
+            "steps": 1,
+            "progress": False,
+            "cache_dir": None,
+        }
+    )
+    gensis.pretrain(
+        {
+            **PRE,
+            **STOPPED,
+            "data.path": str(data),
+            "gen.bank": str(a / "bank"),
+            "init_from": str(a / "pre"),
+            "out": str(a / "gd"),
+        }
+    )
     steps = {name: RunFolder(a / name).read_metrics()[-1]["step"] for name in ("gen", "gd")}
     b = tmp_path / "b"
     a.rename(b)
-    _gensis("train-generator", "--resume", *_kv(GEN, "train.epochs"), "train.epochs=2", f"encoder={b / 'pre'}",
-            f"data.path={b / 'data.npz'}", f"out={b / 'gen'}")
-    _gensis("pretrain", "--resume", *_kv(PRE, "train.epochs"), "train.epochs=2", f"data.path={b / 'data.npz'}",
-            f"gen.bank={b / 'bank'}", f"init_from={b / 'pre'}", f"out={b / 'gd'}")
+    _gensis(
+        "train-generator",
+        "--resume",
+        *_kv(GEN, "train.epochs"),
+        "train.epochs=2",
+        f"encoder={b / 'pre'}",
+        f"data.path={b / 'data.npz'}",
+        f"out={b / 'gen'}",
+    )
+    _gensis(
+        "pretrain",
+        "--resume",
+        *_kv(PRE, "train.epochs"),
+        "train.epochs=2",
+        f"data.path={b / 'data.npz'}",
+        f"gen.bank={b / 'bank'}",
+        f"init_from={b / 'pre'}",
+        f"out={b / 'gd'}",
+    )
     for name, before in steps.items():
         assert RunFolder(b / name).read_metrics()[-1]["step"] > before, name

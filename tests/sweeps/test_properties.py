@@ -27,8 +27,7 @@ def test_mcnemar_p_is_a_probability_and_symmetric(data) -> None:
     assert (ab["only_a"], ab["only_b"]) == (ba["only_b"], ba["only_a"])
 
 
-@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=8).filter(
-    lambda d: max(d) - min(d) > 1e-3))
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=8).filter(lambda d: max(d) - min(d) > 1e-3))
 @settings(max_examples=60, deadline=None)
 def test_the_paired_interval_shrinks_with_more_seeds_of_the_same_spread(diffs) -> None:
     one, two = paired_seeds(diffs), paired_seeds(diffs + diffs)  # same mean, about the same sd, twice the seeds
@@ -49,8 +48,9 @@ def test_slerp_at_alpha_and_one_minus_alpha_swaps_its_endpoints(alpha, seed) -> 
 @settings(max_examples=40, deadline=None)
 def test_a_fingerprint_changes_when_any_pixel_changes(i, c, y, x, delta) -> None:
     images = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
-    base = ImageData(images=images, labels=None, class_names=None, ids=[str(k) for k in range(4)], source="",
-                     resolution=4)
+    base = ImageData(
+        images=images, labels=None, class_names=None, ids=[str(k) for k in range(4)], source="", resolution=4
+    )
     changed = images.clone()
     changed[i, c, y, x] = delta
     other = ImageData(images=changed, labels=None, class_names=None, ids=base.ids, source="", resolution=4)

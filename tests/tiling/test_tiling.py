@@ -106,8 +106,14 @@ def test_tiles_have_requested_size_mpp_and_content(tmp_path, slide_dir, canvas):
 
 
 def test_resized_tiles_match_the_resized_region(tmp_path, slide_dir, canvas):
-    result = tile(slides=str(slide_dir / "alpha.tif"), out=str(tmp_path / "t.zip"), tile_size=64,
-                  mpp=0.75, format="jpeg", max_tiles_per_slide=5)
+    result = tile(
+        slides=str(slide_dir / "alpha.tif"),
+        out=str(tmp_path / "t.zip"),
+        tile_size=64,
+        mpp=0.75,
+        format="jpeg",
+        max_tiles_per_slide=5,
+    )
     rows = read_manifest(result.manifest)
     assert len(rows) == 5 and all(r["size0"] == "192" for r in rows)
 
@@ -144,8 +150,11 @@ def test_folder_and_zip_output_load_as_images(tmp_path, slide_dir):
 def test_rerun_skips_finished_slides(tmp_path, slide_dir, name):
     out = tmp_path / name
     first = tile(slides=str(slide_dir), out=str(out), tile_size=64)
-    files = [out] if out.is_file() else [p for p in out.rglob("*")
-                                         if p.is_file() and p.name not in ("manifest.csv", ".gensis.lock")]
+    files = (
+        [out]
+        if out.is_file()
+        else [p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.csv", ".gensis.lock")]
+    )
     stamps = {p: p.stat().st_mtime_ns for p in files}
     second = tile(slides=str(slide_dir), out=str(out), tile_size=64)
     assert (second.n_skipped, second.n_tiles, second.n_tiles_total) == (2, 0, first.n_tiles)

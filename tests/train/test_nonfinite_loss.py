@@ -10,9 +10,18 @@ from gensis.errors import GensisError
 from gensis.ssl.dino import DINO
 
 # 48 images, batch 16: 3 steps per epoch, a checkpoint after each epoch
-TINY = {"preset": "digits", "data.cache_dir": None, "model.backbone": "resnet10t", "dino.out_dim": 32,
-        "dino.hidden_dim": 32, "dino.bottleneck_dim": 16, "train.batch_size": 16, "train.epochs": 2,
-        "train.knn_every": 0, "train.progress": False}
+TINY = {
+    "preset": "digits",
+    "data.cache_dir": None,
+    "model.backbone": "resnet10t",
+    "dino.out_dim": 32,
+    "dino.hidden_dim": 32,
+    "dino.bottleneck_dim": 16,
+    "train.batch_size": 16,
+    "train.epochs": 2,
+    "train.knn_every": 0,
+    "train.progress": False,
+}
 
 
 @pytest.mark.parametrize("bad_step, checkpoint", [(2, False), (5, True)])

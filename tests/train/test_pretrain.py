@@ -59,7 +59,8 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes, caplog) -> None:
     # k=200 among 96 training images votes with all 96: reported as k=96, and said once
     assert set(res["knn_top1"]) == {"20", "96"} and set(res["knn_correct"]) == {"20", "96"}
     assert [r.getMessage() for r in caplog.records if r.name == "gensis.eval"] == [
-        f"knn_k=[200]: {train} only has 96 training images, so k=96 is used (and reported) instead"]
+        f"knn_k=[200]: {train} only has 96 training images, so k=96 is used (and reported) instead"
+    ]
     # Four well-separated colours: a linear probe on any sane encoder separates them.
     assert res["linear"]["top1"] > 80
 
@@ -76,8 +77,12 @@ def test_pretrain_eval_embed_end_to_end(tmp_path, shapes, caplog) -> None:
 
 # Issue 39: with flips and rotations on and a backbone that draws in its forward pass (drop-path),
 # every random number of a step must still be a function of (seed, step) for resume to be exact.
-RANDOM_STEPS = {"augment.hflip_p": 0.5, "augment.vflip_p": 0.5, "augment.rot90_p": 0.5,
-                "model.backbone_kwargs": {"drop_path_rate": 0.3}}
+RANDOM_STEPS = {
+    "augment.hflip_p": 0.5,
+    "augment.vflip_p": 0.5,
+    "augment.rot90_p": 0.5,
+    "model.backbone_kwargs": {"drop_path_rate": 0.3},
+}
 
 
 @pytest.mark.parametrize("extra", [{}, RANDOM_STEPS], ids=["plain", "flips-and-drop-path"])
@@ -96,8 +101,9 @@ def test_resume_continues_exactly(tmp_path, shapes, extra) -> None:
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
     assert torch.equal(a["center"], b["center"])
-    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())
-                        if "loss" in r]
+    losses = lambda p: [
+        r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines()) if "loss" in r
+    ]
     assert losses(tmp_path / "full") == losses(part)
 
 
@@ -117,12 +123,14 @@ def test_init_from_loads_weights_only(tmp_path, shapes) -> None:
     train, _ = shapes
     cfg = {**TINY, "data.path": str(train), "train.knn_every": 0, "train.epochs": 1}
     first = gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
-    second = gensis.pretrain({**cfg, "out": str(tmp_path / "b"), "init_from": str(first.encoder_path),
-                              "train.max_steps": 1})
+    second = gensis.pretrain(
+        {**cfg, "out": str(tmp_path / "b"), "init_from": str(first.encoder_path), "train.max_steps": 1}
+    )
     assert second.steps == 1  # a fresh run (step 0 -> 1), not a resumption of run a
     with pytest.raises(GensisError, match="do not fit backbone 'resnet18'"):
-        gensis.pretrain({**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18",
-                         "init_from": str(first.encoder_path)})
+        gensis.pretrain(
+            {**cfg, "out": str(tmp_path / "c"), "model.backbone": "resnet18", "init_from": str(first.encoder_path)}
+        )
 
 
 def test_pretrain_on_large_images_uses_lazy_folder_loader(tmp_path) -> None:
@@ -133,11 +141,19 @@ def test_pretrain_on_large_images_uses_lazy_folder_loader(tmp_path) -> None:
     for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
         (tmp_path / "tiles" / f"c{lab}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(tmp_path / "tiles" / f"c{lab}" / f"{i}.png")
-    result = gensis.pretrain({
-        **TINY, "out": str(tmp_path / "run"), "data.path": str(tmp_path / "tiles"),
-        "data.resolution": 112, "data.num_workers": 0, "augment.global_crop_size": 64,
-        "train.batch_size": 8, "train.epochs": 1, "train.knn_every": 0,
-    })
+    result = gensis.pretrain(
+        {
+            **TINY,
+            "out": str(tmp_path / "run"),
+            "data.path": str(tmp_path / "tiles"),
+            "data.resolution": 112,
+            "data.num_workers": 0,
+            "augment.global_crop_size": 64,
+            "train.batch_size": 8,
+            "train.epochs": 1,
+            "train.knn_every": 0,
+        }
+    )
     assert result.steps == 3
 
 
@@ -147,12 +163,14 @@ def test_init_full_continues_heads_teacher_and_center(tmp_path, shapes) -> None:
     first = gensis.pretrain({**cfg, "out": str(tmp_path / "a"), "train.epochs": 3})
     a = load_state(tmp_path / "a" / "checkpoints" / "last.pt")
     tiny_step = {"train.max_steps": 1, "optim.lr": 1e-9, "optim.warmup_epochs": 0}
-    gensis.pretrain({**cfg, **tiny_step, "out": str(tmp_path / "b"), "init_from": str(tmp_path / "a"),
-                     "init_full": True})
+    gensis.pretrain(
+        {**cfg, **tiny_step, "out": str(tmp_path / "b"), "init_from": str(tmp_path / "a"), "init_full": True}
+    )
     gensis.pretrain({**cfg, **tiny_step, "out": str(tmp_path / "c"), "init_from": str(tmp_path / "a")})
     b, c = (load_state(tmp_path / p / "checkpoints" / "last.pt") for p in ("b", "c"))
-    head = [k for k in a["student"]
-            if k.startswith("head.") and "running" not in k and a["student"][k].is_floating_point()]
+    head = [
+        k for k in a["student"] if k.startswith("head.") and "running" not in k and a["student"][k].is_floating_point()
+    ]
     gap = lambda x, net: max((x[net][k] - a[net][k]).abs().max().item() for k in head)
     assert gap(b, "student") < 0.01 * gap(c, "student")  # c starts its heads afresh
     assert gap(b, "teacher") < gap(c, "teacher")

@@ -65,8 +65,9 @@ def setting(tmp_path_factory):
 
 @pytest.fixture
 def stand_in_sampler(monkeypatch):
-    monkeypatch.setattr("gensis.generator.synthesizer.Synthesizer.images",
-                        lambda self, cond, **kw: condition_to_pixels(cond))
+    monkeypatch.setattr(
+        "gensis.generator.synthesizer.Synthesizer.images", lambda self, cond, **kw: condition_to_pixels(cond)
+    )
 
 
 def _far(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -77,9 +78,19 @@ def _far(a: torch.Tensor, b: torch.Tensor) -> int:
 def bank(setting, stand_in_sampler, tmp_path):
     root, data_path, gen, emb, images = setting
     out = tmp_path / "bank"
-    gensis.generate({"generator": str(gen), "data_path": str(data_path), "out": str(out), "views_per_image": 1,
-                     "interpolations_per_image": 1, "alpha_range": list(ALPHA), "steps": 2, "progress": False,
-                     "cache_dir": None})
+    gensis.generate(
+        {
+            "generator": str(gen),
+            "data_path": str(data_path),
+            "out": str(out),
+            "views_per_image": 1,
+            "interpolations_per_image": 1,
+            "alpha_range": list(ALPHA),
+            "steps": 2,
+            "progress": False,
+            "cache_dir": None,
+        }
+    )
     return out
 
 
@@ -126,16 +137,40 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
     monkeypatch.setattr(DINO, "forward", record_forward)
     monkeypatch.setattr(DisentanglementLoss, "target", record_target)
     # no BatchNorm anywhere, so each image's teacher output does not depend on its batch
-    gensis.pretrain({"preset": "digits", "data.path": str(data_path), "data.resolution": RES, "data.cache_dir": None,
-                     "model.backbone": "vit_tiny_patch16_224", "model.backbone_kwargs.patch_size": 4,
-                     "model.cifar_stem": False, "dino.out_dim": 32, "dino.hidden_dim": 32, "dino.bottleneck_dim": 16,
-                     "dino.head_batch_norm": False, "train.batch_size": 12, "train.epochs": 1, "train.knn_every": 0,
-                     "train.progress": False, "gen.bank": str(bank), "gen.p_gen": 1.0, "gen.lambda_dis": 1.0,
-                     # the identity as augmentation: each view is its image / 255
-                     "augment.global_crop_size": RES, "augment.global_crop_scale": [1.0, 1.0],
-                     "augment.n_local_crops": 0, "augment.hflip_p": 0.0, "augment.color_jitter_p": 0.0,
-                     "augment.grayscale_p": 0.0, "augment.blur_p": [0.0, 0.0, 0.0], "augment.solarize_p": 0.0,
-                     "augment.mean": [0.0, 0.0, 0.0], "augment.std": [1.0, 1.0, 1.0], "out": str(tmp_path / "run")})
+    gensis.pretrain(
+        {
+            "preset": "digits",
+            "data.path": str(data_path),
+            "data.resolution": RES,
+            "data.cache_dir": None,
+            "model.backbone": "vit_tiny_patch16_224",
+            "model.backbone_kwargs.patch_size": 4,
+            "model.cifar_stem": False,
+            "dino.out_dim": 32,
+            "dino.hidden_dim": 32,
+            "dino.bottleneck_dim": 16,
+            "dino.head_batch_norm": False,
+            "train.batch_size": 12,
+            "train.epochs": 1,
+            "train.knn_every": 0,
+            "train.progress": False,
+            "gen.bank": str(bank),
+            "gen.p_gen": 1.0,
+            "gen.lambda_dis": 1.0,
+            # the identity as augmentation: each view is its image / 255
+            "augment.global_crop_size": RES,
+            "augment.global_crop_scale": [1.0, 1.0],
+            "augment.n_local_crops": 0,
+            "augment.hflip_p": 0.0,
+            "augment.color_jitter_p": 0.0,
+            "augment.grayscale_p": 0.0,
+            "augment.blur_p": [0.0, 0.0, 0.0],
+            "augment.solarize_p": 0.0,
+            "augment.mean": [0.0, 0.0, 0.0],
+            "augment.std": [1.0, 1.0, 1.0],
+            "out": str(tmp_path / "run"),
+        }
+    )
 
     src, pairs = seen["indices"], seen["views"]
     store = ViewBank(bank)
@@ -171,10 +206,21 @@ def test_the_student_is_trained_on_the_alpha_mix_of_source_and_partner(setting, 
 def test_show_goes_from_the_left_source_to_the_right_one(setting, stand_in_sampler, monkeypatch, tmp_path) -> None:
     root, data_path, gen, emb, images = setting
     grids = {}
-    monkeypatch.setattr("gensis.generator.show.save_view_grid",
-                        lambda path, rows, tile: grids.__setitem__(path.name, rows))
-    gensis.show({"generator": str(gen), "data_path": str(data_path), "out": str(tmp_path / "show"), "rows": 3,
-                 "views": 1, "alphas": 5, "steps": 2, "cache_dir": None})
+    monkeypatch.setattr(
+        "gensis.generator.show.save_view_grid", lambda path, rows, tile: grids.__setitem__(path.name, rows)
+    )
+    gensis.show(
+        {
+            "generator": str(gen),
+            "data_path": str(data_path),
+            "out": str(tmp_path / "show"),
+            "rows": 3,
+            "views": 1,
+            "alphas": 5,
+            "steps": 2,
+            "cache_dir": None,
+        }
+    )
     which = lambda img: next(k for k in range(12) if torch.equal(images[k], img))  # noqa: E731
     rows = grids["interpolations.png"]
     assert len(rows) == 3

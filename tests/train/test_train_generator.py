@@ -44,8 +44,14 @@ def test_train_generator_run_folder_and_export(tmp_path, setup) -> None:
     out = tmp_path / "g"
     result = gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "out": str(out)})
     assert result.steps == 6 and result.final_loss is not None and result.final_loss == result.final_loss
-    for rel in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt",
-                "embeddings.safetensors", "exported/generator.safetensors"):
+    for rel in (
+        "config.yaml",
+        "metrics.jsonl",
+        "train.log",
+        "checkpoints/last.pt",
+        "embeddings.safetensors",
+        "exported/generator.safetensors",
+    ):
         assert (out / rel).is_file(), rel
     emb = load_file(str(out / "embeddings.safetensors"))["embeddings"]
     assert emb.shape == (24, 512) and torch.allclose(emb.norm(dim=1), torch.ones(24), atol=1e-5)
@@ -73,11 +79,13 @@ def test_train_generator_resume_is_exact(tmp_path, setup, extra) -> None:
 def test_train_generator_bad_input(tmp_path, setup, capsys) -> None:
     enc, data = setup
     with pytest.raises(GensisError, match="encoder not found"):
-        gensis.train_generator({**TINY, "encoder": str(tmp_path / "none"), "data.path": str(data),
-                                "out": str(tmp_path / "x")})
+        gensis.train_generator(
+            {**TINY, "encoder": str(tmp_path / "none"), "data.path": str(data), "out": str(tmp_path / "x")}
+        )
     with pytest.raises(GensisError, match="<= 96 px"):
-        gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "data.resolution": 128,
-                                "out": str(tmp_path / "y")})
+        gensis.train_generator(
+            {**TINY, "encoder": str(enc), "data.path": str(data), "data.resolution": 128, "out": str(tmp_path / "y")}
+        )
     code = main(["train-generator", f"data.path={data}", "model.spec=huge", f"encoder={enc}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "model.spec" in err[0]
@@ -88,12 +96,21 @@ def test_cross_attention_generator_round_trip(tmp_path, setup) -> None:
     from gensis.generator.synthesizer import Synthesizer
 
     enc, data = setup
-    result = gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "out": str(tmp_path / "x"),
-                                     "model.conditioning": "cross_attention", "train.epochs": 1})
+    result = gensis.train_generator(
+        {
+            **TINY,
+            "encoder": str(enc),
+            "data.path": str(data),
+            "out": str(tmp_path / "x"),
+            "model.conditioning": "cross_attention",
+            "train.epochs": 1,
+        }
+    )
     synth = Synthesizer(result.generator_path, torch.device("cpu"))
     assert synth.unet.spec.conditioning == "cross_attention"
-    images = synth.images(torch.randn(3, 512), sampler="ddim", steps=2, guidance_scale=1.5,
-                          generator=torch.Generator().manual_seed(0))
+    images = synth.images(
+        torch.randn(3, 512), sampler="ddim", steps=2, guidance_scale=1.5, generator=torch.Generator().manual_seed(0)
+    )
     assert images.shape == (3, 3, 8, 8) and images.dtype == torch.uint8
 
 
@@ -103,8 +120,16 @@ def test_ema_warms_up_so_short_runs_export_trained_weights(tmp_path, setup) -> N
 
     assert ema_decay(0.9999, 0) == pytest.approx(0.1) and ema_decay(0.9999, 10**7) == 0.9999
     enc, data = setup
-    result = gensis.train_generator({**TINY, "encoder": str(enc), "data.path": str(data), "out": str(tmp_path / "e"),
-                                     "train.ema_decay": 0.9999, "train.epochs": 3})
+    result = gensis.train_generator(
+        {
+            **TINY,
+            "encoder": str(enc),
+            "data.path": str(data),
+            "out": str(tmp_path / "e"),
+            "train.ema_decay": 0.9999,
+            "train.epochs": 3,
+        }
+    )
     raw = load_state(tmp_path / "e" / "checkpoints" / "last.pt")["model"]
     exported = Synthesizer(result.generator_path, torch.device("cpu")).unet.state_dict()
     torch.manual_seed(0)  # the initial weights of this run
@@ -130,8 +155,15 @@ def test_a_moved_folder_finds_the_encoder_its_generator_records(tmp_path, setup)
     before = tmp_path / "before"
     before.mkdir()
     shutil.copy(enc, before / "encoder.safetensors")
-    gensis.train_generator({**TINY, "encoder": str(before / "encoder.safetensors"), "data.path": str(data),
-                            "out": str(before / "g"), "train.epochs": 1})
+    gensis.train_generator(
+        {
+            **TINY,
+            "encoder": str(before / "encoder.safetensors"),
+            "data.path": str(data),
+            "out": str(before / "g"),
+            "train.epochs": 1,
+        }
+    )
     after = tmp_path / "after"
     before.rename(after)
     synth = Synthesizer(after / "g", "cpu")

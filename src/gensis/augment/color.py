@@ -190,14 +190,11 @@ def color_jitter(
     hi = torch.tensor([r[1] for r in ranges])
     factors = lo + (hi - lo) * torch.rand(n, 4, generator=generator)
     # A zero range is skipped entirely, like torchvision (hue 0 is not bit-exact otherwise).
-    active = (ranges[0] != (1.0, 1.0), ranges[1] != (1.0, 1.0), ranges[2] != (1.0, 1.0),
-              ranges[3] != (0.0, 0.0))
+    active = (ranges[0] != (1.0, 1.0), ranges[1] != (1.0, 1.0), ranges[2] != (1.0, 1.0), ranges[3] != (0.0, 0.0))
     return apply_color_jitter(x, factors, order, mask, active)
 
 
-def random_grayscale(
-    x: torch.Tensor, p: Prob, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def random_grayscale(x: torch.Tensor, p: Prob, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace selected samples by their luma, replicated to every channel."""
     mask = draw_mask(x.shape[0], p, generator)
     if not mask.any():

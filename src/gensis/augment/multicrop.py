@@ -29,9 +29,7 @@ ViewKind = Literal["global1", "global2", "local"]
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(
-            f"expected uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
+        raise ValueError(f"expected uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     return images.float().div_(255.0)
 
 
@@ -74,15 +72,11 @@ class MultiCropAugment:
         x_local = x if local_images is None else _to_float(local_images)
         return self._global(x, generator, sources) + self._local(x_local, self.cfg.n_local_crops, generator)
 
-    def global_views(
-        self, images: torch.Tensor, generator: torch.Generator
-    ) -> list[torch.Tensor]:
+    def global_views(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """Only the two global views [global1, global2] (same stream as the first two views)."""
         return self._global(_to_float(images), generator)
 
-    def view(
-        self, images: torch.Tensor, kind: ViewKind, generator: torch.Generator
-    ) -> torch.Tensor:
+    def view(self, images: torch.Tensor, kind: ViewKind, generator: torch.Generator) -> torch.Tensor:
         """One view of the given kind, float32 (B, 3, S, S)."""
         x = _to_float(images)
         cfg = self.cfg

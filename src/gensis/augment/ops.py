@@ -115,9 +115,7 @@ def sample_crop_boxes(
     f64 = torch.float64
     area = float(height * width)
     frac = torch.empty(n, attempts, dtype=f64).uniform_(scale[0], scale[1], generator=generator)
-    log_r = torch.empty(n, attempts, dtype=f64).uniform_(
-        math.log(ratio[0]), math.log(ratio[1]), generator=generator
-    )
+    log_r = torch.empty(n, attempts, dtype=f64).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     aspect = log_r.exp()
     w = torch.round(torch.sqrt(area * frac * aspect))
     h = torch.round(torch.sqrt(area * frac / aspect))
@@ -163,11 +161,7 @@ def resized_crop(
 
 
 def random_resized_crop(
-    x: torch.Tensor,
-    size: int,
-    scale: Range,
-    ratio: Range = (3 / 4, 4 / 3),
-    generator: Generator = None,
+    x: torch.Tensor, size: int, scale: Range, ratio: Range = (3 / 4, 4 / 3), generator: Generator = None
 ) -> torch.Tensor:
     """``(B, C, size, size)``: one RandomResizedCrop per sample, all resized in one call."""
     boxes = sample_crop_boxes(x.shape[0], x.shape[-2], x.shape[-1], scale, ratio, generator)
@@ -225,9 +219,7 @@ def gaussian_blur_sigma(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> to
     return y.view(n, c, h, w).clamp_(0.0, 1.0)  # weights sum to 1 only up to rounding
 
 
-def gaussian_blur(
-    x: torch.Tensor, p: Prob, sigma_range: Range, generator: Generator = None
-) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, p: Prob, sigma_range: Range, generator: Generator = None) -> torch.Tensor:
     """Blur selected samples with sigma ~ U(sigma_range); radius = ceil(3 * max sigma).
 
     The radius comes from the range, not from the draws, so shapes do not depend on them.
@@ -240,9 +232,7 @@ def gaussian_blur(
     return _apply_subset(x, mask, lambda sub, idx: gaussian_blur_sigma(sub, sigma[idx], radius))
 
 
-def random_solarize(
-    x: torch.Tensor, p: Prob, threshold: float = 0.5, generator: Generator = None
-) -> torch.Tensor:
+def random_solarize(x: torch.Tensor, p: Prob, threshold: float = 0.5, generator: Generator = None) -> torch.Tensor:
     """Selected samples: pixels ``>= threshold`` become ``1 - pixel`` (PIL ImageOps.solarize)."""
     mask = draw_mask(x.shape[0], p, generator)
 

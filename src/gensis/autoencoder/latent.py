@@ -52,14 +52,18 @@ def load_vae(name: str, device: torch.device | str = "cpu", *, key: str = "model
         return AutoencoderKL.from_pretrained(name, local_files_only=True).to(device).eval().requires_grad_(False)
     except (OSError, ValueError):
         if not _hub_reachable():
-            raise CheckpointError(f"{key}: cannot load an AutoencoderKL from {name!r}: no such folder, not "
-                                  "in the local hub cache, and the hub is unreachable (offline); pass a folder "
-                                  "written by save_pretrained, or train one: gensis train-autoencoder") from None
+            raise CheckpointError(
+                f"{key}: cannot load an AutoencoderKL from {name!r}: no such folder, not "
+                "in the local hub cache, and the hub is unreachable (offline); pass a folder "
+                "written by save_pretrained, or train one: gensis train-autoencoder"
+            ) from None
     try:
         vae = AutoencoderKL.from_pretrained(name)
     except Exception as exc:
-        raise CheckpointError(f"{key}: cannot load an AutoencoderKL from {name!r} as a folder or hub id "
-                              f"(a hub id needs a network): {first_line(exc)}") from None
+        raise CheckpointError(
+            f"{key}: cannot load an AutoencoderKL from {name!r} as a folder or hub id "
+            f"(a hub id needs a network): {first_line(exc)}"
+        ) from None
     return vae.to(device).eval().requires_grad_(False)
 
 
@@ -67,15 +71,19 @@ def _check_autoencoder_folder(folder: Path, key: str) -> None:
     """Refuse, naming the file, what is not an autoencoder folder: an encoder, a file, a bad config."""
     if folder.is_file():
         kind = " (a gensis encoder or generator file)" if folder.suffix == ".safetensors" else ""
-        raise CheckpointError(f"{key}: {folder} is a file{kind}; an AutoencoderKL is a folder with config.json "
-                              "and weights (save_pretrained output or a train-autoencoder run folder)")
+        raise CheckpointError(
+            f"{key}: {folder} is a file{kind}; an AutoencoderKL is a folder with config.json "
+            "and weights (save_pretrained output or a train-autoencoder run folder)"
+        )
     for inner, kind in (
         ("encoder", "a stage-1 run folder (an encoder)"),
         ("generator", "a train-generator run folder"),
     ):
         if (folder / "exported" / f"{inner}.safetensors").exists():
-            raise CheckpointError(f"{key}: {folder} is {kind}, not an autoencoder; give a train-autoencoder "
-                                  "run folder or an AutoencoderKL folder")
+            raise CheckpointError(
+                f"{key}: {folder} is {kind}, not an autoencoder; give a train-autoencoder "
+                "run folder or an AutoencoderKL folder"
+            )
     config = folder / "config.json"
     if not config.is_file():
         raise CheckpointError(f"{key}: {folder} holds no config.json: not an AutoencoderKL folder")
@@ -107,8 +115,13 @@ def check_vae_fits(name: str, resolution: int, data_fingerprint: str, data_sourc
             f"{resolution} px; train one at this size (gensis train-autoencoder data.resolution={resolution})"
         )
     if meta.get("data_fingerprint") != data_fingerprint:
-        raise ConfigError(by_rule("fingerprint", f"{key}: {folder} was trained on other images ({meta.get('data')}, "
-                                  f"{meta.get('images')} images) than {data_source}; train one on these images"))
+        raise ConfigError(
+            by_rule(
+                "fingerprint",
+                f"{key}: {folder} was trained on other images ({meta.get('data')}, "
+                f"{meta.get('images')} images) than {data_source}; train one on these images",
+            )
+        )
 
 
 def vae_sha256(vae) -> str:
@@ -121,8 +134,9 @@ def downsample_factor(vae) -> int:
 
 
 @torch.no_grad()
-def encode_images(vae, data: ImageData, *, batch_size: int = 64, device: torch.device | str = "cpu",
-                  progress: bool = False) -> torch.Tensor:
+def encode_images(
+    vae, data: ImageData, *, batch_size: int = 64, device: torch.device | str = "cpu", progress: bool = False
+) -> torch.Tensor:
     """Scaled posterior means (N, C, R/f, R/f) of every image, on the CPU."""
     out = []
     for start in tqdm(range(0, len(data), batch_size), desc="latents", disable=not progress, leave=False):

@@ -36,10 +36,15 @@ def build_autoencoder(cfg: AutoencoderModelConfig, resolution: int):
 
     widths = cfg.widths(resolution)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(widths),
-        up_block_types=("UpDecoderBlock2D",) * len(widths), block_out_channels=tuple(widths),
-        layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
-        norm_num_groups=min(32, widths[0]), sample_size=resolution,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(widths),
+        up_block_types=("UpDecoderBlock2D",) * len(widths),
+        block_out_channels=tuple(widths),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=min(32, widths[0]),
+        sample_size=resolution,
         mid_block_add_attention=cfg.mid_attention,
     )
 
@@ -60,8 +65,10 @@ def autoencoder_digest(vae) -> str:
 def fit_scaling_factor(vae, images: torch.Tensor, batch_size: int = 32) -> float:
     """1 / std of the posterior means, as LDM sets it, so the diffusion model sees unit-variance latents."""
     device = next(vae.parameters()).device
-    z = [vae.encode(images[i : i + batch_size].to(device).float() / 127.5 - 1).latent_dist.mean.cpu()
-         for i in range(0, len(images), batch_size)]
+    z = [
+        vae.encode(images[i : i + batch_size].to(device).float() / 127.5 - 1).latent_dist.mean.cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return float(1.0 / torch.cat(z).float().std().clamp_min(1e-6))
 
 

@@ -42,15 +42,25 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruction_quality(vae, images: torch.Tensor, sources: torch.Tensor, *, encoder=None,
-                           data: ImageData | None = None, real_embeddings: torch.Tensor | None = None,
-                           device="cpu") -> tuple[dict[str, Any], torch.Tensor]:
+def reconstruction_quality(
+    vae,
+    images: torch.Tensor,
+    sources: torch.Tensor,
+    *,
+    encoder=None,
+    data: ImageData | None = None,
+    real_embeddings: torch.Tensor | None = None,
+    device="cpu",
+) -> tuple[dict[str, Any], torch.Tensor]:
     """Figures of the reconstructions of ``images`` (the items ``sources`` of ``data``), and the
     reconstructions. Without an encoder only PSNR is measured."""
     rec = reconstruct(vae, images)
     p = psnr(rec, images)
-    result: dict[str, Any] = {"images": len(images), "psnr_db": round(float(p.mean()), 2),
-                              "psnr_db_min": round(float(p.min()), 2)}
+    result: dict[str, Any] = {
+        "images": len(images),
+        "psnr_db": round(float(p.mean()), 2),
+        "psnr_db_min": round(float(p.min()), 2),
+    }
     if encoder is None or data is None:
         return result, rec
     real_emb = real_embeddings if real_embeddings is not None else encoder_embeddings(encoder, data, device=device)
@@ -64,21 +74,29 @@ def reconstruction_quality(vae, images: torch.Tensor, sources: torch.Tensor, *, 
     return result, rec
 
 
-FIGURES = (("psnr_db", "PSNR (dB)"), ("cosine_to_source", "cosine to the source (stage-1 space)"),
-           ("retrieval_top1", "source retrieval top-1 (%)"), ("retrieval_top5", "source retrieval top-5 (%)"),
-           ("retrieval_median_rank", "median rank of the source"))
+FIGURES = (
+    ("psnr_db", "PSNR (dB)"),
+    ("cosine_to_source", "cosine to the source (stage-1 space)"),
+    ("retrieval_top1", "source retrieval top-1 (%)"),
+    ("retrieval_top5", "source retrieval top-5 (%)"),
+    ("retrieval_median_rank", "median rank of the source"),
+)
 
 
 def reconstruction_table(quality: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Rows: figure | reconstructions | real stage-1 views (ceiling) | chance."""
     ceiling, chance = quality.get("ceiling", {}), quality.get("chance", {})
-    rows = [[label, str(quality[key]), str(ceiling.get(key, "-")), str(chance.get(key, "-"))]
-            for key, label in FIGURES if key in quality]
+    rows = [
+        [label, str(quality[key]), str(ceiling.get(key, "-")), str(chance.get(key, "-"))]
+        for key, label in FIGURES
+        if key in quality
+    ]
     return ["figure", "reconstructions", "real stage-1 views (ceiling)", "chance"], rows
 
 
-def save_pairs_grid(path: Path, originals: torch.Tensor, reconstructions: torch.Tensor, columns: int = 8,
-                    tile_px: int | None = None) -> Path:
+def save_pairs_grid(
+    path: Path, originals: torch.Tensor, reconstructions: torch.Tensor, columns: int = 8, tile_px: int | None = None
+) -> Path:
     """A PNG with rows of originals, each followed by a row of their reconstructions."""
     from PIL import Image
 

@@ -60,11 +60,23 @@ def shard_path(root: Path, shard: int) -> Path:
 
 
 # Field -> (type, smallest value) of index.json; checked before any field is used.
-_INDEX_FIELDS = {"generator_sha256": (str, None), "encoder_sha256": (str, None), "resolution": (int, 1),
-                 "n_sources": (int, 1), "shard_size": (int, 1), "views_per_image": (int, 0),
-                 "interpolations_per_image": (int, 0), "settings": (dict, None), "shards": (list, None),
-                 "format": (str, None), "data_fingerprint": (str, None), "storage": (str, None),
-                 "vae": (str, None), "vae_relative": (str, None), "vae_sha256": (str, None)}
+_INDEX_FIELDS = {
+    "generator_sha256": (str, None),
+    "encoder_sha256": (str, None),
+    "resolution": (int, 1),
+    "n_sources": (int, 1),
+    "shard_size": (int, 1),
+    "views_per_image": (int, 0),
+    "interpolations_per_image": (int, 0),
+    "settings": (dict, None),
+    "shards": (list, None),
+    "format": (str, None),
+    "data_fingerprint": (str, None),
+    "storage": (str, None),
+    "vae": (str, None),
+    "vae_relative": (str, None),
+    "vae_sha256": (str, None),
+}
 
 
 def read_index(root: Path) -> BankIndex | None:
@@ -99,8 +111,10 @@ def _check_index_fields(p: Path, data: dict) -> None:
             raise CheckpointError(f"{p}: field '{key}' must be {what}, got {json.dumps(value)[:60]}")
     lo, hi = config_range(DataConfig, "resolution")  # the sizes a bank can have been made at
     if "resolution" in data and not lo <= data["resolution"] <= hi:
-        raise CheckpointError(f"{p}: field 'resolution' must be in [{lo}, {hi}] (data.resolution's range), "
-                              f"got {json.dumps(data['resolution'])[:60]}")
+        raise CheckpointError(
+            f"{p}: field 'resolution' must be in [{lo}, {hi}] (data.resolution's range), "
+            f"got {json.dumps(data['resolution'])[:60]}"
+        )
     if data.get("storage", "pixels") not in STORAGES:
         raise CheckpointError(
             f"{p}: field 'storage' must be one of {sorted(STORAGES)}, got {json.dumps(data['storage'])[:60]}"
@@ -124,8 +138,11 @@ def shard_problem(root: Path, index: BankIndex, shard: int) -> str | None:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as exc:
         return f"truncated or corrupt: {first_line(exc)}"
-    if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) != \
-            (BANK_FORMAT, index.generator_sha256, str(shard)):
+    if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) != (
+        BANK_FORMAT,
+        index.generator_sha256,
+        str(shard),
+    ):
         return "written for another bank or shard"
     return None
 
@@ -149,8 +166,14 @@ def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tenso
     if set(t) != set(keys):
         return f"tensors {sorted(t)}, expected {sorted(keys)}"
     payload, src, partner, alpha, seed = (t[k] for k in keys)
-    dtypes = {"source": torch.int64, "partner": torch.int64, "alpha": torch.float32, "seed": torch.int64,
-              "images": torch.uint8, "latents": torch.float16}
+    dtypes = {
+        "source": torch.int64,
+        "partner": torch.int64,
+        "alpha": torch.float32,
+        "seed": torch.int64,
+        "images": torch.uint8,
+        "latents": torch.float16,
+    }
     for k in keys:
         if t[k].dtype != dtypes[k]:
             return f"'{k}' is {t[k].dtype}, expected {dtypes[k]}"
@@ -158,8 +181,11 @@ def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tenso
     if any(x.dim() != 1 or len(x) != m for x in (src, partner, alpha, seed)):
         shapes = [tuple(x.shape) for x in (src, partner, alpha, seed)]
         return f"source, partner, alpha and seed must be 1-D of one length, got {shapes}"
-    if payload.dim() != 4 or payload.shape[0] != m or (keys[0] == "images" and tuple(payload.shape[1:]) !=
-                                                        (3, index.resolution, index.resolution)):
+    if (
+        payload.dim() != 4
+        or payload.shape[0] != m
+        or (keys[0] == "images" and tuple(payload.shape[1:]) != (3, index.resolution, index.resolution))
+    ):
         return f"'{keys[0]}' shaped {tuple(payload.shape)} for {m} rows at {index.resolution} px"
     rows = index.shard_range(shard)
     if m and not (int(src.min()) >= rows.start and int(src.max()) < rows.stop):
@@ -171,8 +197,9 @@ def shard_content_problem(index: BankIndex, shard: int, t: dict[str, torch.Tenso
     views = torch.bincount(src[partner < 0] - rows.start, minlength=len(rows))
     interps = torch.bincount(src[partner >= 0] - rows.start, minlength=len(rows))
     if bool((views != index.views_per_image).any()) or bool((interps != index.interpolations_per_image).any()):
-        return (f"each source must have {index.views_per_image} views and {index.interpolations_per_image} "
-                "interpolations")
+        return (
+            f"each source must have {index.views_per_image} views and {index.interpolations_per_image} interpolations"
+        )
     return None
 
 
@@ -183,8 +210,10 @@ def open_decoder(root: Path, index: BankIndex, device: torch.device | str = "cpu
     vae = load_vae(recorded_path(index.vae, index.vae_relative, root), device, key=f"{index_path(root)}: vae")
     digest = vae_sha256(vae)
     if digest != index.vae_sha256:
-        raise CheckpointError(f"{index_path(root)}: its latents need the autoencoder {index.vae} with sha256 "
-                              f"{index.vae_sha256[:12]}, found {digest[:12]}")
+        raise CheckpointError(
+            f"{index_path(root)}: its latents need the autoencoder {index.vae} with sha256 "
+            f"{index.vae_sha256[:12]}, found {digest[:12]}"
+        )
     return vae
 
 
@@ -192,8 +221,9 @@ def write_index(root: Path, index: BankIndex) -> None:
     atomic_write_text(index_path(root), json.dumps(asdict(index), indent=1) + "\n")
 
 
-def write_shard(root: Path, index: BankIndex, shard: int, tensors: dict[str, torch.Tensor],
-                record: bool = True) -> None:
+def write_shard(
+    root: Path, index: BankIndex, shard: int, tensors: dict[str, torch.Tensor], record: bool = True
+) -> None:
     """Write one finished shard, then record it in the index (in that order).
 
     ``record=False`` writes the shard file only: with several processes, one of them merges
@@ -228,8 +258,11 @@ def adopt_finished_shards(root: Path, index: BankIndex) -> list[int]:
                 meta = f.metadata() or {}
         except (SafetensorError, OSError):
             continue
-        if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) == \
-                (BANK_FORMAT, index.generator_sha256, str(shard)):
+        if (meta.get("format"), meta.get("generator_sha256"), meta.get("shard")) == (
+            BANK_FORMAT,
+            index.generator_sha256,
+            str(shard),
+        ):
             found.append(shard)
     index.shards = sorted(set(index.shards) | set(found))
     return found
@@ -269,11 +302,14 @@ class ViewBank:
         """One-line CheckpointError naming the first shard that is not generated or not usable."""
         missing = sorted(set(range(self.index.n_shards)) - set(self.index.shards))
         if missing:
-            raise CheckpointError(f"{self.root}: view bank is incomplete (shards {missing[:5]} missing); "
-                                  "finish gensis generate first")
+            raise CheckpointError(
+                f"{self.root}: view bank is incomplete (shards {missing[:5]} missing); finish gensis generate first"
+            )
         for shard, why in broken_shards(self.root, self.index).items():
-            raise CheckpointError(f"{shard_path(self.root, shard)}: listed in index.json but {why}; "
-                                  "rerun gensis generate to regenerate it")
+            raise CheckpointError(
+                f"{shard_path(self.root, shard)}: listed in index.json but {why}; "
+                "rerun gensis generate to regenerate it"
+            )
 
     def check_data(self, fingerprint: str, source: str, key: str) -> None:
         """Refuse sources other than the bank's images (a bank without a fingerprint is trusted)."""
@@ -295,8 +331,9 @@ class ViewBank:
             raise CheckpointError(f"{path}: unreadable bank shard ({exc})") from None
         problem = shard_content_problem(self.index, shard, tensors)
         if problem:
-            raise CheckpointError(f"{path}: does not hold what index.json describes ({problem}); "
-                                  "remove it and rerun gensis generate")
+            raise CheckpointError(
+                f"{path}: does not hold what index.json describes ({problem}); remove it and rerun gensis generate"
+            )
         return tensors
 
     def entries(self, source: int) -> dict[str, torch.Tensor]:

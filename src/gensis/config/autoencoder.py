@@ -22,9 +22,13 @@ class AutoencoderModelConfig(StrictModel):
 
     # None: by resolution (:meth:`widths`). Set it to choose the levels (downsampling
     # 2^(levels-1)) and widths yourself.
-    block_out_channels: list[int] | None = Field(None, min_length=2, max_length=6,
-                                                 description="widths per level; downsampling 2^(levels-1); "
-                                                 "null: 16-32-64 (4x) below 128 px, else 32-64-128-128 (8x)")
+    block_out_channels: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=6,
+        description="widths per level; downsampling 2^(levels-1); "
+        "null: 16-32-64 (4x) below 128 px, else 32-64-128-128 (8x)",
+    )
     layers_per_block: int = Field(1, ge=1, le=4)
     latent_channels: int = Field(4, ge=1, le=64)
     mid_attention: bool = Field(True, description="self-attention in the latent-resolution middle block")
@@ -71,8 +75,10 @@ class AutoencoderTrainConfig(StrictModel):
     # Chosen by measurement (docs/RESULTS.md, "The autoencoder's loss"): +1.2 dB PSNR and +0.04
     # cosine on 224-px lung tiles over L1 alone (3 seeds), at 1.6x the time per step.
     perceptual_weight: float | None = Field(
-        None, ge=0, description="weight of 1 - cosine of the stage-1 embeddings of crop and reconstruction "
-        "(needs encoder=); 0: off; null: 0.1 when encoder= is given, else 0"
+        None,
+        ge=0,
+        description="weight of 1 - cosine of the stage-1 embeddings of crop and reconstruction "
+        "(needs encoder=); 0: off; null: 0.1 when encoder= is given, else 0",
     )
     seed: int = Field(0, ge=0, le=2**32 - 1)
     device: str = "auto"

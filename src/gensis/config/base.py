@@ -13,9 +13,14 @@ Interval = tuple[float, float]
 
 MAX_IMAGE_BYTES = 256 << 20  # far above any real image file; a guard against /dev/zero named zero.png
 # ``max_image_bytes`` of every command that reads images (the data section, and the flat commands).
-MaxImageBytes = Annotated[int, Field(
-    ge=1, description="skip (with a warning naming it) an image file larger than this, or any "
-    "file that is not a regular file (a FIFO, a device)")]
+MaxImageBytes = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="skip (with a warning naming it) an image file larger than this, or any "
+        "file that is not a regular file (a FIFO, a device)",
+    ),
+]
 
 
 class StrictModel(BaseModel):
@@ -37,9 +42,7 @@ class DataConfig(StrictModel):
     )
     resolution: int = Field(32, ge=8, le=1024, description="images are made square at this size")
     strict: bool = Field(False, description="fail on the first unreadable image instead of skipping")
-    cache_dir: ScratchDir | None = Field(
-        "auto", description="'auto' = user cache dir, null = no cache, else a folder"
-    )
+    cache_dir: ScratchDir | None = Field("auto", description="'auto' = user cache dir, null = no cache, else a folder")
     max_images: int | None = Field(None, ge=1, description="use a fixed spread subset of N images")
     num_workers: int = Field(2, ge=0, le=64, description="decoder processes for large images")
     max_image_bytes: MaxImageBytes = MAX_IMAGE_BYTES
@@ -57,6 +60,9 @@ class ForegroundFitConfig(StrictModel):
     )
     fit_images: int = Field(2000, ge=1, description="images sampled to fit the PCA")
     resolution: int | None = Field(
-        None, ge=8, le=1024, description="resize images to this size for the encoder's feature map (e.g. 96 for "
-        "32-px images and a stride-32 CNN, whose map would be one cell)"
+        None,
+        ge=8,
+        le=1024,
+        description="resize images to this size for the encoder's feature map (e.g. 96 for "
+        "32-px images and a stride-32 CNN, whose map would be one cell)",
     )

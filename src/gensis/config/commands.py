@@ -10,18 +10,33 @@ from gensis.config.products import Product
 from gensis.config.tiling import TileConfig
 
 COMMAND_CONFIGS: dict[str, type[StrictModel]] = {  # in the order the command line lists them
-    "run": s.PipelineConfig, "pretrain": s.PretrainConfig, "train-autoencoder": TrainAutoencoderConfig,
-    "train-generator": s.TrainGeneratorConfig, "generate": s.GenerateConfig, "show": s.ShowConfig,
-    "foreground": s.ForegroundConfig, "eval-generator": s.EvalGeneratorConfig, "eval": s.EvalConfig,
-    "export": ExportConfig, "embed": s.EmbedConfig, "tile": TileConfig,
+    "run": s.PipelineConfig,
+    "pretrain": s.PretrainConfig,
+    "train-autoencoder": TrainAutoencoderConfig,
+    "train-generator": s.TrainGeneratorConfig,
+    "generate": s.GenerateConfig,
+    "show": s.ShowConfig,
+    "foreground": s.ForegroundConfig,
+    "eval-generator": s.EvalGeneratorConfig,
+    "eval": s.EvalConfig,
+    "export": ExportConfig,
+    "embed": s.EmbedConfig,
+    "tile": TileConfig,
 }
 
 # In the order a folder is recognised (config/products.py): a run folder that exported a
 # generator is a generator run even if it also exported an encoder.
 PRODUCTS: tuple[Product, ...] = (
-    s.PipelineConfig.product, s.GenerateConfig.product, TileConfig.product,
-    s.TrainGeneratorConfig.product, TrainAutoencoderConfig.product, s.PretrainConfig.product,
-    s.ShowConfig.product, s.ForegroundConfig.product, s.EmbedConfig.product, ExportConfig.product,
+    s.PipelineConfig.product,
+    s.GenerateConfig.product,
+    TileConfig.product,
+    s.TrainGeneratorConfig.product,
+    TrainAutoencoderConfig.product,
+    s.PretrainConfig.product,
+    s.ShowConfig.product,
+    s.ForegroundConfig.product,
+    s.EmbedConfig.product,
+    ExportConfig.product,
 )
 
 

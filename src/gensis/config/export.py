@@ -17,8 +17,11 @@ class ExportConfig(StrictModel):
     """``gensis export``: an encoder as one self-contained file (TorchScript, torch.export or ONNX)."""
 
     # TorchScript and torch.export files are zips holding the encoder's metadata (runtime/export.py)
-    product: ClassVar[Product] = Product("export", archive_members=(f"extra/{EXTRA_FILE}", f"*/extra/{EXTRA_FILE}"),
-                                         archive_suffixes=(".zip", ".pt", ".pt2"))
+    product: ClassVar[Product] = Product(
+        "export",
+        archive_members=(f"extra/{EXTRA_FILE}", f"*/extra/{EXTRA_FILE}"),
+        archive_suffixes=(".zip", ".pt", ".pt2"),
+    )
 
     encoder: InputPath = Field(..., description="run folder or exported encoder .safetensors")
     out: OutputFile = Field(

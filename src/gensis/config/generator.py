@@ -43,8 +43,9 @@ class GeneratorModelConfig(StrictModel):
     # The conditioning design, chosen by measurement (docs/RESULTS.md, "Stage 2 that follows its
     # condition"): each of these made the generator follow its embedding sooner on the digits.
     prediction_type: Literal["epsilon", "v_prediction"] = Field(
-        "v_prediction", description="v-prediction (Salimans & Ho 2022): the loss keeps weight at high noise, "
-        "where the condition decides the image; epsilon is the DDPM objective"
+        "v_prediction",
+        description="v-prediction (Salimans & Ho 2022): the loss keeps weight at high noise, "
+        "where the condition decides the image; epsilon is the DDPM objective",
     )
     scale_shift: bool = Field(
         True, description="AdaGN (ADM/RCDM): time+condition scale and shift each block after its GroupNorm"
@@ -74,9 +75,7 @@ class GeneratorTrainConfig(StrictModel):
     )
     vflip_p: float | None = Field(None, ge=0, le=1, description="default: the encoder's stage-1 augment.vflip_p")
     rot90_p: float | None = Field(None, ge=0, le=1, description="default: the encoder's stage-1 augment.rot90_p")
-    monitor_every: int = Field(
-        200, ge=0, description="steps between conditioning checks on held-out images (0: off)"
-    )
+    monitor_every: int = Field(200, ge=0, description="steps between conditioning checks on held-out images (0: off)")
     monitor_images: int = Field(
         64, ge=0, description="images held out of training for the conditioning check (at most 10 % of the set)"
     )
@@ -92,8 +91,9 @@ class GeneratorTrainConfig(StrictModel):
 class TrainGeneratorConfig(StrictModel):
     """``gensis train-generator``: stage 2, a diffusion model conditioned on stage-1 embeddings."""
 
-    product: ClassVar[Product] = Product("generator run", "a train-generator run folder",
-                                          exports=("generator.safetensors",))
+    product: ClassVar[Product] = Product(
+        "generator run", "a train-generator run folder", exports=("generator.safetensors",)
+    )
 
     out: OutputDir = Field("runs/generator", description="run folder")
     encoder: InputPath = Field(..., description="stage-1 run folder or exported encoder .safetensors")
@@ -158,8 +158,9 @@ class GenerateConfig(SamplingConfig):
         None, description="local diffusers image-variation pipeline folder, used instead of generator="
     )
     storage: Literal["auto", "pixels", "latents"] = Field(
-        "auto", description="what the bank stores for a latent generator: uint8 pixels, or fp16 latents decoded "
-        "when read (auto: latents only when a pixel bank would not fit in memory)"
+        "auto",
+        description="what the bank stores for a latent generator: uint8 pixels, or fp16 latents decoded "
+        "when read (auto: latents only when a pixel bank would not fit in memory)",
     )
 
     @model_validator(mode="after")

@@ -34,8 +34,9 @@ class WandbLoggerConfig(StrictModel):
 class MLflowLoggerConfig(StrictModel):
     enabled: bool = Field(False, description="MLflow (pip install 'gensis[mlflow]')")
     tracking_uri: str | None = Field(
-        None, description="default: MLFLOW_TRACKING_URI, else a local SQLite store <out>/mlflow.db "
-        "(artifacts in <out>/mlartifacts; mlflow ui --backend-store-uri sqlite:///<out>/mlflow.db)"
+        None,
+        description="default: MLFLOW_TRACKING_URI, else a local SQLite store <out>/mlflow.db "
+        "(artifacts in <out>/mlartifacts; mlflow ui --backend-store-uri sqlite:///<out>/mlflow.db)",
     )
     experiment: str = "gensis"
     run_name: str | None = Field(None, description="default: the run folder's name")

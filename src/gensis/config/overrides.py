@@ -87,8 +87,10 @@ def _set_dotted(tree: dict[str, Any], model: type[BaseModel], key: str, value: A
         inner = i < len(parts) - 1 and (is_section or get_origin(ann) is dict)
         if inner and not isinstance(node.get(part, {}), dict):
             # a config file gave the section a plain value (train: 5): named, not a TypeError
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: a section of key: value pairs, got "
-                              f"{node[part]!r}; {key} cannot be set inside it")
+            raise ConfigError(
+                f"{'.'.join(parts[: i + 1])}: a section of key: value pairs, got "
+                f"{node[part]!r}; {key} cannot be set inside it"
+            )
         if i < len(parts) - 1 and get_origin(ann) is dict:
             # A free-form mapping (e.g. a stage's overrides): the rest of the key is one entry.
             node.setdefault(part, {})[".".join(parts[i + 1 :])] = value

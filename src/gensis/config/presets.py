@@ -29,10 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "local_crop_size": 96,
             "local_crop_scale": (0.05, 0.4),
         },
-        "model": {
-            "backbone": "vit_small_patch16_224",
-            "backbone_kwargs": {"drop_path_rate": 0.1},
-        },
+        "model": {"backbone": "vit_small_patch16_224", "backbone_kwargs": {"drop_path_rate": 0.1}},
         "dino": {"out_dim": 65536, "warmup_teacher_temp_epochs": 0},
         "optim": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.04, "weight_decay_end": 0.4},
         "train": {"epochs": 100, "batch_size": 256},
@@ -74,10 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "local_crop_scale": (0.05, 0.25),
             "blur_p": (0.0, 0.0, 0.0),
         },
-        "model": {
-            "backbone": "vit_tiny_patch16_224",
-            "backbone_kwargs": {"patch_size": 4, "drop_path_rate": 0.1},
-        },
+        "model": {"backbone": "vit_tiny_patch16_224", "backbone_kwargs": {"patch_size": 4, "drop_path_rate": 0.1}},
         "dino": {"out_dim": 4096, "warmup_teacher_temp_epochs": 0},
         "optim": {"name": "adamw", "lr": 0.0005, "weight_decay": 0.04, "weight_decay_end": 0.4},
         "train": {"epochs": 200, "batch_size": 512, "knn_every": 20},
@@ -92,12 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "local_crop_scale": (0.05, 0.25),
         },
         "model": {"backbone": "resnet18"},
-        "dino": {
-            "out_dim": 4096,
-            "head_layers": 2,
-            "head_batch_norm": True,
-            "warmup_teacher_temp_epochs": 0,
-        },
+        "dino": {"out_dim": 4096, "head_layers": 2, "head_batch_norm": True, "warmup_teacher_temp_epochs": 0},
         "optim": {
             "name": "sgd",
             "lr": 0.12,

@@ -76,9 +76,7 @@ class ModelConfig(StrictModel):
     """Backbone by timm name; the encoder outputs one pooled embedding per image."""
 
     backbone: str = "resnet18"
-    cifar_stem: bool = Field(
-        False, description="ResNet only: 3x3 stride-1 stem and no max-pool (for <= 64 px images)"
-    )
+    cifar_stem: bool = Field(False, description="ResNet only: 3x3 stride-1 stem and no max-pool (for <= 64 px images)")
     backbone_kwargs: dict[str, int | float | str | bool] = Field(
         default_factory=dict, description="passed to timm.create_model, e.g. patch_size=4"
     )
@@ -192,9 +190,7 @@ class GenViewsConfig(StrictModel):
         le=100,
         description="weight of the disentanglement loss (DINO only: it needs the teacher); 0 disables it",
     )
-    dis_update_center: bool = Field(
-        False, description="also update the DINO center with the mixed teacher logits"
-    )
+    dis_update_center: bool = Field(False, description="also update the DINO center with the mixed teacher logits")
     alpha_range: Interval = Field((0.3, 0.7), description="on-the-fly only: share of the source in SLERP")
     sampler: Literal["ddim", "dpmsolver++"] = Field("dpmsolver++", description="on-the-fly only")
     steps: int = Field(10, ge=1, le=1000, description="on-the-fly only: sampling steps")
@@ -215,8 +211,9 @@ class GenViewsConfig(StrictModel):
 class PretrainConfig(StrictModel):
     """``gensis pretrain``: stage 1, DINO with hand-crafted augmentations."""
 
-    product: ClassVar[Product] = Product("pretrain run", "a stage-1 run folder (an encoder)",
-                                          exports=("encoder.safetensors",))
+    product: ClassVar[Product] = Product(
+        "pretrain run", "a stage-1 run folder (an encoder)", exports=("encoder.safetensors",)
+    )
 
     out: OutputDir = Field("runs/pretrain", description="run folder")
     preset: str = "default"
@@ -225,8 +222,9 @@ class PretrainConfig(StrictModel):
     )
     init_from: InputPath | None = Field(None, description="encoder weights to start from (not resume)")
     init_full: bool = Field(
-        False, description="with init_from=<pretrain run folder>: also its heads, teacher and DINO center "
-        "(stage 3 continuing stage 1); the optimizer and step start fresh"
+        False,
+        description="with init_from=<pretrain run folder>: also its heads, teacher and DINO center "
+        "(stage 3 continuing stage 1); the optimizer and step start fresh",
     )
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -244,13 +242,17 @@ class PretrainConfig(StrictModel):
     def _method(self) -> PretrainConfig:
         if self.method != "dino":
             if self.augment.n_local_crops:
-                raise ValueError(f"augment.n_local_crops={self.augment.n_local_crops}: {self.method} trains on two "
-                                 "views; set augment.n_local_crops=0")
+                raise ValueError(
+                    f"augment.n_local_crops={self.augment.n_local_crops}: {self.method} trains on two "
+                    "views; set augment.n_local_crops=0"
+                )
         if self.init_full and self.init_from is None:
             raise ValueError("init_full: needs init_from=<pretrain run folder>")
         if self.quality.enabled and self.quality.encoder is None and self.init_from is None:
-            raise ValueError("quality.encoder: the quality-driven loss needs a frozen encoder "
-                             "(quality.encoder=<encoder> or init_from)")
+            raise ValueError(
+                "quality.encoder: the quality-driven loss needs a frozen encoder "
+                "(quality.encoder=<encoder> or init_from)"
+            )
         return self
 
 
@@ -356,8 +358,12 @@ class PipelineDataConfig(DataConfig):
     """``data`` of ``gensis run``: as for pretrain, but the resolution defaults to the preset's."""
 
     # None until the preset fills it in: wider than DataConfig's int on purpose.
-    resolution: int | None = Field(None, ge=8, le=1024,  # type: ignore[assignment]
-                                   description="default: the preset's resolution")
+    resolution: int | None = Field(
+        None,
+        ge=8,
+        le=1024,  # type: ignore[assignment]
+        description="default: the preset's resolution",
+    )
 
 
 def pipeline_state_is_gensis(data: Mapping[str, Any]) -> bool:
@@ -377,8 +383,12 @@ class PipelineConfig(StrictModel):
     stage 1's settings, so ``gen_dino`` lists only what changes (``train.epochs``, ``gen.*``).
     """
 
-    product: ClassVar[Product] = Product("pipeline", "a gensis run folder (one subfolder per stage)",
-                                          marker="pipeline.json", accepts=pipeline_state_is_gensis)
+    product: ClassVar[Product] = Product(
+        "pipeline",
+        "a gensis run folder (one subfolder per stage)",
+        marker="pipeline.json",
+        accepts=pipeline_state_is_gensis,
+    )
 
     out: OutputDir = Field("runs/gensis", description="pipeline folder (one subfolder per stage)")
     preset: str = Field("default", description="stage-1 (and stage-3) preset")
@@ -403,12 +413,14 @@ class PipelineConfig(StrictModel):
     # Fresh heads on stage 1's backbone start at a uniform DINO loss and barely recover in 150
     # steps (PCam, 2026-11-22).
     stage3_init: Literal["stage1", "stage1-backbone", "scratch"] = Field(
-        "stage1", description="stage 3 continues stage 1's model (backbone, heads, teacher, center), "
-        "takes only its backbone (fresh heads), or starts from a random init"
+        "stage1",
+        description="stage 3 continues stage 1's model (backbone, heads, teacher, center), "
+        "takes only its backbone (fresh heads), or starts from a random init",
     )
     control: bool = Field(
-        True, description="also train stage 3's recipe without generated views (the fair baseline); with "
-        "stage3_init=scratch and stage 1's recipe that run is stage 1, so none is trained"
+        True,
+        description="also train stage 3's recipe without generated views (the fair baseline); with "
+        "stage3_init=scratch and stage 1's recipe that run is stage 1, so none is trained",
     )
     show: StageOverrides = Field(default_factory=dict, description="picture-grid overrides")
     pictures: bool = Field(True, description="draw the picture grids of the generator")

@@ -17,8 +17,13 @@ SLIDE_EXTENSIONS = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 class TileConfig(StrictModel):
     """Whole-slide images -> fixed-size tissue tiles plus a ``manifest.csv``."""
 
-    product: ClassVar[Product] = Product("tiles", marker=".state/settings.json", archive_members=("manifest.csv",),
-                                          archive_suffixes=(".zip",), archive_state="settings.json")
+    product: ClassVar[Product] = Product(
+        "tiles",
+        marker=".state/settings.json",
+        archive_members=("manifest.csv",),
+        archive_suffixes=(".zip",),
+        archive_state="settings.json",
+    )
 
     slides: InputPath = Field(
         description="a slide file, a folder searched (recursively) for "

@@ -24,11 +24,7 @@ def epoch_batches(n_images: int, batch_size: int, seed: int, epoch: int) -> list
 
 
 def iterate_batches(
-    data: ImageData,
-    batches: list[torch.Tensor],
-    device: torch.device,
-    num_workers: int,
-    resident: torch.Tensor | None,
+    data: ImageData, batches: list[torch.Tensor], device: torch.device, num_workers: int, resident: torch.Tensor | None
 ) -> Iterator[torch.Tensor]:
     """Yield uint8 (B, 3, R, R) batches on ``device`` for the given index lists."""
     if resident is not None:

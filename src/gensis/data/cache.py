@@ -112,9 +112,7 @@ def entry_paths(cache_dir: Path, source: Path, resolution: int, key: str) -> tup
     return base.with_name(base.name + ".npy"), base.with_name(base.name + ".json")
 
 
-def load_entry(
-    npy: Path, meta_path: Path, key: str, resolution: int
-) -> tuple[np.ndarray, dict[str, Any]] | None:
+def load_entry(npy: Path, meta_path: Path, key: str, resolution: int) -> tuple[np.ndarray, dict[str, Any]] | None:
     """Return (images, metadata) for a valid entry, ``None`` on a miss or a corrupt entry."""
     if not (npy.exists() and meta_path.exists()):
         return None

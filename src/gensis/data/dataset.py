@@ -68,8 +68,7 @@ class ImageData:
         if self.images is not None:
             if self.images.dtype != torch.uint8 or tuple(self.images.shape) != (n, 3, r, r):
                 raise ValueError(
-                    f"images must be uint8 ({n}, 3, {r}, {r}), got "
-                    f"{self.images.dtype} {tuple(self.images.shape)}"
+                    f"images must be uint8 ({n}, 3, {r}, {r}), got {self.images.dtype} {tuple(self.images.shape)}"
                 )
         if self.labels is not None and tuple(self.labels.shape) != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(self.labels.shape)}")
@@ -80,10 +79,7 @@ class ImageData:
     def __repr__(self) -> str:
         mode = "in memory" if self.in_memory else "lazy"
         classes = f"{self.num_classes} classes" if self.labels is not None else "unlabelled"
-        return (
-            f"ImageData({len(self)} images, {self.resolution}px, {classes}, {mode}, "
-            f"source={self.source!r})"
-        )
+        return f"ImageData({len(self)} images, {self.resolution}px, {classes}, {mode}, source={self.source!r})"
 
     @property
     def in_memory(self) -> bool:

@@ -34,18 +34,14 @@ def demo_digits(resolution: int = 32) -> tuple[ImageData, ImageData]:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise DataError(
-            "the demo dataset needs scikit-learn: pip install 'gensis[demo]'"
-        ) from None
+        raise DataError("the demo dataset needs scikit-learn: pip install 'gensis[demo]'") from None
     bunch = load_digits()
     pixels = np.asarray(bunch.images, dtype=np.float32)  # (1797, 8, 8), values 0..16
     labels = np.asarray(bunch.target, dtype=np.int64)
 
     x = torch.from_numpy(pixels * (255.0 / 16.0)).unsqueeze(1)  # (N, 1, 8, 8)
     if resolution != x.shape[-1]:
-        x = F.interpolate(
-            x, size=(resolution, resolution), mode="bicubic", align_corners=False, antialias=True
-        )
+        x = F.interpolate(x, size=(resolution, resolution), mode="bicubic", align_corners=False, antialias=True)
     images = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
 
     train_idx, test_idx = stratified_split(labels, DEMO_TEST_SIZE, DEMO_SEED)
@@ -56,9 +52,7 @@ def demo_digits(resolution: int = 32) -> tuple[ImageData, ImageData]:
     )
 
 
-def stratified_split(
-    labels: np.ndarray, test_size: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, test_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, test) indices with ``test_size`` test items spread by class share."""
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * test_size / len(labels)
@@ -78,11 +72,7 @@ def stratified_split(
 
 
 def _part(
-    images: torch.Tensor,
-    labels: np.ndarray,
-    idx: np.ndarray,
-    class_names: list[str],
-    resolution: int,
+    images: torch.Tensor, labels: np.ndarray, idx: np.ndarray, class_names: list[str], resolution: int
 ) -> ImageData:
     t = torch.from_numpy(idx)
     return ImageData(

@@ -39,17 +39,26 @@ def subset_indices(n: int, k: int) -> list[int]:
     return sorted(perm.tolist())
 
 
-def load_training_images(data_cfg: Any, resolution: int, *, progress: bool = True,
-                         require_labels: bool = False) -> ImageData:
+def load_training_images(
+    data_cfg: Any, resolution: int, *, progress: bool = True, require_labels: bool = False
+) -> ImageData:
     """The training images of a command's ``data`` section (path, strict, cache_dir,
     max_images, num_workers), with one error line when ``data.path`` is not given."""
     from gensis.errors import ConfigError
 
     if data_cfg.path is None:
         raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
-    return load_images(data_cfg.path, resolution, require_labels=require_labels, strict=data_cfg.strict,
-                       cache_dir=data_cfg.cache_dir, max_images=data_cfg.max_images, progress=progress,
-                       num_workers=data_cfg.num_workers, max_image_bytes=data_cfg.max_image_bytes)
+    return load_images(
+        data_cfg.path,
+        resolution,
+        require_labels=require_labels,
+        strict=data_cfg.strict,
+        cache_dir=data_cfg.cache_dir,
+        max_images=data_cfg.max_images,
+        progress=progress,
+        num_workers=data_cfg.num_workers,
+        max_image_bytes=data_cfg.max_image_bytes,
+    )
 
 
 def load_images(
@@ -95,8 +104,16 @@ def load_images(
         data = _lazy(src, listing, resolution, strict, max_image_bytes)
     else:
         data = _in_memory(
-            src, kind, resolution, strict, require_labels, cache_root, max_images,
-            num_workers, progress, max_image_bytes,
+            src,
+            kind,
+            resolution,
+            strict,
+            require_labels,
+            cache_root,
+            max_images,
+            num_workers,
+            progress,
+            max_image_bytes,
         )
     if require_labels and data.labels is None:
         raise _no_labels(src)
@@ -104,10 +121,7 @@ def load_images(
 
 
 def _no_labels(src: Path) -> DataError:
-    return DataError(
-        f"{src} has no labels: put images in one subfolder per class "
-        "(or add 'labels' to the .npz)"
-    )
+    return DataError(f"{src} has no labels: put images in one subfolder per class (or add 'labels' to the .npz)")
 
 
 def check_listing(path: str | Path, require_labels: bool = False, max_image_bytes: int = MAX_IMAGE_BYTES) -> None:
@@ -120,7 +134,11 @@ def check_listing(path: str | Path, require_labels: bool = False, max_image_byte
 
 
 def _list(
-    src: Path, kind: SourceKind, strict: bool, require_labels: bool, max_images: int | None,
+    src: Path,
+    kind: SourceKind,
+    strict: bool,
+    require_labels: bool,
+    max_images: int | None,
     max_bytes: int = MAX_IMAGE_BYTES,
 ) -> Listing:
     """List a folder or zip, report its layout, check labels, keep the first N items."""
@@ -134,8 +152,7 @@ def _list(
     return listing
 
 
-def _lazy(src: Path, listing: Listing, resolution: int, strict: bool,
-          max_bytes: int = MAX_IMAGE_BYTES) -> ImageData:
+def _lazy(src: Path, listing: Listing, resolution: int, strict: bool, max_bytes: int = MAX_IMAGE_BYTES) -> ImageData:
     """Keep the file list; only zero-byte files can be rejected without decoding. ``strict``
     decodes every file once here, so that an unreadable one stops the command at load, named,
     before any run folder is written (not from a loader worker, mid-training)."""
@@ -217,8 +234,14 @@ def _in_memory(
         reader = ItemReader(kind, src, max_bytes)
         digests: list[str] | None = [] if kind == "folder" else None
         images, bad = decode_many(
-            reader, listing.ids, resolution, strict=strict, num_workers=num_workers,
-            progress=progress, desc=f"decoding {src.name}", digests=digests,
+            reader,
+            listing.ids,
+            resolution,
+            strict=strict,
+            num_workers=num_workers,
+            progress=progress,
+            desc=f"decoding {src.name}",
+            digests=digests,
         )
         bad_ids = {item_id for item_id, _ in bad}
         keep = [i for i, x in enumerate(listing.ids) if x not in bad_ids]
@@ -229,8 +252,9 @@ def _in_memory(
             "class_names": kept.class_names,
             "skipped": sorted(listing.skipped + bad),
             "notes": listing.notes,
-            "content": cache.content_key(kind, kept.ids, kept.sizes,
-                                         kept.stamps if digests is None else [digests[i] for i in keep]),
+            "content": cache.content_key(
+                kind, kept.ids, kept.sizes, kept.stamps if digests is None else [digests[i] for i in keep]
+            ),
             "content_version": cache.FOLDER_CONTENT_VERSION if kind == "folder" else 1,
         }
         data = _store(src, resolution, cache_root, key, images, meta)
@@ -240,11 +264,7 @@ def _in_memory(
 
 
 def _load_npz(
-    src: Path,
-    resolution: int,
-    require_labels: bool,
-    cache_root: Path | None,
-    max_images: int | None,
+    src: Path, resolution: int, require_labels: bool, cache_root: Path | None, max_images: int | None
 ) -> ImageData:
     ref = known = None
     if cache_root is not None and resolution <= MAX_IN_MEMORY_RESOLUTION:
@@ -288,8 +308,7 @@ def _load_npz(
 
 
 def _by_ref(
-    src: Path, resolution: int, strict: bool, cache_root: Path, max_images: int | None,
-    max_bytes: int | None = None,
+    src: Path, resolution: int, strict: bool, cache_root: Path, max_images: int | None, max_bytes: int | None = None
 ) -> tuple[str, str | None, ImageData | None]:
     """(stat key, the full key it points to, the cached data) for an unchanged file; a zip's
     listing also depends on the size cap (members over it are left out)."""
@@ -300,12 +319,7 @@ def _by_ref(
 
 
 def _from_cache(
-    src: Path,
-    resolution: int,
-    strict: bool,
-    cache_root: Path,
-    key: str,
-    replay_notes: bool = True,
+    src: Path, resolution: int, strict: bool, cache_root: Path, key: str, replay_notes: bool = True
 ) -> ImageData | None:
     """The cached ImageData for ``key``, or ``None`` on a miss (or a corrupt entry)."""
     npy, meta_path = cache.entry_paths(cache_root, src, resolution, key)
@@ -329,12 +343,7 @@ def _from_cache(
 
 
 def _store(
-    src: Path,
-    resolution: int,
-    cache_root: Path | None,
-    key: str,
-    images: np.ndarray,
-    meta: dict[str, Any],
+    src: Path, resolution: int, cache_root: Path | None, key: str, images: np.ndarray, meta: dict[str, Any]
 ) -> ImageData:
     """Check, cache (when enabled) and wrap freshly decoded images."""
     _check_not_empty(src, len(images), meta["skipped"])  # before saving: never cache nothing
@@ -370,14 +379,15 @@ def _summary(skipped: list[tuple[str, str]]) -> str:
 def _check_not_empty(src: Path, n: int, skipped: list[tuple[str, str]]) -> None:
     if n == 0:
         # the first one's reason: when all are skipped, they mostly share it (a cap, a format)
-        extra = f" ({len(skipped)} unreadable skipped: {_summary(skipped)}; {skipped[0][0]}: {skipped[0][1]})" \
-            if skipped else ""
+        extra = (
+            f" ({len(skipped)} unreadable skipped: {_summary(skipped)}; {skipped[0][0]}: {skipped[0][1]})"
+            if skipped
+            else ""
+        )
         raise DataError(f"no images found in {src}{extra}")
 
 
 def _warn_skipped(src: Path, skipped: list[tuple[str, str]]) -> None:
     if skipped:
         s = "" if len(skipped) == 1 else "s"
-        log.warning(
-            "skipped %d unreadable image%s in %s: %s", len(skipped), s, src, _summary(skipped)
-        )
+        log.warning("skipped %d unreadable image%s in %s: %s", len(skipped), s, src, _summary(skipped))

@@ -56,14 +56,15 @@ def read_npz(path: Path) -> NpzContents:
     stored_shape = tuple(images.shape)
     # (H, H, 3): a square colour image, not H images of H x 3 pixels
     if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[0] == images.shape[1] > images.shape[2]:
-        raise DataError(f"'images' in {path} is shaped {stored_shape}: one (H, W, C) image without the batch "
-                        "dimension? save images[None], shaped (N, H, W, C)")
+        raise DataError(
+            f"'images' in {path} is shaped {stored_shape}: one (H, W, C) image without the batch "
+            "dimension? save images[None], shaped (N, H, W, C)"
+        )
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or 0 in images.shape[1:3]:
         raise DataError(
-            f"'images' in {path} must be shaped (N, H, W, C) with C in 1, 3, 4 or (N, H, W), "
-            f"got {stored_shape}"
+            f"'images' in {path} must be shaped (N, H, W, C) with C in 1, 3, 4 or (N, H, W), got {stored_shape}"
         )
     n = images.shape[0]
     if n == 0:
@@ -73,10 +74,7 @@ def read_npz(path: Path) -> NpzContents:
     class_names: list[str] | None = None
     if labels is not None:
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(
-                f"'labels' in {path} must be a 1-D integer array, got {labels.dtype} "
-                f"{tuple(labels.shape)}"
-            )
+            raise DataError(f"'labels' in {path} must be a 1-D integer array, got {labels.dtype} {tuple(labels.shape)}")
         if len(labels) != n:
             raise DataError(f"'labels' in {path} has {len(labels)} entries for {n} images")
         if labels.min() < 0:
@@ -92,8 +90,7 @@ def read_npz(path: Path) -> NpzContents:
             all_names = [str(c) for c in np.asarray(names).reshape(-1)]
             if len(all_names) <= int(values[-1]):
                 raise DataError(
-                    f"'class_names' in {path} has {len(all_names)} names but 'labels' "
-                    f"goes up to {int(values[-1])}"
+                    f"'class_names' in {path} has {len(all_names)} names but 'labels' goes up to {int(values[-1])}"
                 )
             class_names = [all_names[int(v)] for v in values]
             seen: dict[str, int] = {}
@@ -116,8 +113,11 @@ def _check_headers(path: Path) -> None:
                     continue
                 with z.open(info) as f:
                     version = np.lib.format.read_magic(f)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(f)
                     header = f.tell()
                 if dtype.hasobject:
@@ -125,8 +125,10 @@ def _check_headers(path: Path) -> None:
                 claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
                 held = info.file_size - header
                 if claimed != held:
-                    raise DataError(f"'{info.filename[:-4]}' in {path} claims shape {tuple(shape)} of {dtype} "
-                                    f"({claimed:,} bytes) but holds {held:,} bytes: a damaged or crafted file")
+                    raise DataError(
+                        f"'{info.filename[:-4]}' in {path} claims shape {tuple(shape)} of {dtype} "
+                        f"({claimed:,} bytes) but holds {held:,} bytes: a damaged or crafted file"
+                    )
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

@@ -22,9 +22,7 @@ from gensis.runtime.trust import display, read_regular, regular_file_problem
 
 from .decode import one_line
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 SUPPORTED_KINDS = "a folder of images, a .zip of images, or a .npz with an 'images' array"
 
 SourceKind = Literal["folder", "zip", "npz"]
@@ -146,26 +144,25 @@ def list_zip(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> Listing:
             oversize.append((name, f"{info.file_size:,} bytes, over the size cap max_image_bytes={max_bytes:,}"))
             continue
         if name in members:  # which copy a reader gets is undefined
-            raise DataError(f"{display(path)}: the zip holds the image {display(name)!r} more than once; which copy "
-                            "is read is undefined, so it is refused")
+            raise DataError(
+                f"{display(path)}: the zip holds the image {display(name)!r} more than once; which copy "
+                "is read is undefined, so it is refused"
+            )
         members[name] = info
     names = sorted(members)
     sizes = [members[n].file_size for n in names]
     stamps = [f"{members[n].CRC:08x}" for n in names]
     listing = _finish("zip", path, names, sizes, stamps, oversize)
     if unsafe:
-        listing.notes.append(f"{path}: skipped {len(unsafe)} member(s) whose path leaves the archive's tree "
-                             f"(absolute, a drive, '..' or an empty folder name): {', '.join(unsafe[:3])}")
+        listing.notes.append(
+            f"{path}: skipped {len(unsafe)} member(s) whose path leaves the archive's tree "
+            f"(absolute, a drive, '..' or an empty folder name): {', '.join(unsafe[:3])}"
+        )
     return listing
 
 
 def _finish(
-    kind: SourceKind,
-    root: Path,
-    ids: list[str],
-    sizes: list[int],
-    stamps: list[str],
-    skipped: list[tuple[str, str]],
+    kind: SourceKind, root: Path, ids: list[str], sizes: list[int], stamps: list[str], skipped: list[tuple[str, str]]
 ) -> Listing:
     """Sort by id and derive labels from the first path component."""
     order = sorted(range(len(ids)), key=ids.__getitem__)

@@ -51,10 +51,16 @@ def _mean_between(points: Sequence[tuple[int, float]], lo: float, hi: float) -> 
 
 def convergence(metrics: Sequence[dict], out_dim: int, knn_key: str = "knn_top1_k20") -> Convergence:
     """The convergence of one DINO run from its logged metrics (see the module docstring)."""
-    loss = [(int(m["step"]), float(m["loss"])) for m in metrics
-            if isinstance(m.get("loss"), (int, float)) and isinstance(m.get("step"), int)]
-    knn = [(int(m["step"]), float(m[knn_key])) for m in metrics
-           if isinstance(m.get(knn_key), (int, float)) and isinstance(m.get("step"), int)]
+    loss = [
+        (int(m["step"]), float(m["loss"]))
+        for m in metrics
+        if isinstance(m.get("loss"), (int, float)) and isinstance(m.get("step"), int)
+    ]
+    knn = [
+        (int(m["step"]), float(m[knn_key]))
+        for m in metrics
+        if isinstance(m.get(knn_key), (int, float)) and isinstance(m.get("step"), int)
+    ]
     total = max([s for s, _ in loss] + [s for s, _ in knn], default=0)
     limit = LOSS_SHARE * math.log(out_dim)
     fall = knn_change = knn_at = None
@@ -66,8 +72,9 @@ def convergence(metrics: Sequence[dict], out_dim: int, knn_key: str = "knn_top1_
         if at80 is not None and end is not None:
             fall = at80 - end
             verdicts.append(abs(fall) < limit)  # a loss that rose as much has not settled either
-            reasons.append(f"loss fell {fall:.3f} over the last fifth, limit {limit:.3f} "
-                           f"({LOSS_SHARE:.0%} of ln {out_dim})")
+            reasons.append(
+                f"loss fell {fall:.3f} over the last fifth, limit {limit:.3f} ({LOSS_SHARE:.0%} of ln {out_dim})"
+            )
     if fall is None:
         reasons.append("too few loss points in the last fifth (lower train.log_every)")
     if knn and knn[-1][0] == total:
@@ -76,11 +83,14 @@ def convergence(metrics: Sequence[dict], out_dim: int, knn_key: str = "knn_top1_
             s, v = min(earlier, key=lambda p: abs(p[0] - 0.75 * total))
             knn_change, knn_at = knn[-1][1] - v, s / total
             verdicts.append(abs(knn_change) <= KNN_POINTS)
-            reasons.append(f"kNN k=20 moved {knn_change:+.2f} points since {knn_at:.0%} of training, "
-                           f"limit {KNN_POINTS:g}")
+            reasons.append(
+                f"kNN k=20 moved {knn_change:+.2f} points since {knn_at:.0%} of training, limit {KNN_POINTS:g}"
+            )
     if knn_change is None:
-        reasons.append("no online kNN near three quarters and at the end (set train.knn_every so one falls "
-                       "between 65 and 85 % of the epochs)")
+        reasons.append(
+            "no online kNN near three quarters and at the end (set train.knn_every so one falls "
+            "between 65 and 85 % of the epochs)"
+        )
     if not verdicts:
         status: Status = "unknown"
     elif not all(verdicts):

@@ -29,8 +29,15 @@ from gensis.runtime.trust import display
 if TYPE_CHECKING:
     from gensis.config.schema import EmbedConfig
 
-def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], labels: torch.Tensor | None,
-                     class_names: list[str] | None, metadata: dict[str, str]) -> list[Path]:
+
+def write_embeddings(
+    out: str | Path,
+    feats: torch.Tensor,
+    ids: list[str],
+    labels: torch.Tensor | None,
+    class_names: list[str] | None,
+    metadata: dict[str, str],
+) -> list[Path]:
     """Write ``feats`` (N, D) in the format named by ``out``'s suffix; returns the files written."""
     paths = embedding_paths(out)
     if paths[0].suffix.lower() == ".safetensors":
@@ -57,8 +64,13 @@ def write_embeddings(out: str | Path, feats: torch.Tensor, ids: list[str], label
             _write_parquet(table_tmp, array, ids, lab, names, metadata)
         new = {paths[0].name: file_sha256(npy_tmp), paths[1].name: file_sha256(table_tmp)}
         before = vouched_digests(sidecar)
-        write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": {
-            name: sorted({digest, *before.get(name, [])}) for name, digest in new.items()}})
+        write_result_json(
+            sidecar,
+            {
+                "format": OWNERSHIP_FORMAT,
+                "files": {name: sorted({digest, *before.get(name, [])}) for name, digest in new.items()},
+            },
+        )
     write_result_json(sidecar, {"format": OWNERSHIP_FORMAT, "files": new})
     return [*paths, sidecar]
 
@@ -85,8 +97,14 @@ def _check_pyarrow(path: Path) -> None:
         raise ConfigError(f"out: {path}: writing Parquet needs pyarrow (pip install pyarrow), or use .csv") from None
 
 
-def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[int] | None,
-                   names: list[str] | None, metadata: dict[str, str]) -> None:
+def _write_parquet(
+    path: Path,
+    array: np.ndarray,
+    ids: list[str],
+    labels: list[int] | None,
+    names: list[str] | None,
+    metadata: dict[str, str],
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -98,8 +116,9 @@ def _write_parquet(path: Path, array: np.ndarray, ids: list[str], labels: list[i
         cols["class"] = pa.array([display(n) for n in names], pa.string())
     flat = pa.array(np.ascontiguousarray(array).reshape(-1), pa.float32())
     cols["embedding"] = pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
-    table = pa.table(cols).replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()
-                                                    if k != "ids"})  # the ids are the file column
+    table = pa.table(cols).replace_schema_metadata(
+        {k.encode(): v.encode() for k, v in metadata.items() if k != "ids"}
+    )  # the ids are the file column
     pq.write_table(table, str(path))
 
 
@@ -124,14 +143,31 @@ def run_embed(cfg: EmbedConfig) -> Path:
     embedding_paths(cfg.out)  # a bad suffix fails before the encoder runs
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
-    data = load_images(cfg.data_path, cfg.resolution or encoder.info.resolution,
-                       cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
-                       max_image_bytes=cfg.max_image_bytes)
-    feats = encoder_embeddings(encoder, data, device=device, batch_size=cfg.batch_size,
-                               normalize=cfg.normalize, progress=cfg.progress, desc="embed")
-    file_meta = {"format": "gensis.embeddings/1", "ids": json.dumps(data.ids), "source": data.source,
-                 "encoder": str(cfg.encoder), "normalized": json.dumps(cfg.normalize),
-                 "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder))}
+    data = load_images(
+        cfg.data_path,
+        cfg.resolution or encoder.info.resolution,
+        cache_dir=cfg.cache_dir,
+        max_images=cfg.max_images,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )
+    feats = encoder_embeddings(
+        encoder,
+        data,
+        device=device,
+        batch_size=cfg.batch_size,
+        normalize=cfg.normalize,
+        progress=cfg.progress,
+        desc="embed",
+    )
+    file_meta = {
+        "format": "gensis.embeddings/1",
+        "ids": json.dumps(data.ids),
+        "source": data.source,
+        "encoder": str(cfg.encoder),
+        "normalized": json.dumps(cfg.normalize),
+        "encoder_sha256": file_sha256(resolve_encoder_path(cfg.encoder)),
+    }
     if data.class_names:
         file_meta["class_names"] = json.dumps(data.class_names)
     write_embeddings(cfg.out, feats, data.ids, data.labels, data.class_names, file_meta)

@@ -24,6 +24,7 @@ from gensis.runtime.io import write_result_json
 log = logging.getLogger("gensis.eval")
 
 
+# long: its signature is one keyword per line (ruff format); the body is about 40 lines
 def evaluate_encoder(
     encoder: Encoder,
     train: ImageData,
@@ -52,8 +53,16 @@ def evaluate_encoder(
     test_f = extract_features(encoder, test, desc="test features", **kw)
     n_classes = labels.num_classes
     correct: dict[int, torch.Tensor] = {}
-    knn = knn_accuracy(train_f, labels.train, test_f, labels.test, k=knn_ks_used(knn_k, len(train), train.source),
-                       temperature=temperature, num_classes=n_classes, correct=correct)
+    knn = knn_accuracy(
+        train_f,
+        labels.train,
+        test_f,
+        labels.test,
+        k=knn_ks_used(knn_k, len(train), train.source),
+        temperature=temperature,
+        num_classes=n_classes,
+        correct=correct,
+    )
     result: dict[str, Any] = {
         **(extra or {}),
         "train": train.source,
@@ -67,8 +76,16 @@ def evaluate_encoder(
         "knn_correct": {str(k): encode_correct(c.tolist()) for k, c in correct.items()},
     }
     if linear:
-        probe = linear_probe(train_f, labels.train, test_f, labels.test, num_classes=n_classes,
-                             epochs=linear_epochs, seed=seed, progress=progress)
+        probe = linear_probe(
+            train_f,
+            labels.train,
+            test_f,
+            labels.test,
+            num_classes=n_classes,
+            epochs=linear_epochs,
+            seed=seed,
+            progress=progress,
+        )
         result["linear"] = probe
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if out:
@@ -96,13 +113,31 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     train = _load_labelled(cfg.train_path, resolution, cfg)
     test = _load_labelled(cfg.test_path, resolution, cfg)
     return evaluate_encoder(
-        encoder, train, test, mean=mean, std=std,
-        knn_k=cfg.knn_k, temperature=cfg.knn_temperature, linear=cfg.linear,
-        linear_epochs=cfg.linear_epochs, batch_size=cfg.batch_size, device=device, seed=cfg.seed,
-        out=cfg.out, extra={"encoder": str(cfg.encoder)}, progress=cfg.progress,
+        encoder,
+        train,
+        test,
+        mean=mean,
+        std=std,
+        knn_k=cfg.knn_k,
+        temperature=cfg.knn_temperature,
+        linear=cfg.linear,
+        linear_epochs=cfg.linear_epochs,
+        batch_size=cfg.batch_size,
+        device=device,
+        seed=cfg.seed,
+        out=cfg.out,
+        extra={"encoder": str(cfg.encoder)},
+        progress=cfg.progress,
     )
 
 
 def _load_labelled(path: str, resolution: int, cfg: EvalConfig) -> ImageData:
-    return load_images(path, resolution, require_labels=True, cache_dir=cfg.cache_dir, max_images=cfg.max_images,
-                       progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
+    return load_images(
+        path,
+        resolution,
+        require_labels=True,
+        cache_dir=cfg.cache_dir,
+        max_images=cfg.max_images,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )

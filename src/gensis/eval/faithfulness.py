@@ -32,21 +32,30 @@ CLASS_K = 10
 
 
 def as_data(images: torch.Tensor) -> ImageData:
-    return ImageData(images=images, labels=None, class_names=None, ids=[str(i) for i in range(len(images))],
-                     source="generated", resolution=images.shape[-1])
+    return ImageData(
+        images=images,
+        labels=None,
+        class_names=None,
+        ids=[str(i) for i in range(len(images))],
+        source="generated",
+        resolution=images.shape[-1],
+    )
 
 
 def retrieval(view_emb: torch.Tensor, view_src: torch.Tensor, real_emb: torch.Tensor) -> dict[str, float]:
     """Rank of each view's source among all real embeddings (0 = nearest)."""
     sims = view_emb @ real_emb.T
     rank = (sims > sims.gather(1, view_src[:, None])).sum(1)
-    return {"retrieval_top1": round(float((rank == 0).float().mean() * 100), 2),
-            "retrieval_top5": round(float((rank < 5).float().mean() * 100), 2),
-            "retrieval_median_rank": int(rank.float().median()) + 1}
+    return {
+        "retrieval_top1": round(float((rank == 0).float().mean() * 100), 2),
+        "retrieval_top5": round(float((rank < 5).float().mean() * 100), 2),
+        "retrieval_median_rank": int(rank.float().median()) + 1,
+    }
 
 
-def class_consistency(view_emb: torch.Tensor, view_src: torch.Tensor, real_emb: torch.Tensor,
-                      labels: torch.Tensor, k: int = CLASS_K) -> float:
+def class_consistency(
+    view_emb: torch.Tensor, view_src: torch.Tensor, real_emb: torch.Tensor, labels: torch.Tensor, k: int = CLASS_K
+) -> float:
     """% of views whose k nearest real images mostly carry the source's label."""
     if k < 1:  # no neighbour casts a vote: the figure would mean nothing
         raise ValueError(f"class_consistency: k must be >= 1, got {k}")
@@ -62,8 +71,10 @@ def diversity(emb: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
     off = ~torch.eye(k, dtype=torch.bool)
     px = images.float().div(255).flatten(2)
     rmse = torch.cdist(px, px) / px.shape[-1] ** 0.5
-    return {"diversity_cosine": round(float((1 - emb @ emb.transpose(1, 2))[:, off].mean()), 4),
-            "diversity_pixel_rmse": round(float(rmse[:, off].mean()), 4)}
+    return {
+        "diversity_cosine": round(float((1 - emb @ emb.transpose(1, 2))[:, off].mean()), 4),
+        "diversity_pixel_rmse": round(float(rmse[:, off].mean()), 4),
+    }
 
 
 def source_distance(images: torch.Tensor, originals: torch.Tensor) -> float:
@@ -74,9 +85,14 @@ def source_distance(images: torch.Tensor, originals: torch.Tensor) -> float:
     return round(float((views - src).square().mean(-1).sqrt().mean()), 4)
 
 
-def view_figures(view_emb: torch.Tensor, view_images: torch.Tensor, sources: torch.Tensor,
-                 real_emb: torch.Tensor, labels: torch.Tensor | None,
-                 originals: torch.Tensor | None = None) -> dict[str, float]:
+def view_figures(
+    view_emb: torch.Tensor,
+    view_images: torch.Tensor,
+    sources: torch.Tensor,
+    real_emb: torch.Tensor,
+    labels: torch.Tensor | None,
+    originals: torch.Tensor | None = None,
+) -> dict[str, float]:
     """All figures for views laid out (S sources, K views each), K >= 1; ``originals``, the
     S source images, add the views' pixel distance to their source."""
     s, k = view_images.shape[:2]
@@ -115,9 +131,17 @@ def real_views(images: torch.Tensor, cfg: AugmentConfig, views: int, seed: int =
 
 
 @torch.no_grad()
-def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb: torch.Tensor, *,
-                       views: int = 2, device="cpu", seed: int = 0,
-                       originals: torch.Tensor | None = None) -> dict[str, dict]:
+def ceiling_and_chance(
+    encoder,
+    real: ImageData,
+    sources: torch.Tensor,
+    real_emb: torch.Tensor,
+    *,
+    views: int = 2,
+    device="cpu",
+    seed: int = 0,
+    originals: torch.Tensor | None = None,
+) -> dict[str, dict]:
     """The figures of real stage-1 views of ``sources`` (the ceiling), and of chance;
     ``originals``: the source images, when the caller has them decoded already."""
     cfg, where = ceiling_augment(encoder.info.augment, real.resolution)
@@ -132,8 +156,9 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
 
     ceiling = {"augment": where, **figures(cfg)}
     # The geometric part alone (crop, flips, rotations; no colour, blur or solarization).
-    geometric = cfg.model_copy(update={"color_jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": (0.0, 0.0, 0.0),
-                                       "solarize_p": 0.0})
+    geometric = cfg.model_copy(
+        update={"color_jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": (0.0, 0.0, 0.0), "solarize_p": 0.0}
+    )
     n = real_emb.shape[0]
     chance: dict[str, float] = {
         "images": n,
@@ -143,7 +168,7 @@ def ceiling_and_chance(encoder, real: ImageData, sources: torch.Tensor, real_emb
     }
     if labels is not None:
         share = torch.bincount(labels).float() / len(labels)
-        chance["class_consistency"] = round(float((share ** 2).sum() * 100), 2)
+        chance["class_consistency"] = round(float((share**2).sum() * 100), 2)
     return {"ceiling": ceiling, "ceiling_crop": figures(geometric), "chance": chance}
 
 
@@ -156,23 +181,34 @@ def versus_ceiling(generated: dict, ceiling: dict) -> dict[str, float]:
     return out
 
 
-FIGURES = (("retrieval_top1", "source retrieval top-1 (%)"), ("retrieval_top5", "source retrieval top-5 (%)"),
-           ("retrieval_median_rank", "median rank of the source"), ("class_consistency", "class consistency (%)"),
-           ("diversity_cosine", "diversity between views (cosine distance)"),
-           ("diversity_pixel_rmse", "diversity between views (pixel RMSE)"),
-           ("source_pixel_rmse", "distance to the source (pixel RMSE)"))
+FIGURES = (
+    ("retrieval_top1", "source retrieval top-1 (%)"),
+    ("retrieval_top5", "source retrieval top-5 (%)"),
+    ("retrieval_median_rank", "median rank of the source"),
+    ("class_consistency", "class consistency (%)"),
+    ("diversity_cosine", "diversity between views (cosine distance)"),
+    ("diversity_pixel_rmse", "diversity between views (pixel RMSE)"),
+    ("source_pixel_rmse", "distance to the source (pixel RMSE)"),
+)
 
 
 def faithfulness_table(quality: dict) -> tuple[list[str], list[list[str]]]:
     """Rows: figure | generated | real stage-1 views (ceiling) | real crops | chance | generated / ceiling."""
     ceiling, chance, ratio = quality.get("ceiling", {}), quality.get("chance", {}), quality.get("versus_ceiling", {})
     crop = quality.get("ceiling_crop", {})
-    header = ["figure", "generated views", "real stage-1 views (ceiling)", "real stage-1 crops", "chance",
-              "generated / ceiling"]
+    header = [
+        "figure",
+        "generated views",
+        "real stage-1 views (ceiling)",
+        "real stage-1 crops",
+        "chance",
+        "generated / ceiling",
+    ]
     rows = []
     for key, label in FIGURES:
         if key not in quality and key not in ceiling:
             continue
-        rows.append([label] + [str(d.get(key, "-")) for d in (quality, ceiling, crop, chance)]
-                    + [str(ratio.get(key, "-"))])
+        rows.append(
+            [label] + [str(d.get(key, "-")) for d in (quality, ceiling, crop, chance)] + [str(ratio.get(key, "-"))]
+        )
     return header, rows

@@ -56,6 +56,7 @@ def encoder_embeddings(
 ) -> torch.Tensor:
     """Embeddings of clean images with an exported encoder's own normalization (N, D)."""
     mean, std = encoder.info.normalization()
-    feats = extract_features(encoder, data, mean=mean, std=std,
-                             batch_size=batch_size, device=device, progress=progress, desc=desc)
+    feats = extract_features(
+        encoder, data, mean=mean, std=std, batch_size=batch_size, device=device, progress=progress, desc=desc
+    )
     return torch.nn.functional.normalize(feats, dim=-1).contiguous() if normalize else feats

@@ -20,6 +20,7 @@ from gensis.errors import GensisError
 
 log = logging.getLogger("gensis.eval")
 
+
 def _check_inputs(train_features: Tensor, train_labels: Tensor, test_features: Tensor) -> None:
     if train_features.ndim != 2 or test_features.ndim != 2:
         raise GensisError(
@@ -28,8 +29,7 @@ def _check_inputs(train_features: Tensor, train_labels: Tensor, test_features: T
         )
     if train_features.shape[1] != test_features.shape[1]:
         raise GensisError(
-            f"kNN train and test features differ in dimension: "
-            f"{train_features.shape[1]} vs {test_features.shape[1]}"
+            f"kNN train and test features differ in dimension: {train_features.shape[1]} vs {test_features.shape[1]}"
         )
     if train_labels.ndim != 1 or train_labels.shape[0] != train_features.shape[0]:
         raise GensisError(
@@ -94,9 +94,7 @@ def knn_predict(
         raise GensisError("kNN labels must be >= 0")
     n_classes = int(labels.max().item()) + 1 if num_classes is None else int(num_classes)
     if labels.max().item() >= n_classes:
-        raise GensisError(
-            f"kNN num_classes={n_classes} but the train labels go up to {labels.max().item()}"
-        )
+        raise GensisError(f"kNN num_classes={n_classes} but the train labels go up to {labels.max().item()}")
 
     train = F.normalize(train_features.float(), dim=1)  # new tensor: caller's stays as is
     k_max = min(ks[-1], train.shape[0])
@@ -164,6 +162,11 @@ def knn_ks_used(knn_k, n_train: int, source: str, warn: bool = True) -> tuple[in
     that "k=200" never labels a vote among 64 images."""
     too_big = sorted({int(k) for k in knn_k if int(k) > n_train})
     if too_big and warn:
-        log.warning("knn_k=%s: %s only has %d training images, so k=%d is used (and reported) instead",
-                    too_big, source, n_train, n_train)
+        log.warning(
+            "knn_k=%s: %s only has %d training images, so k=%d is used (and reported) instead",
+            too_big,
+            source,
+            n_train,
+            n_train,
+        )
     return tuple(sorted({min(int(k), n_train) for k in knn_k}))

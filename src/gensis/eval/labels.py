@@ -48,8 +48,10 @@ def align_labels(train: ImageData, test: ImageData) -> AlignedLabels:
     present = sorted({test_names[i] for i in test.labels.unique().tolist()})
     common = [n for n in present if n in index]
     if not common:
-        raise DataError(f"{test.source}: no class in common with {train.source} "
-                        f"(test: {_some(present)}; train: {_some(train_names)})")
+        raise DataError(
+            f"{test.source}: no class in common with {train.source} "
+            f"(test: {_some(present)}; train: {_some(train_names)})"
+        )
     absent_train = [n for n in present if n not in index]
     if absent_train:
         log.warning("test classes absent from %s are left out of the scores: %s", train.source, _some(absent_train))

@@ -58,8 +58,7 @@ class LinearClassifier:
     def scores(self, features: Tensor) -> Tensor:
         """Logits ``(N, C)`` on the classifier's device, computed in chunks."""
         out = [
-            ((chunk.to(self.weight.device, torch.float32) - self.mean) / self.std) @ self.weight
-            + self.bias
+            ((chunk.to(self.weight.device, torch.float32) - self.mean) / self.std) @ self.weight + self.bias
             for chunk in features.split(_EVAL_CHUNK)
         ]
         return torch.cat(out) if out else self.weight.new_zeros(0, self.weight.shape[1])
@@ -153,9 +152,7 @@ def _fit_grid(
                 denom = v.sqrt().div_(math.sqrt(1.0 - beta2**step)).add_(eps)
                 theta.sub_(denom.reciprocal_().mul_(m).mul_(lr / (1.0 - beta1**step)))
             bar.update(1)
-    return [
-        LinearClassifier(mean, std, theta[:dim, i].clone(), theta[dim, i].clone()) for i in range(g)
-    ]
+    return [LinearClassifier(mean, std, theta[:dim, i].clone(), theta[dim, i].clone()) for i in range(g)]
 
 
 @contextmanager
@@ -190,8 +187,7 @@ def _select(
     tr_idx, va_idx = _stratified_split(labels, val_fraction, seed)
     if va_idx.numel() == 0:
         raise GensisError(
-            "linear probe validation split is empty: raise val_fraction or give a single lr "
-            "and weight decay"
+            "linear probe validation split is empty: raise val_fraction or give a single lr and weight decay"
         )
     cands = fit(features[tr_idx.to(features.device)], labels[tr_idx], grid=grid, bar=bar)
     x_val = features[va_idx.to(features.device)]
@@ -199,8 +195,14 @@ def _select(
     results = []
     for (lr, wd), clf in zip(grid, cands, strict=True):
         scores = clf.scores(x_val)
-        results.append(dict(lr=lr, weight_decay=wd, val_top1=top_k_accuracy(scores, y_val, 1),
-                            val_loss=F.cross_entropy(scores, y_val).item()))
+        results.append(
+            dict(
+                lr=lr,
+                weight_decay=wd,
+                val_top1=top_k_accuracy(scores, y_val, 1),
+                val_loss=F.cross_entropy(scores, y_val).item(),
+            )
+        )
     return results
 
 
@@ -247,8 +249,7 @@ def linear_probe(
             f"linear probe train and test features differ in dimension: "
             f"{train_features.shape[1]} vs {test_features.shape[1]}"
         )
-    if (train_labels.shape, test_labels.shape) != (train_features.shape[:1],
-                                                     test_features.shape[:1]):
+    if (train_labels.shape, test_labels.shape) != (train_features.shape[:1], test_features.shape[:1]):
         raise GensisError("linear probe needs exactly one label per feature row")
     if epochs < 1 or batch_size < 1:
         raise GensisError(f"linear probe needs epochs, batch_size >= 1, got {epochs}, {batch_size}")
@@ -272,13 +273,11 @@ def linear_probe(
         raise GensisError(f"linear probe num_classes={n_classes} but labels go up to {label_max}")
 
     dev = resolve_device(str(device))
-    fit = partial(_fit_grid, num_classes=n_classes, epochs=epochs, batch_size=batch_size,
-                  seed=seed, device=dev)
+    fit = partial(_fit_grid, num_classes=n_classes, epochs=epochs, batch_size=batch_size, seed=seed, device=dev)
     selection: list[dict] = []
     best_lr, best_wd = grid[0]
     val_top1: float | None = None
-    with tqdm(total=epochs * (1 + (len(grid) > 1)), desc="linear probe", unit="epoch",
-              disable=not progress) as bar:
+    with tqdm(total=epochs * (1 + (len(grid) > 1)), desc="linear probe", unit="epoch", disable=not progress) as bar:
         if len(grid) > 1:
             # Selection sees only the train features and labels; the test set comes later.
             selection = _select(fit, train_features, y_train, grid, val_fraction, seed, bar)
@@ -291,8 +290,7 @@ def linear_probe(
     y_test = y_test.to(dev)
     binary = {}
     if n_classes == 2 and y_test.unique().numel() == 2:  # what the binary tasks report (PCam, Gen-SIS)
-        binary = dict(auc=binary_auc(scores[:, 1] - scores[:, 0], y_test),
-                      f1=binary_f1(scores.argmax(dim=1), y_test))
+        binary = dict(auc=binary_auc(scores[:, 1] - scores[:, 0], y_test), f1=binary_f1(scores.argmax(dim=1), y_test))
     return dict(
         top1=top_k_accuracy(scores, y_test, 1),
         correct=encode_correct((scores.argmax(dim=1) == y_test).tolist()),

@@ -17,8 +17,7 @@ def top_k_accuracy(scores: Tensor, labels: Tensor, k: int = 1) -> float:
     """
     if scores.ndim != 2 or labels.ndim != 1 or scores.shape[0] != labels.shape[0]:
         raise GensisError(
-            f"top-k accuracy needs scores (N, C) and labels (N,), got {tuple(scores.shape)} "
-            f"and {tuple(labels.shape)}"
+            f"top-k accuracy needs scores (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}"
         )
     if not 1 <= k <= scores.shape[1]:
         raise GensisError(f"top-{k} accuracy needs 1 <= k <= number of classes ({scores.shape[1]})")

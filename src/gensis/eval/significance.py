@@ -122,13 +122,22 @@ def paired_seeds(diffs: Sequence[float], alpha: float = ALPHA) -> SeedDifference
     else:  # every seed gave the same difference
         p_t = 1.0 if mean == 0 else 0.0
     decided = abs(mean) > half
-    return SeedDifference(mean, n, sd, se, (mean - half, mean + half), p_t, signflip_p(diffs),
-                          ("better" if mean > 0 else "worse") if decided else "none")
+    return SeedDifference(
+        mean,
+        n,
+        sd,
+        se,
+        (mean - half, mean + half),
+        p_t,
+        signflip_p(diffs),
+        ("better" if mean > 0 else "worse") if decided else "none",
+    )
 
 
 @dataclass(frozen=True)
 class Trend:
     """A curve's first and last tenth, its step-to-step noise, and whether it moved beyond it."""
+
     first: float
     last: float
     noise: float | None  # standard error of last - first; None with too few points to tell
@@ -160,5 +169,6 @@ def trend(values: Sequence[float]) -> Trend:
     se = sigma * math.sqrt(2 / tenth)
     change = last - first
     direction: Literal["falls", "rises", "flat"] = (
-        "flat" if abs(change) <= 2 * se else ("falls" if change < 0 else "rises"))
+        "flat" if abs(change) <= 2 * se else ("falls" if change < 0 else "rises")
+    )
     return Trend(first, last, se, n, direction)

@@ -31,25 +31,40 @@ def run_foreground(cfg: ForegroundConfig) -> list[Path]:
 
     device = resolve_device(cfg.device)
     encoder = load_encoder(cfg.encoder, device)
-    data = load_images(cfg.data_path, encoder.info.resolution,
-                       cache_dir=cfg.cache_dir, max_images=cfg.max_images, progress=cfg.progress,
-                       max_image_bytes=cfg.max_image_bytes)
-    kw: dict[str, Any] = dict(device=device, batch_size=cfg.batch_size, progress=cfg.progress,
-                              resolution=cfg.resolution)
-    pca = fit_foreground(encoder, data, fit_images=cfg.fit_images, quantile=cfg.quantile, sign=cfg.sign,
-                         seed=cfg.seed, **kw)
+    data = load_images(
+        cfg.data_path,
+        encoder.info.resolution,
+        cache_dir=cfg.cache_dir,
+        max_images=cfg.max_images,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )
+    kw: dict[str, Any] = dict(
+        device=device, batch_size=cfg.batch_size, progress=cfg.progress, resolution=cfg.resolution
+    )
+    pca = fit_foreground(
+        encoder, data, fit_images=cfg.fit_images, quantile=cfg.quantile, sign=cfg.sign, seed=cfg.seed, **kw
+    )
     ratios = foreground_ratios(encoder, data, pca, **kw)
     out = Path(cfg.out)
     lock.hold(out)  # one writer per folder (runtime/lock.py); also marks it as gensis's
     pca.save(out / PCA_FILE)
-    write_foreground_file(out / RATIO_FILE, {"ratio": ratios},
-           {"ids": json.dumps(data.ids), "source": data.source, "encoder": str(cfg.encoder)})
+    write_foreground_file(
+        out / RATIO_FILE,
+        {"ratio": ratios},
+        {"ids": json.dumps(data.ids), "source": data.source, "encoder": str(cfg.encoder)},
+    )
     picked = subset_indices(len(data), min(cfg.rows, len(data)))
     feats = torch.cat(list(feature_batches(encoder, data, picked, **kw)))
     _draw(out / "foreground.png", data.batch(torch.tensor(picked)), pca.maps(feats), pca.masks(feats), ratios[picked])
     RunFolder(out).log_image("foreground", out / "foreground.png")  # to the loggers of an enclosing `gensis run`
-    log.info("foreground: mean ratio %.3f over %d images (threshold %.4g, sign %+d)",
-             float(ratios.mean()), len(ratios), pca.threshold, pca.sign)
+    log.info(
+        "foreground: mean ratio %.3f over %d images (threshold %.4g, sign %+d)",
+        float(ratios.mean()),
+        len(ratios),
+        pca.threshold,
+        pca.sign,
+    )
     return [out / PCA_FILE, out / RATIO_FILE, out / "foreground.png"]
 
 

@@ -30,9 +30,18 @@ def resize_for_encoder(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
-def feature_batches(encoder: Encoder, data: ImageData, indices: list[int], *, device: torch.device,
-                    batch_size: int = 256, precision: str = "auto", progress: bool = False,
-                    resolution: int | None = None, desc: str = "foreground") -> Iterator[torch.Tensor]:
+def feature_batches(
+    encoder: Encoder,
+    data: ImageData,
+    indices: list[int],
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    precision: str = "auto",
+    progress: bool = False,
+    resolution: int | None = None,
+    desc: str = "foreground",
+) -> Iterator[torch.Tensor]:
     """Spatial feature maps (B, C, h, w), float32 on the CPU, of ``data[indices]`` in batches,
     normalized with the encoder's own mean/std (as :func:`gensis.eval.features.extract_features`)."""
     mean, std = encoder.info.normalization()
@@ -43,24 +52,63 @@ def feature_batches(encoder: Encoder, data: ImageData, indices: list[int], *, de
         yield feats.float().cpu()
 
 
-def fit_foreground(encoder: Encoder, data: ImageData, *, fit_images: int, quantile: float, sign: str, seed: int,
-                   device: torch.device, batch_size: int = 256, precision: str = "auto",
-                   progress: bool = False, resolution: int | None = None) -> ForegroundPCA:
+def fit_foreground(
+    encoder: Encoder,
+    data: ImageData,
+    *,
+    fit_images: int,
+    quantile: float,
+    sign: str,
+    seed: int,
+    device: torch.device,
+    batch_size: int = 256,
+    precision: str = "auto",
+    progress: bool = False,
+    resolution: int | None = None,
+) -> ForegroundPCA:
     """ForegroundPCA fitted on ``fit_images`` images drawn with ``seed``."""
     g = torch.Generator().manual_seed(seed)
     pick = sorted(torch.randperm(len(data), generator=g)[:fit_images].tolist())
-    feats = torch.cat(list(feature_batches(encoder, data, pick, device=device, batch_size=batch_size,
-                                           precision=precision, progress=progress, resolution=resolution,
-                                           desc="foreground fit")))
+    feats = torch.cat(
+        list(
+            feature_batches(
+                encoder,
+                data,
+                pick,
+                device=device,
+                batch_size=batch_size,
+                precision=precision,
+                progress=progress,
+                resolution=resolution,
+                desc="foreground fit",
+            )
+        )
+    )
     return ForegroundPCA(quantile=quantile, sign=SIGNS[sign], seed=seed).fit(feats)
 
 
-def foreground_ratios(encoder: Encoder, data: ImageData, pca: ForegroundPCA, *, device: torch.device,
-                      batch_size: int = 256, precision: str = "auto", progress: bool = False,
-                      resolution: int | None = None) -> torch.Tensor:
+def foreground_ratios(
+    encoder: Encoder,
+    data: ImageData,
+    pca: ForegroundPCA,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    precision: str = "auto",
+    progress: bool = False,
+    resolution: int | None = None,
+) -> torch.Tensor:
     """Foreground share (N,) in [0, 1] of every image, with the PCA's data-set threshold."""
-    batches = feature_batches(encoder, data, list(range(len(data))), device=device, batch_size=batch_size,
-                              precision=precision, progress=progress, resolution=resolution,
-                              desc="foreground ratios")
+    batches = feature_batches(
+        encoder,
+        data,
+        list(range(len(data))),
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        progress=progress,
+        resolution=resolution,
+        desc="foreground ratios",
+    )
     out = [pca.foreground_ratio(f) for f in batches]
     return torch.cat(out) if out else torch.zeros(0)

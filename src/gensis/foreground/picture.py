@@ -26,8 +26,16 @@ def foreground_picture(images: torch.Tensor, maps: torch.Tensor, masks: torch.Te
 
 
 @torch.no_grad()
-def log_foreground(run, encoder: Encoder, data: ImageData, pca: ForegroundPCA, *, device: torch.device,
-                   resolution: int | None = None, n: int = 8) -> None:
+def log_foreground(
+    run,
+    encoder: Encoder,
+    data: ImageData,
+    pca: ForegroundPCA,
+    *,
+    device: torch.device,
+    resolution: int | None = None,
+    n: int = 8,
+) -> None:
     """Send ``n`` images' foreground maps to ``run``'s loggers (a RunFolder); nothing to compute without any."""
     if not run.has_loggers():
         return

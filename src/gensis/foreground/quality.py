@@ -25,8 +25,15 @@ class PairQuality:
     are brought to the quality encoder's own normalization first.
     """
 
-    def __init__(self, encoder: Encoder, pca: ForegroundPCA, gamma: float,
-                 view_mean: tuple[float, ...], view_std: tuple[float, ...], resolution: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        pca: ForegroundPCA,
+        gamma: float,
+        view_mean: tuple[float, ...],
+        view_std: tuple[float, ...],
+        resolution: int | None = None,
+    ) -> None:
         self.encoder = encoder.eval()
         for p in self.encoder.parameters():
             p.requires_grad = False

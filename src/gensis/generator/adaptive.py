@@ -40,15 +40,21 @@ from gensis.runtime.run_folder import RunFolder
 log = logging.getLogger("gensis.generate")
 
 
-
-def foreground_noise_levels(encoder: Encoder, data: ImageData, cfg: GenerateConfig,
-                            device: torch.device) -> tuple[torch.Tensor, torch.Tensor, ForegroundPCA]:
+def foreground_noise_levels(
+    encoder: Encoder, data: ImageData, cfg: GenerateConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, ForegroundPCA]:
     """(ratios, noise levels, fitted PCA) of the source images, by GenView's bins."""
     fg = cfg.foreground
-    kw: dict[str, Any] = dict(device=device, batch_size=cfg.batch_size, precision=cfg.precision, progress=cfg.progress,
-                              resolution=fg.resolution)
-    pca = fit_foreground(encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign, seed=cfg.seed,
-                         **kw)
+    kw: dict[str, Any] = dict(
+        device=device,
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        progress=cfg.progress,
+        resolution=fg.resolution,
+    )
+    pca = fit_foreground(
+        encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign, seed=cfg.seed, **kw
+    )
     ratios = foreground_ratios(encoder, data, pca, **kw)
     return ratios, noise_level_for_ratio(ratios, cfg.noise_edges, cfg.noise_levels), pca
 
@@ -57,14 +63,20 @@ def adaptive_settings(cfg: GenerateConfig) -> dict:
     """The bank-index settings of adaptive noise; empty when off, so older banks resume."""
     if not cfg.adaptive_noise:
         return {}
-    return {"adaptive_noise": True, "noise_edges": list(cfg.noise_edges), "noise_levels": list(cfg.noise_levels),
-            "foreground_quantile": cfg.foreground.quantile, "foreground_sign": cfg.foreground.sign,
-            "foreground_fit_images": cfg.foreground.fit_images,
-            **({"foreground_resolution": cfg.foreground.resolution} if cfg.foreground.resolution else {})}
+    return {
+        "adaptive_noise": True,
+        "noise_edges": list(cfg.noise_edges),
+        "noise_levels": list(cfg.noise_levels),
+        "foreground_quantile": cfg.foreground.quantile,
+        "foreground_sign": cfg.foreground.sign,
+        "foreground_fit_images": cfg.foreground.fit_images,
+        **({"foreground_resolution": cfg.foreground.resolution} if cfg.foreground.resolution else {}),
+    }
 
 
-def bank_noise_levels(root: Path, encoder: Encoder, data: ImageData, cfg: GenerateConfig,
-                      device: torch.device) -> torch.Tensor:
+def bank_noise_levels(
+    root: Path, encoder: Encoder, data: ImageData, cfg: GenerateConfig, device: torch.device
+) -> torch.Tensor:
     """Per-source noise levels (N,) of a bank: read from ``foreground.safetensors`` when a
     previous run of this bank wrote it (a resumed run uses the very same levels), else
     computed and saved with the PCA (``foreground_pca.safetensors``)."""
@@ -92,8 +104,9 @@ def _noise_generator(seed: int, shard: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-def perturb_views(cond: torch.Tensor, src: torch.Tensor, is_view: torch.Tensor, levels: torch.Tensor,
-                  seed: int, shard: int) -> torch.Tensor:
+def perturb_views(
+    cond: torch.Tensor, src: torch.Tensor, is_view: torch.Tensor, levels: torch.Tensor, seed: int, shard: int
+) -> torch.Tensor:
     """``cond`` with the rows of self-augmented views perturbed by their source's level."""
     if not bool(is_view.any()):
         return cond

@@ -57,9 +57,7 @@ def noise_bin(ratio: torch.Tensor, edges: Sequence[float] = DEFAULT_EDGES) -> to
 
 
 def noise_level_for_ratio(
-    ratio: torch.Tensor,
-    edges: Sequence[float] = DEFAULT_EDGES,
-    levels: Sequence[float] = DEFAULT_LEVELS,
+    ratio: torch.Tensor, edges: Sequence[float] = DEFAULT_EDGES, levels: Sequence[float] = DEFAULT_LEVELS
 ) -> torch.Tensor:
     """Noise level (float32, shape of ``ratio``) for each foreground ratio; more foreground,
     more noise with the default levels."""

@@ -22,8 +22,16 @@ from gensis.runtime.io import file_sha256, read_safetensors, relative_path, save
 GENERATOR_FORMAT = "gensis.generator/1"
 
 
-def export_generator(path: Path, model: EmbeddingConditionedUNet, ema, cfg: TrainGeneratorConfig,
-                     encoder_path: Path, step: int, *, vae_sha256: str | None = None) -> None:
+def export_generator(
+    path: Path,
+    model: EmbeddingConditionedUNet,
+    ema,
+    cfg: TrainGeneratorConfig,
+    encoder_path: Path,
+    step: int,
+    *,
+    vae_sha256: str | None = None,
+) -> None:
     names = [n for n, _ in model.named_parameters()]
     tensors = dict(model.state_dict())
     tensors.update({n: e.detach() for n, e in zip(names, ema, strict=True)})

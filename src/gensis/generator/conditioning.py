@@ -54,9 +54,7 @@ class EmbeddingConditioner(nn.Module):
         self.cond_dim = cond_dim
         self.p_uncond = p_uncond
         self.scale = float(embed_dim) ** 0.5 if standardize else 1.0
-        self.proj = nn.Sequential(
-            nn.Linear(embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, cond_dim)
-        )
+        self.proj = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, cond_dim))
         if zero_init:
             nn.init.zeros_(cast(nn.Linear, self.proj[-1]).weight)
             nn.init.zeros_(cast(nn.Linear, self.proj[-1]).bias)
@@ -76,10 +74,7 @@ class EmbeddingConditioner(nn.Module):
         return (u < self.p_uncond).to(device)
 
     def forward(
-        self,
-        emb: torch.Tensor,
-        drop: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, emb: torch.Tensor, drop: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``drop``: bool (B,), True = unconditional. If None, drawn in train mode only."""
         self.check_embedding(emb)

@@ -100,16 +100,18 @@ class ExternalGenerator:
         self.embed_dim = enc_meta.embed_dim
         self.generator_sha256 = pipeline_sha256(folder)
         self.device = device
-        self.dtype = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") \
-            else torch.float32
+        self.dtype = (
+            torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else torch.float32
+        )
         from diffusers import DiffusionPipeline
 
         try:
             pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"external: cannot load {folder} ({' '.join(str(exc).split())[:300]})") from None
-        if self.takes_embeddings and not all(getattr(pipe, k, None) is not None
-                                             for k in ("image_encoder", "feature_extractor")):
+        if self.takes_embeddings and not all(
+            getattr(pipe, k, None) is not None for k in ("image_encoder", "feature_extractor")
+        ):
             self.takes_embeddings = False  # image_embeds without its own encoder: views from images only
         self.pipe = pipe.to(device, self.dtype)
         self.pipe.set_progress_bar_config(disable=True)
@@ -142,19 +144,34 @@ class ExternalGenerator:
             from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
             config = self._schedulers["default"].config
-            self._schedulers[sampler] = (DDIMScheduler.from_config(config) if sampler == "ddim" else
-                                         DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++"))
+            self._schedulers[sampler] = (
+                DDIMScheduler.from_config(config)
+                if sampler == "ddim"
+                else DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+            )
         return self._schedulers[sampler]
 
     @torch.no_grad()
-    def images(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
-               generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+    def images(
+        self,
+        cond: torch.Tensor,
+        *,
+        sampler: str,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator,
+        precision: str = "auto",
+    ) -> torch.Tensor:
         """uint8 images (B, 3, R, R) on the CPU, one per row of :meth:`conditions` (or SLERPs of them)."""
         if self._data is None:
             raise RuntimeError("call conditions(data) before images()")
         self.pipe.scheduler = self._scheduler(sampler)
-        kw: dict = {"num_inference_steps": steps, "guidance_scale": guidance_scale, "generator": generator,
-                    "output_type": "np"}
+        kw: dict = {
+            "num_inference_steps": steps,
+            "guidance_scale": guidance_scale,
+            "generator": generator,
+            "output_type": "np",
+        }
         if self.takes_embeddings:
             kw["image_embeds"] = (F.normalize(cond.float(), dim=-1) * self._norm).to(self.device, self.dtype)
             if self._prompt:
@@ -169,8 +186,10 @@ def open_external(cfg: GenerateConfig, device: torch.device) -> ExternalGenerato
     assert cfg.external is not None and cfg.encoder is not None  # checked by GenerateConfig
     gen = ExternalGenerator(cfg.external, device, cfg.encoder, cfg.precision)
     if cfg.interpolations_per_image and not gen.takes_embeddings:
-        raise ConfigError(f"interpolations_per_image: {cfg.external} takes no image embeddings (image_embeds) "
-                          "to interpolate; set interpolations_per_image=0")
+        raise ConfigError(
+            f"interpolations_per_image: {cfg.external} takes no image embeddings (image_embeds) "
+            "to interpolate; set interpolations_per_image=0"
+        )
     if cfg.adaptive_noise and not gen.takes_embeddings:
         raise ConfigError(f"adaptive_noise: {cfg.external} takes no image embeddings (image_embeds) to perturb")
     return gen

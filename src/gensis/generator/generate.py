@@ -79,8 +79,14 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
         raise CheckpointError(
             f"{encoder_path}: {encoder.embed_dim}-d embeddings, the generator expects {synth.embed_dim}"
         )
-    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
-                       max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
+    data = load_images(
+        cfg.data_path,
+        encoder.info.resolution,
+        cache_dir=cfg.cache_dir,
+        max_images=cfg.max_images,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )
     settings = {k: getattr(cfg, k) for k in ("sampler", "steps", "guidance_scale", "alpha_range", "seed")}
     settings["alpha_range"] = list(cfg.alpha_range)
     settings.update(adaptive_settings(cfg))  # empty when off: older banks resume unchanged
@@ -116,16 +122,20 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     # ranks have unequal shard lists, so under torchrun they keep the default signal handling.
     with contextlib.nullcontext() if info.enabled else GracefulStop() as stop:
         for k, shard in enumerate(tqdm(mine, desc="shards", disable=not (cfg.progress and info.is_main))):
-            tensors = _generate_shard(cfg, synth, cond, index.shard_range(shard), shard, levels,
-                                      latent=index.storage == "latents")
+            tensors = _generate_shard(
+                cfg, synth, cond, index.shard_range(shard), shard, levels, latent=index.storage == "latents"
+            )
             if info.enabled:
                 write_shard(root, index, shard, tensors, record=False)  # rank 0 merges the index below
             else:
                 write_shard(root, index, shard, tensors)
             made += len(tensors["source"])
             if stop is not None and stop.signal is not None and k + 1 < len(mine):
-                raise Interrupted(stop.signal, f"after shard {shard} ({k + 1} of {len(mine)} done); the bank "
-                                  f"{root} resumes from there: rerun the same command")
+                raise Interrupted(
+                    stop.signal,
+                    f"after shard {shard} ({k + 1} of {len(mine)} done); the bank "
+                    f"{root} resumes from there: rerun the same command",
+                )
     if info.enabled:
         distributed.barrier(info)
         made = round(distributed.mean({"made": torch.tensor(float(made))}, info)["made"] * info.world_size)
@@ -137,22 +147,37 @@ def run_generate(cfg: GenerateConfig) -> GenerateResult:
     if not info.is_main:  # the quality report is rank 0's
         distributed.barrier(info)
         return GenerateResult(root, made, rate)
-    quality = bank_quality(ViewBank(root), encoder, data, max_sources=cfg.quality_sources, device=device,
-                           real_embeddings=emb)
+    quality = bank_quality(
+        ViewBank(root), encoder, data, max_sources=cfg.quality_sources, device=device, real_embeddings=emb
+    )
     atomic_write_text(root / "quality.json", json.dumps(quality, indent=2) + "\n")
     log.info("quality on %s sources: %s", quality.get("sources"), quality)
     distributed.barrier(info)
     return GenerateResult(root, made, rate, quality)
 
 
-def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer | ExternalGenerator, data, settings: dict,
-                     info: distributed.Dist) -> BankIndex:
+def _open_index_once(
+    root: Path,
+    cfg: GenerateConfig,
+    synth: Synthesizer | ExternalGenerator,
+    data,
+    settings: dict,
+    info: distributed.Dist,
+) -> BankIndex:
     """Rank 0 opens (or creates) the bank and sends the index; the others stop if it failed."""
     index, error = None, None
     if info.is_main:
         try:
-            index = _open_index(root, cfg, synth.generator_sha256, synth.meta["encoder_sha256"], data,
-                                synth.resolution, settings, _decoder_fields(synth, settings, root))
+            index = _open_index(
+                root,
+                cfg,
+                synth.generator_sha256,
+                synth.meta["encoder_sha256"],
+                data,
+                synth.resolution,
+                settings,
+                _decoder_fields(synth, settings, root),
+            )
         except GensisError as exc:
             if not info.enabled:
                 raise
@@ -168,8 +193,12 @@ def _open_index_once(root: Path, cfg: GenerateConfig, synth: Synthesizer | Exter
 def _decoder_fields(synth, settings: dict, root: Path) -> dict[str, str]:
     if settings.get("storage") != "latents":
         return {}
-    return {"storage": "latents", "vae": synth.vae_path, "vae_relative": relative_path(synth.vae_path, root),
-            "vae_sha256": synth.vae_sha256}
+    return {
+        "storage": "latents",
+        "vae": synth.vae_path,
+        "vae_relative": relative_path(synth.vae_path, root),
+        "vae_sha256": synth.vae_sha256,
+    }
 
 
 def bank_storage(cfg: GenerateConfig, synth, n_sources: int) -> str:
@@ -185,32 +214,36 @@ def bank_storage(cfg: GenerateConfig, synth, n_sources: int) -> str:
     return "latents" if views * 3 * synth.resolution**2 > PIXEL_BANK_LIMIT else "pixels"
 
 
-def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, data, resolution: int,
-                settings: dict, decoder: dict[str, Any] | None = None) -> BankIndex:
+def _open_index(
+    root: Path,
+    cfg: GenerateConfig,
+    gen_sha: str,
+    enc_sha: str,
+    data,
+    resolution: int,
+    settings: dict,
+    decoder: dict[str, Any] | None = None,
+) -> BankIndex:
     index = read_index(root)
     n, fingerprint = len(data), data.fingerprint()
     interpolations = _interpolations_per_image(cfg, n)
-    fresh = BankIndex(generator_sha256=gen_sha, encoder_sha256=enc_sha, resolution=resolution, n_sources=n,
-                      shard_size=cfg.shard_size, views_per_image=cfg.views_per_image,
-                      interpolations_per_image=interpolations, settings=settings,
-                      data_fingerprint=fingerprint, **(decoder or {}))
+    fresh = BankIndex(
+        generator_sha256=gen_sha,
+        encoder_sha256=enc_sha,
+        resolution=resolution,
+        n_sources=n,
+        shard_size=cfg.shard_size,
+        views_per_image=cfg.views_per_image,
+        interpolations_per_image=interpolations,
+        settings=settings,
+        data_fingerprint=fingerprint,
+        **(decoder or {}),
+    )
     if index is None:
         lock.hold(root)  # one writer per bank (runtime/lock.py)
         write_index(root, fresh)
         return fresh
-    if index.generator_sha256 != gen_sha:
-        raise CheckpointError(f"{root}: bank written by another generator ({index.generator_sha256[:12]}); "
-                              "use another out= (nothing was changed)")
-    same = (
-        index.n_sources,
-        index.shard_size,
-        index.views_per_image,
-        index.interpolations_per_image,
-        index.settings,
-    ) == (n, cfg.shard_size, cfg.views_per_image, interpolations, settings)
-    if not same:
-        raise ConfigError(by_rule("finished-run", f"{root}: bank was started with other settings; use the same "
-                                  "ones to resume, or another out="))
+    _refuse_another_bank(root, index, fresh)
     ViewBank(root).check_data(fingerprint, cfg.data_path, "data_path")
     lock.hold(root)  # checked above, written from here on; a second writer stops at this line
     index = read_index(root) or index
@@ -226,18 +259,46 @@ def _open_index(root: Path, cfg: GenerateConfig, gen_sha: str, enc_sha: str, dat
     return index
 
 
+def _refuse_another_bank(root: Path, index: BankIndex, fresh: BankIndex) -> None:
+    """A bank resumes only from the same generator with the same settings."""
+    if index.generator_sha256 != fresh.generator_sha256:
+        raise CheckpointError(
+            f"{root}: bank written by another generator ({index.generator_sha256[:12]}); "
+            "use another out= (nothing was changed)"
+        )
+    fields = ("n_sources", "shard_size", "views_per_image", "interpolations_per_image", "settings")
+    if any(getattr(index, f) != getattr(fresh, f) for f in fields):
+        raise ConfigError(
+            by_rule(
+                "finished-run",
+                f"{root}: bank was started with other settings; use the same ones to resume, or another out=",
+            )
+        )
+
+
 def _interpolations_per_image(cfg: GenerateConfig, n_sources: int) -> int:
     """What the bank will hold: an interpolation needs a partner, so a one-image bank has none."""
     if cfg.interpolations_per_image and n_sources < 2:
-        log.warning("interpolations_per_image=%d: one source image has no partner to interpolate with, so the "
-                    "bank holds views only (index.json says 0)", cfg.interpolations_per_image)
+        log.warning(
+            "interpolations_per_image=%d: one source image has no partner to interpolate with, so the "
+            "bank holds views only (index.json says 0)",
+            cfg.interpolations_per_image,
+        )
         return 0
     return cfg.interpolations_per_image
 
 
 @torch.no_grad()
-def _generate_shard(cfg: GenerateConfig, synth: Synthesizer | ExternalGenerator, emb: torch.Tensor, sources: range,
-                    shard: int, levels: torch.Tensor | None = None, *, latent: bool = False):
+def _generate_shard(
+    cfg: GenerateConfig,
+    synth: Synthesizer | ExternalGenerator,
+    emb: torch.Tensor,
+    sources: range,
+    shard: int,
+    levels: torch.Tensor | None = None,
+    *,
+    latent: bool = False,
+):
     """One shard's views and interpolations: uint8 images, or fp16 latents (``latent``)."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + shard)
     n = emb.shape[0]
@@ -266,8 +327,14 @@ def _generate_shard(cfg: GenerateConfig, synth: Synthesizer | ExternalGenerator,
         cond = perturb_views(cond, src, ~interp, levels, cfg.seed, shard)
     make = cast(Synthesizer, synth).latents if latent else synth.images  # latents: a latent Synthesizer's bank
     out = [
-        make(cond[start : start + cfg.batch_size], sampler=cfg.sampler, steps=cfg.steps,
-             guidance_scale=cfg.guidance_scale, generator=g, precision=cfg.precision)
+        make(
+            cond[start : start + cfg.batch_size],
+            sampler=cfg.sampler,
+            steps=cfg.steps,
+            guidance_scale=cfg.guidance_scale,
+            generator=g,
+            precision=cfg.precision,
+        )
         for start in range(0, len(src), cfg.batch_size)
     ]
     seed = torch.full((len(src),), cfg.seed * 1_000_003 + shard, dtype=torch.long)

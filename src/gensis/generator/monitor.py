@@ -66,8 +66,9 @@ class ConditioningMonitor:
         T = scheduler.config.num_train_timesteps
         self.noise = torch.randn(x0.shape, generator=g).to(x0)
         edges = [round(T * i / 3) for i in range(4)]
-        self.t = {name: torch.randint(edges[i], edges[i + 1], (n,), generator=g).to(x0.device)
-                  for i, name in enumerate(BINS)}
+        self.t = {
+            name: torch.randint(edges[i], edges[i + 1], (n,), generator=g).to(x0.device) for i, name in enumerate(BINS)
+        }
         ac = scheduler.alphas_cumprod
         t_ret = int((ac - 0.1).abs().argmin())
         self.t_retrieval = torch.full((n,), t_ret, device=x0.device)
@@ -114,8 +115,12 @@ class ConditioningMonitor:
         gap = max(metrics.get(f"cond_gap_{b}", 0.0) for b in BINS)
         if gap < WARN_GAP:
             self.warned = True
-            log.warning("train-generator: at step %d a wrong embedding raises the loss by only %.1f %%: the "
-                        "generator is not following its condition (see cond_gap_* in metrics.jsonl)", step, gap)
+            log.warning(
+                "train-generator: at step %d a wrong embedding raises the loss by only %.1f %%: the "
+                "generator is not following its condition (see cond_gap_* in metrics.jsonl)",
+                step,
+                gap,
+            )
 
 
 def holdout_split(n: int, requested: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

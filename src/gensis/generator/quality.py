@@ -81,8 +81,9 @@ def bank_quality(
         **generated,
         "frechet_distance": round(frechet_distance(real_emb, gen_emb), 4),
     }
-    result.update(ceiling_and_chance(encoder, real, src, real_emb, views=max(k, 2), device=device, seed=seed,
-                                     originals=originals))
+    result.update(
+        ceiling_and_chance(encoder, real, src, real_emb, views=max(k, 2), device=device, seed=seed, originals=originals)
+    )
     result["versus_ceiling"] = versus_ceiling(generated, result["ceiling"])
     return result
 
@@ -96,8 +97,14 @@ def run_eval_generator(cfg: EvalGeneratorConfig) -> dict[str, Any]:
     if file_sha256(enc_path) != bank.index.encoder_sha256:
         raise GensisError(f"{enc_path}: not the encoder this bank's generator was conditioned on")
     encoder = load_encoder(enc_path, device)
-    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
-                       max_images=cfg.max_images, progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
+    data = load_images(
+        cfg.data_path,
+        encoder.info.resolution,
+        cache_dir=cfg.cache_dir,
+        max_images=cfg.max_images,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )
     if len(data) != bank.index.n_sources:
         raise GensisError(
             f"{cfg.data_path}: {len(data)} images, but the bank was generated from {bank.index.n_sources}"
@@ -109,7 +116,11 @@ def run_eval_generator(cfg: EvalGeneratorConfig) -> dict[str, Any]:
     if done < total:  # measured on what is there, and said so (stage 3 refuses such a bank)
         logging.getLogger("gensis.generate").warning(
             "%s is incomplete (%d of %d shards): these figures are of the finished shards' %d sources only",
-            cfg.bank, done, total, result.get("sources", 0))
+            cfg.bank,
+            done,
+            total,
+            result.get("sources", 0),
+        )
     if cfg.out:
         write_result_json(cfg.out, result)
     return result

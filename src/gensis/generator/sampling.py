@@ -165,9 +165,7 @@ def predict_x0(scheduler: Scheduler, x_t: torch.Tensor, t: torch.Tensor, out: to
     return (x_t - s * out) / a
 
 
-def regression_target(
-    scheduler: Scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
-) -> torch.Tensor:
+def regression_target(scheduler: Scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """What the model regresses: the noise (epsilon) or the velocity (v-prediction)."""
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, t)

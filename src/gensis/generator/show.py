@@ -31,8 +31,13 @@ def run_show(cfg: ShowConfig) -> list[Path]:
     device = resolve_device(cfg.device)
     synth = Synthesizer(cfg.generator, device)
     encoder = load_encoder(synth.encoder_path(cfg.encoder), device)
-    data = load_images(cfg.data_path, encoder.info.resolution, cache_dir=cfg.cache_dir,
-                       progress=cfg.progress, max_image_bytes=cfg.max_image_bytes)
+    data = load_images(
+        cfg.data_path,
+        encoder.info.resolution,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+        max_image_bytes=cfg.max_image_bytes,
+    )
     picked = subset_indices(len(data), min(len(data), 2 * cfg.rows))
     emb = encoder_embeddings(encoder, data.subset(picked), device=device)
     real = data.batch(torch.tensor(picked))

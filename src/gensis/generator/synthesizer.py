@@ -34,15 +34,18 @@ class Synthesizer:
             digest = self.vae_sha256
             assert digest is not None  # computed above for the VAE
             if digest != self.meta["vae_sha256"]:
-                raise CheckpointError(f"{self.vae_path}: not the autoencoder the generator was trained on "
-                                      f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})")
+                raise CheckpointError(
+                    f"{self.vae_path}: not the autoencoder the generator was trained on "
+                    f"(sha256 {digest[:12]}, generator expects {self.meta['vae_sha256'][:12]})"
+                )
         self._schedule = json.loads(self.meta["scheduler"])
         self._schedulers: dict[str, Scheduler] = {}
         try:  # a bad recorded schedule is named now, before anything is sampled or written
             make_scheduler("ddim", **self._schedule)
         except (GensisError, TypeError, ValueError, KeyError, ArithmeticError, NotImplementedError) as exc:
-            raise CheckpointError(f"{path}: metadata 'scheduler' does not build a noise schedule "
-                                  f"({first_line(exc)})") from None
+            raise CheckpointError(
+                f"{path}: metadata 'scheduler' does not build a noise schedule ({first_line(exc)})"
+            ) from None
 
     @property
     def generator_sha256(self) -> str:
@@ -59,8 +62,9 @@ class Synthesizer:
 
     def encoder_path(self, override: str | None = None) -> Path:
         """The encoder to embed sources with: ``override`` or the recorded one, checked by hash."""
-        path = resolve_encoder_path(override or recorded_path(self.meta["encoder"], self.meta.get("encoder_relative"),
-                                                              self.folder))
+        path = resolve_encoder_path(
+            override or recorded_path(self.meta["encoder"], self.meta.get("encoder_relative"), self.folder)
+        )
         digest = file_sha256(path)
         if digest != self.meta["encoder_sha256"]:
             raise CheckpointError(
@@ -69,16 +73,32 @@ class Synthesizer:
             )
         return path
 
-    def images(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
-               generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+    def images(
+        self,
+        cond: torch.Tensor,
+        *,
+        sampler: str,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator,
+        precision: str = "auto",
+    ) -> torch.Tensor:
         """uint8 images (B, 3, R, R) on the CPU, one per conditioning embedding."""
         x = self._sample(cond, sampler, steps, guidance_scale, generator, precision)
         if self.vae is not None:
             return decode_latents(self.vae, x.float())
         return (x.float() * 255).round().clamp(0, 255).to(torch.uint8).cpu()
 
-    def latents(self, cond: torch.Tensor, *, sampler: str, steps: int, guidance_scale: float,
-                generator: torch.Generator, precision: str = "auto") -> torch.Tensor:
+    def latents(
+        self,
+        cond: torch.Tensor,
+        *,
+        sampler: str,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator,
+        precision: str = "auto",
+    ) -> torch.Tensor:
         """Latent space only: the sampled (scaled) latents (B, C, h, w), float32 on the CPU,
         which :func:`~gensis.autoencoder.latent.decode_latents` turns into :meth:`images`."""
         if self.vae is None:
@@ -89,5 +109,12 @@ class Synthesizer:
         if sampler not in self._schedulers:
             self._schedulers[sampler] = make_scheduler(sampler, **self._schedule, clip=self.vae is None)
         with autocast(self.device, precision):
-            return sample(self.unet, self._schedulers[sampler], cond.to(self.device), steps=steps,
-                          guidance_scale=guidance_scale, generator=generator, to_image=self.vae is None)
+            return sample(
+                self.unet,
+                self._schedulers[sampler],
+                cond.to(self.device),
+                steps=steps,
+                guidance_scale=guidance_scale,
+                generator=generator,
+                to_image=self.vae is None,
+            )

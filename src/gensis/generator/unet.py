@@ -59,27 +59,24 @@ class UNetSpec:
             raise ConfigError("UNetSpec needs >= 1 level, layer, embedding dimension and channel")
         if self.sample_size % 2 ** (levels - 1):
             raise ConfigError(
-                f"sample_size {self.sample_size} must be divisible by 2**{levels - 1} "
-                f"for {levels} resolution levels"
+                f"sample_size {self.sample_size} must be divisible by 2**{levels - 1} for {levels} resolution levels"
             )
         for c in self.block_out_channels:
             if c % self.norm_num_groups:
-                raise ConfigError(
-                    f"block_out_channels {c} is not a multiple of norm_num_groups {self.norm_num_groups}"
-                )
+                raise ConfigError(f"block_out_channels {c} is not a multiple of norm_num_groups {self.norm_num_groups}")
         unknown = set(self.attention_resolutions) - set(self.resolutions)
         if unknown:
-            raise ConfigError(
-                f"attention_resolutions {sorted(unknown)} not among the UNet's {self.resolutions}"
-            )
+            raise ConfigError(f"attention_resolutions {sorted(unknown)} not among the UNet's {self.resolutions}")
         # diffusers gives a level channels // attention_head_dim heads: 0 heads divides by zero.
         attended = [
             c for c, r in zip(self.block_out_channels, self.resolutions, strict=True) if r in self.attention_resolutions
         ]
         for c in {*attended, self.block_out_channels[-1]}:  # the mid block attends at the last level
             if c < self.attention_head_dim:
-                raise ConfigError(f"block_out_channels {c} at an attention level (or the mid block) is below "
-                                  f"attention_head_dim {self.attention_head_dim}: it would have no attention head")
+                raise ConfigError(
+                    f"block_out_channels {c} at an attention level (or the mid block) is below "
+                    f"attention_head_dim {self.attention_head_dim}: it would have no attention head"
+                )
         if self.conditioning not in ("add", "cross_attention"):
             raise ConfigError(f"conditioning must be 'add' or 'cross_attention', got {self.conditioning!r}")
         if not 0.0 <= self.p_uncond <= 1.0:
@@ -190,11 +187,13 @@ class EmbeddingConditionedUNet(nn.Module):
             self.token_dim = spec.block_out_channels[0] * 2
             down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)
             up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
-            self.unet = UNet2DConditionModel(**common, down_block_types=down, up_block_types=up,
-                                             cross_attention_dim=self.token_dim)
+            self.unet = UNet2DConditionModel(
+                **common, down_block_types=down, up_block_types=up, cross_attention_dim=self.token_dim
+            )
             cond_dim = spec.cond_tokens * self.token_dim
-        self.conditioner = EmbeddingConditioner(spec.embed_dim, cond_dim, p_uncond=spec.p_uncond,
-                                                standardize=spec.standardize, zero_init=spec.zero_init)
+        self.conditioner = EmbeddingConditioner(
+            spec.embed_dim, cond_dim, p_uncond=spec.p_uncond, standardize=spec.standardize, zero_init=spec.zero_init
+        )
 
     @property
     def embed_dim(self) -> int:
@@ -219,9 +218,7 @@ class EmbeddingConditionedUNet(nn.Module):
         tokens = cond.view(cond.shape[0], self.spec.cond_tokens, self.token_dim)
         return self.unet(x_t, t, encoder_hidden_states=tokens, return_dict=False)[0]
 
-    def forward_cfg(
-        self, x_t: torch.Tensor, t: torch.Tensor | int, emb: torch.Tensor, scale: float
-    ) -> torch.Tensor:
+    def forward_cfg(self, x_t: torch.Tensor, t: torch.Tensor | int, emb: torch.Tensor, scale: float) -> torch.Tensor:
         """Classifier-free guided prediction; both branches run as one batch of 2B."""
         b = x_t.shape[0]
         no_drop = torch.zeros(b, dtype=torch.bool, device=x_t.device)
@@ -241,10 +238,16 @@ def build_unet(cfg: TrainGeneratorConfig, resolution: int, channels: int, embed_
     base = PRESETS[cfg.model.spec]
     # Keep attention at the same levels of the UNet when the image size differs from the preset.
     levels = [i for i, r in enumerate(base.resolutions) if r in base.attention_resolutions]
-    overrides: dict[str, Any] = {"sample_size": resolution, "channels": channels, "embed_dim": embed_dim,
-                                 "p_uncond": cfg.model.p_uncond, "conditioning": cfg.model.conditioning,
-                                 "scale_shift": cfg.model.scale_shift, "standardize": cfg.model.standardize,
-                                 "zero_init": cfg.model.zero_init}
+    overrides: dict[str, Any] = {
+        "sample_size": resolution,
+        "channels": channels,
+        "embed_dim": embed_dim,
+        "p_uncond": cfg.model.p_uncond,
+        "conditioning": cfg.model.conditioning,
+        "scale_shift": cfg.model.scale_shift,
+        "standardize": cfg.model.standardize,
+        "zero_init": cfg.model.zero_init,
+    }
     if cfg.model.block_out_channels is not None:
         overrides["block_out_channels"] = tuple(cfg.model.block_out_channels)
     if cfg.model.layers_per_block is not None:

@@ -37,8 +37,10 @@ class Encoder(nn.Module):
     def info(self) -> EncoderInfo:
         """The exported file's metadata, typed (set when the encoder is loaded from a file)."""
         if self._info is None:
-            raise GensisError("this encoder was built in memory, not loaded from an exported file: it has no "
-                              "recorded metadata (mean, std, resolution)")
+            raise GensisError(
+                "this encoder was built in memory, not loaded from an exported file: it has no "
+                "recorded metadata (mean, std, resolution)"
+            )
         return self._info
 
     @info.setter
@@ -103,9 +105,7 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
     """
     bn1 = getattr(model, "bn1", None)
     if not hasattr(model, "conv1") or not hasattr(model, "maxpool") or bn1 is None:
-        raise ConfigError(
-            f"model.cifar_stem=true needs a timm ResNet (conv1, bn1, maxpool); {name!r} has none"
-        )
+        raise ConfigError(f"model.cifar_stem=true needs a timm ResNet (conv1, bn1, maxpool); {name!r} has none")
     model.conv1 = nn.Conv2d(3, bn1.num_features, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()

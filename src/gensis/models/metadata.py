@@ -26,6 +26,7 @@ Triple = tuple[float, float, float]
 @dataclass(frozen=True)
 class EncoderInfo:
     """What an exported encoder's file says about it."""
+
     source: str
     backbone: str
     cifar_stem: bool
@@ -55,10 +56,19 @@ class EncoderInfo:
         if isinstance(resolution, bool) or not isinstance(resolution, int) or not lo <= resolution <= hi:
             raise _bad(p, "resolution", meta, f"an integer in [{lo}, {hi}] (data.resolution's range)")
         mean, std = (_triple(p, meta, key) for key in ("mean", "std"))  # other exporters may leave them out
-        return cls(source=str(p), backbone=meta["backbone"], cifar_stem=cifar_stem, backbone_kwargs=kwargs,
-                   resolution=resolution, embed_dim=_count(p, meta, "embed_dim", 1), mean=mean, std=std,
-                   method=meta.get("method"), trained_steps=_count(p, meta, "trained_steps", 0),
-                   augment=recorded_augment(meta))
+        return cls(
+            source=str(p),
+            backbone=meta["backbone"],
+            cifar_stem=cifar_stem,
+            backbone_kwargs=kwargs,
+            resolution=resolution,
+            embed_dim=_count(p, meta, "embed_dim", 1),
+            mean=mean,
+            std=std,
+            method=meta.get("method"),
+            trained_steps=_count(p, meta, "trained_steps", 0),
+            augment=recorded_augment(meta),
+        )
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(backbone=self.backbone, cifar_stem=self.cifar_stem, backbone_kwargs=self.backbone_kwargs)
@@ -100,8 +110,11 @@ def _triple(path: Path, meta: Mapping[str, str], key: str) -> Triple | None:
     if key not in meta:
         return None
     values = _json(path, meta, key)
-    ok = isinstance(values, list) and len(values) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    ok = (
+        isinstance(values, list)
+        and len(values) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    )
     if not ok or (key == "std" and min(values) <= 0):
         raise _bad(path, key, meta, "a list of 3 finite numbers" + (" > 0" if key == "std" else ""))
     return (float(values[0]), float(values[1]), float(values[2]))

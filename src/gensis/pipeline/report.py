@@ -18,15 +18,22 @@ from gensis.runtime.io import atomic_write_text
 from gensis.runtime.run_folder import RunFolder
 from gensis.runtime.trust import read_text
 
-_QUALITY_NOTE = ("Each generated view is embedded by the stage-1 encoder and its source searched among all "
-                 "training images; the ceiling is the same for real views made by stage 1's own augmentation.")
+_QUALITY_NOTE = (
+    "Each generated view is embedded by the stage-1 encoder and its source searched among all "
+    "training images; the ceiling is the same for real views made by stage 1's own augmentation."
+)
 
-_RECON_NOTE = ("Held-out images, encoded and decoded by the autoencoder trained on these images (originals above "
-               "their reconstructions); each reconstruction is embedded by the stage-1 encoder and its source "
-               "searched among all training images. Generated views are decoded by the same decoder.")
+_RECON_NOTE = (
+    "Held-out images, encoded and decoded by the autoencoder trained on these images (originals above "
+    "their reconstructions); each reconstruction is embedded by the stage-1 encoder and its source "
+    "searched among all training images. Generated views are decoded by the same decoder."
+)
 
-LABELS = {"dino": "DINO (stage 1)", "control": "DINO, stage-3 recipe without generated views",
-          "gen-dino": "Gen-DINO (stage 3)"}
+LABELS = {
+    "dino": "DINO (stage 1)",
+    "control": "DINO, stage-3 recipe without generated views",
+    "gen-dino": "Gen-DINO (stage 3)",
+}
 
 
 def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
@@ -42,21 +49,37 @@ def _curves(root: Path, runs: dict[str, Path]) -> list[Path]:
     ssl = [n for n in series if n != "generator"]
     gen = "generator"
     # (file, title, [(legend, run, metric)])
-    panels = [("loss", "SSL training loss", [(n, n, "loss") for n in ssl]),
-              ("loss_dis", "disentanglement loss (floor: the target's entropy)",
-               [(n, n, "loss_dis") for n in ssl] + [(f"{n} floor", n, "loss_dis_floor") for n in ssl]),
-              ("knn", "online kNN k=20 (%)", [(n, n, "knn_top1_k20") for n in ssl]),
-              ("generator_loss", "generator (diffusion) loss", [(gen, gen, "loss")]),
-              ("generator_condition", "generator: loss increase with a wrong embedding (%)",
-               [(f"{b} noise", gen, f"cond_gap_{b}") for b in ("low", "mid", "high")]),
-              ("generator_retrieval", "generator: source found from one-step predictions, top-1 (%)",
-               [("true embedding", gen, "monitor_top1"), ("wrong embedding", gen, "monitor_top1_shuffled")]),
-              # top-1 stays at 0 where even real views are rarely found first (PCam: 2.8 %); the rank still moves
-              ("generator_rank", "generator: median rank of the source from one-step predictions",
-               [("true embedding", gen, "monitor_median_rank")])]
+    panels = [
+        ("loss", "SSL training loss", [(n, n, "loss") for n in ssl]),
+        (
+            "loss_dis",
+            "disentanglement loss (floor: the target's entropy)",
+            [(n, n, "loss_dis") for n in ssl] + [(f"{n} floor", n, "loss_dis_floor") for n in ssl],
+        ),
+        ("knn", "online kNN k=20 (%)", [(n, n, "knn_top1_k20") for n in ssl]),
+        ("generator_loss", "generator (diffusion) loss", [(gen, gen, "loss")]),
+        (
+            "generator_condition",
+            "generator: loss increase with a wrong embedding (%)",
+            [(f"{b} noise", gen, f"cond_gap_{b}") for b in ("low", "mid", "high")],
+        ),
+        (
+            "generator_retrieval",
+            "generator: source found from one-step predictions, top-1 (%)",
+            [("true embedding", gen, "monitor_top1"), ("wrong embedding", gen, "monitor_top1_shuffled")],
+        ),
+        # top-1 stays at 0 where even real views are rarely found first (PCam: 2.8 %); the rank still moves
+        (
+            "generator_rank",
+            "generator: median rank of the source from one-step predictions",
+            [("true embedding", gen, "monitor_median_rank")],
+        ),
+    ]
     for filename, title, lines_spec in panels:
-        lines = {label: [(r["step"], r[key]) for r in series.get(run, []) if r.get(key) is not None]
-                 for label, run, key in lines_spec}
+        lines = {
+            label: [(r["step"], r[key]) for r in series.get(run, []) if r.get(key) is not None]
+            for label, run, key in lines_spec
+        }
         lines = {n: pts for n, pts in lines.items() if pts}
         if not lines:
             continue
@@ -80,8 +103,11 @@ def _eval_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name, r in results.items():
         lin = f"{r['linear']['top1']:.2f}" if "linear" in r else "-"
-        rows.append([LABELS.get(name, name), str(r.get("trained_steps", "?"))]
-                    + [f"{r['knn_top1'].get(k, float('nan')):.2f}" for k in ks] + [lin])
+        rows.append(
+            [LABELS.get(name, name), str(r.get("trained_steps", "?"))]
+            + [f"{r['knn_top1'].get(k, float('nan')):.2f}" for k in ks]
+            + [lin]
+        )
     return header, rows
 
 
@@ -89,14 +115,19 @@ def _compute(stages: dict[str, Any], baseline: str | None) -> dict[str, float]:
     s = {k: v.get("seconds", 0.0) for k, v in stages.items()}
     gen = sum(s.get(k, 0.0) for k in ("pretrain", "autoencoder", "embed", "train-generator", "generate", "gen-dino"))
     if baseline == "dino":  # from scratch: DINO is stage 1 alone
-        return {"gen-sis pipeline (s)": round(gen, 1),
-                "DINO from scratch: stage 1 (s)": round(s.get("pretrain", 0.0), 1)}
-    return {"gen-sis pipeline (s)": round(gen, 1),
-            "control: stage 1 + control (s)": round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1)}
+        return {
+            "gen-sis pipeline (s)": round(gen, 1),
+            "DINO from scratch: stage 1 (s)": round(s.get("pretrain", 0.0), 1),
+        }
+    return {
+        "gen-sis pipeline (s)": round(gen, 1),
+        "control: stage 1 + control (s)": round(s.get("pretrain", 0.0) + s.get("control", 0.0), 1),
+    }
 
 
-def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]
-                 ) -> tuple[Path, list[Verdict], dict[str, float]]:
+def write_report(
+    root: Path, cfg, stages, state: dict[str, Any], results: dict[str, Any]
+) -> tuple[Path, list[Verdict], dict[str, float]]:
     """report.md and report.html in ``root``; returns the Markdown path, the verdicts and each
     training stage's mean ``data_wait``."""
     runs = {"dino": Path(stages.pretrain.out), "gen-dino": Path(stages.gen_dino.out)}
@@ -125,10 +156,17 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
         "lambda_dis": stages.gen_dino.gen.lambda_dis,
     }
     metrics = {name: RunFolder(path).read_metrics() for name, path in runs.items()}
-    by_stage = {"pretrain": metrics["dino"], "train-generator": metrics["generator"], "gen-dino": metrics["gen-dino"],
-                **({"control": metrics["control"]} if "control" in metrics else {}),
-                **({"autoencoder": RunFolder(stages.autoencoder.out).read_metrics()}
-                   if getattr(stages, "autoencoder", None) is not None else {})}
+    by_stage = {
+        "pretrain": metrics["dino"],
+        "train-generator": metrics["generator"],
+        "gen-dino": metrics["gen-dino"],
+        **({"control": metrics["control"]} if "control" in metrics else {}),
+        **(
+            {"autoencoder": RunFolder(stages.autoencoder.out).read_metrics()}
+            if getattr(stages, "autoencoder", None) is not None
+            else {}
+        ),
+    }
     waits = {name: w for name, records in by_stage.items() if (w := _mean_data_wait(records)) is not None}
     sections: dict[str, Any] = {
         "verdicts": verdicts(stages, quality, results, metrics, reconstruction),
@@ -150,8 +188,10 @@ def write_report(root: Path, cfg, stages, state: dict[str, Any], results: dict[s
 def _stage_rows(stages: dict[str, Any], waits: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """The stage table: how each stage last ran, its seconds, and for training stages the share of
     those spent waiting for data."""
-    rows = [[name, v.get("last", ""), f"{v.get('seconds', 0):.1f}", f"{waits[name]:.0%}" if name in waits else "-"]
-            for name, v in stages.items()]
+    rows = [
+        [name, v.get("last", ""), f"{v.get('seconds', 0):.1f}", f"{waits[name]:.0%}" if name in waits else "-"]
+        for name, v in stages.items()
+    ]
     return ["stage", "last run", "compute (s)", "waiting for data"], rows
 
 
@@ -162,8 +202,13 @@ def _mean_data_wait(records: list[dict]) -> float | None:
 
 
 # The stages' words on the console, in pipeline order.
-_WAIT_LABELS = {"pretrain": "stage 1", "autoencoder": "autoencoder", "train-generator": "generator",
-                "gen-dino": "stage 3", "control": "control"}
+_WAIT_LABELS = {
+    "pretrain": "stage 1",
+    "autoencoder": "autoencoder",
+    "train-generator": "generator",
+    "gen-dino": "stage 3",
+    "control": "control",
+}
 
 
 def format_data_wait(result: dict) -> str:
@@ -188,13 +233,30 @@ def _markdown(s: dict[str, Any]) -> str:
     out += ["", "## Stages", "", _md_table(*s["stages"])]
     out += ["", "Compute: " + ", ".join(f"{k} {v}" for k, v in s["compute"].items())]
     if s["reconstruction"]:
-        out += ["", "## The autoencoder: does its latent space keep what the encoder sees?", "", _RECON_NOTE, "",
-                _md_table(*reconstruction_table(s["reconstruction"]))]
+        out += [
+            "",
+            "## The autoencoder: does its latent space keep what the encoder sees?",
+            "",
+            _RECON_NOTE,
+            "",
+            _md_table(*reconstruction_table(s["reconstruction"])),
+        ]
         out += [""] + [f"![{p}]({p})" for p in s["recon_pictures"]]
     if s["quality"]:
-        out += ["", "## Are the generated views views of their source?", "", _QUALITY_NOTE, "",
-                _md_table(*faithfulness_table(s["quality"])), "", "All figures, in the stage-1 encoder's space:",
-                "", "```json", json.dumps(s["quality"], indent=1), "```"]
+        out += [
+            "",
+            "## Are the generated views views of their source?",
+            "",
+            _QUALITY_NOTE,
+            "",
+            _md_table(*faithfulness_table(s["quality"])),
+            "",
+            "All figures, in the stage-1 encoder's space:",
+            "",
+            "```json",
+            json.dumps(s["quality"], indent=1),
+            "```",
+        ]
     if s["pictures"]:
         out += ["", "## What the generator makes", ""] + [f"![{p}]({p})" for p in s["pictures"]]
     if s["plots"]:
@@ -228,13 +290,20 @@ def _html(s: dict[str, Any]) -> str:
     parts += ["<h2>Stages</h2>", table(*s["stages"])]
     parts += ["<p>Compute: " + e(", ".join(f"{k} {v}" for k, v in s["compute"].items())) + "</p>"]
     if s["reconstruction"]:
-        parts += ["<h2>The autoencoder: does its latent space keep what the encoder sees?</h2>",
-                  f"<p>{e(_RECON_NOTE)}</p>", table(*reconstruction_table(s["reconstruction"]))]
+        parts += [
+            "<h2>The autoencoder: does its latent space keep what the encoder sees?</h2>",
+            f"<p>{e(_RECON_NOTE)}</p>",
+            table(*reconstruction_table(s["reconstruction"])),
+        ]
         parts += [f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["recon_pictures"]]
     if s["quality"]:
-        parts += ["<h2>Are the generated views views of their source?</h2>", f"<p>{e(_QUALITY_NOTE)}</p>",
-                  table(*faithfulness_table(s["quality"])), "<p>All figures, in the stage-1 encoder's space:</p>",
-                  f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>"]
+        parts += [
+            "<h2>Are the generated views views of their source?</h2>",
+            f"<p>{e(_QUALITY_NOTE)}</p>",
+            table(*faithfulness_table(s["quality"])),
+            "<p>All figures, in the stage-1 encoder's space:</p>",
+            f"<pre>{e(json.dumps(s['quality'], indent=1))}</pre>",
+        ]
     if s["pictures"]:
         parts += ["<h2>What the generator makes</h2>"] + [
             f"<p><img src='{e(p)}' alt='{e(p)}'></p>" for p in s["pictures"]
@@ -258,10 +327,11 @@ def format_run(result: dict) -> str:
 def format_faithfulness(quality: dict) -> str:
     """One line: are the generated views views of their source, beside real stage-1 views."""
     c = quality.get("ceiling", {})
-    line = (f"generated views: source found top-1 {quality['retrieval_top1']:.1f} % (real stage-1 views "
-            f"{c.get('retrieval_top1', float('nan')):.1f} %), median rank {quality['retrieval_median_rank']} "
-            f"({c.get('retrieval_median_rank', '?')}) of {quality.get('chance', {}).get('images', '?')} images")
+    line = (
+        f"generated views: source found top-1 {quality['retrieval_top1']:.1f} % (real stage-1 views "
+        f"{c.get('retrieval_top1', float('nan')):.1f} %), median rank {quality['retrieval_median_rank']} "
+        f"({c.get('retrieval_median_rank', '?')}) of {quality.get('chance', {}).get('images', '?')} images"
+    )
     if "class_consistency" in quality:
         line += f", class kept {quality['class_consistency']:.1f} % ({c.get('class_consistency', float('nan')):.1f} %)"
     return line
-

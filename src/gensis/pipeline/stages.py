@@ -23,23 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gensis.config.autoencoder import TrainAutoencoderConfig
-from gensis.config.overrides import build_config, flatten
+from gensis.config.overrides import flatten
 from gensis.config.paths import Role
-from gensis.config.presets import GENERATOR_DEFAULTS
-from gensis.config.schema import (
-    EmbedConfig,
-    GenerateConfig,
-    PipelineConfig,
-    PretrainConfig,
-    ShowConfig,
-    TrainGeneratorConfig,
-)
-from gensis.errors import ConfigError, DataError, by_rule
+from gensis.config.schema import EmbedConfig, PipelineConfig, PretrainConfig, ShowConfig, TrainGeneratorConfig
+from gensis.errors import ConfigError, by_rule
+from gensis.pipeline.stage_configs import StageConfigs, _build, stage_configs
 from gensis.runtime import lock
 from gensis.runtime.guards import config_paths, guard_paths, refuse_inputs_inside
 from gensis.runtime.io import RESULT_MARK, atomic_write_text, file_sha256
@@ -48,121 +40,6 @@ from gensis.runtime.run_folder import CONFIG_MARK, RunFolder
 from gensis.runtime.signals import GracefulStop, Interrupted
 
 log = logging.getLogger("gensis.run")
-
-
-@dataclass
-class StageConfigs:
-    pretrain: PretrainConfig
-    autoencoder: TrainAutoencoderConfig | None
-    generator: TrainGeneratorConfig
-    generate: GenerateConfig
-    show: ShowConfig | None
-    gen_dino: PretrainConfig
-    control: PretrainConfig | None
-    # The encoder Gen-DINO is judged against: "control", "dino" (stage 1, when stage 3 starts from
-    # scratch with stage 1's recipe: the same run without generated views), or None.
-    baseline: str | None = None
-
-
-def _build(stage: str, model, overrides: dict[str, Any], **kw):
-    try:
-        return build_config(model, overrides, **kw)
-    except ConfigError as exc:
-        raise ConfigError(f"{stage}: {exc}") from None
-
-
-# Keys `gensis run` sets itself in each stage: given in a stage section they would be silently
-# replaced (out, the stage's inputs) or would make the stages disagree (stage 3 on other images
-# than its bank's), so they are refused before any work.
-OWNED = {
-    "pretrain": ("out",),
-    "autoencoder": ("out", "encoder"),
-    "generator": ("out", "encoder"),
-    "generate": ("out", "generator", "data_path", "max_images"),
-    "show": ("out", "generator"),
-    "gen_dino": ("out", "gen.bank", "gen.generator", "data.path", "data.max_images"),
-}
-WHY = {"out": "each stage's folder is <out>/<stage>: move them all with the top-level out=",
-       "data.path": "the bank is made from the top-level data.path", "data.max_images": "use the top-level one",
-       "data_path": "the bank is made from the top-level data.path", "max_images": "use data.max_images"}
-
-
-def _refuse_owned(cfg: PipelineConfig) -> None:
-    owned = dict(OWNED)
-    if cfg.stage3_init != "scratch":
-        owned["gen_dino"] += ("init_from", "init_full")  # stage3_init decides them
-    for section, keys in owned.items():
-        for key in getattr(cfg, section):
-            if key in keys:
-                raise ConfigError(by_rule("pipeline-owns", f"{section}.{key}: set by gensis run itself, not by a "
-                                          f"stage section ({WHY.get(key, 'it wires the stages together')}); remove it"))
-
-
-def stage_configs(cfg: PipelineConfig) -> StageConfigs:
-    """Every stage's config, resolved from the pipeline's; errors name the stage section."""
-    _refuse_owned(cfg)
-    root = Path(cfg.out)
-    if cfg.data.path is None:
-        raise ConfigError("data.path: no training images given (data.path=<folder|.zip|.npz>)")
-    for key, path in (("data.path", cfg.data.path), ("data.eval_path", cfg.data.eval_path)):
-        if path is not None and not Path(path).exists():
-            raise DataError(f"{key}: {path} does not exist")
-    data = {f"data.{k}": v for k, v in cfg.data.model_dump(exclude_unset=True).items()
-            if not (k == "resolution" and v is None)}  # None: the preset's resolution
-    train = {"train.device": cfg.device, "train.seed": cfg.seed, "train.progress": cfg.progress}
-    stage1_keys = {"preset": cfg.preset, **data, **train, **cfg.pretrain}
-    stage1 = _build("pretrain", PretrainConfig, {**stage1_keys, "out": str(root / "pretrain")})
-    images = {"data.path": cfg.data.path, "data.max_images": cfg.data.max_images, "data.cache_dir": cfg.data.cache_dir,
-              "data.max_image_bytes": cfg.data.max_image_bytes}
-    generator_keys = {**images, **train, **GENERATOR_DEFAULTS.get(cfg.preset, {}), **cfg.generator,
-                      "encoder": str(root / "pretrain"), "out": str(root / "generator")}
-    generator = _build("generator", TrainGeneratorConfig, generator_keys)
-    autoencoder = None
-    if generator.model.space == "latent" and generator.model.vae is None:
-        # The latent space of the user's own images: trained here, on the same images, at the
-        # encoder's resolution (an outside VAE stays possible: generator.model.vae=).
-        resolution = {"data.resolution": cfg.data.resolution} if cfg.data.resolution is not None else {}
-        autoencoder = _build("autoencoder", TrainAutoencoderConfig, {
-            **images, **resolution, **train, **cfg.autoencoder,
-            "encoder": str(root / "pretrain"), "out": str(root / "autoencoder"),
-        })
-        vae = exported_path(root / "autoencoder", TrainAutoencoderConfig.product).parent
-        generator = _build("generator", TrainGeneratorConfig, {**generator_keys, "model.vae": str(vae)})
-    elif cfg.autoencoder:
-        raise ConfigError("autoencoder: settings given, but no autoencoder is trained (the generator is in pixel "
-                          "space or generator.model.vae is set)")
-    sources = {"data_path": cfg.data.path, "cache_dir": cfg.data.cache_dir, "device": cfg.device,
-               "max_image_bytes": cfg.data.max_image_bytes}
-    generate = _build("generate", GenerateConfig, {
-        **sources, "max_images": cfg.data.max_images, "seed": cfg.seed, "progress": cfg.progress,
-        **cfg.generate, "generator": str(root / "generator"), "out": str(root / "bank"),
-    })
-    show = None
-    if cfg.pictures:
-        show = _build("show", ShowConfig, {**sources, "seed": cfg.seed, "progress": cfg.progress, **cfg.show,
-                                           "generator": str(root / "generator"), "out": str(root / "pictures")})
-    stage3_keys = {**stage1_keys, **cfg.gen_dino}
-    if cfg.stage3_init in ("stage1", "stage1-backbone"):
-        stage3_keys["init_from"] = str(root / "pretrain")
-        stage3_keys["init_full"] = cfg.stage3_init == "stage1"
-    gen_dino = _build("gen_dino", PretrainConfig, {**stage3_keys, "gen.bank": str(root / "bank"),
-                                                   "out": str(root / "gen-dino")})
-    plain = {k: v for k, v in stage3_keys.items() if not k.startswith("gen.")}
-    control, baseline = None, None
-    if cfg.stage3_init == "scratch" and _same_run(stage1, _build("control", PretrainConfig, plain)):
-        baseline = "dino"  # training it again would repeat stage 1
-        if cfg.control:
-            log.info("control: stage 1 is stage 3's recipe without generated views (stage3_init=scratch); "
-                     "Gen-DINO is compared with it")
-    elif cfg.control:
-        control = _build("control", PretrainConfig, {**plain, "out": str(root / "control")})
-        baseline = "control"
-    return StageConfigs(stage1, autoencoder, generator, generate, show, gen_dino, control, baseline)
-
-
-def _same_run(a: PretrainConfig, b: PretrainConfig) -> bool:
-    """The same training, wherever its folder."""
-    return a.model_dump(exclude={"out"}) == b.model_dump(exclude={"out"})
 
 
 def stage3_variant(cfg: PipelineConfig, base: PretrainConfig, name: str, overrides: dict[str, Any]) -> Path:
@@ -186,8 +63,13 @@ def _refuse_other_settings(name: str, cfg) -> None:
         return
     changed = run.config_changes(cfg)
     if changed:
-        raise ConfigError(by_rule("finished-run", f"{name}: {run.root} holds a run with other settings "
-                                  f"({', '.join(changed[:5])}); use another out= or remove that folder"))
+        raise ConfigError(
+            by_rule(
+                "finished-run",
+                f"{name}: {run.root} holds a run with other settings "
+                f"({', '.join(changed[:5])}); use another out= or remove that folder",
+            )
+        )
 
 
 def _refuse_foreign_config(root: Path) -> None:
@@ -215,11 +97,19 @@ def _same_data(cfg: PipelineConfig, now: dict, was: dict | None) -> dict:
     if isinstance(was, dict) and was.get("fingerprint") not in (None, now["fingerprint"]):
         n_was = int(was.get("images", 0))
         diff = now["images"] - n_was
-        change = (f"{abs(diff)} image(s) {'added' if diff > 0 else 'removed'}, {n_was} -> {now['images']}" if diff
-                  else f"the same {n_was} images by count, other content")
-        raise ConfigError(by_rule("fingerprint", f"data.path={cfg.data.path}: the data changed since {cfg.out} was "
-                                  f"made from it ({change}); its stages would mix two data sets: give another out= "
-                                  f"(or remove {cfg.out}) to run the pipeline on the new data"))
+        change = (
+            f"{abs(diff)} image(s) {'added' if diff > 0 else 'removed'}, {n_was} -> {now['images']}"
+            if diff
+            else f"the same {n_was} images by count, other content"
+        )
+        raise ConfigError(
+            by_rule(
+                "fingerprint",
+                f"data.path={cfg.data.path}: the data changed since {cfg.out} was "
+                f"made from it ({change}); its stages would mix two data sets: give another out= "
+                f"(or remove {cfg.out}) to run the pipeline on the new data",
+            )
+        )
     return now
 
 
@@ -240,15 +130,22 @@ def _training_stage(name: str, cfg, exported: Path, train_fn) -> str:
 def _guard_stages(cfg: PipelineConfig, stages: StageConfigs) -> None:
     """Every stage by the output guard's rules, and no input the user gives inside ``out``."""
     guard_paths(cfg)  # out: new, empty or gensis's; the data outside it
-    sections = {"pretrain": stages.pretrain, "autoencoder": stages.autoencoder, "generator": stages.generator,
-                "generate": stages.generate, "show": stages.show, "gen_dino": stages.gen_dino,
-                "control": stages.control}
+    sections = {
+        "pretrain": stages.pretrain,
+        "autoencoder": stages.autoencoder,
+        "generator": stages.generator,
+        "generate": stages.generate,
+        "show": stages.show,
+        "gen_dino": stages.gen_dino,
+        "control": stages.control,
+    }
     for section, stage in sections.items():
         if stage is None:
             continue
         given = flatten(getattr(cfg, "gen_dino" if section == "control" else section))
-        inputs = {f"{section}.{k}": v for k, (role, v) in config_paths(stage).items()
-                  if role is Role.INPUT and k in given}
+        inputs = {
+            f"{section}.{k}": v for k, (role, v) in config_paths(stage).items() if role is Role.INPUT and k in given
+        }
         refuse_inputs_inside(cfg.out, inputs, "where gensis run writes its stages")
         guard_paths(stage)  # each stage locks its own folder when it starts
 
@@ -272,9 +169,13 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     from gensis.train.generator import run_train_generator
     from gensis.train.pretrain import run_pretrain
 
-    for name, stage in (("pretrain", stages.pretrain), ("autoencoder", stages.autoencoder),
-                        ("train-generator", stages.generator),
-                        ("gen-dino", stages.gen_dino), ("control", stages.control)):
+    for name, stage in (
+        ("pretrain", stages.pretrain),
+        ("autoencoder", stages.autoencoder),
+        ("train-generator", stages.generator),
+        ("gen-dino", stages.gen_dino),
+        ("control", stages.control),
+    ):
         if stage is not None:
             _refuse_other_settings(name, stage)  # before anything in the folder changes
     for stage in (stages.pretrain, stages.gen_dino, stages.control):
@@ -287,8 +188,12 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     state_path = root / str(product.marker)
     state = marker_state(root, product) if state_path.exists() or state_path.is_symlink() else {}
     if state is None:
-        raise ConfigError(by_rule("foreign-file", f"{state_path}: not a pipeline state gensis wrote; it is never "
-                                  "overwritten, choose another out="))
+        raise ConfigError(
+            by_rule(
+                "foreign-file",
+                f"{state_path}: not a pipeline state gensis wrote; it is never overwritten, choose another out=",
+            )
+        )
     state.setdefault("stages", {})
     state["data"] = _same_data(cfg, data_now, state.get("data"))  # before a stage is reused on other images
     atomic_write_text(root / "config.yaml", CONFIG_MARK + _yaml(cfg))
@@ -317,8 +222,9 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
         record("autoencoder", lambda: _training_stage("autoencoder", stages.autoencoder, done, run_train_autoencoder))
     record("embed", lambda: _embed_stage(root, pretrain_run.exported_encoder, cfg, run_embed))
     gen_export = exported_path(stages.generator.out, TrainGeneratorConfig.product)
-    record("train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export,
-                                                      run_train_generator))
+    record(
+        "train-generator", lambda: _training_stage("train-generator", stages.generator, gen_export, run_train_generator)
+    )
     record("generate", lambda: "skipped" if run_generate(stages.generate).n_images == 0 else "ran")
     if stages.show is not None:
         record("show", lambda: _show_stage(stages.show, gen_export, run_show))
@@ -327,11 +233,13 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     encoders = {"dino": pretrain_run.exported_encoder, "gen-dino": gen_run.exported_encoder}
     if stages.control is not None:
         control_run = RunFolder(stages.control.out)
-        record("control", lambda: _training_stage("control", stages.control, control_run.exported_encoder,
-                                                  run_pretrain))
+        record(
+            "control", lambda: _training_stage("control", stages.control, control_run.exported_encoder, run_pretrain)
+        )
         encoders = {"dino": encoders["dino"], "control": control_run.exported_encoder, "gen-dino": encoders["gen-dino"]}
     results: dict[str, Any] = {}
     if cfg.data.eval_path is not None:
+
         def eval_all() -> str:
             done = [evaluate_stage(name, path, cfg, root / "eval", results) for name, path in encoders.items()]
             return "ran" if any(done) else "skipped"
@@ -340,8 +248,14 @@ def _run_stages(cfg: PipelineConfig, stages: StageConfigs, stop: GracefulStop) -
     else:
         log.info("no data.eval_path: the encoders are not evaluated")
     report, judged, waits = write_report(root, cfg, stages, state, results)
-    return {"out": str(root), "report": str(report), "eval": results, "stages": state["stages"],
-            "verdicts": [v.as_dict() for v in judged], "data_wait": waits}
+    return {
+        "out": str(root),
+        "report": str(report),
+        "eval": results,
+        "stages": state["stages"],
+        "verdicts": [v.as_dict() for v in judged],
+        "data_wait": waits,
+    }
 
 
 def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> str:
@@ -353,9 +267,18 @@ def _embed_stage(root: Path, encoder: Path, cfg: PipelineConfig, run_embed) -> s
         with safe_open(str(out), framework="pt") as f:
             if (f.metadata() or {}).get("encoder_sha256") == digest:
                 return "skipped"
-    run_embed(EmbedConfig(encoder=str(encoder), data_path=cfg.data.path, out=str(out), device=cfg.device,
-                          cache_dir=cfg.data.cache_dir, max_images=cfg.data.max_images, progress=cfg.progress,
-                          max_image_bytes=cfg.data.max_image_bytes))
+    run_embed(
+        EmbedConfig(
+            encoder=str(encoder),
+            data_path=cfg.data.path,
+            out=str(out),
+            device=cfg.device,
+            cache_dir=cfg.data.cache_dir,
+            max_images=cfg.data.max_images,
+            progress=cfg.progress,
+            max_image_bytes=cfg.data.max_image_bytes,
+        )
+    )
     return "ran"
 
 

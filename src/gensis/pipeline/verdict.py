@@ -98,8 +98,10 @@ def _too_short(t: Trend, what: str) -> str | None:
     that the stage works (a 2-step stage 1 read OK before, from two noisy values)."""
     if t.direction != "too few points":
         return None
-    return (f"the {what} was logged at only {t.points} points, too few to weigh its noise, so this is no "
-            "evidence that it learned; train longer or lower train.log_every")
+    return (
+        f"the {what} was logged at only {t.points} points, too few to weigh its noise, so this is no "
+        "evidence that it learned; train longer or lower train.log_every"
+    )
 
 
 def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
@@ -126,13 +128,21 @@ def stage1(metrics: list[dict], method: str, out_dim: int) -> Verdict:
             " over training, so the encoder learned little; check the learning rate, or train longer",
         )
     if loss.last >= BARELY * uniform:
-        return Verdict("stage 1", "warning", text + ": the loss is still near its uniform value, so the encoder has "
-                       "learned little of what DINO can teach it; train longer")
+        return Verdict(
+            "stage 1",
+            "warning",
+            text + ": the loss is still near its uniform value, so the encoder has "
+            "learned little of what DINO can teach it; train longer",
+        )
     conv = convergence(metrics, out_dim)
     text += f"; {conv.words()}"
     if conv.status == "still learning":
-        return Verdict("stage 1", "warning", text + ": stage 2 and 3 stand on an encoder that is still changing, so "
-                       "a stage-3 comparison on it measures the length of training; train longer")
+        return Verdict(
+            "stage 1",
+            "warning",
+            text + ": stage 2 and 3 stand on an encoder that is still changing, so "
+            "a stage-3 comparison on it measures the length of training; train longer",
+        )
     return Verdict("stage 1", "ok", text)
 
 
@@ -142,8 +152,10 @@ def _copying(quality: dict[str, Any]) -> str | None:
     for key, what in (("source_pixel_rmse", "from their source"), ("diversity_pixel_rmse", "from each other")):
         got, real = quality.get(key), ceiling.get(key)
         if isinstance(got, (int, float)) and isinstance(real, (int, float)) and real > 0 and got < COPY_SHARE * real:
-            return (f"the views differ {what} by a pixel RMSE of {got:.3f}, under {COPY_SHARE:.0%} of real stage-1 "
-                    f"views' {real:.3f}: they are near copies, so stage 3 learns little from them")
+            return (
+                f"the views differ {what} by a pixel RMSE of {got:.3f}, under {COPY_SHARE:.0%} of real stage-1 "
+                f"views' {real:.3f}: they are near copies, so stage 3 learns little from them"
+            )
     return None
 
 
@@ -154,9 +166,11 @@ def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None
     ceiling = quality.get("ceiling", {}).get("retrieval_top1")
     few = _too_little_evidence(int(quality["sources"]), "sources measured")
     chance = quality.get("chance", {}).get("retrieval_top1", 0.0)
-    text = (f"generated views find their source {top1:.1f} % of the time (real stage-1 views "
-            f"{ceiling if ceiling is not None else '?'} %, chance {chance:.2f} %), median rank "
-            f"{quality['retrieval_median_rank']}")
+    text = (
+        f"generated views find their source {top1:.1f} % of the time (real stage-1 views "
+        f"{ceiling if ceiling is not None else '?'} %, chance {chance:.2f} %), median rank "
+        f"{quality['retrieval_median_rank']}"
+    )
     problems = [few] if few else []
     if ceiling is None:
         ok = top1 > ABOVE_CHANCE * chance
@@ -166,9 +180,12 @@ def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None
         ok = top1 >= HALF_CEILING * ceiling
         if not ok:
             conditioned = top1 > ABOVE_CHANCE * chance  # but with an encoder sharper than it can follow
-            problems.append("the views follow their source, but less closely than real stage-1 views, so stage 3 "
-                            "gets harder positives than real pairs" if conditioned else
-                            "the views are not views of their source, so stage 3 pairs images with unrelated ones")
+            problems.append(
+                "the views follow their source, but less closely than real stage-1 views, so stage 3 "
+                "gets harder positives than real pairs"
+                if conditioned
+                else "the views are not views of their source, so stage 3 pairs images with unrelated ones"
+            )
     for key, what in (("source_pixel_rmse", "pixel RMSE to the source"), ("diversity_pixel_rmse", "between views")):
         if isinstance(quality.get(key), (int, float)):
             real = quality.get("ceiling", {}).get(key)
@@ -190,8 +207,10 @@ def stage2(quality: dict[str, Any] | None, gen_metrics: list[dict] | None = None
 
 def _too_little_evidence(n: int, what: str) -> str | None:
     if n < MIN_EVIDENCE:
-        return (f"only {n} {what}: at least {MIN_EVIDENCE} are needed to tell a working stage from a broken "
-                "one, so this is no evidence either way; give more images")
+        return (
+            f"only {n} {what}: at least {MIN_EVIDENCE} are needed to tell a working stage from a broken "
+            "one, so this is no evidence either way; give more images"
+        )
     return None
 
 
@@ -206,26 +225,38 @@ def autoencoder(quality: dict[str, Any] | None) -> Verdict:
     if isinstance(cosine, (int, float)) and cosine <= 0:
         floors.append("the encoder sees nothing of the source in the reconstruction (cosine <= 0)")
     if "retrieval_top1" in quality:
-        text += (f", cosine to the source {quality['cosine_to_source']:.3f}, source found "
-                 f"{quality['retrieval_top1']:.1f} % of the time (real stage-1 views "
-                 f"{quality.get('ceiling', {}).get('retrieval_top1', '?')} %)")
+        text += (
+            f", cosine to the source {quality['cosine_to_source']:.3f}, source found "
+            f"{quality['retrieval_top1']:.1f} % of the time (real stage-1 views "
+            f"{quality.get('ceiling', {}).get('retrieval_top1', '?')} %)"
+        )
     if any(floors):
-        return Verdict("autoencoder", "warning", text + ": " + "; ".join(f for f in floors if f)
-                       + "; train the autoencoder longer (autoencoder.train.epochs)")
+        return Verdict(
+            "autoencoder",
+            "warning",
+            text
+            + ": "
+            + "; ".join(f for f in floors if f)
+            + "; train the autoencoder longer (autoencoder.train.epochs)",
+        )
     if "retrieval_top1" not in quality:
         return Verdict("autoencoder", "ok", text)
     top1, ceiling = quality["retrieval_top1"], quality.get("ceiling", {}).get("retrieval_top1")
     rank, ceiling_rank = quality.get("retrieval_median_rank"), quality.get("ceiling", {}).get("retrieval_median_rank")
     if ceiling == 0 and rank is not None and ceiling_rank is not None:
         # real views are never found first either: top-1 cannot tell, the median rank can
-        text += (f"; real views are not found first either, so the median rank decides: {rank} against "
-                 f"{ceiling_rank} for real views")
+        text += (
+            f"; real views are not found first either, so the median rank decides: {rank} against "
+            f"{ceiling_rank} for real views"
+        )
         ok = rank <= ceiling_rank / HALF_CEILING
     else:
         ok = ceiling is None or top1 >= HALF_CEILING * ceiling
     if not ok:
-        text += (": the decoder loses what the encoder sees, and every generated view goes through it; "
-                 "train the autoencoder longer (autoencoder.train.epochs)")
+        text += (
+            ": the decoder loses what the encoder sees, and every generated view goes through it; "
+            "train the autoencoder longer (autoencoder.train.epochs)"
+        )
     return Verdict("autoencoder", _status(ok), text)
 
 
@@ -233,32 +264,44 @@ def autoencoder(quality: dict[str, Any] | None) -> Verdict:
 BASELINE_WORDS = {"control": ("control", "its control"), "dino": ("DINO from scratch (stage 1)",) * 2}
 
 
-def _compare(name: str, diff: float, gen_bits: str | None, control_bits: str | None,
-             base: str = "its control") -> tuple[Status | None, str]:
+def _compare(
+    name: str, diff: float, gen_bits: str | None, control_bits: str | None, base: str = "its control"
+) -> tuple[Status | None, str]:
     """One figure of Gen-DINO minus its baseline: its status by McNemar, and its words."""
     if gen_bits is None or control_bits is None or len(gen_bits) != len(control_bits):
         return None, f"{name} {diff:+.2f} (no per-image results to test)"
     t = mcnemar_exact(decode_correct(gen_bits), decode_correct(control_bits))
     status: Status = "none" if t["p_value"] >= ALPHA else ("ok" if t["only_a"] > t["only_b"] else "warning")
-    return status, (f"{name} {diff:+.2f} points ({t['only_a']} test images right only with Gen-DINO, "
-                    f"{t['only_b']} only with {base}, McNemar p = {t['p_value']:.2g})")
+    return status, (
+        f"{name} {diff:+.2f} points ({t['only_a']} test images right only with Gen-DINO, "
+        f"{t['only_b']} only with {base}, McNemar p = {t['p_value']:.2g})"
+    )
 
 
-def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
-           baseline: str | None = "control") -> Verdict:
+def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int, baseline: str | None = "control") -> Verdict:
     gen, control = results.get("gen-dino"), results.get(baseline) if baseline else None
     name, base = BASELINE_WORDS[baseline or "control"]
     parts: list[str] = []
     figures: list[Status | None] = []
     if gen and control:
         k = sorted(gen["knn_top1"], key=int)[0]
-        s, words = _compare(f"kNN k={k}", gen["knn_top1"][k] - control["knn_top1"][k],
-                            gen.get("knn_correct", {}).get(k), control.get("knn_correct", {}).get(k), base)
+        s, words = _compare(
+            f"kNN k={k}",
+            gen["knn_top1"][k] - control["knn_top1"][k],
+            gen.get("knn_correct", {}).get(k),
+            control.get("knn_correct", {}).get(k),
+            base,
+        )
         figures.append(s)
         parts.append(f"Gen-DINO minus {name}, one seed, same test images: " + words)
         if "linear" in gen and "linear" in control:
-            s, words = _compare("linear", gen["linear"]["top1"] - control["linear"]["top1"],
-                                gen["linear"].get("correct"), control["linear"].get("correct"), base)
+            s, words = _compare(
+                "linear",
+                gen["linear"]["top1"] - control["linear"]["top1"],
+                gen["linear"].get("correct"),
+                control["linear"].get("correct"),
+                base,
+            )
             figures.append(s)
             parts.append(words)
     dis = _curve(gen_metrics, "loss_dis")
@@ -267,8 +310,10 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
         dis_short = _too_short(dis, "disentanglement loss")
         dis_learned = _fell(dis)
         floor = _curve(gen_metrics, "loss_dis_floor")
-        parts.append(f"disentanglement loss {dis.words()} (uniform {math.log(out_dim):.2f}"
-                     + (f", floor {floor.last:.2f})" if floor else ")"))
+        parts.append(
+            f"disentanglement loss {dis.words()} (uniform {math.log(out_dim):.2f}"
+            + (f", floor {floor.last:.2f})" if floor else ")")
+        )
     if not parts:
         return Verdict("stage 3", "warning", "not evaluated")
     text = "; ".join(parts)
@@ -292,10 +337,18 @@ def stage3(results: dict[str, Any], gen_metrics: list[dict], out_dim: int,
     return Verdict("stage 3", "none", text + f": no measurable difference between Gen-DINO and {base} ({why})")
 
 
-def verdicts(stages, quality: dict | None, results: dict[str, Any], metrics: dict[str, list[dict]],
-             reconstruction: dict | None = None) -> list[Verdict]:
+def verdicts(
+    stages,
+    quality: dict | None,
+    results: dict[str, Any],
+    metrics: dict[str, list[dict]],
+    reconstruction: dict | None = None,
+) -> list[Verdict]:
     out_dim = stages.pretrain.dino.out_dim
     ae = [autoencoder(reconstruction)] if getattr(stages, "autoencoder", None) is not None else []
-    return [stage1(metrics.get("dino", []), stages.pretrain.method, out_dim), *ae,
-            stage2(quality, metrics.get("generator", [])),
-            stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim, stages.baseline)]
+    return [
+        stage1(metrics.get("dino", []), stages.pretrain.method, out_dim),
+        *ae,
+        stage2(quality, metrics.get("generator", [])),
+        stage3(results, metrics.get("gen-dino", []), stages.gen_dino.dino.out_dim, stages.baseline),
+    ]

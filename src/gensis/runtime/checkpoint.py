@@ -65,8 +65,9 @@ def save_training_state(run, fmt: str, step: int, model: dict[str, Any], optimiz
     save_state(run.last_checkpoint, state)
 
 
-def restore_state(run, fmt: str, what: str, apply, device: str | torch.device = "cpu",
-                  optimizer: torch.optim.Optimizer | None = None) -> int:
+def restore_state(
+    run, fmt: str, what: str, apply, device: str | torch.device = "cpu", optimizer: torch.optim.Optimizer | None = None
+) -> int:
     """Load ``run``'s last checkpoint of format ``fmt`` into a model via ``apply(state)`` and into
     ``optimizer``; the step it was saved at. Another run's checkpoint or one that does not fit is one line."""
     state = load_state(run.last_checkpoint, map_location=device)

@@ -66,8 +66,10 @@ def setup(info: Dist, device: torch.device) -> torch.device:
 
 def check_batch(info: Dist, batch_size: int) -> None:
     if batch_size % info.world_size:
-        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must be divisible by "
-                          f"the {info.world_size} processes")
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch and must be divisible by "
+            f"the {info.world_size} processes"
+        )
 
 
 def barrier(info: Dist) -> None:

@@ -58,8 +58,9 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
     out = Path(out)
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"out: {out}: unknown export format {out.suffix!r} "
-                          "(.pt: TorchScript, .pt2: torch.export, .onnx: ONNX)")
+        raise ConfigError(
+            f"out: {out}: unknown export format {out.suffix!r} (.pt: TorchScript, .pt2: torch.export, .onnx: ONNX)"
+        )
     if fmt == "onnx":
         _check_onnx_packages(out)  # before the encoder is read or anything written
     src = resolve_encoder_path(encoder_path)
@@ -99,8 +100,10 @@ def export_self_contained(encoder_path: str | Path, out: str | Path) -> Path:
             got = torch.from_numpy(run_onnx(out, example.numpy()))
     if not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):  # never hand out a file that computes otherwise
         out.unlink(missing_ok=True)
-        raise GensisError(f"{out}: the {fmt} file does not reproduce the encoder (max diff "
-                          f"{(got - expected).abs().max().item():.2e}); please report this backbone")
+        raise GensisError(
+            f"{out}: the {fmt} file does not reproduce the encoder (max diff "
+            f"{(got - expected).abs().max().item():.2e}); please report this backbone"
+        )
     return out
 
 
@@ -135,13 +138,27 @@ def _save_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) 
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=ONNX_OPSET, input_names=["images"],
-                                    output_names=["embeddings"], dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=ONNX_OPSET,
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
     assert program is not None  # dynamo=True always returns the program
     proto = program.model_proto
-    meta = {EXTRA_FILE: json.dumps(info), "resolution": str(info["resolution"]), "embed_dim": str(info["embed_dim"]),
-            "mean": json.dumps(info["mean"]), "std": json.dumps(info["std"]), "input": info["input"],
-            "output": info["output"]}
+    meta = {
+        EXTRA_FILE: json.dumps(info),
+        "resolution": str(info["resolution"]),
+        "embed_dim": str(info["embed_dim"]),
+        "mean": json.dumps(info["mean"]),
+        "std": json.dumps(info["std"]),
+        "input": info["input"],
+        "output": info["output"],
+    }
     del proto.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)

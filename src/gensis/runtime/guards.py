@@ -79,6 +79,7 @@ def _resolved(path: str | Path) -> Path:
 
 # ---- what gensis wrote (runtime/products.py) -------------------------------------------------------
 
+
 def _recorded_inputs(cfg: BaseModel) -> dict[str, str]:
     """Inputs a command reads without naming them: the encoder a generator records, used when
     ``encoder`` is not given (generate, show). Unreadable files are left to their readers."""
@@ -100,6 +101,7 @@ def _same_kind(found: str, wanted: str) -> bool:
 
 # ---- the guard ----------------------------------------------------------------------------------
 
+
 def _outputs(cfg: BaseModel, paths: dict[str, tuple[Role, str]]):
     """(key, path, is_folder) of everything the command writes: ``out`` first, then what it writes
     beside it (asked for only after ``out`` passed: a bad ``out`` is named by its rule first)."""
@@ -109,7 +111,7 @@ def _outputs(cfg: BaseModel, paths: dict[str, tuple[Role, str]]):
         elif role in (Role.OUTPUT_FILE, Role.OUTPUT_ANY):
             yield key, value, False
     extra = getattr(cfg, "extra_outputs", None)
-    for path, is_folder in (extra() if extra else []):
+    for path, is_folder in extra() if extra else []:
         yield "out", str(path), is_folder
 
 
@@ -142,12 +144,18 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
         source = _resolved(path)
         if target == source or source in target.parents or target in source.parents:
             where = "is" if target == source else ("lies inside" if source in target.parents else "contains")
-            _refuse("inside-input", f"{key}={out} {where} the input {in_key}={path}; gensis never writes over its "
-                    f"inputs: choose another {key}=")
+            _refuse(
+                "inside-input",
+                f"{key}={out} {where} the input {in_key}={path}; gensis never writes over its "
+                f"inputs: choose another {key}=",
+            )
         run = run_folder_of(source)
         if run is not None and run in target.parents:
-            _refuse("inside-run", f"{key}={out} lies inside {run}, the gensis run folder of the input "
-                    f"{in_key}={path}; write outside it: choose another {key}=")
+            _refuse(
+                "inside-run",
+                f"{key}={out} lies inside {run}, the gensis run folder of the input "
+                f"{in_key}={path}; write outside it: choose another {key}=",
+            )
     under_file = next((p for p in target.parents if p.is_file()), None)
     if under_file is not None:
         _refuse("foreign-file", f"{key}={out} lies under the file {under_file}: choose another {key}=")
@@ -158,9 +166,12 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
         if is_folder:
             _refuse("foreign-file", f"{key}={out} is a file; this command writes a folder there: choose another {key}=")
         if not file_is_gensis(target):
-            _refuse("foreign-file", f"{key}={out} exists and is not a result gensis wrote there (a file of "
-                    f"yours, or another part of a gensis output); it is never replaced or merged into: "
-                    f"choose another {key}=")
+            _refuse(
+                "foreign-file",
+                f"{key}={out} exists and is not a result gensis wrote there (a file of "
+                f"yours, or another part of a gensis output); it is never replaced or merged into: "
+                f"choose another {key}=",
+            )
     elif target.is_dir():
         if not is_folder:
             _refuse(
@@ -169,12 +180,17 @@ def _check_output(key: str, out: str, is_folder: bool, inputs: dict[str, str], k
         if any(target.iterdir()) and not folder_is_gensis(target):
             around = run_folder_of(target)
             what = f"a part of the gensis output {around}" if around is not None else "a folder of other files"
-            _refuse("foreign-folder", f"{key}={out} is {what}, not an output of this command; gensis writes "
-                    f"only into a new or empty folder or one of its own: choose another {key}=")
+            _refuse(
+                "foreign-folder",
+                f"{key}={out} is {what}, not an output of this command; gensis writes "
+                f"only into a new or empty folder or one of its own: choose another {key}=",
+            )
         found = folder_kind(target)
         if kind is not None and found is not None and not _same_kind(found, kind):
-            _refuse("foreign-folder", f"{key}={out} holds a gensis {found}; this command writes a {kind}: "
-                    f"choose another {key}=")
+            _refuse(
+                "foreign-folder",
+                f"{key}={out} holds a gensis {found}; this command writes a {kind}: choose another {key}=",
+            )
     _writable(key, out, target)
 
 
@@ -187,8 +203,11 @@ def check_inputs_are_files(inputs: dict[str, str]) -> None:
         except (OSError, ValueError):
             continue  # missing: its reader says so
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            _refuse("not-a-file", f"{key}={value} is {what_it_is(mode)}, not a file or folder gensis reads: "
-                    f"give a file or folder for {key}=")
+            _refuse(
+                "not-a-file",
+                f"{key}={value} is {what_it_is(mode)}, not a file or folder gensis reads: "
+                f"give a file or folder for {key}=",
+            )
 
 
 def guard_paths(cfg: BaseModel) -> None:

@@ -65,8 +65,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
-
-
 def write_result_json(path: str | Path, result: dict) -> None:
     """A command's result as JSON, marked as gensis's."""
     atomic_write_text(path, json.dumps({**result, RESULT_MARK[0]: RESULT_MARK[1]}, indent=2) + "\n")

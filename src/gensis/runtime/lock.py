@@ -53,15 +53,25 @@ def hold(folder: str | Path) -> None:
     head = os.pread(fd, 400, 0).decode("utf-8", "replace")
     if head and not _LOCK_LINE.match(head):
         os.close(fd)
-        raise GensisError(by_rule("foreign-file", f"{display(path)}: not a lock gensis wrote (it holds other text); "
-                                  "it is never overwritten, choose another out="))
+        raise GensisError(
+            by_rule(
+                "foreign-file",
+                f"{display(path)}: not a lock gensis wrote (it holds other text); "
+                "it is never overwritten, choose another out=",
+            )
+        )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         holder = os.pread(fd, 400, 0).decode("utf-8", "replace").strip() or "a process that has not said who it is"
         os.close(fd)
-        raise FolderBusy(by_rule("one-writer", f"{root}: another gensis process is writing this folder ({holder}); "
-                                 "wait for it to end or choose another out=")) from None
+        raise FolderBusy(
+            by_rule(
+                "one-writer",
+                f"{root}: another gensis process is writing this folder ({holder}); "
+                "wait for it to end or choose another out=",
+            )
+        ) from None
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]
     os.ftruncate(fd, 0)

@@ -78,8 +78,9 @@ def _one_line(exc: BaseException) -> str:
 class Session:
     """The loggers of one experiment rooted at ``root``; run folders inside it log with their relative path as stage."""
 
-    def __init__(self, root: str | Path, cfg: LoggersConfig, name: str | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: str | Path, cfg: LoggersConfig, name: str | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.cfg = cfg
         self.name = name or self.root.name
@@ -215,9 +216,15 @@ class _Wandb:
 
         c = session.cfg.wandb
         state = session.read_state()
-        kwargs: dict[str, Any] = dict(project=c.project, entity=c.entity, name=c.name or session.name,
-                                      dir=str(session.root), id=state.get("wandb_id"), resume="allow",
-                                      config=session.config)
+        kwargs: dict[str, Any] = dict(
+            project=c.project,
+            entity=c.entity,
+            name=c.name or session.name,
+            dir=str(session.root),
+            id=state.get("wandb_id"),
+            resume="allow",
+            config=session.config,
+        )
         mode = _wandb_mode(c.mode)
         try:
             self._run = wandb.init(mode=mode, **kwargs)
@@ -265,8 +272,11 @@ class _MLflow:
         if run_id is None:
             exp = self._client.get_experiment_by_name(c.experiment)
             artifacts = (session.root / "mlartifacts").as_uri() if uri == f"sqlite:///{local}" else None
-            exp_id = exp.experiment_id if exp is not None else self._client.create_experiment(
-                c.experiment, artifact_location=artifacts)
+            exp_id = (
+                exp.experiment_id
+                if exp is not None
+                else self._client.create_experiment(c.experiment, artifact_location=artifacts)
+            )
             run_id = self._client.create_run(exp_id, run_name=c.run_name or session.name).info.run_id
             self._log_params(run_id, session.config)  # once: MLflow params may not change afterwards
             session.save_state(mlflow_run_id=run_id, mlflow_tracking_uri=uri)
@@ -278,10 +288,12 @@ class _MLflow:
         from gensis.config.overrides import flatten
 
         # MLflow takes at most 100 params per call, values of at most 6,000 characters.
-        params = [Param(k, json.dumps(v)[:6000] if not isinstance(v, str) else v[:6000])
-                  for k, v in sorted(flatten(config).items())]
+        params = [
+            Param(k, json.dumps(v)[:6000] if not isinstance(v, str) else v[:6000])
+            for k, v in sorted(flatten(config).items())
+        ]
         for i in range(0, len(params), 100):
-            self._client.log_batch(run_id, params=params[i:i + 100])
+            self._client.log_batch(run_id, params=params[i : i + 100])
 
     def scalars(self, stage: str, run_dir: Path, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -304,8 +316,9 @@ _PURGE: dict[Path, int] = {}  # resumed run folders -> first step to redo (read 
 
 
 @contextlib.contextmanager
-def experiment(root: str | Path, cfg: LoggersConfig, name: str | None = None,
-               config: dict[str, Any] | None = None) -> Iterator[Session]:
+def experiment(
+    root: str | Path, cfg: LoggersConfig, name: str | None = None, config: dict[str, Any] | None = None
+) -> Iterator[Session]:
     """While the block runs, every run folder under ``root`` logs into this one experiment."""
     session = Session(root, cfg, name, config)
     _ACTIVE.append(session)

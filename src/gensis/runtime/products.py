@@ -53,14 +53,17 @@ def safetensors_metadata(path: Path) -> dict[str, str]:
 
 # ---- files --------------------------------------------------------------------------------------
 
+
 def vouched_digests(sidecar: Path) -> dict[str, list[str]]:
     """The sha256s an ownership sidecar (``<stem>.gensis.json``, marked as gensis's) vouches for,
     by file name: one per file, or old and new while embed replaces them (eval/embed_io.py)."""
     data = _marked_json(sidecar)
     if not data or data.get("format") != OWNERSHIP_FORMAT or not isinstance(data.get("files"), dict):
         return {}
-    return {name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
-            for name, digests in data["files"].items()}
+    return {
+        name: [v for v in (digests if isinstance(digests, list) else [digests]) if isinstance(v, str)]
+        for name, digests in data["files"].items()
+    }
 
 
 def _vouched_by_sidecar(path: Path) -> bool:
@@ -116,6 +119,7 @@ def file_is_gensis(path: str | Path) -> bool:
 
 # ---- folders ------------------------------------------------------------------------------------
 
+
 def marker_state(root: Path, product: Product) -> dict | None:
     """The marker file of ``product`` in ``root`` when gensis wrote it (the JSON object, or an
     empty mapping for a marker that is any regular file), else None."""
@@ -144,8 +148,7 @@ def folder_is_gensis(path: str | Path) -> bool:
     root = Path(path)
     if lock.is_gensis_lock(root):
         return True  # every output folder is locked while written
-    if root.name.endswith(".parts") and any(p.archive_state and (root / p.archive_state).is_file()
-                                             for p in PRODUCTS):
+    if root.name.endswith(".parts") and any(p.archive_state and (root / p.archive_state).is_file() for p in PRODUCTS):
         return True  # an archive's resume state beside it
     return _marked_kind(root) is not None
 

@@ -38,8 +38,18 @@ LOGGER_NAME = "gensis"
 
 # Settings that may differ between an interrupted run and its resumption ("out": a moved folder;
 # "data.path": moved data, whose content every checkpoint checks by its data fingerprint instead).
-RESUME_MUTABLE = frozenset({"out", "train.progress", "train.device", "train.max_steps", "data.num_workers",
-                            "data.max_image_bytes", "data.cache_dir", "data.path"})
+RESUME_MUTABLE = frozenset(
+    {
+        "out",
+        "train.progress",
+        "train.device",
+        "train.max_steps",
+        "data.num_workers",
+        "data.max_image_bytes",
+        "data.cache_dir",
+        "data.path",
+    }
+)
 # First line of every config.yaml gensis writes: a config.yaml without it is the user's, never overwritten.
 CONFIG_MARK = "# written by gensis: the resolved config of this run\n"
 EXPORTED = "exported"  # the folder of a run's exported files
@@ -105,8 +115,11 @@ class RunFolder:
 
     def non_finite_loss(self, value: float, where: str, fix: str) -> GensisError:
         """The error for a NaN or infinite loss; it names a checkpoint only when one exists."""
-        kept = (f"the last good checkpoint is kept at {self.last_checkpoint} (--resume continues from it)"
-                if self.last_checkpoint.is_file() else "no checkpoint had been written yet")
+        kept = (
+            f"the last good checkpoint is kept at {self.last_checkpoint} (--resume continues from it)"
+            if self.last_checkpoint.is_file()
+            else "no checkpoint had been written yet"
+        )
         return GensisError(f"loss is {value} at {where}; stopped, {kept}; {fix}")
 
     def written_files(self) -> list[str]:
@@ -122,10 +135,13 @@ class RunFolder:
         the same settings): only a run that died before its first checkpoint may start over."""
         found = self.written_files()
         if found and (found != ["metrics.jsonl"] or not self.config_path.exists()):
-            raise GensisError(by_rule(
-                "finished-run", f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
-                "continue it or choose another out="
-            ))
+            raise GensisError(
+                by_rule(
+                    "finished-run",
+                    f"{self.root} already holds a run ({', '.join(found[:3])}); pass --resume to "
+                    "continue it or choose another out=",
+                )
+            )
         if not self.config_path.exists():
             return
         self._stale_metrics = bool(found)  # a run that died before its first checkpoint starts over
@@ -135,8 +151,13 @@ class RunFolder:
             )
         changed = self.config_changes(cfg, mutable)
         if changed:
-            raise ConfigError(by_rule("finished-run", f"{self.root} holds a run with other settings "
-                                      f"({', '.join(changed[:5])}); choose another out= or remove that folder"))
+            raise ConfigError(
+                by_rule(
+                    "finished-run",
+                    f"{self.root} holds a run with other settings "
+                    f"({', '.join(changed[:5])}); choose another out= or remove that folder",
+                )
+            )
 
     def config_is_gensis(self) -> bool:
         try:  # a regular file only: a FIFO named config.yaml must not hang the guard
@@ -160,14 +181,23 @@ class RunFolder:
         if self.stamp is None or not isinstance(saved, dict):
             return
         if saved.get("config") not in (self.stamp["config"], *self._legacy_configs):
-            raise CheckpointError(by_rule(
-                "fingerprint", f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
-                f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); it belongs to another run"))
+            raise CheckpointError(
+                by_rule(
+                    "fingerprint",
+                    f"{self.last_checkpoint}: saved by a run with other settings (config fingerprint "
+                    f"{str(saved.get('config'))[:12]}, this run {self.stamp['config'][:12]}); "
+                    "it belongs to another run",
+                )
+            )
         if saved.get("data") != self.stamp["data"]:
-            raise CheckpointError(by_rule(
-                "fingerprint", f"{self.last_checkpoint}: trained on other data (data fingerprint "
-                f"{str(saved.get('data'))[:12]}, the data now gives {self.stamp['data'][:12]}); restore that data "
-                "or start a new run"))
+            raise CheckpointError(
+                by_rule(
+                    "fingerprint",
+                    f"{self.last_checkpoint}: trained on other data (data fingerprint "
+                    f"{str(saved.get('data'))[:12]}, the data now gives {self.stamp['data'][:12]}); restore that data "
+                    "or start a new run",
+                )
+            )
 
     def config_changes(self, cfg: BaseModel, mutable: frozenset[str] = RESUME_MUTABLE) -> list[str]:
         """Dotted keys whose value in ``cfg`` differs from the saved config.yaml (but ``mutable``)."""
@@ -179,8 +209,14 @@ class RunFolder:
         new, old = _flatten(cfg.model_dump()), _flatten(saved.model_dump())
         moved = _moved(getattr(saved, "out", None), getattr(cfg, "out", None))
         # Loggers change where metrics are copied to, never the run: they may differ on resume.
-        return [k for k in new if new[k] != old.get(k) and k not in mutable and not k.startswith("loggers.")
-                and not _moved_along(old.get(k), new[k], moved)]
+        return [
+            k
+            for k in new
+            if new[k] != old.get(k)
+            and k not in mutable
+            and not k.startswith("loggers.")
+            and not _moved_along(old.get(k), new[k], moved)
+        ]
 
     def write_config(self, cfg: BaseModel) -> None:
         """Write config.yaml, unless it already holds these settings (a resume touches no output;
@@ -233,8 +269,10 @@ class RunFolder:
             if not isinstance(record, dict):
                 if n == len(lines) and records:
                     break
-                raise CheckpointError(f"{self.metrics_path}: line {n} is not a record gensis wrote; this is not "
-                                      "a metrics file of a gensis run (restore it, or start a new run)")
+                raise CheckpointError(
+                    f"{self.metrics_path}: line {n} is not a record gensis wrote; this is not "
+                    "a metrics file of a gensis run (restore it, or start a new run)"
+                )
             records.append(record)
         return records
 

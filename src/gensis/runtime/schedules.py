@@ -14,12 +14,7 @@ import math
 
 
 def cosine_schedule(
-    step: int,
-    total_steps: int,
-    base: float,
-    final: float,
-    warmup_steps: int = 0,
-    start_warmup: float = 0.0,
+    step: int, total_steps: int, base: float, final: float, warmup_steps: int = 0, start_warmup: float = 0.0
 ) -> float:
     """Value at ``step`` (0-based) of DINO's warm-up + cosine schedule."""
     if total_steps <= 0:

@@ -29,8 +29,11 @@ class Interrupted(GensisError):
 
 class TrainingInterrupted(Interrupted):
     def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        super().__init__(signum, f"after step {step}; checkpoint saved to {checkpoint}; "
-                         "continue with --resume (gensis run: rerun the same command)")
+        super().__init__(
+            signum,
+            f"after step {step}; checkpoint saved to {checkpoint}; "
+            "continue with --resume (gensis run: rerun the same command)",
+        )
 
 
 # Every GracefulStop block now open, innermost last: a signal is recorded in all of them, so

@@ -51,15 +51,25 @@ def open_owned(path: str | Path, flags: int, mode: int = 0o644) -> int:
         fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as err:
         if os.path.islink(path):
-            raise GensisError(by_rule("no-links", f"{display(path)}: a symbolic link where gensis writes a file of "
-                                      "its own; it is never followed, remove the link")) from None
+            raise GensisError(
+                by_rule(
+                    "no-links",
+                    f"{display(path)}: a symbolic link where gensis writes a file of "
+                    "its own; it is never followed, remove the link",
+                )
+            ) from None
         raise GensisError(f"{display(path)}: cannot write: {err.strerror or err}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.close(fd)
         what = what_it_is(st.st_mode) if not stat.S_ISREG(st.st_mode) else f"a file with {st.st_nlink} hard links"
-        raise GensisError(by_rule("no-links", f"{display(path)}: {what} where gensis writes a file of its own; "
-                                  "it is never written through, remove it"))
+        raise GensisError(
+            by_rule(
+                "no-links",
+                f"{display(path)}: {what} where gensis writes a file of its own; "
+                "it is never written through, remove it",
+            )
+        )
     if _NONBLOCK:
         os.set_blocking(fd, True)
     return fd
@@ -93,7 +103,7 @@ def append_text(path: str | Path, text: str) -> None:
     try:
         data = text.encode("utf-8", "backslashreplace")
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     finally:
         os.close(fd)
 
@@ -110,8 +120,9 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise DataError(f"{display(path)}: {what_it_is(st.st_mode)}, not a regular file; skipped")
         if st.st_size > limit:
-            raise DataError(f"{display(path)}: {st.st_size:,} bytes, over the cap of {limit:,} "
-                            f"(max_image_bytes for images)")
+            raise DataError(
+                f"{display(path)}: {st.st_size:,} bytes, over the cap of {limit:,} (max_image_bytes for images)"
+            )
         if _NONBLOCK:
             os.set_blocking(fd, True)
         data = _read_upto(fd, limit + 1)

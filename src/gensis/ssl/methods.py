@@ -25,8 +25,9 @@ class SSLMethod(Protocol):
     student: nn.Module  # the network the optimizer trains (and DDP wraps)
     loss_parts: dict[str, torch.Tensor]  # this step's loss terms, for logging
 
-    def __call__(self, views: Sequence[torch.Tensor], epoch: int, dis=None,
-                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, views: Sequence[torch.Tensor], epoch: int, dis=None, weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The loss on ``views`` (+ stage 3's disentanglement inputs ``dis``; ``weights``: one per
         image) and the student's backbone embeddings of the first view."""
         ...
@@ -75,8 +76,9 @@ def _mocov3(cfg: PretrainConfig, encoder: Encoder, lambda_dis: float) -> SSLMeth
     from gensis.ssl.moco_v3 import MoCoV3
 
     m = cfg.mocov3
-    return MoCoV3(encoder, m.hidden_dim, m.out_dim, m.projector_layers, m.predictor_hidden_dim, m.temperature,
-                  momentum=m.momentum)
+    return MoCoV3(
+        encoder, m.hidden_dim, m.out_dim, m.projector_layers, m.predictor_hidden_dim, m.temperature, momentum=m.momentum
+    )
 
 
 # name -> builder(cfg, encoder, lambda_dis); lambda_dis is used by methods with a teacher (DINO).

@@ -53,9 +53,7 @@ def simclr_projection_head(
     return build_mlp([in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim], batch_norm=batch_norm)
 
 
-def mocov3_projector(
-    in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 3
-) -> nn.Sequential:
+def mocov3_projector(in_dim: int, hidden_dim: int = 4096, out_dim: int = 256, num_layers: int = 3) -> nn.Sequential:
     """MoCo v3 projector: 3 layers in the paper (the reference ResNet code uses 2)."""
     dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
     return build_mlp(dims, last_bn=True, last_bn_affine=False, last_bias=False)

@@ -47,8 +47,7 @@ class TileResult:
     failures: list[str] = field(default_factory=list)  # one line per failed slide
 
 
-def tile_config(overrides: dict[str, Any] | None = None, config_file: str | None = None,
-                **kwargs: Any) -> TileConfig:
+def tile_config(overrides: dict[str, Any] | None = None, config_file: str | None = None, **kwargs: Any) -> TileConfig:
     """The resolved config: YAML file < keyword settings < ``overrides`` (one-line ConfigError).
 
     The config is flat, so keywords need no flattening (and gensis.api, which imports torch,
@@ -58,8 +57,7 @@ def tile_config(overrides: dict[str, Any] | None = None, config_file: str | None
 
 
 @released_after
-def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = None,
-         **kwargs: Any) -> TileResult:
+def tile(overrides: dict[str, Any] | None = None, *, config_file: str | None = None, **kwargs: Any) -> TileResult:
     """Tile the slides ``slides`` into ``out`` (folder, or .zip) and write ``manifest.csv``."""
     cfg = tile_config(overrides, config_file, **kwargs)
     guard_paths(cfg)
@@ -92,18 +90,26 @@ def _fail_if_all_failed(outcomes: list[SlideOutcome]) -> None:
         raise DataError(errors[0] if len(errors) == 1 else f"all {len(errors)} slides failed; first: {errors[0]}")
 
 
-def _result(cfg: TileConfig, manifest: Path, n_slides: int, outcomes: list[SlideOutcome],
-            n_total: int, seconds: float) -> TileResult:
+def _result(
+    cfg: TileConfig, manifest: Path, n_slides: int, outcomes: list[SlideOutcome], n_total: int, seconds: float
+) -> TileResult:
     ok = [o for o in outcomes if o.error is None]
     n_tiles = sum(o.n_tiles for o in ok)
     result = TileResult(
-        out=Path(cfg.out), manifest=manifest, n_slides=n_slides,
-        n_skipped=n_slides - len(outcomes), n_tiled=len(ok),
-        n_empty=sum(o.n_tiles == 0 for o in ok), n_failed=len(outcomes) - len(ok),
-        n_tiles=n_tiles, n_tiles_total=n_total, seconds=round(seconds, 2),
+        out=Path(cfg.out),
+        manifest=manifest,
+        n_slides=n_slides,
+        n_skipped=n_slides - len(outcomes),
+        n_tiled=len(ok),
+        n_empty=sum(o.n_tiles == 0 for o in ok),
+        n_failed=len(outcomes) - len(ok),
+        n_tiles=n_tiles,
+        n_tiles_total=n_total,
+        seconds=round(seconds, 2),
         tiles_per_s=round(n_tiles / seconds, 1) if seconds > 0 else 0.0,
         failures=[o.error for o in outcomes if o.error is not None],
     )
-    log.info("%d tiles from %d slides in %.1f s (%.1f tiles/s) -> %s", n_tiles, len(ok), seconds,
-             result.tiles_per_s, cfg.out)
+    log.info(
+        "%d tiles from %d slides in %.1f s (%.1f tiles/s) -> %s", n_tiles, len(ok), seconds, result.tiles_per_s, cfg.out
+    )
     return result

@@ -45,8 +45,15 @@ DONE_SUFFIX = ".done.csv"
 # Settings that change every tile; mixing two of them in one output is refused. slide_mpp is
 # not one: it is how a rerun tiles the slides that failed for lack of resolution metadata.
 SETTINGS_KEYS = (
-    "tile_size", "mpp", "magnification", "overlap", "min_tissue",
-    "tissue_level_px", "format", "jpeg_quality", "max_tiles_per_slide",
+    "tile_size",
+    "mpp",
+    "magnification",
+    "overlap",
+    "min_tissue",
+    "tissue_level_px",
+    "format",
+    "jpeg_quality",
+    "max_tiles_per_slide",
 )
 
 
@@ -79,8 +86,15 @@ def rows_to_csv(rows: list[ManifestRow]) -> str:
 def read_rows(path: Path) -> list[ManifestRow]:
     with open(path, newline="") as f:
         return [
-            ManifestRow(r["slide_id"], r["tile"], int(r["x"]), int(r["y"]), int(r["size0"]),
-                        float(r["mpp"]) if r["mpp"] else None, float(r["tissue"]))
+            ManifestRow(
+                r["slide_id"],
+                r["tile"],
+                int(r["x"]),
+                int(r["y"]),
+                int(r["size0"]),
+                float(r["mpp"]) if r["mpp"] else None,
+                float(r["tissue"]),
+            )
             for r in csv.DictReader(f)
         ]
 
@@ -104,8 +118,7 @@ class Output:
         found = read_text(marker, "tile settings").strip() if marker.exists() else settings
         if found != settings:
             raise ConfigError(
-                f"out {self.root} holds tiles made with other settings ({found}); "
-                "choose a new out or delete it"
+                f"out {self.root} holds tiles made with other settings ({found}); choose a new out or delete it"
             )
         lock.hold(self.state if self.is_zip else self.root)  # one writer (runtime/lock.py)
         self.state.mkdir(parents=True, exist_ok=True)

@@ -74,9 +74,7 @@ class Slide:
 
     @property
     def objective_power(self) -> float | None:
-        return _first_float(
-            self._slide.properties, "openslide.objective-power", "tiffslide.objective-power"
-        )
+        return _first_float(self._slide.properties, "openslide.objective-power", "tiffslide.objective-power")
 
     def best_level(self, downsample: float) -> int:
         """The most downsampled level that is still at least as sharp as ``downsample``."""

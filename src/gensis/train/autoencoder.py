@@ -64,8 +64,9 @@ class AutoencoderResult:
 
 
 # long: the stage's checks, set-up and export in reading order; its steps run in _Trainer on the shared Loop
-def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
-                          data: ImageData | None = None) -> AutoencoderResult:
+def run_train_autoencoder(
+    cfg: TrainAutoencoderConfig, *, resume: bool = False, data: ImageData | None = None
+) -> AutoencoderResult:
     run = RunFolder(cfg.out)
     run.check_new_or_resume(cfg, resume)
     if distributed.from_environment().enabled:
@@ -80,9 +81,11 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
     factor = 2 ** (len(cfg.model.widths(resolution)) - 1)
     crop = cfg.train.crop_size or resolution
     if resolution % factor:
-        raise ConfigError(f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "
-                          f"of model.block_out_channels {cfg.model.widths(resolution)}"
-                          f"{'' if cfg.model.block_out_channels else ' (its default at this size)'}")
+        raise ConfigError(
+            f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "
+            f"of model.block_out_channels {cfg.model.widths(resolution)}"
+            f"{'' if cfg.model.block_out_channels else ' (its default at this size)'}"
+        )
     if crop % factor or crop > resolution:
         raise ConfigError(
             f"train.crop_size={crop}: must be a multiple of {factor} and at most data.resolution={resolution}"
@@ -94,8 +97,9 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
     keep[held] = False
     train_idx = keep.nonzero().squeeze(1)
     if len(train_idx) < cfg.train.batch_size:
-        raise DataError(f"{data.source}: {len(train_idx)} training images, fewer than train.batch_size="
-                        f"{cfg.train.batch_size}")
+        raise DataError(
+            f"{data.source}: {len(train_idx)} training images, fewer than train.batch_size={cfg.train.batch_size}"
+        )
     with run.started(cfg, data.fingerprint()), GracefulStop() as stop:
         images = _resident(data)
         torch.manual_seed(cfg.train.seed)  # the initialization, the same for every run of these settings
@@ -104,10 +108,20 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         step = _restore(run, vae, optimizer, device) if resume else 0
         if resume:
             run.truncate_metrics_after(step)
-        log.info("train-autoencoder: %d images (+%d held out), %d-px crops of %d-px images, latent %dx%dx%d "
-                 "(%dx), %.2fM parameters%s", len(train_idx), len(held), crop, resolution, cfg.model.latent_channels,
-                 resolution // factor, resolution // factor, factor, sum(p.numel() for p in vae.parameters()) / 1e6,
-                 f", perceptual weight {cfg.train.perceptual_weight}" if cfg.train.perceptual_weight else "")
+        log.info(
+            "train-autoencoder: %d images (+%d held out), %d-px crops of %d-px images, latent %dx%dx%d "
+            "(%dx), %.2fM parameters%s",
+            len(train_idx),
+            len(held),
+            crop,
+            resolution,
+            cfg.model.latent_channels,
+            resolution // factor,
+            resolution // factor,
+            factor,
+            sum(p.numel() for p in vae.parameters()) / 1e6,
+            f", perceptual weight {cfg.train.perceptual_weight}" if cfg.train.perceptual_weight else "",
+        )
         held_images = data.batch(held)
         parts = _Parts(vae, optimizer, step, data, images, train_idx, held_images, crop, encoder, device)
         step = _Trainer(Job(cfg, run, resume, stop=stop), parts).train()
@@ -137,9 +151,16 @@ def run_train_autoencoder(cfg: TrainAutoencoderConfig, *, resume: bool = False,
         atomic_write_text(run.root / "reconstruction.json", json.dumps(quality, indent=1) + "\n")
         grid = save_pairs_grid(run.root / "reconstructions.png", held_images, rec, tile_px=min(resolution, 112))
         run.log_image("autoencoder/reconstructions", str(grid), step)
-        log.info("autoencoder: %s; reconstructions of %d held-out images: PSNR %.2f dB%s", folder, len(held),
-                 quality["psnr_db"], f", source top-1 {quality['retrieval_top1']:.1f} % (real views "
-                 f"{quality['ceiling']['retrieval_top1']:.1f} %)" if "retrieval_top1" in quality else "")
+        log.info(
+            "autoencoder: %s; reconstructions of %d held-out images: PSNR %.2f dB%s",
+            folder,
+            len(held),
+            quality["psnr_db"],
+            f", source top-1 {quality['retrieval_top1']:.1f} % (real views "
+            f"{quality['ceiling']['retrieval_top1']:.1f} %)"
+            if "retrieval_top1" in quality
+            else "",
+        )
     return AutoencoderResult(run.root, folder, step, quality)
 
 
@@ -237,9 +258,14 @@ class _Trainer:
         done, last = step + 1, self.schedule.last_step
         shown = None
         if done % tc.log_every == 0 or done == last:
-            record = {"step": done, "epoch": epoch, "lr": lr, **{k: v.item() for k, v in terms.items()},
-                      "images_per_s": self.loop.images_per_s(done),
-                      "data_wait": self.loop.data_wait.share()}
+            record = {
+                "step": done,
+                "epoch": epoch,
+                "lr": lr,
+                **{k: v.item() for k, v in terms.items()},
+                "images_per_s": self.loop.images_per_s(done),
+                "data_wait": self.loop.data_wait.share(),
+            }
             self.run.log_metrics(record)
             shown = record["loss"]
         if tc.eval_every and (done % tc.eval_every == 0 or done == last):
@@ -259,5 +285,6 @@ def _save(run: RunFolder, vae, optimizer, step: int) -> None:
 
 
 def _restore(run: RunFolder, vae, optimizer, device) -> int:
-    return restore_state(run, AUTOENCODER_STATE, "autoencoder", lambda state: vae.load_state_dict(state["model"]),
-                         device, optimizer)
+    return restore_state(
+        run, AUTOENCODER_STATE, "autoencoder", lambda state: vae.load_state_dict(state["model"]), device, optimizer
+    )

@@ -70,8 +70,9 @@ class PairSampler:
         dis = self._disentangle(indices, generated_first, images.device, generator) if self.disentangle else None
         return GenViews(views, dis, generated)
 
-    def _disentangle(self, indices: torch.Tensor, real_second: torch.Tensor, device: torch.device,
-                     generator: torch.Generator) -> DisentangleViews:
+    def _disentangle(
+        self, indices: torch.Tensor, real_second: torch.Tensor, device: torch.device, generator: torch.Generator
+    ) -> DisentangleViews:
         interp = self.source.interpolations(indices, generator)
         student = self.augment.view(interp.images.to(device), "global1", generator)
         partner = self.augment.view(self.fetch(interp.partner), "global1", generator)
@@ -83,8 +84,13 @@ class PairSampler:
         )
 
 
-def stage3_views(cfg: PretrainConfig, generated: GeneratedSource | None, augment: MultiCropAugment,
-                 fetch: Callable[[torch.Tensor], torch.Tensor], lambda_dis: float) -> PairSampler | None:
+def stage3_views(
+    cfg: PretrainConfig,
+    generated: GeneratedSource | None,
+    augment: MultiCropAugment,
+    fetch: Callable[[torch.Tensor], torch.Tensor],
+    lambda_dis: float,
+) -> PairSampler | None:
     """The stage-3 views of a batch, ``(images, indices, generator) -> GenViews``; None for stage 1
     (no generated source). ``lambda_dis`` is 0 for methods without a teacher."""
     if generated is None:
@@ -98,12 +104,20 @@ def generated_source(cfg: PretrainConfig, data: ImageData):
     if g.bank is not None:
         from gensis.train.view_sources import BankViews
 
-        return BankViews(g.bank, len(data), data.resolution, g.views_per_image, data=data,
-                         device=resolve_device(cfg.train.device))
+        return BankViews(
+            g.bank, len(data), data.resolution, g.views_per_image, data=data, device=resolve_device(cfg.train.device)
+        )
     if g.generator is not None:
         from gensis.train.view_sources import OnTheFlyViews
 
-        return OnTheFlyViews(g.generator, data, resolve_device(cfg.train.device), sampler=g.sampler, steps=g.steps,
-                             guidance_scale=g.guidance_scale, alpha_range=g.alpha_range,
-                             precision=cfg.train.precision)
+        return OnTheFlyViews(
+            g.generator,
+            data,
+            resolve_device(cfg.train.device),
+            sampler=g.sampler,
+            steps=g.steps,
+            guidance_scale=g.guidance_scale,
+            alpha_range=g.alpha_range,
+            precision=cfg.train.precision,
+        )
     return None

@@ -60,7 +60,6 @@ from gensis.train.loop import Loop, Schedule
 log = logging.getLogger("gensis.generator")
 
 
-
 @dataclass
 class GeneratorResult:
     out: Path
@@ -83,8 +82,10 @@ def run_train_generator(
     resolution = cfg.data.resolution if "resolution" in cfg.data.model_fields_set else meta.resolution
     latent = cfg.model.space == "latent"
     if latent and cfg.model.vae is None:
-        raise ConfigError("model.vae: an AutoencoderKL folder or hub id is required with model.space=latent "
-                          "(train one on these images: gensis train-autoencoder)")
+        raise ConfigError(
+            "model.vae: an AutoencoderKL folder or hub id is required with model.space=latent "
+            "(train one on these images: gensis train-autoencoder)"
+        )
     if not latent and resolution > 96:
         raise GensisError(
             f"data.resolution={resolution}: the pixel-space generator handles <= 96 px; for larger "
@@ -119,8 +120,10 @@ def run_train_generator(
         del encoder
         assert targets is not None  # pixel space holds its images in memory (checked above)
         with GracefulStop() as stop:
-            return _train(Job(cfg, run, resume, info, stop),
-                          _Inputs(targets, embeddings, device, encoder_path, monitor_encoder, meta, vae_digest))
+            return _train(
+                Job(cfg, run, resume, info, stop),
+                _Inputs(targets, embeddings, device, encoder_path, monitor_encoder, meta, vae_digest),
+            )
 
 
 def _embeddings(run, encoder, encoder_path: Path, data: ImageData, device, progress) -> torch.Tensor:
@@ -180,10 +183,14 @@ class _Trainer:
         self.model = distributed.wrap_ddp(self.unet, info, self.device)  # forward/backward path; same weights
         self.share = info.local_slice(tc.batch_size) if info.enabled else None
         self.targets, self.embeddings = targets.to(self.device), embeddings.to(self.device)
-        self.monitor = _monitor(self.targets, self.embeddings, held, self.scheduler, inputs.monitor_encoder,
-                                encoder_info, tc.seed) if info.is_main and len(held) else None
-        _describe(cfg, len(self.train_idx), len(held), self.targets, self.embeddings, self.schedule, self.unet,
-                  self.augment)
+        self.monitor = (
+            _monitor(self.targets, self.embeddings, held, self.scheduler, inputs.monitor_encoder, encoder_info, tc.seed)
+            if info.is_main and len(held)
+            else None
+        )
+        _describe(
+            cfg, len(self.train_idx), len(held), self.targets, self.embeddings, self.schedule, self.unet, self.augment
+        )
         self.loop = Loop(self.schedule, run, self.save, tc.checkpoint_every, tc.progress, info, job.stop)
         self.loss: float | None = None  # the last logged loss (mean over ranks)
 
@@ -201,8 +208,15 @@ class _Trainer:
         x0 = self.augment(x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0, gen)
         torch.manual_seed(tc.seed * 1_000_003 + step + (info.rank << 40))  # dropout layers; own masks per rank
         with autocast(self.device, tc.precision):  # `share`: the global batch's draws, this rank's rows
-            loss = training_loss(self.model, self.scheduler, x0, self.embeddings[rows], gen, rows=self.share,
-                                 min_snr_gamma=tc.min_snr_gamma)
+            loss = training_loss(
+                self.model,
+                self.scheduler,
+                x0,
+                self.embeddings[rows],
+                gen,
+                rows=self.share,
+                min_snr_gamma=tc.min_snr_gamma,
+            )
         self.loop.check_finite(loss, f"step {step}", "lower train.lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,9 +237,16 @@ class _Trainer:
             return None
         self.loss = distributed.mean({"loss": loss}, self.info)["loss"]
         if self.info.is_main:
-            self.run.log_metrics({"step": step, "epoch": epoch, "loss": self.loss, "lr": lr,
-                                  "images_per_s": self.loop.images_per_s(step),
-                                  "data_wait": self.loop.data_wait.share()})
+            self.run.log_metrics(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": self.loss,
+                    "lr": lr,
+                    "images_per_s": self.loop.images_per_s(step),
+                    "data_wait": self.loop.data_wait.share(),
+                }
+            )
         return self.loss
 
     def save(self, step: int) -> None:
@@ -249,10 +270,20 @@ def _export(run: RunFolder, info, unet, ema, cfg, encoder_path, step: int, vae_d
 
 
 def _describe(cfg, n: int, n_held: int, targets, embeddings, schedule: Schedule, unet, augment) -> None:
-    log.info("train-generator: %d images (+%d held out for the monitor), %s targets of %s, %d-d embeddings, "
-             "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f", n, n_held, cfg.model.space,
-             tuple(targets.shape[1:]), embeddings.shape[1], schedule.total_steps,
-             sum(p.numel() for p in unet.parameters()) / 1e6, augment.hflip_p, augment.vflip_p, augment.rot90_p)
+    log.info(
+        "train-generator: %d images (+%d held out for the monitor), %s targets of %s, %d-d embeddings, "
+        "%d steps, %.1fM parameters; target flips h=%.2f v=%.2f rot90=%.2f",
+        n,
+        n_held,
+        cfg.model.space,
+        tuple(targets.shape[1:]),
+        embeddings.shape[1],
+        schedule.total_steps,
+        sum(p.numel() for p in unet.parameters()) / 1e6,
+        augment.hflip_p,
+        augment.vflip_p,
+        augment.rot90_p,
+    )
 
 
 def _monitor(targets, embeddings, held, scheduler, encoder, info: EncoderInfo | None, seed) -> ConditioningMonitor:
@@ -260,18 +291,34 @@ def _monitor(targets, embeddings, held, scheduler, encoder, info: EncoderInfo | 
     x0 = x0.float() / 127.5 - 1.0 if x0.dtype == torch.uint8 else x0.float()
     mean = info.mean if info and info.mean else (0.5, 0.5, 0.5)
     std = info.std if info and info.std else (0.5, 0.5, 0.5)
-    return ConditioningMonitor(x0, embeddings[held.to(embeddings.device)], held, embeddings, scheduler,
-                               encoder=encoder, mean=mean, std=std, seed=seed)
+    return ConditioningMonitor(
+        x0,
+        embeddings[held.to(embeddings.device)],
+        held,
+        embeddings,
+        scheduler,
+        encoder=encoder,
+        mean=mean,
+        std=std,
+        seed=seed,
+    )
 
 
 def _run_monitor(monitor: ConditioningMonitor, unet, run: RunFolder, step: int, total_steps: int) -> None:
     metrics = monitor.measure(unet)
     run.log_metrics({"step": step, **metrics})
-    log.info("step %d conditioning: loss +%.1f / +%.1f / +%.1f %% with a wrong embedding (low/mid/high noise)%s",
-             step, metrics["cond_gap_low"], metrics["cond_gap_mid"], metrics["cond_gap_high"],
-             f"; source found from one-step predictions: top-1 {metrics['monitor_top1']:.1f} % "
-             f"(wrong embedding {metrics['monitor_top1_shuffled']:.1f} %), median rank "
-             f"{metrics['monitor_median_rank']}" if "monitor_top1" in metrics else "")
+    log.info(
+        "step %d conditioning: loss +%.1f / +%.1f / +%.1f %% with a wrong embedding (low/mid/high noise)%s",
+        step,
+        metrics["cond_gap_low"],
+        metrics["cond_gap_mid"],
+        metrics["cond_gap_high"],
+        f"; source found from one-step predictions: top-1 {metrics['monitor_top1']:.1f} % "
+        f"(wrong embedding {metrics['monitor_top1_shuffled']:.1f} %), median rank "
+        f"{metrics['monitor_median_rank']}"
+        if "monitor_top1" in metrics
+        else "",
+    )
     monitor.check(metrics, step, total_steps)
 
 

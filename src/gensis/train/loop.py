@@ -75,19 +75,27 @@ class Loop:
         if not distributed.all_finite(loss, self.info):
             raise self.run.non_finite_loss(loss.item(), where, hint)
 
-    def run_steps(self, step: int, step_fn: Callable[[int, int, Any], float | None],
-                  fetch: Callable[[list[torch.Tensor]], Iterable[Any]] = lambda batches: batches,
-                  end_of_epoch: Callable[[int], None] | None = None) -> int:
+    def run_steps(
+        self,
+        step: int,
+        step_fn: Callable[[int, int, Any], float | None],
+        fetch: Callable[[list[torch.Tensor]], Iterable[Any]] = lambda batches: batches,
+        end_of_epoch: Callable[[int], None] | None = None,
+    ) -> int:
         """From ``step`` to the last step. ``fetch`` turns the epoch's index batches into what
         ``step_fn(step, epoch, item)`` takes; ``step_fn`` returns a loss to show, or None.
         ``end_of_epoch(step)`` runs after each epoch's checkpoint. Returns the last step."""
         s = self.schedule
         while step < s.last_step:
             epoch = step // s.steps_per_epoch
-            batches = epoch_batches(s.n_images, s.batch_size, s.seed, epoch)[step % s.steps_per_epoch:]
+            batches = epoch_batches(s.n_images, s.batch_size, s.seed, epoch)[step % s.steps_per_epoch :]
             batches = batches[: s.last_step - step]
-            bar = tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{s.epochs}",
-                       disable=not (self.progress and self.info.is_main), leave=False)
+            bar = tqdm(
+                total=len(batches),
+                desc=f"epoch {epoch + 1}/{s.epochs}",
+                disable=not (self.progress and self.info.is_main),
+                leave=False,
+            )
             self._epoch_start = (step, time.perf_counter())
             for item in self.data_wait.timed(fetch(batches)):
                 shown = step_fn(step, epoch, item)

@@ -59,11 +59,7 @@ class PretrainResult:
 
 
 def run_pretrain(
-    cfg: PretrainConfig,
-    *,
-    resume: bool = False,
-    data: ImageData | None = None,
-    eval_data: ImageData | None = None,
+    cfg: PretrainConfig, *, resume: bool = False, data: ImageData | None = None, eval_data: ImageData | None = None
 ) -> PretrainResult:
     run = RunFolder(cfg.out)
     run.check_new_or_resume(cfg, resume)
@@ -99,10 +95,22 @@ def _pair_quality(cfg: PretrainConfig, encoder, data: ImageData, device, run: Ru
 
     q, fg = cfg.quality, cfg.quality.foreground
     encoder = encoder.to(device)
-    pca = fit_foreground(encoder, data, fit_images=fg.fit_images, quantile=fg.quantile, sign=fg.sign,
-                         seed=cfg.train.seed, resolution=fg.resolution, device=device)
-    log.info("quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)", min(fg.fit_images, len(data)),
-             pca.sign, pca.threshold)
+    pca = fit_foreground(
+        encoder,
+        data,
+        fit_images=fg.fit_images,
+        quantile=fg.quantile,
+        sign=fg.sign,
+        seed=cfg.train.seed,
+        resolution=fg.resolution,
+        device=device,
+    )
+    log.info(
+        "quality encoder: foreground PCA on %d images (sign %+d, threshold %.3f)",
+        min(fg.fit_images, len(data)),
+        pca.sign,
+        pca.threshold,
+    )
     from gensis.foreground.picture import log_foreground
 
     log_foreground(run, encoder, data, pca, device=device, resolution=fg.resolution)
@@ -114,8 +122,9 @@ def _load_data(
 ) -> tuple[ImageData, ImageData | None]:
     d = cfg.data
     if data is None:
-        data = load_training_images(d, d.resolution, progress=cfg.train.progress,
-                                    require_labels=d.eval_path is not None)
+        data = load_training_images(
+            d, d.resolution, progress=cfg.train.progress, require_labels=d.eval_path is not None
+        )
     if eval_data is None and d.eval_path is not None:
         eval_data = load_images(
             d.eval_path,
@@ -131,9 +140,7 @@ def _load_data(
     if eval_data is not None:
         align_labels(data, eval_data)  # disjoint classes are refused before the run folder is touched
     if len(data) < cfg.train.batch_size:
-        raise DataError(
-            f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}"
-        )
+        raise DataError(f"{data.source}: {len(data)} images, fewer than train.batch_size={cfg.train.batch_size}")
     return data, eval_data
 
 
@@ -150,15 +157,15 @@ class _Trainer:
         self.model = self._build_model(init, generated)
         self.optimizer = build_optimizer(self.model.student, cfg.optim)
         self.augment = MultiCropAugment(cfg.augment)
-        self.schedule = Schedule(len(data), cfg.train.batch_size, cfg.train.epochs, cfg.train.seed,
-                                 cfg.train.max_steps)
+        self.schedule = Schedule(len(data), cfg.train.batch_size, cfg.train.epochs, cfg.train.seed, cfg.train.max_steps)
         self.loop = Loop(self.schedule, run, self.save, cfg.train.checkpoint_every, cfg.train.progress, info, stop)
         self.lr_base = cfg.optim.lr * cfg.train.batch_size / 256.0
         self.resident = data.images.to(self.device) if data.images is not None else None  # in memory
         self.generated = generated
         self.stage3 = stage3_views(cfg, generated, self.augment, self._fetch, self.lambda_dis)
-        self.quality = _pair_quality(cfg, quality_encoder, data, self.device, run) \
-            if quality_encoder is not None else None
+        self.quality = (
+            _pair_quality(cfg, quality_encoder, data, self.device, run) if quality_encoder is not None else None
+        )
         self.metrics: dict[str, Any] = {}
 
     def _build_model(self, init: dict | None, generated):
@@ -171,8 +178,11 @@ class _Trainer:
         model = build_method(cfg, encoder, self.lambda_dis)
         if init is not None and "full" in init:  # the whole model of the init run, not its optimizer or step
             load_model_state(model, init["full"], f"{cfg.init_from} (init_full)")
-            log.info("initialized student, heads and %s from the last checkpoint of %s",
-                     ", ".join(k for k in init["full"] if k not in ("student", "format", "step")), cfg.init_from)
+            log.info(
+                "initialized student, heads and %s from the last checkpoint of %s",
+                ", ".join(k for k in init["full"] if k not in ("student", "format", "step")),
+                cfg.init_from,
+            )
         model = model.to(self.device)
         if self.device.type == "cuda" and cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -191,14 +201,22 @@ class _Trainer:
             self.model.student = distributed.wrap_ddp(self.model.student, self.info, self.device)
             for ema_net in ("teacher", "momentum"):  # the EMA network sees the global batch too
                 if self.device.type == "cuda" and hasattr(self.model, ema_net):
-                    setattr(self.model, ema_net,
-                            torch.nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self.model, ema_net)))
+                    setattr(
+                        self.model, ema_net, torch.nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self.model, ema_net))
+                    )
         self.forward = torch.compile(self.model) if self.cfg.train.compile else self.model
         self.student = distributed.unwrap(self.model.student)
         c, s = self.cfg, self.schedule
-        log.info("pretrain (%s): %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
-                 c.method, len(self.data), s.steps_per_epoch, c.train.epochs, c.model.backbone, self.embed_dim,
-                 self.device)
+        log.info(
+            "pretrain (%s): %d images, %d steps/epoch, %d epochs, backbone %s (%d-d), device %s",
+            c.method,
+            len(self.data),
+            s.steps_per_epoch,
+            c.train.epochs,
+            c.model.backbone,
+            self.embed_dim,
+            self.device,
+        )
         return step
 
     def _fetch(self, idx: torch.Tensor) -> torch.Tensor:
@@ -207,8 +225,11 @@ class _Trainer:
 
     def batches(self, batches: list[torch.Tensor]):
         """(indices, uint8 images on the device) of each batch, decoded ahead by workers when not resident."""
-        return zip(batches, iterate_batches(self.data, batches, self.device, self.cfg.data.num_workers, self.resident),
-                   strict=False)  # one item per batch; strict would pull the iterator once more at a stop
+        return zip(
+            batches,
+            iterate_batches(self.data, batches, self.device, self.cfg.data.num_workers, self.resident),
+            strict=False,
+        )  # one item per batch; strict would pull the iterator once more at a stop
 
     def step(self, step: int, epoch: int, batch) -> float | None:
         idx, images = batch
@@ -225,8 +246,9 @@ class _Trainer:
         self.loop.check_finite(loss, f"step {step} (epoch {epoch})", "lower optim.lr or check the data")
         self.optimize(loss, epoch, momentum)
         if (step + 1) % tc.log_every == 0 or step + 1 == s.last_step:
-            return self.log(step + 1, epoch, loss, student_emb, gen_views, weights, lr=lr, weight_decay=wd,
-                            momentum=momentum)
+            return self.log(
+                step + 1, epoch, loss, student_emb, gen_views, weights, lr=lr, weight_decay=wd, momentum=momentum
+            )
         return None
 
     def views(self, images: torch.Tensor, idx: torch.Tensor, step: int):
@@ -261,7 +283,10 @@ class _Trainer:
         emb = torch.nn.functional.normalize(student_emb.detach().float(), dim=-1)
         momentum = schedules.pop("momentum")
         metrics = {
-            "step": step, "epoch": epoch, "loss": parts.pop("loss"), **schedules,
+            "step": step,
+            "epoch": epoch,
+            "loss": parts.pop("loss"),
+            **schedules,
             **({"teacher_momentum": momentum} if self.model.momentum_start is not None else {}),
             **self.model.log_values(epoch),
             # Collapse signal: ~1/sqrt(D) when healthy, -> 0 when all embeddings coincide.
@@ -283,21 +308,28 @@ class _Trainer:
         tc, s = self.cfg.train, self.schedule
         finished_epoch = step // s.steps_per_epoch
         m = self.metrics  # the last logged loss, with its step: "nan" here once read as a diverged run
-        said = f"loss {m['loss']:.4f} at step {m['step']}" if "loss" in m else \
-            f"no loss logged yet (train.log_every={tc.log_every})"
+        said = (
+            f"loss {m['loss']:.4f} at step {m['step']}"
+            if "loss" in m
+            else f"no loss logged yet (train.log_every={tc.log_every})"
+        )
         log.info("step %d epoch %d: %s", step, finished_epoch, said)
         knn_due = tc.knn_every > 0 and step % s.steps_per_epoch == 0 and finished_epoch % tc.knn_every == 0
         if self.info.is_main and self.eval_data is not None and (knn_due or step == s.total_steps):
-            self.metrics.update(_online_knn(self.model, self.data, self.eval_data, self.cfg, self.device, step,
-                                            finished_epoch, self.run))
+            self.metrics.update(
+                _online_knn(
+                    self.model, self.data, self.eval_data, self.cfg, self.device, step, finished_epoch, self.run
+                )
+            )
 
     def save(self, step: int) -> None:
         save_pretrain_state(self.run, self.model, self.optimizer, step, self.cfg)
 
     def finish(self, step: int) -> PretrainResult:
         if self.info.is_main:
-            export_encoder(self.run.exported_encoder, self.model.teacher_encoder,
-                           _export_meta(self.cfg, step, self.generated))
+            export_encoder(
+                self.run.exported_encoder, self.model.teacher_encoder, _export_meta(self.cfg, step, self.generated)
+            )
             log.info("exported teacher encoder to %s", self.run.exported_encoder)
         distributed.barrier(self.info)
         return PretrainResult(self.run.root, self.run.exported_encoder, step, self.metrics)
@@ -336,15 +368,21 @@ def _export_meta(cfg: PretrainConfig, step: int, generated=None) -> dict[str, st
 
 
 def _online_knn(model, data, eval_data, cfg, device, step, epoch, run) -> dict[str, Any]:
-    kw = dict(mean=cfg.augment.mean, std=cfg.augment.std, batch_size=cfg.train.batch_size,
-              device=device, precision=cfg.train.precision)
+    kw = dict(
+        mean=cfg.augment.mean,
+        std=cfg.augment.std,
+        batch_size=cfg.train.batch_size,
+        device=device,
+        precision=cfg.train.precision,
+    )
     encoder = model.teacher_encoder
     labels = align_labels(data, eval_data)  # by class name
     train_f = extract_features(encoder, data, **kw)
     test_f = extract_features(encoder, eval_data.subset(labels.keep), **kw)
     ks = knn_ks_used((20, 200), len(data), data.source, warn=epoch <= cfg.train.knn_every)  # said once
-    acc = knn_accuracy(train_f, labels.train, test_f, labels.test, k=ks, temperature=0.07,
-                       num_classes=labels.num_classes)
+    acc = knn_accuracy(
+        train_f, labels.train, test_f, labels.test, k=ks, temperature=0.07, num_classes=labels.num_classes
+    )
     record = {"step": step, "epoch": epoch, **{f"knn_top1_k{k}": acc[k] for k in ks}}
     run.log_metrics(record)
     log.info("online kNN after epoch %d: %s", epoch, ", ".join(f"k={k} {acc[k]:.2f}%" for k in ks))

@@ -76,5 +76,11 @@ def save_pretrain_state(run: RunFolder, model, optimizer, step: int, cfg: Pretra
 
 
 def restore_pretrain_state(run: RunFolder, model, optimizer, device: torch.device) -> int:
-    return restore_state(run, PRETRAIN_FORMAT, "pretrain",
-                         lambda state: load_model_state(model, state, str(run.last_checkpoint)), device, optimizer)
+    return restore_state(
+        run,
+        PRETRAIN_FORMAT,
+        "pretrain",
+        lambda state: load_model_state(model, state, str(run.last_checkpoint)),
+        device,
+        optimizer,
+    )

@@ -44,8 +44,15 @@ class BankViews:
     when it is read.
     """
 
-    def __init__(self, root: str, n_sources: int, resolution: int, views_per_image: int | None = None,
-                 data=None, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        root: str,
+        n_sources: int,
+        resolution: int,
+        views_per_image: int | None = None,
+        data=None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         bank = ViewBank(root)
         index = bank.index
         bank.check_complete()
@@ -110,8 +117,18 @@ class OnTheFlyViews:
 
     has_interpolations = True
 
-    def __init__(self, generator_path: str, data, device: torch.device, *, sampler: str, steps: int,
-                 guidance_scale: float, alpha_range: tuple[float, float], precision: str = "auto") -> None:
+    def __init__(
+        self,
+        generator_path: str,
+        data,
+        device: torch.device,
+        *,
+        sampler: str,
+        steps: int,
+        guidance_scale: float,
+        alpha_range: tuple[float, float],
+        precision: str = "auto",
+    ) -> None:
         from gensis.eval.features import encoder_embeddings
         from gensis.generator.synthesizer import Synthesizer
         from gensis.runtime.checkpoint import load_encoder
@@ -120,13 +137,16 @@ class OnTheFlyViews:
         encoder_path = self.synth.encoder_path()
         encoder = load_encoder(encoder_path, device)
         if encoder.info.resolution != data.resolution:
-            raise ConfigError(f"gen.generator: its encoder works at {encoder.info.resolution} px, "
-                              f"data.resolution is {data.resolution}")
+            raise ConfigError(
+                f"gen.generator: its encoder works at {encoder.info.resolution} px, "
+                f"data.resolution is {data.resolution}"
+            )
         self.embeddings = encoder_embeddings(encoder, data, device=device, progress=False)
         self.encoder_sha256 = self.synth.meta["encoder_sha256"]
         self.generator_sha256 = self.synth.generator_sha256
-        self._kw: dict[str, Any] = dict(sampler=sampler, steps=steps, guidance_scale=guidance_scale,
-                                        precision=precision)
+        self._kw: dict[str, Any] = dict(
+            sampler=sampler, steps=steps, guidance_scale=guidance_scale, precision=precision
+        )
         self.alpha_range = alpha_range
 
     def views(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -20,12 +20,27 @@ import numpy as np
 
 import gensis
 
-TINY_VIT = {"model.backbone": "vit_tiny_patch16_224", "model.cifar_stem": False,
-            "model.backbone_kwargs": {"patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2}}
-STAGE1 = {"preset": "digits", "data.resolution": 8, "augment.global_crop_size": 8, "augment.local_crop_size": 4,
-          "augment.n_local_crops": 1, **TINY_VIT, "dino.out_dim": 64, "dino.hidden_dim": 64,
-          "dino.bottleneck_dim": 32, "train.batch_size": 8, "train.epochs": 2, "train.knn_every": 0,
-          "train.progress": False, "data.cache_dir": None}
+TINY_VIT = {
+    "model.backbone": "vit_tiny_patch16_224",
+    "model.cifar_stem": False,
+    "model.backbone_kwargs": {"patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
+}
+STAGE1 = {
+    "preset": "digits",
+    "data.resolution": 8,
+    "augment.global_crop_size": 8,
+    "augment.local_crop_size": 4,
+    "augment.n_local_crops": 1,
+    **TINY_VIT,
+    "dino.out_dim": 64,
+    "dino.hidden_dim": 64,
+    "dino.bottleneck_dim": 32,
+    "train.batch_size": 8,
+    "train.epochs": 2,
+    "train.knn_every": 0,
+    "train.progress": False,
+    "data.cache_dir": None,
+}
 
 
 def _sha(path: Path) -> str:
@@ -51,15 +66,40 @@ def main(root: Path) -> None:
     expected = {"stage1": _stopped_and_whole(root, "stage1", {**STAGE1, **data})}
     # Stage 3 from a finished stage 1 ("source"), with a bank from a generator conditioned on it.
     gensis.pretrain({**STAGE1, **data, "out": str(root / "source")})
-    gen = gensis.train_generator({"model.spec": "tiny", "train.batch_size": 8, "train.epochs": 1,
-                                  "train.progress": False, "data.cache_dir": None, **data,
-                                  "encoder": str(root / "source"), "out": str(root / "generator")})
-    gensis.generate({"generator": str(gen.generator_path), "data_path": data["data.path"], "out": str(root / "bank"),
-                     "views_per_image": 1, "interpolations_per_image": 1, "steps": 1, "progress": False,
-                     "cache_dir": None})
+    gen = gensis.train_generator(
+        {
+            "model.spec": "tiny",
+            "train.batch_size": 8,
+            "train.epochs": 1,
+            "train.progress": False,
+            "data.cache_dir": None,
+            **data,
+            "encoder": str(root / "source"),
+            "out": str(root / "generator"),
+        }
+    )
+    gensis.generate(
+        {
+            "generator": str(gen.generator_path),
+            "data_path": data["data.path"],
+            "out": str(root / "bank"),
+            "views_per_image": 1,
+            "interpolations_per_image": 1,
+            "steps": 1,
+            "progress": False,
+            "cache_dir": None,
+        }
+    )
     shutil.rmtree(root / "generator")  # the bank holds its images; stage 3 does not read the generator
-    stage3 = {**STAGE1, **data, "init_from": str(root / "source"), "init_full": True,
-              "gen.bank": str(root / "bank"), "gen.p_gen": 0.5, "gen.lambda_dis": 1.0}
+    stage3 = {
+        **STAGE1,
+        **data,
+        "init_from": str(root / "source"),
+        "init_full": True,
+        "gen.bank": str(root / "bank"),
+        "gen.p_gen": 0.5,
+        "gen.lambda_dis": 1.0,
+    }
     expected["stage3"] = _stopped_and_whole(root, "stage3", stage3)
     for run in ("stage1", "stage3", "source"):
         for junk in ("train.log", "events.out.tfevents"):

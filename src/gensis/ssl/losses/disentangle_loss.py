@@ -79,7 +79,6 @@ class DisentanglementLoss(nn.Module):
     def from_target(self, q: torch.Tensor, student_out: Sequence[torch.Tensor]) -> torch.Tensor:
         """The loss against a target already built by :meth:`target` (the caller may reuse it)."""
         terms = [
-            torch.sum(-q * F.log_softmax(s.float() / self.student_temp, dim=-1), dim=-1).mean()
-            for s in student_out
+            torch.sum(-q * F.log_softmax(s.float() / self.student_temp, dim=-1), dim=-1).mean() for s in student_out
         ]
         return torch.stack(terms).mean()

@@ -53,9 +53,7 @@ def foreground_background_pool(
     return masked_pool(feature_map, mask, eps), masked_pool(feature_map, 1.0 - mask, eps)
 
 
-def quality_scores(
-    fg1: torch.Tensor, fg2: torch.Tensor, bg1: torch.Tensor, bg2: torch.Tensor
-) -> torch.Tensor:
+def quality_scores(fg1: torch.Tensor, fg2: torch.Tensor, bg1: torch.Tensor, bg2: torch.Tensor) -> torch.Tensor:
     """q = cos(fg1, fg2) - cos(bg1, bg2) per pair, in [-2, 2]."""
     cos_fg = F.cosine_similarity(fg1.float(), fg2.float(), dim=-1, eps=1e-8)
     cos_bg = F.cosine_similarity(bg1.float(), bg2.float(), dim=-1, eps=1e-8)
