@@ -16,6 +16,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutation.sh: mutmut is not installed (pip install -e '.[test,mutation]')" >&2; exit 2; }
+# A path of the selection that is not a file makes mutmut's first pytest run fail after a long start:
+# name it here instead.
+"$PY" - <<'PY' || exit 2
+import pathlib, sys, tomllib
+cfg = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["tool"]["mutmut"]
+for key in ("only_mutate", "pytest_add_cli_args_test_selection"):
+    for path in cfg[key]:
+        if not pathlib.Path(path).is_file():
+            sys.exit(f"mutation.sh: pyproject.toml [tool.mutmut] {key}: {path} is not a file")
+PY
 start=$(date +%s)
 if [ "${1:-}" = "--rerun-survivors" ]; then
   shift
