@@ -13,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # _synthetic, _data_files
+
+# One intra-op thread per test process: the tests' tensors are tiny, and on shared cores a step that
+# waits for a descheduled worker thread ran 6x slower (a tiny generator: 0.47 s a step on 2 threads beside
+# two other jobs, 0.08 s on one). `pytest -n 2` runs two such processes instead. Tests that need another
+# count set it themselves (tests/sweeps/test_legacy_runs.py).
+torch.set_num_threads(1)
 
 from _data_files import labelled_tree  # noqa: E402
 from _synthetic import SMALL_DINO, shapes_dataset, write_npz  # noqa: E402
