@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tiffslide  # noqa: F401
+import tiffslide  # noqa: F401  (the test extra installs it, with tifffile for tests/_slides.py; Slide reads with it)
 from _slides import TISSUE, make_canvas, reduced, stained_tiles, write_slide
 from PIL import Image
 

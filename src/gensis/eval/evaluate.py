@@ -24,7 +24,7 @@ from gensis.runtime.io import write_result_json
 log = logging.getLogger("gensis.eval")
 
 
-# long: its signature is one keyword per line (ruff format); the body is about 40 lines
+# long: its signature is one keyword per line (ruff format); the body is under 50 lines
 def evaluate_encoder(
     encoder: Encoder,
     train: ImageData,
