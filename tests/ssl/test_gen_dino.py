@@ -206,6 +206,7 @@ def test_gen_dino_pretrain_from_a_bank_resumes_exactly(tmp_path) -> None:
     data = write_npz(tmp_path / "train.npz", 96, size=16)
     write_bank(tmp_path / "bank", 96, 16)
     gen = {**TINY, "data.path": str(data), "gen.bank": str(tmp_path / "bank"), "gen.lambda_dis": 0.5}
+    gen["model.cifar_stem"] = False  # exactness does not depend on the feature maps' size; 3x faster
     full = gensis.pretrain({**gen, "out": str(tmp_path / "full")})
     records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert all("loss_dis" in r and "loss_dino" in r and 0 <= r["generated_fraction"] <= 1 for r in records)
