@@ -6,11 +6,15 @@
 #   bash benchmarks/mutation.sh 'gensis.eval.knn*'   # only these mutants (mutmut's name globs)
 #   bash benchmarks/mutation.sh --rerun-survivors    # again, every mutant that survived or met no test
 #
+#   bash benchmarks/mutation.sh --fresh              # ignore the kept verdicts (benchmarks/mutation_record.json)
+#
 # mutmut copies src/ into ./mutants, runs the selected test files once to learn which tests reach
-# which function, then runs each mutant against only those tests. It resumes where it stopped;
-# delete ./mutants to start over. Writes mutants/score.md (per-module table) and
-# mutants/survivors.tsv (what no test caught); equivalent mutants are listed, with the reason,
-# in benchmarks/mutation_equivalent.tsv. A resumed run lets every recorded result stand, so a
+# which function, then runs each mutant against only those tests (the cheapest first, tests/conftest.py).
+# It resumes where it stopped; delete ./mutants and pass --fresh to start over. The verdicts are also
+# kept in benchmarks/mutation_record.json (every 10 minutes and at the end; commit it), and a fresh
+# ./mutants starts from them (benchmarks/mutation_record.py), so that a run outlives its machine.
+# Writes mutants/score.md (per-module table) and mutants/survivors.tsv (what no test caught);
+# equivalent mutants are listed, with the reason, in benchmarks/mutation_equivalent.tsv. A resumed run lets every recorded result stand, so a
 # survivor killed by a test written later counts as killed only after --rerun-survivors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,13 +31,22 @@ for key in ("only_mutate", "pytest_add_cli_args_test_selection"):
             sys.exit(f"mutation.sh: pyproject.toml [tool.mutmut] {key}: {path} is not a file")
 PY
 start=$(date +%s)
+if [ "${1:-}" = "--fresh" ]; then
+  shift
+elif [ ! -d mutants ]; then
+  "$PY" benchmarks/mutation_record.py restore
+fi
 if [ "${1:-}" = "--rerun-survivors" ]; then
   shift
   mapfile -t again < <("$PY" -m mutmut results --all true | sed -n 's/^ *\([^ ]*__mutmut_[0-9]*\): \(survived\|no tests\)$/\1/p')
   [ "${#again[@]}" -gt 0 ] || { echo "mutation.sh: no survivors to run again" >&2; exit 0; }
   set -- "${again[@]}" "$@"
 fi
+( while sleep 600; do "$PY" benchmarks/mutation_record.py save >/dev/null 2>&1 || true; done ) &
+saver=$!
+trap 'kill $saver 2>/dev/null || true' EXIT
 "$PY" -m mutmut run --max-children "${MUTATION_JOBS:-2}" "$@" || true   # mutmut exits non-zero when mutants survive
 echo "mutation.sh: mutmut ran $(( $(date +%s) - start )) s"
+"$PY" benchmarks/mutation_record.py save
 "$PY" -m mutmut results --all true > mutants/results.txt
 "$PY" benchmarks/mutation_score.py --results mutants/results.txt --out mutants/score.md --survivors mutants/survivors.tsv

@@ -118,3 +118,29 @@ def test_the_mutation_score_leaves_out_only_equivalents_that_still_survive() -> 
     assert "| gensis.a | 4 | 1 | 2 | 1 | 0 | 66.7 % |" in md  # 2 killed of 4 - 1 equivalent
     assert score == pytest.approx(200 / 3)
     assert stale(status, equivalent) == ["gensis.a.x_f__mutmut_4", "gensis.a.x_f__mutmut_9"]
+
+
+def test_the_mutation_record_brings_back_every_verdict_and_hash_into_a_fresh_mutants_folder(tmp_path) -> None:
+    """A mutation run outlives its machine: the verdicts kept in the repository come back as the
+    .meta files mutmut reads, for every file that has none yet, and a file that has one is left alone."""
+    from mutation_record import restore, save
+
+    old = tmp_path / "old" / "mutants"
+    meta = {
+        "exit_code_by_key": {"gensis.a.x_f__mutmut_1": 1, "gensis.a.x_f__mutmut_2": 0, "gensis.a.x_f__mutmut_3": None},
+        "hash_by_function_name": {"x_f": "abc123"},
+        "type_check_error_by_key": {},
+        "durations_by_key": {"gensis.a.x_f__mutmut_1": 0.4},
+        "estimated_durations_by_key": {},
+    }
+    (old / "src" / "gensis").mkdir(parents=True)
+    (old / "src" / "gensis" / "a.py.meta").write_text(json.dumps(meta))
+    record = tmp_path / "record.json"
+    assert save(old, record) == 2  # two verdicts; mutant 3 was never run
+
+    new = tmp_path / "new" / "mutants"
+    assert restore(new, record) == 2
+    back = json.loads((new / "src" / "gensis" / "a.py.meta").read_text())
+    assert back["exit_code_by_key"] == meta["exit_code_by_key"]
+    assert back["hash_by_function_name"] == {"x_f": "abc123"}
+    assert restore(new, record) == 0  # already there: not overwritten
