@@ -189,3 +189,59 @@ def test_init_full_continues_heads_teacher_and_center(tmp_path, shapes) -> None:
     with pytest.raises(GensisError, match="init_full"):
         gensis.pretrain({**cfg, "out": str(tmp_path / "e"), "init_full": True})
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_init_full_takes_a_dino_checkpoint_only_and_names_what_it_carries_over(tmp_path, shapes, caplog) -> None:
+    """``init_full`` reads the init run's last checkpoint before any folder exists: one of another
+    format or method is refused by path and method; one written before checkpoints named their
+    method counts as DINO; what it carries over beside the student is exactly the teacher and the
+    center (not the optimizer, nor the run's settings, backbone name or method), and a checkpoint of other heads is refused
+    naming the file and init_full."""
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PretrainConfig
+    from gensis.errors import CheckpointError
+    from gensis.runtime.checkpoint import save_state
+    from gensis.train.state import init_full_state
+
+    train, _ = shapes
+    cfg = {**TINY, "model.cifar_stem": False, "data.path": str(train), "train.knn_every": 0, "train.max_steps": 1}
+    gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
+    state = load_state(tmp_path / "a" / "checkpoints" / "last.pt")
+    assert state["method"] == "dino" and {"optimizer", "backbone", "run", "teacher", "center"} <= set(state)
+
+    def init_from(name: str, **edit) -> PretrainConfig:
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        edited = {k: v for k, v in {**state, **edit}.items() if v is not None}
+        save_state(tmp_path / name / "checkpoints" / "last.pt", edited)
+        return build_config(PretrainConfig, {**cfg, "init_from": str(tmp_path / name), "init_full": True})
+
+    full = init_full_state(init_from("legacy", method=None))  # no method recorded: DINO
+    assert set(full) == set(state) - {"optimizer", "backbone", "method", "run"}
+    for name, edit in (("moco", {"method": "moco_v3"}), ("other", {"format": "gensis.generator/1"})):
+        with pytest.raises(CheckpointError, match=f"init_full: .*{name}.*last.pt is not a gensis dino checkpoint"):
+            init_full_state(init_from(name, **edit))
+    with pytest.raises(CheckpointError, match=r"wide.*last.pt \(init_full\): does not fit this model"):
+        init_full_state(init_from("wide", center=torch.zeros(1, 32)))  # heads of out_dim 64
+
+    with caplog.at_level(logging.INFO, logger="gensis"):
+        gensis.pretrain({**cfg, "out": str(tmp_path / "b"), "init_from": str(tmp_path / "a"), "init_full": True})
+    assert "initialized student, heads and teacher, center from" in caplog.text
+
+
+def test_init_full_builds_a_vit_at_the_runs_resolution(tmp_path, shapes) -> None:
+    """A ViT's position embedding depends on the image size: ``init_full`` checks the init run's
+    checkpoint against a model built at this run's resolution (16 px here, not timm's 224)."""
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PretrainConfig
+    from gensis.train.state import init_full_state
+
+    train, _ = shapes
+    vit = {
+        "model.backbone": "vit_tiny_patch16_224",
+        "model.cifar_stem": False,
+        "model.backbone_kwargs": {"patch_size": 4},
+    }
+    cfg = {**TINY, **vit, "data.path": str(train), "train.knn_every": 0, "train.max_steps": 1}
+    gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
+    full = init_full_state(build_config(PretrainConfig, {**cfg, "init_from": str(tmp_path / "a"), "init_full": True}))
+    assert full["student"]["backbone.backbone.pos_embed"].shape[1] == 1 + (16 // 4) ** 2

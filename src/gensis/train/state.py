@@ -36,7 +36,8 @@ def init_full_state(cfg: PretrainConfig) -> dict:
     if state.get("format") != PRETRAIN_FORMAT or state.get("method", "dino") != cfg.method:
         raise CheckpointError(f"init_full: {path} is not a gensis {cfg.method} checkpoint")
     model = build_method(cfg, build_encoder(cfg.model, cfg.data.resolution))
-    full = {k: v for k, v in state.items() if k not in ("optimizer", "backbone", "method")}
+    # The model's parts only: not the optimizer, nor what describes the run (settings, data, backbone, method).
+    full = {k: v for k, v in state.items() if k not in ("optimizer", "backbone", "method", "run")}
     load_model_state(model, full, f"{path} (init_full)")
     return full
 
