@@ -27,13 +27,47 @@ def module_of(mutant: str) -> str:
 
 
 def read_equivalent(path: Path) -> dict[str, str]:
+    """name -> why; a third column, the mutated line, lets ``rebind`` follow a renumbered mutant."""
+    return {name: why for name, (why, _) in read_equivalent_lines(path).items()}
+
+
+def read_equivalent_lines(path: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         return {}
     out = {}
     for raw in path.read_text(encoding="utf-8").splitlines():
         if raw.strip() and not raw.startswith("#"):
-            name, _, why = raw.partition("\t")
-            out[name.strip()] = why.strip()
+            name, why, line = (raw.split("\t") + ["", ""])[:3]
+            out[name.strip()] = (why.strip(), line.strip())
+    return out
+
+
+def mutated_line(name: str) -> str:
+    """The line a mutant writes (the ``+`` lines of ``mutmut show``, whitespace collapsed)."""
+    diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], capture_output=True, text=True).stdout
+    return " ".join(" ".join(x[1:].split()) for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++"))
+
+
+def rebind(status: dict[str, str], listed: dict[str, tuple[str, str]], show=mutated_line) -> dict[str, str]:
+    """The equivalents as they are named now. mutmut numbers a function's mutants in order, so an
+    edit above a listed mutant renumbers it: an entry that no longer names a survivor moves to the
+    one survivor of the same function that writes the same line (the entry's third column)."""
+    out = {n: why for n, (why, _) in listed.items()}
+    for name, (why, line) in listed.items():
+        if not line or status.get(name, "gone") not in KILLED | {"gone"}:
+            continue
+        function = name.rsplit("__mutmut_", 1)[0]
+        same = [
+            n
+            for n, st in status.items()
+            if n.rsplit("__mutmut_", 1)[0] == function
+            and st not in KILLED | {"not checked"}
+            and n not in out
+            and show(n) == line
+        ]
+        if len(same) == 1:
+            del out[name]
+            out[same[0]] = why
     return out
 
 
@@ -97,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if not status:
         print("mutation_score: no mutant results (run `mutmut run` first)", file=sys.stderr)
         return 2
-    equivalent = read_equivalent(args.equivalent)
+    equivalent = rebind(status, read_equivalent_lines(args.equivalent))
+    for name in sorted(set(equivalent) - set(read_equivalent(args.equivalent))):
+        print(f"mutation_score: {name} is a renumbered equivalent (same line); rename it in the list", file=sys.stderr)
     md, score = table(status, equivalent)
     print(md)
     print(f"\nscore {score:.1f} % of non-equivalent mutants killed")

@@ -144,3 +144,21 @@ def test_the_mutation_record_brings_back_every_verdict_and_hash_into_a_fresh_mut
     assert back["exit_code_by_key"] == meta["exit_code_by_key"]
     assert back["hash_by_function_name"] == {"x_f": "abc123"}
     assert restore(new, record) == 0  # already there: not overwritten
+
+
+def test_a_renumbered_equivalent_follows_its_line_within_its_function_only() -> None:
+    """An edit above a listed mutant renumbers it: the entry moves to the one survivor of the same
+    function that writes the same line, and to no other (another function, a killed one, two alike)."""
+    from mutation_score import rebind
+
+    status = {
+        "gensis.a.x_f__mutmut_3": "killed",  # was the listed one, now another mutation
+        "gensis.a.x_f__mutmut_5": "survived",  # the listed mutation, renumbered
+        "gensis.a.x_f__mutmut_6": "survived",
+        "gensis.a.x_g__mutmut_3": "survived",  # the same line in another function
+    }
+    lines = {"gensis.a.x_f__mutmut_5": "y = 1", "gensis.a.x_f__mutmut_6": "y = 2", "gensis.a.x_g__mutmut_3": "y = 1"}
+    listed = {"gensis.a.x_f__mutmut_3": ("why", "y = 1"), "gensis.a.x_f__mutmut_9": ("gone", "")}
+    assert rebind(status, listed, show=lines.get) == {"gensis.a.x_f__mutmut_5": "why", "gensis.a.x_f__mutmut_9": "gone"}
+    twins = {**lines, "gensis.a.x_f__mutmut_6": "y = 1"}  # two candidates: ambiguous, left as it was
+    assert rebind(status, listed, show=twins.get) == {"gensis.a.x_f__mutmut_3": "why", "gensis.a.x_f__mutmut_9": "gone"}
