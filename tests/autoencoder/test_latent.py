@@ -5,6 +5,7 @@ found these functions reached by no test of the modules that decide results."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -123,6 +124,25 @@ def test_load_vae_refuses_a_file_a_run_folder_of_another_kind_and_a_corrupt_conf
     assert refusal(broken) == (
         f"model.vae: {broken / 'config.json'}: corrupt (Expecting value: line 1 column 1 (char 0))"
     )
+
+
+def test_an_autoencoder_config_of_another_class_is_refused_and_one_without_a_class_is_taken(tmp_path) -> None:
+    """config.json names the diffusers class that wrote it: another class (a UNet's folder) or JSON that
+    is not an object is refused naming what it describes; a config without ``_class_name`` (written by
+    hand) is taken as an AutoencoderKL's."""
+    from gensis.autoencoder.latent import _check_autoencoder_folder
+
+    for name, fields, found in (("unet", {"_class_name": "UNet2DModel"}, "UNet2DModel"), ("list", [1, 2], "list")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(fields))
+        with pytest.raises(CheckpointError) as refused:
+            _check_autoencoder_folder(tmp_path / name, "model.vae")
+        assert str(refused.value) == (
+            f"model.vae: {tmp_path / name / 'config.json'}: describes a {found}, not an AutoencoderKL"
+        )
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text(json.dumps({"latent_channels": 4}))
+    assert _check_autoencoder_folder(tmp_path / "plain", "model.vae") is None
 
 
 def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, monkeypatch) -> None:
