@@ -5,9 +5,15 @@ found these functions reached by no test of the modules that decide results."""
 
 from __future__ import annotations
 
+import io
+import logging
+
+import pytest
 import torch
+from PIL import Image
 
 from gensis.data.dataset import ImageData
+from gensis.errors import DataError
 
 
 def test_image_data_says_what_it_holds() -> None:
@@ -31,3 +37,39 @@ def test_a_subset_of_unlabelled_images_stays_unlabelled() -> None:
     assert sub.labels is None and sub.ids == ["c", "a"] and sub.images[:, 0, 0, 0].tolist() == [2, 0]
     lazy = ImageData(None, None, None, ["a", "b", "c"], "d", 2, reader=lambda i: b"").subset([1])
     assert lazy.labels is None and lazy.images is None and lazy.ids == ["b"]
+
+
+class _Reader:
+    """A lazy source with one good PNG, one file gone since the listing and one that is not an image."""
+
+    def read(self, item_id: str) -> bytes:
+        if item_id == "gone.png":
+            raise OSError("boom")
+        if item_id == "bad.png":
+            return b"not an image"
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4), (200, 100, 50)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def display(self, item_id: str) -> str:
+        return f"root/{item_id}"
+
+
+def test_an_unreadable_lazy_image_is_named_when_strict_and_otherwise_black_with_one_warning(caplog) -> None:
+    """Lazy mode: strict names the image and the reason (the read's own error after "cannot read: ");
+    otherwise the image is black uint8 and the warning, naming it and the reason, comes once per image."""
+    ids = ["ok.png", "gone.png", "bad.png"]
+    strict = ImageData(None, None, None, ids, "mem-strict", 4, reader=_Reader(), strict=True)
+    assert strict.batch([0])[0, :, 0, 0].tolist() == [200, 100, 50]
+    with pytest.raises(DataError) as refused:
+        strict.batch([1])
+    assert str(refused.value) == "unreadable image root/gone.png: cannot read: boom"
+    with pytest.raises(DataError, match=r"^unreadable image root/bad.png: \S"):
+        strict.batch([2])
+
+    lenient = ImageData(None, None, None, ids, "mem-lenient", 4, reader=_Reader())
+    with caplog.at_level(logging.WARNING, logger="gensis"):
+        first, again = lenient.batch([1, 0]), lenient.batch([1])
+    assert first.dtype == torch.uint8 and first[0].sum() == 0 and again.sum() == 0 and first[1].sum() > 0
+    warned = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert warned == ["unreadable image root/gone.png (cannot read: boom); using a black image instead"]

@@ -195,8 +195,8 @@ def test_init_full_takes_a_dino_checkpoint_only_and_names_what_it_carries_over(t
     """``init_full`` reads the init run's last checkpoint before any folder exists: one of another
     format or method is refused by path and method; one written before checkpoints named their
     method counts as DINO; what it carries over beside the student is exactly the teacher and the
-    center (not the optimizer, nor the run's settings, backbone name or method), and a checkpoint of other heads is refused
-    naming the file and init_full."""
+    center (not the optimizer, nor the run's settings, backbone name or method), and a checkpoint of
+    other heads is refused naming the file and init_full."""
     from gensis.config.overrides import build_config
     from gensis.config.schema import PretrainConfig
     from gensis.errors import CheckpointError
@@ -233,7 +233,7 @@ def test_init_full_builds_a_vit_at_the_runs_resolution(tmp_path, shapes) -> None
     checkpoint against a model built at this run's resolution (16 px here, not timm's 224)."""
     from gensis.config.overrides import build_config
     from gensis.config.schema import PretrainConfig
-    from gensis.train.state import init_full_state
+    from gensis.train.state import init_full_state, init_weights_state
 
     train, _ = shapes
     vit = {
@@ -243,5 +243,25 @@ def test_init_full_builds_a_vit_at_the_runs_resolution(tmp_path, shapes) -> None
     }
     cfg = {**TINY, **vit, "data.path": str(train), "train.knn_every": 0, "train.max_steps": 1}
     gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
-    full = init_full_state(build_config(PretrainConfig, {**cfg, "init_from": str(tmp_path / "a"), "init_full": True}))
-    assert full["student"]["backbone.backbone.pos_embed"].shape[1] == 1 + (16 // 4) ** 2
+    init = build_config(PretrainConfig, {**cfg, "init_from": str(tmp_path / "a"), "init_full": True})
+    tokens = 1 + (16 // 4) ** 2
+    assert init_full_state(init)["student"]["backbone.backbone.pos_embed"].shape[1] == tokens
+    assert init_weights_state(init)["backbone.pos_embed"].shape[1] == tokens
+
+
+def test_init_from_refuses_an_unreadable_file_and_weights_of_another_backbone_naming_the_file(tmp_path, shapes) -> None:
+    from gensis.config.overrides import build_config
+    from gensis.config.schema import PretrainConfig
+    from gensis.errors import CheckpointError
+    from gensis.train.state import init_weights_state
+
+    train, _ = shapes
+    cfg = {**TINY, "model.cifar_stem": False, "data.path": str(train), "train.knn_every": 0, "train.max_steps": 1}
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=rf"^{broken}: not a readable encoder file \(\S"):
+        init_weights_state(build_config(PretrainConfig, {**cfg, "init_from": str(broken)}))
+    first = gensis.pretrain({**cfg, "out": str(tmp_path / "a")})
+    other = build_config(PretrainConfig, {**cfg, "model.backbone": "resnet18", "init_from": str(first.encoder_path)})
+    with pytest.raises(CheckpointError, match=rf"^{first.encoder_path}: weights do not fit backbone 'resnet18'"):
+        init_weights_state(other)
