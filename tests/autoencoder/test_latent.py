@@ -129,7 +129,7 @@ def test_load_vae_refuses_a_file_a_run_folder_of_another_kind_and_a_corrupt_conf
 def test_an_autoencoder_config_of_another_class_is_refused_and_one_without_a_class_is_taken(tmp_path) -> None:
     """config.json names the diffusers class that wrote it: another class (a UNet's folder) or JSON that
     is not an object is refused naming what it describes; a config without ``_class_name`` (written by
-    hand) is taken as an AutoencoderKL's."""
+    hand) is taken as an AutoencoderKL's; a damaged gensis.json beside it is named with the key."""
     from gensis.autoencoder.latent import _check_autoencoder_folder
 
     for name, fields, found in (("unet", {"_class_name": "UNet2DModel"}, "UNet2DModel"), ("list", [1, 2], "list")):
@@ -143,6 +143,10 @@ def test_an_autoencoder_config_of_another_class_is_refused_and_one_without_a_cla
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "config.json").write_text(json.dumps({"latent_channels": 4}))
     assert _check_autoencoder_folder(tmp_path / "plain", "model.vae") is None
+    (tmp_path / "plain" / "gensis.json").write_text("{")  # gensis's own metadata, damaged: named with the key
+    with pytest.raises(CheckpointError) as refused:
+        _check_autoencoder_folder(tmp_path / "plain", "model.vae")
+    assert str(refused.value).startswith(f"model.vae: {tmp_path / 'plain' / 'gensis.json'}: corrupt gensis autoencoder")
 
 
 def test_load_vae_goes_to_the_network_only_when_the_hub_is_reachable(tmp_path, monkeypatch) -> None:

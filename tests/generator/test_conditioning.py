@@ -235,6 +235,7 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
     src = torch.tensor([0, 1, 2, 3])
     r = retrieval(views, src, real)  # views 0, 1, 3 find their source; view 2 finds image 3 first
     assert r == {"retrieval_top1": 75.0, "retrieval_top5": 100.0, "retrieval_median_rank": 1}
+    assert retrieval(views[:3], src[:3], real)["retrieval_top1"] == 66.67  # 2 of 3, to two decimals
     # Top-5 among 8 images, so that a source can miss it: the sources of views 0..3 have
     # 0, 1, 5 and 4 other images nearer (ranks 0, 1, 5, 4).
     e = torch.eye(8)
