@@ -5,9 +5,12 @@ found these functions reached by no test of the modules that decide results."""
 
 from __future__ import annotations
 
-import numpy as np
+import io
 
-from gensis.data.decode import _scale_to_uint8, one_line
+import numpy as np
+from PIL import Image, JpegImagePlugin, PngImagePlugin
+
+from gensis.data.decode import _scale_to_uint8, decode_image, one_line
 
 
 def _u8(values, mode: str) -> list[int]:
@@ -50,3 +53,22 @@ def test_wide_gray_images_take_the_fixed_16_bit_scale_and_saturate() -> None:
 def test_an_unreadable_files_reason_prints_on_one_line() -> None:
     assert one_line("OSError: broken\n  data\tat byte 8 ") == "OSError: broken data at byte 8"
     assert one_line(ValueError("bad  header")) == "bad header"
+
+
+def test_a_jpeg_is_read_at_the_smallest_dct_scale_that_keeps_the_resolution(monkeypatch) -> None:
+    """JPEG decoding asks PIL for a draft no smaller than R x R (the DCT scales by 1/2, 1/4, 1/8 for
+    free); a PNG has no draft. The decoded image is R x R either way."""
+    asked = []
+    for cls in (JpegImagePlugin.JpegImageFile, PngImagePlugin.PngImageFile):
+        original = cls.draft
+
+        def spy(self, mode, size, _original=original):
+            asked.append((self.format, mode, size))
+            return _original(self, mode, size)
+
+        monkeypatch.setattr(cls, "draft", spy)
+    for fmt in ("JPEG", "PNG"):
+        buf = io.BytesIO()
+        Image.new("RGB", (256, 256), (10, 200, 30)).save(buf, format=fmt)
+        assert decode_image(buf.getvalue(), 32).shape == (3, 32, 32)
+    assert asked == [("JPEG", None, (32, 32))]

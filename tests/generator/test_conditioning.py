@@ -248,6 +248,7 @@ def test_faithfulness_figures_on_constructed_embeddings() -> None:
         "retrieval_top5": 75.0,
         "retrieval_median_rank": 2,
     }  # lower median of 0, 1, 4, 5, plus 1
+    assert retrieval(ranked[:3], torch.arange(3), e)["retrieval_top5"] == 66.67  # ranks 0, 1, 5: 2 of 3
     assert class_consistency(views, src, real, labels, k=1) == 100.0  # image 3 has view 2's label
     figures = view_figures(views, torch.zeros(4, 1, 3, 2, 2, dtype=torch.uint8), src, real, labels)
     assert "diversity_cosine" not in figures  # one view per source
