@@ -72,3 +72,30 @@ def test_a_jpeg_is_read_at_the_smallest_dct_scale_that_keeps_the_resolution(monk
         Image.new("RGB", (256, 256), (10, 200, 30)).save(buf, format=fmt)
         assert decode_image(buf.getvalue(), 32).shape == (3, 32, 32)
     assert asked == [("JPEG", None, (32, 32))]
+
+
+def _left_red_right_blue() -> Image.Image:
+    im = Image.new("RGB", (16, 16), (255, 0, 0))
+    im.paste((0, 0, 255), (8, 0, 16, 16))
+    return im
+
+
+def test_the_orientation_a_camera_or_scanner_recorded_is_applied() -> None:
+    """Orientation 3 (rotated 180 degrees) turns left-red/right-blue into left-blue/right-red: in a JPEG's
+    EXIF, and in a TIFF's own orientation tag (Pillow applies that one as it loads the TIFF); without it
+    the image stays as stored."""
+    exif = Image.Exif()
+    exif[274] = 3  # Orientation
+    stored = {}
+    for fmt, kw in (("JPEG", {"exif": exif.tobytes(), "quality": 95}), ("TIFF", {"tiffinfo": {274: 3}})):
+        buf = io.BytesIO()
+        _left_red_right_blue().save(buf, format=fmt, **kw)
+        stored[fmt] = buf.getvalue()
+    plain = io.BytesIO()
+    _left_red_right_blue().save(plain, format="JPEG", quality=95)
+    stored["plain JPEG"] = plain.getvalue()
+    for name, data in stored.items():
+        rgb = decode_image(data, 16)
+        left, right = rgb[:, 8, 2].tolist(), rgb[:, 8, 13].tolist()
+        blue_left = left[2] > 200 and left[0] < 50 and right[0] > 200 and right[2] < 50
+        assert blue_left == (name != "plain JPEG"), (name, left, right)
