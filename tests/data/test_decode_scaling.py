@@ -1,4 +1,5 @@
-"""Gray and wide images scaled to 0-255, and an unreadable file's reason on one line.
+"""Gray and wide images scaled to 0-255, an unreadable file's reason on one line, a JPEG's DCT draft
+and the orientation a file records.
 
 Each is checked against values worked out by hand; the mutation run (issue 39, benchmarks/mutation.sh)
 found these functions reached by no test of the modules that decide results."""
