@@ -100,3 +100,39 @@ def test_the_orientation_a_camera_or_scanner_recorded_is_applied() -> None:
         left, right = rgb[:, 8, 2].tolist(), rgb[:, 8, 13].tolist()
         blue_left = left[2] > 200 and left[0] < 50 and right[0] > 200 and right[2] < 50
         assert blue_left == (name != "plain JPEG"), (name, left, right)
+
+
+def test_every_pil_mode_becomes_8_bit_rgb_with_alpha_on_black() -> None:
+    """to_rgb by hand: gray and bilevel repeat their value, a palette gives its colour (a transparent
+    index black), alpha is composited on black (128 of 255 over 200 -> 100), 16-bit gray is scaled by
+    255/65535, CMYK (0, 0, 0, 0) is white, and an RGB image is returned as it is."""
+    from gensis.data.decode import to_rgb
+
+    def px(im: Image.Image) -> tuple:
+        out = to_rgb(im)
+        assert out.mode == "RGB"
+        return out.getpixel((0, 0))
+
+    rgb = Image.new("RGB", (1, 1), (1, 2, 3))
+    assert to_rgb(rgb) is rgb
+    assert px(Image.new("L", (1, 1), 100)) == (100, 100, 100)
+    assert px(Image.new("1", (1, 1), 1)) == (255, 255, 255)
+
+    def palette(transparent: int | None) -> Image.Image:
+        im = Image.new("P", (1, 1), 1)
+        im.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+        if transparent is not None:
+            im.info["transparency"] = transparent
+        return im
+
+    assert px(palette(None)) == (10, 20, 30)
+    assert px(palette(1)) == (0, 0, 0)
+    assert px(palette(0)) == (10, 20, 30)  # another index is transparent: this one keeps its colour
+    assert px(Image.new("RGBA", (1, 1), (200, 100, 50, 0))) == (0, 0, 0)
+    assert px(Image.new("RGBA", (1, 1), (200, 100, 50, 255))) == (200, 100, 50)
+    assert px(Image.new("RGBA", (1, 1), (200, 100, 50, 128))) == (100, 50, 25)
+    assert px(Image.new("LA", (1, 1), (200, 128))) == (100, 100, 100)
+    assert px(Image.new("I;16", (1, 1), 65535)) == (255, 255, 255)
+    assert px(Image.new("I;16", (1, 1), 32768)) == (128, 128, 128)
+    assert px(Image.new("F", (1, 1), 0.5)) == (128, 128, 128)
+    assert px(Image.new("CMYK", (1, 1), (0, 0, 0, 0))) == (255, 255, 255)
