@@ -14,8 +14,9 @@
 # kept in benchmarks/mutation_record.json (every 10 minutes and at the end; commit it), and a fresh
 # ./mutants starts from them (benchmarks/mutation_record.py), so that a run outlives its machine.
 # Writes mutants/score.md (per-module table) and mutants/survivors.tsv (what no test caught);
-# equivalent mutants are listed, with the reason, in benchmarks/mutation_equivalent.tsv. A resumed run lets every recorded result stand, so a
-# survivor killed by a test written later counts as killed only after --rerun-survivors.
+# equivalent mutants are listed, with the reason, in benchmarks/mutation_equivalent.tsv. A resumed
+# run lets every recorded result stand, so a survivor killed by a test written later counts as
+# killed only after --rerun-survivors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

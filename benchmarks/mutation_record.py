@@ -39,7 +39,11 @@ def save(mutants: Path, record: Path) -> int:
 
 def restore(mutants: Path, record: Path) -> int:
     """``record``'s verdicts as ``.meta`` files under ``mutants/`` (only where none is there yet)."""
-    files = json.loads(record.read_text(encoding="utf-8"))["files"]
+    try:
+        files = json.loads(record.read_text(encoding="utf-8"))["files"]
+        assert isinstance(files, dict) and all(set(KEPT) <= set(kept) for kept in files.values())
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AssertionError):
+        sys.exit(f"mutation_record: {record} is not a record of mutmut verdicts (--fresh ignores it)")
     n = 0
     for source, kept in files.items():
         meta = mutants / f"{source}.meta"
@@ -68,6 +72,8 @@ def main() -> None:
     args = p.parse_args()
     if args.action == "save":
         print(f"mutation_record: {save(args.mutants, args.record)} verdicts kept in {args.record}")
+    elif args.record.exists() and not args.record.is_file():
+        sys.exit(f"mutation_record: {args.record} is not a regular file")
     elif args.record.is_file():
         print(f"mutation_record: {restore(args.mutants, args.record)} verdicts restored from {args.record}")
     else:

@@ -53,6 +53,7 @@ def rebind(status: dict[str, str], listed: dict[str, tuple[str, str]], show=muta
     edit above a listed mutant renumbers it: an entry that no longer names a survivor moves to the
     one survivor of the same function that writes the same line (the entry's third column)."""
     out = {n: why for n, (why, _) in listed.items()}
+    shown: dict[str, str] = {}  # each survivor's line, asked of mutmut once (a subprocess each)
     for name, (why, line) in listed.items():
         if not line or status.get(name, "gone") not in KILLED | {"gone"}:
             continue
@@ -63,7 +64,7 @@ def rebind(status: dict[str, str], listed: dict[str, tuple[str, str]], show=muta
             if n.rsplit("__mutmut_", 1)[0] == function
             and st not in KILLED | {"not checked"}
             and n not in out
-            and show(n) == line
+            and (shown[n] if n in shown else shown.setdefault(n, show(n))) == line
         ]
         if len(same) == 1:
             del out[name]
@@ -131,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if not status:
         print("mutation_score: no mutant results (run `mutmut run` first)", file=sys.stderr)
         return 2
-    equivalent = rebind(status, read_equivalent_lines(args.equivalent))
-    for name in sorted(set(equivalent) - set(read_equivalent(args.equivalent))):
+    listed = read_equivalent_lines(args.equivalent)
+    equivalent = rebind(status, listed)
+    for name in sorted(set(equivalent) - set(listed)):
         print(f"mutation_score: {name} is a renumbered equivalent (same line); rename it in the list", file=sys.stderr)
     md, score = table(status, equivalent)
     print(md)

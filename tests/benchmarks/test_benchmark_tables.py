@@ -144,6 +144,9 @@ def test_the_mutation_record_brings_back_every_verdict_and_hash_into_a_fresh_mut
     assert back["exit_code_by_key"] == meta["exit_code_by_key"]
     assert back["hash_by_function_name"] == {"x_f": "abc123"}
     assert restore(new, record) == 0  # already there: not overwritten
+    record.write_text('{"files": {"src/gensis/a.py": {"exit_code_by_key": {}}}}')  # no hashes
+    with pytest.raises(SystemExit, match="is not a record of mutmut verdicts"):
+        restore(tmp_path / "other", record)
 
 
 def test_a_renumbered_equivalent_follows_its_line_within_its_function_only() -> None:
