@@ -49,7 +49,14 @@ if [ ! -d "$EXP/src" ]; then
   git -C "$REPO" worktree add --detach "$EXP/src" "$REV" >/dev/null
 fi
 [ "$(git -C "$EXP/src" rev-parse HEAD)" = "$REV" ] || { echo "$0: $EXP/src is not at $REV" >&2; exit 2; }
+# The small evidence (table, evaluations, curves, HISTORY) is copied into the repository every 10
+# minutes and at the end (benchmarks/converged_record.py; commit it), so a lost machine costs only
+# the seed in progress.
+save_record() { "$PY" "$REPO/benchmarks/converged_record.py" save --exp "$EXP" || true; }
+( while sleep 600; do save_record >/dev/null 2>&1; done ) &
+saver=$!
+trap 'kill $saver 2>/dev/null || true; save_record' EXIT
 cd "$EXP/src"
-PYTHONPATH="$EXP/src/src" exec "$PY" benchmarks/gensis_scratch.py --data pcam --scale converged \
+PYTHONPATH="$EXP/src/src" "$PY" benchmarks/gensis_scratch.py --data pcam --scale converged \
   --seeds "$SEEDS" --device "$DEVICE" --train "$DATA/train.zip" --test "$DATA/test.zip" \
   --out "$EXP/comparison" --json "$EXP/result.jsonl" --quiet
