@@ -25,7 +25,7 @@ from gensis.eval.faithfulness import (
 from gensis.generator.checkpoint import load_generator
 from gensis.generator.conditioning import guided
 from gensis.generator.monitor import ConditioningMonitor, holdout_split
-from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target
+from gensis.generator.sampling import make_scheduler, min_snr_weights, predict_x0, regression_target, training_loss
 from gensis.generator.target_augment import TargetAugment, resolve_target_augment
 from gensis.generator.unet import EmbeddingConditionedUNet, unet_spec
 from gensis.models.metadata import recorded_augment
@@ -106,6 +106,36 @@ def test_min_snr_weights_hand_computed() -> None:
     x0, noise, t = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4), torch.tensor([5, 500, 990])
     x_t = sch.add_noise(x0, noise, t)
     assert torch.allclose(predict_x0(sch, x_t, t, regression_target(sch, x0, noise, t)), x0, atol=1e-4)
+
+
+class _ZeroModel(torch.nn.Module):
+    """Predicts 0 everywhere: the loss is then the target's own square, known from the draws."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conditioner = SimpleNamespace(
+            check_embedding=lambda emb: None, sample_drop=lambda b, device, g: torch.rand(b, generator=g) < 0.1
+        )
+
+    def forward(self, x_t, t, emb, drop):
+        return torch.zeros_like(x_t)
+
+
+def test_the_training_loss_is_the_plain_mse_by_default_and_min_snr_weighted_per_sample_when_asked() -> None:
+    sch = make_scheduler("ddpm")  # epsilon: the target is the noise
+    x0, emb = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
+    g = torch.Generator().manual_seed(0)  # the draws in order: timesteps, noise, the dropped conditions
+    t = torch.randint(0, sch.config.num_train_timesteps, (4,), generator=g)
+    noise = torch.randn(4, 3, 2, 2, generator=g)
+    per_sample = noise.square().mean(dim=(1, 2, 3))
+    plain = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0))
+    assert torch.allclose(plain, noise.square().mean(), rtol=1e-6)
+    ac = sch.alphas_cumprod[t]
+    snr = ac / (1 - ac)
+    weighted = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
+    expected = (per_sample * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
+    assert torch.allclose(weighted, expected.float(), rtol=1e-5)
+    assert not torch.allclose(weighted, plain, rtol=1e-3)  # t = 44 and 239 have SNR 149 and 6 > 5: weighted
 
 
 def test_predict_x0_hand_computed_for_both_targets() -> None:
