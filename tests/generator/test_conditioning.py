@@ -6,6 +6,7 @@ import json
 import logging
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -13,6 +14,7 @@ from safetensors.torch import save_file
 from gensis.augment import eval_transform
 from gensis.config.overrides import build_config
 from gensis.config.schema import GeneratorTrainConfig, PretrainConfig
+from gensis.errors import ConfigError
 from gensis.eval.faithfulness import (
     ceiling_augment,
     class_consistency,
@@ -114,7 +116,8 @@ class _ZeroModel(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conditioner = SimpleNamespace(
-            check_embedding=lambda emb: None, sample_drop=lambda b, device, g: torch.rand(b, generator=g) < 0.1
+            check_embedding=lambda emb: None,
+            sample_drop=lambda b, device, g: (torch.rand(b, generator=g, device=g.device) < 0.1).to(device),
         )
 
     def forward(self, x_t, t, emb, drop):
@@ -136,6 +139,27 @@ def test_the_training_loss_is_the_plain_mse_by_default_and_min_snr_weighted_per_
     expected = (per_sample * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
     assert torch.allclose(weighted, expected.float(), rtol=1e-5)
     assert not torch.allclose(weighted, plain, rtol=1e-3)  # t = 44 and 239 have SNR 149 and 6 > 5: weighted
+
+
+def test_the_training_loss_names_a_count_mismatch_of_images_and_embeddings() -> None:
+    with pytest.raises(ConfigError, match="^4 images but 3 embeddings$"):
+        training_loss(_ZeroModel(), make_scheduler("ddpm"), torch.zeros(4, 3, 2, 2), torch.zeros(3, 8))
+
+
+@pytest.mark.gpu
+def test_the_training_loss_on_cuda_draws_where_its_generator_lives() -> None:
+    """A CPU generator draws on the CPU, a CUDA one on the GPU; either way the loss lands on the
+    images' device, and the CPU generator's loss equals the same draws on the CPU."""
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
+    sch = make_scheduler("ddpm")
+    x0, emb = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
+    on_cpu = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
+    on_gpu = training_loss(
+        _ZeroModel(), sch, x0.cuda(), emb.cuda(), torch.Generator().manual_seed(0), min_snr_gamma=5.0
+    )
+    assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-5)
+    cuda_draws = training_loss(_ZeroModel(), sch, x0.cuda(), emb.cuda(), torch.Generator("cuda").manual_seed(0))
+    assert cuda_draws.device.type == "cuda" and torch.isfinite(cuda_draws)
 
 
 def test_predict_x0_hand_computed_for_both_targets() -> None:
