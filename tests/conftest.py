@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import sys
 import zipfile
@@ -26,24 +25,11 @@ torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under a mutmut mutant (benchmarks/mutation.sh), the cheapest tests first: mutmut runs a
-    mutant's tests with -x, so a mutant that a quick unit test kills no longer waits for the
-    resume tests (about 10 s each) that reach the same function. The verdicts do not change,
-    only how soon a killed mutant stops; its recorded test times live in ./mutmut-stats.json.
-    A file's tests stay together (files ordered by their quickest test): mutmut's times leave out
-    fixture set-up, and a module fixture set up again for each return to its file cost more than
-    the order saved (a trained generator: 73 s a time)."""
-    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
-        return
-    try:
-        seconds = json.loads(Path("mutmut-stats.json").read_text())["duration_by_test"]
-    except (OSError, ValueError, KeyError):
-        return
-    cost = {item.nodeid: seconds.get(item.nodeid, 0.0) for item in items}
-    quickest: dict[str, float] = {}
-    for item in items:
-        quickest[item.path] = min(quickest.get(item.path, float("inf")), cost[item.nodeid])
-    items.sort(key=lambda item: (quickest[item.path], str(item.path), cost[item.nodeid]))
+    """Under a mutmut mutant (benchmarks/mutation.sh), its module's covering tests, cheapest first
+    (tests/_mutation_covers.py); otherwise nothing changes."""
+    from _mutation_covers import select_and_order
+
+    select_and_order(config, items)
 
 
 from _data_files import labelled_tree  # noqa: E402
