@@ -9,7 +9,8 @@
 #   bash benchmarks/mutation.sh --fresh              # ignore the kept verdicts (benchmarks/mutation_record.json)
 #
 # mutmut copies src/ into ./mutants, runs the selected test files once to learn which tests reach
-# which function, then runs each mutant against only those tests (the cheapest first, tests/conftest.py).
+# which function, then runs each mutant against only those tests (the cheapest first; for ten modules only
+# the files that cover them: tests/_mutation_covers.py).
 # It resumes where it stopped; delete ./mutants and pass --fresh to start over. The verdicts are also
 # kept in benchmarks/mutation_record.json (every 10 minutes and at the end; commit it), and a fresh
 # ./mutants starts from them (benchmarks/mutation_record.py), so that a run outlives its machine.
