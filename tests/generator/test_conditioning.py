@@ -111,34 +111,57 @@ def test_min_snr_weights_hand_computed() -> None:
 
 
 class _ZeroModel(torch.nn.Module):
-    """Predicts 0 everywhere: the loss is then the target's own square, known from the draws."""
+    """Predicts 0 everywhere, so the loss is the target's own square, known from the draws; keeps
+    the timesteps and the dropped conditions it was given."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.conditioner = SimpleNamespace(
             check_embedding=lambda emb: None,
-            sample_drop=lambda b, device, g: (torch.rand(b, generator=g, device=g.device) < 0.1).to(device),
+            sample_drop=lambda b, device, g: (torch.rand(b, generator=g, device=g.device) < 0.5).to(device),
         )
 
     def forward(self, x_t, t, emb, drop):
+        self.seen.append((t, drop))
         return torch.zeros_like(x_t)
+
+
+def _draws(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training loss's draws from a generator seeded 0, in its order: timesteps, noise, dropped conditions."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 1000, (4,), generator=g)
+    noise = torch.randn(4, 3, 2, 2, generator=g, dtype=dtype)
+    return t, noise, torch.rand(4, generator=g) < 0.5
 
 
 def test_the_training_loss_is_the_plain_mse_by_default_and_min_snr_weighted_per_sample_when_asked() -> None:
     sch = make_scheduler("ddpm")  # epsilon: the target is the noise
     x0, emb = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
-    g = torch.Generator().manual_seed(0)  # the draws in order: timesteps, noise, the dropped conditions
-    t = torch.randint(0, sch.config.num_train_timesteps, (4,), generator=g)
-    noise = torch.randn(4, 3, 2, 2, generator=g)
-    per_sample = noise.square().mean(dim=(1, 2, 3))
-    plain = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0))
+    t, noise, drop = _draws()
+    assert t.tolist() == [44, 239, 933, 760] and 0 < drop.sum() < 4
+
+    def loss(x0: torch.Tensor = x0, **kw) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        model = _ZeroModel()
+        return training_loss(model, sch, x0, emb, torch.Generator().manual_seed(0), **kw), model.seen[0]
+
+    plain, (seen_t, seen_drop) = loss()
     assert torch.allclose(plain, noise.square().mean(), rtol=1e-6)
+    assert torch.equal(seen_t, t) and torch.equal(seen_drop, drop)
     ac = sch.alphas_cumprod[t]
-    snr = ac / (1 - ac)
-    weighted = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
-    expected = (per_sample * torch.minimum(snr, torch.tensor(5.0)) / snr).mean()
-    assert torch.allclose(weighted, expected.float(), rtol=1e-5)
-    assert not torch.allclose(weighted, plain, rtol=1e-3)  # t = 44 and 239 have SNR 149 and 6 > 5: weighted
+    snr = ac / (1 - ac)  # 149, 6.0, 0.011, 0.15
+    for gamma in (5.0, 0.5):
+        expected = (noise.square().mean(dim=(1, 2, 3)) * torch.clamp(snr, max=gamma) / snr).mean()
+        weighted, _ = loss(min_snr_gamma=gamma)
+        assert torch.allclose(weighted, expected.float(), rtol=1e-5)
+        assert not torch.allclose(weighted, plain, rtol=1e-3)
+    # rows (data-parallel): this process's slice of the whole batch's draws
+    part, (seen_t, seen_drop) = loss(rows=slice(1, 3))
+    assert torch.allclose(part, noise[1:3].square().mean(), rtol=1e-6)
+    assert torch.equal(seen_t, t[1:3]) and torch.equal(seen_drop, drop[1:3])
+    # the noise is drawn in the images' dtype (float64 draws other values than float32)
+    _, noise64, _ = _draws(torch.float64)
+    assert torch.allclose(loss(x0.double())[0], noise64.square().mean().float(), rtol=1e-6)
 
 
 def test_the_training_loss_names_a_count_mismatch_of_images_and_embeddings() -> None:
@@ -148,18 +171,20 @@ def test_the_training_loss_names_a_count_mismatch_of_images_and_embeddings() -> 
 
 @pytest.mark.gpu
 def test_the_training_loss_on_cuda_draws_where_its_generator_lives() -> None:
-    """A CPU generator draws on the CPU, a CUDA one on the GPU; either way the loss lands on the
-    images' device, and the CPU generator's loss equals the same draws on the CPU."""
+    """A CPU generator draws on the CPU, a CUDA one on the GPU; either way the model sees its
+    timesteps and dropped conditions on the images' device, the loss lands there, and the CPU
+    generator's loss equals the same draws on the CPU."""
     assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
     sch = make_scheduler("ddpm")
     x0, emb = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
     on_cpu = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
-    on_gpu = training_loss(
-        _ZeroModel(), sch, x0.cuda(), emb.cuda(), torch.Generator().manual_seed(0), min_snr_gamma=5.0
-    )
-    assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-5)
-    cuda_draws = training_loss(_ZeroModel(), sch, x0.cuda(), emb.cuda(), torch.Generator("cuda").manual_seed(0))
-    assert cuda_draws.device.type == "cuda" and torch.isfinite(cuda_draws)
+    for g in (torch.Generator().manual_seed(0), torch.Generator("cuda").manual_seed(0)):
+        model = _ZeroModel()
+        on_gpu = training_loss(model, sch, x0.cuda(), emb.cuda(), g, min_snr_gamma=5.0)
+        assert on_gpu.device.type == "cuda" and torch.isfinite(on_gpu)
+        assert [v.device.type for v in model.seen[0]] == ["cuda", "cuda"]
+        if g.device.type == "cpu":
+            assert torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-5)
 
 
 def test_predict_x0_hand_computed_for_both_targets() -> None:
