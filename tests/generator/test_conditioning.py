@@ -110,9 +110,9 @@ def test_min_snr_weights_hand_computed() -> None:
     assert torch.allclose(predict_x0(sch, x_t, t, regression_target(sch, x0, noise, t)), x0, atol=1e-4)
 
 
-class _ZeroModel(torch.nn.Module):
-    """Predicts 0 everywhere, so the loss is the target's own square, known from the draws; keeps
-    the timesteps and the dropped conditions it was given."""
+class _HalfModel(torch.nn.Module):
+    """Predicts 0.5 everywhere, so the loss is known from the draws alone; keeps the timesteps and
+    the dropped conditions it was given."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,7 +124,7 @@ class _ZeroModel(torch.nn.Module):
 
     def forward(self, x_t, t, emb, drop):
         self.seen.append((t, drop))
-        return torch.zeros_like(x_t)
+        return torch.full_like(x_t, 0.5)
 
 
 def _draws(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -142,31 +142,31 @@ def test_the_training_loss_is_the_plain_mse_by_default_and_min_snr_weighted_per_
     assert t.tolist() == [44, 239, 933, 760] and 0 < drop.sum() < 4
 
     def loss(x0: torch.Tensor = x0, **kw) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        model = _ZeroModel()
+        model = _HalfModel()
         return training_loss(model, sch, x0, emb, torch.Generator().manual_seed(0), **kw), model.seen[0]
 
     plain, (seen_t, seen_drop) = loss()
-    assert torch.allclose(plain, noise.square().mean(), rtol=1e-6)
+    assert torch.allclose(plain, (0.5 - noise).square().mean(), rtol=1e-6)
     assert torch.equal(seen_t, t) and torch.equal(seen_drop, drop)
     ac = sch.alphas_cumprod[t]
     snr = ac / (1 - ac)  # 149, 6.0, 0.011, 0.15
     for gamma in (5.0, 0.5):
-        expected = (noise.square().mean(dim=(1, 2, 3)) * torch.clamp(snr, max=gamma) / snr).mean()
+        expected = ((0.5 - noise).square().mean(dim=(1, 2, 3)) * torch.clamp(snr, max=gamma) / snr).mean()
         weighted, _ = loss(min_snr_gamma=gamma)
         assert torch.allclose(weighted, expected.float(), rtol=1e-5)
         assert not torch.allclose(weighted, plain, rtol=1e-3)
     # rows (data-parallel): this process's slice of the whole batch's draws
     part, (seen_t, seen_drop) = loss(rows=slice(1, 3))
-    assert torch.allclose(part, noise[1:3].square().mean(), rtol=1e-6)
+    assert torch.allclose(part, (0.5 - noise[1:3]).square().mean(), rtol=1e-6)
     assert torch.equal(seen_t, t[1:3]) and torch.equal(seen_drop, drop[1:3])
     # the noise is drawn in the images' dtype (float64 draws other values than float32)
     _, noise64, _ = _draws(torch.float64)
-    assert torch.allclose(loss(x0.double())[0], noise64.square().mean().float(), rtol=1e-6)
+    assert torch.allclose(loss(x0.double())[0], (0.5 - noise64).square().mean().float(), rtol=1e-6)
 
 
 def test_the_training_loss_names_a_count_mismatch_of_images_and_embeddings() -> None:
     with pytest.raises(ConfigError, match="^4 images but 3 embeddings$"):
-        training_loss(_ZeroModel(), make_scheduler("ddpm"), torch.zeros(4, 3, 2, 2), torch.zeros(3, 8))
+        training_loss(_HalfModel(), make_scheduler("ddpm"), torch.zeros(4, 3, 2, 2), torch.zeros(3, 8))
 
 
 @pytest.mark.gpu
@@ -177,9 +177,9 @@ def test_the_training_loss_on_cuda_draws_where_its_generator_lives() -> None:
     assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
     sch = make_scheduler("ddpm")
     x0, emb = torch.zeros(4, 3, 2, 2), torch.zeros(4, 8)
-    on_cpu = training_loss(_ZeroModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
+    on_cpu = training_loss(_HalfModel(), sch, x0, emb, torch.Generator().manual_seed(0), min_snr_gamma=5.0)
     for g in (torch.Generator().manual_seed(0), torch.Generator("cuda").manual_seed(0)):
-        model = _ZeroModel()
+        model = _HalfModel()
         on_gpu = training_loss(model, sch, x0.cuda(), emb.cuda(), g, min_snr_gamma=5.0)
         assert on_gpu.device.type == "cuda" and torch.isfinite(on_gpu)
         assert [v.device.type for v in model.seen[0]] == ["cuda", "cuda"]
@@ -260,7 +260,7 @@ class _Ignores(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
     def forward(self, x_t, t, emb, drop=None):
-        return torch.zeros_like(x_t)
+        return torch.full_like(x_t, 0.5)
 
 
 class _FlattenEncoder(torch.nn.Module):

@@ -5,6 +5,7 @@ found these functions reached by no test of the modules that decide results."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gensis.generator.conditioning import EmbeddingConditioner
@@ -29,3 +30,26 @@ def test_the_unconditional_embedding_lands_on_the_device_asked_for() -> None:
     assert cond.unconditional(2, device="meta").device.type == "meta"
     assert cond.unconditional(2, device="meta").shape == (2, 3)
     assert cond.unconditional(2).device.type == "cpu"  # no device: where the conditioner lives
+
+
+def test_dropped_conditions_are_drawn_with_the_generator_on_its_device_or_else_on_the_device_asked_for() -> None:
+    cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.5)
+    expected = torch.rand(16, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert torch.equal(cond.sample_drop(16, "cpu", torch.Generator().manual_seed(0)), expected)
+    # a CPU generator draws on the CPU, then the result moves ("meta" stands for a GPU)
+    assert cond.sample_drop(16, "meta", torch.Generator().manual_seed(0)).device.type == "meta"
+    torch.manual_seed(0)
+    assert torch.equal(cond.sample_drop(16, "cpu"), expected)  # no generator: the global stream
+    # no generator and another device: drawn there, so the CPU's global stream is left as it was
+    torch.manual_seed(0)
+    assert cond.sample_drop(16, "meta").device.type == "meta"
+    assert torch.equal(torch.rand(16) < 0.5, expected)
+
+
+@pytest.mark.gpu
+def test_dropped_conditions_for_a_gpu_batch_from_a_cpu_generator_are_the_cpu_draws() -> None:
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
+    cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.5)
+    expected = torch.rand(16, generator=torch.Generator().manual_seed(0)) < 0.5
+    drop = cond.sample_drop(16, "cuda", torch.Generator().manual_seed(0))
+    assert drop.device.type == "cuda" and torch.equal(drop.cpu(), expected)
