@@ -47,9 +47,10 @@ def test_dropped_conditions_are_drawn_with_the_generator_on_its_device_or_else_o
 
 
 @pytest.mark.gpu
-def test_dropped_conditions_for_a_gpu_batch_from_a_cpu_generator_are_the_cpu_draws() -> None:
+def test_dropped_conditions_for_a_gpu_batch_from_a_cpu_generator_are_the_cpu_draws_and_a_gpu_one_draws_there() -> None:
     assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
     cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.5)
     expected = torch.rand(16, generator=torch.Generator().manual_seed(0)) < 0.5
     drop = cond.sample_drop(16, "cuda", torch.Generator().manual_seed(0))
     assert drop.device.type == "cuda" and torch.equal(drop.cpu(), expected)
+    assert cond.sample_drop(16, "cuda", torch.Generator("cuda").manual_seed(0)).device.type == "cuda"
