@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -236,6 +237,79 @@ def test_target_flips_follow_the_stage1_augmentation() -> None:
     assert torch.equal(TargetAugment()(x, torch.Generator().manual_seed(0)), x)
     flipped = TargetAugment(hflip_p=1.0)(x, torch.Generator().manual_seed(0))
     assert torch.equal(flipped, x.flip(-1))
+
+
+def test_the_target_flips_draw_from_their_generator_only_what_is_enabled() -> None:
+    x = torch.arange(16 * 4 * 4, dtype=torch.float32).view(16, 1, 4, 4)
+
+    def flipped(aug: TargetAugment) -> tuple[torch.Tensor, float]:
+        g = torch.Generator().manual_seed(0)
+        return aug(x, g), torch.rand(1, generator=g).item()  # the output, the stream's next draw
+
+    ref = torch.Generator().manual_seed(0)
+    u = torch.rand(16, generator=ref)  # the horizontal flip's 16 draws, always made
+    after_hflip = torch.rand(1, generator=ref).item()
+    out, next_draw = flipped(TargetAugment(hflip_p=0.5))
+    assert torch.equal(out, torch.where((u < 0.5).view(16, 1, 1, 1), x.flip(-1), x)) and 0 < (u < 0.5).sum() < 16
+    assert next_draw == after_hflip  # the vertical flip and the rotation, off, drew nothing
+    out, next_draw = flipped(TargetAugment(vflip_p=1.0))
+    assert torch.equal(out, x.flip(-2)) and next_draw != after_hflip
+    torch.manual_seed(1)
+    turned, _ = flipped(TargetAugment(rot90_p=1.0))
+    torch.manual_seed(2)
+    assert torch.equal(flipped(TargetAugment(rot90_p=1.0))[0], turned)  # the global stream plays no part
+    turns = [[k for k in (1, 2, 3) if torch.equal(turned[i], x[i].rot90(k, dims=(-2, -1)))] for i in range(16)]
+    assert all(len(k) == 1 for k in turns) and len({k[0] for k in turns}) == 3  # each turned 1, 2 or 3 times
+
+
+def test_the_schedulers_by_name_with_the_settings_training_and_sampling_share() -> None:
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    def settings(s) -> tuple:
+        return s.config.num_train_timesteps, s.config.beta_schedule, s.config.prediction_type
+
+    ddpm = make_scheduler("ddpm")
+    assert type(ddpm) is DDPMScheduler and settings(ddpm) == (1000, "squaredcos_cap_v2", "epsilon")
+    assert settings(make_scheduler("ddpm", 2)) == (2, "squaredcos_cap_v2", "epsilon")  # the fewest allowed
+    ddim = make_scheduler("ddim", 50, "linear", "v_prediction")
+    assert type(ddim) is DDIMScheduler and settings(ddim) == (50, "linear", "v_prediction")
+    assert ddim.config.timestep_spacing == "trailing" and ddim.config.clip_sample is True
+    assert make_scheduler("ddim", clip=False).config.clip_sample is False
+    dpm = make_scheduler("dpmsolver++", 50)
+    assert type(dpm) is DPMSolverMultistepScheduler and settings(dpm) == (50, "squaredcos_cap_v2", "epsilon")
+    assert (dpm.config.algorithm_type, dpm.config.solver_order, dpm.config.thresholding) == ("dpmsolver++", 2, True)
+    assert dpm.config.sample_max_value == 1.0 and dpm.config.lambda_min_clipped == -5.1
+    linear = make_scheduler("dpmsolver++", beta_schedule="linear", clip=False)
+    assert linear.config.thresholding is False and linear.config.lambda_min_clipped == -float("inf")
+    for kw, message in (
+        ({"beta_schedule": "cosine"}, "beta_schedule must be 'squaredcos_cap_v2' or 'linear', got 'cosine'"),
+        ({"prediction_type": "sample"}, "prediction_type must be 'epsilon' or 'v_prediction', got 'sample'"),
+        ({"num_train_timesteps": 1}, "num_train_timesteps must be >= 2, got 1"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            make_scheduler("ddpm", **kw)
+    with pytest.raises(ConfigError, match="^unknown scheduler 'euler'; choose 'ddim', 'dpmsolver\\+\\+' or 'ddpm'$"):
+        make_scheduler("euler")
+
+
+def test_the_regression_target_is_the_noise_or_the_velocity_and_nothing_else() -> None:
+    x0, noise, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([10, 600])
+    assert regression_target(make_scheduler("ddpm"), x0, noise, t) is noise
+    v = make_scheduler("ddpm", prediction_type="v_prediction")
+    ac = v.alphas_cumprod[t].view(2, 1, 1, 1)
+    assert torch.allclose(regression_target(v, x0, noise, t), ac.sqrt() * noise - (1 - ac).sqrt() * x0, atol=1e-6)
+    other = SimpleNamespace(config=SimpleNamespace(prediction_type="sample"))
+    with pytest.raises(ConfigError, match="^unsupported prediction_type 'sample'$"):
+        regression_target(other, x0, noise, t)
+
+
+def test_the_draws_are_made_on_the_generators_device_or_else_on_the_cpu() -> None:
+    from gensis.generator.sampling import _draw_device
+
+    assert _draw_device(None) == torch.device("cpu")
+    assert _draw_device(torch.Generator().manual_seed(0)) == torch.device("cpu")
+    meta = SimpleNamespace(device=torch.device("meta"))  # stands for a CUDA generator
+    assert _draw_device(meta) == torch.device("meta")
 
 
 class _Oracle(torch.nn.Module):
