@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gensis.errors import ConfigError
 from gensis.generator.conditioning import EmbeddingConditioner
 
 
@@ -44,6 +45,28 @@ def test_dropped_conditions_are_drawn_with_the_generator_on_its_device_or_else_o
     torch.manual_seed(0)
     assert cond.sample_drop(16, "meta").device.type == "meta"
     assert torch.equal(torch.rand(16) < 0.5, expected)
+
+
+def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(6, 4)
+    cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=1.0)
+    null = cond.unconditional(6)
+    cond.train()
+    assert torch.equal(cond(emb), null)  # training, no drop given: drawn, every row dropped at p = 1
+    cond.eval()
+    conditional = cond(emb)
+    assert not torch.allclose(conditional, null)  # evaluation: nothing drawn, nothing dropped
+    given = torch.tensor([True, False, True, False, False, False])
+    assert torch.equal(cond(emb, drop=given), torch.where(given.unsqueeze(-1), null, conditional))
+    never = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.0).train()
+    g = torch.Generator().manual_seed(0)
+    never(emb, generator=g)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(0)))  # no draw
+    with pytest.raises(ConfigError, match=r"^embedding has dimension 5, the generator expects 4$"):
+        cond(torch.zeros(6, 5))
+    with pytest.raises(ConfigError, match=r"^embeddings must have shape \(batch, 4\), got \(4,\)$"):
+        cond(torch.zeros(4))  # one embedding without its batch axis
 
 
 @pytest.mark.gpu
