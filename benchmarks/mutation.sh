@@ -4,7 +4,7 @@
 #   pip install -e ".[test,mutation]"
 #   bash benchmarks/mutation.sh                      # every listed module ([tool.mutmut] in pyproject.toml)
 #   bash benchmarks/mutation.sh 'gensis.eval.knn*'   # only these mutants (mutmut's name globs)
-#   bash benchmarks/mutation.sh --rerun-survivors    # again, every mutant that survived or met no test
+#   bash benchmarks/mutation.sh --rerun-survivors    # again, every mutant that survived, met no test or timed out
 #
 #   bash benchmarks/mutation.sh --fresh              # ignore the kept verdicts (benchmarks/mutation_record.json)
 #
@@ -17,7 +17,8 @@
 # Writes mutants/score.md (per-module table) and mutants/survivors.tsv (what no test caught);
 # equivalent mutants are listed, with the reason, in benchmarks/mutation_equivalent.tsv. A resumed
 # run lets every recorded result stand, so a survivor killed by a test written later counts as
-# killed only after --rerun-survivors.
+# killed only after --rerun-survivors (which also reruns a timeout: a run paused with SIGSTOP times out
+# the mutant it was running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -40,7 +41,7 @@ elif [ ! -d mutants ]; then
 fi
 if [ "${1:-}" = "--rerun-survivors" ]; then
   shift
-  mapfile -t again < <("$PY" -m mutmut results --all true | sed -n 's/^ *\([^ ]*__mutmut_[0-9]*\): \(survived\|no tests\)$/\1/p')
+  mapfile -t again < <("$PY" -m mutmut results --all true | sed -n 's/^ *\([^ ]*__mutmut_[0-9]*\): \(survived\|no tests\|timeout\)$/\1/p')
   [ "${#again[@]}" -gt 0 ] || { echo "mutation.sh: no survivors to run again" >&2; exit 0; }
   set -- "${again[@]}" "$@"
 fi
