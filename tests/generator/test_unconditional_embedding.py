@@ -69,6 +69,20 @@ def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding()
         cond(torch.zeros(4))  # one embedding without its batch axis
 
 
+def test_the_condition_draws_its_drops_from_the_generator_given_and_takes_any_float_embedding() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(16, 4)
+    cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.5).train()
+    drop = torch.rand(16, generator=torch.Generator().manual_seed(1)) < 0.5
+    expected = torch.where(
+        drop.unsqueeze(-1), cond.unconditional(16), cond(emb, drop=torch.zeros(16, dtype=torch.bool))
+    )
+    torch.manual_seed(2)  # the global stream plays no part
+    assert torch.equal(cond(emb, generator=torch.Generator().manual_seed(1)), expected) and 0 < drop.sum() < 16
+    cond.eval()  # a float64 embedding is conditioned as its float32 copy
+    assert torch.allclose(cond(emb.double()), cond(emb), atol=1e-6) and cond(emb.double()).dtype == torch.float32
+
+
 @pytest.mark.gpu
 def test_dropped_conditions_for_a_gpu_batch_from_a_cpu_generator_are_the_cpu_draws_and_a_gpu_one_draws_there() -> None:
     assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
