@@ -67,6 +67,8 @@ def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding()
         cond(torch.zeros(6, 5))
     with pytest.raises(ConfigError, match=r"^embeddings must have shape \(batch, 4\), got \(4,\)$"):
         cond(torch.zeros(4))  # one embedding without its batch axis
+    with pytest.raises(ConfigError, match=r"^drop must have shape \(6,\), got \(5,\)$"):
+        cond(emb, drop=torch.zeros(5, dtype=torch.bool))
 
 
 def test_the_condition_draws_its_drops_from_the_generator_given_and_takes_any_float_embedding() -> None:
