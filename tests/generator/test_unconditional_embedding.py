@@ -59,6 +59,7 @@ def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding()
     assert not torch.allclose(conditional, null)  # evaluation: nothing drawn, nothing dropped
     given = torch.tensor([True, False, True, False, False, False])
     assert torch.equal(cond(emb, drop=given), torch.where(given.unsqueeze(-1), null, conditional))
+    assert torch.equal(cond(emb, drop=given.int()), cond(emb, drop=given))  # 0/1 flags read as booleans
     never = EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=0.0).train()
     g = torch.Generator().manual_seed(0)
     never(emb, generator=g)
@@ -93,3 +94,7 @@ def test_dropped_conditions_for_a_gpu_batch_from_a_cpu_generator_are_the_cpu_dra
     drop = cond.sample_drop(16, "cuda", torch.Generator().manual_seed(0))
     assert drop.device.type == "cuda" and torch.equal(drop.cpu(), expected)
     assert cond.sample_drop(16, "cuda", torch.Generator("cuda").manual_seed(0)).device.type == "cuda"
+    on_gpu = EmbeddingConditioner(embed_dim=4, cond_dim=3).cuda().eval()  # a CPU drop for a GPU batch
+    drop = torch.tensor([True, False])
+    out = on_gpu(torch.randn(2, 4, device="cuda"), drop=drop)
+    assert out.device.type == "cuda" and torch.equal(out[0], on_gpu.unconditional(1)[0])
