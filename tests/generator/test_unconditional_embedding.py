@@ -47,6 +47,20 @@ def test_dropped_conditions_are_drawn_with_the_generator_on_its_device_or_else_o
     assert torch.equal(torch.rand(16) < 0.5, expected)
 
 
+def test_the_condition_is_the_projection_of_the_unit_embedding_scaled_to_norm_sqrt_d() -> None:
+    torch.manual_seed(0)
+    emb = torch.tensor([[3.0, 0.0, 4.0, 0.0]])  # norm 5: unit (0.6, 0, 0.8, 0), times sqrt(4) = 2
+    for standardize, scaled in ((True, [[1.2, 0.0, 1.6, 0.0]]), (False, [[0.6, 0.0, 0.8, 0.0]])):
+        cond = EmbeddingConditioner(embed_dim=4, cond_dim=3, standardize=standardize).eval()
+        lin1, lin2 = cond.proj[0], cond.proj[2]
+        with torch.no_grad():
+            expected = (
+                torch.nn.functional.silu(torch.tensor(scaled) @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias
+            )
+            assert torch.allclose(cond(emb), expected, atol=1e-6)
+    assert EmbeddingConditioner(embed_dim=4, cond_dim=3).scale == 2.0  # standardized by default
+
+
 def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding() -> None:
     torch.manual_seed(0)
     emb = torch.randn(6, 4)
