@@ -59,6 +59,11 @@ def test_the_condition_is_the_projection_of_the_unit_embedding_scaled_to_norm_sq
             )
             assert torch.allclose(cond(emb), expected, atol=1e-6)
     assert EmbeddingConditioner(embed_dim=4, cond_dim=3).scale == 2.0  # standardized by default
+    for p_uncond in (0.0, 1.0):  # both ends of [0, 1] allowed, anything outside named
+        assert EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=p_uncond).p_uncond == p_uncond
+    for p_uncond in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=rf"^p_uncond must lie in \[0, 1\], got {p_uncond}$"):
+            EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=p_uncond)
 
 
 def test_the_condition_drops_rows_only_in_training_and_names_a_wrong_embedding() -> None:
