@@ -58,7 +58,8 @@ def test_the_condition_is_the_projection_of_the_unit_embedding_scaled_to_norm_sq
                 torch.nn.functional.silu(torch.tensor(scaled) @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias
             )
             assert torch.allclose(cond(emb), expected, atol=1e-6)
-    assert EmbeddingConditioner(embed_dim=4, cond_dim=3).scale == 2.0  # standardized by default
+    nine = EmbeddingConditioner(embed_dim=9, cond_dim=3)
+    assert (nine.embed_dim, nine.cond_dim, nine.scale) == (9, 3, 3.0)  # standardized by default: sqrt(9)
     for p_uncond in (0.0, 1.0):  # both ends of [0, 1] allowed, anything outside named
         assert EmbeddingConditioner(embed_dim=4, cond_dim=3, p_uncond=p_uncond).p_uncond == p_uncond
     for p_uncond in (-0.1, 1.5):
