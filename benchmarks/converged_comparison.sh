@@ -50,8 +50,8 @@ if [ ! -d "$EXP/src" ]; then
 fi
 [ "$(git -C "$EXP/src" rev-parse HEAD)" = "$REV" ] || { echo "$0: $EXP/src is not at $REV" >&2; exit 2; }
 # The small evidence (table, evaluations, curves, HISTORY) is copied into the repository every 10
-# minutes and at the end (benchmarks/converged_record.py; commit it), so a lost machine costs only
-# the seed in progress.
+# minutes and at the end (benchmarks/converged_record.py; commit it), so a lost machine no longer
+# loses the finished seeds' figures (the run itself starts again, seed 0 first: the bank needs its generator).
 save_record() { "$PY" "$REPO/benchmarks/converged_record.py" save --exp "$EXP" || true; }
 ( while sleep 600; do save_record >/dev/null 2>&1; done ) &
 saver=$!

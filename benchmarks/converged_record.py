@@ -1,5 +1,5 @@
-"""Keep the converged comparison's evidence in the repository, so that a lost machine costs only
-the seed in progress, not the seeds already in (issue 37).
+"""Keep the converged comparison's evidence in the repository, so that a lost machine no longer
+loses the figures of the seeds already in (issue 37).
 
 The experiment's folder (``converged_comparison.sh``'s ``$EXP``) holds hundreds of megabytes of
 checkpoints that cannot be committed; what a reader of the table needs is small: the running
