@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import stat
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from gensis.errors import GensisError
+from gensis.runtime.trust import read_owned
 
 RECORD = Path(__file__).resolve().parent / "converged_record"
 TEXT = ("HISTORY", "REVISION", "THREADS", "result.jsonl", "comparison/table.md")
@@ -30,16 +32,14 @@ MAX_BYTES = 64 * 2**20  # far above any file kept here; refuses a runaway file
 
 
 def _read(path: Path) -> str | None:
-    """A regular file's text (None when there is none); a link or FIFO in its place is refused in one line."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
+    """A file's text (None when there is none), read as gensis reads its own files (never through a
+    link, never a FIFO: ``trust.read_owned``); anything else is refused in one line."""
+    if not (path.exists() or path.is_symlink()):
         return None
-    if not stat.S_ISREG(mode):
-        sys.exit(f"converged_record: {path} is not a regular file")
-    if path.stat().st_size > MAX_BYTES:
-        sys.exit(f"converged_record: {path} is larger than {MAX_BYTES} bytes")
-    return path.read_text(encoding="utf-8", errors="replace")
+    try:
+        return read_owned(path, MAX_BYTES).decode("utf-8", "replace")
+    except (GensisError, OSError) as e:
+        sys.exit(f"converged_record: {e}")
 
 
 def start_stamp(exp: Path) -> str:
@@ -84,6 +84,19 @@ def save(exp: Path, record: Path = RECORD) -> Path:
     partial = out.with_name(out.name + ".partial")  # a kill mid-save leaves the last whole copy
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    try:
+        _copy(exp, partial)
+    except SystemExit:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
+
+
+def _copy(exp: Path, partial: Path) -> None:
+    """The kept files of ``exp`` into ``partial``."""
     for name in TEXT:
         text = _read(exp / name)
         if text is not None:
@@ -98,10 +111,6 @@ def save(exp: Path, record: Path = RECORD) -> Path:
         (partial / "curves" / f"{metrics.parent.name}.jsonl").write_text(
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
         )
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-    return out
 
 
 def main() -> None:

@@ -76,8 +76,9 @@ def test_a_link_or_fifo_in_place_of_a_kept_file_is_refused_in_one_line(tmp_path,
         table.symlink_to(tmp_path / "elsewhere.md")
     else:
         os.mkfifo(table)
-    with pytest.raises(SystemExit, match=r"table.md is not a regular file"):
+    with pytest.raises(SystemExit, match=r"table.md: a (symbolic link|FIFO) where gensis writes a file of its own"):
         save(exp, tmp_path / "record")
+    assert list((tmp_path / "record").iterdir()) == []  # no half-written copy left behind
 
 
 def test_a_folder_without_history_is_no_experiment(tmp_path) -> None:
