@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -144,3 +145,95 @@ def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
     ):
         with pytest.raises(CheckpointError, match=rf"^e\.safetensors: metadata '{key}' {words}"):
             EncoderInfo.parse("e.safetensors", {**base, key: value})
+
+
+_NORM = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
+
+
+def test_a_folder_given_for_an_encoder_is_named_by_what_it_holds(tmp_path) -> None:
+    """A gensis folder of another kind and a diffusers model folder are named; a folder of neither
+    kind is the missing exported file."""
+    import json
+
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "index.json").write_text(json.dumps({"format": "gensis.bank/1"}))
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "config.json").write_text("{}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, message in (
+        (bank, f"encoder not found: {bank} is a view bank, not a gensis encoder"),
+        (hub, f"encoder not found: {hub} is a diffusers model folder, not a gensis encoder"),
+        (empty, f"encoder not found: {empty / 'exported' / 'encoder.safetensors'}"),
+    ):
+        with pytest.raises(CheckpointError) as refused:
+            load_encoder(folder)
+        assert str(refused.value) == message
+
+
+def test_encoder_file_refusals_name_the_file_and_the_reason(tmp_path, monkeypatch) -> None:
+    """Not safetensors, another format, metadata that builds no working backbone, weights of another
+    backbone, unreadable weights: one line each, starting with the file."""
+    from safetensors.torch import save_file
+
+    enc = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 20)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(1)}, str(other), metadata={"format": "gensis.generator/1"})
+    odd = tmp_path / "odd.safetensors"
+    export_encoder(odd, enc, {**_NORM, "backbone_kwargs": '{"drop_rate": "x"}'})  # fails in forward only
+    wrong = tmp_path / "wrong.safetensors"
+    export_encoder(wrong, enc, {**_NORM, "backbone": "resnet18"})
+    for path, message in (
+        (junk, f"{junk}: corrupt or not a safetensors file ("),
+        (other, f"{other}: not a gensis encoder (metadata format='gensis.generator/1')"),
+        (odd, f"{odd}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone (could not convert"),
+        (wrong, f"{wrong}: weights do not fit backbone 'resnet18' (missing ["),
+    ):
+        with pytest.raises(CheckpointError) as refused:
+            load_encoder(path)
+        assert str(refused.value).startswith(message), str(refused.value)
+    good = tmp_path / "good.safetensors"
+    export_encoder(good, enc, _NORM)
+
+    def unreadable(path: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("gensis.runtime.checkpoint.load_file", unreadable)
+    with pytest.raises(CheckpointError) as refused:
+        load_encoder(good)
+    assert str(refused.value) == f"{good}: corrupt encoder weights ([Errno 5] Input/output error)"
+
+
+def test_an_encoder_without_mean_std_is_refused_unless_asked_and_a_vit_loads_at_its_resolution(tmp_path) -> None:
+    """Every command embeds images, so load_encoder refuses a file without the normalization it was
+    trained with by default; a ViT is rebuilt at the file's resolution (16 px: 17 tokens, not 224's 197)."""
+    bare = tmp_path / "bare.safetensors"
+    export_encoder(bare, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16))
+    with pytest.raises(CheckpointError, match="^" + re.escape(f"{bare}: no mean/std in its metadata")):
+        load_encoder(bare)
+    assert load_encoder(bare, need_normalization=False).info.mean is None
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="vit_tiny_patch16_224", cifar_stem=False, backbone_kwargs={"patch_size": 4})
+    vit = build_encoder(cfg, 16).eval()
+    path = tmp_path / "vit.safetensors"
+    export_encoder(path, vit, _NORM)
+    loaded = load_encoder(path)
+    assert loaded.backbone.pos_embed.shape[1] == 1 + (16 // 4) ** 2
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(vit(x), loaded(x), atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_load_encoder_puts_the_encoder_on_the_device_asked() -> None:
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "e.safetensors"
+        export_encoder(path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16), _NORM)
+        assert next(load_encoder(path, "cuda").parameters()).device.type == "cuda"

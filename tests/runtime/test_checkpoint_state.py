@@ -77,3 +77,32 @@ def test_every_trainer_checkpoint_has_one_shape_and_its_optimizer_is_refused_on_
     with pytest.raises(CheckpointError) as refused:
         restore_state(run, "gensis.test/1", "model", lambda state: None, optimizer=two_groups)
     assert str(refused.value).startswith(f"{path}: does not fit this optimizer (")
+
+
+def test_a_pretrain_resume_loads_onto_the_device_asked_and_names_its_checkpoint(tmp_path) -> None:
+    """restore_pretrain_state: the student's tensors reach the model on ``device`` ("meta" standing
+    for a GPU); another run's format and a student that does not fit are named with the checkpoint."""
+    from gensis.train.state import PRETRAIN_FORMAT, restore_pretrain_state
+
+    seen: list[str] = []
+
+    class Student:
+        def load_state_dict(self, state: dict) -> None:
+            if "bad" in state:
+                raise RuntimeError("size mismatch for w\n  more")
+            seen.append(state["w"].device.type)
+
+    model = SimpleNamespace(student=Student(), load_extra_state=lambda state: None)
+    run = _run_with_checkpoint(tmp_path, {"format": PRETRAIN_FORMAT, "step": 4, "student": {"w": torch.ones(2)}})
+    assert restore_pretrain_state(run, model, None, torch.device("cpu")) == 4
+    assert restore_pretrain_state(run, model, None, torch.device("meta")) == 4
+    assert seen == ["cpu", "meta"]
+    where = tmp_path / "last.pt"
+    save_state(where, {"format": PRETRAIN_FORMAT, "step": 4, "student": {"bad": torch.ones(1)}})
+    with pytest.raises(CheckpointError) as refused:
+        restore_pretrain_state(run, model, None, torch.device("cpu"))
+    assert str(refused.value) == f"{where}: does not fit this model (size mismatch for w)"
+    save_state(where, {"format": "gensis.generator/1", "step": 4})
+    with pytest.raises(CheckpointError) as refused:
+        restore_pretrain_state(run, model, None, torch.device("cpu"))
+    assert str(refused.value) == f"{where}: not a gensis pretrain checkpoint"
