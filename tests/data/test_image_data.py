@@ -73,3 +73,18 @@ def test_an_unreadable_lazy_image_is_named_when_strict_and_otherwise_black_with_
     assert first.dtype == torch.uint8 and first[0].sum() == 0 and again.sum() == 0 and first[1].sum() > 0
     warned = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert warned == ["unreadable image root/gone.png (cannot read: boom); using a black image instead"]
+
+
+def test_indices_must_be_integers_or_a_mask() -> None:
+    """batch() and subset() take integer indices or a boolean mask; a float or complex index is refused
+    (not truncated to an integer), naming its dtype."""
+    data = ImageData(
+        torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 1, 1), None, None, ["a", "b", "c"], "m", 1
+    )
+    assert data.batch(torch.tensor([2, 0]))[:, 0, 0, 0].tolist() == [2, 0]
+    assert data.subset(torch.tensor([False, True, True])).ids == ["b", "c"]
+    for bad, dtype in ((torch.tensor([1.0]), "torch.float32"), (torch.tensor([1 + 0j]), "torch.complex64")):
+        for take in (data.batch, data.subset):
+            with pytest.raises(TypeError) as refused:
+                take(bad)
+            assert str(refused.value) == f"indices must be integers, got {dtype}"
