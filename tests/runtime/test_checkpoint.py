@@ -237,3 +237,27 @@ def test_load_encoder_puts_the_encoder_on_the_device_asked() -> None:
         path = Path(tmp) / "e.safetensors"
         export_encoder(path, build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 16), _NORM)
         assert next(load_encoder(path, "cuda").parameters()).device.type == "cuda"
+
+
+def test_weights_that_do_not_fit_name_the_first_two_keys_of_the_first_kind_of_misfit() -> None:
+    """Missing keys first, then unexpected ones, then shape mismatches; two keys of each, sorted."""
+    from types import SimpleNamespace
+
+    from gensis.runtime.checkpoint import load_backbone_weights
+
+    backbone = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    encoder = SimpleNamespace(backbone=backbone, cfg=SimpleNamespace(backbone="toy"))
+    own = backbone.state_dict()
+    without = {k: v for k, v in own.items() if k not in ("0.bias", "0.weight", "1.bias")}
+    extra = {**own, "x.a": torch.zeros(1), "x.b": torch.zeros(1), "x.c": torch.zeros(1)}
+    reshaped = {k: torch.zeros(5) if k.endswith("bias") else v for k, v in own.items()}
+    for tensors, detail in (
+        ({**without, "x.a": torch.zeros(1)}, "missing ['0.bias', '0.weight']"),
+        (extra, "unexpected ['x.a', 'x.b']"),
+        (reshaped, "shape mismatch at ['0.bias', '1.bias']"),
+    ):
+        with pytest.raises(CheckpointError) as refused:
+            load_backbone_weights(encoder, tensors, "w.safetensors")
+        assert str(refused.value) == f"w.safetensors: weights do not fit backbone 'toy' ({detail})"
+    load_backbone_weights(encoder, {k: torch.ones_like(v) for k, v in own.items()}, "w.safetensors")
+    assert all(bool((v == 1).all()) for v in backbone.state_dict().values())
