@@ -129,3 +129,57 @@ def test_warmup_cosine_of_stage_2_and_the_autoencoder() -> None:
     assert got == pytest.approx(want, abs=1e-12)
     assert [warmup_cosine(s, 8, 2.0, 4, cosine=False) for s in (0, 3, 4, 7)] == [0.5, 2.0, 2.0, 2.0]
     assert warmup_cosine(0, 1, 3.0, 0) == 3.0  # no warm-up, one step: the cosine's first value is base
+
+
+def _tiny_dino(**cfg):
+    from gensis.config.schema import DINOConfig, ModelConfig
+    from gensis.models.backbones import build_encoder
+    from gensis.ssl.dino import DINO
+
+    head = {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "warmup_teacher_temp_epochs": 0}
+    return DINO(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), DINOConfig(**head, **cfg))
+
+
+def test_prototypes_get_no_gradient_during_the_first_freeze_last_layer_epochs_only() -> None:
+    """DINO's freeze_last_layer: epochs 0 .. n-1 drop the last layer's gradients; epoch n keeps them."""
+    dino = _tiny_dino(freeze_last_layer_epochs=2)
+    last = list(dino.student.head.last_layer.parameters())
+    for epoch, kept in ((0, False), (1, False), (2, True), (3, True)):
+        for p in last:
+            p.grad = torch.ones_like(p)
+        dino.after_backward(epoch)
+        assert all((p.grad is not None) == kept for p in last), epoch
+
+
+def test_on_the_cpu_each_crop_runs_through_the_backbone_alone() -> None:
+    """In training mode a batch-norm backbone sees each crop's batch on its own on the CPU (batch
+    statistics per crop), so crops of one size are not joined; the embeddings returned are the first crop's."""
+    torch.manual_seed(0)
+    net = _tiny_dino().student.train()
+    views = [torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8) + 3.0, torch.randn(4, 3, 4, 4)]
+    out, emb = net(views)
+    with torch.no_grad():
+        alone = [net.backbone(v) for v in views]
+        joined = net.backbone(torch.cat(views[:2]))[:4]
+    assert len(out) == 3 and torch.allclose(emb, alone[0], atol=1e-6)
+    assert not torch.allclose(emb, joined, atol=1e-3)  # batch statistics of both crops differ from one's
+    for o, e in zip(out, alone, strict=True):
+        assert torch.allclose(o, net.head(e), atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_crops_of_one_size_run_as_one_batch_in_their_order() -> None:
+    """Runs of equal-size crops are joined (batch statistics over the run), in order: sizes 8, 8, 4, 4, 8
+    give the batches [v0, v1], [v2, v3], [v4]; the head sees the embeddings in the views' order."""
+    assert torch.cuda.is_available(), "pytest -m gpu needs a CUDA device"
+    torch.manual_seed(0)
+    net = _tiny_dino().student.cuda().train()
+    sizes = (8, 8, 4, 4, 8)
+    views = [torch.randn(2, 3, s, s, device="cuda") + k for k, s in enumerate(sizes)]
+    out, emb = net(views)
+    with torch.no_grad():
+        runs = [net.backbone(torch.cat(views[a:b])) for a, b in ((0, 2), (2, 4), (4, 5))]
+    expected = torch.cat(runs)
+    assert len(out) == 5 and torch.allclose(emb, expected[:2], atol=1e-4)
+    for k, o in enumerate(out):
+        assert torch.allclose(o, net.head(expected[2 * k : 2 * k + 2]), atol=1e-4)
