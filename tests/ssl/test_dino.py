@@ -106,6 +106,23 @@ def test_cosine_schedule_matches_dino_reference(warmup: int) -> None:
     assert cosine_schedule(500, 70, 0.5, 1e-6, warmup * 7) == pytest.approx(ref[-1])
 
 
+@pytest.mark.parametrize("warmup", [1, 2, 3])
+def test_cosine_schedule_warms_up_from_its_start_value_as_dino_does(warmup: int) -> None:
+    """One iteration an epoch, a warm-up from 0.2: DINO's np.linspace(0.2, 0.5, n), so one warm-up
+    step is 0.2 (linspace's first point), two are 0.2 then 0.5."""
+    ref = _dino_cosine_scheduler(0.5, 0.1, 6, 1, warmup, start_warmup=0.2)
+    got = [cosine_schedule(i, 6, 0.5, 0.1, warmup, 0.2) for i in range(6)]
+    assert np.allclose(got, ref, rtol=1e-12, atol=1e-12)
+    assert got[0] == 0.2
+
+
+def test_cosine_schedule_refuses_no_steps() -> None:
+    for total in (0, -3):
+        with pytest.raises(ValueError) as refused:
+            cosine_schedule(0, total, 0.5, 0.1)
+        assert str(refused.value) == "total_steps must be positive"
+
+
 def test_dino_head_prototypes_frozen_norm_and_shape() -> None:
     head = DINOHead(16, 32, hidden_dim=8, bottleneck_dim=4, n_layers=3, batch_norm=True)
     out = head(torch.randn(5, 16))

@@ -21,8 +21,8 @@ def cosine_schedule(
         raise ValueError("total_steps must be positive")
     warmup_steps = min(warmup_steps, total_steps)
     if step < warmup_steps:
-        if warmup_steps == 1:
-            return base
+        if warmup_steps == 1:  # np.linspace(start_warmup, base, 1) is [start_warmup]
+            return start_warmup
         return start_warmup + (base - start_warmup) * step / (warmup_steps - 1)
     n = total_steps - warmup_steps
     i = min(step - warmup_steps, n - 1) if n > 0 else 0
