@@ -200,3 +200,45 @@ def test_on_a_gpu_crops_of_one_size_run_as_one_batch_in_their_order() -> None:
     assert len(out) == 5 and torch.allclose(emb, expected[:2], atol=1e-4)
     for k, o in enumerate(out):
         assert torch.allclose(o, net.head(expected[2 * k : 2 * k + 2]), atol=1e-4)
+
+
+def test_dino_builds_student_teacher_and_losses_from_its_config() -> None:
+    """Every DINOConfig field reaches its part: the head's sizes, layers, batch norm and prototype
+    norm; the loss's temperatures and center momentum; the disentanglement loss's student temperature.
+    The teacher starts as a frozen copy of the student; the disentanglement task is off by default."""
+    cfg = {
+        "out_dim": 24,
+        "hidden_dim": 20,
+        "bottleneck_dim": 12,
+        "head_layers": 3,
+        "head_batch_norm": True,
+        "norm_last_layer": False,
+        "warmup_teacher_temp": 0.03,
+        "teacher_temp": 0.06,
+        "warmup_teacher_temp_epochs": 7,
+        "student_temp": 0.2,
+        "center_momentum": 0.8,
+    }
+    from gensis.config.schema import DINOConfig, ModelConfig
+    from gensis.models.backbones import build_encoder
+    from gensis.ssl.dino import DINO
+
+    encoder = build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8)
+    dino = DINO(encoder, DINOConfig(**cfg))
+    assert (dino.lambda_dis, dino.dis_update_center) == (0.0, False) and dino.student.backbone is encoder
+    linears = [m for m in dino.student.head.mlp if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(encoder.embed_dim, 20), (20, 20), (20, 12)]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in dino.student.head.mlp) == 2
+    assert dino.student.head.last_layer.weight.shape == (24, 12)
+    assert dino.student.head.last_layer.parametrizations.weight.original0.requires_grad  # norm_last_layer=False
+    loss = dino.criterion
+    assert (loss.warmup_teacher_temp, loss.teacher_temp_final, loss.warmup_teacher_temp_epochs) == (0.03, 0.06, 7)
+    assert (loss.student_temp, loss.center_momentum, loss.center.shape) == (0.2, 0.8, (1, 24))
+    assert dino.dis_criterion.student_temp == 0.2
+    student, teacher = dict(dino.student.named_parameters()), dict(dino.teacher.named_parameters())
+    assert student.keys() == teacher.keys()
+    for name, p in teacher.items():
+        assert not p.requires_grad and torch.equal(p, student[name]) and p.data_ptr() != student[name].data_ptr()
+    assert all(p.requires_grad for p in student.values())
+    gen = DINO(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), DINOConfig(**cfg), 0.5, True)
+    assert (gen.lambda_dis, gen.dis_update_center) == (0.5, True)
