@@ -154,7 +154,7 @@ def _tiny_dino(**cfg):
     from gensis.ssl.dino import DINO
 
     head = {"out_dim": 32, "hidden_dim": 32, "bottleneck_dim": 16, "warmup_teacher_temp_epochs": 0}
-    return DINO(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), DINOConfig(**head, **cfg))
+    return DINO(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), DINOConfig(**{**head, **cfg}))
 
 
 def test_prototypes_get_no_gradient_during_the_first_freeze_last_layer_epochs_only() -> None:
@@ -210,7 +210,7 @@ def test_dino_builds_student_teacher_and_losses_from_its_config() -> None:
         "out_dim": 24,
         "hidden_dim": 20,
         "bottleneck_dim": 12,
-        "head_layers": 3,
+        "head_layers": 2,
         "head_batch_norm": True,
         "norm_last_layer": False,
         "warmup_teacher_temp": 0.03,
@@ -227,8 +227,8 @@ def test_dino_builds_student_teacher_and_losses_from_its_config() -> None:
     dino = DINO(encoder, DINOConfig(**cfg))
     assert (dino.lambda_dis, dino.dis_update_center) == (0.0, False) and dino.student.backbone is encoder
     linears = [m for m in dino.student.head.mlp if isinstance(m, torch.nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(encoder.embed_dim, 20), (20, 20), (20, 12)]
-    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in dino.student.head.mlp) == 2
+    assert [(m.in_features, m.out_features) for m in linears] == [(encoder.embed_dim, 20), (20, 12)]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in dino.student.head.mlp) == 1
     assert dino.student.head.last_layer.weight.shape == (24, 12)
     assert dino.student.head.last_layer.parametrizations.weight.original0.requires_grad  # norm_last_layer=False
     loss = dino.criterion
@@ -241,4 +241,81 @@ def test_dino_builds_student_teacher_and_losses_from_its_config() -> None:
         assert not p.requires_grad and torch.equal(p, student[name]) and p.data_ptr() != student[name].data_ptr()
     assert all(p.requires_grad for p in student.values())
     gen = DINO(build_encoder(ModelConfig(backbone="resnet10t", cifar_stem=True), 8), DINOConfig(**cfg), 0.5, True)
-    assert (gen.lambda_dis, gen.dis_update_center) == (0.5, True)
+    assert (gen.lambda_dis, gen.dis_update_center) == (0.5, True) and gen.loss_parts == {}
+    published = _tiny_dino()  # norm_last_layer by default: the prototypes' norm stays 1
+    assert not published.student.head.last_layer.parametrizations.weight.original0.requires_grad
+
+
+def _ce(q: torch.Tensor, s: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """Per-image cross-entropy -sum q log softmax(s / tau_s), written out."""
+    log_p = s / tau_s - torch.logsumexp(s / tau_s, dim=-1, keepdim=True)
+    return -(q * log_p).sum(dim=-1)
+
+
+@pytest.mark.parametrize("dis_update_center", [False, True])
+def test_gen_dino_forward_against_the_published_formulas(dis_update_center: bool) -> None:
+    """DINO.forward on [g1, g2, local] with a disentanglement batch, against Caron et al.'s loss and
+    Gen-SIS's, written out from the parts' outputs (eval mode: batch norm does not depend on batching):
+    q_i = softmax((T_i - c) / tau_t) over the 2 teacher views, CE against every other student view,
+    4 pairs, each image weighted; the disentanglement target softmax((a T_real + (1-a) T_partner - c) / tau_t)
+    for the student's view of the interpolation; lambda_dis times it added; the center moved once, by
+    the teacher's global views (and the mixed logits when asked)."""
+    torch.manual_seed(0)
+    from gensis.ssl.dino import DisentangleViews
+
+    dino = _tiny_dino(warmup_teacher_temp=0.02, teacher_temp=0.06, warmup_teacher_temp_epochs=4, student_temp=0.2)
+    dino.lambda_dis, dino.dis_update_center = 0.7, dis_update_center
+    with torch.no_grad():
+        for p in dino.teacher.parameters():  # a teacher that differs from the student
+            p.add_(0.05 * torch.randn_like(p))
+    dino.criterion.center.copy_(torch.randn(1, 32))
+    dino.eval()
+    views = [torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.randn(4, 3, 4, 4)]
+    dis = DisentangleViews(
+        torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), torch.tensor([0.2, 0.5, 0.9, 1.0]), torch.tensor([0, 1, 1, 0])
+    )
+    weights = torch.tensor([0.5, 1.5, 1.0, 1.0])
+    c = dino.criterion.center.clone()
+    with torch.no_grad():
+        t = [dino.teacher.head(dino.teacher.backbone(v)) for v in views[:2]]
+        t_partner = dino.teacher.head(dino.teacher.backbone(dis.partner))
+        s = [dino.student.head(dino.student.backbone(v)) for v in [*views, dis.interpolated]]
+        emb = dino.student.backbone(views[0])
+    tau_t = 0.02 + 0.04 * 2 / 3  # np.linspace(0.02, 0.06, 4)[2]
+    q = [torch.softmax((ti - c) / tau_t, dim=-1) for ti in t]
+    pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]
+    dino_loss = sum((_ce(q[i], s[v], 0.2) * weights).mean() for i, v in pairs) / 4
+    real = torch.stack([t[slot][b] for b, slot in enumerate(dis.real_slot.tolist())])
+    mixed = dis.alpha.view(-1, 1) * real + (1 - dis.alpha.view(-1, 1)) * t_partner
+    q_dis = torch.softmax((mixed - c) / tau_t, dim=-1)
+    dis_loss = _ce(q_dis, s[3], 0.2).mean()
+
+    loss, got_emb = dino(views, 2, dis, weights)
+    assert loss.item() == pytest.approx((dino_loss + 0.7 * dis_loss).item(), rel=1e-5)
+    assert dino.loss_parts["loss_dino"].item() == pytest.approx(dino_loss.item(), rel=1e-5)
+    assert dino.loss_parts["loss_dis"].item() == pytest.approx(dis_loss.item(), rel=1e-5)
+    floor = -torch.special.xlogy(q_dis, q_dis).sum(dim=-1).mean()  # 0 log 0 = 0
+    assert dino.loss_parts["loss_dis_floor"].item() == pytest.approx(floor.item(), rel=1e-5)
+    assert torch.allclose(got_emb, emb, atol=1e-5)
+    seen = torch.cat(t + ([mixed] if dis_update_center else []))
+    assert torch.allclose(dino.criterion.center, 0.9 * c + 0.1 * seen.mean(dim=0, keepdim=True), atol=1e-5)
+
+
+def test_dino_forward_without_the_disentanglement_task() -> None:
+    """lambda_dis = 0 ignores a disentanglement batch (no term logged, the student sees only the
+    views); epoch 0 by default (the warm-up's first teacher temperature)."""
+    torch.manual_seed(1)
+    from gensis.ssl.dino import DisentangleViews
+
+    dino = _tiny_dino(warmup_teacher_temp=0.02, teacher_temp=0.06, warmup_teacher_temp_epochs=4).eval()
+    views = [torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)]
+    dis = DisentangleViews(torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.full((2,), 0.5), torch.zeros(2))
+    c = dino.criterion.center.clone()
+    with torch.no_grad():
+        t = [dino.teacher.head(dino.teacher.backbone(v)) for v in views]
+        s = [dino.student.head(dino.student.backbone(v)) for v in views]
+    q = [torch.softmax((ti - c) / 0.02, dim=-1) for ti in t]
+    expected = (_ce(q[0], s[1], 0.1).mean() + _ce(q[1], s[0], 0.1).mean()) / 2
+    loss, _ = dino(views, dis=dis)
+    assert set(dino.loss_parts) == {"loss_dino"}
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
