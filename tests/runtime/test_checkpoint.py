@@ -261,3 +261,37 @@ def test_weights_that_do_not_fit_name_the_first_two_keys_of_the_first_kind_of_mi
         assert str(refused.value) == f"w.safetensors: weights do not fit backbone 'toy' ({detail})"
     load_backbone_weights(encoder, {k: torch.ones_like(v) for k, v in own.items()}, "w.safetensors")
     assert all(bool((v == 1).all()) for v in backbone.state_dict().values())
+
+
+def test_a_crafted_pickle_stays_refused_when_torch_is_told_to_unpickle_by_default(tmp_path, monkeypatch) -> None:
+    """load_state asks for weights_only itself: torch < 2.6 unpickles by default, and
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns the default off on any version."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"step": 1, "x": _Payload(str(marker))}, ckpt)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_state(ckpt)
+    assert not marker.exists()
+
+
+def test_an_empty_a_truncated_and_a_non_dict_checkpoint_are_named(tmp_path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    whole = tmp_path / "whole.pt"
+    save_state(whole, {"step": 1, "w": torch.zeros(64)})
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(whole.read_bytes()[:200])
+    listed = tmp_path / "list.pt"
+    torch.save([1, 2], listed)
+    one_byte = tmp_path / "one.pt"
+    one_byte.write_bytes(b"x")
+    for path, message in (
+        (empty, f"{empty}: empty file (0 bytes), not a checkpoint"),
+        (truncated, f"{truncated}: corrupt or unreadable checkpoint (PytorchStreamReader failed"),
+        (listed, f"{listed}: not a gensis checkpoint (expected a dict)"),
+        (one_byte, f"{one_byte}: corrupt or "),
+    ):
+        with pytest.raises(CheckpointError) as refused:
+            load_state(path)
+        assert str(refused.value).startswith(message), str(refused.value)
