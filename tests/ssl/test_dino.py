@@ -319,3 +319,23 @@ def test_dino_forward_without_the_disentanglement_task() -> None:
     loss, _ = dino(views, dis=dis)
     assert set(dino.loss_parts) == {"loss_dino"}
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_dino_loss_defaults_are_the_configs_and_it_needs_a_pair_of_views() -> None:
+    """DINOLoss built without arguments is the loss DINOConfig describes, gathering the center over
+    ranks; one teacher view against one other student view is one term; no pair at all is refused."""
+    from gensis.config.schema import DINOConfig
+
+    cfg, loss = DINOConfig(), DINOLoss(8)
+    assert (loss.warmup_teacher_temp, loss.teacher_temp_final) == (cfg.warmup_teacher_temp, cfg.teacher_temp)
+    assert loss.warmup_teacher_temp_epochs == cfg.warmup_teacher_temp_epochs
+    assert (loss.student_temp, loss.center_momentum) == (cfg.student_temp, cfg.center_momentum)
+    assert loss.gather_distributed is True
+    t, s = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    one = DINOLoss(2, warmup_teacher_temp_epochs=0, teacher_temp=0.5, student_temp=1.0)
+    q = torch.softmax(torch.tensor([2.0, 0.0]), dim=0)  # (t - 0) / 0.5
+    expected = -(q * torch.log_softmax(torch.tensor([0.0, 2.0]), dim=0)).sum()
+    assert one([t], [t, s], 0).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError) as refused:
+        one([t], [t], 0)
+    assert str(refused.value) == "DINO loss needs at least two views"
