@@ -87,6 +87,9 @@ def test_teacher_temperature_warmup_matches_linspace() -> None:
     ref = np.concatenate([np.linspace(0.04, 0.07, 30), np.ones(70) * 0.07])
     got = [teacher_temperature(e, 0.04, 0.07, 30) for e in range(100)]
     assert np.allclose(got, ref)
+    for n in (1, 2, 3):  # short warm-ups: np.linspace(0.04, 0.07, n), then 0.07
+        want = [*np.linspace(0.04, 0.07, n), 0.07]
+        assert np.allclose([teacher_temperature(e, 0.04, 0.07, n) for e in range(n + 1)], want), n
 
 
 def _dino_cosine_scheduler(base, final, epochs, niter, warmup_epochs=0, start_warmup=0.0):
