@@ -150,6 +150,14 @@ def test_encoder_metadata_is_parsed_once_into_typed_fields(tmp_path) -> None:
 _NORM = {"mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]"}
 
 
+def _refused_starting(load, *cases: tuple) -> None:
+    """Each ``(path, message)``: ``load(path)`` raises a CheckpointError whose line starts with ``message``."""
+    for path, message in cases:
+        with pytest.raises(CheckpointError) as refused:
+            load(path)
+        assert str(refused.value).startswith(message), str(refused.value)
+
+
 def test_a_folder_given_for_an_encoder_is_named_by_what_it_holds(tmp_path) -> None:
     """A gensis folder of another kind and a diffusers model folder are named; a folder of neither
     kind is the missing exported file."""
@@ -187,15 +195,13 @@ def test_encoder_file_refusals_name_the_file_and_the_reason(tmp_path, monkeypatc
     export_encoder(odd, enc, {**_NORM, "backbone_kwargs": '{"drop_rate": "x"}'})  # fails in forward only
     wrong = tmp_path / "wrong.safetensors"
     export_encoder(wrong, enc, {**_NORM, "backbone": "resnet18"})
-    for path, message in (
+    _refused_starting(
+        load_encoder,
         (junk, f"{junk}: corrupt or not a safetensors file ("),
         (other, f"{other}: not a gensis encoder (metadata format='gensis.generator/1')"),
         (odd, f"{odd}: metadata 'backbone'/'backbone_kwargs' do not build a working backbone (could not convert"),
         (wrong, f"{wrong}: weights do not fit backbone 'resnet18' (missing ["),
-    ):
-        with pytest.raises(CheckpointError) as refused:
-            load_encoder(path)
-        assert str(refused.value).startswith(message), str(refused.value)
+    )
     good = tmp_path / "good.safetensors"
     export_encoder(good, enc, _NORM)
 
@@ -286,12 +292,10 @@ def test_an_empty_a_truncated_and_a_non_dict_checkpoint_are_named(tmp_path) -> N
     torch.save([1, 2], listed)
     one_byte = tmp_path / "one.pt"
     one_byte.write_bytes(b"x")
-    for path, message in (
+    _refused_starting(
+        load_state,
         (empty, f"{empty}: empty file (0 bytes), not a checkpoint"),
         (truncated, f"{truncated}: corrupt or unreadable checkpoint (PytorchStreamReader failed"),
         (listed, f"{listed}: not a gensis checkpoint (expected a dict)"),
         (one_byte, f"{one_byte}: corrupt or "),
-    ):
-        with pytest.raises(CheckpointError) as refused:
-            load_state(path)
-        assert str(refused.value).startswith(message), str(refused.value)
+    )
