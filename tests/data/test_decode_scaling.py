@@ -1,5 +1,5 @@
-"""Gray and wide images scaled to 0-255, an unreadable file's reason on one line, a JPEG's DCT draft
-and the orientation a file records.
+"""Gray and wide images scaled to 0-255, an unreadable file's reason on one line, a JPEG's DCT draft,
+the orientation a file records and the centre square a non-square image is scaled on.
 
 Each is checked against values worked out by hand; the mutation run (issue 39, benchmarks/mutation.sh)
 found these functions reached by no test of the modules that decide results."""
@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
-from gensis.data.decode import _scale_to_uint8, decode_image, one_line
+from gensis.data.decode import UnreadableImage, _scale_to_uint8, decode_image, one_line
 
 
 def _u8(values, mode: str) -> list[int]:
@@ -136,3 +136,56 @@ def test_every_pil_mode_becomes_8_bit_rgb_with_alpha_on_black() -> None:
     assert px(Image.new("I;16", (1, 1), 32768)) == (128, 128, 128)
     assert px(Image.new("F", (1, 1), 0.5)) == (128, 128, 128)
     assert px(Image.new("CMYK", (1, 1), (0, 0, 0, 0))) == (255, 255, 255)
+
+
+def _ramp(width: int, height: int) -> np.ndarray:
+    """Red = 2x (x the column), green 100, blue 2x + 60: a linear ramp that bicubic resampling keeps linear."""
+    x = np.arange(width)
+    hwc = np.zeros((height, width, 3), np.uint8)
+    hwc[..., 0], hwc[..., 1], hwc[..., 2] = 2 * x, 100, 2 * x + 60
+    return hwc
+
+
+def _png(hwc: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(hwc).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_wide_or_tall_image_is_scaled_on_its_centre_square() -> None:
+    """64 x 16 to R = 8: the centre square is columns 24..40, scaled by 1/2, so output column j samples
+    x = 24 + 2 (j + 0.5) - 0.5 = 24.5 + 2j of the ramp 2x: red 49 + 4j, blue 109 + 4j, green 100 (a cubic
+    kernel reproduces a line; every tap lies inside the image). The tall image is the same, transposed."""
+    j = np.arange(8)
+    wide = decode_image(_png(_ramp(64, 16)), 8)
+    assert wide.shape == (3, 8, 8) and wide.dtype == np.uint8
+    for row in range(8):
+        assert wide[0, row].tolist() == (49 + 4 * j).tolist()
+        assert wide[2, row].tolist() == (109 + 4 * j).tolist()
+    assert (wide[1] == 100).all()
+    tall = decode_image(_png(np.ascontiguousarray(_ramp(64, 16).transpose(1, 0, 2))), 8)
+    np.testing.assert_array_equal(tall, wide.transpose(0, 2, 1))
+
+
+def test_an_image_whose_shorter_side_is_r_is_cropped_at_the_rounded_down_centre() -> None:
+    """23 x 16 at R = 16: (23 - 16) // 2 = 3, so columns 3..18 as stored (3.5 would round to 4)."""
+    hwc = _ramp(23, 16)
+    np.testing.assert_array_equal(decode_image(_png(hwc), 16), hwc[:, 3:19].transpose(2, 0, 1))
+    tall = np.ascontiguousarray(hwc.transpose(1, 0, 2))
+    np.testing.assert_array_equal(decode_image(_png(tall), 16), tall[3:19].transpose(2, 0, 1))
+
+
+def test_an_unreadable_files_reason_is_exact() -> None:
+    """The reason a user reads: unknown bytes, a truncated PNG (the exception's class named), no bytes."""
+    whole = _png(_ramp(64, 16))
+    for data, reason in (
+        (b"hello", "not an image (unknown format)"),
+        (whole[: len(whole) // 2], "OSError: image file is truncated"),
+        (b"", "empty file"),
+    ):
+        try:
+            decode_image(data, 8)
+        except UnreadableImage as err:
+            assert str(err) == reason
+        else:
+            raise AssertionError(f"{data[:8]!r} decoded")

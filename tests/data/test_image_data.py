@@ -1,12 +1,14 @@
-"""ImageData: what it says it holds, and subsets of unlabelled images.
+"""ImageData: what it says it holds, what it refuses, its fingerprint's format, and subsets of unlabelled images.
 
 Each is checked against values worked out by hand; the mutation run (issue 39, benchmarks/mutation.sh)
 found these functions reached by no test of the modules that decide results."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import re
 
 import pytest
 import torch
@@ -88,3 +90,44 @@ def test_indices_must_be_integers_or_a_mask() -> None:
             with pytest.raises(TypeError) as refused:
                 take(bad)
             assert str(refused.value) == f"indices must be integers, got {dtype}"
+
+
+def test_image_data_refuses_what_it_cannot_hold_naming_it() -> None:
+    """Neither pixels nor a reader; pixels of another dtype or shape (either alone is enough); labels of
+    another length."""
+    ids = ["a", "b"]
+    cases = (
+        (dict(images=None), "ImageData needs images in memory or a reader for lazy decoding"),
+        (
+            dict(images=torch.zeros(2, 3, 4, 4, dtype=torch.float32)),
+            "images must be uint8 (2, 3, 4, 4), got torch.float32 (2, 3, 4, 4)",
+        ),
+        (
+            dict(images=torch.zeros(2, 3, 4, 5, dtype=torch.uint8)),
+            "images must be uint8 (2, 3, 4, 4), got torch.uint8 (2, 3, 4, 5)",
+        ),
+        (
+            dict(images=torch.zeros(2, 3, 4, 4, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.int64)),
+            "labels must have shape (2,), got (3,)",
+        ),
+    )
+    for fields, message in cases:
+        kwargs = dict(images=None, labels=None, class_names=None, ids=ids, source="m", resolution=4) | fields
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            ImageData(**kwargs)
+
+
+def test_the_fingerprint_of_images_in_memory_is_sha256_of_ids_labels_and_pixels() -> None:
+    """The format a checkpoint and a bank record (a change would refuse every earlier run's resume):
+    sha256 of b"gensis-data v1\\n", the ids as JSON, the labels as JSON (when labelled), then the
+    content key, or, with none, the pixel bytes in (N, 3, R, R) order."""
+    images = torch.arange(2 * 3 * 2 * 2, dtype=torch.uint8).view(2, 3, 2, 2)
+    labelled = ImageData(images, torch.tensor([1, 0]), ["x", "y"], ["p/1", "q/2"], "m", 2)
+    unlabelled = ImageData(images, None, None, ["p/1", "q/2"], "m", 2)
+    keyed = ImageData(images, None, None, ["p/1", "q/2"], "m", 2, content_key="k1")
+    head = b'gensis-data v1\n["p/1", "q/2"]'
+    assert labelled.fingerprint() == hashlib.sha256(head + b"[1, 0]" + bytes(range(24))).hexdigest()
+    assert unlabelled.fingerprint() == hashlib.sha256(head + bytes(range(24))).hexdigest()
+    assert keyed.fingerprint() == hashlib.sha256(head + b"k1").hexdigest()
+    lazy = ImageData(None, None, None, ["p/1", "q/2"], "d", 2, reader=lambda i: b"")
+    assert lazy.fingerprint() == hashlib.sha256(head).hexdigest()
