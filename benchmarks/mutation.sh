@@ -7,6 +7,7 @@
 #   bash benchmarks/mutation.sh --rerun-survivors    # again, every mutant that survived, met no test or timed out
 #
 #   bash benchmarks/mutation.sh --fresh              # ignore the kept verdicts (benchmarks/mutation_record.json)
+#   MUTATION_TIMES=$PWD/t.tsv bash benchmarks/mutation.sh ...   # time each mutant (benchmarks/mutation_time.py)
 #
 # mutmut copies src/ into ./mutants, runs the selected test files once to learn which tests reach
 # which function, then runs each mutant against only those tests (the cheapest first; for ten modules only
@@ -34,6 +35,11 @@ for key in ("only_mutate", "pytest_add_cli_args_test_selection"):
             sys.exit(f"mutation.sh: pyproject.toml [tool.mutmut] {key}: {path} is not a file")
 PY
 start=$(date +%s)
+# MUTATION_TIMES=FILE: each mutant's test time (tests/_mutation_covers.py), for benchmarks/mutation_time.py
+if [ -n "${MUTATION_TIMES:-}" ]; then
+  case "$MUTATION_TIMES" in /*) ;; *) echo "mutation.sh: MUTATION_TIMES must be an absolute path (mutmut runs in ./mutants)" >&2; exit 2 ;; esac
+  printf 'run-start\t%s\n' "$start" >> "$MUTATION_TIMES"
+fi
 if [ "${1:-}" = "--fresh" ]; then
   shift
 elif [ ! -d mutants ]; then
@@ -50,6 +56,7 @@ saver=$!
 trap 'kill $saver 2>/dev/null || true' EXIT
 "$PY" -m mutmut run --max-children "${MUTATION_JOBS:-2}" "$@" || true   # mutmut exits non-zero when mutants survive
 echo "mutation.sh: mutmut ran $(( $(date +%s) - start )) s"
+[ -z "${MUTATION_TIMES:-}" ] || printf 'run-end\t%s\n' "$(date +%s)" >> "$MUTATION_TIMES"
 "$PY" benchmarks/mutation_record.py save
 "$PY" -m mutmut results --all true > mutants/results.txt
 "$PY" benchmarks/mutation_score.py --results mutants/results.txt --out mutants/score.md --survivors mutants/survivors.tsv

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,23 @@ def select_and_order(config: Any, items: list[Any]) -> None:
     for item in items:
         quickest[str(item.path)] = min(quickest.get(str(item.path), float("inf")), cost[item.nodeid])
     items.sort(key=lambda item: (quickest[str(item.path)], str(item.path), cost[item.nodeid]))
+
+
+_session_started: list[float] = []
+
+
+def time_session(finished: bool, exitstatus: int = 0) -> None:
+    """With ``MUTATION_TIMES`` set (a file), append one line per mutant: its name, its pytest
+    session's start and end (epoch seconds) and exit status.
+
+    mutmut's forkserver isolation records no duration (every ``durations_by_key`` is 0), and a full
+    run's time is an issue's figure: benchmarks/mutation_time.py estimates it from these lines.
+    Runs without a mutant (mutmut's stats and clean runs, the plain suite) write nothing."""
+    mutant, path = os.environ.get("MUTANT_UNDER_TEST", ""), os.environ.get("MUTATION_TIMES")
+    if "__mutmut_" not in mutant or not path:
+        return
+    if not finished:
+        _session_started.append(time.time())
+    elif _session_started:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{mutant}\t{_session_started[-1]:.3f}\t{time.time():.3f}\t{int(exitstatus)}\n")

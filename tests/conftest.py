@@ -32,6 +32,19 @@ def pytest_collection_modifyitems(config, items) -> None:
     select_and_order(config, items)
 
 
+def pytest_sessionstart(session) -> None:
+    from _mutation_covers import time_session
+
+    time_session(finished=False)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Under a mutant with MUTATION_TIMES set, its session's time (tests/_mutation_covers.py)."""
+    from _mutation_covers import time_session
+
+    time_session(finished=True, exitstatus=exitstatus)
+
+
 from _data_files import labelled_tree  # noqa: E402
 from _synthetic import SMALL_DINO, shapes_dataset, write_npz  # noqa: E402
 
