@@ -43,19 +43,22 @@ def test_a_mutants_session_time_is_written_only_under_a_mutant_with_a_file(tmp_p
 
 
 def test_the_full_run_estimate_by_hand() -> None:
-    """Sessions 0-2, 3-5, 5.5-6.5, 7-10 s after a start at -10: costs (session + gap before it) 3, 1.5
-    and 3.5, mean 8/3; sd 1.0408, t(0.975, 2) = 4.3027, finite-population factor sqrt(1 - 3/100):
-    half-width 4.3027 * 1.0408 / sqrt(3) * 0.98489 = 2.546. Set-up 10 s; 100 mutants: 10 + 266.7 s."""
+    """One run: sessions 0-2, 3-5, 5.5-6.5, 7-10 s after a start at -10 (set-up 10 s), gaps 1, 0.5, 0.5
+    (mean 2/3, which the first session takes). Three of 10 killed mutants timed: costs 2.667, 3, 1.5,
+    mean 2.389, sd 0.7876, t(0.975, 2) = 4.3027, finite population sqrt(1 - 3/10): half-width 1.637 a
+    mutant; the one mutant not killed timed: 3.5 s exactly."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from mutation_time import estimate
 
-    sessions = [("gensis.eval.knn.x_a__mutmut_1", 0.0, 2.0, 1), ("gensis.eval.knn.x_a__mutmut_2", 3.0, 5.0, 1)]
-    sessions += [("gensis.ssl.dino.x_b__mutmut_1", 5.5, 6.5, 0), ("gensis.ssl.dino.x_b__mutmut_2", 7.0, 10.0, 1)]
-    text = estimate(sessions, {"run-start": -10.0}, 100)
-    assert "| a mutant's cost, mean (95 % t interval) | 2.67 (0.12 to 5.21) |" in text
-    assert "| the run's set-up (copy, stats, clean run) | 10 |" in text
-    assert "| mutmut's gap between sessions (fork, pytest start), mean | 0.67 |" in text
-    assert "| gensis.ssl.dino | 2 | 2.50 |" in text and "| gensis.eval.knn | 1 | 3.00 |" in text
-    assert "one worker: 0.1 h" in text  # (10 + 266.7) / 3600 = 0.077
+    killed = [f"gensis.eval.knn.x_a__mutmut_{i}" for i in range(1, 11)]
+    sessions = [(killed[0], 0.0, 2.0, 1), (killed[1], 3.0, 5.0, 1), (killed[2], 5.5, 6.5, 1)]
+    sessions.append(("gensis.ssl.dino.x_b__mutmut_1", 7.0, 10.0, 0))
+    verdicts = dict.fromkeys(killed, 1) | {"gensis.ssl.dino.x_b__mutmut_1": 0}
+    text = estimate([(sessions, {"run-start": -10.0})], verdicts)
+    assert "| killed | 10 | 3 | 2.39 (0.75 to 4.03) | 0.01 |" in text
+    assert "| not killed | 1 | 1 | 3.50 (all timed) | 0.00 |" in text
+    assert "(fork, pytest start): 0.67 s a mutant; the run's set-up (copy, stats, clean run): 10 s." in text
+    assert "| gensis.eval.knn | 3 | 2.39 | 3.00 |" in text and "| gensis.ssl.dino | 1 | 3.50 | 3.50 |" in text
+    assert "one worker: 0.01 h** (95 %: 0.01 to 0.01 h)" in text  # (10 + 23.89 + 3.5) / 3600 = 0.0104
