@@ -34,10 +34,12 @@ def read_equivalent(path: Path) -> dict[str, str]:
 def read_equivalent_lines(path: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         return {}
-    out = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    out: dict[str, tuple[str, str]] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if raw.strip() and not raw.startswith("#"):
             name, why, line = (raw.split("\t") + ["", ""])[:3]
+            if name.strip() in out:  # a second reason would silently replace the first
+                raise SystemExit(f"mutation_score.py: {path}:{number}: {name.strip()} is listed twice")
             out[name.strip()] = (why.strip(), line.strip())
     return out
 

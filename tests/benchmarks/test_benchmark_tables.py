@@ -4,6 +4,7 @@ and seeds from another machine merged only for an identical recipe on identical 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -118,6 +119,22 @@ def test_the_mutation_score_leaves_out_only_equivalents_that_still_survive() -> 
     assert "| gensis.a | 4 | 1 | 2 | 1 | 0 | 66.7 % |" in md  # 2 killed of 4 - 1 equivalent
     assert score == pytest.approx(200 / 3)
     assert stale(status, equivalent) == ["gensis.a.x_f__mutmut_4", "gensis.a.x_f__mutmut_9"]
+
+
+def test_an_equivalent_listed_twice_is_refused_naming_the_line(tmp_path) -> None:
+    """Two reasons for one mutant: the second would silently replace the first (three did, unseen)."""
+    from mutation_score import read_equivalent_lines
+
+    listed = tmp_path / "equivalent.tsv"
+    listed.write_text("# header\ngensis.a.x_f__mutmut_2\twhy\tline\ngensis.a.x_f__mutmut_2\tagain\tline\n")
+    with pytest.raises(
+        SystemExit, match=rf"^mutation_score.py: {re.escape(str(listed))}:3: gensis.a.x_f__mutmut_2 is listed twice$"
+    ):
+        read_equivalent_lines(listed)
+    listed.write_text("gensis.a.x_f__mutmut_2\twhy\tline\n")
+    assert read_equivalent_lines(listed) == {"gensis.a.x_f__mutmut_2": ("why", "line")}
+    kept = Path(__file__).resolve().parents[2] / "benchmarks" / "mutation_equivalent.tsv"
+    assert read_equivalent_lines(kept)  # the kept list reads
 
 
 def test_the_mutation_record_brings_back_every_verdict_and_hash_into_a_fresh_mutants_folder(tmp_path) -> None:
