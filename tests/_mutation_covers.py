@@ -1,10 +1,11 @@
-"""Which tests run under a mutmut mutant (benchmarks/mutation.sh; issue 39).
+"""Which tests run under a mutmut mutant, and how long they took (benchmarks/mutation.sh; issue 39).
 
 mutmut runs, for each mutant, every test of the selection that reached the mutated function. For
 the modules below, that is the whole training stack: a trained generator fixture (68 s), a trained
 autoencoder (11 s) and the resume tests, several minutes for each mutant that survives. There the
 run is limited to the test files that cover the module (its unit tests and the loop tests that
 exist for its behaviour), as the issue asks. A module not listed keeps every reaching test.
+With ``MUTATION_TIMES`` set, each mutant's session time is written down (:func:`time_session`).
 """
 
 from __future__ import annotations
