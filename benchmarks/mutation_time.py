@@ -54,12 +54,17 @@ Session = tuple[str, float, float, int]
 def read_times(path: Path) -> tuple[list[Session], dict[str, float]]:
     """One run's timed sessions (in start order) and its marks (run-start, run-end)."""
     sessions, marks = [], {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         parts = line.split("\t")
-        if len(parts) == 2:
-            marks[parts[0]] = float(parts[1])
-        elif len(parts) == 4:
-            sessions.append((parts[0], float(parts[1]), float(parts[2]), int(parts[3])))
+        try:
+            if len(parts) == 2:
+                marks[parts[0]] = float(parts[1])
+            elif len(parts) == 4:
+                sessions.append((parts[0], float(parts[1]), float(parts[2]), int(parts[3])))
+            else:
+                raise ValueError(f"{len(parts)} tab-separated fields")
+        except ValueError as err:  # not a MUTATION_TIMES line: say where, not a traceback
+            raise SystemExit(f"mutation_time.py: {path}:{number}: not a timing line ({err})") from None
     sessions.sort(key=lambda s: s[1])
     return sessions, marks
 

@@ -3,9 +3,11 @@ mutmut's selection, so a typo cannot silently leave a module's mutants without t
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
+import pytest
 from _mutation_covers import COVERS, mutant_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +64,20 @@ def test_the_full_run_estimate_by_hand() -> None:
     assert "(fork, pytest start): 0.67 s a mutant; the run's set-up (copy, stats, clean run): 10 s." in text
     assert "| gensis.eval.knn | 3 | 2.39 | 3.00 |" in text and "| gensis.ssl.dino | 1 | 3.50 | 3.50 |" in text
     assert "one worker: 0.01 h** (95 %: 0.01 to 0.01 h)" in text  # (10 + 23.89 + 3.5) / 3600 = 0.0104
+
+
+def test_a_line_that_is_not_a_timing_line_is_named(tmp_path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mutation_time import read_times
+
+    times = tmp_path / "times.tsv"
+    times.write_text("run-start\t10\ngensis.a.x_f__mutmut_1\t11.0\tlate\t1\n")
+    with pytest.raises(SystemExit, match=rf"^mutation_time.py: {re.escape(str(times))}:2: not a timing line \("):
+        read_times(times)
+    times.write_text("run-start\t10\nsomething else\n")
+    with pytest.raises(SystemExit, match=r":2: not a timing line \(1 tab-separated fields\)$"):
+        read_times(times)
+    times.write_text("run-start\t10\ngensis.a.x_f__mutmut_1\t11.0\t12.5\t1\n")
+    assert read_times(times) == ([("gensis.a.x_f__mutmut_1", 11.0, 12.5, 1)], {"run-start": 10.0})
