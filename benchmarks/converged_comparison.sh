@@ -12,6 +12,8 @@
 #   bash benchmarks/converged_comparison.sh                 # seeds 0-4, all 3,000 PCam test tiles
 #   SEEDS=0,1,2,3,4,5,6 bash benchmarks/converged_comparison.sh   # a later sitting adds seeds
 #   DEVICE=cuda bash benchmarks/converged_comparison.sh     # the same recipe on a GPU
+#   OMP_NUM_THREADS=1 python benchmarks/converged_worker.py --seeds 4   # beside it: seed 4, then the
+#                                                           # compute-fair arm, on the other core
 #
 # THREADS (default 1) pins torch's CPU threads for the whole experiment: the compute-fair arm is
 # given Gen-DINO's measured seconds, which compare only when every run had the same threads; one

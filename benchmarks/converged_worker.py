@@ -1,0 +1,67 @@
+"""A second worker for the converged comparison (issue 37): later seeds' arms on the other core.
+
+`benchmarks/converged_comparison.sh` trains the seeds one after another on one thread. This worker
+trains other seeds' two arms (DINO and Gen-DINO from scratch) and then the compute-fair arm, in the
+same experiment folder and from the same pinned revision ($EXP/src), so that a 2-core machine runs
+two arms at once. It writes no table: when the main run reaches a seed this worker finished, it
+reuses those runs (their folders hold the same config) and puts them in its table. Two processes
+never write one run folder: each run folder is locked by its writer (gensis.runtime.lock), so the one
+that comes second stops with one line naming the holder.
+
+The settings are the main run's (`gensis_scratch.py --data pcam --scale converged`), built by the
+pinned module's own functions; seed 0's pipeline is reused through `gensis.run`, which refuses a
+folder that holds other settings, so a worker whose recipe differed would stop before training.
+
+    THREADS=1 .venv/bin/python benchmarks/converged_worker.py --seeds 4       # seed 4, then compute-fair
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--exp", type=Path, default=REPO.parent / "issue37-comparison")
+    p.add_argument("--seeds", required=True, help="comma-separated training seeds (not 0: its arms are the pipeline)")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "pcam")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if 0 in seeds:
+        p.error("--seeds: seed 0 is the main run's pipeline (its generator and bank); give later seeds")
+    src = args.exp / "src"
+    threads = args.exp / "THREADS"
+    if not (src / "benchmarks" / "gensis_scratch.py").is_file() or not threads.is_file():
+        p.error(f"--exp {args.exp}: not an experiment folder of converged_comparison.sh (no src/ or THREADS)")
+    want = threads.read_text().strip()
+    if os.environ.get("OMP_NUM_THREADS") != want:
+        p.error(f"OMP_NUM_THREADS must be {want} ($EXP/THREADS): the arms' seconds compare only then")
+    sys.path[:0] = [str(src / "src"), str(src / "benchmarks")]
+    import gensis_scratch as scratch  # the pinned revision's, as the main run uses
+
+    data, preset, scales = scratch.DATASETS["pcam"]
+    settings = scratch.scratch_settings(scales["converged"])
+    settings.update(
+        {
+            "out": str(args.exp / "comparison"),
+            "preset": preset,
+            "device": args.device,
+            "data.path": str(args.data / "train.zip"),
+            "data.eval_path": str(args.data / "test.zip"),
+            "progress": False,
+        }
+    )
+    _, encoders, secs, _, _ = scratch.train_arms(settings, [0, *seeds], False, not args.no_compute_fair)
+    for name, seconds in secs.items():
+        print(f"{name}: {encoders.get(name, '')} ({seconds} s)")
+
+
+if __name__ == "__main__":
+    main()
