@@ -129,6 +129,14 @@ def _timed(secs: dict[str, float], name: str, cfg: PipelineConfig, train: Any, e
         secs[name] = max(round(time.perf_counter() - t0, 1), logged_seconds(Path(cfg.out) / name))
 
 
+def compute_fair_epochs(secs: dict[str, float], stage1_epochs: int) -> int:
+    """The compute-fair run's own epochs: the generator's, the bank's and seed 0's Gen-DINO seconds at
+    seed 0's DINO rate. ``init_full`` starts the run's step (and schedule) fresh, so these are epochs on
+    top of stage 1, which Gen-DINO's pipeline paid as well; not stage 1's epochs plus these."""
+    per_epoch = secs["dino"] / stage1_epochs
+    return max(1, round((secs["generator"] + secs["bank"] + secs["gen-dino"]) / per_epoch))
+
+
 def train_arms(
     settings: dict[str, Any],
     seeds: list[int],
@@ -185,9 +193,7 @@ def train_arms(
             after_seed(first[0], first[1], encoders, secs, dial_quality)
     cfg, stages, _ = first
     if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
-        per_epoch = secs["dino"] / stages.pretrain.train.epochs
-        extra = secs["generator"] + secs["bank"] + secs["gen-dino"]
-        epochs = stages.pretrain.train.epochs + max(1, round(extra / per_epoch))
+        epochs = compute_fair_epochs(secs, stages.pretrain.train.epochs)
         _timed(
             secs,
             "dino-compute-fair",
@@ -282,7 +288,7 @@ def report(
         "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})",
     }
     if "dino-compute-fair" in secs or "dino-compute-fair" in encoders:
-        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
+        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg)} epochs"
     seeds_in = len([e for e in encoders if split_name(e)[0] == "gen-dino"])
     head = f"Seeds in: {seeds_in} of {len(seeds)} asked ({', '.join(map(str, seeds))}).\n\n"
     table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS, head=head)
@@ -345,7 +351,7 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
 
 def fair_epochs(cfg: PipelineConfig) -> int:
-    """The compute-fair run's epochs, as it recorded them."""
+    """The compute-fair run's epochs on top of seed 0's DINO, as it recorded them."""
     return build_config(
         PretrainConfig, {}, use_presets=False, config_file=Path(cfg.out) / "dino-compute-fair" / "config.yaml"
     ).train.epochs

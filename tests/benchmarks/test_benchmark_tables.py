@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _gensis_table import markdown, seed_mcnemar, summarize  # noqa: E402
-from gensis_scratch import merge, recipe_digest  # noqa: E402
+from gensis_scratch import compute_fair_epochs, merge, recipe_digest  # noqa: E402
 
 
 def _row(knn: float) -> dict:
@@ -182,3 +182,16 @@ def test_a_renumbered_equivalent_follows_its_line_within_its_function_only() -> 
     assert rebind(status, listed, show=lines.get) == {"gensis.a.x_f__mutmut_5": "why", "gensis.a.x_f__mutmut_9": "gone"}
     twins = {**lines, "gensis.a.x_f__mutmut_6": "y = 1"}  # two candidates: ambiguous, left as it was
     assert rebind(status, listed, show=twins.get) == {"gensis.a.x_f__mutmut_3": "why", "gensis.a.x_f__mutmut_9": "gone"}
+
+
+def test_the_compute_fair_run_is_given_the_pipelines_seconds_beyond_stage_1_not_stage_1_again() -> None:
+    # The converged comparison's seed 0 (issue 37): stage 1 6,295.5 s for 240 epochs; the generator,
+    # the bank and Gen-DINO 16,767.6 s. init_full starts the run's step fresh, so its epochs are all
+    # extra: stage 1 + them is Gen-DINO's whole pipeline (to half an epoch), not 240 epochs more.
+    secs = {"dino": 6295.5, "generator": 3478.6, "bank": 1050.6, "gen-dino": 12238.4}
+    epochs = compute_fair_epochs(secs, 240)
+    assert epochs == 639
+    per_epoch = secs["dino"] / 240
+    pipeline = secs["dino"] + secs["generator"] + secs["bank"] + secs["gen-dino"]
+    assert abs(secs["dino"] + epochs * per_epoch - pipeline) <= per_epoch / 2
+    assert compute_fair_epochs({"dino": 100.0, "generator": 1.0, "bank": 0.0, "gen-dino": 0.0}, 10) == 1

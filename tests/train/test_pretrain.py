@@ -184,6 +184,8 @@ def test_init_full_continues_heads_teacher_and_center(tmp_path, shapes) -> None:
     assert gap(b, "student") < 0.01 * gap(c, "student")  # c starts its heads afresh
     assert gap(b, "teacher") < gap(c, "teacher")
     assert torch.allclose(b["center"], a["center"], atol=0.2 * a["center"].abs().max().item())
+    # The step (and so the schedule) starts fresh: the compute-fair arm's epochs are all extra (gensis_scratch).
+    assert a["step"] > 1 and b["step"] == 1
     with pytest.raises(GensisError, match="init_full"):  # an exported file has no heads
         gensis.pretrain({**cfg, "out": str(tmp_path / "d"), "init_from": str(first.encoder_path), "init_full": True})
     with pytest.raises(GensisError, match="init_full"):
