@@ -144,7 +144,8 @@ def train_arms(settings: dict[str, Any], seeds: list[int], per_seed_bank: bool, 
     if compute_fair:  # seed 0's DINO continued for the seconds Gen-DINO's pipeline took beyond it
         per_epoch = secs["dino"] / stages.pretrain.train.epochs
         extra = secs["generator"] + secs["bank"] + secs["gen-dino"]
-        epochs = stages.pretrain.train.epochs + max(1, round(extra / per_epoch))
+        # init_full starts the step fresh: these epochs are all on top of stage 1 (fixed on 2026-12-07, issue 37)
+        epochs = max(1, round(extra / per_epoch))
         _timed(secs, "dino-compute-fair", cfg, lambda: stage3_variant(cfg, stages.pretrain, "dino-compute-fair", {
             "train.epochs": epochs, "init_from": stages.pretrain.out, "init_full": True}), encoders)
     return cfg, encoders, secs, stages, dial_quality
@@ -200,7 +201,7 @@ def report(seeds: list[int], dial: dict[str, Any] | None, cfg: PipelineConfig, s
     labels = {**LABELS, "dino": f"DINO from scratch, {n} epochs", "gen-dino": f"Gen-DINO from scratch, {n} epochs",
               "gen-dino-dial": f"Gen-DINO from scratch, {n} epochs, the dial's bank ({dial})"}
     if "dino-compute-fair" in secs or "dino-compute-fair" in encoders:
-        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg) - n} epochs"
+        labels["dino-compute-fair"] = f"DINO, compute-fair: seed 0's DINO + {fair_epochs(cfg)} epochs"
     seeds_in = len([e for e in encoders if split_name(e)[0] == "gen-dino"])
     head = f"Seeds in: {seeds_in} of {len(seeds)} asked ({', '.join(map(str, seeds))}).\n\n"
     table = write_table(Path(cfg.out), summary, labels, extra, se_covers=SE_COVERS, head=head)
@@ -258,7 +259,7 @@ def merge(result: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str,
 
 
 def fair_epochs(cfg: PipelineConfig) -> int:
-    """The compute-fair run's epochs, as it recorded them."""
+    """The compute-fair run's epochs on top of seed 0's DINO, as it recorded them."""
     return build_config(PretrainConfig, {}, use_presets=False,
                         config_file=Path(cfg.out) / "dino-compute-fair" / "config.yaml").train.epochs
 
