@@ -10,15 +10,18 @@ that comes second stops with one line naming the holder.
 
 The settings are the main run's (`gensis_scratch.py --data pcam --scale converged`), built by the
 pinned module's own functions; seed 0's pipeline is reused through `gensis.run`, which refuses a
-folder that holds other settings, so a worker whose recipe differed would stop before training.
+stage folder that holds other settings, so a worker whose recipe differed would stop before training.
 
-    THREADS=1 .venv/bin/python benchmarks/converged_worker.py --seeds 4       # seed 4, then compute-fair
+    # seed 4, then the compute-fair arm; start it after the main run has begun training (both take
+    # the pipeline folder's lock while they check seed 0's pipeline)
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python benchmarks/converged_worker.py --seeds 4
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,25 +39,29 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if 0 in seeds:
         p.error("--seeds: seed 0 is the main run's pipeline (its generator and bank); give later seeds")
-    src = args.exp / "src"
-    threads = args.exp / "THREADS"
-    if not (src / "benchmarks" / "gensis_scratch.py").is_file() or not threads.is_file():
-        p.error(f"--exp {args.exp}: not an experiment folder of converged_comparison.sh (no src/ or THREADS)")
+    exp, data = args.exp.resolve(), args.data.resolve()  # the run folders' configs hold absolute paths
+    src, threads, revision = exp / "src", exp / "THREADS", exp / "REVISION"
+    if not (src / "benchmarks" / "gensis_scratch.py").is_file() or not threads.is_file() or not revision.is_file():
+        p.error(f"--exp {exp}: not an experiment folder of converged_comparison.sh (no src/, THREADS or REVISION)")
     want = threads.read_text().strip()
-    if os.environ.get("OMP_NUM_THREADS") != want:
-        p.error(f"OMP_NUM_THREADS must be {want} ($EXP/THREADS): the arms' seconds compare only then")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var) != want:
+            p.error(f"{var} must be {want} ($EXP/THREADS): the arms' seconds compare only then")
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if head != revision.read_text().strip():
+        p.error(f"--exp {exp}: src/ is at {head or 'no commit'}, not at REVISION {revision.read_text().strip()}")
     sys.path[:0] = [str(src / "src"), str(src / "benchmarks")]
     import gensis_scratch as scratch  # the pinned revision's, as the main run uses
 
-    data, preset, scales = scratch.DATASETS["pcam"]
+    _, preset, scales = scratch.DATASETS["pcam"]
     settings = scratch.scratch_settings(scales["converged"])
     settings.update(
         {
-            "out": str(args.exp / "comparison"),
+            "out": str(exp / "comparison"),
             "preset": preset,
             "device": args.device,
-            "data.path": str(args.data / "train.zip"),
-            "data.eval_path": str(args.data / "test.zip"),
+            "data.path": str(data / "train.zip"),
+            "data.eval_path": str(data / "test.zip"),
             "progress": False,
         }
     )

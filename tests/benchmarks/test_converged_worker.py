@@ -1,6 +1,7 @@
 """The converged comparison's second worker (issue 37) refuses, in one line, what would mix it into
-the wrong experiment: seed 0 (the main run's pipeline), a folder that is not an experiment, and a
-thread count other than the experiment's (its seconds would not compare)."""
+the wrong experiment: seed 0 (the main run's pipeline), a folder that is not an experiment, a
+thread count other than the experiment's (its seconds would not compare), and a worktree that is
+not at the experiment's pinned revision."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ WORKER = Path(__file__).resolve().parents[2] / "benchmarks" / "converged_worker.
 
 
 def _worker(exp: Path, seeds: str, threads: str = "1") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(WORKER), "--exp", str(exp), "--seeds", seeds],
         capture_output=True,
@@ -29,6 +30,7 @@ def _experiment(exp: Path) -> Path:
     (exp / "src" / "benchmarks").mkdir(parents=True)
     (exp / "src" / "benchmarks" / "gensis_scratch.py").write_text("raise SystemExit('must not be imported')\n")
     (exp / "THREADS").write_text("1\n")
+    (exp / "REVISION").write_text("4e1d0af257be04498f98d123bffce57409fefd88\n")
     return exp
 
 
@@ -38,6 +40,7 @@ def _experiment(exp: Path) -> Path:
         ("0,4", "1", True, "--seeds: seed 0 is the main run's pipeline"),
         ("4", "1", False, "not an experiment folder of converged_comparison.sh"),
         ("4", "2", True, "OMP_NUM_THREADS must be 1 ($EXP/THREADS)"),
+        ("4", "1", True, "src/ is at no commit, not at REVISION 4e1d0af"),
     ],
 )
 def test_the_worker_refuses_in_one_line_before_it_imports_the_pinned_code(
