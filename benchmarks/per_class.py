@@ -3,7 +3,7 @@
 Two figures per class of a pipeline folder of `gensis_scratch.py`:
 - the accuracy of each encoder pair (`dino:gen-dino`, ...) on the same test images, from the
   per-image correctness its evaluation recorded (`eval/<name>.json`): kNN k=20 and the linear probe;
-- the class consistency of the view bank's generated views of that class's sources, beside real
+- the class consistency (and source top-1) of the view bank's generated views of that class's sources, beside real
   stage-1 views of the same sources (the ceiling), judged by stage 1's encoder
   (`gensis.eval.faithfulness.class_consistency`: the k nearest real images mostly carry the source's label).
 
@@ -26,7 +26,7 @@ from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.data import load_images
 from gensis.errors import GensisError
-from gensis.eval.faithfulness import as_data, ceiling_augment, class_consistency, real_views
+from gensis.eval.faithfulness import as_data, ceiling_augment, class_consistency, real_views, retrieval
 from gensis.eval.features import encoder_embeddings
 from gensis.pipeline import stage_configs
 from gensis.runtime.checkpoint import load_encoder
@@ -91,9 +91,11 @@ def bank_rows(folder: Path, train: str) -> list[str]:
     rows = []
     for c in sorted(set(labels.tolist())):
         mine = src[labels[src] == c]
-        gen = class_consistency(gen_emb[mine], mine, real_emb, labels)
-        ceiling = class_consistency(ceiling_emb[mine], mine, real_emb, labels)
-        rows.append(f"| {real.class_names[c] if real.class_names else c} | {len(mine)} | {gen:.2f} | {ceiling:.2f} |")
+        cells = []
+        for emb in (gen_emb, ceiling_emb):
+            top1 = retrieval(emb[mine], mine, real_emb)["retrieval_top1"]
+            cells.append(f"{class_consistency(emb[mine], mine, real_emb, labels):.2f} / {top1:.2f}")
+        rows.append(f"| {real.class_names[c] if real.class_names else c} | {len(mine)} | {' | '.join(cells)} |")
     return rows
 
 
@@ -120,7 +122,9 @@ def report(folder: Path, pairs: list[tuple[str, str]], train: str, test_path: st
     print("| pair | figure | " + " | ".join(f"class {n}: base -> other (diff)" for n in names) + " |")
     print("|---|---|" + "---|" * len(names))
     print("\n".join(pair_rows(folder, pairs, labels)))
-    print("\n| source class | sources | generated views: class consistency (%) | real stage-1 views (%) |")
+    print(
+        "\n| source class | sources | generated views: class consistency / source top-1 (%) | real stage-1 views (%) |"
+    )
     print("|---|---:|---:|---:|")
     print("\n".join(bank_rows(folder, train)))
 
