@@ -7,9 +7,9 @@ Two figures per class of a pipeline folder of `gensis_scratch.py`:
   stage-1 views of the same sources (the ceiling), judged by stage 1's encoder
   (`gensis.eval.faithfulness.class_consistency`: the k nearest real images mostly carry the source's label).
 
-    python benchmarks/per_class.py --pipeline ../issue37-comparison/comparison \\
-        --pairs dino:gen-dino,dino-s1:gen-dino-s1 \\
-        --train ../shared/data/pcam/train.zip --test ../shared/data/pcam/test.zip
+    python benchmarks/per_class.py --pipeline ../issue37-comparison/comparison --pairs dino:gen-dino,dino-s1:gen-dino-s1
+
+The training and test images are the pipeline's own (its config.yaml); a bank made from other images is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,6 +26,7 @@ from gensis.bank.store import ViewBank
 from gensis.config.overrides import build_config
 from gensis.config.schema import PipelineConfig
 from gensis.data import load_images
+from gensis.data.loader import load_training_images
 from gensis.errors import GensisError
 from gensis.eval.faithfulness import as_data, ceiling_augment, class_consistency, real_views, retrieval
 from gensis.eval.features import encoder_embeddings
@@ -74,13 +76,11 @@ def pair_rows(folder: Path, pairs: list[tuple[str, str]], labels: list[int]) -> 
     return rows
 
 
-def bank_rows(folder: Path, train: str) -> list[str]:
-    stages = stage_configs(build_config(PipelineConfig, {}, use_presets=False, config_file=folder / "config.yaml"))
+def bank_rows(stages: Any) -> list[str]:
     encoder = load_encoder(RunFolder(stages.pretrain.out).exported_encoder)
-    real = load_images(
-        train, encoder.info.resolution, require_labels=True, max_images=stages.pretrain.data.max_images, progress=False
-    )
+    real = load_training_images(stages.pretrain.data, encoder.info.resolution, progress=False, require_labels=True)
     bank = ViewBank(stages.generate.out)
+    bank.check_data(real.fingerprint(), str(stages.pretrain.data.path), "data.path")  # sources line up with labels
     labels = torch.as_tensor(real.labels)
     real_emb = encoder_embeddings(encoder, real)
     src = torch.arange(bank.index.n_sources)
@@ -103,21 +103,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pipeline", type=Path, required=True, help="a gensis_scratch.py pipeline folder")
     p.add_argument("--pairs", required=True, help="comma-separated BASE:OTHER encoder names of its eval/")
-    p.add_argument("--train", required=True, help="the pipeline's training images (the bank's sources)")
-    p.add_argument("--test", required=True, help="the test images its evaluations used")
     args = p.parse_args()
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",")]
     if any(len(pair) != 2 for pair in pairs):
         p.error("--pairs: each pair is BASE:OTHER, e.g. dino:gen-dino")
     try:
-        report(args.pipeline, pairs, args.train, args.test)  # type: ignore[arg-type]
+        report(args.pipeline, pairs)  # type: ignore[arg-type]
     except (GensisError, OSError, ValueError) as e:  # bad input: one line, no traceback
         sys.exit(f"per_class: {e}")
 
 
-def report(folder: Path, pairs: list[tuple[str, str]], train: str, test_path: str) -> None:
-    test = load_images(test_path, 32, require_labels=True, progress=False)  # only the labels are read
-    labels = [int(y) for y in test.labels]
+def report(folder: Path, pairs: list[tuple[str, str]]) -> None:
+    """Both tables, from the pipeline's own config (its training images, test images and bank)."""
+    cfg = build_config(PipelineConfig, {}, use_presets=False, config_file=folder / "config.yaml")
+    if cfg.data.eval_path is None:
+        raise ValueError(f"{folder / 'config.yaml'}: data.eval_path is not set (no test images were evaluated)")
+    test = load_images(cfg.data.eval_path, 32, require_labels=True, cache_dir=cfg.data.cache_dir, progress=False)
+    labels = [int(y) for y in test.labels]  # only the labels are read; 32 px keeps the decode cheap
     names = test.class_names or sorted(set(labels))
     print("| pair | figure | " + " | ".join(f"class {n}: base -> other (diff)" for n in names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -126,7 +128,7 @@ def report(folder: Path, pairs: list[tuple[str, str]], train: str, test_path: st
         "\n| source class | sources | generated views: class consistency / source top-1 (%) | real stage-1 views (%) |"
     )
     print("|---|---:|---:|---:|")
-    print("\n".join(bank_rows(folder, train)))
+    print("\n".join(bank_rows(stage_configs(cfg))))
 
 
 if __name__ == "__main__":

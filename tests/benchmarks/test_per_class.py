@@ -43,22 +43,12 @@ def test_a_bad_evaluation_file_is_named_in_one_line_without_a_traceback(
         (test / label).mkdir(parents=True)
         Image.new("RGB", (8, 8), (200, 10, 10)).save(test / label / "a.png")
     (tmp_path / "pair" / "eval").mkdir(parents=True)
+    (tmp_path / "pair" / "config.yaml").write_text(f"data:\n  path: {test}\n  eval_path: {test}\n  cache_dir: null\n")
     if content is not None:
         (tmp_path / "pair" / "eval" / "dino.json").write_text(content)
     (tmp_path / "pair" / "eval" / "gen-dino.json").write_text('{"knn_correct": {"20": "11"}}')
     done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--pipeline",
-            str(tmp_path / "pair"),
-            "--pairs",
-            "dino:gen-dino",
-            "--train",
-            str(test),
-            "--test",
-            str(test),
-        ],
+        [sys.executable, str(SCRIPT), "--pipeline", str(tmp_path / "pair"), "--pairs", "dino:gen-dino"],
         capture_output=True,
         text=True,
         timeout=120,
