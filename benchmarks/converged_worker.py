@@ -36,20 +36,26 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-compute-fair", action="store_true", help="skip the compute-fair DINO run")
     args = p.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds {args.seeds!r}: comma-separated whole numbers, e.g. 4 or 3,4")
     if 0 in seeds:
         p.error("--seeds: seed 0 is the main run's pipeline (its generator and bank); give later seeds")
     exp, data = args.exp.resolve(), args.data.resolve()  # the run folders' configs hold absolute paths
     src, threads, revision = exp / "src", exp / "THREADS", exp / "REVISION"
-    if not (src / "benchmarks" / "gensis_scratch.py").is_file() or not threads.is_file() or not revision.is_file():
+    # gensis is not imported before the pinned src/ is on the path, so its trust helpers are not used here:
+    # a link or a FIFO in place of THREADS or REVISION is refused by hand (is_file() is False for a FIFO).
+    marks = (src / "benchmarks" / "gensis_scratch.py", threads, revision)
+    if any(not path.is_file() or path.is_symlink() for path in marks):
         p.error(f"--exp {exp}: not an experiment folder of converged_comparison.sh (no src/, THREADS or REVISION)")
-    want = threads.read_text().strip()
+    want, pinned = threads.read_text().strip(), revision.read_text().strip()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(var) != want:
             p.error(f"{var} must be {want} ($EXP/THREADS): the arms' seconds compare only then")
     head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if head != revision.read_text().strip():
-        p.error(f"--exp {exp}: src/ is at {head or 'no commit'}, not at REVISION {revision.read_text().strip()}")
+    if head != pinned:
+        p.error(f"--exp {exp}: src/ is at {head or 'no commit'}, not at REVISION {pinned}")
     sys.path[:0] = [str(src / "src"), str(src / "benchmarks")]
     import gensis_scratch as scratch  # the pinned revision's, as the main run uses
 

@@ -41,6 +41,7 @@ def _experiment(exp: Path) -> Path:
         ("4", "1", False, "not an experiment folder of converged_comparison.sh"),
         ("4", "2", True, "OMP_NUM_THREADS must be 1 ($EXP/THREADS)"),
         ("4", "1", True, "src/ is at no commit, not at REVISION 4e1d0af"),
+        ("x", "1", True, "--seeds 'x': comma-separated whole numbers"),
     ],
 )
 def test_the_worker_refuses_in_one_line_before_it_imports_the_pinned_code(
@@ -52,3 +53,13 @@ def test_the_worker_refuses_in_one_line_before_it_imports_the_pinned_code(
     assert says in done.stderr
     assert "Traceback" not in done.stderr and "must not be imported" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("converged_worker.py: error: ")
+
+
+def test_a_link_in_place_of_the_experiments_thread_count_is_refused(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path / "exp")
+    (tmp_path / "elsewhere").write_text("1\n")
+    (exp / "THREADS").unlink()
+    (exp / "THREADS").symlink_to(tmp_path / "elsewhere")
+    done = _worker(exp, "4")
+    assert done.returncode == 2 and "not an experiment folder of converged_comparison.sh" in done.stderr
+    assert "Traceback" not in done.stderr
