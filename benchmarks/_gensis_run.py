@@ -66,6 +66,12 @@ LABELS = {
 VERSUS = [("gen-dino", "control"), ("gen-dino", "dino"), ("control", "dino"), ("gen-dino", "dino-compute-fair")]
 
 
+def epochs_for(seconds: float, run_seconds: float, run_epochs: int) -> int:
+    """The epochs (at least 1) that take ``seconds`` at the rate of a run of ``run_epochs`` in ``run_seconds``:
+    a compute-fair run's length."""
+    return max(1, round(seconds / (run_seconds / run_epochs)))
+
+
 def run_seed(
     settings: dict[str, Any], *, nodis: bool = True, compute_fair: bool = True, stage3_seeds: int = 1
 ) -> dict[str, Any]:
@@ -91,9 +97,8 @@ def run_seed(
         encoders["gen-dino-nodis"] = stage3_variant(cfg, stages.gen_dino, "gen-dino-nodis", {"gen.lambda_dis": 0.0})
         secs["gen-dino-nodis"] = round(time.perf_counter() - t0, 1)
     if compute_fair:  # plain DINO from stage 1 for the seconds stage 2 + Gen-DINO took
-        per_epoch = secs["control"] / stages.control.train.epochs
         extra = secs["train-generator"] + secs["generate"] + secs["gen-dino"]
-        fair_epochs = max(1, round(extra / per_epoch))
+        fair_epochs = epochs_for(extra, secs["control"], stages.control.train.epochs)
         t0 = time.perf_counter()
         encoders["dino-compute-fair"] = stage3_variant(
             cfg, stages.control, "dino-compute-fair", {"train.epochs": fair_epochs}

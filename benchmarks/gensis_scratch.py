@@ -39,7 +39,7 @@ from typing import Any
 import gensis_cifar10
 import gensis_pcam
 from _common import emit, header, settings_arg
-from _gensis_run import bank_and_loss_notes, evaluate_all, faithfulness_md, logged_seconds, run_folder
+from _gensis_run import bank_and_loss_notes, epochs_for, evaluate_all, faithfulness_md, logged_seconds, run_folder
 from _gensis_table import loss_trend, mcnemar_md, seed_mcnemar, split_name, summarize, write_table
 
 import gensis
@@ -133,8 +133,7 @@ def compute_fair_epochs(secs: dict[str, float], stage1_epochs: int) -> int:
     """The compute-fair run's own epochs: the generator's, the bank's and seed 0's Gen-DINO seconds at
     seed 0's DINO rate. ``init_full`` starts the run's step (and schedule) fresh, so these are epochs on
     top of stage 1, which Gen-DINO's pipeline paid as well; not stage 1's epochs plus these."""
-    per_epoch = secs["dino"] / stage1_epochs
-    return max(1, round((secs["generator"] + secs["bank"] + secs["gen-dino"]) / per_epoch))
+    return epochs_for(secs["generator"] + secs["bank"] + secs["gen-dino"], secs["dino"], stage1_epochs)
 
 
 def train_arms(
